@@ -1,0 +1,109 @@
+//! Passwords (kept secret in memory) and their stored hashes.
+
+use secrecy::{ExposeSecret, SecretString};
+use std::fmt;
+
+pub const MIN_PASSWORD_CHARS: usize = 8;
+pub const MAX_PASSWORD_CHARS: usize = 128;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordError {
+    #[error("This field may not be blank.")]
+    Empty,
+    #[error("Ensure this field has at least 8 characters.")]
+    TooShort,
+    #[error("Ensure this field has no more than 128 characters.")]
+    TooLong,
+}
+
+/// A password a user typed. Never printed: `Debug` shows a placeholder.
+#[derive(Clone)]
+pub struct Password(SecretString);
+
+impl Password {
+    /// Checks the length policy (8..=128 characters) of a new password.
+    pub fn parse(raw: String) -> Result<Self, PasswordError> {
+        let chars = raw.chars().count();
+        if chars == 0 {
+            return Err(PasswordError::Empty);
+        }
+        if chars < MIN_PASSWORD_CHARS {
+            return Err(PasswordError::TooShort);
+        }
+        if chars > MAX_PASSWORD_CHARS {
+            return Err(PasswordError::TooLong);
+        }
+        Ok(Self(SecretString::from(raw)))
+    }
+
+    /// A password offered at login: only the upper bound applies (it caps hashing
+    /// work), so that a policy change never locks out an existing account.
+    pub fn for_login(raw: String) -> Result<Self, PasswordError> {
+        let chars = raw.chars().count();
+        if chars == 0 {
+            return Err(PasswordError::Empty);
+        }
+        if chars > MAX_PASSWORD_CHARS {
+            return Err(PasswordError::TooLong);
+        }
+        Ok(Self(SecretString::from(raw)))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password([REDACTED])")
+    }
+}
+
+/// A PHC-format password hash as stored (for example `$argon2id$v=19$...`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    pub fn new(phc: String) -> Self {
+        Self(phc)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash([REDACTED])")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_enforces_length_in_characters() {
+        assert_eq!(
+            Password::parse(String::new()).unwrap_err(),
+            PasswordError::Empty
+        );
+        assert_eq!(
+            Password::parse("short".into()).unwrap_err(),
+            PasswordError::TooShort
+        );
+        assert!(Password::parse("ééééééé€".into()).is_ok());
+        assert_eq!(
+            Password::parse("x".repeat(129)).unwrap_err(),
+            PasswordError::TooLong
+        );
+        assert!(Password::parse("x".repeat(128)).is_ok());
+    }
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        let password = Password::parse("hunter22-secret".into()).unwrap();
+        assert!(!format!("{password:?}").contains("hunter22"));
+    }
+}

@@ -1,0 +1,25 @@
+//! The ports: what the domain needs from the outside world, one small trait each.
+//! Adapters implement them; the service holds them as `Arc<dyn Port>`.
+
+mod clock;
+mod code_generator;
+mod mailer;
+mod otp_store;
+mod password_hasher;
+mod token_issuer;
+mod user_repository;
+
+pub use clock::Clock;
+pub use code_generator::CodeGenerator;
+pub use mailer::{Mail, MailError, Mailer};
+pub use otp_store::OtpStore;
+pub use password_hasher::{HashError, PasswordHasher};
+pub use token_issuer::TokenIssuer;
+pub use user_repository::{CreateUserError, UserRepository};
+
+#[cfg(any(test, feature = "mocks"))]
+pub use {
+    clock::MockClock, code_generator::MockCodeGenerator, mailer::MockMailer,
+    otp_store::MockOtpStore, password_hasher::MockPasswordHasher, token_issuer::MockTokenIssuer,
+    user_repository::MockUserRepository,
+};

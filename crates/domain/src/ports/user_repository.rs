@@ -1,0 +1,32 @@
+//! Storage of user accounts.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::{EmailAddress, InfraError, NewUser, User, UserId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    /// An account with this (normalised) email already exists.
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait UserRepository: Send + Sync {
+    /// Inserts `user`. Returns `CreateUserError::EmailTaken` if the email is taken,
+    /// also when a concurrent insert of the same email won the race.
+    async fn create(&self, user: &NewUser) -> Result<User, CreateUserError>;
+
+    /// The account with this email, if any.
+    async fn find_by_email(&self, email: &EmailAddress) -> Result<Option<User>, InfraError>;
+
+    /// The account with this id, if any.
+    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, InfraError>;
+
+    /// Marks the account's email verified. Idempotent; unknown ids are ignored.
+    async fn mark_email_verified(&self, id: UserId, at: DateTime<Utc>) -> Result<(), InfraError>;
+}

@@ -1,0 +1,134 @@
+//! The use cases. [`AuthService`] holds the ports and the settings; each use case
+//! lives in its own file with its own error enum.
+
+mod authenticate;
+mod login;
+mod refresh;
+mod register;
+mod resend;
+mod verify;
+
+#[cfg(test)]
+mod tests;
+
+pub use authenticate::AuthenticateError;
+pub use login::{LoginError, LoginInput};
+pub use refresh::RefreshError;
+pub use register::{RegisterError, RegisterInput, Registered};
+pub use resend::ResendError;
+pub use verify::{VerifyInput, VerifyOtpError};
+
+use std::sync::Arc;
+use uuid::Uuid;
+
+use crate::otp::NewOtp;
+use crate::ports::{
+    Clock, CodeGenerator, HashError, Mail, MailError, Mailer, OtpStore, PasswordHasher,
+    TokenIssuer, UserRepository,
+};
+use crate::{InfraError, OtpHasher, OtpPurpose, OtpSettings, User};
+
+/// Whether tokens wait for a verified address (see API.md "Registration policy").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RegistrationPolicy {
+    /// Register never says whether the address had an account; tokens come with
+    /// verification; login of an unverified account is refused.
+    #[default]
+    VerificationRequired,
+    /// The tutorial's behaviour: tokens at registration, duplicates refused, login
+    /// before verification.
+    TokensBeforeVerification,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ServiceSettings {
+    pub policy: RegistrationPolicy,
+    pub otp: OtpSettings,
+}
+
+/// The adapters the service runs on.
+#[derive(Clone)]
+pub struct Ports {
+    pub users: Arc<dyn UserRepository>,
+    pub otps: Arc<dyn OtpStore>,
+    pub mailer: Arc<dyn Mailer>,
+    pub tokens: Arc<dyn TokenIssuer>,
+    pub passwords: Arc<dyn PasswordHasher>,
+    pub clock: Arc<dyn Clock>,
+    pub codes: Arc<dyn CodeGenerator>,
+}
+
+/// The application service: every use case of API.md.
+#[derive(Clone)]
+pub struct AuthService {
+    ports: Ports,
+    otp_hasher: OtpHasher,
+    settings: ServiceSettings,
+}
+
+impl std::fmt::Debug for AuthService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthService")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sending a code failed: either storing it or mailing it.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SendCodeError {
+    #[error(transparent)]
+    Mail(#[from] MailError),
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+impl AuthService {
+    pub fn new(ports: Ports, otp_hasher: OtpHasher, settings: ServiceSettings) -> Self {
+        Self {
+            ports,
+            otp_hasher,
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &ServiceSettings {
+        &self.settings
+    }
+
+    /// Issues a fresh code for `user` and `purpose` (invalidating the previous one)
+    /// and mails it. The plaintext exists only in the mail.
+    pub(crate) async fn send_code(
+        &self,
+        user: &User,
+        purpose: OtpPurpose,
+    ) -> Result<(), SendCodeError> {
+        let now = self.ports.clock.now();
+        let code = self.ports.codes.generate(self.settings.otp.length);
+        let otp = NewOtp {
+            id: Uuid::new_v4(),
+            email: user.email.clone(),
+            purpose,
+            code_hash: self.otp_hasher.hash(&user.email, purpose, &code),
+            created_at: now,
+            expires_at: now + self.settings.otp.ttl,
+        };
+        self.ports.otps.replace(&otp).await?;
+        let mail = Mail::Code {
+            to: user.email.clone(),
+            full_name: user.full_name.as_str().to_owned(),
+            code,
+            purpose,
+            valid_for: self.settings.otp.ttl,
+        };
+        self.ports.mailer.send(&mail).await?;
+        Ok(())
+    }
+}
+
+pub(crate) fn hash_error_to_infra(error: HashError) -> Result<InfraError, HashError> {
+    match error {
+        HashError::Busy => Err(HashError::Busy),
+        HashError::Unexpected(e) => Ok(InfraError::Unexpected(e)),
+    }
+}

@@ -1,0 +1,140 @@
+//! Register: create the account and mail a verification code, under either policy.
+
+use crate::ports::{CreateUserError, HashError, Mail};
+use crate::service::{AuthService, RegistrationPolicy, SendCodeError, hash_error_to_infra};
+use crate::{
+    EmailAddress, FullName, InfraError, NewUser, OtpPurpose, Password, TokenPair, TokenSubject,
+    User, UserId,
+};
+
+#[derive(Debug)]
+pub struct RegisterInput {
+    pub email: EmailAddress,
+    pub full_name: FullName,
+    pub password: Password,
+}
+
+#[derive(Debug)]
+pub enum Registered {
+    /// Default policy: the same answer whether or not the address had an account.
+    /// Echoes the request, never the stored account.
+    PendingVerification {
+        email: EmailAddress,
+        full_name: FullName,
+    },
+    /// Compatibility policy: the new account and its first tokens.
+    WithTokens { user: User, tokens: TokenPair },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// Compatibility policy only: the address has an account.
+    #[error("User with this email already exists.")]
+    EmailTaken,
+    /// Password hashing is saturated; retry later.
+    #[error("the service is busy")]
+    Busy,
+    /// The code mail could not be sent. The account is kept: registering again
+    /// with the same address acts as a resend.
+    #[error("the email could not be sent")]
+    MailUnavailable,
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+impl From<HashError> for RegisterError {
+    fn from(error: HashError) -> Self {
+        match hash_error_to_infra(error) {
+            Ok(infra) => Self::Infra(infra),
+            Err(_) => Self::Busy,
+        }
+    }
+}
+
+impl From<SendCodeError> for RegisterError {
+    fn from(error: SendCodeError) -> Self {
+        match error {
+            SendCodeError::Mail(_) => Self::MailUnavailable,
+            SendCodeError::Infra(e) => Self::Infra(e),
+        }
+    }
+}
+
+impl AuthService {
+    pub async fn register(&self, input: RegisterInput) -> Result<Registered, RegisterError> {
+        // Hash first, whatever the address: the time spent must not tell new from existing.
+        let password_hash = self.ports.passwords.hash(&input.password).await?;
+        let new_user = NewUser {
+            id: UserId::new_random(),
+            email: input.email.clone(),
+            full_name: input.full_name.clone(),
+            password_hash,
+            created_at: self.ports.clock.now(),
+        };
+        let created = self.ports.users.create(&new_user).await;
+        match (self.settings.policy, created) {
+            (RegistrationPolicy::VerificationRequired, Ok(user)) => {
+                self.send_code(&user, OtpPurpose::VerifyEmail).await?;
+                Ok(pending(input))
+            }
+            (RegistrationPolicy::VerificationRequired, Err(CreateUserError::EmailTaken)) => {
+                self.register_existing(&input.email).await?;
+                Ok(pending(input))
+            }
+            (RegistrationPolicy::TokensBeforeVerification, Ok(user)) => {
+                // The account and its tokens stand even if the mail fails: the client
+                // holds tokens and can ask for a resend.
+                if let Err(error) = self.send_code(&user, OtpPurpose::VerifyEmail).await {
+                    tracing::warn!(%error, "verification code not sent at registration; the client can ask for a resend");
+                }
+                let tokens = self
+                    .ports
+                    .tokens
+                    .issue(&subject_of(&user), self.ports.clock.now())?;
+                Ok(Registered::WithTokens { user, tokens })
+            }
+            (RegistrationPolicy::TokensBeforeVerification, Err(CreateUserError::EmailTaken)) => {
+                Err(RegisterError::EmailTaken)
+            }
+            (_, Err(CreateUserError::Infra(e))) => Err(e.into()),
+        }
+    }
+
+    /// An existing unverified account gets a new code (a resend); a verified one gets
+    /// a notice instead, never a code.
+    async fn register_existing(&self, email: &EmailAddress) -> Result<(), RegisterError> {
+        let Some(user) = self.ports.users.find_by_email(email).await? else {
+            // Deleted between the insert and this read: nothing to tell anyone.
+            return Ok(());
+        };
+        if user.email_verified {
+            let notice = Mail::RegistrationAttempt {
+                to: user.email.clone(),
+                full_name: user.full_name.as_str().to_owned(),
+            };
+            self.ports
+                .mailer
+                .send(&notice)
+                .await
+                .map_err(|_| RegisterError::MailUnavailable)?;
+            Ok(())
+        } else {
+            Ok(self.send_code(&user, OtpPurpose::VerifyEmail).await?)
+        }
+    }
+}
+
+fn pending(input: RegisterInput) -> Registered {
+    Registered::PendingVerification {
+        email: input.email,
+        full_name: input.full_name,
+    }
+}
+
+pub(crate) fn subject_of(user: &User) -> TokenSubject {
+    TokenSubject {
+        user_id: user.id,
+        email: user.email.clone(),
+        email_verified: user.email_verified,
+    }
+}

@@ -1,0 +1,34 @@
+//! Resend: a new verification code for an address still waiting for one.
+
+use crate::service::{AuthService, SendCodeError};
+use crate::{EmailAddress, InfraError, OtpPurpose};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResendError {
+    #[error("the email could not be sent")]
+    MailUnavailable,
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+impl From<SendCodeError> for ResendError {
+    fn from(error: SendCodeError) -> Self {
+        match error {
+            SendCodeError::Mail(_) => Self::MailUnavailable,
+            SendCodeError::Infra(e) => Self::Infra(e),
+        }
+    }
+}
+
+impl AuthService {
+    /// Mails a new code (invalidating the previous one) if the address has an
+    /// unverified account; does nothing otherwise. The caller answers the same either way.
+    pub async fn resend_verification(&self, email: &EmailAddress) -> Result<(), ResendError> {
+        match self.ports.users.find_by_email(email).await? {
+            Some(user) if !user.email_verified && user.is_active => {
+                Ok(self.send_code(&user, OtpPurpose::VerifyEmail).await?)
+            }
+            _ => Ok(()),
+        }
+    }
+}

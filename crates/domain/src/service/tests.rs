@@ -1,0 +1,594 @@
+//! Unit tests of the use cases against mocked ports and a fixed clock.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, Utc};
+use futures_executor::block_on;
+use mockall::predicate::eq;
+use uuid::Uuid;
+
+use super::*;
+use crate::otp::StoredOtp;
+use crate::ports::*;
+use crate::*;
+
+const SECRET: [u8; 32] = [42; 32];
+
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_700_000_000, 0).unwrap()
+}
+
+fn email() -> EmailAddress {
+    EmailAddress::parse("ada@example.com").unwrap()
+}
+
+fn user(verified: bool) -> User {
+    User {
+        id: UserId(Uuid::from_u128(7)),
+        email: email(),
+        full_name: FullName::parse("Ada Stored").unwrap(),
+        password_hash: PasswordHash::new("$argon2id$stored".into()),
+        email_verified: verified,
+        is_active: true,
+        created_at: now(),
+    }
+}
+
+fn code_hash(code: &str) -> CodeHash {
+    OtpHasher::new(SECRET.to_vec()).hash(
+        &email(),
+        OtpPurpose::VerifyEmail,
+        &OtpCode::new(code.into()),
+    )
+}
+
+fn stored_otp(code: &str, attempts: u32, expires_in: Duration) -> StoredOtp {
+    StoredOtp {
+        id: Uuid::from_u128(99),
+        email: email(),
+        purpose: OtpPurpose::VerifyEmail,
+        code_hash: code_hash(code),
+        expires_at: now() + expires_in,
+        attempts,
+        consumed: false,
+    }
+}
+
+fn pair() -> TokenPair {
+    TokenPair {
+        access: "access".into(),
+        refresh: "refresh".into(),
+    }
+}
+
+/// Mocks with permissive defaults only where a test does not care; each test sets
+/// the expectations it asserts on.
+struct Mocks {
+    users: MockUserRepository,
+    otps: MockOtpStore,
+    mailer: MockMailer,
+    tokens: MockTokenIssuer,
+    passwords: MockPasswordHasher,
+    policy: RegistrationPolicy,
+}
+
+impl Mocks {
+    fn new() -> Self {
+        Self {
+            users: MockUserRepository::new(),
+            otps: MockOtpStore::new(),
+            mailer: MockMailer::new(),
+            tokens: MockTokenIssuer::new(),
+            passwords: MockPasswordHasher::new(),
+            policy: RegistrationPolicy::VerificationRequired,
+        }
+    }
+
+    fn service(self) -> AuthService {
+        let mut clock = MockClock::new();
+        clock.expect_now().return_const(now());
+        let mut codes = MockCodeGenerator::new();
+        codes
+            .expect_generate()
+            .with(eq(6))
+            .returning(|_| OtpCode::new("123456".into()));
+        AuthService::new(
+            Ports {
+                users: Arc::new(self.users),
+                otps: Arc::new(self.otps),
+                mailer: Arc::new(self.mailer),
+                tokens: Arc::new(self.tokens),
+                passwords: Arc::new(self.passwords),
+                clock: Arc::new(clock),
+                codes: Arc::new(codes),
+            },
+            OtpHasher::new(SECRET.to_vec()),
+            ServiceSettings {
+                policy: self.policy,
+                otp: OtpSettings::default(),
+            },
+        )
+    }
+
+    fn hashing_succeeds(&mut self) {
+        self.passwords
+            .expect_hash()
+            .returning(|_| Ok(PasswordHash::new("$argon2id$new".into())));
+    }
+}
+
+fn register_input() -> RegisterInput {
+    RegisterInput {
+        email: email(),
+        full_name: FullName::parse("Ada Request").unwrap(),
+        password: Password::parse("correct horse battery".into()).unwrap(),
+    }
+}
+
+/// Captures the mail sent, to check what reached the user.
+fn capture_mail(mocks: &mut Mocks) -> Arc<Mutex<Vec<Mail>>> {
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let sink = sent.clone();
+    mocks.mailer.expect_send().returning(move |mail| {
+        sink.lock().unwrap().push(mail.clone());
+        Ok(())
+    });
+    sent
+}
+
+#[test]
+fn register_new_address_stores_only_the_hash_and_mails_the_code() {
+    let mut m = Mocks::new();
+    m.hashing_succeeds();
+    m.users
+        .expect_create()
+        .times(1)
+        .returning(|_| Ok(user(false)));
+    m.otps
+        .expect_replace()
+        .withf(|otp| {
+            otp.code_hash == code_hash("123456")
+                && otp.purpose == OtpPurpose::VerifyEmail
+                && otp.expires_at == now() + Duration::minutes(10)
+        })
+        .times(1)
+        .returning(|_| Ok(()));
+    let sent = capture_mail(&mut m);
+
+    let outcome = block_on(m.service().register(register_input())).unwrap();
+
+    match outcome {
+        Registered::PendingVerification {
+            email: e,
+            full_name,
+        } => {
+            assert_eq!(e, email());
+            assert_eq!(full_name.as_str(), "Ada Request", "echoes the request");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let sent = sent.lock().unwrap();
+    assert_eq!(sent.len(), 1);
+    match &sent[0] {
+        Mail::Code {
+            code,
+            purpose,
+            valid_for,
+            ..
+        } => {
+            assert_eq!(code.expose(), "123456");
+            assert_eq!(*purpose, OtpPurpose::VerifyEmail);
+            assert_eq!(*valid_for, Duration::minutes(10));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn register_existing_unverified_address_acts_as_resend() {
+    let mut m = Mocks::new();
+    m.hashing_succeeds();
+    m.users
+        .expect_create()
+        .returning(|_| Err(CreateUserError::EmailTaken));
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(false))));
+    m.otps.expect_replace().times(1).returning(|_| Ok(()));
+    let sent = capture_mail(&mut m);
+
+    let outcome = block_on(m.service().register(register_input())).unwrap();
+
+    assert!(
+        matches!(outcome, Registered::PendingVerification { ref full_name, .. } if full_name.as_str() == "Ada Request")
+    );
+    assert!(matches!(sent.lock().unwrap()[0], Mail::Code { .. }));
+}
+
+#[test]
+fn register_existing_verified_address_mails_a_notice_never_a_code() {
+    let mut m = Mocks::new();
+    m.hashing_succeeds();
+    m.users
+        .expect_create()
+        .returning(|_| Err(CreateUserError::EmailTaken));
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(true))));
+    m.otps.expect_replace().never();
+    let sent = capture_mail(&mut m);
+
+    let outcome = block_on(m.service().register(register_input())).unwrap();
+
+    assert!(matches!(outcome, Registered::PendingVerification { .. }));
+    let sent = sent.lock().unwrap();
+    assert_eq!(sent.len(), 1);
+    assert!(matches!(sent[0], Mail::RegistrationAttempt { .. }));
+}
+
+#[test]
+fn register_hashes_the_password_even_for_a_taken_address() {
+    let mut m = Mocks::new();
+    m.passwords
+        .expect_hash()
+        .times(1)
+        .returning(|_| Ok(PasswordHash::new("h".into())));
+    m.users
+        .expect_create()
+        .returning(|_| Err(CreateUserError::EmailTaken));
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(true))));
+    capture_mail(&mut m);
+    block_on(m.service().register(register_input())).unwrap();
+}
+
+#[test]
+fn register_reports_mail_failure_and_keeps_the_account() {
+    let mut m = Mocks::new();
+    m.hashing_succeeds();
+    m.users
+        .expect_create()
+        .times(1)
+        .returning(|_| Ok(user(false)));
+    m.otps.expect_replace().returning(|_| Ok(()));
+    m.mailer
+        .expect_send()
+        .returning(|_| Err(MailError::Delivery(anyhow::anyhow!("connection refused"))));
+
+    let error = block_on(m.service().register(register_input())).unwrap_err();
+    assert!(matches!(error, RegisterError::MailUnavailable));
+}
+
+#[test]
+fn register_sheds_load_when_hashing_is_busy() {
+    let mut m = Mocks::new();
+    m.passwords
+        .expect_hash()
+        .returning(|_| Err(HashError::Busy));
+    m.users.expect_create().never();
+    let error = block_on(m.service().register(register_input())).unwrap_err();
+    assert!(matches!(error, RegisterError::Busy));
+}
+
+#[test]
+fn register_in_compatibility_policy_returns_tokens() {
+    let mut m = Mocks::new();
+    m.policy = RegistrationPolicy::TokensBeforeVerification;
+    m.hashing_succeeds();
+    m.users.expect_create().returning(|_| Ok(user(false)));
+    m.otps.expect_replace().returning(|_| Ok(()));
+    capture_mail(&mut m);
+    m.tokens
+        .expect_issue()
+        .withf(|subject, at| !subject.email_verified && *at == now())
+        .returning(|_, _| Ok(pair()));
+
+    let outcome = block_on(m.service().register(register_input())).unwrap();
+    assert!(matches!(outcome, Registered::WithTokens { ref tokens, .. } if *tokens == pair()));
+}
+
+#[test]
+fn register_in_compatibility_policy_refuses_a_taken_address() {
+    let mut m = Mocks::new();
+    m.policy = RegistrationPolicy::TokensBeforeVerification;
+    m.hashing_succeeds();
+    m.users
+        .expect_create()
+        .returning(|_| Err(CreateUserError::EmailTaken));
+    m.mailer.expect_send().never();
+    let error = block_on(m.service().register(register_input())).unwrap_err();
+    assert!(matches!(error, RegisterError::EmailTaken));
+}
+
+fn verify(m: Mocks, code: &str) -> Result<(User, TokenPair), VerifyOtpError> {
+    block_on(m.service().verify_email(VerifyInput {
+        email: email(),
+        code: code.into(),
+    }))
+}
+
+#[test]
+fn verify_consumes_the_right_code_marks_verified_and_issues_tokens() {
+    let mut m = Mocks::new();
+    m.otps
+        .expect_find()
+        .returning(|_, _| Ok(Some(stored_otp("123456", 0, Duration::minutes(5)))));
+    m.otps
+        .expect_consume()
+        .withf(|id, hash, at, max| {
+            *id == Uuid::from_u128(99) && *hash == code_hash("123456") && *at == now() && *max == 5
+        })
+        .times(1)
+        .returning(|_, _, _, _| Ok(true));
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(false))));
+    m.users
+        .expect_mark_email_verified()
+        .with(eq(UserId(Uuid::from_u128(7))), eq(now()))
+        .times(1)
+        .returning(|_, _| Ok(()));
+    m.tokens
+        .expect_issue()
+        .withf(|subject, _| subject.email_verified)
+        .returning(|_, _| Ok(pair()));
+
+    let (user, tokens) = verify(m, "123456").unwrap();
+    assert!(user.email_verified);
+    assert_eq!(tokens, pair());
+}
+
+#[test]
+fn verify_counts_a_wrong_code_as_a_try() {
+    let mut m = Mocks::new();
+    m.otps
+        .expect_find()
+        .returning(|_, _| Ok(Some(stored_otp("123456", 2, Duration::minutes(5)))));
+    m.otps
+        .expect_record_failed_attempt()
+        .with(eq(Uuid::from_u128(99)), eq(5))
+        .times(1)
+        .returning(|_, _| Ok(Some(3)));
+    m.otps.expect_consume().never();
+    assert!(matches!(verify(m, "654321"), Err(VerifyOtpError::Invalid)));
+}
+
+#[test]
+fn verify_rejects_right_code_after_five_wrong_tries() {
+    let mut m = Mocks::new();
+    m.otps
+        .expect_find()
+        .returning(|_, _| Ok(Some(stored_otp("123456", 5, Duration::minutes(5)))));
+    m.otps.expect_consume().never();
+    m.otps.expect_record_failed_attempt().never();
+    assert!(matches!(verify(m, "123456"), Err(VerifyOtpError::Invalid)));
+}
+
+#[test]
+fn verify_rejects_an_expired_code() {
+    let mut m = Mocks::new();
+    m.otps
+        .expect_find()
+        .returning(|_, _| Ok(Some(stored_otp("123456", 0, Duration::zero()))));
+    m.otps.expect_consume().never();
+    assert!(matches!(verify(m, "123456"), Err(VerifyOtpError::Invalid)));
+}
+
+#[test]
+fn verify_rejects_a_spent_code() {
+    let mut m = Mocks::new();
+    m.otps.expect_find().returning(|_, _| {
+        let mut otp = stored_otp("123456", 0, Duration::minutes(5));
+        otp.consumed = true;
+        Ok(Some(otp))
+    });
+    m.otps.expect_consume().never();
+    assert!(matches!(verify(m, "123456"), Err(VerifyOtpError::Invalid)));
+}
+
+#[test]
+fn verify_rejects_an_address_without_a_code() {
+    let mut m = Mocks::new();
+    m.otps.expect_find().returning(|_, _| Ok(None));
+    m.users.expect_mark_email_verified().never();
+    assert!(matches!(verify(m, "123456"), Err(VerifyOtpError::Invalid)));
+}
+
+#[test]
+fn verify_loses_cleanly_when_a_concurrent_request_consumed_the_code() {
+    let mut m = Mocks::new();
+    m.otps
+        .expect_find()
+        .returning(|_, _| Ok(Some(stored_otp("123456", 0, Duration::minutes(5)))));
+    m.otps.expect_consume().returning(|_, _, _, _| Ok(false));
+    m.users.expect_mark_email_verified().never();
+    m.tokens.expect_issue().never();
+    assert!(matches!(verify(m, "123456"), Err(VerifyOtpError::Invalid)));
+}
+
+#[test]
+fn verify_rejects_a_malformed_code_without_counting_it() {
+    let mut m = Mocks::new();
+    m.otps
+        .expect_find()
+        .returning(|_, _| Ok(Some(stored_otp("123456", 0, Duration::minutes(5)))));
+    m.otps.expect_record_failed_attempt().never();
+    assert!(matches!(verify(m, "12345x"), Err(VerifyOtpError::Invalid)));
+}
+
+#[test]
+fn verify_reports_infrastructure_failure_as_such() {
+    let mut m = Mocks::new();
+    m.otps
+        .expect_find()
+        .returning(|_, _| Err(InfraError::Unavailable(anyhow::anyhow!("pool timeout"))));
+    assert!(matches!(
+        verify(m, "123456"),
+        Err(VerifyOtpError::Infra(InfraError::Unavailable(_)))
+    ));
+}
+
+#[test]
+fn resend_mails_a_new_code_only_to_unverified_accounts() {
+    let mut m = Mocks::new();
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(false))));
+    m.otps.expect_replace().times(1).returning(|_| Ok(()));
+    let sent = capture_mail(&mut m);
+    block_on(m.service().resend_verification(&email())).unwrap();
+    assert_eq!(sent.lock().unwrap().len(), 1);
+
+    for found in [Some(user(true)), None] {
+        let mut m = Mocks::new();
+        m.users
+            .expect_find_by_email()
+            .returning(move |_| Ok(found.clone()));
+        m.otps.expect_replace().never();
+        m.mailer.expect_send().never();
+        block_on(m.service().resend_verification(&email())).unwrap();
+    }
+}
+
+fn login(m: Mocks) -> Result<TokenPair, LoginError> {
+    block_on(m.service().login(LoginInput {
+        email: email(),
+        password: Password::for_login("correct horse battery".into()).unwrap(),
+    }))
+}
+
+#[test]
+fn login_of_unknown_address_still_verifies_against_a_dummy_hash() {
+    let mut m = Mocks::new();
+    m.users.expect_find_by_email().returning(|_| Ok(None));
+    m.passwords
+        .expect_verify()
+        .withf(|_, hash| hash.is_none())
+        .times(1)
+        .returning(|_, _| Ok(false));
+    assert!(matches!(login(m), Err(LoginError::InvalidCredentials)));
+}
+
+#[test]
+fn login_with_wrong_password_is_refused() {
+    let mut m = Mocks::new();
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(true))));
+    m.passwords.expect_verify().returning(|_, _| Ok(false));
+    m.tokens.expect_issue().never();
+    assert!(matches!(login(m), Err(LoginError::InvalidCredentials)));
+}
+
+#[test]
+fn login_of_unverified_account_is_refused_by_default() {
+    let mut m = Mocks::new();
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(false))));
+    m.passwords.expect_verify().returning(|_, _| Ok(true));
+    m.tokens.expect_issue().never();
+    assert!(matches!(login(m), Err(LoginError::EmailNotVerified)));
+}
+
+#[test]
+fn login_of_unverified_account_works_in_compatibility_policy() {
+    let mut m = Mocks::new();
+    m.policy = RegistrationPolicy::TokensBeforeVerification;
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(false))));
+    m.passwords.expect_verify().returning(|_, _| Ok(true));
+    m.tokens.expect_issue().returning(|_, _| Ok(pair()));
+    assert_eq!(login(m).unwrap(), pair());
+}
+
+#[test]
+fn login_of_inactive_account_is_refused_like_a_wrong_password() {
+    let mut m = Mocks::new();
+    m.users.expect_find_by_email().returning(|_| {
+        let mut u = user(true);
+        u.is_active = false;
+        Ok(Some(u))
+    });
+    m.passwords.expect_verify().returning(|_, _| Ok(true));
+    assert!(matches!(login(m), Err(LoginError::InvalidCredentials)));
+}
+
+#[test]
+fn login_sheds_load_when_hashing_is_busy() {
+    let mut m = Mocks::new();
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(true))));
+    m.passwords
+        .expect_verify()
+        .returning(|_, _| Err(HashError::Busy));
+    assert!(matches!(login(m), Err(LoginError::Busy)));
+}
+
+fn claims(kind: TokenKind) -> TokenClaims {
+    TokenClaims {
+        user_id: UserId(Uuid::from_u128(7)),
+        kind,
+        jti: "j".into(),
+        expires_at: now() + Duration::days(1),
+    }
+}
+
+#[test]
+fn refresh_issues_a_pair_with_the_accounts_current_facts() {
+    let mut m = Mocks::new();
+    m.tokens
+        .expect_verify()
+        .with(eq("r"), eq(TokenKind::Refresh), eq(now()))
+        .returning(|_, kind, _| Ok(claims(kind)));
+    m.users
+        .expect_find_by_id()
+        .returning(|_| Ok(Some(user(true))));
+    m.tokens
+        .expect_issue()
+        .withf(|subject, _| subject.email_verified)
+        .returning(|_, _| Ok(pair()));
+    assert_eq!(block_on(m.service().refresh("r")).unwrap(), pair());
+}
+
+#[test]
+fn refresh_for_a_deleted_account_is_refused() {
+    let mut m = Mocks::new();
+    m.tokens
+        .expect_verify()
+        .returning(|_, kind, _| Ok(claims(kind)));
+    m.users.expect_find_by_id().returning(|_| Ok(None));
+    m.tokens.expect_issue().never();
+    assert!(matches!(
+        block_on(m.service().refresh("r")),
+        Err(RefreshError::InvalidToken)
+    ));
+}
+
+#[test]
+fn refresh_with_an_invalid_token_is_refused() {
+    let mut m = Mocks::new();
+    m.tokens
+        .expect_verify()
+        .returning(|_, _, _| Err(TokenError::Invalid));
+    assert!(matches!(
+        block_on(m.service().refresh("r")),
+        Err(RefreshError::InvalidToken)
+    ));
+}
+
+#[test]
+fn current_user_requires_an_access_token_of_an_active_account() {
+    let mut m = Mocks::new();
+    m.tokens
+        .expect_verify()
+        .with(eq("a"), eq(TokenKind::Access), eq(now()))
+        .returning(|_, kind, _| Ok(claims(kind)));
+    m.users
+        .expect_find_by_id()
+        .returning(|_| Ok(Some(user(true))));
+    assert_eq!(block_on(m.service().current_user("a")).unwrap(), user(true));
+}

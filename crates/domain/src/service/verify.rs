@@ -1,0 +1,81 @@
+//! Verify: check a code for an address, consume it exactly once, hand out tokens.
+
+use crate::service::AuthService;
+use crate::service::register::subject_of;
+use crate::{EmailAddress, InfraError, OtpCode, OtpPurpose, TokenPair, User};
+
+#[derive(Debug)]
+pub struct VerifyInput {
+    pub email: EmailAddress,
+    pub code: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyOtpError {
+    /// Wrong, expired, spent, out of tries, or no such address: one answer for all.
+    #[error("Invalid or expired OTP.")]
+    Invalid,
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+impl AuthService {
+    /// Verifies the address with its `verify_email` code and returns the first token pair.
+    pub async fn verify_email(
+        &self,
+        input: VerifyInput,
+    ) -> Result<(User, TokenPair), VerifyOtpError> {
+        let now = self.ports.clock.now();
+        self.check_code(&input.email, &input.code, OtpPurpose::VerifyEmail)
+            .await?;
+        let Some(mut user) = self.ports.users.find_by_email(&input.email).await? else {
+            return Err(VerifyOtpError::Invalid);
+        };
+        self.ports.users.mark_email_verified(user.id, now).await?;
+        user.email_verified = true;
+        let tokens = self.ports.tokens.issue(&subject_of(&user), now)?;
+        Ok((user, tokens))
+    }
+
+    /// Checks `code` for (email, purpose) and consumes it. A wrong code counts a try.
+    /// `Ok` for exactly one caller per code.
+    pub(crate) async fn check_code(
+        &self,
+        email: &EmailAddress,
+        code: &str,
+        purpose: OtpPurpose,
+    ) -> Result<(), VerifyOtpError> {
+        let now = self.ports.clock.now();
+        let max_attempts = self.settings.otp.max_attempts;
+        let well_formed = code.len() == usize::from(self.settings.otp.length)
+            && code.bytes().all(|b| b.is_ascii_digit());
+        // Hash even a malformed or unknown-address code: the work done is the same.
+        let candidate = self
+            .otp_hasher
+            .hash(email, purpose, &OtpCode::new(code.to_owned()));
+        let Some(stored) = self.ports.otps.find(email, purpose).await? else {
+            return Err(VerifyOtpError::Invalid);
+        };
+        if !stored.is_open(now, max_attempts) || !well_formed {
+            return Err(VerifyOtpError::Invalid);
+        }
+        if !stored.code_hash.matches(&candidate) {
+            self.ports
+                .otps
+                .record_failed_attempt(stored.id, max_attempts)
+                .await?;
+            return Err(VerifyOtpError::Invalid);
+        }
+        if self
+            .ports
+            .otps
+            .consume(stored.id, &candidate, now, max_attempts)
+            .await?
+        {
+            Ok(())
+        } else {
+            // A concurrent request consumed it, or the last try was spent meanwhile.
+            Err(VerifyOtpError::Invalid)
+        }
+    }
+}
