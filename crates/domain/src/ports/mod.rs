@@ -3,6 +3,7 @@
 
 mod clock;
 mod code_generator;
+mod health_check;
 mod mailer;
 mod otp_store;
 mod password_hasher;
@@ -11,6 +12,7 @@ mod user_repository;
 
 pub use clock::Clock;
 pub use code_generator::CodeGenerator;
+pub use health_check::HealthCheck;
 pub use mailer::{Mail, MailError, Mailer};
 pub use otp_store::OtpStore;
 pub use password_hasher::{HashError, PasswordHasher};
@@ -19,7 +21,7 @@ pub use user_repository::{CreateUserError, UserRepository};
 
 #[cfg(any(test, feature = "mocks"))]
 pub use {
-    clock::MockClock, code_generator::MockCodeGenerator, mailer::MockMailer,
-    otp_store::MockOtpStore, password_hasher::MockPasswordHasher, token_issuer::MockTokenIssuer,
-    user_repository::MockUserRepository,
+    clock::MockClock, code_generator::MockCodeGenerator, health_check::MockHealthCheck,
+    mailer::MockMailer, otp_store::MockOtpStore, password_hasher::MockPasswordHasher,
+    token_issuer::MockTokenIssuer, user_repository::MockUserRepository,
 };

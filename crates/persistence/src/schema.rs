@@ -1,0 +1,27 @@
+//! Diesel's view of the tables; kept by hand in step with `migrations/`.
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        email -> Text,
+        full_name -> Text,
+        password_hash -> Text,
+        email_verified -> Bool,
+        is_active -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    otp_codes (id) {
+        id -> Text,
+        email -> Text,
+        purpose -> Text,
+        code_hash -> Binary,
+        attempts -> Integer,
+        consumed_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}

@@ -1,0 +1,128 @@
+//! The SQLite adapter: a deadpool pool of `SyncConnectionWrapper<SqliteConnection>`,
+//! each connection in WAL mode with a busy timeout so that concurrent writers queue
+//! instead of failing.
+
+mod otps;
+mod users;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use diesel::{Connection, ConnectionError, SqliteConnection};
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use passcode_domain::InfraError;
+use passcode_domain::ports::HealthCheck;
+
+use crate::DatabaseSettings;
+use crate::error::{pool_error, query_error};
+
+pub(crate) type Conn = SyncConnectionWrapper<SqliteConnection>;
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+
+/// Implements `UserRepository`, `OtpStore` and `HealthCheck` on one SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: Pool<Conn>,
+    path: PathBuf,
+    pragmas: Arc<str>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The file path of a `sqlite://` URL (or a bare path).
+pub fn sqlite_path(url: &str) -> anyhow::Result<PathBuf> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    anyhow::ensure!(!path.is_empty(), "the SQLite database URL has no file path");
+    anyhow::ensure!(
+        !path.contains(":memory:"),
+        "an in-memory SQLite database would differ per pooled connection; use a file"
+    );
+    Ok(PathBuf::from(path))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and its pool. Does not migrate.
+    pub fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
+        let path = sqlite_path(&settings.url)?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        let pragmas: Arc<str> = format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
+            settings.busy_timeout.as_millis()
+        )
+        .into();
+        let setup_pragmas = pragmas.clone();
+        let mut config = ManagerConfig::<Conn>::default();
+        config.custom_setup = Box::new(move |url| {
+            let pragmas = setup_pragmas.clone();
+            let url = url.to_owned();
+            Box::pin(async move {
+                let mut conn = <Conn as diesel_async::AsyncConnection>::establish(&url).await?;
+                conn.batch_execute(&pragmas)
+                    .await
+                    .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                Ok(conn)
+            })
+        });
+        let manager =
+            AsyncDieselConnectionManager::<Conn>::new_with_config(path.to_string_lossy(), config);
+        let pool = Pool::builder(manager)
+            .max_size(settings.max_connections.max(1))
+            .wait_timeout(Some(settings.acquire_timeout))
+            .create_timeout(Some(settings.acquire_timeout))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()?;
+        Ok(Self {
+            pool,
+            path,
+            pragmas,
+        })
+    }
+
+    /// Applies pending migrations (embedded in the binary) on a dedicated blocking connection.
+    pub async fn migrate(&self) -> anyhow::Result<Vec<String>> {
+        let path = self.path.clone();
+        let pragmas = self.pragmas.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
+            let mut conn = SqliteConnection::establish(&path.to_string_lossy())?;
+            diesel::connection::SimpleConnection::batch_execute(&mut conn, &pragmas)?;
+            let applied = conn
+                .run_pending_migrations(MIGRATIONS)
+                .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+            Ok(applied.iter().map(ToString::to_string).collect())
+        })
+        .await?
+    }
+
+    pub(crate) async fn conn(&self) -> Result<Object<Conn>, InfraError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+}
+
+#[async_trait]
+impl HealthCheck for SqliteStore {
+    async fn check(&self) -> Result<(), InfraError> {
+        let mut conn = self.conn().await?;
+        diesel::sql_query("SELECT 1")
+            .execute(&mut conn)
+            .await
+            .map_err(query_error)?;
+        Ok(())
+    }
+}

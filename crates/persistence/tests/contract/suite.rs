@@ -1,0 +1,326 @@
+//! The contract every `UserRepository` + `OtpStore` adapter must meet.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use passcode_domain::otp::NewOtp;
+use passcode_domain::ports::{CreateUserError, HealthCheck, OtpStore, UserRepository};
+use passcode_domain::{
+    CodeHash, EmailAddress, FullName, NewUser, OtpPurpose, PasswordHash, UserId,
+};
+use uuid::Uuid;
+
+pub trait Store: UserRepository + OtpStore + HealthCheck + Clone + 'static {}
+impl<T: UserRepository + OtpStore + HealthCheck + Clone + 'static> Store for T {}
+
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(1_800_000_000_123).unwrap()
+}
+
+fn email(s: &str) -> EmailAddress {
+    EmailAddress::parse(s).unwrap()
+}
+
+fn new_user(address: &str) -> NewUser {
+    NewUser {
+        id: UserId::new_random(),
+        email: email(address),
+        full_name: FullName::parse("Ada Lovelace").unwrap(),
+        password_hash: PasswordHash::new("$argon2id$v=19$test".into()),
+        created_at: now(),
+    }
+}
+
+fn new_otp(address: &str, purpose: OtpPurpose, hash: u8) -> NewOtp {
+    NewOtp {
+        id: Uuid::new_v4(),
+        email: email(address),
+        purpose,
+        code_hash: CodeHash::from_bytes(vec![hash; 32]),
+        created_at: now(),
+        expires_at: now() + Duration::minutes(10),
+    }
+}
+
+pub async fn create_then_find_by_email_and_id(store: impl Store) {
+    let created = store.create(&new_user("ada@example.com")).await.unwrap();
+    assert!(!created.email_verified);
+    assert!(created.is_active);
+    assert_eq!(created.created_at, now(), "millisecond precision is kept");
+    let by_email = store
+        .find_by_email(&email("ada@example.com"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_email, created);
+    let by_id = store.find_by_id(created.id).await.unwrap().unwrap();
+    assert_eq!(by_id, created);
+}
+
+pub async fn duplicate_email_is_email_taken(store: impl Store) {
+    store.create(&new_user("ada@example.com")).await.unwrap();
+    let again = store.create(&new_user("ADA@example.com")).await;
+    assert!(
+        matches!(again, Err(CreateUserError::EmailTaken)),
+        "{again:?}"
+    );
+}
+
+pub async fn concurrent_registrations_of_one_address_create_exactly_one(store: impl Store) {
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.create(&new_user("race@example.com")).await })
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(CreateUserError::EmailTaken) => {}
+            Err(other) => panic!("unexpected error: {other:?}"),
+        }
+    }
+    assert_eq!(created, 1);
+}
+
+pub async fn find_unknown_is_none(store: impl Store) {
+    assert!(
+        store
+            .find_by_email(&email("nobody@example.com"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .find_by_id(UserId::new_random())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .find(&email("nobody@example.com"), OtpPurpose::VerifyEmail)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub async fn mark_email_verified_is_idempotent(store: impl Store) {
+    let user = store.create(&new_user("ada@example.com")).await.unwrap();
+    store.mark_email_verified(user.id, now()).await.unwrap();
+    store.mark_email_verified(user.id, now()).await.unwrap();
+    store
+        .mark_email_verified(UserId::new_random(), now())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .find_by_id(user.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .email_verified
+    );
+}
+
+pub async fn replace_then_find_returns_the_code(store: impl Store) {
+    let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
+    store.replace(&otp).await.unwrap();
+    let found = store
+        .find(&otp.email, OtpPurpose::VerifyEmail)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, otp.id);
+    assert_eq!(found.code_hash, otp.code_hash);
+    assert_eq!(found.expires_at, otp.expires_at);
+    assert_eq!(found.attempts, 0);
+    assert!(!found.consumed);
+}
+
+pub async fn replace_invalidates_the_previous_code(store: impl Store) {
+    let first = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
+    store.replace(&first).await.unwrap();
+    store.record_failed_attempt(first.id, 5).await.unwrap();
+    let second = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 2);
+    store.replace(&second).await.unwrap();
+
+    let found = store
+        .find(&first.email, OtpPurpose::VerifyEmail)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, second.id);
+    assert_eq!(found.attempts, 0, "a new code starts with all its tries");
+    assert!(
+        !store
+            .consume(first.id, &first.code_hash, now(), 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .consume(second.id, &first.code_hash, now(), 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .consume(second.id, &second.code_hash, now(), 5)
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn codes_of_different_purposes_are_separate(store: impl Store) {
+    let verify = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
+    let reset = new_otp("ada@example.com", OtpPurpose::ResetPassword, 2);
+    store.replace(&verify).await.unwrap();
+    store.replace(&reset).await.unwrap();
+    let found = store
+        .find(&verify.email, OtpPurpose::VerifyEmail)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, verify.id);
+    let found = store
+        .find(&reset.email, OtpPurpose::ResetPassword)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, reset.id);
+}
+
+pub async fn consume_succeeds_once(store: impl Store) {
+    let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
+    store.replace(&otp).await.unwrap();
+    assert!(
+        store
+            .consume(otp.id, &otp.code_hash, now(), 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .consume(otp.id, &otp.code_hash, now(), 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .find(&otp.email, otp.purpose)
+            .await
+            .unwrap()
+            .unwrap()
+            .consumed
+    );
+    assert_eq!(
+        store.record_failed_attempt(otp.id, 5).await.unwrap(),
+        None,
+        "a spent code counts no tries"
+    );
+}
+
+pub async fn consume_refuses_wrong_hash_expired_and_exhausted_codes(store: impl Store) {
+    let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
+    store.replace(&otp).await.unwrap();
+    let wrong = CodeHash::from_bytes(vec![9; 32]);
+    assert!(!store.consume(otp.id, &wrong, now(), 5).await.unwrap());
+    assert!(
+        !store
+            .consume(otp.id, &otp.code_hash, otp.expires_at, 5)
+            .await
+            .unwrap(),
+        "expired at expires_at"
+    );
+    for _ in 0..3 {
+        store.record_failed_attempt(otp.id, 3).await.unwrap();
+    }
+    assert!(
+        !store
+            .consume(otp.id, &otp.code_hash, now(), 3)
+            .await
+            .unwrap(),
+        "out of tries"
+    );
+    assert!(
+        store
+            .consume(otp.id, &otp.code_hash, now(), 5)
+            .await
+            .unwrap(),
+        "still unspent"
+    );
+}
+
+pub async fn concurrent_consumes_have_exactly_one_winner(store: impl Store) {
+    let otp = Arc::new(new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1));
+    store.replace(&otp).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (store, otp) = (store.clone(), otp.clone());
+            tokio::spawn(async move {
+                store
+                    .consume(otp.id, &otp.code_hash, now(), 5)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+}
+
+pub async fn failed_attempts_are_counted_up_to_the_limit(store: impl Store) {
+    let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
+    store.replace(&otp).await.unwrap();
+    for expected in 1..=5 {
+        assert_eq!(
+            store.record_failed_attempt(otp.id, 5).await.unwrap(),
+            Some(expected)
+        );
+    }
+    assert_eq!(store.record_failed_attempt(otp.id, 5).await.unwrap(), None);
+    assert_eq!(
+        store
+            .find(&otp.email, otp.purpose)
+            .await
+            .unwrap()
+            .unwrap()
+            .attempts,
+        5
+    );
+    assert_eq!(
+        store
+            .record_failed_attempt(Uuid::new_v4(), 5)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn concurrent_failed_attempts_never_exceed_the_limit(store: impl Store) {
+    let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
+    store.replace(&otp).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.record_failed_attempt(otp.id, 5).await.unwrap() })
+        })
+        .collect();
+    let mut counted = Vec::new();
+    for task in tasks {
+        counted.extend(task.await.unwrap());
+    }
+    counted.sort_unstable();
+    assert_eq!(counted, vec![1, 2, 3, 4, 5]);
+}
+
+pub async fn health_check_answers(store: impl Store) {
+    store.check().await.unwrap();
+}
