@@ -1,0 +1,373 @@
+//! The `TokenIssuer` adapter: signs access and refresh tokens and checks them strictly
+//! (pinned algorithm, issuer, audience, token type; expiry against the domain's clock).
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Duration, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use passcode_domain::ports::TokenIssuer;
+use passcode_domain::{
+    InfraError, TokenClaims, TokenError, TokenKind, TokenPair, TokenSubject, UserId,
+};
+use secrecy::ExposeSecret;
+use uuid::Uuid;
+
+use crate::SigningKeySource;
+use crate::claims::Claims;
+
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway: Duration,
+}
+
+pub struct JwtIssuer {
+    settings: JwtSettings,
+    algorithm: Algorithm,
+    kid: Option<String>,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    jwks: serde_json::Value,
+}
+
+impl std::fmt::Debug for JwtIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtIssuer")
+            .field("algorithm", &self.algorithm)
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtIssuer {
+    pub fn new(key: SigningKeySource, settings: JwtSettings) -> anyhow::Result<Self> {
+        let (algorithm, kid, encoding, decoding, jwks) = match &key {
+            SigningKeySource::Ed25519(key) => {
+                let x = URL_SAFE_NO_PAD.encode(key.public);
+                let jwks = serde_json::json!({ "keys": [{
+                    "kty": "OKP", "crv": "Ed25519", "x": x, "kid": key.kid,
+                    "alg": "EdDSA", "use": "sig",
+                }]});
+                (
+                    Algorithm::EdDSA,
+                    Some(key.kid.clone()),
+                    EncodingKey::from_ed_der(&key.pkcs8_der()),
+                    DecodingKey::from_ed_components(&x)?,
+                    jwks,
+                )
+            }
+            SigningKeySource::Hs256(secret) => {
+                let secret = secret.expose_secret().as_bytes();
+                anyhow::ensure!(
+                    secret.len() >= 32,
+                    "the HS256 secret must be at least 32 bytes"
+                );
+                (
+                    Algorithm::HS256,
+                    None,
+                    EncodingKey::from_secret(secret),
+                    DecodingKey::from_secret(secret),
+                    // A shared secret is never published.
+                    serde_json::json!({ "keys": [] }),
+                )
+            }
+        };
+        let mut validation = Validation::new(algorithm);
+        // Expiry is checked against the domain's clock below, not the system's.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&[&settings.audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        Ok(Self {
+            settings,
+            algorithm,
+            kid,
+            encoding,
+            decoding,
+            validation,
+            jwks,
+        })
+    }
+
+    /// The JWKS document of the public verification keys (empty for HS256).
+    pub fn jwks(&self) -> &serde_json::Value {
+        &self.jwks
+    }
+
+    fn sign(
+        &self,
+        subject: &TokenSubject,
+        kind: TokenKind,
+        now: DateTime<Utc>,
+    ) -> Result<String, InfraError> {
+        let ttl = match kind {
+            TokenKind::Access => self.settings.access_ttl,
+            TokenKind::Refresh => self.settings.refresh_ttl,
+        };
+        let claims = Claims {
+            sub: subject.user_id.to_string(),
+            email: subject.email.as_str().to_owned(),
+            email_verified: subject.email_verified,
+            iat: now.timestamp(),
+            nbf: now.timestamp(),
+            exp: (now + ttl).timestamp(),
+            jti: Uuid::new_v4().simple().to_string(),
+            iss: self.settings.issuer.clone(),
+            aud: self.settings.audience.clone(),
+            token_type: kind.as_str().to_owned(),
+        };
+        let mut header = Header::new(self.algorithm);
+        header.kid.clone_from(&self.kid);
+        jsonwebtoken::encode(&header, &claims, &self.encoding)
+            .map_err(|e| InfraError::Unexpected(anyhow::Error::new(e).context("signing a token")))
+    }
+}
+
+impl TokenIssuer for JwtIssuer {
+    fn issue(&self, subject: &TokenSubject, now: DateTime<Utc>) -> Result<TokenPair, InfraError> {
+        Ok(TokenPair {
+            access: self.sign(subject, TokenKind::Access, now)?,
+            refresh: self.sign(subject, TokenKind::Refresh, now)?,
+        })
+    }
+
+    fn verify(
+        &self,
+        token: &str,
+        kind: TokenKind,
+        now: DateTime<Utc>,
+    ) -> Result<TokenClaims, TokenError> {
+        if token.len() > 8 * 1024 {
+            return Err(TokenError::Invalid);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        if header.alg != self.algorithm || (self.kid.is_some() && header.kid != self.kid) {
+            return Err(TokenError::Invalid);
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|_| TokenError::Invalid)?;
+        let claims = data.claims;
+        let leeway = self.settings.leeway.num_seconds();
+        let now = now.timestamp();
+        if claims.token_type != kind.as_str()
+            || claims.exp + leeway <= now
+            || claims.nbf - leeway > now
+        {
+            return Err(TokenError::Invalid);
+        }
+        let user_id = Uuid::parse_str(&claims.sub).map_err(|_| TokenError::Invalid)?;
+        Ok(TokenClaims {
+            user_id: UserId(user_id),
+            kind,
+            jti: claims.jti,
+            expires_at: DateTime::from_timestamp(claims.exp, 0).ok_or(TokenError::Invalid)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Ed25519Key;
+    use passcode_domain::EmailAddress;
+    use secrecy::SecretString;
+
+    fn settings() -> JwtSettings {
+        JwtSettings {
+            issuer: "passcode".into(),
+            audience: "passcode-clients".into(),
+            access_ttl: Duration::minutes(5),
+            refresh_ttl: Duration::days(1),
+            leeway: Duration::seconds(0),
+        }
+    }
+
+    fn subject() -> TokenSubject {
+        TokenSubject {
+            user_id: UserId(Uuid::from_u128(5)),
+            email: EmailAddress::parse("ada@example.com").unwrap(),
+            email_verified: true,
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    fn ed() -> JwtIssuer {
+        JwtIssuer::new(
+            SigningKeySource::Ed25519(Ed25519Key::generate().unwrap()),
+            settings(),
+        )
+        .unwrap()
+    }
+
+    fn payload(token: &str) -> serde_json::Value {
+        let part = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn issued_tokens_carry_the_documented_claims_and_kid() {
+        let issuer = ed();
+        let pair = issuer.issue(&subject(), now()).unwrap();
+        let claims = payload(&pair.access);
+        for name in [
+            "sub",
+            "email",
+            "email_verified",
+            "iat",
+            "exp",
+            "jti",
+            "iss",
+            "aud",
+            "token_type",
+        ] {
+            assert!(claims.get(name).is_some(), "missing {name}");
+        }
+        assert_eq!(claims["token_type"], "access");
+        assert_eq!(claims["exp"], now().timestamp() + 300);
+        assert_eq!(payload(&pair.refresh)["exp"], now().timestamp() + 86_400);
+        let header = jsonwebtoken::decode_header(&pair.access).unwrap();
+        assert_eq!(header.alg, Algorithm::EdDSA);
+        assert_eq!(header.kid.as_deref(), issuer.kid.as_deref());
+    }
+
+    #[test]
+    fn verify_accepts_own_tokens_of_the_right_kind_only() {
+        let issuer = ed();
+        let pair = issuer.issue(&subject(), now()).unwrap();
+        let claims = issuer
+            .verify(&pair.access, TokenKind::Access, now())
+            .unwrap();
+        assert_eq!(claims.user_id, subject().user_id);
+        assert!(
+            issuer
+                .verify(&pair.refresh, TokenKind::Refresh, now())
+                .is_ok()
+        );
+        assert!(
+            issuer
+                .verify(&pair.refresh, TokenKind::Access, now())
+                .is_err()
+        );
+        assert!(
+            issuer
+                .verify(&pair.access, TokenKind::Refresh, now())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn verify_refuses_expired_and_not_yet_valid_tokens() {
+        let issuer = ed();
+        let pair = issuer.issue(&subject(), now()).unwrap();
+        assert!(
+            issuer
+                .verify(
+                    &pair.access,
+                    TokenKind::Access,
+                    now() + Duration::minutes(5)
+                )
+                .is_err()
+        );
+        assert!(
+            issuer
+                .verify(
+                    &pair.access,
+                    TokenKind::Access,
+                    now() - Duration::seconds(1)
+                )
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn verify_refuses_another_keys_tampered_and_unsigned_tokens() {
+        let issuer = ed();
+        let other = ed().issue(&subject(), now()).unwrap();
+        assert!(
+            issuer
+                .verify(&other.access, TokenKind::Access, now())
+                .is_err()
+        );
+
+        let good = issuer.issue(&subject(), now()).unwrap().access;
+        let mut parts: Vec<String> = good.split('.').map(String::from).collect();
+        let mut claims = payload(&good);
+        claims["sub"] = serde_json::json!(Uuid::from_u128(6).to_string());
+        parts[1] = URL_SAFE_NO_PAD.encode(claims.to_string());
+        assert!(
+            issuer
+                .verify(&parts.join("."), TokenKind::Access, now())
+                .is_err()
+        );
+
+        let none_header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
+        let unsigned = format!(
+            "{none_header}.{}.",
+            URL_SAFE_NO_PAD.encode(payload(&good).to_string())
+        );
+        assert!(issuer.verify(&unsigned, TokenKind::Access, now()).is_err());
+        for garbage in ["", "a.b.c", "not a token", &"x".repeat(10_000)] {
+            assert!(issuer.verify(garbage, TokenKind::Access, now()).is_err());
+        }
+    }
+
+    #[test]
+    fn verify_refuses_wrong_issuer_or_audience() {
+        let issuer = ed();
+        let key = SigningKeySource::Ed25519(Ed25519Key::generate().unwrap());
+        let mut other = settings();
+        other.audience = "someone-else".into();
+        let foreign = JwtIssuer::new(key, other)
+            .unwrap()
+            .issue(&subject(), now())
+            .unwrap();
+        assert!(
+            issuer
+                .verify(&foreign.access, TokenKind::Access, now())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn hs256_round_trips_and_refuses_short_secrets() {
+        let secret = SecretString::from("0123456789abcdef0123456789abcdef".to_owned());
+        let issuer = JwtIssuer::new(SigningKeySource::Hs256(secret), settings()).unwrap();
+        let pair = issuer.issue(&subject(), now()).unwrap();
+        assert!(
+            issuer
+                .verify(&pair.access, TokenKind::Access, now())
+                .is_ok()
+        );
+        assert_eq!(issuer.jwks()["keys"].as_array().unwrap().len(), 0);
+        assert!(
+            ed().verify(&pair.access, TokenKind::Access, now()).is_err(),
+            "HS token to an EdDSA verifier"
+        );
+        let short = SecretString::from("short".to_owned());
+        assert!(JwtIssuer::new(SigningKeySource::Hs256(short), settings()).is_err());
+    }
+
+    #[test]
+    fn jwks_publishes_the_public_key_under_its_kid() {
+        let issuer = ed();
+        let key = &issuer.jwks()["keys"][0];
+        assert_eq!(key["kty"], "OKP");
+        assert_eq!(key["crv"], "Ed25519");
+        assert_eq!(key["kid"].as_str(), issuer.kid.as_deref());
+        let decoding = DecodingKey::from_ed_components(key["x"].as_str().unwrap()).unwrap();
+        let token = issuer.issue(&subject(), now()).unwrap().access;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.validate_exp = false;
+        validation.set_audience(&["passcode-clients"]);
+        assert!(jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation).is_ok());
+    }
+}
