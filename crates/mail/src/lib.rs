@@ -1,1 +1,10 @@
-//! stub
+//! Mail for passcode (lettre): renders the domain's messages as multipart
+//! plain text + HTML and delivers them over SMTP, into `.eml` files, or to the log.
+
+mod render;
+mod settings;
+mod transport;
+
+pub use render::{Rendered, Renderer};
+pub use settings::{MailSettings, SmtpSettings, SmtpTls, TransportSettings};
+pub use transport::LettreMailer;

@@ -1,0 +1,252 @@
+//! The `Mailer` adapter: builds the MIME message and hands it to the configured
+//! lettre transport.
+
+use anyhow::Context;
+use async_trait::async_trait;
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use passcode_domain::ports::{Mail, MailError, Mailer};
+use secrecy::ExposeSecret;
+
+use crate::{MailSettings, Renderer, SmtpSettings, SmtpTls, TransportSettings};
+
+enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    File(AsyncFileTransport<Tokio1Executor>),
+    Log,
+}
+
+pub struct LettreMailer {
+    from: Mailbox,
+    renderer: Renderer,
+    transport: Transport,
+}
+
+impl std::fmt::Debug for LettreMailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.transport {
+            Transport::Smtp(_) => "smtp",
+            Transport::File(_) => "file",
+            Transport::Log => "log",
+        };
+        f.debug_struct("LettreMailer")
+            .field("from", &self.from)
+            .field("transport", &kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LettreMailer {
+    /// Builds the transport. Must run inside a tokio runtime (the SMTP pool spawns on it).
+    pub fn new(settings: &MailSettings) -> anyhow::Result<Self> {
+        let from: Mailbox = settings
+            .from
+            .parse()
+            .with_context(|| format!("mail.from {:?} is not a valid mailbox", settings.from))?;
+        let transport = match &settings.transport {
+            TransportSettings::Log => Transport::Log,
+            TransportSettings::File { dir } => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating mail folder {}", dir.display()))?;
+                Transport::File(AsyncFileTransport::new(dir))
+            }
+            TransportSettings::Smtp(smtp) => Transport::Smtp(smtp_transport(smtp)?),
+        };
+        Ok(Self {
+            from,
+            renderer: Renderer::new(settings.product_name.clone())?,
+            transport,
+        })
+    }
+
+    /// Checks that the SMTP server answers (and, if configured, accepts the login).
+    pub async fn test_connection(&self) -> anyhow::Result<bool> {
+        match &self.transport {
+            Transport::Smtp(smtp) => Ok(smtp.test_connection().await?),
+            _ => Ok(true),
+        }
+    }
+
+    fn build(&self, mail: &Mail) -> anyhow::Result<Message> {
+        let rendered = self.renderer.render(mail)?;
+        let to: Mailbox = mail
+            .recipient()
+            .as_str()
+            .parse()
+            .context("recipient address")?;
+        Ok(Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(rendered.subject)
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_PLAIN)
+                            .body(rendered.text),
+                    )
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_HTML)
+                            .body(rendered.html),
+                    ),
+            )?)
+    }
+}
+
+fn smtp_transport(smtp: &SmtpSettings) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
+    let tls_parameters = || -> anyhow::Result<TlsParameters> {
+        let mut builder = TlsParameters::builder(smtp.host.clone());
+        if let Some(ca_file) = &smtp.ca_file {
+            let pem =
+                std::fs::read(ca_file).with_context(|| format!("reading {}", ca_file.display()))?;
+            builder = builder
+                .add_root_certificate(Certificate::from_pem(&pem).context("mail.smtp.ca_file")?);
+        }
+        Ok(builder.build_rustls()?)
+    };
+    let tls = match smtp.tls {
+        SmtpTls::Implicit => Tls::Wrapper(tls_parameters()?),
+        SmtpTls::Starttls => Tls::Required(tls_parameters()?),
+        SmtpTls::None => Tls::None,
+    };
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.as_str())
+        .port(smtp.port)
+        .tls(tls)
+        .timeout(Some(smtp.timeout))
+        .pool_config(PoolConfig::new().max_size(smtp.pool_size.max(1)));
+    match (&smtp.username, &smtp.password) {
+        (Some(user), Some(password)) => {
+            builder = builder.credentials(Credentials::new(
+                user.clone(),
+                password.expose_secret().to_owned(),
+            ));
+        }
+        (None, None) => {}
+        _ => anyhow::bail!("mail.smtp.username and mail.smtp.password go together"),
+    }
+    Ok(builder.build())
+}
+
+#[async_trait]
+impl Mailer for LettreMailer {
+    async fn send(&self, mail: &Mail) -> Result<(), MailError> {
+        let message = self.build(mail).map_err(MailError::Delivery)?;
+        let result = match &self.transport {
+            Transport::Smtp(smtp) => smtp
+                .send(message)
+                .await
+                .map(drop)
+                .map_err(anyhow::Error::new),
+            Transport::File(file) => file
+                .send(message)
+                .await
+                .map(drop)
+                .map_err(anyhow::Error::new),
+            Transport::Log => {
+                // Development only (warned at start-up): the message, code included, goes to the log.
+                let text = String::from_utf8_lossy(&message.formatted()).into_owned();
+                tracing::info!(target: "passcode::dev_mail", to = %mail.recipient(), "\n{text}");
+                Ok(())
+            }
+        };
+        result.map_err(|error| {
+            tracing::warn!(error = %format!("{error:#}"), "mail delivery failed");
+            MailError::Delivery(error)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+    use passcode_domain::{EmailAddress, OtpCode, OtpPurpose};
+
+    fn code_mail() -> Mail {
+        Mail::Code {
+            to: EmailAddress::parse("ada@example.com").unwrap(),
+            full_name: "Ada".into(),
+            code: OtpCode::new("731904".into()),
+            purpose: OtpPurpose::VerifyEmail,
+            valid_for: Duration::minutes(10),
+        }
+    }
+
+    #[tokio::test]
+    async fn file_transport_writes_a_multipart_eml() {
+        let dir = tempfile::tempdir().unwrap();
+        let mailer = LettreMailer::new(&MailSettings {
+            from: "Acme <no-reply@acme.example>".into(),
+            product_name: "Acme".into(),
+            transport: TransportSettings::File {
+                dir: dir.path().to_owned(),
+            },
+        })
+        .unwrap();
+        mailer.send(&code_mail()).await.unwrap();
+
+        let files: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].extension().unwrap(), "eml");
+        let raw = std::fs::read(&files[0]).unwrap();
+        let parsed = mailparse::parse_mail(&raw).unwrap();
+        assert_eq!(parsed.ctype.mimetype, "multipart/alternative");
+        let types: Vec<_> = parsed
+            .subparts
+            .iter()
+            .map(|p| p.ctype.mimetype.clone())
+            .collect();
+        assert_eq!(types, ["text/plain", "text/html"]);
+        assert!(parsed.subparts[0].get_body().unwrap().contains("731904"));
+        let to = parsed
+            .headers
+            .iter()
+            .find(|h| h.get_key() == "To")
+            .unwrap()
+            .get_value();
+        assert_eq!(to, "ada@example.com");
+    }
+
+    #[tokio::test]
+    async fn unreachable_smtp_server_is_a_delivery_error_not_a_hang() {
+        let mailer = LettreMailer::new(&MailSettings {
+            from: "no-reply@acme.example".into(),
+            product_name: "Acme".into(),
+            transport: TransportSettings::Smtp(SmtpSettings {
+                host: "127.0.0.1".into(),
+                port: 1, // nothing listens here
+                tls: SmtpTls::None,
+                username: None,
+                password: None,
+                timeout: std::time::Duration::from_secs(2),
+                ca_file: None,
+                pool_size: 1,
+            }),
+        })
+        .unwrap();
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            mailer.send(&code_mail()).await,
+            Err(MailError::Delivery(_))
+        ));
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    #[test]
+    fn invalid_from_is_a_configuration_error() {
+        let error = LettreMailer::new(&MailSettings {
+            from: "not a mailbox".into(),
+            product_name: "Acme".into(),
+            transport: TransportSettings::Log,
+        });
+        assert!(error.is_err());
+    }
+}
