@@ -1,8 +1,5 @@
-//! Signing keys: an Ed25519 key kept as a PKCS#8 v1 PEM file (what
-//! `openssl genpkey -algorithm ed25519` writes), created on first start with mode 0600.
-
-use std::io::Write;
-use std::path::Path;
+//! Signing keys: an Ed25519 key in PKCS#8 v1 PEM form (what
+//! `openssl genpkey -algorithm ed25519` writes).
 
 use anyhow::Context;
 use base64::Engine;
@@ -97,34 +94,6 @@ impl Ed25519Key {
     }
 }
 
-/// Reads the key at `path`, or creates it (mode 0600) if there is none. Safe against
-/// two instances starting at once: the file is created exclusively, and the loser reads it.
-pub fn load_or_create_ed25519(path: &Path) -> anyhow::Result<Ed25519Key> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(mut file) => {
-            let key = Ed25519Key::generate()?;
-            file.write_all(key.to_pem().as_bytes())
-                .and_then(|()| file.sync_all())
-                .with_context(|| format!("writing {}", path.display()))?;
-            Ok(key)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let pem = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            Ed25519Key::from_pem(&pem).with_context(|| format!("loading {}", path.display()))
-        }
-        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,20 +124,5 @@ mod tests {
                 .is_err()
         );
         assert!(Ed25519Key::from_pem("not pem at all").is_err());
-    }
-
-    #[test]
-    fn creates_once_with_mode_0600_then_reuses() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("keys/signing.pem");
-        let first = load_or_create_ed25519(&path).unwrap();
-        let second = load_or_create_ed25519(&path).unwrap();
-        assert_eq!(first.kid, second.kid);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
     }
 }

@@ -7,4 +7,4 @@ mod issuer;
 mod keys;
 
 pub use issuer::{JwtIssuer, JwtSettings};
-pub use keys::{SigningKeySource, load_or_create_ed25519};
+pub use keys::{Ed25519Key, SigningKeySource};

@@ -1,0 +1,56 @@
+//! Route table: the tutorial's paths, one file per route.
+
+mod auth;
+mod create;
+mod health;
+mod jwks;
+mod me;
+mod resend_otp;
+mod token;
+mod token_refresh;
+mod token_verify;
+mod validate_otp;
+
+use actix_web::{Resource, web};
+use passcode_domain::TokenPair;
+use serde::Serialize;
+
+use crate::ApiError;
+
+pub(crate) fn register(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/accounts/create").route(web::post().to(create::handle)))
+        .service(resource("/api/accounts/validate-otp").route(web::post().to(validate_otp::handle)))
+        .service(
+            resource("/api/accounts/resend-otp")
+                .route(web::patch().to(resend_otp::handle))
+                .route(web::post().to(resend_otp::handle)),
+        )
+        .service(resource("/api/accounts/token").route(web::post().to(token::handle)))
+        .service(resource("/api/accounts/token/refresh").route(web::post().to(token_refresh::handle)))
+        .service(resource("/api/accounts/token/verify").route(web::post().to(token_verify::handle)))
+        .service(resource("/api/accounts/me").route(web::get().to(me::handle)))
+        .service(resource("/.well-known/jwks.json").route(web::get().to(jwks::handle)))
+        .service(resource("/health/live").route(web::get().to(health::live)))
+        .service(resource("/health/ready").route(web::get().to(health::ready)));
+}
+
+/// A resource whose unmatched methods answer a JSON 405.
+fn resource(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::method_not_allowed()) }))
+}
+
+/// `{"refresh", "access"}`, as simplejwt answers.
+#[derive(Serialize)]
+pub(crate) struct TokenBody {
+    refresh: String,
+    access: String,
+}
+
+impl From<TokenPair> for TokenBody {
+    fn from(pair: TokenPair) -> Self {
+        Self {
+            refresh: pair.refresh,
+            access: pair.access,
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! PATCH or POST /api/accounts/resend-otp/: a new verification code. The answer is
+//! the same whatever the address.
+
+use actix_web::{HttpResponse, web};
+use passcode_domain::EmailAddress;
+use passcode_domain::service::ResendError;
+use serde_json::{Value, json};
+
+use crate::body::{Fields, checked};
+use crate::{ApiError, HttpState};
+
+pub(crate) async fn handle(state: web::Data<HttpState>, body: web::Json<Value>) -> Result<HttpResponse, ApiError> {
+    let mut fields = Fields::new(body.into_inner())?;
+    let email = fields.string("email");
+    let email = fields.parse("email", email, |s| EmailAddress::parse(&s));
+    fields.finish()?;
+    state
+        .service
+        .resend_verification(&checked(email)?)
+        .await
+        .map_err(|error| match error {
+            ResendError::MailUnavailable => {
+                ApiError::unavailable("mail_unavailable", "The email could not be sent. Try again shortly.", 30)
+            }
+            ResendError::Infra(e) => e.into(),
+        })?;
+    Ok(HttpResponse::Ok().json(json!({
+        "message": "If this address has an account waiting for verification, a new code has been sent.",
+    })))
+}

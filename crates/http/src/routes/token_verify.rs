@@ -1,0 +1,16 @@
+//! POST /api/accounts/token/verify/: is this access token valid?
+
+use actix_web::{HttpResponse, web};
+use serde_json::{Value, json};
+
+use crate::body::{Fields, checked};
+use crate::routes::auth::auth_error;
+use crate::{ApiError, HttpState};
+
+pub(crate) async fn handle(state: web::Data<HttpState>, body: web::Json<Value>) -> Result<HttpResponse, ApiError> {
+    let mut fields = Fields::new(body.into_inner())?;
+    let token = fields.string("token");
+    fields.finish()?;
+    state.service.check_access_token(&checked(token)?).map_err(auth_error)?;
+    Ok(HttpResponse::Ok().json(json!({})))
+}
