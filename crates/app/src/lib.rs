@@ -1,1 +1,10 @@
-//! stub
+//! The passcode application: configuration, wiring of the adapters into the domain,
+//! and the HTTP server. `main.rs` is only the CLI on top of this.
+
+mod secrets;
+pub mod settings;
+mod startup;
+pub mod telemetry;
+
+pub use settings::Settings;
+pub use startup::{Application, migrate};

@@ -1,1 +1,61 @@
-fn main() {}
+//! `passcode`: serve (the default) or migrate.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use passcode_app::{Application, Settings, migrate, telemetry};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Email verification with one-time codes, and JWT authentication"
+)]
+struct Cli {
+    /// Folder of default.toml and <APP_ENVIRONMENT>.toml (both optional).
+    #[arg(long, env = "APP_CONFIG_DIR", default_value = "config")]
+    config_dir: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service (the default).
+    Serve,
+    /// Apply pending database migrations, then exit.
+    Migrate,
+}
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = %format!("{error:#}"), "passcode stopped");
+            eprintln!("passcode: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    // A missing .env file is normal.
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    let settings = Settings::load(&cli.config_dir)?;
+    telemetry::init(&settings.log);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            Application::build(settings)
+                .await?
+                .run_until_stopped()
+                .await?
+        }
+        Command::Migrate => {
+            let applied = migrate(&settings).await?;
+            println!("applied {} migration(s): {applied:?}", applied.len());
+        }
+    }
+    Ok(())
+}

@@ -22,14 +22,20 @@ pub(crate) fn json_config(limit: usize) -> web::JsonConfig {
 fn json_error(error: &JsonPayloadError) -> ApiError {
     match error {
         JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Request body is too large.")
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Request body is too large.",
+            )
         }
         JsonPayloadError::ContentType => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "Content-Type must be application/json.",
         ),
-        JsonPayloadError::Deserialize(e) => ApiError::bad_request("invalid_json", format!("Malformed JSON: {e}")),
+        JsonPayloadError::Deserialize(e) => {
+            ApiError::bad_request("invalid_json", format!("Malformed JSON: {e}"))
+        }
         _ => ApiError::bad_request("invalid_body", "The request body could not be read."),
     }
 }
@@ -47,7 +53,10 @@ impl Fields {
                 map,
                 errors: BTreeMap::new(),
             }),
-            _ => Err(ApiError::bad_request("invalid_body", "The request body must be a JSON object.")),
+            _ => Err(ApiError::bad_request(
+                "invalid_body",
+                "The request body must be a JSON object.",
+            )),
         }
     }
 
@@ -74,7 +83,10 @@ impl Fields {
     }
 
     pub(crate) fn error<T>(&mut self, name: &str, message: &str) -> Option<T> {
-        self.errors.entry(name.to_owned()).or_default().push(message.to_owned());
+        self.errors
+            .entry(name.to_owned())
+            .or_default()
+            .push(message.to_owned());
         None
     }
 
@@ -100,7 +112,13 @@ mod tests {
 
     #[test]
     fn non_objects_are_refused() {
-        for body in [json!(null), json!([1, 2]), json!("s"), json!(5), json!(true)] {
+        for body in [
+            json!(null),
+            json!([1, 2]),
+            json!("s"),
+            json!(5),
+            json!(true),
+        ] {
             assert_eq!(Fields::new(body).err().unwrap().code(), "invalid_body");
         }
     }

@@ -41,7 +41,11 @@ impl ApiError {
     }
 
     pub fn validation(fields: BTreeMap<String, Vec<String>>) -> Self {
-        let mut error = Self::new(StatusCode::BAD_REQUEST, "validation_error", "Invalid input.");
+        let mut error = Self::new(
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+            "Invalid input.",
+        );
         error.fields = Some(fields);
         error
     }
@@ -61,7 +65,11 @@ impl ApiError {
     }
 
     pub fn method_not_allowed() -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed.")
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "Method not allowed.",
+        )
     }
 
     /// 503 with `Retry-After`: overloaded or a dependency is down.
@@ -89,11 +97,19 @@ impl From<InfraError> for ApiError {
         match error {
             InfraError::Unavailable(cause) => {
                 tracing::warn!(error = %format!("{cause:#}"), "dependency unavailable");
-                Self::unavailable("service_unavailable", "The service is temporarily unavailable.", 5)
+                Self::unavailable(
+                    "service_unavailable",
+                    "The service is temporarily unavailable.",
+                    5,
+                )
             }
             InfraError::Unexpected(cause) => {
                 tracing::error!(error = %format!("{cause:#}"), "unexpected error");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error.")
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "Internal server error.",
+                )
             }
         }
     }
@@ -101,7 +117,13 @@ impl From<InfraError> for ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 

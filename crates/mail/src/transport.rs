@@ -71,8 +71,7 @@ impl LettreMailer {
         }
     }
 
-    fn build(&self, mail: &Mail) -> anyhow::Result<Message> {
-        let rendered = self.renderer.render(mail)?;
+    fn build(&self, mail: &Mail, rendered: crate::Rendered) -> anyhow::Result<Message> {
         let to: Mailbox = mail
             .recipient()
             .as_str()
@@ -135,7 +134,13 @@ fn smtp_transport(smtp: &SmtpSettings) -> anyhow::Result<AsyncSmtpTransport<Toki
 #[async_trait]
 impl Mailer for LettreMailer {
     async fn send(&self, mail: &Mail) -> Result<(), MailError> {
-        let message = self.build(mail).map_err(MailError::Delivery)?;
+        let rendered = self.renderer.render(mail).map_err(MailError::Delivery)?;
+        if let Transport::Log = self.transport {
+            // Development only (warned at start-up): the message, code included, goes to the log.
+            tracing::info!(target: "passcode::dev_mail", to = %mail.recipient(), subject = %rendered.subject, "\n{}", rendered.text);
+            return Ok(());
+        }
+        let message = self.build(mail, rendered).map_err(MailError::Delivery)?;
         let result = match &self.transport {
             Transport::Smtp(smtp) => smtp
                 .send(message)
@@ -147,12 +152,7 @@ impl Mailer for LettreMailer {
                 .await
                 .map(drop)
                 .map_err(anyhow::Error::new),
-            Transport::Log => {
-                // Development only (warned at start-up): the message, code included, goes to the log.
-                let text = String::from_utf8_lossy(&message.formatted()).into_owned();
-                tracing::info!(target: "passcode::dev_mail", to = %mail.recipient(), "\n{text}");
-                Ok(())
-            }
+            Transport::Log => Ok(()),
         };
         result.map_err(|error| {
             tracing::warn!(error = %format!("{error:#}"), "mail delivery failed");

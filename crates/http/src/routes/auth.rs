@@ -8,8 +8,16 @@ use crate::ApiError;
 
 /// The token of an `Authorization: Bearer <token>` header.
 pub(crate) fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
-    let missing = || ApiError::unauthorized("not_authenticated", "Authentication credentials were not provided.");
-    let value = req.headers().get(header::AUTHORIZATION).ok_or_else(missing)?;
+    let missing = || {
+        ApiError::unauthorized(
+            "not_authenticated",
+            "Authentication credentials were not provided.",
+        )
+    };
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(missing)?;
     let value = value.to_str().map_err(|_| missing())?;
     let (scheme, token) = value.trim().split_once(' ').ok_or_else(missing)?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
@@ -20,7 +28,9 @@ pub(crate) fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
 
 pub(crate) fn auth_error(error: AuthenticateError) -> ApiError {
     match error {
-        AuthenticateError::InvalidToken => ApiError::unauthorized("token_invalid", "Token is invalid or expired."),
+        AuthenticateError::InvalidToken => {
+            ApiError::unauthorized("token_invalid", "Token is invalid or expired.")
+        }
         AuthenticateError::Infra(e) => e.into(),
     }
 }

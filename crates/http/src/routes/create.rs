@@ -9,9 +9,16 @@ use crate::body::{Fields, checked};
 use crate::routes::TokenBody;
 use crate::{ApiError, HttpState};
 
-pub(crate) async fn handle(state: web::Data<HttpState>, body: web::Json<Value>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn handle(
+    state: web::Data<HttpState>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::new(body.into_inner())?;
-    let (full_name, email, password) = (fields.string("full_name"), fields.string("email"), fields.string("password"));
+    let (full_name, email, password) = (
+        fields.string("full_name"),
+        fields.string("email"),
+        fields.string("password"),
+    );
     let full_name = fields.parse("full_name", full_name, |s| FullName::parse(&s));
     let email = fields.parse("email", email, |s| EmailAddress::parse(&s));
     let password = fields.parse("password", password, Password::parse);
@@ -35,7 +42,9 @@ pub(crate) async fn handle(state: web::Data<HttpState>, body: web::Json<Value>) 
 
 fn to_api(error: RegisterError) -> ApiError {
     match error {
-        RegisterError::EmailTaken => ApiError::bad_request("email_taken", "User with this email already exists."),
+        RegisterError::EmailTaken => {
+            ApiError::bad_request("email_taken", "User with this email already exists.")
+        }
         RegisterError::Busy => ApiError::busy(),
         RegisterError::MailUnavailable => ApiError::unavailable(
             "mail_unavailable",

@@ -14,7 +14,11 @@ pub(crate) async fn ready(state: web::Data<HttpState>) -> Result<HttpResponse, A
         Ok(()) => Ok(HttpResponse::Ok().json(json!({ "status": "ok" }))),
         Err(error) => {
             tracing::warn!(error = %format!("{:#}", anyhow::Error::new(error)), "readiness check failed");
-            Err(ApiError::unavailable("not_ready", "The database is unavailable.", 5))
+            Err(ApiError::unavailable(
+                "not_ready",
+                "The database is unavailable.",
+                5,
+            ))
         }
     }
 }

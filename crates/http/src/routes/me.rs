@@ -7,8 +7,15 @@ use serde_json::json;
 use crate::routes::auth::{auth_error, bearer};
 use crate::{ApiError, HttpState};
 
-pub(crate) async fn handle(state: web::Data<HttpState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let user = state.service.current_user(bearer(&req)?).await.map_err(auth_error)?;
+pub(crate) async fn handle(
+    state: web::Data<HttpState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let user = state
+        .service
+        .current_user(bearer(&req)?)
+        .await
+        .map_err(auth_error)?;
     Ok(HttpResponse::Ok().json(json!({
         "id": user.id.to_string(),
         "email": user.email.as_str(),

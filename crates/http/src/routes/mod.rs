@@ -26,7 +26,9 @@ pub(crate) fn register(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(resend_otp::handle)),
         )
         .service(resource("/api/accounts/token").route(web::post().to(token::handle)))
-        .service(resource("/api/accounts/token/refresh").route(web::post().to(token_refresh::handle)))
+        .service(
+            resource("/api/accounts/token/refresh").route(web::post().to(token_refresh::handle)),
+        )
         .service(resource("/api/accounts/token/verify").route(web::post().to(token_verify::handle)))
         .service(resource("/api/accounts/me").route(web::get().to(me::handle)))
         .service(resource("/.well-known/jwks.json").route(web::get().to(jwks::handle)))
@@ -36,7 +38,9 @@ pub(crate) fn register(cfg: &mut web::ServiceConfig) {
 
 /// A resource whose unmatched methods answer a JSON 405.
 fn resource(path: &str) -> Resource {
-    web::resource(path).default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::method_not_allowed()) }))
+    web::resource(path).default_service(web::to(|| async {
+        Err::<actix_web::HttpResponse, _>(ApiError::method_not_allowed())
+    }))
 }
 
 /// `{"refresh", "access"}`, as simplejwt answers.

@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 use crate::body::{Fields, checked};
 use crate::{ApiError, HttpState};
 
-pub(crate) async fn handle(state: web::Data<HttpState>, body: web::Json<Value>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn handle(
+    state: web::Data<HttpState>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::new(body.into_inner())?;
     let email = fields.string("email");
     let email = fields.parse("email", email, |s| EmailAddress::parse(&s));
@@ -19,9 +22,11 @@ pub(crate) async fn handle(state: web::Data<HttpState>, body: web::Json<Value>) 
         .resend_verification(&checked(email)?)
         .await
         .map_err(|error| match error {
-            ResendError::MailUnavailable => {
-                ApiError::unavailable("mail_unavailable", "The email could not be sent. Try again shortly.", 30)
-            }
+            ResendError::MailUnavailable => ApiError::unavailable(
+                "mail_unavailable",
+                "The email could not be sent. Try again shortly.",
+                30,
+            ),
             ResendError::Infra(e) => e.into(),
         })?;
     Ok(HttpResponse::Ok().json(json!({

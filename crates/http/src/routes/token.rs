@@ -9,7 +9,10 @@ use crate::body::{Fields, checked};
 use crate::routes::TokenBody;
 use crate::{ApiError, HttpState};
 
-pub(crate) async fn handle(state: web::Data<HttpState>, body: web::Json<Value>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn handle(
+    state: web::Data<HttpState>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::new(body.into_inner())?;
     let (email, password) = (fields.string("email"), fields.string("password"));
     let email = fields.parse("email", email, |s| EmailAddress::parse(&s));
@@ -19,18 +22,22 @@ pub(crate) async fn handle(state: web::Data<HttpState>, body: web::Json<Value>) 
         email: checked(email)?,
         password: checked(password)?,
     };
-    let tokens = state.service.login(input).await.map_err(|error| match error {
-        LoginError::InvalidCredentials => ApiError::unauthorized(
-            "invalid_credentials",
-            "No active account found with the given credentials.",
-        ),
-        LoginError::EmailNotVerified => ApiError::new(
-            actix_web::http::StatusCode::FORBIDDEN,
-            "email_not_verified",
-            "Email address is not verified.",
-        ),
-        LoginError::Busy => ApiError::busy(),
-        LoginError::Infra(e) => e.into(),
-    })?;
+    let tokens = state
+        .service
+        .login(input)
+        .await
+        .map_err(|error| match error {
+            LoginError::InvalidCredentials => ApiError::unauthorized(
+                "invalid_credentials",
+                "No active account found with the given credentials.",
+            ),
+            LoginError::EmailNotVerified => ApiError::new(
+                actix_web::http::StatusCode::FORBIDDEN,
+                "email_not_verified",
+                "Email address is not verified.",
+            ),
+            LoginError::Busy => ApiError::busy(),
+            LoginError::Infra(e) => e.into(),
+        })?;
     Ok(HttpResponse::Ok().json(TokenBody::from(tokens)))
 }

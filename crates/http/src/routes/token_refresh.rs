@@ -8,7 +8,10 @@ use crate::body::{Fields, checked};
 use crate::routes::TokenBody;
 use crate::{ApiError, HttpState};
 
-pub(crate) async fn handle(state: web::Data<HttpState>, body: web::Json<Value>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn handle(
+    state: web::Data<HttpState>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::new(body.into_inner())?;
     let refresh = fields.string("refresh");
     fields.finish()?;
@@ -17,7 +20,9 @@ pub(crate) async fn handle(state: web::Data<HttpState>, body: web::Json<Value>) 
         .refresh(&checked(refresh)?)
         .await
         .map_err(|error| match error {
-            RefreshError::InvalidToken => ApiError::unauthorized("token_invalid", "Token is invalid or expired."),
+            RefreshError::InvalidToken => {
+                ApiError::unauthorized("token_invalid", "Token is invalid or expired.")
+            }
             RefreshError::Infra(e) => e.into(),
         })?;
     Ok(HttpResponse::Ok().json(TokenBody::from(tokens)))

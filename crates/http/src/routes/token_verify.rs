@@ -7,10 +7,16 @@ use crate::body::{Fields, checked};
 use crate::routes::auth::auth_error;
 use crate::{ApiError, HttpState};
 
-pub(crate) async fn handle(state: web::Data<HttpState>, body: web::Json<Value>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn handle(
+    state: web::Data<HttpState>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::new(body.into_inner())?;
     let token = fields.string("token");
     fields.finish()?;
-    state.service.check_access_token(&checked(token)?).map_err(auth_error)?;
+    state
+        .service
+        .check_access_token(&checked(token)?)
+        .map_err(auth_error)?;
     Ok(HttpResponse::Ok().json(json!({})))
 }

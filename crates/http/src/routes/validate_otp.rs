@@ -9,7 +9,10 @@ use crate::body::{Fields, checked};
 use crate::routes::TokenBody;
 use crate::{ApiError, HttpState};
 
-pub(crate) async fn handle(state: web::Data<HttpState>, body: web::Json<Value>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn handle(
+    state: web::Data<HttpState>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::new(body.into_inner())?;
     let (email, otp) = (fields.string("email"), fields.string("otp"));
     let email = fields.parse("email", email, |s| EmailAddress::parse(&s));

@@ -1,0 +1,203 @@
+//! Layered configuration: built-in defaults, `config/default.toml`,
+//! `config/<APP_ENVIRONMENT>.toml`, then `APP__SECTION__KEY` variables (a `.env`
+//! file is read into the environment first). Keys: docs/configuration.md.
+
+use std::path::{Path, PathBuf};
+
+use config::{Config, Environment, File, FileFormat};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+const BUILT_IN: &str = include_str!("../../../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub data: DataSettings,
+    pub database: DatabaseSection,
+    pub registration: RegistrationSettings,
+    pub otp: OtpSection,
+    pub jwt: JwtSection,
+    pub hashing: HashingSection,
+    pub mail: MailSection,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub body_limit_bytes: usize,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    pub shutdown_timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DataSettings {
+    /// Where generated keys and secrets live.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSection {
+    pub url: String,
+    pub max_connections: usize,
+    pub acquire_timeout_seconds: u64,
+    pub busy_timeout_ms: u64,
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicySetting {
+    VerificationRequired,
+    TokensBeforeVerification,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RegistrationSettings {
+    pub policy: PolicySetting,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OtpSection {
+    pub length: u8,
+    pub ttl_seconds: u64,
+    pub max_attempts: u32,
+    /// HMAC key for stored codes; empty: generated into `<data.dir>/otp-secret`.
+    pub secret: SecretString,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    EdDSA,
+    HS256,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct JwtSection {
+    pub algorithm: JwtAlgorithm,
+    /// Ed25519 PKCS#8 PEM; empty: `<data.dir>/jwt-ed25519.pem`, created if missing.
+    pub private_key_file: String,
+    /// HS256 shared secret (at least 32 bytes).
+    pub secret: SecretString,
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl_seconds: u64,
+    pub refresh_ttl_seconds: u64,
+    pub leeway_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HashingSection {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// Hashes at once; 0 means one per core.
+    pub max_concurrent: usize,
+    pub max_queued: usize,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportKind {
+    Log,
+    File,
+    Smtp,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsSetting {
+    Implicit,
+    Starttls,
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MailSection {
+    pub transport: TransportKind,
+    pub from: String,
+    pub product_name: String,
+    pub file_dir: PathBuf,
+    pub smtp: SmtpSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SmtpSection {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsSetting,
+    pub username: String,
+    pub password: SecretString,
+    pub timeout_seconds: u64,
+    pub ca_file: String,
+    pub pool_size: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    /// A tracing filter, e.g. `info` or `passcode=debug,actix_web=info`; `RUST_LOG` wins.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Settings {
+    /// Loads the layers from `config_dir` (files there are optional) and the environment.
+    pub fn load(config_dir: &Path) -> anyhow::Result<Self> {
+        let environment = std::env::var("APP_ENVIRONMENT").unwrap_or_else(|_| "local".into());
+        let settings = Config::builder()
+            .add_source(File::from_str(BUILT_IN, FileFormat::Toml))
+            .add_source(File::from(config_dir.join("default.toml")).required(false))
+            .add_source(File::from(config_dir.join(format!("{environment}.toml"))).required(false))
+            .add_source(
+                Environment::with_prefix("APP")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()?;
+        Ok(settings.try_deserialize()?)
+    }
+
+    /// The built-in defaults alone (what a fresh checkout runs with).
+    pub fn defaults() -> anyhow::Result<Self> {
+        Ok(Config::builder()
+            .add_source(File::from_str(BUILT_IN, FileFormat::Toml))
+            .build()?
+            .try_deserialize()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_zero_configuration_setup() {
+        let settings = Settings::defaults().unwrap();
+        assert_eq!(settings.server.host, "127.0.0.1");
+        assert_eq!(settings.server.port, 8000);
+        assert_eq!(settings.database.url, "sqlite://data/passcode.db");
+        assert_eq!(settings.mail.transport, TransportKind::Log);
+        assert_eq!(settings.jwt.algorithm, JwtAlgorithm::EdDSA);
+        assert_eq!(settings.otp.length, 6);
+        assert_eq!(settings.otp.ttl_seconds, 600);
+        assert_eq!(
+            settings.registration.policy,
+            PolicySetting::VerificationRequired
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let mut settings = Settings::defaults().unwrap();
+        settings.mail.smtp.password = SecretString::from("smtp-pass-123".to_owned());
+        settings.jwt.secret = SecretString::from("jwt-secret-456".to_owned());
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("smtp-pass-123"));
+        assert!(!printed.contains("jwt-secret-456"));
+    }
+}

@@ -1,0 +1,292 @@
+//! Wiring: builds every adapter from the settings, plugs them into the domain, and
+//! binds the HTTP server. Tests call [`Application::build`] with port 0.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{NormalizePath, TrailingSlash};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
+use passcode_domain::otp::OsCodeGenerator;
+use passcode_domain::ports::Clock;
+use passcode_domain::{
+    AuthService, OtpHasher, OtpSettings, Ports, RegistrationPolicy, ServiceSettings,
+};
+use passcode_http::HttpState;
+use passcode_jwt::{Ed25519Key, JwtIssuer, JwtSettings, SigningKeySource};
+use passcode_mail::{LettreMailer, MailSettings, SmtpSettings, SmtpTls, TransportSettings};
+use passcode_password::{Argon2Hasher, HashingSettings};
+use passcode_persistence::{DatabaseSettings, SqliteStore};
+use rand::TryRngCore;
+use rand::rngs::OsRng;
+use secrecy::{ExposeSecret, SecretString};
+use tracing_actix_web::TracingLogger;
+
+use crate::secrets::load_or_create;
+use crate::settings::{JwtAlgorithm, PolicySetting, Settings, TlsSetting, TransportKind};
+
+/// The wall clock, the only place passcode reads it.
+struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A running (bound, not yet awaited) passcode server.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Opens the database (migrating it if configured), loads or creates the keys,
+    /// builds the mailer and hasher, and binds the listener. Must run in a tokio runtime.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = open_store(&settings)?;
+        if settings.database.migrate_on_start {
+            let applied = store
+                .migrate()
+                .await
+                .context("applying database migrations")?;
+            if !applied.is_empty() {
+                tracing::info!(?applied, "applied database migrations");
+            }
+        }
+        let jwt = JwtIssuer::new(signing_key(&settings)?, jwt_settings(&settings))?;
+        let jwks = Arc::new(jwt.jwks().clone());
+        let mailer = LettreMailer::new(&mail_settings(&settings)?)?;
+        if settings.mail.transport == TransportKind::Log {
+            tracing::warn!(
+                "mail.transport is \"log\": messages, codes included, are written to the log. \
+                 For development only; configure mail.transport = \"smtp\" in production"
+            );
+        }
+        let hasher = Argon2Hasher::new(&hashing_settings(&settings))?;
+        let service = AuthService::new(
+            Ports {
+                users: Arc::new(store.clone()),
+                otps: Arc::new(store.clone()),
+                mailer: Arc::new(mailer),
+                tokens: Arc::new(jwt),
+                passwords: Arc::new(hasher),
+                clock: Arc::new(SystemClock),
+                codes: Arc::new(OsCodeGenerator),
+            },
+            OtpHasher::new(otp_secret(&settings)?),
+            service_settings(&settings)?,
+        );
+        let state = HttpState {
+            service,
+            health: Arc::new(store),
+            jwks,
+        };
+
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
+            .with_context(|| {
+                format!("binding {}:{}", settings.server.host, settings.server.port)
+            })?;
+        let port = listener.local_addr()?.port();
+        let body_limit = settings.server.body_limit_bytes;
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(NormalizePath::new(TrailingSlash::Trim))
+                .wrap(TracingLogger::default())
+                .configure(passcode_http::configure(state.clone(), body_limit))
+                .default_service(web::to(passcode_http::not_found))
+        })
+        .shutdown_timeout(settings.server.shutdown_timeout_seconds)
+        .listen(listener)?;
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        tracing::info!(address = %settings.server.host, port, "passcode is listening");
+        Ok(Self {
+            port,
+            server: server.run(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT/SIGTERM (graceful: in-flight requests finish).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// `passcode migrate`: applies pending migrations and reports them.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<Vec<String>> {
+    open_store(settings)?.migrate().await
+}
+
+fn open_store(settings: &Settings) -> anyhow::Result<SqliteStore> {
+    let db = &settings.database;
+    anyhow::ensure!(
+        !db.url.starts_with("postgres"),
+        "database.url: PostgreSQL is not supported by this build yet; use sqlite://PATH"
+    );
+    SqliteStore::connect(&DatabaseSettings {
+        url: db.url.clone(),
+        max_connections: db.max_connections,
+        acquire_timeout: Duration::from_secs(db.acquire_timeout_seconds.max(1)),
+        busy_timeout: Duration::from_millis(db.busy_timeout_ms),
+    })
+}
+
+fn data_file(settings: &Settings, name: &str) -> PathBuf {
+    settings.data.dir.join(name)
+}
+
+fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    OsRng
+        .try_fill_bytes(&mut bytes)
+        .context("operating system RNG")?;
+    Ok(bytes)
+}
+
+fn otp_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
+    let configured = settings.otp.secret.expose_secret();
+    if !configured.is_empty() {
+        anyhow::ensure!(
+            configured.len() >= 32,
+            "otp.secret must be at least 32 characters"
+        );
+        return Ok(configured.as_bytes().to_vec());
+    }
+    let encoded = load_or_create(&data_file(settings, "otp-secret"), || {
+        Ok(STANDARD.encode(random_bytes::<32>()?))
+    })?;
+    STANDARD
+        .decode(encoded.trim())
+        .context("the otp-secret file in the data folder is corrupt")
+}
+
+fn signing_key(settings: &Settings) -> anyhow::Result<SigningKeySource> {
+    match settings.jwt.algorithm {
+        JwtAlgorithm::HS256 => {
+            anyhow::ensure!(
+                !settings.jwt.secret.expose_secret().is_empty(),
+                "jwt.algorithm = \"HS256\" needs jwt.secret (at least 32 bytes)"
+            );
+            Ok(SigningKeySource::Hs256(settings.jwt.secret.clone()))
+        }
+        JwtAlgorithm::EdDSA => {
+            let path = if settings.jwt.private_key_file.is_empty() {
+                data_file(settings, "jwt-ed25519.pem")
+            } else {
+                PathBuf::from(&settings.jwt.private_key_file)
+            };
+            let pem = load_or_create(&path, || Ok(Ed25519Key::generate()?.to_pem()))?;
+            let key = Ed25519Key::from_pem(&pem)
+                .with_context(|| format!("loading {}", path.display()))?;
+            Ok(SigningKeySource::Ed25519(key))
+        }
+    }
+}
+
+fn jwt_settings(settings: &Settings) -> JwtSettings {
+    let jwt = &settings.jwt;
+    let seconds = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
+    JwtSettings {
+        issuer: jwt.issuer.clone(),
+        audience: jwt.audience.clone(),
+        access_ttl: seconds(jwt.access_ttl_seconds),
+        refresh_ttl: seconds(jwt.refresh_ttl_seconds),
+        leeway: seconds(jwt.leeway_seconds),
+    }
+}
+
+fn service_settings(settings: &Settings) -> anyhow::Result<ServiceSettings> {
+    let otp = &settings.otp;
+    anyhow::ensure!(
+        (4..=10).contains(&otp.length),
+        "otp.length must be between 4 and 10"
+    );
+    anyhow::ensure!(otp.ttl_seconds >= 1, "otp.ttl_seconds must be at least 1");
+    anyhow::ensure!(otp.max_attempts >= 1, "otp.max_attempts must be at least 1");
+    Ok(ServiceSettings {
+        policy: match settings.registration.policy {
+            PolicySetting::VerificationRequired => RegistrationPolicy::VerificationRequired,
+            PolicySetting::TokensBeforeVerification => RegistrationPolicy::TokensBeforeVerification,
+        },
+        otp: OtpSettings {
+            length: otp.length,
+            ttl: chrono::Duration::seconds(
+                i64::try_from(otp.ttl_seconds).unwrap_or(i64::MAX / 1000),
+            ),
+            max_attempts: otp.max_attempts,
+        },
+    })
+}
+
+fn hashing_settings(settings: &Settings) -> HashingSettings {
+    let h = &settings.hashing;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    HashingSettings {
+        memory_kib: h.memory_kib,
+        iterations: h.iterations,
+        parallelism: h.parallelism,
+        max_concurrent: if h.max_concurrent == 0 {
+            cores
+        } else {
+            h.max_concurrent
+        },
+        max_queued: h.max_queued,
+    }
+}
+
+fn mail_settings(settings: &Settings) -> anyhow::Result<MailSettings> {
+    let mail = &settings.mail;
+    let transport = match mail.transport {
+        TransportKind::Log => TransportSettings::Log,
+        TransportKind::File => TransportSettings::File {
+            dir: mail.file_dir.clone(),
+        },
+        TransportKind::Smtp => {
+            let smtp = &mail.smtp;
+            anyhow::ensure!(
+                !smtp.host.is_empty(),
+                "mail.transport = \"smtp\" needs mail.smtp.host"
+            );
+            let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+            TransportSettings::Smtp(SmtpSettings {
+                host: smtp.host.clone(),
+                port: smtp.port,
+                tls: match smtp.tls {
+                    TlsSetting::Implicit => SmtpTls::Implicit,
+                    TlsSetting::Starttls => SmtpTls::Starttls,
+                    TlsSetting::None => SmtpTls::None,
+                },
+                username: non_empty(&smtp.username),
+                password: non_empty(smtp.password.expose_secret()).map(SecretString::from),
+                timeout: Duration::from_secs(smtp.timeout_seconds.max(1)),
+                ca_file: non_empty(&smtp.ca_file).map(PathBuf::from),
+                pool_size: smtp.pool_size,
+            })
+        }
+    };
+    Ok(MailSettings {
+        from: mail.from.clone(),
+        product_name: mail.product_name.clone(),
+        transport,
+    })
+}
