@@ -1,1 +1,10 @@
-fn main() {}
+//! Black-box tests: the real app on a port, a real HTTP client, real SMTP servers.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed expectation is a failed test.
+
+mod bad_input;
+mod concurrency;
+mod flow;
+mod helpers;
+mod otp;
+mod policy;
+mod tokens;

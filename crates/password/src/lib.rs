@@ -83,7 +83,7 @@ impl Argon2Hasher {
         )
         .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let dummy = hash_with(&argon, &random_salt()?.to_string())?;
+        let dummy = hash_with(&argon, random_salt()?.as_str())?;
         let max_concurrent = settings.max_concurrent.max(1);
         Ok(Self {
             inner: Arc::new(Inner {

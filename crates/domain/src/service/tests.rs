@@ -304,7 +304,7 @@ fn register_in_compatibility_policy_refuses_a_taken_address() {
 fn verify(m: Mocks, code: &str) -> Result<(User, TokenPair), VerifyOtpError> {
     block_on(m.service().verify_email(VerifyInput {
         email: email(),
-        code: code.into(),
+        code: OtpCode::new(code.into()),
     }))
 }
 

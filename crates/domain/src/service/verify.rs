@@ -7,7 +7,8 @@ use crate::{EmailAddress, InfraError, OtpCode, OtpPurpose, TokenPair, User};
 #[derive(Debug)]
 pub struct VerifyInput {
     pub email: EmailAddress,
-    pub code: String,
+    /// As typed by the user; redacted in `Debug`.
+    pub code: OtpCode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,17 +43,16 @@ impl AuthService {
     pub(crate) async fn check_code(
         &self,
         email: &EmailAddress,
-        code: &str,
+        code: &OtpCode,
         purpose: OtpPurpose,
     ) -> Result<(), VerifyOtpError> {
         let now = self.ports.clock.now();
         let max_attempts = self.settings.otp.max_attempts;
-        let well_formed = code.len() == usize::from(self.settings.otp.length)
-            && code.bytes().all(|b| b.is_ascii_digit());
+        let digits = code.expose();
+        let well_formed = digits.len() == usize::from(self.settings.otp.length)
+            && digits.bytes().all(|b| b.is_ascii_digit());
         // Hash even a malformed or unknown-address code: the work done is the same.
-        let candidate = self
-            .otp_hasher
-            .hash(email, purpose, &OtpCode::new(code.to_owned()));
+        let candidate = self.otp_hasher.hash(email, purpose, code);
         let Some(stored) = self.ports.otps.find(email, purpose).await? else {
             return Err(VerifyOtpError::Invalid);
         };

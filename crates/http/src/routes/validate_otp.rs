@@ -1,8 +1,8 @@
 //! POST /api/accounts/validate-otp/: verify the address with its code.
 
 use actix_web::{HttpResponse, web};
-use passcode_domain::EmailAddress;
 use passcode_domain::service::{VerifyInput, VerifyOtpError};
+use passcode_domain::{EmailAddress, OtpCode};
 use serde_json::{Value, json};
 
 use crate::body::{Fields, checked};
@@ -19,7 +19,7 @@ pub(crate) async fn handle(
     fields.finish()?;
     let input = VerifyInput {
         email: checked(email)?,
-        code: checked(otp)?.trim().to_owned(),
+        code: OtpCode::new(checked(otp)?.trim().to_owned()),
     };
     let (_user, tokens) = state.service.verify_email(input).await.map_err(to_api)?;
     Ok(HttpResponse::Ok().json(json!({

@@ -1,4 +1,5 @@
 //! The repository contract: one suite of test functions, generic over the store,
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed expectation is a failed test.
 //! run against every persistence adapter.
 
 mod suite;
