@@ -102,3 +102,45 @@ async fn ten_concurrent_registrations_in_default_policy_all_answer_201() {
         .await;
     assert_eq!(login.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_flood_past_the_hashing_queue_gets_503_not_a_hang() {
+    let app = spawn_app_with(Mail::Starttls, |s| {
+        s.hashing.max_concurrent = 1;
+        s.hashing.max_queued = 1;
+        s.hashing.memory_kib = 64 * 1024;
+        s.hashing.iterations = 3;
+    })
+    .await;
+    let emails: Vec<String> = (0..12).map(|_| unique_email()).collect();
+    let started = std::time::Instant::now();
+    let responses = join_all(
+        emails
+            .iter()
+            .map(|email| app.login(email, "some password 123")),
+    )
+    .await;
+    let mut statuses = Vec::new();
+    for response in responses {
+        let status = response.status().as_u16();
+        if status == 503 {
+            assert_eq!(response.headers()["retry-after"], "1");
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["code"], "service_busy");
+        }
+        statuses.push(status);
+    }
+    assert!(
+        statuses.iter().all(|&s| s == 401 || s == 503),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&503),
+        "12 logins into 2 places: some are shed, {statuses:?}"
+    );
+    assert!(
+        statuses.contains(&401),
+        "admitted logins complete, {statuses:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}

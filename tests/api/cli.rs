@@ -1,0 +1,129 @@
+//! The `passcode` binary itself: `migrate`, and `serve` on the zero-configuration default.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_passcode");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn migrate_applies_the_migrations_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        Command::new(BIN)
+            .arg("migrate")
+            .current_dir(dir.path())
+            .env("APP__LOG__LEVEL", "off")
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("applied 1 migration"));
+    assert!(
+        dir.path().join("data/passcode.db").exists(),
+        "the default SQLite file"
+    );
+    let second = run();
+    assert!(String::from_utf8_lossy(&second.stdout).contains("applied 0 migration"));
+}
+
+#[test]
+fn bad_configuration_fails_at_start_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .current_dir(dir.path())
+        .env("APP__MAIL__TRANSPORT", "smtp")
+        .env("APP__LOG__LEVEL", "off")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("mail.smtp.host"));
+}
+
+#[tokio::test]
+async fn serve_with_no_configuration_runs_on_sqlite_and_the_log_mailer() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .current_dir(dir.path())
+        .env("APP__SERVER__PORT", port.to_string())
+        .env("APP__LOG__FORMAT", "text")
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client
+        .get(format!("{base}/health/ready"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the service did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let response = client
+        .post(format!("{base}/api/accounts/create/"))
+        .json(&json!({"full_name": "Ada", "email": "ada@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+
+    // The development mailer prints the message; the code is on its own line.
+    let mut log = String::new();
+    let code = loop {
+        let line = lines_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the mail in the log");
+        log.push_str(&line);
+        let trimmed = line.trim();
+        if trimmed.len() == 6 && trimmed.bytes().all(|b| b.is_ascii_digit()) {
+            break trimmed.to_owned();
+        }
+    };
+    assert!(
+        log.contains("For development only"),
+        "the start-up warning about the log mailer"
+    );
+    let verified = client
+        .post(format!("{base}/api/accounts/validate-otp/"))
+        .json(&json!({"email": "ada@example.com", "otp": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verified.status(), 200);
+    child.kill().unwrap();
+    let _ = child.wait();
+
+    for file in ["passcode.db", "jwt-ed25519.pem", "otp-secret"] {
+        assert!(dir.path().join("data").join(file).exists(), "data/{file}");
+    }
+}
