@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Runs every test of passcode. Installs what the tests need first: a Python venv with
-# aiosmtpd and trustme, for the real SMTP servers the integration tests start (and
-# stop) themselves. Extra arguments go to `cargo test`.
+# Runs every test of passcode, on SQLite and on PostgreSQL. Sets up what the tests
+# need first, and takes it down afterwards, also when tests fail:
+#   - a Python venv with aiosmtpd and trustme, for the real SMTP servers the
+#     integration tests start (and stop) themselves;
+#   - a throwaway PostgreSQL cluster on a free loopback port (installing the server
+#     with apt-get if it is missing), unless TEST_DATABASE_URL names a server to use.
+# Extra arguments go to every `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,4 +21,16 @@ if ! "$venv/bin/python" -c 'import aiosmtpd, trustme' 2>/dev/null; then
 fi
 export PASSCODE_TEST_PYTHON="$venv/bin/python"
 
+if [ -z "${TEST_DATABASE_URL:-}" ]; then
+    pg_dir="$(mktemp -d /tmp/passcode-test-pg.XXXXXX)"
+    pg_port="$("$PASSCODE_TEST_PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    trap 'bash scripts/pg-cluster.sh stop "$pg_dir"; rm -rf "$pg_dir"' EXIT
+    echo "== starting a throwaway PostgreSQL cluster on 127.0.0.1:$pg_port"
+    bash scripts/pg-cluster.sh start "$pg_dir" "$pg_port"
+    export TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
+fi
+
+echo "== all tests; the HTTP suite on SQLite (the repository contract runs on both)"
 cargo test --workspace "$@"
+echo "== the HTTP suite again, on PostgreSQL"
+PASSCODE_TEST_BACKEND=postgres cargo test -p passcode-app --test api "$@" -- --skip pg_only:: --skip cli::

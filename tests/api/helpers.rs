@@ -75,6 +75,8 @@ pub enum Mail {
 
 pub struct TestApp {
     pub address: String,
+    /// The settings it runs with, to start more instances on the same database.
+    pub settings: Settings,
     pub client: reqwest::Client,
     pub maildir: PathBuf,
     pub data_dir: tempfile::TempDir,
@@ -92,7 +94,10 @@ pub async fn spawn_app_with(mail: Mail, customize: impl FnOnce(&mut Settings)) -
     settings.server.port = 0;
     settings.server.workers = 2;
     settings.data.dir = data_dir.path().to_owned();
-    settings.database.url = format!("sqlite://{}", data_dir.path().join("passcode.db").display());
+    settings.database.url = match backend() {
+        Backend::Sqlite => format!("sqlite://{}", data_dir.path().join("passcode.db").display()),
+        Backend::Postgres => fresh_postgres_database().await,
+    };
     settings.log.level = "off".into(); // RUST_LOG overrides, to debug a test.
     settings.mail.transport = TransportKind::Smtp;
     settings.mail.from = "passcode tests <no-reply@passcode.test>".into();
@@ -122,11 +127,10 @@ pub async fn spawn_app_with(mail: Mail, customize: impl FnOnce(&mut Settings)) -
     customize(&mut settings);
     passcode_app::telemetry::init(&settings.log);
 
-    let app = Application::build(settings).await.expect("the app starts");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
+    let address = start_instance(settings.clone()).await;
     TestApp {
         address,
+        settings,
         client: reqwest::Client::builder()
             .no_proxy()
             .build()
@@ -134,6 +138,93 @@ pub async fn spawn_app_with(mail: Mail, customize: impl FnOnce(&mut Settings)) -
         maildir,
         data_dir,
         seen: Mutex::new(HashMap::new()),
+    }
+}
+
+/// Builds and runs one instance; returns its base URL.
+pub async fn start_instance(settings: Settings) -> String {
+    let app = Application::build(settings).await.expect("the app starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    address
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The database the suite runs on: `PASSCODE_TEST_BACKEND=postgres` or SQLite.
+pub fn backend() -> Backend {
+    match std::env::var("PASSCODE_TEST_BACKEND").as_deref() {
+        Ok("postgres") => Backend::Postgres,
+        Ok("sqlite") | Err(_) => Backend::Sqlite,
+        Ok(other) => panic!("PASSCODE_TEST_BACKEND={other:?}: use sqlite or postgres"),
+    }
+}
+
+/// A new, empty database on the server of `TEST_DATABASE_URL`.
+pub async fn fresh_postgres_database() -> String {
+    let admin = std::env::var("TEST_DATABASE_URL").expect(
+        "TEST_DATABASE_URL is not set: run scripts/test.sh (it starts a throwaway PostgreSQL cluster), \
+         or set it to postgres://USER@HOST:PORT/DB of a server where tests may create databases",
+    );
+    let name = format!("api_{}", uuid_like().replace('-', "_"));
+    passcode_persistence::postgres::create_database(&admin, &name)
+        .await
+        .expect("creating a test database")
+}
+
+/// A PostgreSQL cluster of one test's own, which the test may stop and start.
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl PgCluster {
+    const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pg-cluster.sh");
+
+    pub fn start() -> Self {
+        let cluster = Self {
+            dir: tempfile::Builder::new()
+                .prefix("passcode-pg-")
+                .tempdir()
+                .expect("temporary folder"),
+            port: closed_port(),
+        };
+        cluster.resume();
+        cluster
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn run(&self, args: &[&str]) {
+        let status = Command::new("bash")
+            .arg(Self::SCRIPT)
+            .args(args)
+            .status()
+            .expect("running scripts/pg-cluster.sh");
+        assert!(status.success(), "scripts/pg-cluster.sh {args:?} failed");
+    }
+
+    /// Starts (or restarts) the server on the same port.
+    pub fn resume(&self) {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        self.run(&["start", &dir, &self.port.to_string()]);
+    }
+
+    pub fn stop(&self) {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        self.run(&["stop", &dir]);
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -7,5 +7,6 @@ mod concurrency;
 mod flow;
 mod helpers;
 mod otp;
+mod pg_only;
 mod policy;
 mod tokens;

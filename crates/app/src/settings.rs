@@ -45,6 +45,7 @@ pub struct DatabaseSection {
     pub max_connections: usize,
     pub acquire_timeout_seconds: u64,
     pub busy_timeout_ms: u64,
+    pub statement_timeout_seconds: u64,
     pub migrate_on_start: bool,
 }
 

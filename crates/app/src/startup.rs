@@ -22,7 +22,7 @@ use passcode_http::HttpState;
 use passcode_jwt::{Ed25519Key, JwtIssuer, JwtSettings, SigningKeySource};
 use passcode_mail::{LettreMailer, MailSettings, SmtpSettings, SmtpTls, TransportSettings};
 use passcode_password::{Argon2Hasher, HashingSettings};
-use passcode_persistence::{DatabaseSettings, SqliteStore};
+use passcode_persistence::{DatabaseSettings, Store};
 use rand::TryRngCore;
 use rand::rngs::OsRng;
 use secrecy::{ExposeSecret, SecretString};
@@ -80,8 +80,8 @@ impl Application {
         let hasher = Argon2Hasher::new(&hashing_settings(&settings))?;
         let service = AuthService::new(
             Ports {
-                users: Arc::new(store.clone()),
-                otps: Arc::new(store.clone()),
+                users: store.users(),
+                otps: store.otps(),
                 mailer: Arc::new(mailer),
                 tokens: Arc::new(jwt),
                 passwords: Arc::new(hasher),
@@ -93,7 +93,7 @@ impl Application {
         );
         let state = HttpState {
             service,
-            health: Arc::new(store),
+            health: store.health(),
             jwks,
         };
 
@@ -137,17 +137,14 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<Vec<String>> {
     open_store(settings)?.migrate().await
 }
 
-fn open_store(settings: &Settings) -> anyhow::Result<SqliteStore> {
+fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     let db = &settings.database;
-    anyhow::ensure!(
-        !db.url.starts_with("postgres"),
-        "database.url: PostgreSQL is not supported by this build yet; use sqlite://PATH"
-    );
-    SqliteStore::connect(&DatabaseSettings {
+    Store::connect(&DatabaseSettings {
         url: db.url.clone(),
         max_connections: db.max_connections,
         acquire_timeout: Duration::from_secs(db.acquire_timeout_seconds.max(1)),
         busy_timeout: Duration::from_millis(db.busy_timeout_ms),
+        statement_timeout: Duration::from_secs(db.statement_timeout_seconds.max(1)),
     })
 }
 

@@ -11,12 +11,24 @@ pub(crate) fn pool_error<E: std::error::Error + Send + Sync + 'static>(error: E)
 
 pub(crate) fn query_error(error: DieselError) -> InfraError {
     let unavailable = match &error {
-        // SQLite's busy/locked after busy_timeout: the database is overloaded.
-        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
-            let message = info.message();
-            message.contains("locked") || message.contains("busy")
-        }
         DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
+        // SQLite busy or locked past busy_timeout; PostgreSQL shutting down, a lost
+        // connection, or statement_timeout: the database is down or overloaded.
+        DieselError::DatabaseError(_, info) => {
+            let message = info.message().to_ascii_lowercase();
+            [
+                "locked",
+                "busy",
+                "connection",
+                "terminating",
+                "shutting down",
+                "starting up",
+                "statement timeout",
+            ]
+            .iter()
+            .any(|needle| message.contains(needle))
+        }
+        DieselError::BrokenTransactionManager => true,
         _ => false,
     };
     let error = anyhow::Error::new(error).context("database query failed");

@@ -1,11 +1,66 @@
-//! Diesel (diesel-async) persistence for passcode: the user repository and the
-//! code store. SQLite today, through `SyncConnectionWrapper` on a deadpool pool.
+//! Diesel (diesel-async) persistence for passcode: the user repository and the code
+//! store, on SQLite (`SyncConnectionWrapper`) or PostgreSQL (`AsyncPgConnection`),
+//! chosen by the database URL. Both run the same queries (`queries.rs`).
 
 mod error;
+pub mod postgres;
+mod queries;
+mod rows;
 mod schema;
 mod settings;
 pub mod sqlite;
 mod time;
 
+use std::sync::Arc;
+
+use passcode_domain::ports::{HealthCheck, OtpStore, UserRepository};
+
+pub use postgres::PgStore;
 pub use settings::DatabaseSettings;
 pub use sqlite::SqliteStore;
+
+/// The store the URL names.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl Store {
+    /// `postgres://` or `postgresql://` selects PostgreSQL; `sqlite://` (or a bare path) SQLite.
+    pub fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
+        if settings.url.starts_with("postgres://") || settings.url.starts_with("postgresql://") {
+            Ok(Self::Postgres(PgStore::connect(settings)?))
+        } else {
+            Ok(Self::Sqlite(SqliteStore::connect(settings)?))
+        }
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<Vec<String>> {
+        match self {
+            Self::Sqlite(store) => store.migrate().await,
+            Self::Postgres(store) => store.migrate().await,
+        }
+    }
+
+    pub fn users(&self) -> Arc<dyn UserRepository> {
+        match self {
+            Self::Sqlite(store) => Arc::new(store.clone()),
+            Self::Postgres(store) => Arc::new(store.clone()),
+        }
+    }
+
+    pub fn otps(&self) -> Arc<dyn OtpStore> {
+        match self {
+            Self::Sqlite(store) => Arc::new(store.clone()),
+            Self::Postgres(store) => Arc::new(store.clone()),
+        }
+    }
+
+    pub fn health(&self) -> Arc<dyn HealthCheck> {
+        match self {
+            Self::Sqlite(store) => Arc::new(store.clone()),
+            Self::Postgres(store) => Arc::new(store.clone()),
+        }
+    }
+}

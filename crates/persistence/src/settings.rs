@@ -4,22 +4,29 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
-    /// `sqlite://path/to/file.db` (or a bare path).
+    /// `sqlite://path/to/file.db` (or a bare path), or `postgres://user@host:port/db`.
     pub url: String,
     pub max_connections: usize,
-    /// How long a request waits for a pooled connection before answering 503.
+    /// How long a request waits for a pooled connection (or to open one) before 503.
     pub acquire_timeout: Duration,
     /// How long SQLite waits on a locked database before giving up.
     pub busy_timeout: Duration,
+    /// PostgreSQL's `statement_timeout` for every connection.
+    pub statement_timeout: Duration,
 }
 
 impl DatabaseSettings {
-    pub fn sqlite(path: impl AsRef<std::path::Path>) -> Self {
+    pub fn new(url: impl Into<String>) -> Self {
         Self {
-            url: format!("sqlite://{}", path.as_ref().display()),
+            url: url.into(),
             max_connections: 8,
             acquire_timeout: Duration::from_secs(5),
             busy_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
         }
+    }
+
+    pub fn sqlite(path: impl AsRef<std::path::Path>) -> Self {
+        Self::new(format!("sqlite://{}", path.as_ref().display()))
     }
 }

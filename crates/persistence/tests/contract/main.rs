@@ -4,7 +4,7 @@
 
 mod suite;
 
-use passcode_persistence::{DatabaseSettings, SqliteStore};
+use passcode_persistence::{DatabaseSettings, PgStore, SqliteStore};
 
 /// A fresh SQLite database in its own temporary folder, migrated.
 async fn sqlite() -> (SqliteStore, tempfile::TempDir) {
@@ -15,13 +15,38 @@ async fn sqlite() -> (SqliteStore, tempfile::TempDir) {
     (store, dir)
 }
 
+/// A fresh, migrated database of its own on the PostgreSQL server of `TEST_DATABASE_URL`.
+async fn postgres() -> (PgStore, ()) {
+    let admin = std::env::var("TEST_DATABASE_URL").expect(
+        "TEST_DATABASE_URL is not set: run scripts/test.sh (it starts a throwaway PostgreSQL cluster), \
+         or set it to postgres://USER@HOST:PORT/DB of a server where tests may create databases",
+    );
+    let name = format!("contract_{}", uuid::Uuid::new_v4().simple());
+    let url = passcode_persistence::postgres::create_database(&admin, &name)
+        .await
+        .expect("create database");
+    let store = PgStore::connect(&DatabaseSettings::new(url)).expect("connect");
+    store.migrate().await.expect("migrate");
+    (store, ())
+}
+
+/// The same test functions, once per backend.
 macro_rules! contract {
-    ($backend:ident: $($name:ident),* $(,)?) => {
-        mod $backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let (store, _guard) = super::$backend().await;
+                    let (store, _guard) = super::sqlite().await;
+                    super::suite::$name(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (store, _guard) = super::postgres().await;
                     super::suite::$name(store).await;
                 }
             )*
@@ -29,7 +54,7 @@ macro_rules! contract {
     };
 }
 
-contract!(sqlite:
+contract!(
     create_then_find_by_email_and_id,
     duplicate_email_is_email_taken,
     concurrent_registrations_of_one_address_create_exactly_one,
@@ -60,4 +85,29 @@ async fn sqlite_migrate_again_applies_nothing_and_keeps_data() {
     store.create(&user).await.unwrap();
     assert!(store.migrate().await.unwrap().is_empty());
     assert!(store.find_by_id(user.id).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_migrations_apply_once_and_all_succeed() {
+    let admin =
+        std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL (run scripts/test.sh)");
+    let name = format!("contract_{}", uuid::Uuid::new_v4().simple());
+    let url = passcode_persistence::postgres::create_database(&admin, &name)
+        .await
+        .unwrap();
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let store = PgStore::connect(&DatabaseSettings::new(url.clone())).unwrap();
+            tokio::spawn(async move { store.migrate().await })
+        })
+        .collect();
+    let mut applied = 0;
+    for run in runs {
+        applied += run
+            .await
+            .unwrap()
+            .expect("every instance's migration succeeds")
+            .len();
+    }
+    assert_eq!(applied, 1, "the one migration is applied once in all");
 }

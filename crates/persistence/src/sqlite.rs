@@ -2,24 +2,20 @@
 //! each connection in WAL mode with a busy timeout so that concurrent writers queue
 //! instead of failing.
 
-mod otps;
-mod users;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use diesel::{Connection, ConnectionError, SqliteConnection};
+use diesel_async::SimpleAsyncConnection;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
-use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use passcode_domain::InfraError;
-use passcode_domain::ports::HealthCheck;
 
 use crate::DatabaseSettings;
-use crate::error::{pool_error, query_error};
+use crate::error::pool_error;
+use crate::queries::impl_ports;
 
 pub(crate) type Conn = SyncConnectionWrapper<SqliteConnection>;
 
@@ -115,14 +111,4 @@ impl SqliteStore {
     }
 }
 
-#[async_trait]
-impl HealthCheck for SqliteStore {
-    async fn check(&self) -> Result<(), InfraError> {
-        let mut conn = self.conn().await?;
-        diesel::sql_query("SELECT 1")
-            .execute(&mut conn)
-            .await
-            .map_err(query_error)?;
-        Ok(())
-    }
-}
+impl_ports!(SqliteStore);

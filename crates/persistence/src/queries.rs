@@ -1,0 +1,188 @@
+//! The port implementations, written once in Diesel's query builder and instantiated
+//! for each backend's store (the SQL is the same; the connection types differ).
+//! A store provides `async fn conn(&self) -> Result<impl DerefMut<Target = Conn>, InfraError>`.
+
+macro_rules! impl_ports {
+    ($store:ty) => {
+        const _: () = {
+            use async_trait::async_trait;
+            use chrono::{DateTime, Utc};
+            use diesel::prelude::*;
+            use diesel::upsert::excluded;
+            use diesel_async::RunQueryDsl;
+            use passcode_domain::otp::{NewOtp, StoredOtp};
+            use passcode_domain::ports::{CreateUserError, HealthCheck, OtpStore, UserRepository};
+            use passcode_domain::{
+                CodeHash, EmailAddress, InfraError, NewUser, OtpPurpose, User, UserId,
+            };
+            use uuid::Uuid;
+
+            use $crate::error::{create_user_error, query_error};
+            use $crate::rows::{OtpRow, UserRow, attempts_limit};
+            use $crate::schema::{otp_codes, users};
+            use $crate::time::to_millis;
+
+            #[async_trait]
+            impl UserRepository for $store {
+                async fn create(&self, user: &NewUser) -> Result<User, CreateUserError> {
+                    let mut conn = self.conn().await?;
+                    let stored = diesel::insert_into(users::table)
+                        .values(&UserRow::new(user))
+                        .returning(UserRow::as_returning())
+                        .get_result(&mut *conn)
+                        .await
+                        .map_err(create_user_error)?;
+                    Ok(stored.into_domain()?)
+                }
+
+                async fn find_by_email(
+                    &self,
+                    email: &EmailAddress,
+                ) -> Result<Option<User>, InfraError> {
+                    let mut conn = self.conn().await?;
+                    users::table
+                        .filter(users::email.eq(email.as_str()))
+                        .select(UserRow::as_select())
+                        .first(&mut *conn)
+                        .await
+                        .optional()
+                        .map_err(query_error)?
+                        .map(UserRow::into_domain)
+                        .transpose()
+                }
+
+                async fn find_by_id(&self, id: UserId) -> Result<Option<User>, InfraError> {
+                    let mut conn = self.conn().await?;
+                    users::table
+                        .find(id.0.to_string())
+                        .select(UserRow::as_select())
+                        .first(&mut *conn)
+                        .await
+                        .optional()
+                        .map_err(query_error)?
+                        .map(UserRow::into_domain)
+                        .transpose()
+                }
+
+                async fn mark_email_verified(
+                    &self,
+                    id: UserId,
+                    at: DateTime<Utc>,
+                ) -> Result<(), InfraError> {
+                    let mut conn = self.conn().await?;
+                    diesel::update(users::table.find(id.0.to_string()))
+                        .set((
+                            users::email_verified.eq(true),
+                            users::updated_at.eq(to_millis(at)),
+                        ))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    Ok(())
+                }
+            }
+
+            #[async_trait]
+            impl OtpStore for $store {
+                async fn replace(&self, otp: &NewOtp) -> Result<(), InfraError> {
+                    let mut conn = self.conn().await?;
+                    // A new id as well as a new hash: a check begun against the old code cannot consume this one.
+                    diesel::insert_into(otp_codes::table)
+                        .values(&OtpRow::new(otp))
+                        .on_conflict((otp_codes::email, otp_codes::purpose))
+                        .do_update()
+                        .set((
+                            otp_codes::id.eq(excluded(otp_codes::id)),
+                            otp_codes::code_hash.eq(excluded(otp_codes::code_hash)),
+                            otp_codes::attempts.eq(0),
+                            otp_codes::consumed_at.eq(None::<i64>),
+                            otp_codes::created_at.eq(excluded(otp_codes::created_at)),
+                            otp_codes::expires_at.eq(excluded(otp_codes::expires_at)),
+                        ))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    Ok(())
+                }
+
+                async fn find(
+                    &self,
+                    email: &EmailAddress,
+                    purpose: OtpPurpose,
+                ) -> Result<Option<StoredOtp>, InfraError> {
+                    let mut conn = self.conn().await?;
+                    otp_codes::table
+                        .filter(otp_codes::email.eq(email.as_str()))
+                        .filter(otp_codes::purpose.eq(purpose.as_str()))
+                        .select(OtpRow::as_select())
+                        .first(&mut *conn)
+                        .await
+                        .optional()
+                        .map_err(query_error)?
+                        .map(OtpRow::into_domain)
+                        .transpose()
+                }
+
+                async fn consume(
+                    &self,
+                    id: Uuid,
+                    code_hash: &CodeHash,
+                    now: DateTime<Utc>,
+                    max_attempts: u32,
+                ) -> Result<bool, InfraError> {
+                    let mut conn = self.conn().await?;
+                    // One conditional statement: the database serialises concurrent
+                    // consumers on the row, and only one still finds it unspent.
+                    let updated = diesel::update(
+                        otp_codes::table
+                            .filter(otp_codes::id.eq(id.to_string()))
+                            .filter(otp_codes::code_hash.eq(code_hash.as_bytes()))
+                            .filter(otp_codes::consumed_at.is_null())
+                            .filter(otp_codes::expires_at.gt(to_millis(now)))
+                            .filter(otp_codes::attempts.lt(attempts_limit(max_attempts))),
+                    )
+                    .set(otp_codes::consumed_at.eq(Some(to_millis(now))))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_error)?;
+                    Ok(updated == 1)
+                }
+
+                async fn record_failed_attempt(
+                    &self,
+                    id: Uuid,
+                    max_attempts: u32,
+                ) -> Result<Option<u32>, InfraError> {
+                    let mut conn = self.conn().await?;
+                    let attempts: Option<i32> = diesel::update(
+                        otp_codes::table
+                            .filter(otp_codes::id.eq(id.to_string()))
+                            .filter(otp_codes::consumed_at.is_null())
+                            .filter(otp_codes::attempts.lt(attempts_limit(max_attempts))),
+                    )
+                    .set(otp_codes::attempts.eq(otp_codes::attempts + 1))
+                    .returning(otp_codes::attempts)
+                    .get_result(&mut *conn)
+                    .await
+                    .optional()
+                    .map_err(query_error)?;
+                    Ok(attempts.map(|n| u32::try_from(n).unwrap_or(0)))
+                }
+            }
+
+            #[async_trait]
+            impl HealthCheck for $store {
+                async fn check(&self) -> Result<(), InfraError> {
+                    let mut conn = self.conn().await?;
+                    diesel::sql_query("SELECT 1")
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    Ok(())
+                }
+            }
+        };
+    };
+}
+
+pub(crate) use impl_ports;

@@ -1,0 +1,99 @@
+//! Table rows and their translation to domain types, shared by every backend.
+
+use diesel::prelude::*;
+use passcode_domain::otp::StoredOtp;
+use passcode_domain::{
+    CodeHash, EmailAddress, FullName, InfraError, NewUser, OtpPurpose, PasswordHash, User, UserId,
+};
+use uuid::Uuid;
+
+use crate::schema::{otp_codes, users};
+use crate::time::{from_millis, to_millis};
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = users)]
+pub(crate) struct UserRow {
+    pub id: String,
+    pub email: String,
+    pub full_name: String,
+    pub password_hash: String,
+    pub email_verified: bool,
+    pub is_active: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl UserRow {
+    pub(crate) fn new(user: &NewUser) -> Self {
+        Self {
+            id: user.id.0.to_string(),
+            email: user.email.as_str().to_owned(),
+            full_name: user.full_name.as_str().to_owned(),
+            password_hash: user.password_hash.as_str().to_owned(),
+            email_verified: false,
+            is_active: true,
+            created_at: to_millis(user.created_at),
+            updated_at: to_millis(user.created_at),
+        }
+    }
+
+    pub(crate) fn into_domain(self) -> Result<User, InfraError> {
+        let id = Uuid::parse_str(&self.id)
+            .map_err(|e| InfraError::Unexpected(anyhow::Error::new(e).context("stored user id")))?;
+        Ok(User {
+            id: UserId(id),
+            email: EmailAddress::from_trusted(self.email),
+            full_name: FullName::from_trusted(self.full_name),
+            password_hash: PasswordHash::new(self.password_hash),
+            email_verified: self.email_verified,
+            is_active: self.is_active,
+            created_at: from_millis(self.created_at),
+        })
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = otp_codes)]
+pub(crate) struct OtpRow {
+    pub id: String,
+    pub email: String,
+    pub purpose: String,
+    pub code_hash: Vec<u8>,
+    pub attempts: i32,
+    pub consumed_at: Option<i64>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+impl OtpRow {
+    pub(crate) fn new(otp: &passcode_domain::otp::NewOtp) -> Self {
+        Self {
+            id: otp.id.to_string(),
+            email: otp.email.as_str().to_owned(),
+            purpose: otp.purpose.as_str().to_owned(),
+            code_hash: otp.code_hash.as_bytes().to_vec(),
+            attempts: 0,
+            consumed_at: None,
+            created_at: to_millis(otp.created_at),
+            expires_at: to_millis(otp.expires_at),
+        }
+    }
+
+    pub(crate) fn into_domain(self) -> Result<StoredOtp, InfraError> {
+        let corrupt =
+            |what: &str| InfraError::Unexpected(anyhow::anyhow!("stored code has a bad {what}"));
+        Ok(StoredOtp {
+            id: Uuid::parse_str(&self.id).map_err(|_| corrupt("id"))?,
+            email: EmailAddress::from_trusted(self.email),
+            purpose: OtpPurpose::parse(&self.purpose).ok_or_else(|| corrupt("purpose"))?,
+            code_hash: CodeHash::from_bytes(self.code_hash),
+            expires_at: from_millis(self.expires_at),
+            attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
+            consumed: self.consumed_at.is_some(),
+        })
+    }
+}
+
+pub(crate) fn attempts_limit(max_attempts: u32) -> i32 {
+    i32::try_from(max_attempts).unwrap_or(i32::MAX)
+}

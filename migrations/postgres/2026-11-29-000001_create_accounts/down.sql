@@ -1,0 +1,2 @@
+DROP TABLE otp_codes;
+DROP TABLE users;

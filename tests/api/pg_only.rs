@@ -1,0 +1,157 @@
+//! PostgreSQL only: several instances on one database, and the database going away.
+
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use serde_json::json;
+
+use crate::helpers::{
+    Mail, PASSWORD, PgCluster, fresh_postgres_database, spawn_app_with, start_instance,
+    unique_email,
+};
+
+/// Two instances (same settings, one database); returns (first, second) base URLs.
+async fn two_instances() -> (crate::helpers::TestApp, String) {
+    let url = fresh_postgres_database().await;
+    let app = spawn_app_with(Mail::Starttls, |s| s.database.url = url).await;
+    let second = start_instance(app.settings.clone()).await;
+    (app, second)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_right_codes_over_two_instances_give_exactly_one_success() {
+    let (app, second) = two_instances().await;
+    let email = unique_email();
+    app.register(&email).await;
+    let code = app.next_code(&email).await;
+    let requests = (0..20).map(|i| {
+        let base = if i % 2 == 0 {
+            app.address.clone()
+        } else {
+            second.clone()
+        };
+        let body = json!({"email": email, "otp": code});
+        let client = app.client.clone();
+        async move {
+            let response = client
+                .post(format!("{base}/api/accounts/validate-otp/"))
+                .json(&body)
+                .send()
+                .await
+                .expect("request");
+            response.status().as_u16()
+        }
+    });
+    let statuses = join_all(requests).await;
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 400).count(),
+        19,
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_tries_over_two_instances_are_all_counted() {
+    let (app, second) = two_instances().await;
+    let email = unique_email();
+    app.register(&email).await;
+    let code = app.next_code(&email).await;
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    for i in 0..5 {
+        let base = if i % 2 == 0 { &app.address } else { &second };
+        let response = app
+            .client
+            .post(format!("{base}/api/accounts/validate-otp/"))
+            .json(&json!({"email": email, "otp": wrong}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 400);
+    }
+    // The sixth try is refused, whichever instance gets it.
+    for base in [&second, &app.address] {
+        let response = app
+            .client
+            .post(format!("{base}/api/accounts/validate-otp/"))
+            .json(&json!({"email": email, "otp": code}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 400, "{base}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_starting_together_on_an_empty_database_all_start() {
+    let url = fresh_postgres_database().await;
+    let app = spawn_app_with(Mail::Starttls, |s| s.database.url = url).await;
+    let more = join_all((0..3).map(|_| start_instance(app.settings.clone()))).await;
+    for base in more {
+        let response = app
+            .client
+            .get(format!("{base}/health/ready"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_down_answers_503_quickly_and_the_service_recovers_by_itself() {
+    let cluster = PgCluster::start();
+    let url = cluster.url();
+    let app = spawn_app_with(Mail::Starttls, |s| {
+        s.database.url = url;
+        s.database.acquire_timeout_seconds = 2;
+    })
+    .await;
+    let email = unique_email();
+    app.verified_user(&email).await;
+
+    cluster.stop();
+    let started = Instant::now();
+    let response = app.login(&email, PASSWORD).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answered within the timeout"
+    );
+    assert!(response.headers().contains_key("retry-after"));
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["code"], "service_unavailable", "{body}");
+    let ready = app
+        .client
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(ready.status(), 503);
+    let register = app.register(&unique_email()).await;
+    assert_eq!(register.status(), 503);
+
+    cluster.resume();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready = app
+            .client
+            .get(app.url("/health/ready"))
+            .send()
+            .await
+            .expect("request");
+        if ready.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the service did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        app.login(&email, PASSWORD).await.status(),
+        200,
+        "no restart needed"
+    );
+}
