@@ -11,7 +11,9 @@ macro_rules! impl_ports {
             use diesel::upsert::excluded;
             use diesel_async::RunQueryDsl;
             use passcode_domain::otp::{NewOtp, StoredOtp};
-            use passcode_domain::ports::{CreateUserError, HealthCheck, OtpStore, UserRepository};
+            use passcode_domain::ports::{
+                Admission, CreateUserError, HealthCheck, Limit, OtpStore, Throttle, UserRepository,
+            };
             use passcode_domain::{
                 CodeHash, EmailAddress, InfraError, NewUser, OtpPurpose, User, UserId,
             };
@@ -19,7 +21,7 @@ macro_rules! impl_ports {
 
             use $crate::error::{create_user_error, query_error};
             use $crate::rows::{OtpRow, UserRow, attempts_limit};
-            use $crate::schema::{otp_codes, users};
+            use $crate::schema::{otp_codes, rate_limits, users};
             use $crate::time::to_millis;
 
             #[async_trait]
@@ -167,6 +169,90 @@ macro_rules! impl_ports {
                     .optional()
                     .map_err(query_error)?;
                     Ok(attempts.map(|n| u32::try_from(n).unwrap_or(0)))
+                }
+            }
+
+            #[async_trait]
+            impl Throttle for $store {
+                async fn acquire(
+                    &self,
+                    key: &str,
+                    limit: Limit,
+                    now: DateTime<Utc>,
+                ) -> Result<Admission, InfraError> {
+                    use diesel::sql_types::{BigInt, Integer, Text};
+                    let now_ms = to_millis(now);
+                    let window_ended = now_ms - limit.window.num_milliseconds();
+                    let cooled_down = now_ms - limit.cooldown.num_milliseconds();
+                    let mut conn = self.conn().await?;
+                    let counted = diesel::sql_query($crate::rows::ACQUIRE_SQL)
+                        .bind::<Text, _>(key)
+                        .bind::<BigInt, _>(now_ms)
+                        .bind::<BigInt, _>(window_ended)
+                        .bind::<Integer, _>(attempts_limit(limit.limit))
+                        .bind::<BigInt, _>(cooled_down)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    if counted == 1 {
+                        return Ok(Admission::Allowed);
+                    }
+                    let (window_start, count, last_at): (i64, i32, i64) = rate_limits::table
+                        .find(key)
+                        .select((
+                            rate_limits::window_start,
+                            rate_limits::count,
+                            rate_limits::last_at,
+                        ))
+                        .first(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    Ok(Admission::Denied {
+                        retry_after: $crate::rows::retry_after(
+                            limit,
+                            now_ms,
+                            window_start,
+                            count,
+                            last_at,
+                        ),
+                    })
+                }
+
+                async fn release(&self, key: &str) -> Result<(), InfraError> {
+                    let mut conn = self.conn().await?;
+                    diesel::update(
+                        rate_limits::table
+                            .find(key)
+                            .filter(rate_limits::count.gt(0)),
+                    )
+                    .set(rate_limits::count.eq(rate_limits::count - 1))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_error)?;
+                    Ok(())
+                }
+
+                async fn purge(
+                    &self,
+                    now: DateTime<Utc>,
+                    retention: chrono::Duration,
+                ) -> Result<u64, InfraError> {
+                    let cutoff = to_millis(now - retention);
+                    let mut conn = self.conn().await?;
+                    let limits = diesel::delete(
+                        rate_limits::table
+                            .filter(rate_limits::last_at.lt(cutoff))
+                            .filter(rate_limits::window_start.lt(cutoff)),
+                    )
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_error)?;
+                    let codes =
+                        diesel::delete(otp_codes::table.filter(otp_codes::expires_at.lt(cutoff)))
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(query_error)?;
+                    Ok(u64::try_from(limits + codes).unwrap_or(0))
                 }
             }
 

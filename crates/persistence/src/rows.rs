@@ -97,3 +97,35 @@ impl OtpRow {
 pub(crate) fn attempts_limit(max_attempts: u32) -> i32 {
     i32::try_from(max_attempts).unwrap_or(i32::MAX)
 }
+
+/// One statement that counts an event only if the bucket's limit allows it. Binds:
+/// $1 bucket, $2 now, $3 now − window (a window that started then or earlier has ended),
+/// $4 limit, $5 now − cooldown. Numbered so that each first appears in order, which
+/// lets SQLite and PostgreSQL share the text. Every SET reads the old row.
+pub(crate) const ACQUIRE_SQL: &str = "\
+INSERT INTO rate_limits (bucket, window_start, count, last_at) VALUES ($1, $2, 1, $2) \
+ON CONFLICT (bucket) DO UPDATE SET \
+count = CASE WHEN rate_limits.window_start <= $3 THEN 1 ELSE rate_limits.count + 1 END, \
+window_start = CASE WHEN rate_limits.window_start <= $3 THEN $2 ELSE rate_limits.window_start END, \
+last_at = $2 \
+WHERE (rate_limits.window_start <= $3 OR rate_limits.count < $4) AND rate_limits.last_at <= $5";
+
+/// How long until a denied bucket admits again (at least one second).
+pub(crate) fn retry_after(
+    limit: passcode_domain::ports::Limit,
+    now_ms: i64,
+    window_start: i64,
+    count: i32,
+    last_at: i64,
+) -> chrono::Duration {
+    let mut wait_ms = 0;
+    let cooldown_ends = last_at + limit.cooldown.num_milliseconds();
+    if cooldown_ends > now_ms {
+        wait_ms = cooldown_ends - now_ms;
+    }
+    let window_ends = window_start + limit.window.num_milliseconds();
+    if count >= attempts_limit(limit.limit) && window_ends > now_ms {
+        wait_ms = wait_ms.max(window_ends - now_ms);
+    }
+    chrono::Duration::milliseconds(wait_ms.max(1_000))
+}

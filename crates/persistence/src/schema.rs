@@ -25,3 +25,12 @@ diesel::table! {
         expires_at -> BigInt,
     }
 }
+
+diesel::table! {
+    rate_limits (bucket) {
+        bucket -> Text,
+        window_start -> BigInt,
+        count -> Integer,
+        last_at -> BigInt,
+    }
+}

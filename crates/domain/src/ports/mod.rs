@@ -7,6 +7,7 @@ mod health_check;
 mod mailer;
 mod otp_store;
 mod password_hasher;
+mod throttle;
 mod token_issuer;
 mod user_repository;
 
@@ -16,6 +17,7 @@ pub use health_check::HealthCheck;
 pub use mailer::{Mail, MailError, Mailer};
 pub use otp_store::OtpStore;
 pub use password_hasher::{HashError, PasswordHasher};
+pub use throttle::{Admission, Limit, Throttle};
 pub use token_issuer::TokenIssuer;
 pub use user_repository::{CreateUserError, UserRepository};
 
@@ -23,5 +25,5 @@ pub use user_repository::{CreateUserError, UserRepository};
 pub use {
     clock::MockClock, code_generator::MockCodeGenerator, health_check::MockHealthCheck,
     mailer::MockMailer, otp_store::MockOtpStore, password_hasher::MockPasswordHasher,
-    token_issuer::MockTokenIssuer, user_repository::MockUserRepository,
+    throttle::MockThrottle, token_issuer::MockTokenIssuer, user_repository::MockUserRepository,
 };

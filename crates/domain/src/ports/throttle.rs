@@ -1,0 +1,49 @@
+//! Shared, atomic rate limits: the guessing budget, resend cooldown and cap, and
+//! per-client limits. State lives behind this port (the database), so every instance
+//! of the service sees the same counts.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+
+use crate::InfraError;
+
+/// A limit on events for one key: at most `limit` per `window` (the window starts at
+/// the first event counted after the previous one ended), and at least `cooldown`
+/// between two events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub limit: u32,
+    pub window: Duration,
+    pub cooldown: Duration,
+}
+
+/// The answer to an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Counted.
+    Allowed,
+    /// Not counted: over the limit or within the cooldown, free again after this long.
+    Denied { retry_after: Duration },
+}
+
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Throttle: Send + Sync {
+    /// Counts one event for `key` at `now` if `limit` allows it, in one atomic step:
+    /// of any number of concurrent callers, no more than the limit are `Allowed`.
+    async fn acquire(
+        &self,
+        key: &str,
+        limit: Limit,
+        now: DateTime<Utc>,
+    ) -> Result<Admission, InfraError>;
+
+    /// Gives back one event counted for `key` (a reservation that turned out not to
+    /// be spent). Never below zero.
+    async fn release(&self, key: &str) -> Result<(), InfraError>;
+
+    /// Deletes limit state and codes that no longer matter at `now` (windows and
+    /// cooldowns that ended at least `retention` ago; codes expired that long ago).
+    /// Returns the number of rows removed.
+    async fn purge(&self, now: DateTime<Utc>, retention: Duration) -> Result<u64, InfraError>;
+}

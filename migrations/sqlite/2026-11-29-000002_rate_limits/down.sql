@@ -1,0 +1,2 @@
+DROP INDEX otp_codes_expires_at;
+DROP TABLE rate_limits;
