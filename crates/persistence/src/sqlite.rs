@@ -59,7 +59,8 @@ impl SqliteStore {
             std::fs::create_dir_all(parent)?;
         }
         let pragmas: Arc<str> = format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
+            // busy_timeout first: switching to WAL takes a lock that concurrent openers must wait for.
+            "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
             settings.busy_timeout.as_millis()
         )
         .into();
