@@ -243,7 +243,7 @@ async fn internationalised_domain_is_stored_in_ascii_form() {
     let body = json_of(
         app.post(
             "/api/accounts/create/",
-            &json!({"email": format!("{local}@Bücher.example"), "full_name": "Ada", "password": "whatever-pass"}),
+            &json!({"email": format!("{local}@Bücher.example"), "full_name": "Ada", "password": crate::helpers::PASSWORD}),
         )
         .await,
         201,

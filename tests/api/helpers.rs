@@ -124,6 +124,12 @@ pub async fn spawn_app_with(mail: Mail, customize: impl FnOnce(&mut Settings)) -
             servers.dir.join("implicit")
         }
     };
+    // Limits out of the way; the abuse tests set the ones they check.
+    let limits = &mut settings.limits;
+    limits.guess_budget = 10_000;
+    limits.resend_cooldown_seconds = 0;
+    limits.resend_cap = 10_000;
+    limits.client_requests = 1_000_000;
     customize(&mut settings);
     passcode_app::telemetry::init(&settings.log);
 

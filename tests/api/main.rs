@@ -1,6 +1,7 @@
 //! Black-box tests: the real app on a port, a real HTTP client, real SMTP servers.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed expectation is a failed test.
 
+mod abuse;
 mod bad_input;
 mod cli;
 mod concurrency;

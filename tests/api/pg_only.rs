@@ -155,3 +155,51 @@ async fn database_down_answers_503_quickly_and_the_service_recovers_by_itself() 
         "no restart needed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_guessing_budget_and_the_resend_cooldown() {
+    let url = fresh_postgres_database().await;
+    let app = spawn_app_with(Mail::Starttls, |s| {
+        s.database.url = url;
+        s.limits.guess_budget = 10;
+        s.limits.resend_cooldown_seconds = 60;
+    })
+    .await;
+    let second = start_instance(app.settings.clone()).await;
+    let post = |base: &str, path: &str, body: serde_json::Value| {
+        app.client.post(format!("{base}{path}")).json(&body).send()
+    };
+    let email = unique_email();
+    assert_eq!(app.register(&email).await.status(), 201);
+    let code = app.next_code(&email).await;
+    // The cooldown started on the first instance holds on the second.
+    let resend = post(
+        &second,
+        "/api/accounts/resend-otp/",
+        json!({"email": email}),
+    )
+    .await
+    .expect("request");
+    assert_eq!(resend.status(), 429);
+
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    for i in 0..10 {
+        let base = if i % 2 == 0 { &app.address } else { &second };
+        let response = post(
+            base,
+            "/api/accounts/validate-otp/",
+            json!({"email": email, "otp": wrong}),
+        )
+        .await;
+        assert_eq!(response.expect("request").status(), 400);
+    }
+    for base in [&app.address, &second] {
+        let response = post(
+            base,
+            "/api/accounts/validate-otp/",
+            json!({"email": email, "otp": code}),
+        )
+        .await;
+        assert_eq!(response.expect("request").status(), 429, "{base}");
+    }
+}

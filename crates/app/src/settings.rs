@@ -17,6 +17,7 @@ pub struct Settings {
     pub database: DatabaseSection,
     pub registration: RegistrationSettings,
     pub otp: OtpSection,
+    pub limits: LimitsSection,
     pub jwt: JwtSection,
     pub hashing: HashingSection,
     pub mail: MailSection,
@@ -68,6 +69,27 @@ pub struct OtpSection {
     pub max_attempts: u32,
     /// HMAC key for stored codes; empty: generated into `<data.dir>/otp-secret`.
     pub secret: SecretString,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LimitsSection {
+    /// Wrong code tries per address per window, across codes and purposes.
+    pub guess_budget: u32,
+    pub guess_window_seconds: u64,
+    /// Least time between two code mails to one address (per purpose).
+    pub resend_cooldown_seconds: u64,
+    /// Most code mails to one address (per purpose) per window.
+    pub resend_cap: u32,
+    pub resend_window_seconds: u64,
+    /// Requests per client address and endpoint per window, on unauthenticated endpoints.
+    pub client_requests: u32,
+    pub client_window_seconds: u64,
+    /// CIDRs of proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+    /// Lowest zxcvbn score (0-4) of a new password; 0 disables the check.
+    pub password_min_score: u8,
+    /// How often expired codes and spent limit state are deleted.
+    pub purge_interval_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

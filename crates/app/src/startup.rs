@@ -14,9 +14,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use passcode_domain::otp::OsCodeGenerator;
-use passcode_domain::ports::Clock;
+use passcode_domain::ports::{Clock, Limit, Throttle};
 use passcode_domain::{
-    AuthService, OtpHasher, OtpSettings, Ports, RegistrationPolicy, ServiceSettings,
+    AbuseLimits, AuthService, OtpHasher, OtpSettings, Ports, RegistrationPolicy, ServiceSettings,
 };
 use passcode_http::HttpState;
 use passcode_jwt::{Ed25519Key, JwtIssuer, JwtSettings, SigningKeySource};
@@ -78,6 +78,9 @@ impl Application {
             );
         }
         let hasher = Argon2Hasher::new(&hashing_settings(&settings))?;
+        let trusted_proxies = trusted_proxies(&settings)?;
+        let throttle = store.throttle();
+        spawn_purge(throttle.clone(), settings.limits.purge_interval_seconds);
         let service = AuthService::new(
             Ports {
                 users: store.users(),
@@ -85,6 +88,7 @@ impl Application {
                 mailer: Arc::new(mailer),
                 tokens: Arc::new(jwt),
                 passwords: Arc::new(hasher),
+                throttle,
                 clock: Arc::new(SystemClock),
                 codes: Arc::new(OsCodeGenerator),
             },
@@ -95,6 +99,7 @@ impl Application {
             service,
             health: store.health(),
             jwks,
+            trusted_proxies: Arc::new(trusted_proxies),
         };
 
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
@@ -232,7 +237,66 @@ fn service_settings(settings: &Settings) -> anyhow::Result<ServiceSettings> {
             ),
             max_attempts: otp.max_attempts,
         },
+        limits: abuse_limits(settings),
+        password_min_score: settings.limits.password_min_score.min(4),
     })
+}
+
+fn seconds(s: u64) -> chrono::Duration {
+    chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))
+}
+
+fn abuse_limits(settings: &Settings) -> AbuseLimits {
+    let l = &settings.limits;
+    let limit = |limit: u32, window: u64, cooldown: u64| Limit {
+        limit,
+        window: seconds(window.max(1)),
+        cooldown: seconds(cooldown),
+    };
+    AbuseLimits {
+        guesses: limit(l.guess_budget, l.guess_window_seconds, 0),
+        sends: limit(
+            l.resend_cap,
+            l.resend_window_seconds,
+            l.resend_cooldown_seconds,
+        ),
+        client_requests: limit(l.client_requests, l.client_window_seconds, 0),
+    }
+}
+
+fn trusted_proxies(settings: &Settings) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    settings
+        .limits
+        .trusted_proxies
+        .iter()
+        .map(|entry| {
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .with_context(|| {
+                    format!("limits.trusted_proxies: {entry:?} is not an address or CIDR")
+                })
+        })
+        .collect()
+}
+
+/// Deletes expired codes and spent limit state now and then. Rows are kept a day
+/// past their end, longer than any window, so no live limit is ever reset.
+fn spawn_purge(throttle: Arc<dyn Throttle>, interval_seconds: u64) {
+    let interval = Duration::from_secs(interval_seconds.max(1));
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            ticker.tick().await;
+            match throttle.purge(Utc::now(), chrono::Duration::days(1)).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "purged expired codes and limit state"),
+                Err(error) => {
+                    tracing::warn!(error = %format!("{:#}", anyhow::Error::new(error)), "purge failed")
+                }
+            }
+        }
+    });
 }
 
 fn hashing_settings(settings: &Settings) -> HashingSettings {

@@ -14,6 +14,8 @@ pub use email::{EmailAddress, EmailError};
 pub use error::InfraError;
 pub use otp::{CodeHash, OtpCode, OtpHasher, OtpPurpose, OtpSettings};
 pub use password::{Password, PasswordError, PasswordHash};
-pub use service::{AuthService, Ports, RegistrationPolicy, ServiceSettings};
+pub use service::{
+    AbuseLimits, AuthService, Ports, RegistrationPolicy, ServiceSettings, Throttled,
+};
 pub use tokens::{TokenClaims, TokenError, TokenKind, TokenPair, TokenSubject};
 pub use user::{FullName, FullNameError, NewUser, User, UserId};

@@ -107,3 +107,63 @@ mod tests {
         assert!(!format!("{password:?}").contains("hunter22"));
     }
 }
+
+/// The zxcvbn strength estimate of a new password, 0 (guessable) to 4 (strong),
+/// counting the user's own email and name as known words. `Some(message)` when
+/// below `min_score`.
+pub fn strength_problem(
+    password: &Password,
+    user_inputs: &[&str],
+    min_score: u8,
+) -> Option<String> {
+    if min_score == 0 {
+        return None;
+    }
+    // zxcvbn matches user inputs as whole words: give it the words of each.
+    let words: Vec<String> = user_inputs
+        .iter()
+        .flat_map(|input| input.split(|c: char| !c.is_alphanumeric()))
+        .filter(|word| word.len() >= 3)
+        .map(str::to_lowercase)
+        .collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let estimate = zxcvbn::zxcvbn(password.expose(), &words);
+    if u8::from(estimate.score()) >= min_score {
+        return None;
+    }
+    let mut message = String::from("This password is too easy to guess.");
+    if let Some(feedback) = estimate.feedback() {
+        if let Some(warning) = feedback.warning() {
+            message.push_str(&format!(" {warning}."));
+        }
+        if let Some(suggestion) = feedback.suggestions().first() {
+            message.push_str(&format!(" {suggestion}."));
+        }
+    }
+    Some(message.replace("..", "."))
+}
+
+#[cfg(test)]
+mod strength_tests {
+    use super::*;
+
+    #[test]
+    fn common_and_personal_passwords_are_weak() {
+        for weak in ["password123", "qwertyuiop", "adalovelace", "lovelace1234"] {
+            let password = Password::parse(weak.into()).unwrap();
+            assert!(
+                strength_problem(&password, &["ada.lovelace@example.com", "Ada Lovelace"], 3)
+                    .is_some(),
+                "{weak}"
+            );
+        }
+    }
+
+    #[test]
+    fn long_unusual_passwords_pass_and_zero_disables_the_check() {
+        let strong = Password::parse("correct horse battery staple".into()).unwrap();
+        assert_eq!(strength_problem(&strong, &[], 3), None);
+        let weak = Password::parse("password".into()).unwrap();
+        assert_eq!(strength_problem(&weak, &[], 0), None);
+    }
+}

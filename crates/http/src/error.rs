@@ -79,6 +79,19 @@ impl ApiError {
         error
     }
 
+    /// 429 with `Retry-After` in whole seconds (rounded up).
+    pub fn throttled(throttled: passcode_domain::Throttled) -> Self {
+        let millis = throttled.retry_after.num_milliseconds().max(1_000);
+        let seconds = u64::try_from((millis + 999) / 1_000).unwrap_or(1);
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "throttled",
+            "Too many requests. Try again later.",
+        );
+        error.retry_after = Some(seconds);
+        error
+    }
+
     pub fn busy() -> Self {
         Self::unavailable("service_busy", "The service is busy. Try again shortly.", 1)
     }

@@ -2,6 +2,7 @@
 //! errors), on top of the domain's `AuthService`.
 
 mod body;
+mod client;
 mod error;
 mod routes;
 
@@ -20,6 +21,8 @@ pub struct HttpState {
     pub health: Arc<dyn HealthCheck>,
     /// The JWKS document to publish (empty key list for HS256).
     pub jwks: Arc<serde_json::Value>,
+    /// Proxies whose `X-Forwarded-For` is believed (empty: use the socket's address).
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
 }
 
 /// Registers every route, the JSON body limits and the JSON 404, on an actix `App`.

@@ -13,7 +13,7 @@ mod time;
 
 use std::sync::Arc;
 
-use passcode_domain::ports::{HealthCheck, OtpStore, UserRepository};
+use passcode_domain::ports::{HealthCheck, OtpStore, Throttle, UserRepository};
 
 pub use postgres::PgStore;
 pub use settings::DatabaseSettings;
@@ -51,6 +51,13 @@ impl Store {
     }
 
     pub fn otps(&self) -> Arc<dyn OtpStore> {
+        match self {
+            Self::Sqlite(store) => Arc::new(store.clone()),
+            Self::Postgres(store) => Arc::new(store.clone()),
+        }
+    }
+
+    pub fn throttle(&self) -> Arc<dyn Throttle> {
         match self {
             Self::Sqlite(store) => Arc::new(store.clone()),
             Self::Postgres(store) => Arc::new(store.clone()),

@@ -183,7 +183,12 @@ macro_rules! impl_ports {
                     use diesel::sql_types::{BigInt, Integer, Text};
                     let now_ms = to_millis(now);
                     let window_ended = now_ms - limit.window.num_milliseconds();
-                    let cooled_down = now_ms - limit.cooldown.num_milliseconds();
+                    // No cooldown: no condition on last_at (requests' clocks need not arrive in order).
+                    let cooled_down = if limit.cooldown.is_zero() {
+                        i64::MAX
+                    } else {
+                        now_ms - limit.cooldown.num_milliseconds()
+                    };
                     let mut conn = self.conn().await?;
                     let counted = diesel::sql_query($crate::rows::ACQUIRE_SQL)
                         .bind::<Text, _>(key)

@@ -2,6 +2,7 @@
 //! lives in its own file with its own error enum.
 
 mod authenticate;
+mod client;
 mod login;
 mod refresh;
 mod register;
@@ -19,14 +20,16 @@ pub use resend::ResendError;
 pub use verify::{VerifyInput, VerifyOtpError};
 
 use std::sync::Arc;
+
+use chrono::Duration;
 use uuid::Uuid;
 
 use crate::otp::NewOtp;
 use crate::ports::{
-    Clock, CodeGenerator, HashError, Mail, MailError, Mailer, OtpStore, PasswordHasher,
-    TokenIssuer, UserRepository,
+    Admission, Clock, CodeGenerator, HashError, Limit, Mail, MailError, Mailer, OtpStore,
+    PasswordHasher, Throttle, TokenIssuer, UserRepository,
 };
-use crate::{InfraError, OtpHasher, OtpPurpose, OtpSettings, User};
+use crate::{EmailAddress, InfraError, OtpHasher, OtpPurpose, OtpSettings, User};
 
 /// Whether tokens wait for a verified address (see API.md "Registration policy").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,6 +47,50 @@ pub enum RegistrationPolicy {
 pub struct ServiceSettings {
     pub policy: RegistrationPolicy,
     pub otp: OtpSettings,
+    pub limits: AbuseLimits,
+    /// Lowest zxcvbn score (0-4) a new password needs; 0 turns the check off.
+    pub password_min_score: u8,
+}
+
+/// The limits that make guessing and flooding pointless. Shared by all instances
+/// through the `Throttle` port.
+#[derive(Debug, Clone, Copy)]
+pub struct AbuseLimits {
+    /// Wrong code tries per address, across codes and purposes.
+    pub guesses: Limit,
+    /// Code mails per address and purpose (with the cooldown between two).
+    pub sends: Limit,
+    /// Requests per client (IP address) and endpoint, on unauthenticated endpoints.
+    pub client_requests: Limit,
+}
+
+impl Default for AbuseLimits {
+    fn default() -> Self {
+        Self {
+            guesses: Limit {
+                limit: 10,
+                window: Duration::hours(1),
+                cooldown: Duration::zero(),
+            },
+            sends: Limit {
+                limit: 5,
+                window: Duration::hours(1),
+                cooldown: Duration::seconds(60),
+            },
+            client_requests: Limit {
+                limit: 60,
+                window: Duration::minutes(1),
+                cooldown: Duration::zero(),
+            },
+        }
+    }
+}
+
+/// A limit was reached: try again after `retry_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many requests; retry after {retry_after}")]
+pub struct Throttled {
+    pub retry_after: Duration,
 }
 
 /// The adapters the service runs on.
@@ -54,6 +101,7 @@ pub struct Ports {
     pub mailer: Arc<dyn Mailer>,
     pub tokens: Arc<dyn TokenIssuer>,
     pub passwords: Arc<dyn PasswordHasher>,
+    pub throttle: Arc<dyn Throttle>,
     pub clock: Arc<dyn Clock>,
     pub codes: Arc<dyn CodeGenerator>,
 }
@@ -94,6 +142,39 @@ impl AuthService {
 
     pub fn settings(&self) -> &ServiceSettings {
         &self.settings
+    }
+
+    /// Counts one event against `limit` for `bucket`, or says how long to wait.
+    pub(crate) async fn admit(
+        &self,
+        bucket: &str,
+        limit: Limit,
+    ) -> Result<Result<(), Throttled>, InfraError> {
+        Ok(
+            match self
+                .ports
+                .throttle
+                .acquire(bucket, limit, self.ports.clock.now())
+                .await?
+            {
+                Admission::Allowed => Ok(()),
+                Admission::Denied { retry_after } => Err(Throttled { retry_after }),
+            },
+        )
+    }
+
+    /// The resend cooldown and cap of (address, purpose), counted whether or not
+    /// the address has an account, so throttling reveals nothing.
+    pub(crate) async fn admit_send(
+        &self,
+        email: &EmailAddress,
+        purpose: OtpPurpose,
+    ) -> Result<Result<(), Throttled>, InfraError> {
+        self.admit(
+            &format!("send:{}:{email}", purpose.as_str()),
+            self.settings.limits.sends,
+        )
+        .await
     }
 
     /// Issues a fresh code for `user` and `purpose` (invalidating the previous one)

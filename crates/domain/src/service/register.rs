@@ -1,7 +1,10 @@
 //! Register: create the account and mail a verification code, under either policy.
 
+use crate::password::strength_problem;
 use crate::ports::{CreateUserError, HashError, Mail};
-use crate::service::{AuthService, RegistrationPolicy, SendCodeError, hash_error_to_infra};
+use crate::service::{
+    AuthService, RegistrationPolicy, SendCodeError, Throttled, hash_error_to_infra,
+};
 use crate::{
     EmailAddress, FullName, InfraError, NewUser, OtpPurpose, Password, TokenPair, TokenSubject,
     User, UserId,
@@ -31,6 +34,12 @@ pub enum RegisterError {
     /// Compatibility policy only: the address has an account.
     #[error("User with this email already exists.")]
     EmailTaken,
+    /// The password is too easy to guess (the message says why).
+    #[error("{0}")]
+    WeakPassword(String),
+    /// The address's resend cooldown or hourly cap: the same for any address.
+    #[error(transparent)]
+    Throttled(#[from] Throttled),
     /// Password hashing is saturated; retry later.
     #[error("the service is busy")]
     Busy,
@@ -62,6 +71,15 @@ impl From<SendCodeError> for RegisterError {
 
 impl AuthService {
     pub async fn register(&self, input: RegisterInput) -> Result<Registered, RegisterError> {
+        let inputs = [input.email.as_str(), input.full_name.as_str()];
+        if let Some(problem) =
+            strength_problem(&input.password, &inputs, self.settings.password_min_score)
+        {
+            return Err(RegisterError::WeakPassword(problem));
+        }
+        // Every registration mails the address (a code or a notice): it counts as a send.
+        self.admit_send(&input.email, OtpPurpose::VerifyEmail)
+            .await??;
         // Hash first, whatever the address: the time spent must not tell new from existing.
         let password_hash = self.ports.passwords.hash(&input.password).await?;
         let new_user = NewUser {

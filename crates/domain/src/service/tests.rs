@@ -69,6 +69,7 @@ struct Mocks {
     mailer: MockMailer,
     tokens: MockTokenIssuer,
     passwords: MockPasswordHasher,
+    throttle: MockThrottle,
     policy: RegistrationPolicy,
 }
 
@@ -80,8 +81,18 @@ impl Mocks {
             mailer: MockMailer::new(),
             tokens: MockTokenIssuer::new(),
             passwords: MockPasswordHasher::new(),
+            throttle: MockThrottle::new(),
             policy: RegistrationPolicy::VerificationRequired,
         }
+    }
+
+    /// Every limit admits (tests of other rules).
+    fn unthrottled(mut self) -> Self {
+        self.throttle
+            .expect_acquire()
+            .returning(|_, _, _| Ok(Admission::Allowed));
+        self.throttle.expect_release().returning(|_| Ok(()));
+        self
     }
 
     fn service(self) -> AuthService {
@@ -99,6 +110,7 @@ impl Mocks {
                 mailer: Arc::new(self.mailer),
                 tokens: Arc::new(self.tokens),
                 passwords: Arc::new(self.passwords),
+                throttle: Arc::new(self.throttle),
                 clock: Arc::new(clock),
                 codes: Arc::new(codes),
             },
@@ -106,6 +118,8 @@ impl Mocks {
             ServiceSettings {
                 policy: self.policy,
                 otp: OtpSettings::default(),
+                limits: AbuseLimits::default(),
+                password_min_score: 3,
             },
         )
     }
@@ -138,7 +152,7 @@ fn capture_mail(mocks: &mut Mocks) -> Arc<Mutex<Vec<Mail>>> {
 
 #[test]
 fn register_new_address_stores_only_the_hash_and_mails_the_code() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.hashing_succeeds();
     m.users
         .expect_create()
@@ -186,7 +200,7 @@ fn register_new_address_stores_only_the_hash_and_mails_the_code() {
 
 #[test]
 fn register_existing_unverified_address_acts_as_resend() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.hashing_succeeds();
     m.users
         .expect_create()
@@ -207,7 +221,7 @@ fn register_existing_unverified_address_acts_as_resend() {
 
 #[test]
 fn register_existing_verified_address_mails_a_notice_never_a_code() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.hashing_succeeds();
     m.users
         .expect_create()
@@ -228,7 +242,7 @@ fn register_existing_verified_address_mails_a_notice_never_a_code() {
 
 #[test]
 fn register_hashes_the_password_even_for_a_taken_address() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.passwords
         .expect_hash()
         .times(1)
@@ -245,7 +259,7 @@ fn register_hashes_the_password_even_for_a_taken_address() {
 
 #[test]
 fn register_reports_mail_failure_and_keeps_the_account() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.hashing_succeeds();
     m.users
         .expect_create()
@@ -262,7 +276,7 @@ fn register_reports_mail_failure_and_keeps_the_account() {
 
 #[test]
 fn register_sheds_load_when_hashing_is_busy() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.passwords
         .expect_hash()
         .returning(|_| Err(HashError::Busy));
@@ -273,7 +287,7 @@ fn register_sheds_load_when_hashing_is_busy() {
 
 #[test]
 fn register_in_compatibility_policy_returns_tokens() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.policy = RegistrationPolicy::TokensBeforeVerification;
     m.hashing_succeeds();
     m.users.expect_create().returning(|_| Ok(user(false)));
@@ -290,7 +304,7 @@ fn register_in_compatibility_policy_returns_tokens() {
 
 #[test]
 fn register_in_compatibility_policy_refuses_a_taken_address() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.policy = RegistrationPolicy::TokensBeforeVerification;
     m.hashing_succeeds();
     m.users
@@ -310,7 +324,7 @@ fn verify(m: Mocks, code: &str) -> Result<(User, TokenPair), VerifyOtpError> {
 
 #[test]
 fn verify_consumes_the_right_code_marks_verified_and_issues_tokens() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.otps
         .expect_find()
         .returning(|_, _| Ok(Some(stored_otp("123456", 0, Duration::minutes(5)))));
@@ -341,7 +355,7 @@ fn verify_consumes_the_right_code_marks_verified_and_issues_tokens() {
 
 #[test]
 fn verify_counts_a_wrong_code_as_a_try() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.otps
         .expect_find()
         .returning(|_, _| Ok(Some(stored_otp("123456", 2, Duration::minutes(5)))));
@@ -356,7 +370,7 @@ fn verify_counts_a_wrong_code_as_a_try() {
 
 #[test]
 fn verify_rejects_right_code_after_five_wrong_tries() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.otps
         .expect_find()
         .returning(|_, _| Ok(Some(stored_otp("123456", 5, Duration::minutes(5)))));
@@ -367,7 +381,7 @@ fn verify_rejects_right_code_after_five_wrong_tries() {
 
 #[test]
 fn verify_rejects_an_expired_code() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.otps
         .expect_find()
         .returning(|_, _| Ok(Some(stored_otp("123456", 0, Duration::zero()))));
@@ -377,7 +391,7 @@ fn verify_rejects_an_expired_code() {
 
 #[test]
 fn verify_rejects_a_spent_code() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.otps.expect_find().returning(|_, _| {
         let mut otp = stored_otp("123456", 0, Duration::minutes(5));
         otp.consumed = true;
@@ -389,7 +403,7 @@ fn verify_rejects_a_spent_code() {
 
 #[test]
 fn verify_rejects_an_address_without_a_code() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.otps.expect_find().returning(|_, _| Ok(None));
     m.users.expect_mark_email_verified().never();
     assert!(matches!(verify(m, "123456"), Err(VerifyOtpError::Invalid)));
@@ -397,7 +411,7 @@ fn verify_rejects_an_address_without_a_code() {
 
 #[test]
 fn verify_loses_cleanly_when_a_concurrent_request_consumed_the_code() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.otps
         .expect_find()
         .returning(|_, _| Ok(Some(stored_otp("123456", 0, Duration::minutes(5)))));
@@ -409,7 +423,7 @@ fn verify_loses_cleanly_when_a_concurrent_request_consumed_the_code() {
 
 #[test]
 fn verify_rejects_a_malformed_code_without_counting_it() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.otps
         .expect_find()
         .returning(|_, _| Ok(Some(stored_otp("123456", 0, Duration::minutes(5)))));
@@ -419,7 +433,7 @@ fn verify_rejects_a_malformed_code_without_counting_it() {
 
 #[test]
 fn verify_reports_infrastructure_failure_as_such() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.otps
         .expect_find()
         .returning(|_, _| Err(InfraError::Unavailable(anyhow::anyhow!("pool timeout"))));
@@ -431,7 +445,7 @@ fn verify_reports_infrastructure_failure_as_such() {
 
 #[test]
 fn resend_mails_a_new_code_only_to_unverified_accounts() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.users
         .expect_find_by_email()
         .returning(|_| Ok(Some(user(false))));
@@ -441,7 +455,7 @@ fn resend_mails_a_new_code_only_to_unverified_accounts() {
     assert_eq!(sent.lock().unwrap().len(), 1);
 
     for found in [Some(user(true)), None] {
-        let mut m = Mocks::new();
+        let mut m = Mocks::new().unthrottled();
         m.users
             .expect_find_by_email()
             .returning(move |_| Ok(found.clone()));
@@ -460,7 +474,7 @@ fn login(m: Mocks) -> Result<TokenPair, LoginError> {
 
 #[test]
 fn login_of_unknown_address_still_verifies_against_a_dummy_hash() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.users.expect_find_by_email().returning(|_| Ok(None));
     m.passwords
         .expect_verify()
@@ -472,7 +486,7 @@ fn login_of_unknown_address_still_verifies_against_a_dummy_hash() {
 
 #[test]
 fn login_with_wrong_password_is_refused() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.users
         .expect_find_by_email()
         .returning(|_| Ok(Some(user(true))));
@@ -483,7 +497,7 @@ fn login_with_wrong_password_is_refused() {
 
 #[test]
 fn login_of_unverified_account_is_refused_by_default() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.users
         .expect_find_by_email()
         .returning(|_| Ok(Some(user(false))));
@@ -494,7 +508,7 @@ fn login_of_unverified_account_is_refused_by_default() {
 
 #[test]
 fn login_of_unverified_account_works_in_compatibility_policy() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.policy = RegistrationPolicy::TokensBeforeVerification;
     m.users
         .expect_find_by_email()
@@ -506,7 +520,7 @@ fn login_of_unverified_account_works_in_compatibility_policy() {
 
 #[test]
 fn login_of_inactive_account_is_refused_like_a_wrong_password() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.users.expect_find_by_email().returning(|_| {
         let mut u = user(true);
         u.is_active = false;
@@ -518,7 +532,7 @@ fn login_of_inactive_account_is_refused_like_a_wrong_password() {
 
 #[test]
 fn login_sheds_load_when_hashing_is_busy() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.users
         .expect_find_by_email()
         .returning(|_| Ok(Some(user(true))));
@@ -539,7 +553,7 @@ fn claims(kind: TokenKind) -> TokenClaims {
 
 #[test]
 fn refresh_issues_a_pair_with_the_accounts_current_facts() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.tokens
         .expect_verify()
         .with(eq("r"), eq(TokenKind::Refresh), eq(now()))
@@ -556,7 +570,7 @@ fn refresh_issues_a_pair_with_the_accounts_current_facts() {
 
 #[test]
 fn refresh_for_a_deleted_account_is_refused() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.tokens
         .expect_verify()
         .returning(|_, kind, _| Ok(claims(kind)));
@@ -570,7 +584,7 @@ fn refresh_for_a_deleted_account_is_refused() {
 
 #[test]
 fn refresh_with_an_invalid_token_is_refused() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.tokens
         .expect_verify()
         .returning(|_, _, _| Err(TokenError::Invalid));
@@ -582,7 +596,7 @@ fn refresh_with_an_invalid_token_is_refused() {
 
 #[test]
 fn current_user_requires_an_access_token_of_an_active_account() {
-    let mut m = Mocks::new();
+    let mut m = Mocks::new().unthrottled();
     m.tokens
         .expect_verify()
         .with(eq("a"), eq(TokenKind::Access), eq(now()))
@@ -591,4 +605,115 @@ fn current_user_requires_an_access_token_of_an_active_account() {
         .expect_find_by_id()
         .returning(|_| Ok(Some(user(true))));
     assert_eq!(block_on(m.service().current_user("a")).unwrap(), user(true));
+}
+
+fn denied(seconds: i64) -> Admission {
+    Admission::Denied {
+        retry_after: Duration::seconds(seconds),
+    }
+}
+
+#[test]
+fn verify_spends_a_try_of_the_address_budget_and_gives_it_back_on_success() {
+    let mut m = Mocks::new();
+    m.throttle
+        .expect_acquire()
+        .withf(|bucket, limit, at| {
+            bucket == "guess:ada@example.com" && limit.limit == 10 && *at == now()
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(Admission::Allowed));
+    m.throttle
+        .expect_release()
+        .withf(|bucket| bucket == "guess:ada@example.com")
+        .times(1)
+        .returning(|_| Ok(()));
+    m.otps
+        .expect_find()
+        .returning(|_, _| Ok(Some(stored_otp("123456", 0, Duration::minutes(5)))));
+    m.otps.expect_consume().returning(|_, _, _, _| Ok(true));
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(false))));
+    m.users
+        .expect_mark_email_verified()
+        .returning(|_, _| Ok(()));
+    m.tokens.expect_issue().returning(|_, _| Ok(pair()));
+    verify(m, "123456").unwrap();
+}
+
+#[test]
+fn verify_keeps_the_try_spent_on_a_wrong_code() {
+    let mut m = Mocks::new();
+    m.throttle
+        .expect_acquire()
+        .times(1)
+        .returning(|_, _, _| Ok(Admission::Allowed));
+    m.throttle.expect_release().never();
+    m.otps
+        .expect_find()
+        .returning(|_, _| Ok(Some(stored_otp("123456", 0, Duration::minutes(5)))));
+    m.otps
+        .expect_record_failed_attempt()
+        .returning(|_, _| Ok(Some(1)));
+    assert!(matches!(verify(m, "654321"), Err(VerifyOtpError::Invalid)));
+}
+
+#[test]
+fn verify_with_the_budget_spent_refuses_even_the_right_code_without_looking() {
+    let mut m = Mocks::new();
+    m.throttle
+        .expect_acquire()
+        .returning(|_, _, _| Ok(denied(600)));
+    m.otps.expect_find().never();
+    m.otps.expect_consume().never();
+    match verify(m, "123456") {
+        Err(VerifyOtpError::Throttled(t)) => assert_eq!(t.retry_after, Duration::seconds(600)),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn register_within_the_cooldown_is_throttled_before_any_work() {
+    let mut m = Mocks::new();
+    m.throttle
+        .expect_acquire()
+        .withf(|bucket, limit, _| {
+            bucket == "send:verify_email:ada@example.com" && limit.cooldown == Duration::seconds(60)
+        })
+        .returning(|_, _, _| Ok(denied(42)));
+    m.passwords.expect_hash().never();
+    m.users.expect_create().never();
+    m.mailer.expect_send().never();
+    let error = block_on(m.service().register(register_input())).unwrap_err();
+    assert!(matches!(error, RegisterError::Throttled(t) if t.retry_after == Duration::seconds(42)));
+}
+
+#[test]
+fn register_refuses_a_weak_password_with_the_reason() {
+    let mut m = Mocks::new();
+    m.throttle.expect_acquire().never();
+    m.passwords.expect_hash().never();
+    let mut input = register_input();
+    input.password = Password::parse("password123".into()).unwrap();
+    let error = block_on(m.service().register(input)).unwrap_err();
+    assert!(
+        matches!(error, RegisterError::WeakPassword(ref why) if why.contains("too easy")),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn resend_is_throttled_alike_for_any_address_and_sends_nothing() {
+    for found in [Some(user(false)), Some(user(true)), None] {
+        let mut m = Mocks::new();
+        m.throttle
+            .expect_acquire()
+            .returning(|_, _, _| Ok(denied(30)));
+        m.users.expect_find_by_email().never();
+        m.mailer.expect_send().never();
+        let _ = found;
+        let error = block_on(m.service().resend_verification(&email())).unwrap_err();
+        assert!(matches!(error, ResendError::Throttled(_)));
+    }
 }

@@ -1,7 +1,7 @@
 //! Verify: check a code for an address, consume it exactly once, hand out tokens.
 
-use crate::service::AuthService;
 use crate::service::register::subject_of;
+use crate::service::{AuthService, Throttled};
 use crate::{EmailAddress, InfraError, OtpCode, OtpPurpose, TokenPair, User};
 
 #[derive(Debug)]
@@ -16,6 +16,9 @@ pub enum VerifyOtpError {
     /// Wrong, expired, spent, out of tries, or no such address: one answer for all.
     #[error("Invalid or expired OTP.")]
     Invalid,
+    /// The address's guessing budget is spent (the same for unknown addresses).
+    #[error(transparent)]
+    Throttled(#[from] Throttled),
     #[error(transparent)]
     Infra(#[from] InfraError),
 }
@@ -38,9 +41,27 @@ impl AuthService {
         Ok((user, tokens))
     }
 
-    /// Checks `code` for (email, purpose) and consumes it. A wrong code counts a try.
-    /// `Ok` for exactly one caller per code.
+    /// Checks `code` for (email, purpose) and consumes it, within the address's
+    /// guessing budget: a try is reserved from the budget first (atomically, so
+    /// concurrent guesses cannot overrun it) and given back only if the code was right.
     pub(crate) async fn check_code(
+        &self,
+        email: &EmailAddress,
+        code: &OtpCode,
+        purpose: OtpPurpose,
+    ) -> Result<(), VerifyOtpError> {
+        let bucket = format!("guess:{email}");
+        self.admit(&bucket, self.settings.limits.guesses).await??;
+        let outcome = self.check_code_once(email, code, purpose).await;
+        if outcome.is_ok() {
+            self.ports.throttle.release(&bucket).await?;
+        }
+        outcome
+    }
+
+    /// Checks `code` for (email, purpose) and consumes it. A wrong code counts a try
+    /// on the code. `Ok` for exactly one caller per code.
+    async fn check_code_once(
         &self,
         email: &EmailAddress,
         code: &OtpCode,

@@ -45,6 +45,10 @@ fn to_api(error: RegisterError) -> ApiError {
         RegisterError::EmailTaken => {
             ApiError::bad_request("email_taken", "User with this email already exists.")
         }
+        RegisterError::WeakPassword(why) => {
+            ApiError::validation([("password".to_owned(), vec![why])].into_iter().collect())
+        }
+        RegisterError::Throttled(throttled) => ApiError::throttled(throttled),
         RegisterError::Busy => ApiError::busy(),
         RegisterError::MailUnavailable => ApiError::unavailable(
             "mail_unavailable",

@@ -11,6 +11,7 @@ mod token_refresh;
 mod token_verify;
 mod validate_otp;
 
+use actix_web::middleware::from_fn;
 use actix_web::{Resource, web};
 use passcode_domain::TokenPair;
 use serde::Serialize;
@@ -18,18 +19,20 @@ use serde::Serialize;
 use crate::ApiError;
 
 pub(crate) fn register(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/accounts/create").route(web::post().to(create::handle)))
-        .service(resource("/api/accounts/validate-otp").route(web::post().to(validate_otp::handle)))
+    // Unauthenticated endpoints count requests per client address.
+    let limited = |path| resource(path).wrap(from_fn(crate::client::limit_clients));
+    cfg.service(limited("/api/accounts/create").route(web::post().to(create::handle)))
+        .service(limited("/api/accounts/validate-otp").route(web::post().to(validate_otp::handle)))
         .service(
-            resource("/api/accounts/resend-otp")
+            limited("/api/accounts/resend-otp")
                 .route(web::patch().to(resend_otp::handle))
                 .route(web::post().to(resend_otp::handle)),
         )
-        .service(resource("/api/accounts/token").route(web::post().to(token::handle)))
+        .service(limited("/api/accounts/token").route(web::post().to(token::handle)))
         .service(
-            resource("/api/accounts/token/refresh").route(web::post().to(token_refresh::handle)),
+            limited("/api/accounts/token/refresh").route(web::post().to(token_refresh::handle)),
         )
-        .service(resource("/api/accounts/token/verify").route(web::post().to(token_verify::handle)))
+        .service(limited("/api/accounts/token/verify").route(web::post().to(token_verify::handle)))
         .service(resource("/api/accounts/me").route(web::get().to(me::handle)))
         .service(resource("/.well-known/jwks.json").route(web::get().to(jwks::handle)))
         .service(resource("/health/live").route(web::get().to(health::live)))

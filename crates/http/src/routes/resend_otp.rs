@@ -22,6 +22,7 @@ pub(crate) async fn handle(
         .resend_verification(&checked(email)?)
         .await
         .map_err(|error| match error {
+            ResendError::Throttled(throttled) => ApiError::throttled(throttled),
             ResendError::MailUnavailable => ApiError::unavailable(
                 "mail_unavailable",
                 "The email could not be sent. Try again shortly.",

@@ -31,6 +31,7 @@ pub(crate) async fn handle(
 pub(crate) fn to_api(error: VerifyOtpError) -> ApiError {
     match error {
         VerifyOtpError::Invalid => ApiError::bad_request("otp_invalid", "Invalid or expired OTP."),
+        VerifyOtpError::Throttled(throttled) => ApiError::throttled(throttled),
         VerifyOtpError::Infra(e) => e.into(),
     }
 }

@@ -74,6 +74,7 @@ contract!(
     throttle_release_gives_back_one_event,
     concurrent_acquires_never_exceed_the_limit,
     purge_removes_only_what_no_longer_matters,
+    throttle_without_cooldown_admits_events_arriving_out_of_order,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

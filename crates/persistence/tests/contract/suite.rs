@@ -448,3 +448,15 @@ pub async fn purge_removes_only_what_no_longer_matters(store: impl Store) {
         "a live bucket survives the purge"
     );
 }
+
+pub async fn throttle_without_cooldown_admits_events_arriving_out_of_order(store: impl Store) {
+    let later = now() + Duration::milliseconds(5);
+    assert_eq!(
+        store.acquire("k", per_hour(5), later).await.unwrap(),
+        Admission::Allowed
+    );
+    assert_eq!(
+        store.acquire("k", per_hour(5), now()).await.unwrap(),
+        Admission::Allowed
+    );
+}
