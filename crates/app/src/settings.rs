@@ -179,7 +179,9 @@ impl Settings {
                 Environment::with_prefix("APP")
                     .prefix_separator("__")
                     .separator("__")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("limits.trusted_proxies"),
             )
             .build()?;
         Ok(settings.try_deserialize()?)
