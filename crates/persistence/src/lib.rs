@@ -3,6 +3,7 @@
 //! chosen by the database URL. Both run the same queries (`queries.rs`).
 
 mod error;
+mod outbox_rows;
 pub mod postgres;
 mod queries;
 mod rows;
@@ -13,7 +14,7 @@ mod time;
 
 use std::sync::Arc;
 
-use passcode_domain::ports::{HealthCheck, OtpStore, Throttle, UserRepository};
+use passcode_domain::ports::{HealthCheck, OtpStore, Outbox, Throttle, UserRepository};
 
 pub use postgres::PgStore;
 pub use settings::DatabaseSettings;
@@ -51,6 +52,13 @@ impl Store {
     }
 
     pub fn otps(&self) -> Arc<dyn OtpStore> {
+        match self {
+            Self::Sqlite(store) => Arc::new(store.clone()),
+            Self::Postgres(store) => Arc::new(store.clone()),
+        }
+    }
+
+    pub fn outbox(&self) -> Arc<dyn Outbox> {
         match self {
             Self::Sqlite(store) => Arc::new(store.clone()),
             Self::Postgres(store) => Arc::new(store.clone()),

@@ -103,7 +103,7 @@ impl PgStore {
     }
 }
 
-impl_ports!(PgStore);
+impl_ports!(PgStore, crate::outbox_rows::CLAIM_POSTGRES);
 
 /// Creates a database on the server of `admin_url` (which names an existing
 /// database) and returns the URL of the new one. For tests and provisioning.

@@ -3,16 +3,17 @@
 //! A store provides `async fn conn(&self) -> Result<impl DerefMut<Target = Conn>, InfraError>`.
 
 macro_rules! impl_ports {
-    ($store:ty) => {
+    ($store:ty, $claim_sql:expr) => {
         const _: () = {
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
             use diesel::prelude::*;
             use diesel::upsert::excluded;
-            use diesel_async::RunQueryDsl;
+            use diesel_async::{AsyncConnection, RunQueryDsl};
             use passcode_domain::otp::{NewOtp, StoredOtp};
             use passcode_domain::ports::{
-                Admission, CreateUserError, HealthCheck, Limit, OtpStore, Throttle, UserRepository,
+                Admission, CreateUserError, HealthCheck, Limit, Mail, OtpStore, Outbox,
+                OutboxEntry, OutboxStatus, QueuedMail, Throttle, UserRepository,
             };
             use passcode_domain::{
                 CodeHash, EmailAddress, InfraError, NewUser, OtpPurpose, User, UserId,
@@ -20,8 +21,9 @@ macro_rules! impl_ports {
             use uuid::Uuid;
 
             use $crate::error::{create_user_error, query_error};
+            use $crate::outbox_rows::{ClaimedRow, EntryRow, NewOutboxRow};
             use $crate::rows::{OtpRow, UserRow, attempts_limit};
-            use $crate::schema::{otp_codes, rate_limits, users};
+            use $crate::schema::{otp_codes, outbox, rate_limits, users};
             use $crate::time::to_millis;
 
             #[async_trait]
@@ -86,25 +88,37 @@ macro_rules! impl_ports {
 
             #[async_trait]
             impl OtpStore for $store {
-                async fn replace(&self, otp: &NewOtp) -> Result<(), InfraError> {
+                async fn replace(&self, otp: &NewOtp, mail: &Mail) -> Result<(), InfraError> {
+                    let code_row = OtpRow::new(otp);
+                    let mail_row = NewOutboxRow::new(mail, otp.created_at, Some(otp.expires_at))?;
                     let mut conn = self.conn().await?;
-                    // A new id as well as a new hash: a check begun against the old code cannot consume this one.
-                    diesel::insert_into(otp_codes::table)
-                        .values(&OtpRow::new(otp))
-                        .on_conflict((otp_codes::email, otp_codes::purpose))
-                        .do_update()
-                        .set((
-                            otp_codes::id.eq(excluded(otp_codes::id)),
-                            otp_codes::code_hash.eq(excluded(otp_codes::code_hash)),
-                            otp_codes::attempts.eq(0),
-                            otp_codes::consumed_at.eq(None::<i64>),
-                            otp_codes::created_at.eq(excluded(otp_codes::created_at)),
-                            otp_codes::expires_at.eq(excluded(otp_codes::expires_at)),
-                        ))
-                        .execute(&mut *conn)
+                    // The code and its mail: both or neither.
+                    (*conn)
+                        .transaction(async |conn| {
+                            // A new id as well as a new hash: a check begun against the old
+                            // code cannot consume this one.
+                            diesel::insert_into(otp_codes::table)
+                                .values(&code_row)
+                                .on_conflict((otp_codes::email, otp_codes::purpose))
+                                .do_update()
+                                .set((
+                                    otp_codes::id.eq(excluded(otp_codes::id)),
+                                    otp_codes::code_hash.eq(excluded(otp_codes::code_hash)),
+                                    otp_codes::attempts.eq(0),
+                                    otp_codes::consumed_at.eq(None::<i64>),
+                                    otp_codes::created_at.eq(excluded(otp_codes::created_at)),
+                                    otp_codes::expires_at.eq(excluded(otp_codes::expires_at)),
+                                ))
+                                .execute(conn)
+                                .await?;
+                            diesel::insert_into(outbox::table)
+                                .values(&mail_row)
+                                .execute(conn)
+                                .await?;
+                            Ok::<(), diesel::result::Error>(())
+                        })
                         .await
-                        .map_err(query_error)?;
-                    Ok(())
+                        .map_err(query_error)
                 }
 
                 async fn find(
@@ -257,7 +271,127 @@ macro_rules! impl_ports {
                             .execute(&mut *conn)
                             .await
                             .map_err(query_error)?;
-                    Ok(u64::try_from(limits + codes).unwrap_or(0))
+                    let mail = diesel::delete(
+                        outbox::table
+                            .filter(outbox::status.eq_any(["sent", "expired"]))
+                            .filter(outbox::updated_at.lt(cutoff)),
+                    )
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_error)?;
+                    Ok(u64::try_from(limits + codes + mail).unwrap_or(0))
+                }
+            }
+
+            #[async_trait]
+            impl Outbox for $store {
+                async fn enqueue(
+                    &self,
+                    mail: &Mail,
+                    now: DateTime<Utc>,
+                    expires_at: Option<DateTime<Utc>>,
+                ) -> Result<(), InfraError> {
+                    let row = NewOutboxRow::new(mail, now, expires_at)?;
+                    let mut conn = self.conn().await?;
+                    diesel::insert_into(outbox::table)
+                        .values(&row)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    Ok(())
+                }
+
+                async fn claim(
+                    &self,
+                    now: DateTime<Utc>,
+                    lease: chrono::Duration,
+                    max: u32,
+                ) -> Result<Vec<QueuedMail>, InfraError> {
+                    use diesel::sql_types::{BigInt, Integer};
+                    let mut conn = self.conn().await?;
+                    let rows: Vec<ClaimedRow> = diesel::sql_query($claim_sql)
+                        .bind::<BigInt, _>(to_millis(now + lease))
+                        .bind::<BigInt, _>(to_millis(now))
+                        .bind::<Integer, _>(attempts_limit(max))
+                        .load(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    rows.into_iter().map(ClaimedRow::into_domain).collect()
+                }
+
+                async fn mark_sent(&self, id: Uuid, now: DateTime<Utc>) -> Result<(), InfraError> {
+                    self.finish(id, OutboxStatus::Sent, None, now).await
+                }
+
+                async fn retry_later(
+                    &self,
+                    id: Uuid,
+                    next_attempt_at: DateTime<Utc>,
+                    error: &str,
+                ) -> Result<(), InfraError> {
+                    let mut conn = self.conn().await?;
+                    diesel::update(outbox::table.find(id.to_string()))
+                        .set((
+                            outbox::status.eq(OutboxStatus::Queued.as_str()),
+                            outbox::next_attempt_at.eq(to_millis(next_attempt_at)),
+                            outbox::last_error.eq(Some(error)),
+                            outbox::lease_until.eq(None::<i64>),
+                        ))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    Ok(())
+                }
+
+                async fn finish(
+                    &self,
+                    id: Uuid,
+                    status: OutboxStatus,
+                    error: Option<String>,
+                    now: DateTime<Utc>,
+                ) -> Result<(), InfraError> {
+                    use diesel::sql_types::{BigInt, Nullable, Text};
+                    let mut conn = self.conn().await?;
+                    diesel::sql_query($crate::outbox_rows::FINISH_SQL)
+                        .bind::<Text, _>(status.as_str())
+                        .bind::<Nullable<Text>, _>(error)
+                        .bind::<BigInt, _>(to_millis(now))
+                        .bind::<Text, _>(id.to_string())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    Ok(())
+                }
+
+                async fn pending(&self, limit: u32) -> Result<Vec<OutboxEntry>, InfraError> {
+                    let mut conn = self.conn().await?;
+                    let rows: Vec<EntryRow> = outbox::table
+                        .filter(outbox::status.eq_any(["queued", "sending", "failed"]))
+                        .order(outbox::created_at.asc())
+                        .limit(i64::from(limit))
+                        .select(EntryRow::as_select())
+                        .load(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    rows.into_iter().map(EntryRow::into_domain).collect()
+                }
+
+                async fn retry_failed(&self, now: DateTime<Utc>) -> Result<u64, InfraError> {
+                    let mut conn = self.conn().await?;
+                    let requeued = diesel::update(
+                        outbox::table
+                            .filter(outbox::status.eq(OutboxStatus::Failed.as_str()))
+                            .filter(outbox::payload.is_not_null()),
+                    )
+                    .set((
+                        outbox::status.eq(OutboxStatus::Queued.as_str()),
+                        outbox::attempts.eq(0),
+                        outbox::next_attempt_at.eq(to_millis(now)),
+                    ))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_error)?;
+                    Ok(u64::try_from(requeued).unwrap_or(0))
                 }
             }
 

@@ -34,3 +34,22 @@ diesel::table! {
         last_at -> BigInt,
     }
 }
+
+diesel::table! {
+    outbox (id) {
+        id -> Text,
+        recipient -> Text,
+        kind -> Text,
+        payload -> Nullable<Text>,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> BigInt,
+        lease_until -> Nullable<BigInt>,
+        expires_at -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(users, otp_codes, rate_limits, outbox);

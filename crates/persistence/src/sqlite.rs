@@ -112,4 +112,4 @@ impl SqliteStore {
     }
 }
 
-impl_ports!(SqliteStore);
+impl_ports!(SqliteStore, crate::outbox_rows::CLAIM_SQLITE);

@@ -31,15 +31,19 @@ impl Mail {
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
-    /// The message was not accepted for delivery (server down, refused, timed out).
-    #[error("mail could not be delivered")]
-    Delivery(#[source] anyhow::Error),
+    /// Worth retrying: the server is down, timed out, or answered 4xx.
+    #[error("mail delivery failed for now: {0:#}")]
+    Transient(#[source] anyhow::Error),
+    /// Retrying will not help: the server answered 5xx (bad address, refused, bad credentials).
+    #[error("mail delivery failed for good: {0:#}")]
+    Permanent(#[source] anyhow::Error),
 }
 
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait Mailer: Send + Sync {
-    /// Hands `mail` to the transport. Returns `Ok` once the transport accepted it;
-    /// `MailError::Delivery` if it did not, in which case nothing was sent.
+    /// Hands `mail` to the transport now (the outbox worker calls this, never a
+    /// request). `Ok` once the transport accepted it; otherwise nothing was sent, and
+    /// the error says whether retrying can help.
     async fn send(&self, mail: &Mail) -> Result<(), MailError>;
 }

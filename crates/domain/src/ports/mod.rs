@@ -6,6 +6,7 @@ mod code_generator;
 mod health_check;
 mod mailer;
 mod otp_store;
+mod outbox;
 mod password_hasher;
 mod throttle;
 mod token_issuer;
@@ -16,6 +17,7 @@ pub use code_generator::CodeGenerator;
 pub use health_check::HealthCheck;
 pub use mailer::{Mail, MailError, Mailer};
 pub use otp_store::OtpStore;
+pub use outbox::{Outbox, OutboxEntry, OutboxStatus, QueuedMail};
 pub use password_hasher::{HashError, PasswordHasher};
 pub use throttle::{Admission, Limit, Throttle};
 pub use token_issuer::TokenIssuer;
@@ -24,6 +26,7 @@ pub use user_repository::{CreateUserError, UserRepository};
 #[cfg(any(test, feature = "mocks"))]
 pub use {
     clock::MockClock, code_generator::MockCodeGenerator, health_check::MockHealthCheck,
-    mailer::MockMailer, otp_store::MockOtpStore, password_hasher::MockPasswordHasher,
-    throttle::MockThrottle, token_issuer::MockTokenIssuer, user_repository::MockUserRepository,
+    mailer::MockMailer, otp_store::MockOtpStore, outbox::MockOutbox,
+    password_hasher::MockPasswordHasher, throttle::MockThrottle, token_issuer::MockTokenIssuer,
+    user_repository::MockUserRepository,
 };

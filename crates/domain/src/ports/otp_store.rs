@@ -6,14 +6,17 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::otp::{NewOtp, StoredOtp};
+use crate::ports::Mail;
 use crate::{CodeHash, EmailAddress, InfraError, OtpPurpose};
 
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait OtpStore: Send + Sync {
     /// Stores `otp` as the only code for its (email, purpose), replacing any previous
-    /// one (which is thereby invalidated). Errors only on infrastructure failure.
-    async fn replace(&self, otp: &NewOtp) -> Result<(), InfraError>;
+    /// one (which is thereby invalidated), and queues `mail` (which carries the code)
+    /// in the outbox, expiring with the code: both or neither, in one transaction.
+    /// Errors only on infrastructure failure.
+    async fn replace(&self, otp: &NewOtp, mail: &Mail) -> Result<(), InfraError>;
 
     /// The current code for (email, purpose), spent or expired ones included; `None` if there is none.
     async fn find(

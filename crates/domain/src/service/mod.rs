@@ -3,6 +3,7 @@
 
 mod authenticate;
 mod client;
+mod deliver;
 mod login;
 mod refresh;
 mod register;
@@ -13,6 +14,7 @@ mod verify;
 mod tests;
 
 pub use authenticate::AuthenticateError;
+pub use deliver::{DeliverySettings, MailDelivery};
 pub use login::{LoginError, LoginInput};
 pub use refresh::RefreshError;
 pub use register::{RegisterError, RegisterInput, Registered};
@@ -26,8 +28,8 @@ use uuid::Uuid;
 
 use crate::otp::NewOtp;
 use crate::ports::{
-    Admission, Clock, CodeGenerator, HashError, Limit, Mail, MailError, Mailer, OtpStore,
-    PasswordHasher, Throttle, TokenIssuer, UserRepository,
+    Admission, Clock, CodeGenerator, HashError, Limit, Mail, OtpStore, Outbox, PasswordHasher,
+    Throttle, TokenIssuer, UserRepository,
 };
 use crate::{EmailAddress, InfraError, OtpHasher, OtpPurpose, OtpSettings, User};
 
@@ -98,7 +100,8 @@ pub struct Throttled {
 pub struct Ports {
     pub users: Arc<dyn UserRepository>,
     pub otps: Arc<dyn OtpStore>,
-    pub mailer: Arc<dyn Mailer>,
+    /// Where messages wait; requests only ever queue mail here.
+    pub outbox: Arc<dyn Outbox>,
     pub tokens: Arc<dyn TokenIssuer>,
     pub passwords: Arc<dyn PasswordHasher>,
     pub throttle: Arc<dyn Throttle>,
@@ -120,15 +123,6 @@ impl std::fmt::Debug for AuthService {
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
-}
-
-/// Sending a code failed: either storing it or mailing it.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum SendCodeError {
-    #[error(transparent)]
-    Mail(#[from] MailError),
-    #[error(transparent)]
-    Infra(#[from] InfraError),
 }
 
 impl AuthService {
@@ -178,12 +172,13 @@ impl AuthService {
     }
 
     /// Issues a fresh code for `user` and `purpose` (invalidating the previous one)
-    /// and mails it. The plaintext exists only in the mail.
+    /// and queues its mail, in one transaction. The plaintext exists only in the
+    /// queued mail, which is erased once sent, failed or expired.
     pub(crate) async fn send_code(
         &self,
         user: &User,
         purpose: OtpPurpose,
-    ) -> Result<(), SendCodeError> {
+    ) -> Result<(), InfraError> {
         let now = self.ports.clock.now();
         let code = self.ports.codes.generate(self.settings.otp.length);
         let otp = NewOtp {
@@ -194,7 +189,6 @@ impl AuthService {
             created_at: now,
             expires_at: now + self.settings.otp.ttl,
         };
-        self.ports.otps.replace(&otp).await?;
         let mail = Mail::Code {
             to: user.email.clone(),
             full_name: user.full_name.as_str().to_owned(),
@@ -202,8 +196,7 @@ impl AuthService {
             purpose,
             valid_for: self.settings.otp.ttl,
         };
-        self.ports.mailer.send(&mail).await?;
-        Ok(())
+        self.ports.otps.replace(&otp, &mail).await
     }
 }
 

@@ -2,9 +2,7 @@
 
 use crate::password::strength_problem;
 use crate::ports::{CreateUserError, HashError, Mail};
-use crate::service::{
-    AuthService, RegistrationPolicy, SendCodeError, Throttled, hash_error_to_infra,
-};
+use crate::service::{AuthService, RegistrationPolicy, Throttled, hash_error_to_infra};
 use crate::{
     EmailAddress, FullName, InfraError, NewUser, OtpPurpose, Password, TokenPair, TokenSubject,
     User, UserId,
@@ -43,10 +41,6 @@ pub enum RegisterError {
     /// Password hashing is saturated; retry later.
     #[error("the service is busy")]
     Busy,
-    /// The code mail could not be sent. The account is kept: registering again
-    /// with the same address acts as a resend.
-    #[error("the email could not be sent")]
-    MailUnavailable,
     #[error(transparent)]
     Infra(#[from] InfraError),
 }
@@ -56,15 +50,6 @@ impl From<HashError> for RegisterError {
         match hash_error_to_infra(error) {
             Ok(infra) => Self::Infra(infra),
             Err(_) => Self::Busy,
-        }
-    }
-}
-
-impl From<SendCodeError> for RegisterError {
-    fn from(error: SendCodeError) -> Self {
-        match error {
-            SendCodeError::Mail(_) => Self::MailUnavailable,
-            SendCodeError::Infra(e) => Self::Infra(e),
         }
     }
 }
@@ -100,11 +85,7 @@ impl AuthService {
                 Ok(pending(input))
             }
             (RegistrationPolicy::TokensBeforeVerification, Ok(user)) => {
-                // The account and its tokens stand even if the mail fails: the client
-                // holds tokens and can ask for a resend.
-                if let Err(error) = self.send_code(&user, OtpPurpose::VerifyEmail).await {
-                    tracing::warn!(%error, "verification code not sent at registration; the client can ask for a resend");
-                }
+                self.send_code(&user, OtpPurpose::VerifyEmail).await?;
                 let tokens = self
                     .ports
                     .tokens
@@ -130,11 +111,11 @@ impl AuthService {
                 to: user.email.clone(),
                 full_name: user.full_name.as_str().to_owned(),
             };
+            // A notice carries no code: it never expires, it is retried until it goes.
             self.ports
-                .mailer
-                .send(&notice)
-                .await
-                .map_err(|_| RegisterError::MailUnavailable)?;
+                .outbox
+                .enqueue(&notice, self.ports.clock.now(), None)
+                .await?;
             Ok(())
         } else {
             Ok(self.send_code(&user, OtpPurpose::VerifyEmail).await?)

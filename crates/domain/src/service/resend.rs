@@ -1,6 +1,6 @@
 //! Resend: a new verification code for an address still waiting for one.
 
-use crate::service::{AuthService, SendCodeError, Throttled};
+use crate::service::{AuthService, Throttled};
 use crate::{EmailAddress, InfraError, OtpPurpose};
 
 #[derive(Debug, thiserror::Error)]
@@ -8,19 +8,8 @@ pub enum ResendError {
     /// The address's cooldown or hourly cap, counted for any address alike.
     #[error(transparent)]
     Throttled(#[from] Throttled),
-    #[error("the email could not be sent")]
-    MailUnavailable,
     #[error(transparent)]
     Infra(#[from] InfraError),
-}
-
-impl From<SendCodeError> for ResendError {
-    fn from(error: SendCodeError) -> Self {
-        match error {
-            SendCodeError::Mail(_) => Self::MailUnavailable,
-            SendCodeError::Infra(e) => Self::Infra(e),
-        }
-    }
 }
 
 impl AuthService {

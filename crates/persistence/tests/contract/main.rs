@@ -75,6 +75,11 @@ contract!(
     concurrent_acquires_never_exceed_the_limit,
     purge_removes_only_what_no_longer_matters,
     throttle_without_cooldown_admits_events_arriving_out_of_order,
+    storing_a_code_queues_its_mail_with_the_code_and_its_expiry,
+    a_claimed_message_is_leased_then_claimable_again,
+    concurrent_claims_never_hand_out_a_message_twice,
+    sent_and_expired_messages_lose_their_body,
+    a_failed_notice_can_be_retried_and_a_deferred_message_waits,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,15 +5,19 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use passcode_domain::otp::NewOtp;
 use passcode_domain::ports::{
-    Admission, CreateUserError, HealthCheck, Limit, OtpStore, Throttle, UserRepository,
+    Admission, CreateUserError, HealthCheck, Limit, Mail, OtpStore, Outbox, OutboxStatus, Throttle,
+    UserRepository,
 };
 use passcode_domain::{
-    CodeHash, EmailAddress, FullName, NewUser, OtpPurpose, PasswordHash, UserId,
+    CodeHash, EmailAddress, FullName, NewUser, OtpCode, OtpPurpose, PasswordHash, UserId,
 };
 use uuid::Uuid;
 
-pub trait Store: UserRepository + OtpStore + Throttle + HealthCheck + Clone + 'static {}
-impl<T: UserRepository + OtpStore + Throttle + HealthCheck + Clone + 'static> Store for T {}
+pub trait Store:
+    UserRepository + OtpStore + Outbox + Throttle + HealthCheck + Clone + 'static
+{
+}
+impl<T: UserRepository + OtpStore + Outbox + Throttle + HealthCheck + Clone + 'static> Store for T {}
 
 fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_millis(1_800_000_000_123).unwrap()
@@ -30,6 +34,23 @@ fn new_user(address: &str) -> NewUser {
         full_name: FullName::parse("Ada Lovelace").unwrap(),
         password_hash: PasswordHash::new("$argon2id$v=19$test".into()),
         created_at: now(),
+    }
+}
+
+fn mail_for(otp: &NewOtp) -> Mail {
+    Mail::Code {
+        to: otp.email.clone(),
+        full_name: "Ada".into(),
+        code: OtpCode::new("123456".into()),
+        purpose: otp.purpose,
+        valid_for: otp.expires_at - otp.created_at,
+    }
+}
+
+fn notice(address: &str) -> Mail {
+    Mail::RegistrationAttempt {
+        to: email(address),
+        full_name: "Ada".into(),
     }
 }
 
@@ -130,7 +151,7 @@ pub async fn mark_email_verified_is_idempotent(store: impl Store) {
 
 pub async fn replace_then_find_returns_the_code(store: impl Store) {
     let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
-    store.replace(&otp).await.unwrap();
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
     let found = store
         .find(&otp.email, OtpPurpose::VerifyEmail)
         .await
@@ -145,10 +166,10 @@ pub async fn replace_then_find_returns_the_code(store: impl Store) {
 
 pub async fn replace_invalidates_the_previous_code(store: impl Store) {
     let first = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
-    store.replace(&first).await.unwrap();
+    store.replace(&first, &mail_for(&first)).await.unwrap();
     store.record_failed_attempt(first.id, 5).await.unwrap();
     let second = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 2);
-    store.replace(&second).await.unwrap();
+    store.replace(&second, &mail_for(&second)).await.unwrap();
 
     let found = store
         .find(&first.email, OtpPurpose::VerifyEmail)
@@ -180,8 +201,8 @@ pub async fn replace_invalidates_the_previous_code(store: impl Store) {
 pub async fn codes_of_different_purposes_are_separate(store: impl Store) {
     let verify = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
     let reset = new_otp("ada@example.com", OtpPurpose::ResetPassword, 2);
-    store.replace(&verify).await.unwrap();
-    store.replace(&reset).await.unwrap();
+    store.replace(&verify, &mail_for(&verify)).await.unwrap();
+    store.replace(&reset, &mail_for(&reset)).await.unwrap();
     let found = store
         .find(&verify.email, OtpPurpose::VerifyEmail)
         .await
@@ -198,7 +219,7 @@ pub async fn codes_of_different_purposes_are_separate(store: impl Store) {
 
 pub async fn consume_succeeds_once(store: impl Store) {
     let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
-    store.replace(&otp).await.unwrap();
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
     assert!(
         store
             .consume(otp.id, &otp.code_hash, now(), 5)
@@ -228,7 +249,7 @@ pub async fn consume_succeeds_once(store: impl Store) {
 
 pub async fn consume_refuses_wrong_hash_expired_and_exhausted_codes(store: impl Store) {
     let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
-    store.replace(&otp).await.unwrap();
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
     let wrong = CodeHash::from_bytes(vec![9; 32]);
     assert!(!store.consume(otp.id, &wrong, now(), 5).await.unwrap());
     assert!(
@@ -259,7 +280,7 @@ pub async fn consume_refuses_wrong_hash_expired_and_exhausted_codes(store: impl 
 
 pub async fn concurrent_consumes_have_exactly_one_winner(store: impl Store) {
     let otp = Arc::new(new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1));
-    store.replace(&otp).await.unwrap();
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let (store, otp) = (store.clone(), otp.clone());
@@ -280,7 +301,7 @@ pub async fn concurrent_consumes_have_exactly_one_winner(store: impl Store) {
 
 pub async fn failed_attempts_are_counted_up_to_the_limit(store: impl Store) {
     let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
-    store.replace(&otp).await.unwrap();
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
     for expected in 1..=5 {
         assert_eq!(
             store.record_failed_attempt(otp.id, 5).await.unwrap(),
@@ -308,7 +329,7 @@ pub async fn failed_attempts_are_counted_up_to_the_limit(store: impl Store) {
 
 pub async fn concurrent_failed_attempts_never_exceed_the_limit(store: impl Store) {
     let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
-    store.replace(&otp).await.unwrap();
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let store = store.clone();
@@ -418,12 +439,12 @@ pub async fn concurrent_acquires_never_exceed_the_limit(store: impl Store) {
 pub async fn purge_removes_only_what_no_longer_matters(store: impl Store) {
     store.acquire("old", per_hour(5), now()).await.unwrap();
     let expired = new_otp("old@example.com", OtpPurpose::VerifyEmail, 1);
-    store.replace(&expired).await.unwrap();
+    store.replace(&expired, &mail_for(&expired)).await.unwrap();
     let later = now() + Duration::days(2);
     store.acquire("fresh", per_hour(5), later).await.unwrap();
     let mut live = new_otp("live@example.com", OtpPurpose::VerifyEmail, 2);
     live.expires_at = later + Duration::minutes(10);
-    store.replace(&live).await.unwrap();
+    store.replace(&live, &mail_for(&live)).await.unwrap();
 
     assert_eq!(store.purge(later, Duration::days(1)).await.unwrap(), 2);
     assert!(
@@ -458,5 +479,154 @@ pub async fn throttle_without_cooldown_admits_events_arriving_out_of_order(store
     assert_eq!(
         store.acquire("k", per_hour(5), now()).await.unwrap(),
         Admission::Allowed
+    );
+}
+
+pub async fn storing_a_code_queues_its_mail_with_the_code_and_its_expiry(store: impl Store) {
+    let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    let claimed = store.claim(now(), Duration::seconds(60), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].attempts, 1);
+    assert_eq!(claimed[0].expires_at, Some(otp.expires_at));
+    match &claimed[0].mail {
+        Mail::Code {
+            to, code, purpose, ..
+        } => {
+            assert_eq!(to, &otp.email);
+            assert_eq!(code.expose(), "123456");
+            assert_eq!(*purpose, OtpPurpose::VerifyEmail);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+pub async fn a_claimed_message_is_leased_then_claimable_again(store: impl Store) {
+    store
+        .enqueue(&notice("ada@example.com"), now(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim(now(), Duration::seconds(60), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .claim(now(), Duration::seconds(60), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased"
+    );
+    let after_lease = now() + Duration::seconds(61);
+    let again = store
+        .claim(after_lease, Duration::seconds(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1, "a crashed worker's message is picked up");
+    assert_eq!(again[0].attempts, 2);
+}
+
+pub async fn concurrent_claims_never_hand_out_a_message_twice(store: impl Store) {
+    for i in 0..20 {
+        store
+            .enqueue(&notice(&format!("user{i}@example.com")), now(), None)
+            .await
+            .unwrap();
+    }
+    let claims: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim(now(), Duration::seconds(60), 8).await.unwrap() })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for claim in claims {
+        ids.extend(claim.await.unwrap().into_iter().map(|m| m.id));
+    }
+    let total = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "no message claimed twice");
+    assert_eq!(total, 20, "all claimed");
+}
+
+pub async fn sent_and_expired_messages_lose_their_body(store: impl Store) {
+    let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    let claimed = store.claim(now(), Duration::seconds(60), 10).await.unwrap();
+    store.mark_sent(claimed[0].id, now()).await.unwrap();
+    assert!(store.pending(10).await.unwrap().is_empty());
+    let later = now() + Duration::hours(1);
+    assert!(
+        store
+            .claim(later, Duration::seconds(60), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A failed code mail is kept for inspection, but without its code: not retryable.
+    let otp = new_otp("bob@example.com", OtpPurpose::VerifyEmail, 2);
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    let claimed = store.claim(now(), Duration::seconds(60), 10).await.unwrap();
+    store
+        .finish(
+            claimed[0].id,
+            OutboxStatus::Failed,
+            Some("550 no".into()),
+            now(),
+        )
+        .await
+        .unwrap();
+    let pending = store.pending(10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].status, OutboxStatus::Failed);
+    assert_eq!(pending[0].last_error.as_deref(), Some("550 no"));
+    assert_eq!(store.retry_failed(now()).await.unwrap(), 0);
+}
+
+pub async fn a_failed_notice_can_be_retried_and_a_deferred_message_waits(store: impl Store) {
+    store
+        .enqueue(&notice("ada@example.com"), now(), None)
+        .await
+        .unwrap();
+    let claimed = store.claim(now(), Duration::seconds(60), 10).await.unwrap();
+    store
+        .retry_later(claimed[0].id, now() + Duration::seconds(30), "421 busy")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim(now() + Duration::seconds(29), Duration::seconds(60), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let claimed = store
+        .claim(now() + Duration::seconds(30), Duration::seconds(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    store
+        .finish(
+            claimed[0].id,
+            OutboxStatus::Failed,
+            Some("550 no".into()),
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.retry_failed(now()).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .claim(now(), Duration::seconds(60), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
     );
 }

@@ -1,0 +1,189 @@
+//! Outbox rows: the stored form of a queued message, and the claim statements.
+
+use chrono::Duration;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+use passcode_domain::ports::{Mail, OutboxEntry, OutboxStatus, QueuedMail};
+use passcode_domain::{EmailAddress, InfraError, OtpCode, OtpPurpose};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::schema::outbox;
+use crate::time::{from_millis, to_millis};
+
+/// What is needed to render the message again; it holds the code, so it is erased
+/// as soon as the message is no longer waiting.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Payload {
+    Code {
+        full_name: String,
+        code: String,
+        purpose: String,
+        valid_for_seconds: i64,
+    },
+    RegistrationAttempt {
+        full_name: String,
+    },
+}
+
+fn kind(mail: &Mail) -> &'static str {
+    match mail {
+        Mail::Code { .. } => "code",
+        Mail::RegistrationAttempt { .. } => "registration_attempt",
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = outbox)]
+pub(crate) struct NewOutboxRow {
+    id: String,
+    recipient: String,
+    kind: String,
+    payload: Option<String>,
+    status: String,
+    attempts: i32,
+    next_attempt_at: i64,
+    expires_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl NewOutboxRow {
+    pub(crate) fn new(
+        mail: &Mail,
+        now: chrono::DateTime<chrono::Utc>,
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Self, InfraError> {
+        let payload = match mail {
+            Mail::Code {
+                full_name,
+                code,
+                purpose,
+                valid_for,
+                ..
+            } => Payload::Code {
+                full_name: full_name.clone(),
+                code: code.expose().to_owned(),
+                purpose: purpose.as_str().to_owned(),
+                valid_for_seconds: valid_for.num_seconds(),
+            },
+            Mail::RegistrationAttempt { full_name, .. } => Payload::RegistrationAttempt {
+                full_name: full_name.clone(),
+            },
+        };
+        let payload =
+            serde_json::to_string(&payload).map_err(|e| InfraError::Unexpected(e.into()))?;
+        Ok(Self {
+            id: Uuid::new_v4().to_string(),
+            recipient: mail.recipient().as_str().to_owned(),
+            kind: kind(mail).to_owned(),
+            payload: Some(payload),
+            status: OutboxStatus::Queued.as_str().to_owned(),
+            attempts: 0,
+            next_attempt_at: to_millis(now),
+            expires_at: expires_at.map(to_millis),
+            created_at: to_millis(now),
+            updated_at: to_millis(now),
+        })
+    }
+}
+
+#[derive(QueryableByName)]
+pub(crate) struct ClaimedRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Text)]
+    recipient: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    payload: Option<String>,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    expires_at: Option<i64>,
+}
+
+impl ClaimedRow {
+    pub(crate) fn into_domain(self) -> Result<QueuedMail, InfraError> {
+        let corrupt =
+            |what: &str| InfraError::Unexpected(anyhow::anyhow!("queued mail has a bad {what}"));
+        let payload: Payload =
+            serde_json::from_str(self.payload.as_deref().ok_or_else(|| corrupt("body"))?)
+                .map_err(|_| corrupt("body"))?;
+        let to = EmailAddress::from_trusted(self.recipient);
+        let mail = match payload {
+            Payload::Code {
+                full_name,
+                code,
+                purpose,
+                valid_for_seconds,
+            } => Mail::Code {
+                to,
+                full_name,
+                code: OtpCode::new(code),
+                purpose: OtpPurpose::parse(&purpose).ok_or_else(|| corrupt("purpose"))?,
+                valid_for: Duration::seconds(valid_for_seconds),
+            },
+            Payload::RegistrationAttempt { full_name } => {
+                Mail::RegistrationAttempt { to, full_name }
+            }
+        };
+        Ok(QueuedMail {
+            id: Uuid::parse_str(&self.id).map_err(|_| corrupt("id"))?,
+            mail,
+            attempts: u32::try_from(self.attempts).unwrap_or(0),
+            expires_at: self.expires_at.map(from_millis),
+        })
+    }
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = outbox)]
+pub(crate) struct EntryRow {
+    id: String,
+    recipient: String,
+    kind: String,
+    status: String,
+    attempts: i32,
+    last_error: Option<String>,
+    created_at: i64,
+    next_attempt_at: i64,
+}
+
+impl EntryRow {
+    pub(crate) fn into_domain(self) -> Result<OutboxEntry, InfraError> {
+        Ok(OutboxEntry {
+            id: Uuid::parse_str(&self.id).map_err(|e| InfraError::Unexpected(e.into()))?,
+            recipient: self.recipient,
+            kind: self.kind,
+            status: OutboxStatus::parse(&self.status)
+                .ok_or_else(|| InfraError::Unexpected(anyhow::anyhow!("bad outbox status")))?,
+            attempts: u32::try_from(self.attempts).unwrap_or(0),
+            last_error: self.last_error,
+            created_at: from_millis(self.created_at),
+            next_attempt_at: from_millis(self.next_attempt_at),
+        })
+    }
+}
+
+/// Claims due messages. Binds: $1 lease end, $2 now, $3 how many. A message is due
+/// when queued and its time has come, or when a worker's lease on it ran out.
+pub(crate) const CLAIM_SQLITE: &str = "\
+UPDATE outbox SET status = 'sending', lease_until = $1, attempts = attempts + 1, updated_at = $2 \
+WHERE id IN (SELECT id FROM outbox WHERE (status = 'queued' AND next_attempt_at <= $2) \
+OR (status = 'sending' AND lease_until < $2) ORDER BY next_attempt_at LIMIT $3) \
+RETURNING id, recipient, payload, attempts, expires_at";
+
+/// PostgreSQL's claim: rows locked by another instance's claim are skipped, not waited for.
+pub(crate) const CLAIM_POSTGRES: &str = "\
+UPDATE outbox SET status = 'sending', lease_until = $1, attempts = attempts + 1, updated_at = $2 \
+WHERE id IN (SELECT id FROM outbox WHERE (status = 'queued' AND next_attempt_at <= $2) \
+OR (status = 'sending' AND lease_until < $2) ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+RETURNING id, recipient, payload, attempts, expires_at";
+
+/// Ends a message: erases the body, except that of a failed message without a code
+/// (kept so that `passcode mail queue --retry` can send it again).
+pub(crate) const FINISH_SQL: &str = "\
+UPDATE outbox SET status = $1, last_error = $2, lease_until = NULL, updated_at = $3, \
+payload = CASE WHEN $1 = 'failed' AND kind <> 'code' THEN payload ELSE NULL END \
+WHERE id = $4";
