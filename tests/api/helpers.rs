@@ -64,6 +64,95 @@ fn start_smtp() -> SmtpServers {
     }
 }
 
+/// A plain SMTP server of one test's own, on a fixed port, that the test can stop and
+/// start again, answering as chosen (`accept`, `tempfail:N`, `reject`).
+pub struct ControlledSmtp {
+    pub port: u16,
+    pub dir: PathBuf,
+    behaviour: String,
+    child: Option<Child>,
+}
+
+impl ControlledSmtp {
+    /// A server not started yet (SMTP "down"), on a free port.
+    pub fn down(behaviour: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("passcode-smtp1-")
+            .tempdir()
+            .expect("temporary folder")
+            .keep();
+        Self {
+            port: closed_port(),
+            dir,
+            behaviour: behaviour.to_owned(),
+            child: None,
+        }
+    }
+
+    pub fn start(&mut self) {
+        let python = std::env::var("PASSCODE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/support/smtp_server.py");
+        let mut child = Command::new(&python)
+            .arg(&script)
+            .args([
+                "--dir",
+                &self.dir.to_string_lossy(),
+                "--single",
+                &self.port.to_string(),
+            ])
+            .args(["--behaviour", &self.behaviour])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the test SMTP server (run scripts/test.sh)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("the SMTP server's first line");
+        assert!(
+            line.contains("port"),
+            "the test SMTP server did not start: {line:?}"
+        );
+        self.child = Some(child);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Points `settings` at this server (plain SMTP, no AUTH).
+    pub fn configure(&self, settings: &mut Settings) {
+        settings.mail.smtp.host = "127.0.0.1".into();
+        settings.mail.smtp.port = self.port;
+        settings.mail.smtp.tls = TlsSetting::None;
+        settings.mail.smtp.username = String::new();
+        settings.mail.smtp.password = SecretString::from(String::new());
+        settings.mail.smtp.timeout_seconds = 2;
+    }
+
+    /// Every message received, as (recipient, message).
+    pub fn received(&self) -> Vec<CapturedMail> {
+        let maildir = self.dir.join("single");
+        ["new", "cur"]
+            .iter()
+            .filter_map(|sub| std::fs::read_dir(maildir.join(sub)).ok())
+            .flatten()
+            .filter_map(|entry| parse_mail(&std::fs::read(entry.ok()?.path()).ok()?))
+            .collect()
+    }
+}
+
+impl Drop for ControlledSmtp {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// How the app reaches the mail server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mail {
@@ -124,6 +213,10 @@ pub async fn spawn_app_with(mail: Mail, customize: impl FnOnce(&mut Settings)) -
             servers.dir.join("implicit")
         }
     };
+    // Mail goes out fast, and retries come quickly.
+    settings.mail.outbox.poll_interval_ms = 20;
+    settings.mail.outbox.backoff_base_ms = 100;
+    settings.mail.outbox.backoff_max_ms = 1_000;
     // Limits out of the way; the abuse tests set the ones they check.
     let limits = &mut settings.limits;
     limits.guess_budget = 10_000;

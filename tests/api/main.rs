@@ -8,6 +8,7 @@ mod concurrency;
 mod flow;
 mod helpers;
 mod otp;
+mod outbox;
 mod pg_only;
 mod policy;
 mod tokens;

@@ -1,6 +1,13 @@
 """Real SMTP servers for passcode's tests (aiosmtpd), on loopback.
 
-Starts, in one process:
+With --single PORT: one plain server (no TLS, no AUTH) on PORT delivering into
+<dir>/single, which a test can stop and start again on the same port, and whose
+answers it chooses with --behaviour:
+  accept       take every message
+  tempfail:N   answer 451 (try again later) to the first N deliveries to each recipient
+  reject       answer 550 (permanent) to every message
+
+Otherwise it starts, in one process:
   - STARTTLS required + AUTH required (as on port 587),
   - implicit TLS + AUTH required (as on port 465),
 each delivering into its own Maildir under --dir, with a throwaway CA (trustme)
@@ -27,12 +34,45 @@ def free_port():
         return s.getsockname()[1]
 
 
+class Chosen(Mailbox):
+    """A Maildir handler that answers as the test chose."""
+
+    def __init__(self, path, behaviour):
+        super().__init__(path)
+        self.behaviour = behaviour
+        self.failures = {}
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.behaviour == "reject":
+            return "550 5.7.1 Rejected by the test server"
+        if self.behaviour.startswith("tempfail:"):
+            limit = int(self.behaviour.split(":", 1)[1])
+            key = ",".join(envelope.rcpt_tos)
+            if self.failures.get(key, 0) < limit:
+                self.failures[key] = self.failures.get(key, 0) + 1
+                return "451 4.3.0 Try again later"
+        return await super().handle_DATA(server, session, envelope)
+
+
+def single(args):
+    server = Controller(Chosen(os.path.join(args.dir, "single"), args.behaviour), hostname="127.0.0.1", port=args.single)
+    server.start()
+    print(json.dumps({"port": args.single}), flush=True)
+    sys.stdin.read()
+    server.stop()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--dir", required=True)
-    parser.add_argument("--user", required=True)
-    parser.add_argument("--password", required=True)
+    parser.add_argument("--user")
+    parser.add_argument("--password")
+    parser.add_argument("--single", type=int)
+    parser.add_argument("--behaviour", default="accept")
     args = parser.parse_args()
+    if args.single:
+        single(args)
+        return
 
     ca = trustme.CA()
     cert = ca.issue_cert("localhost", "127.0.0.1")

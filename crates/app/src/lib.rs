@@ -5,6 +5,7 @@ mod secrets;
 pub mod settings;
 mod startup;
 pub mod telemetry;
+mod worker;
 
 pub use settings::Settings;
 pub use startup::{Application, migrate};

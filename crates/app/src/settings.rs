@@ -144,7 +144,23 @@ pub struct MailSection {
     pub from: String,
     pub product_name: String,
     pub file_dir: PathBuf,
+    pub outbox: OutboxSection,
     pub smtp: SmtpSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OutboxSection {
+    /// Messages one instance sends at once.
+    pub workers: u32,
+    /// Delivery attempts before a message is marked failed.
+    pub max_attempts: u32,
+    /// How often the worker looks for due messages when idle.
+    pub poll_interval_ms: u64,
+    /// How long a claimed message is reserved for its worker.
+    pub lease_seconds: u64,
+    /// First retry delay, doubled after each failure up to `backoff_max_ms`.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

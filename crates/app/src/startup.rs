@@ -15,6 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use passcode_domain::otp::OsCodeGenerator;
 use passcode_domain::ports::{Clock, Limit, Throttle};
+use passcode_domain::service::{DeliverySettings, MailDelivery};
 use passcode_domain::{
     AbuseLimits, AuthService, OtpHasher, OtpSettings, Ports, RegistrationPolicy, ServiceSettings,
 };
@@ -30,6 +31,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::secrets::load_or_create;
 use crate::settings::{JwtAlgorithm, PolicySetting, Settings, TlsSetting, TransportKind};
+use crate::worker::MailWorker;
 
 /// The wall clock, the only place passcode reads it.
 struct SystemClock;
@@ -40,10 +42,11 @@ impl Clock for SystemClock {
     }
 }
 
-/// A running (bound, not yet awaited) passcode server.
+/// A running (bound, not yet awaited) passcode server, and its mail worker.
 pub struct Application {
     port: u16,
     server: Server,
+    worker: MailWorker,
 }
 
 impl std::fmt::Debug for Application {
@@ -70,7 +73,8 @@ impl Application {
         }
         let jwt = JwtIssuer::new(signing_key(&settings)?, jwt_settings(&settings))?;
         let jwks = Arc::new(jwt.jwks().clone());
-        let mailer = LettreMailer::new(&mail_settings(&settings)?)?;
+        let mailer: Arc<dyn passcode_domain::ports::Mailer> =
+            Arc::new(LettreMailer::new(&mail_settings(&settings)?)?);
         if settings.mail.transport == TransportKind::Log {
             tracing::warn!(
                 "mail.transport is \"log\": messages, codes included, are written to the log. \
@@ -85,7 +89,7 @@ impl Application {
             Ports {
                 users: store.users(),
                 otps: store.otps(),
-                mailer: Arc::new(mailer),
+                outbox: store.outbox(),
                 tokens: Arc::new(jwt),
                 passwords: Arc::new(hasher),
                 throttle,
@@ -120,10 +124,21 @@ impl Application {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
+        let delivery = MailDelivery::new(
+            store.outbox(),
+            mailer,
+            Arc::new(SystemClock),
+            delivery_settings(&settings),
+        );
+        let worker = MailWorker::start(
+            delivery,
+            Duration::from_millis(settings.mail.outbox.poll_interval_ms.max(10)),
+        );
         tracing::info!(address = %settings.server.host, port, "passcode is listening");
         Ok(Self {
             port,
             server: server.run(),
+            worker,
         })
     }
 
@@ -131,9 +146,13 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGINT/SIGTERM (graceful: in-flight requests finish).
+    /// Serves until SIGINT/SIGTERM. Graceful: the server stops taking connections and
+    /// lets in-flight requests finish; then the mail worker finishes the sends it has
+    /// started and stops. Messages not sent stay queued for the next start.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        self.worker.stop().await;
+        served
     }
 }
 
@@ -350,4 +369,17 @@ fn mail_settings(settings: &Settings) -> anyhow::Result<MailSettings> {
         product_name: mail.product_name.clone(),
         transport,
     })
+}
+
+fn delivery_settings(settings: &Settings) -> DeliverySettings {
+    let o = &settings.mail.outbox;
+    let millis =
+        |ms: u64| chrono::Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX / 1000));
+    DeliverySettings {
+        batch: o.workers.max(1),
+        max_attempts: o.max_attempts.max(1),
+        lease: seconds(o.lease_seconds.max(1)),
+        backoff_base: millis(o.backoff_base_ms.max(1)),
+        backoff_max: millis(o.backoff_max_ms.max(o.backoff_base_ms)),
+    }
 }

@@ -134,30 +134,34 @@ fn smtp_transport(smtp: &SmtpSettings) -> anyhow::Result<AsyncSmtpTransport<Toki
 #[async_trait]
 impl Mailer for LettreMailer {
     async fn send(&self, mail: &Mail) -> Result<(), MailError> {
-        let rendered = self.renderer.render(mail).map_err(MailError::Delivery)?;
+        // A message that cannot be rendered or built never will be.
+        let rendered = self.renderer.render(mail).map_err(MailError::Permanent)?;
         if let Transport::Log = self.transport {
             // Development only (warned at start-up): the message, code included, goes to the log.
             tracing::info!(target: "passcode::dev_mail", to = %mail.recipient(), subject = %rendered.subject, "\n{}", rendered.text);
             return Ok(());
         }
-        let message = self.build(mail, rendered).map_err(MailError::Delivery)?;
+        let message = self.build(mail, rendered).map_err(MailError::Permanent)?;
         let result = match &self.transport {
-            Transport::Smtp(smtp) => smtp
-                .send(message)
-                .await
-                .map(drop)
-                .map_err(anyhow::Error::new),
+            Transport::Smtp(smtp) => smtp.send(message).await.map(drop).map_err(|error| {
+                // 5xx answers are final; 4xx, timeouts and connection failures may pass.
+                if error.is_permanent() {
+                    MailError::Permanent(error.into())
+                } else {
+                    MailError::Transient(error.into())
+                }
+            }),
             Transport::File(file) => file
                 .send(message)
                 .await
                 .map(drop)
-                .map_err(anyhow::Error::new),
+                .map_err(|error| MailError::Transient(error.into())),
             Transport::Log => Ok(()),
         };
-        result.map_err(|error| {
-            tracing::warn!(error = %format!("{error:#}"), "mail delivery failed");
-            MailError::Delivery(error)
-        })
+        if let Err(error) = &result {
+            tracing::warn!(%error, "mail delivery failed");
+        }
+        result
     }
 }
 
@@ -235,7 +239,7 @@ mod tests {
         let started = std::time::Instant::now();
         assert!(matches!(
             mailer.send(&code_mail()).await,
-            Err(MailError::Delivery(_))
+            Err(MailError::Transient(_))
         ));
         assert!(started.elapsed() < std::time::Duration::from_secs(10));
     }

@@ -50,11 +50,6 @@ fn to_api(error: RegisterError) -> ApiError {
         }
         RegisterError::Throttled(throttled) => ApiError::throttled(throttled),
         RegisterError::Busy => ApiError::busy(),
-        RegisterError::MailUnavailable => ApiError::unavailable(
-            "mail_unavailable",
-            "The email could not be sent. Try again shortly.",
-            30,
-        ),
         RegisterError::Infra(e) => e.into(),
     }
 }

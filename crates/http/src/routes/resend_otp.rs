@@ -23,11 +23,6 @@ pub(crate) async fn handle(
         .await
         .map_err(|error| match error {
             ResendError::Throttled(throttled) => ApiError::throttled(throttled),
-            ResendError::MailUnavailable => ApiError::unavailable(
-                "mail_unavailable",
-                "The email could not be sent. Try again shortly.",
-                30,
-            ),
             ResendError::Infra(e) => e.into(),
         })?;
     Ok(HttpResponse::Ok().json(json!({

@@ -1,0 +1,138 @@
+//! Mail that is never lost: the outbox, its worker, retries and giving up, against a
+//! real SMTP server that the tests stop, start, and make answer 4xx or 5xx.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use passcode_domain::ports::OutboxStatus;
+use passcode_persistence::{DatabaseSettings, Store};
+
+use crate::helpers::{ControlledSmtp, Mail, TestApp, spawn_app_with, unique_email};
+
+async fn app_on(
+    smtp: &ControlledSmtp,
+    customize: impl FnOnce(&mut passcode_app::Settings),
+) -> TestApp {
+    spawn_app_with(Mail::Starttls, |s| {
+        smtp.configure(s);
+        customize(s);
+    })
+    .await
+}
+
+/// Waits until `smtp` has received `count` messages (or 30 s pass).
+async fn wait_for(smtp: &ControlledSmtp, count: usize) -> Vec<crate::helpers::CapturedMail> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let received = smtp.received();
+        if received.len() >= count || Instant::now() > deadline {
+            return received;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn outbox_of(app: &TestApp) -> Vec<passcode_domain::ports::OutboxEntry> {
+    let store =
+        Store::connect(&DatabaseSettings::new(app.settings.database.url.clone())).expect("store");
+    store.outbox().pending(1_000).await.expect("pending")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_while_smtp_is_down_answer_at_once_and_every_mail_arrives_once() {
+    let mut smtp = ControlledSmtp::down("accept");
+    let app = app_on(&smtp, |s| s.mail.outbox.max_attempts = 50).await;
+    let emails: Vec<String> = (0..50).map(|_| unique_email()).collect();
+    let mut slowest = Duration::ZERO;
+    for email in &emails {
+        let started = Instant::now();
+        assert_eq!(app.register(email).await.status(), 201);
+        slowest = slowest.max(started.elapsed());
+    }
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a register waited for SMTP: {slowest:?}"
+    );
+    assert_eq!(outbox_of(&app).await.len(), 50, "all 50 wait in the outbox");
+
+    smtp.start();
+    let received = wait_for(&smtp, 50).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received_after = smtp.received();
+    assert_eq!(
+        received_after.len(),
+        received.len(),
+        "nothing more arrives later"
+    );
+    let mut per_recipient: HashMap<String, usize> = HashMap::new();
+    for mail in &received_after {
+        *per_recipient.entry(mail.to.clone()).or_default() += 1;
+        assert!(mail.code().is_some());
+    }
+    for email in &emails {
+        assert_eq!(per_recipient.get(email), Some(&1), "{email}: exactly once");
+    }
+    assert!(outbox_of(&app).await.is_empty(), "nothing left waiting");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporary_refusal_is_retried_until_the_mail_is_accepted() {
+    let mut smtp = ControlledSmtp::down("tempfail:2");
+    smtp.start();
+    let app = app_on(&smtp, |_| {}).await;
+    let email = unique_email();
+    assert_eq!(app.register(&email).await.status(), 201);
+    let received = wait_for(&smtp, 1).await;
+    assert_eq!(received.len(), 1, "delivered after two 451 answers");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(smtp.received().len(), 1, "and only once");
+    assert!(outbox_of(&app).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_refusal_is_kept_as_failed_with_its_error_and_not_retried() {
+    let mut smtp = ControlledSmtp::down("reject");
+    smtp.start();
+    let app = app_on(&smtp, |_| {}).await;
+    let email = unique_email();
+    assert_eq!(app.register(&email).await.status(), 201);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let failed = loop {
+        let entries = outbox_of(&app).await;
+        if let Some(entry) = entries.iter().find(|e| e.status == OutboxStatus::Failed) {
+            break entry.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never marked failed: {entries:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(failed.recipient, email);
+    assert_eq!(failed.attempts, 1, "a 5xx is not retried");
+    assert!(
+        failed
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("550")),
+        "{failed:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(outbox_of(&app).await[0].attempts, 1, "still not retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_whose_code_expired_while_smtp_was_down_is_not_sent() {
+    let mut smtp = ControlledSmtp::down("accept");
+    let app = app_on(&smtp, |s| {
+        s.otp.ttl_seconds = 1;
+        s.mail.outbox.max_attempts = 50;
+    })
+    .await;
+    assert_eq!(app.register(&unique_email()).await.status(), 201);
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    smtp.start();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(smtp.received().is_empty(), "an expired code is not mailed");
+    assert!(outbox_of(&app).await.is_empty(), "and it no longer waits");
+}
