@@ -134,3 +134,69 @@ async fn serve_with_no_configuration_runs_on_sqlite_and_the_log_mailer() {
         assert!(dir.path().join("data").join(file).exists(), "data/{file}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_queued_when_the_service_is_killed_is_delivered_after_a_restart() {
+    let mut smtp = crate::helpers::ControlledSmtp::down("accept");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let smtp_port = smtp.port.to_string();
+    let start = || {
+        Command::new(BIN)
+            .current_dir(dir.path())
+            .env("APP__SERVER__PORT", port.to_string())
+            .env("APP__LOG__LEVEL", "off")
+            .env("APP__MAIL__TRANSPORT", "smtp")
+            .env("APP__MAIL__SMTP__HOST", "127.0.0.1")
+            .env("APP__MAIL__SMTP__PORT", &smtp_port)
+            .env("APP__MAIL__SMTP__TLS", "none")
+            .env("APP__MAIL__SMTP__TIMEOUT_SECONDS", "1")
+            .env("APP__MAIL__OUTBOX__BACKOFF_BASE_MS", "100")
+            .env("APP__MAIL__OUTBOX__BACKOFF_MAX_MS", "500")
+            .env("APP__MAIL__OUTBOX__MAX_ATTEMPTS", "1000")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let wait_ready = || async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while client
+            .get(format!("{base}/health/ready"))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "the service did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let mut service = start();
+    wait_ready().await;
+    let emails: Vec<String> = (0..5).map(|i| format!("killed-{i}@example.com")).collect();
+    for email in &emails {
+        let response = client
+            .post(format!("{base}/api/accounts/create/"))
+            .json(&json!({"full_name": "Ada", "email": email, "password": "correct horse battery"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    service.kill().unwrap(); // SIGKILL: no chance to clean up
+    let _ = service.wait();
+
+    smtp.start();
+    let mut service = start();
+    wait_ready().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while smtp.received().len() < 5 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    service.kill().unwrap();
+    let _ = service.wait();
+    let mut received: Vec<String> = smtp.received().into_iter().map(|m| m.to).collect();
+    received.sort();
+    assert_eq!(received, emails);
+}

@@ -203,3 +203,36 @@ async fn two_instances_share_the_guessing_budget_and_the_resend_cooldown() {
         assert_eq!(response.expect("request").status(), 429, "{base}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_draining_one_outbox_deliver_every_mail_once() {
+    let mut smtp = crate::helpers::ControlledSmtp::down("accept");
+    let url = fresh_postgres_database().await;
+    let app = spawn_app_with(Mail::Starttls, |s| {
+        s.database.url = url;
+        smtp.configure(s);
+        s.mail.outbox.max_attempts = 50;
+    })
+    .await;
+    let _second = start_instance(app.settings.clone()).await;
+    let emails: Vec<String> = (0..30).map(|_| unique_email()).collect();
+    for email in &emails {
+        assert_eq!(app.register(email).await.status(), 201);
+    }
+    // Both workers now race for the same 30 queued messages.
+    smtp.start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while smtp.received().len() < 30 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received = smtp.received();
+    let mut per_recipient = std::collections::HashMap::<String, usize>::new();
+    for mail in &received {
+        *per_recipient.entry(mail.to.clone()).or_default() += 1;
+    }
+    for email in &emails {
+        assert_eq!(per_recipient.get(email), Some(&1), "{email}");
+    }
+    assert_eq!(received.len(), 30);
+}
