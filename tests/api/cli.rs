@@ -200,3 +200,102 @@ async fn mail_queued_when_the_service_is_killed_is_delivered_after_a_restart() {
     received.sort();
     assert_eq!(received, emails);
 }
+
+fn mail_test_with(port: u16, tls: &str, password: &str) -> std::process::Output {
+    let servers = crate::helpers::smtp();
+    let dir = tempfile::tempdir().unwrap();
+    Command::new(BIN)
+        .args(["mail", "test", "ops@example.com"])
+        .current_dir(dir.path())
+        .env("APP__LOG__LEVEL", "off")
+        .env("APP__MAIL__TRANSPORT", "smtp")
+        .env("APP__MAIL__SMTP__HOST", "localhost")
+        .env("APP__MAIL__SMTP__PORT", port.to_string())
+        .env("APP__MAIL__SMTP__TLS", tls)
+        .env("APP__MAIL__SMTP__USERNAME", crate::helpers::SMTP_USER)
+        .env("APP__MAIL__SMTP__PASSWORD", password)
+        .env("APP__MAIL__SMTP__CA_FILE", &servers.ca_file)
+        .env("APP__MAIL__SMTP__TIMEOUT_SECONDS", "3")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn mail_test_reports_success_bad_credentials_and_a_wrong_tls_mode() {
+    let servers = crate::helpers::smtp();
+    let ok = mail_test_with(
+        servers.starttls_port,
+        "starttls",
+        crate::helpers::SMTP_PASSWORD,
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("accepted the message: 250"));
+
+    let implicit = mail_test_with(
+        servers.implicit_port,
+        "implicit",
+        crate::helpers::SMTP_PASSWORD,
+    );
+    assert!(
+        implicit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&implicit.stderr)
+    );
+
+    let bad_login = mail_test_with(servers.starttls_port, "starttls", "wrong password");
+    assert!(!bad_login.status.success());
+    let stderr = String::from_utf8_lossy(&bad_login.stderr);
+    assert!(stderr.contains("refused the login"), "{stderr}");
+    assert!(
+        !stderr.contains("wrong password"),
+        "the password is never printed"
+    );
+
+    let wrong_mode = mail_test_with(
+        servers.implicit_port,
+        "starttls",
+        crate::helpers::SMTP_PASSWORD,
+    );
+    assert!(!wrong_mode.status.success());
+    let stderr = String::from_utf8_lossy(&wrong_mode.stderr);
+    assert!(stderr.contains("mail.smtp.tls"), "{stderr}");
+
+    let unreachable = mail_test_with(free_port(), "starttls", crate::helpers::SMTP_PASSWORD);
+    assert!(!unreachable.status.success());
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("mail.smtp.port"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_queue_lists_failed_mail_without_codes() {
+    let mut smtp = crate::helpers::ControlledSmtp::down("reject");
+    smtp.start();
+    let app =
+        crate::helpers::spawn_app_with(crate::helpers::Mail::Starttls, |s| smtp.configure(s)).await;
+    let email = crate::helpers::unique_email();
+    assert_eq!(app.register(&email).await.status(), 201);
+    let queue = || {
+        Command::new(BIN)
+            .args(["mail", "queue"])
+            .env("APP__LOG__LEVEL", "off")
+            .env("APP__DATABASE__URL", &app.settings.database.url)
+            .output()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listing = loop {
+        let output = queue();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        if text.contains("failed") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(listing.contains(&email), "{listing}");
+    assert!(listing.contains("550"), "{listing}");
+    assert!(!listing.contains("\"code\""), "no body is shown");
+}

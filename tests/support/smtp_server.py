@@ -87,7 +87,8 @@ def main():
             and auth_data.login == args.user.encode()
             and auth_data.password == args.password.encode()
         )
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd then answers 535 itself (by default it stays silent).
+        return AuthResult(success=ok, handled=False)
 
     starttls_port, implicit_port = free_port(), free_port()
     starttls = Controller(

@@ -1,11 +1,13 @@
 //! The passcode application: configuration, wiring of the adapters into the domain,
 //! and the HTTP server. `main.rs` is only the CLI on top of this.
 
+mod commands;
 mod secrets;
 pub mod settings;
 mod startup;
 pub mod telemetry;
 mod worker;
 
+pub use commands::{mail_queue, mail_test, migrate};
 pub use settings::Settings;
-pub use startup::{Application, migrate};
+pub use startup::Application;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use passcode_app::{Application, Settings, migrate, telemetry};
+use passcode_app::{Application, Settings, mail_queue, mail_test, migrate, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +25,24 @@ enum Command {
     Serve,
     /// Apply pending database migrations, then exit.
     Migrate,
+    /// Check or inspect outgoing mail.
+    #[command(subcommand)]
+    Mail(MailCommand),
+}
+
+#[derive(Subcommand)]
+enum MailCommand {
+    /// Send one test message with the configured transport and print the server's answer.
+    Test {
+        /// Where to send it.
+        address: String,
+    },
+    /// List queued and failed messages (no bodies, no codes).
+    Queue {
+        /// Queue failed messages that can still be sent again first.
+        #[arg(long)]
+        retry_failed: bool,
+    },
 }
 
 #[actix_web::main]
@@ -55,6 +73,12 @@ async fn run() -> anyhow::Result<()> {
         Command::Migrate => {
             let applied = migrate(&settings).await?;
             println!("applied {} migration(s): {applied:?}", applied.len());
+        }
+        Command::Mail(MailCommand::Test { address }) => {
+            println!("{}", mail_test(&settings, &address).await?)
+        }
+        Command::Mail(MailCommand::Queue { retry_failed }) => {
+            print!("{}", mail_queue(&settings, retry_failed).await?)
         }
     }
     Ok(())

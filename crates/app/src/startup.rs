@@ -156,12 +156,7 @@ impl Application {
     }
 }
 
-/// `passcode migrate`: applies pending migrations and reports them.
-pub async fn migrate(settings: &Settings) -> anyhow::Result<Vec<String>> {
-    open_store(settings)?.migrate().await
-}
-
-fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+pub(crate) fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     let db = &settings.database;
     Store::connect(&DatabaseSettings {
         url: db.url.clone(),
@@ -334,7 +329,7 @@ fn hashing_settings(settings: &Settings) -> HashingSettings {
     }
 }
 
-fn mail_settings(settings: &Settings) -> anyhow::Result<MailSettings> {
+pub(crate) fn mail_settings(settings: &Settings) -> anyhow::Result<MailSettings> {
     let mail = &settings.mail;
     let transport = match mail.transport {
         TransportKind::Log => TransportSettings::Log,

@@ -24,6 +24,9 @@ pub struct LettreMailer {
     from: Mailbox,
     renderer: Renderer,
     transport: Transport,
+    /// An overall deadline per send: lettre's own timeout does not cover every wait
+    /// (a server that never greets, as when STARTTLS meets an implicit-TLS port).
+    deadline: std::time::Duration,
 }
 
 impl std::fmt::Debug for LettreMailer {
@@ -56,18 +59,53 @@ impl LettreMailer {
             }
             TransportSettings::Smtp(smtp) => Transport::Smtp(smtp_transport(smtp)?),
         };
+        let deadline = match &settings.transport {
+            TransportSettings::Smtp(smtp) => smtp.timeout * 3,
+            _ => std::time::Duration::from_secs(30),
+        };
         Ok(Self {
             from,
             renderer: Renderer::new(settings.product_name.clone())?,
             transport,
+            deadline,
         })
     }
 
-    /// Checks that the SMTP server answers (and, if configured, accepts the login).
-    pub async fn test_connection(&self) -> anyhow::Result<bool> {
+    /// Sends one test message to `to` with the configured transport and returns
+    /// what the server answered, or an error that says what to check.
+    pub async fn send_test(&self, to: &str) -> anyhow::Result<String> {
+        let to: Mailbox = to
+            .parse()
+            .with_context(|| format!("{to:?} is not an email address"))?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject("passcode test message")
+            .header(ContentType::TEXT_PLAIN)
+            .body(String::from(
+                "This message was sent by `passcode mail test`: the mail settings work.\n",
+            ))?;
         match &self.transport {
-            Transport::Smtp(smtp) => Ok(smtp.test_connection().await?),
-            _ => Ok(true),
+            Transport::Smtp(smtp) => match tokio::time::timeout(self.deadline, smtp.send(message))
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "no answer within {:?}: check mail.smtp.tls (465 = implicit, 587 = starttls), mail.smtp.host and mail.smtp.port",
+                        self.deadline
+                    )
+                })? {
+                Ok(response) => Ok(format!(
+                    "the server accepted the message: {} {}",
+                    response.code(),
+                    response.message().collect::<Vec<_>>().join(" ")
+                )),
+                Err(error) => Err(anyhow::anyhow!("{}: {error}", explain(&error))),
+            },
+            Transport::File(file) => {
+                file.send(message).await?;
+                Ok("written to the mail folder (file transport)".into())
+            }
+            Transport::Log => Ok("the log transport prints messages; nothing was sent".into()),
         }
     }
 
@@ -94,6 +132,29 @@ impl LettreMailer {
                             .body(rendered.html),
                     ),
             )?)
+    }
+}
+
+/// What an SMTP failure most likely means, for someone setting up a provider.
+fn explain(error: &lettre::transport::smtp::Error) -> &'static str {
+    let code = error.status().map(|c| c.to_string());
+    match code.as_deref() {
+        Some("535" | "534" | "530") => {
+            "the server refused the login: check mail.smtp.username and mail.smtp.password (many providers want an app password)"
+        }
+        Some(c) if c.starts_with('5') => {
+            "the server refused the message for good: check mail.from (the provider may require a verified sender)"
+        }
+        Some(_) => "the server refused for now: try again later",
+        None if error.is_tls() => {
+            "the TLS handshake failed: check mail.smtp.tls (465 = implicit, 587 = starttls) and the server's certificate"
+        }
+        None if error.is_timeout() => {
+            "the server did not answer in time: check mail.smtp.host and mail.smtp.port, and that a firewall lets SMTP out"
+        }
+        None => {
+            "could not talk to the server: check mail.smtp.host, mail.smtp.port and mail.smtp.tls (465 = implicit, 587 = starttls)"
+        }
     }
 }
 
@@ -143,14 +204,22 @@ impl Mailer for LettreMailer {
         }
         let message = self.build(mail, rendered).map_err(MailError::Permanent)?;
         let result = match &self.transport {
-            Transport::Smtp(smtp) => smtp.send(message).await.map(drop).map_err(|error| {
-                // 5xx answers are final; 4xx, timeouts and connection failures may pass.
-                if error.is_permanent() {
-                    MailError::Permanent(error.into())
-                } else {
-                    MailError::Transient(error.into())
+            Transport::Smtp(smtp) => {
+                match tokio::time::timeout(self.deadline, smtp.send(message)).await {
+                    Ok(sent) => sent.map(drop).map_err(|error| {
+                        // 5xx answers are final; 4xx, timeouts and connection failures may pass.
+                        if error.is_permanent() {
+                            MailError::Permanent(error.into())
+                        } else {
+                            MailError::Transient(error.into())
+                        }
+                    }),
+                    Err(_) => Err(MailError::Transient(anyhow::anyhow!(
+                        "the SMTP server did not answer within {:?}",
+                        self.deadline
+                    ))),
                 }
-            }),
+            }
             Transport::File(file) => file
                 .send(message)
                 .await

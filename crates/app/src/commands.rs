@@ -1,0 +1,53 @@
+//! The operator commands besides `serve`: `migrate`, `mail test`, `mail queue`.
+
+use std::fmt::Write;
+
+use chrono::Utc;
+use passcode_mail::LettreMailer;
+
+use crate::Settings;
+use crate::startup::{mail_settings, open_store};
+
+/// `passcode migrate`: applies pending migrations and reports them.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<Vec<String>> {
+    open_store(settings)?.migrate().await
+}
+
+/// `passcode mail test ADDRESS`: one message through the configured transport.
+pub async fn mail_test(settings: &Settings, to: &str) -> anyhow::Result<String> {
+    LettreMailer::new(&mail_settings(settings)?)?
+        .send_test(to)
+        .await
+}
+
+/// `passcode mail queue`: what waits or failed (never a body or a code); with
+/// `retry_failed`, failed messages that can still be sent are queued again.
+pub async fn mail_queue(settings: &Settings, retry_failed: bool) -> anyhow::Result<String> {
+    let outbox = open_store(settings)?.outbox();
+    let mut out = String::new();
+    if retry_failed {
+        let requeued = outbox.retry_failed(Utc::now()).await?;
+        writeln!(out, "queued {requeued} failed message(s) again")?;
+    }
+    let entries = outbox.pending(500).await?;
+    if entries.is_empty() {
+        writeln!(out, "no queued or failed messages")?;
+    }
+    for e in entries {
+        writeln!(
+            out,
+            "{}  {:<8} {:<22} attempts={} created={} next={} to={}{}",
+            e.id,
+            e.status.as_str(),
+            e.kind,
+            e.attempts,
+            e.created_at.format("%Y-%m-%d %H:%M:%S"),
+            e.next_attempt_at.format("%H:%M:%S"),
+            e.recipient,
+            e.last_error
+                .map(|err| format!("\n    last error: {err}"))
+                .unwrap_or_default(),
+        )?;
+    }
+    Ok(out)
+}
