@@ -144,6 +144,8 @@ pub struct MailSection {
     pub from: String,
     pub product_name: String,
     pub file_dir: PathBuf,
+    /// Folder of template files replacing the built-in ones; empty for none.
+    pub templates_dir: String,
     pub outbox: OutboxSection,
     pub smtp: SmtpSection,
 }

@@ -362,6 +362,7 @@ pub(crate) fn mail_settings(settings: &Settings) -> anyhow::Result<MailSettings>
     Ok(MailSettings {
         from: mail.from.clone(),
         product_name: mail.product_name.clone(),
+        templates_dir: (!mail.templates_dir.is_empty()).then(|| PathBuf::from(&mail.templates_dir)),
         transport,
     })
 }

@@ -1,4 +1,6 @@
-//! Message rendering with minijinja: plain text and HTML (auto-escaped) per kind.
+//! Message rendering with minijinja: plain text and HTML (auto-escaped) for each
+//! kind of message. The built-in templates can be replaced, one by one, by files of
+//! the same name in a folder named in configuration (`mail.templates_dir`).
 
 use minijinja::{AutoEscape, Environment, context};
 use passcode_domain::OtpPurpose;
@@ -19,7 +21,20 @@ pub struct Renderer {
 }
 
 impl Renderer {
+    /// Names of the templates: `<name>.txt` and `<name>.html` each.
+    pub const TEMPLATES: [&'static str; 3] =
+        ["verify_email", "reset_password", "registration_attempt"];
+
     pub fn new(product: impl Into<String>) -> anyhow::Result<Self> {
+        Self::with_overrides(product, None)
+    }
+
+    /// Built-in templates, each replaced by `<dir>/<name>.txt` or `.html` where present.
+    /// A template with a syntax error fails here, at start-up, naming the file.
+    pub fn with_overrides(
+        product: impl Into<String>,
+        dir: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
         let mut env = Environment::new();
         env.set_auto_escape_callback(|name| {
             if name.ends_with(".html") {
@@ -28,16 +43,44 @@ impl Renderer {
                 AutoEscape::None
             }
         });
-        env.add_template("code.txt", include_str!("../templates/code.txt"))?;
-        env.add_template("code.html", include_str!("../templates/code.html"))?;
-        env.add_template(
-            "registration_attempt.txt",
-            include_str!("../templates/registration_attempt.txt"),
-        )?;
-        env.add_template(
-            "registration_attempt.html",
-            include_str!("../templates/registration_attempt.html"),
-        )?;
+        let built_in: [(&str, &str); 6] = [
+            (
+                "verify_email.txt",
+                include_str!("../templates/verify_email.txt"),
+            ),
+            (
+                "verify_email.html",
+                include_str!("../templates/verify_email.html"),
+            ),
+            (
+                "reset_password.txt",
+                include_str!("../templates/reset_password.txt"),
+            ),
+            (
+                "reset_password.html",
+                include_str!("../templates/reset_password.html"),
+            ),
+            (
+                "registration_attempt.txt",
+                include_str!("../templates/registration_attempt.txt"),
+            ),
+            (
+                "registration_attempt.html",
+                include_str!("../templates/registration_attempt.html"),
+            ),
+        ];
+        for (name, source) in built_in {
+            let path = dir.map(|d| d.join(name)).filter(|p| p.is_file());
+            match path {
+                Some(path) => {
+                    let source = std::fs::read_to_string(&path)
+                        .map_err(|e| anyhow::anyhow!("reading template {}: {e}", path.display()))?;
+                    env.add_template_owned(name.to_owned(), source)
+                        .map_err(|e| anyhow::anyhow!("template {}: {e}", path.display()))?;
+                }
+                None => env.add_template(name, source)?,
+            }
+        }
         Ok(Self {
             env,
             product: product.into(),
@@ -68,7 +111,11 @@ impl Renderer {
                     name => full_name, product => product, purpose => what,
                     code => code.expose(), minutes => valid_for.num_minutes().max(1),
                 };
-                ("code", subject, ctx)
+                let template = match purpose {
+                    OtpPurpose::VerifyEmail => "verify_email",
+                    OtpPurpose::ResetPassword => "reset_password",
+                };
+                (template, subject, ctx)
             }
             Mail::RegistrationAttempt { full_name, .. } => (
                 "registration_attempt",
@@ -140,5 +187,66 @@ mod tests {
         let rendered = Renderer::new("Acme").unwrap().render(&mail).unwrap();
         assert!(rendered.text.contains("already has an account"));
         assert!(!rendered.text.chars().any(|c| c.is_ascii_digit()));
+    }
+}
+
+#[cfg(test)]
+mod override_tests {
+    use super::*;
+    use chrono::Duration;
+    use passcode_domain::{EmailAddress, OtpCode};
+
+    fn mail(purpose: OtpPurpose) -> Mail {
+        Mail::Code {
+            to: EmailAddress::parse("ada@example.com").unwrap(),
+            full_name: "Ada".into(),
+            code: OtpCode::new("042917".into()),
+            purpose,
+            valid_for: Duration::minutes(10),
+        }
+    }
+
+    #[test]
+    fn each_purpose_has_its_own_template() {
+        let renderer = Renderer::new("Acme").unwrap();
+        assert!(
+            renderer
+                .render(&mail(OtpPurpose::ResetPassword))
+                .unwrap()
+                .text
+                .contains("reset the password")
+        );
+        assert!(
+            renderer
+                .render(&mail(OtpPurpose::VerifyEmail))
+                .unwrap()
+                .text
+                .contains("email verification")
+        );
+    }
+
+    #[test]
+    fn a_file_in_the_templates_folder_replaces_the_built_in_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("verify_email.txt"),
+            "Welcome to {{ product }}! Code: {{ code }}",
+        )
+        .unwrap();
+        let renderer = Renderer::with_overrides("Acme", Some(dir.path())).unwrap();
+        let rendered = renderer.render(&mail(OtpPurpose::VerifyEmail)).unwrap();
+        assert_eq!(rendered.text, "Welcome to Acme! Code: 042917");
+        assert!(
+            rendered.html.contains("042917"),
+            "the HTML part is still the built-in one"
+        );
+    }
+
+    #[test]
+    fn a_broken_template_file_fails_at_start_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("reset_password.html"), "{{ code ").unwrap();
+        let error = Renderer::with_overrides("Acme", Some(dir.path())).unwrap_err();
+        assert!(error.to_string().contains("reset_password.html"), "{error}");
     }
 }

@@ -11,6 +11,8 @@ pub struct MailSettings {
     pub from: String,
     /// The product name shown in messages.
     pub product_name: String,
+    /// A folder whose `<name>.txt` / `<name>.html` files replace the built-in templates.
+    pub templates_dir: Option<PathBuf>,
     pub transport: TransportSettings,
 }
 

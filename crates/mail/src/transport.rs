@@ -65,7 +65,10 @@ impl LettreMailer {
         };
         Ok(Self {
             from,
-            renderer: Renderer::new(settings.product_name.clone())?,
+            renderer: Renderer::with_overrides(
+                settings.product_name.clone(),
+                settings.templates_dir.as_deref(),
+            )?,
             transport,
             deadline,
         })
@@ -256,6 +259,7 @@ mod tests {
         let mailer = LettreMailer::new(&MailSettings {
             from: "Acme <no-reply@acme.example>".into(),
             product_name: "Acme".into(),
+            templates_dir: None,
             transport: TransportSettings::File {
                 dir: dir.path().to_owned(),
             },
@@ -293,6 +297,7 @@ mod tests {
         let mailer = LettreMailer::new(&MailSettings {
             from: "no-reply@acme.example".into(),
             product_name: "Acme".into(),
+            templates_dir: None,
             transport: TransportSettings::Smtp(SmtpSettings {
                 host: "127.0.0.1".into(),
                 port: 1, // nothing listens here
@@ -318,6 +323,7 @@ mod tests {
         let error = LettreMailer::new(&MailSettings {
             from: "not a mailbox".into(),
             product_name: "Acme".into(),
+            templates_dir: None,
             transport: TransportSettings::Log,
         });
         assert!(error.is_err());
