@@ -136,3 +136,41 @@ async fn a_mail_whose_code_expired_while_smtp_was_down_is_not_sent() {
     assert!(smtp.received().is_empty(), "an expired code is not mailed");
     assert!(outbox_of(&app).await.is_empty(), "and it no longer waits");
 }
+
+/// Prints the delay from a register request to its mail's arrival at the SMTP server
+/// (median and worst of 100), with the production outbox settings. Asserts only that
+/// every mail arrived, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn measure_register_to_mail_arrival_delay() {
+    let mut smtp = ControlledSmtp::down("accept");
+    smtp.start();
+    let app = app_on(&smtp, |s| {
+        let defaults = passcode_app::Settings::defaults().expect("defaults");
+        s.mail.outbox = defaults.mail.outbox;
+    })
+    .await;
+    let new_mail = smtp.dir.join("single/new");
+    let count = || std::fs::read_dir(&new_mail).map_or(0, |d| d.count());
+    let (mut delays, mut answers) = (Vec::new(), Vec::new());
+    for i in 0..100 {
+        let email = unique_email();
+        let started = Instant::now();
+        assert_eq!(app.register(&email).await.status(), 201);
+        answers.push(started.elapsed());
+        while count() <= i {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "mail {i} never arrived"
+            );
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        delays.push(started.elapsed());
+    }
+    delays.sort();
+    answers.sort();
+    println!(
+        "100 sequential registrations: answered in median {:?} (worst {:?}); mail arrived at the SMTP server after median {:?} (worst {:?})",
+        answers[50], answers[99], delays[50], delays[99]
+    );
+    assert_eq!(smtp.received().len(), 100);
+}

@@ -6,6 +6,7 @@ mod secrets;
 pub mod settings;
 mod startup;
 pub mod telemetry;
+mod waking;
 mod worker;
 
 pub use commands::{mail_queue, mail_test, migrate};

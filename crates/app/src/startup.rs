@@ -31,6 +31,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::secrets::load_or_create;
 use crate::settings::{JwtAlgorithm, PolicySetting, Settings, TlsSetting, TransportKind};
+use crate::waking::Waking;
 use crate::worker::MailWorker;
 
 /// The wall clock, the only place passcode reads it.
@@ -84,12 +85,19 @@ impl Application {
         let hasher = Argon2Hasher::new(&hashing_settings(&settings))?;
         let trusted_proxies = trusted_proxies(&settings)?;
         let throttle = store.throttle();
+        let wake = Arc::new(tokio::sync::Notify::new());
         spawn_purge(throttle.clone(), settings.limits.purge_interval_seconds);
         let service = AuthService::new(
             Ports {
                 users: store.users(),
-                otps: store.otps(),
-                outbox: store.outbox(),
+                otps: Arc::new(Waking {
+                    inner: store.otps(),
+                    wake: wake.clone(),
+                }),
+                outbox: Arc::new(Waking {
+                    inner: store.outbox(),
+                    wake: wake.clone(),
+                }),
                 tokens: Arc::new(jwt),
                 passwords: Arc::new(hasher),
                 throttle,
@@ -133,6 +141,7 @@ impl Application {
         let worker = MailWorker::start(
             delivery,
             Duration::from_millis(settings.mail.outbox.poll_interval_ms.max(10)),
+            wake,
         );
         tracing::info!(address = %settings.server.host, port, "passcode is listening");
         Ok(Self {

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use passcode_domain::service::MailDelivery;
-use tokio::sync::watch;
+use std::sync::Arc;
+
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 pub(crate) struct MailWorker {
@@ -13,9 +15,11 @@ pub(crate) struct MailWorker {
 }
 
 impl MailWorker {
-    pub(crate) fn start(delivery: MailDelivery, poll: Duration) -> Self {
+    /// Runs until stopped: delivers what is due, then sleeps until `wake` rings (this
+    /// instance queued mail) or `poll` passes (another instance may have).
+    pub(crate) fn start(delivery: MailDelivery, poll: Duration, wake: Arc<Notify>) -> Self {
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(delivery, poll, stopped));
+        let task = tokio::spawn(run(delivery, poll, wake, stopped));
         Self { stop, task }
     }
 
@@ -28,7 +32,12 @@ impl MailWorker {
     }
 }
 
-async fn run(delivery: MailDelivery, poll: Duration, mut stopped: watch::Receiver<bool>) {
+async fn run(
+    delivery: MailDelivery,
+    poll: Duration,
+    wake: Arc<Notify>,
+    mut stopped: watch::Receiver<bool>,
+) {
     loop {
         if *stopped.borrow() {
             return;
@@ -44,6 +53,7 @@ async fn run(delivery: MailDelivery, poll: Duration, mut stopped: watch::Receive
         if !more {
             tokio::select! {
                 () = tokio::time::sleep(poll) => {}
+                () = wake.notified() => {}
                 _ = stopped.changed() => {}
             }
         }

@@ -1,0 +1,94 @@
+//! Wakes the local mail worker as soon as a request has queued mail, instead of
+//! waiting for its next poll. (Mail queued by other instances is found by polling.)
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use passcode_domain::otp::{NewOtp, StoredOtp};
+use passcode_domain::ports::{Mail, OtpStore, Outbox, OutboxEntry, OutboxStatus, QueuedMail};
+use passcode_domain::{CodeHash, EmailAddress, InfraError, OtpPurpose};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+/// An `OtpStore` and `Outbox` that ring `wake` after each successful enqueue.
+pub(crate) struct Waking<T: ?Sized> {
+    pub(crate) inner: Arc<T>,
+    pub(crate) wake: Arc<Notify>,
+}
+
+#[async_trait]
+impl OtpStore for Waking<dyn OtpStore> {
+    async fn replace(&self, otp: &NewOtp, mail: &Mail) -> Result<(), InfraError> {
+        self.inner.replace(otp, mail).await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+    async fn find(
+        &self,
+        email: &EmailAddress,
+        purpose: OtpPurpose,
+    ) -> Result<Option<StoredOtp>, InfraError> {
+        self.inner.find(email, purpose).await
+    }
+    async fn consume(
+        &self,
+        id: Uuid,
+        hash: &CodeHash,
+        now: DateTime<Utc>,
+        max: u32,
+    ) -> Result<bool, InfraError> {
+        self.inner.consume(id, hash, now, max).await
+    }
+    async fn record_failed_attempt(&self, id: Uuid, max: u32) -> Result<Option<u32>, InfraError> {
+        self.inner.record_failed_attempt(id, max).await
+    }
+}
+
+#[async_trait]
+impl Outbox for Waking<dyn Outbox> {
+    async fn enqueue(
+        &self,
+        mail: &Mail,
+        now: DateTime<Utc>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<(), InfraError> {
+        self.inner.enqueue(mail, now, expires_at).await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+    async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        max: u32,
+    ) -> Result<Vec<QueuedMail>, InfraError> {
+        self.inner.claim(now, lease, max).await
+    }
+    async fn mark_sent(&self, id: Uuid, now: DateTime<Utc>) -> Result<(), InfraError> {
+        self.inner.mark_sent(id, now).await
+    }
+    async fn retry_later(
+        &self,
+        id: Uuid,
+        next: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), InfraError> {
+        self.inner.retry_later(id, next, error).await
+    }
+    async fn finish(
+        &self,
+        id: Uuid,
+        status: OutboxStatus,
+        error: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(), InfraError> {
+        self.inner.finish(id, status, error, now).await
+    }
+    async fn pending(&self, limit: u32) -> Result<Vec<OutboxEntry>, InfraError> {
+        self.inner.pending(limit).await
+    }
+    async fn retry_failed(&self, now: DateTime<Utc>) -> Result<u64, InfraError> {
+        self.inner.retry_failed(now).await
+    }
+}
