@@ -135,8 +135,9 @@ async fn serve_with_no_configuration_runs_on_sqlite_and_the_log_mailer() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mail_queued_when_the_service_is_killed_is_delivered_after_a_restart() {
+/// Registers five addresses while SMTP is down, stops the service with `stop`, then
+/// starts SMTP and the service again: every queued mail must arrive.
+async fn queued_mail_survives(stop: impl FnOnce(&mut std::process::Child)) {
     let mut smtp = crate::helpers::ControlledSmtp::down("accept");
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -145,6 +146,7 @@ async fn mail_queued_when_the_service_is_killed_is_delivered_after_a_restart() {
         Command::new(BIN)
             .current_dir(dir.path())
             .env("APP__SERVER__PORT", port.to_string())
+            .env("APP__SERVER__SHUTDOWN_TIMEOUT_SECONDS", "2")
             .env("APP__LOG__LEVEL", "off")
             .env("APP__MAIL__TRANSPORT", "smtp")
             .env("APP__MAIL__SMTP__HOST", "127.0.0.1")
@@ -154,6 +156,8 @@ async fn mail_queued_when_the_service_is_killed_is_delivered_after_a_restart() {
             .env("APP__MAIL__OUTBOX__BACKOFF_BASE_MS", "100")
             .env("APP__MAIL__OUTBOX__BACKOFF_MAX_MS", "500")
             .env("APP__MAIL__OUTBOX__MAX_ATTEMPTS", "1000")
+            // A message claimed by the killed worker is taken over when its lease ends.
+            .env("APP__MAIL__OUTBOX__LEASE_SECONDS", "2")
             .stdout(Stdio::null())
             .spawn()
             .unwrap()
@@ -174,7 +178,7 @@ async fn mail_queued_when_the_service_is_killed_is_delivered_after_a_restart() {
     };
     let mut service = start();
     wait_ready().await;
-    let emails: Vec<String> = (0..5).map(|i| format!("killed-{i}@example.com")).collect();
+    let emails: Vec<String> = (0..5).map(|i| format!("stopped-{i}@example.com")).collect();
     for email in &emails {
         let response = client
             .post(format!("{base}/api/accounts/create/"))
@@ -184,8 +188,7 @@ async fn mail_queued_when_the_service_is_killed_is_delivered_after_a_restart() {
             .unwrap();
         assert_eq!(response.status(), 201);
     }
-    service.kill().unwrap(); // SIGKILL: no chance to clean up
-    let _ = service.wait();
+    stop(&mut service);
 
     smtp.start();
     let mut service = start();
@@ -199,6 +202,39 @@ async fn mail_queued_when_the_service_is_killed_is_delivered_after_a_restart() {
     let mut received: Vec<String> = smtp.received().into_iter().map(|m| m.to).collect();
     received.sort();
     assert_eq!(received, emails);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_queued_when_the_service_is_killed_is_delivered_after_a_restart() {
+    queued_mail_survives(|service| {
+        service.kill().unwrap(); // SIGKILL: no chance to clean up
+        let _ = service.wait();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_service_cleanly_and_keeps_unsent_mail_queued() {
+    queued_mail_survives(|service| {
+        let status = Command::new("kill")
+            .args(["-TERM", &service.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let started = Instant::now();
+        let exit = loop {
+            if let Some(exit) = service.try_wait().unwrap() {
+                break exit;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "no exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(exit.success(), "a clean exit: {exit:?}");
+    })
+    .await;
 }
 
 fn mail_test_with(port: u16, tls: &str, password: &str) -> std::process::Output {
