@@ -144,7 +144,9 @@ fn capture_mail(mocks: &mut Mocks) -> Arc<Mutex<Vec<Mail>>> {
     capture(mocks).0
 }
 
-fn capture(mocks: &mut Mocks) -> (Arc<Mutex<Vec<Mail>>>, Arc<Mutex<Vec<NewOtp>>>) {
+type Captured<T> = Arc<Mutex<Vec<T>>>;
+
+fn capture(mocks: &mut Mocks) -> (Captured<Mail>, Captured<NewOtp>) {
     let sent = Arc::new(Mutex::new(Vec::new()));
     let codes = Arc::new(Mutex::new(Vec::new()));
     let (with_code, alone, stored) = (sent.clone(), sent.clone(), codes.clone());
