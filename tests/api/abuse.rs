@@ -311,16 +311,7 @@ async fn two_hundred_concurrent_logins_get_answers_in_bounded_memory() {
         .no_proxy()
         .build()
         .expect("client");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client
-        .get(format!("{base}/health/ready"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "the service did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::helpers::wait_until_ready(&client, &base).await;
     let idle_kib = peak_rss_kib(service.id());
     let started = Instant::now();
     let logins = (0..200).map(|i| {

@@ -86,16 +86,7 @@ async fn serve_with_no_configuration_runs_on_sqlite_and_the_log_mailer() {
 
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client
-        .get(format!("{base}/health/ready"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "the service did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::helpers::wait_until_ready(&client, &base).await;
     let response = client
         .post(format!("{base}/api/accounts/create/"))
         .json(&json!({"full_name": "Ada", "email": "ada@example.com", "password": "correct horse battery"}))
@@ -164,20 +155,8 @@ async fn queued_mail_survives(stop: impl FnOnce(&mut std::process::Child)) {
     };
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let wait_ready = || async {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while client
-            .get(format!("{base}/health/ready"))
-            .send()
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "the service did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
     let mut service = start();
-    wait_ready().await;
+    crate::helpers::wait_until_ready(&client, &base).await;
     let emails: Vec<String> = (0..5).map(|i| format!("stopped-{i}@example.com")).collect();
     for email in &emails {
         let response = client
@@ -192,7 +171,7 @@ async fn queued_mail_survives(stop: impl FnOnce(&mut std::process::Child)) {
 
     smtp.start();
     let mut service = start();
-    wait_ready().await;
+    crate::helpers::wait_until_ready(&client, &base).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while smtp.received().len() < 5 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;

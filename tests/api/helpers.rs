@@ -494,3 +494,17 @@ pub async fn json_of(response: reqwest::Response, status: u16) -> Value {
     assert_eq!(actual, status, "unexpected status, body: {text}");
     serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"))
 }
+
+/// Waits (20 s at most) until a service started as a process answers on `base`.
+pub async fn wait_until_ready(client: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client
+        .get(format!("{base}/health/ready"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the service did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
