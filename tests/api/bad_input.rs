@@ -5,7 +5,10 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, json_of, spawn_app, unique_email};
 
-const JSON_ENDPOINTS: [(&str, &str); 8] = [
+const JSON_ENDPOINTS: [(&str, &str); 11] = [
+    ("POST", "/api/accounts/password-reset/"),
+    ("POST", "/api/accounts/password-reset/confirm/"),
+    ("POST", "/api/accounts/change-password/"),
     ("POST", "/api/accounts/create/"),
     ("POST", "/api/accounts/validate-otp/"),
     ("PATCH", "/api/accounts/resend-otp/"),

@@ -11,4 +11,5 @@ mod otp;
 mod outbox;
 mod pg_only;
 mod policy;
+mod recovery;
 mod tokens;

@@ -49,6 +49,7 @@ pub struct TokenClaims {
     pub user_id: UserId,
     pub kind: TokenKind,
     pub jti: String,
+    pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
 

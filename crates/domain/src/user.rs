@@ -73,6 +73,15 @@ pub struct User {
     pub email_verified: bool,
     pub is_active: bool,
     pub created_at: DateTime<Utc>,
+    /// Tokens issued before this are refused (set when the password changes).
+    pub tokens_valid_after: DateTime<Utc>,
+}
+
+impl User {
+    /// Whether a token issued at `issued_at` still speaks for this account.
+    pub fn accepts_token_issued_at(&self, issued_at: DateTime<Utc>) -> bool {
+        self.is_active && issued_at >= self.tokens_valid_after
+    }
 }
 
 /// What the repository needs to create an account.

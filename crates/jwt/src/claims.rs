@@ -9,6 +9,10 @@ pub(crate) struct Claims {
     pub email: String,
     pub email_verified: bool,
     pub iat: i64,
+    /// `iat` in milliseconds: sessions can be cut off precisely (a password change
+    /// refuses tokens issued earlier in the same second). Absent in foreign tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat_ms: Option<i64>,
     pub nbf: i64,
     pub exp: i64,
     pub jti: String,

@@ -115,6 +115,7 @@ impl JwtIssuer {
             email: subject.email.as_str().to_owned(),
             email_verified: subject.email_verified,
             iat: now.timestamp(),
+            iat_ms: Some(now.timestamp_millis()),
             nbf: now.timestamp(),
             exp: (now + ttl).timestamp(),
             jti: Uuid::new_v4().simple().to_string(),
@@ -166,6 +167,11 @@ impl TokenIssuer for JwtIssuer {
             user_id: UserId(user_id),
             kind,
             jti: claims.jti,
+            issued_at: match claims.iat_ms {
+                Some(ms) => DateTime::from_timestamp_millis(ms),
+                None => DateTime::from_timestamp(claims.iat, 0),
+            }
+            .ok_or(TokenError::Invalid)?,
             expires_at: DateTime::from_timestamp(claims.exp, 0).ok_or(TokenError::Invalid)?,
         })
     }
@@ -261,6 +267,22 @@ mod tests {
             issuer
                 .verify(&pair.access, TokenKind::Refresh, now())
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn verified_claims_carry_the_issue_time_to_the_millisecond() {
+        let issuer = ed();
+        let at = now() + Duration::milliseconds(437);
+        let pair = issuer.issue(&subject(), at).unwrap();
+        let claims = issuer
+            .verify(&pair.refresh, TokenKind::Refresh, at)
+            .unwrap();
+        assert_eq!(claims.issued_at, at);
+        assert_eq!(
+            payload(&pair.access)["iat"],
+            at.timestamp(),
+            "iat stays whole seconds"
         );
     }
 

@@ -43,7 +43,15 @@ impl Renderer {
                 AutoEscape::None
             }
         });
-        let built_in: [(&str, &str); 6] = [
+        let built_in: [(&str, &str); 8] = [
+            (
+                "password_changed.txt",
+                include_str!("../templates/password_changed.txt"),
+            ),
+            (
+                "password_changed.html",
+                include_str!("../templates/password_changed.html"),
+            ),
             (
                 "verify_email.txt",
                 include_str!("../templates/verify_email.txt"),
@@ -117,6 +125,11 @@ impl Renderer {
                 };
                 (template, subject, ctx)
             }
+            Mail::PasswordChanged { full_name, .. } => (
+                "password_changed",
+                format!("Your {product} password was changed"),
+                context! { name => full_name, product => product },
+            ),
             Mail::RegistrationAttempt { full_name, .. } => (
                 "registration_attempt",
                 format!("Someone tried to register with your {product} address"),

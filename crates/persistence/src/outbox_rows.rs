@@ -25,12 +25,16 @@ enum Payload {
     RegistrationAttempt {
         full_name: String,
     },
+    PasswordChanged {
+        full_name: String,
+    },
 }
 
 fn kind(mail: &Mail) -> &'static str {
     match mail {
         Mail::Code { .. } => "code",
         Mail::RegistrationAttempt { .. } => "registration_attempt",
+        Mail::PasswordChanged { .. } => "password_changed",
     }
 }
 
@@ -69,6 +73,9 @@ impl NewOutboxRow {
                 valid_for_seconds: valid_for.num_seconds(),
             },
             Mail::RegistrationAttempt { full_name, .. } => Payload::RegistrationAttempt {
+                full_name: full_name.clone(),
+            },
+            Mail::PasswordChanged { full_name, .. } => Payload::PasswordChanged {
                 full_name: full_name.clone(),
             },
         };
@@ -127,6 +134,7 @@ impl ClaimedRow {
             Payload::RegistrationAttempt { full_name } => {
                 Mail::RegistrationAttempt { to, full_name }
             }
+            Payload::PasswordChanged { full_name } => Mail::PasswordChanged { to, full_name },
         };
         Ok(QueuedMail {
             id: Uuid::parse_str(&self.id).map_err(|_| corrupt("id"))?,

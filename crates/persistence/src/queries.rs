@@ -84,6 +84,36 @@ macro_rules! impl_ports {
                         .map_err(query_error)?;
                     Ok(())
                 }
+
+                async fn set_password(
+                    &self,
+                    id: UserId,
+                    hash: &passcode_domain::PasswordHash,
+                    verify_email: bool,
+                    at: DateTime<Utc>,
+                ) -> Result<(), InfraError> {
+                    let cutoff = to_millis(at);
+                    let mut conn = self.conn().await?;
+                    let target = users::table.find(id.0.to_string());
+                    let changes = (
+                        users::password_hash.eq(hash.as_str()),
+                        users::tokens_valid_after.eq(cutoff),
+                        users::updated_at.eq(to_millis(at)),
+                    );
+                    let updated = if verify_email {
+                        diesel::update(target)
+                            .set((changes, users::email_verified.eq(true)))
+                            .execute(&mut *conn)
+                            .await
+                    } else {
+                        diesel::update(target)
+                            .set(changes)
+                            .execute(&mut *conn)
+                            .await
+                    };
+                    updated.map_err(query_error)?;
+                    Ok(())
+                }
             }
 
             #[async_trait]

@@ -21,6 +21,7 @@ pub(crate) struct UserRow {
     pub is_active: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    pub tokens_valid_after: i64,
 }
 
 impl UserRow {
@@ -34,6 +35,7 @@ impl UserRow {
             is_active: true,
             created_at: to_millis(user.created_at),
             updated_at: to_millis(user.created_at),
+            tokens_valid_after: 0,
         }
     }
 
@@ -48,6 +50,7 @@ impl UserRow {
             email_verified: self.email_verified,
             is_active: self.is_active,
             created_at: from_millis(self.created_at),
+            tokens_valid_after: from_millis(self.tokens_valid_after),
         })
     }
 }

@@ -10,6 +10,7 @@ diesel::table! {
         is_active -> Bool,
         created_at -> BigInt,
         updated_at -> BigInt,
+        tokens_valid_after -> BigInt,
     }
 }
 

@@ -19,12 +19,16 @@ pub enum Mail {
     /// "Someone tried to register with your address": sent instead of a code when
     /// the address already has a verified account.
     RegistrationAttempt { to: EmailAddress, full_name: String },
+    /// "Your password was changed": after a reset or a change.
+    PasswordChanged { to: EmailAddress, full_name: String },
 }
 
 impl Mail {
     pub fn recipient(&self) -> &EmailAddress {
         match self {
-            Self::Code { to, .. } | Self::RegistrationAttempt { to, .. } => to,
+            Self::Code { to, .. }
+            | Self::RegistrationAttempt { to, .. }
+            | Self::PasswordChanged { to, .. } => to,
         }
     }
 }

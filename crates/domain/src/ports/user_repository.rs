@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::{EmailAddress, InfraError, NewUser, User, UserId};
+use crate::{EmailAddress, InfraError, NewUser, PasswordHash, User, UserId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateUserError {
@@ -29,4 +29,14 @@ pub trait UserRepository: Send + Sync {
 
     /// Marks the account's email verified. Idempotent; unknown ids are ignored.
     async fn mark_email_verified(&self, id: UserId, at: DateTime<Utc>) -> Result<(), InfraError>;
+
+    /// Replaces the password hash, marks the email verified if `verify_email`, and
+    /// refuses every token issued before `at`. Unknown ids are ignored.
+    async fn set_password(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+        verify_email: bool,
+        at: DateTime<Utc>,
+    ) -> Result<(), InfraError>;
 }

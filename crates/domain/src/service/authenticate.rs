@@ -33,7 +33,7 @@ impl AuthService {
     pub async fn current_user(&self, token: &str) -> Result<User, AuthenticateError> {
         let claims = self.check_access_token(token)?;
         match self.ports.users.find_by_id(claims.user_id).await? {
-            Some(user) if user.is_active => Ok(user),
+            Some(user) if user.accepts_token_issued_at(claims.issued_at) => Ok(user),
             _ => Err(AuthenticateError::InvalidToken),
         }
     }

@@ -2,9 +2,11 @@
 //! lives in its own file with its own error enum.
 
 mod authenticate;
+mod change_password;
 mod client;
 mod deliver;
 mod login;
+mod password_reset;
 mod refresh;
 mod register;
 mod resend;
@@ -14,8 +16,10 @@ mod verify;
 mod tests;
 
 pub use authenticate::AuthenticateError;
+pub use change_password::ChangePasswordError;
 pub use deliver::{DeliverySettings, MailDelivery};
 pub use login::{LoginError, LoginInput};
+pub use password_reset::{ResetError, ResetInput};
 pub use refresh::RefreshError;
 pub use register::{RegisterError, RegisterInput, Registered};
 pub use resend::ResendError;

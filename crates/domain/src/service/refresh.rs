@@ -30,7 +30,9 @@ impl AuthService {
             .tokens
             .verify(refresh_token, TokenKind::Refresh, now)?;
         match self.ports.users.find_by_id(claims.user_id).await? {
-            Some(user) if user.is_active => Ok(self.ports.tokens.issue(&subject_of(&user), now)?),
+            Some(user) if user.accepts_token_issued_at(claims.issued_at) => {
+                Ok(self.ports.tokens.issue(&subject_of(&user), now)?)
+            }
             _ => Err(RefreshError::InvalidToken),
         }
     }

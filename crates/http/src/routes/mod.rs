@@ -1,10 +1,13 @@
 //! Route table: the tutorial's paths, one file per route.
 
 mod auth;
+mod change_password;
 mod create;
 mod health;
 mod jwks;
 mod me;
+mod password_reset;
+mod password_reset_confirm;
 mod resend_otp;
 mod token;
 mod token_refresh;
@@ -33,6 +36,17 @@ pub(crate) fn register(cfg: &mut web::ServiceConfig) {
             limited("/api/accounts/token/refresh").route(web::post().to(token_refresh::handle)),
         )
         .service(limited("/api/accounts/token/verify").route(web::post().to(token_verify::handle)))
+        .service(
+            limited("/api/accounts/password-reset").route(web::post().to(password_reset::handle)),
+        )
+        .service(
+            limited("/api/accounts/password-reset/confirm")
+                .route(web::post().to(password_reset_confirm::handle)),
+        )
+        .service(
+            resource("/api/accounts/change-password")
+                .route(web::post().to(change_password::handle)),
+        )
         .service(resource("/api/accounts/me").route(web::get().to(me::handle)))
         .service(resource("/.well-known/jwks.json").route(web::get().to(jwks::handle)))
         .service(resource("/health/live").route(web::get().to(health::live)))

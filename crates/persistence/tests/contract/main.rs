@@ -80,6 +80,7 @@ contract!(
     concurrent_claims_never_hand_out_a_message_twice,
     sent_and_expired_messages_lose_their_body,
     a_failed_notice_can_be_retried_and_a_deferred_message_waits,
+    set_password_replaces_the_hash_verifies_and_refuses_older_tokens,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -630,3 +630,26 @@ pub async fn a_failed_notice_can_be_retried_and_a_deferred_message_waits(store: 
         1
     );
 }
+
+pub async fn set_password_replaces_the_hash_verifies_and_refuses_older_tokens(store: impl Store) {
+    let user = store.create(&new_user("ada@example.com")).await.unwrap();
+    let at = now() + Duration::milliseconds(400);
+    let hash = PasswordHash::new("$argon2id$v=19$new".into());
+    store.set_password(user.id, &hash, true, at).await.unwrap();
+    let after = store.find_by_id(user.id).await.unwrap().unwrap();
+    assert_eq!(after.password_hash, hash);
+    assert!(after.email_verified);
+    assert_eq!(after.tokens_valid_after, at, "to the millisecond");
+    assert!(!after.accepts_token_issued_at(at - Duration::milliseconds(1)));
+    assert!(after.accepts_token_issued_at(at));
+    store.set_password(user.id, &hash, false, at).await.unwrap();
+    assert!(
+        store
+            .find_by_id(user.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .email_verified,
+        "never un-verifies"
+    );
+}

@@ -1,0 +1,72 @@
+//! Change password: the signed-in user proves the old password and sets a new one;
+//! every token issued before is refused from then on.
+
+use crate::ports::HashError;
+use crate::service::authenticate::AuthenticateError;
+use crate::service::{AuthService, hash_error_to_infra};
+use crate::{InfraError, Password, password::strength_problem};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChangePasswordError {
+    #[error("Given token not valid for any token type")]
+    InvalidToken,
+    #[error("Your old password was entered incorrectly.")]
+    WrongOldPassword,
+    #[error("{0}")]
+    WeakPassword(String),
+    #[error("the service is busy")]
+    Busy,
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+impl From<HashError> for ChangePasswordError {
+    fn from(error: HashError) -> Self {
+        match hash_error_to_infra(error) {
+            Ok(infra) => Self::Infra(infra),
+            Err(_) => Self::Busy,
+        }
+    }
+}
+
+impl From<AuthenticateError> for ChangePasswordError {
+    fn from(error: AuthenticateError) -> Self {
+        match error {
+            AuthenticateError::InvalidToken => Self::InvalidToken,
+            AuthenticateError::Infra(e) => Self::Infra(e),
+        }
+    }
+}
+
+impl AuthService {
+    pub async fn change_password(
+        &self,
+        access_token: &str,
+        old_password: &Password,
+        new_password: &Password,
+    ) -> Result<(), ChangePasswordError> {
+        let user = self.current_user(access_token).await?;
+        let inputs = [user.email.as_str(), user.full_name.as_str()];
+        if let Some(problem) =
+            strength_problem(new_password, &inputs, self.settings.password_min_score)
+        {
+            return Err(ChangePasswordError::WeakPassword(problem));
+        }
+        if !self
+            .ports
+            .passwords
+            .verify(old_password, Some(user.password_hash.clone()))
+            .await?
+        {
+            return Err(ChangePasswordError::WrongOldPassword);
+        }
+        let hash = self.ports.passwords.hash(new_password).await?;
+        let now = self.ports.clock.now();
+        self.ports
+            .users
+            .set_password(user.id, &hash, false, now)
+            .await?;
+        self.notify_password_changed(&user).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,107 @@
+//! Password reset by code: ask for a `reset_password` code by mail, then confirm it
+//! with a new password. The same code rules, budgets and answers as verification.
+
+use crate::ports::{HashError, Mail};
+use crate::service::verify::VerifyOtpError;
+use crate::service::{AuthService, Throttled, hash_error_to_infra};
+use crate::{EmailAddress, InfraError, OtpCode, OtpPurpose, Password, password::strength_problem};
+
+#[derive(Debug)]
+pub struct ResetInput {
+    pub email: EmailAddress,
+    pub code: OtpCode,
+    pub new_password: Password,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResetError {
+    /// Wrong, expired, spent or unknown-address code: the one answer of validate-otp.
+    #[error("Invalid or expired OTP.")]
+    InvalidCode,
+    #[error("{0}")]
+    WeakPassword(String),
+    #[error(transparent)]
+    Throttled(#[from] Throttled),
+    #[error("the service is busy")]
+    Busy,
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+impl From<HashError> for ResetError {
+    fn from(error: HashError) -> Self {
+        match hash_error_to_infra(error) {
+            Ok(infra) => Self::Infra(infra),
+            Err(_) => Self::Busy,
+        }
+    }
+}
+
+impl From<VerifyOtpError> for ResetError {
+    fn from(error: VerifyOtpError) -> Self {
+        match error {
+            VerifyOtpError::Invalid => Self::InvalidCode,
+            VerifyOtpError::Throttled(t) => Self::Throttled(t),
+            VerifyOtpError::Infra(e) => Self::Infra(e),
+        }
+    }
+}
+
+impl AuthService {
+    /// Mails a reset code if the address has an active account; does nothing
+    /// otherwise. Throttled per address alike for every address.
+    pub async fn request_password_reset(
+        &self,
+        email: &EmailAddress,
+    ) -> Result<Result<(), Throttled>, InfraError> {
+        if let Err(throttled) = self.admit_send(email, OtpPurpose::ResetPassword).await? {
+            return Ok(Err(throttled));
+        }
+        if let Some(user) = self.ports.users.find_by_email(email).await?
+            && user.is_active
+        {
+            self.send_code(&user, OtpPurpose::ResetPassword).await?;
+        }
+        Ok(Ok(()))
+    }
+
+    /// Sets a new password with a reset code. Marks the address verified (the code
+    /// proved it), refuses every token issued before, and mails a notice.
+    pub async fn confirm_password_reset(&self, input: ResetInput) -> Result<(), ResetError> {
+        if let Some(problem) = strength_problem(
+            &input.new_password,
+            &[input.email.as_str()],
+            self.settings.password_min_score,
+        ) {
+            return Err(ResetError::WeakPassword(problem));
+        }
+        // Hash before the code is spent: a busy hasher must not cost the user the code.
+        let hash = self.ports.passwords.hash(&input.new_password).await?;
+        self.check_code(&input.email, &input.code, OtpPurpose::ResetPassword)
+            .await?;
+        let Some(user) = self.ports.users.find_by_email(&input.email).await? else {
+            return Err(ResetError::InvalidCode);
+        };
+        let now = self.ports.clock.now();
+        self.ports
+            .users
+            .set_password(user.id, &hash, true, now)
+            .await?;
+        self.notify_password_changed(&user).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn notify_password_changed(
+        &self,
+        user: &crate::User,
+    ) -> Result<(), InfraError> {
+        let notice = Mail::PasswordChanged {
+            to: user.email.clone(),
+            full_name: user.full_name.as_str().to_owned(),
+        };
+        self.ports
+            .outbox
+            .enqueue(&notice, self.ports.clock.now(), None)
+            .await
+    }
+}
