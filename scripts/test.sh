@@ -2,7 +2,8 @@
 # Runs every test of passcode, on SQLite and on PostgreSQL. Sets up what the tests
 # need first, and takes it down afterwards, also when tests fail:
 #   - a Python venv with aiosmtpd and trustme, for the real SMTP servers the
-#     integration tests start (and stop) themselves;
+#     integration tests start (and stop) themselves, and PyJWT, a third-party
+#     token verifier;
 #   - a throwaway PostgreSQL cluster on a free loopback port (installing the server
 #     with apt-get if it is missing), unless TEST_DATABASE_URL names a server to use.
 # Extra arguments go to every `cargo test`.
@@ -10,8 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv="${PASSCODE_TEST_VENV:-$PWD/target/test-venv}"
-if ! "$venv/bin/python" -c 'import aiosmtpd, trustme' 2>/dev/null; then
-    echo "== installing the test SMTP server (aiosmtpd, trustme) into $venv"
+if ! "$venv/bin/python" -c 'import aiosmtpd, trustme, jwt' 2>/dev/null; then
+    echo "== installing the tests' Python tools (aiosmtpd, trustme, PyJWT) into $venv"
     if ! python3 -m venv "$venv" 2>/dev/null; then
         echo "== python3 venv support missing; installing it with apt-get"
         apt-get update -qq && apt-get install -y -qq python3 python3-venv >/dev/null

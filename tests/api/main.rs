@@ -12,4 +12,5 @@ mod outbox;
 mod pg_only;
 mod policy;
 mod recovery;
+mod token_attacks;
 mod tokens;

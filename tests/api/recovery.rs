@@ -199,3 +199,29 @@ async fn change_password_needs_the_old_one_and_signs_out_other_sessions() {
         .await;
     assert_eq!(json_of(anonymous, 401).await["code"], "not_authenticated");
 }
+
+#[tokio::test]
+async fn token_verify_refuses_access_tokens_from_before_a_password_change() {
+    let app = spawn_app().await;
+    let email = unique_email();
+    let tokens = app.verified_user(&email).await;
+    let body = json!({"token": tokens["access"]});
+    assert_eq!(
+        app.post("/api/accounts/token/verify/", &body)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        change(&app, &tokens["access"], PASSWORD, NEW_PASSWORD)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.post("/api/accounts/token/verify/", &body)
+            .await
+            .status(),
+        401
+    );
+}

@@ -1,4 +1,5 @@
-//! POST /api/accounts/token/verify/: is this access token valid?
+//! POST /api/accounts/token/verify/: is this access token valid? Valid means well
+//! signed and current, and its account still active and not signed out since.
 
 use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
@@ -16,7 +17,8 @@ pub(crate) async fn handle(
     fields.finish()?;
     state
         .service
-        .check_access_token(&checked(token)?)
+        .current_user(&checked(token)?)
+        .await
         .map_err(auth_error)?;
     Ok(HttpResponse::Ok().json(json!({})))
 }

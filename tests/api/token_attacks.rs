@@ -1,0 +1,222 @@
+//! A token attack corpus against the running service: every forged, stale or misused
+//! token is refused with 401, and a standard JOSE library accepts passcode's tokens
+//! given only the published JWKS.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, json_of, spawn_app, unique_email};
+
+fn b64(value: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(value.to_string())
+}
+
+fn decode_part(token: &str, index: usize) -> Value {
+    let part = token.split('.').nth(index).expect("part");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64")).expect("json")
+}
+
+/// The service's own signing key, as an attacker who stole nothing would not have it:
+/// used here only to make tokens that are well signed but wrong in one claim.
+fn own_key(app: &TestApp) -> EncodingKey {
+    let pem =
+        std::fs::read_to_string(app.data_dir.path().join("jwt-ed25519.pem")).expect("key file");
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .expect("PEM body");
+    EncodingKey::from_ed_der(&der)
+}
+
+fn sign(app: &TestApp, header_kid: Option<String>, claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = header_kid;
+    jsonwebtoken::encode(&header, claims, &own_key(app)).expect("sign")
+}
+
+async fn me_status(app: &TestApp, token: &str) -> u16 {
+    let response = app
+        .client
+        .get(app.url("/api/accounts/me/"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request");
+    response.status().as_u16()
+}
+
+#[tokio::test]
+async fn forged_stale_and_misused_tokens_are_all_refused() {
+    let app = spawn_app().await;
+    let tokens = app.verified_user(&unique_email()).await;
+    let access = tokens["access"].as_str().expect("access").to_owned();
+    let refresh = tokens["refresh"].as_str().expect("refresh").to_owned();
+    let header = decode_part(&access, 0);
+    let claims = decode_part(&access, 1);
+    let kid = header["kid"].as_str().map(str::to_owned);
+    assert_eq!(
+        me_status(&app, &access).await,
+        200,
+        "the genuine token works"
+    );
+
+    let now = chrono::Utc::now().timestamp();
+    let with = |name: &str, value: Value| {
+        let mut c = claims.clone();
+        c[name] = value;
+        c
+    };
+    let jwks = json_of(
+        app.client
+            .get(app.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .expect("jwks"),
+        200,
+    )
+    .await;
+    let public_x = jwks["keys"][0]["x"].as_str().expect("x").to_owned();
+
+    let mut corpus: Vec<(&str, String)> = vec![
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                b64(&json!({"alg": "none", "typ": "JWT"})),
+                b64(&claims)
+            ),
+        ),
+        (
+            "alg none, upper case",
+            format!("{}.{}.", b64(&json!({"alg": "NONE"})), b64(&claims)),
+        ),
+        (
+            "expired",
+            sign(&app, kid.clone(), &with("exp", json!(now - 120))),
+        ),
+        (
+            "not yet valid",
+            sign(&app, kid.clone(), &with("nbf", json!(now + 3_600))),
+        ),
+        (
+            "wrong issuer",
+            sign(&app, kid.clone(), &with("iss", json!("someone-else"))),
+        ),
+        (
+            "wrong audience",
+            sign(&app, kid.clone(), &with("aud", json!("someone-else"))),
+        ),
+        ("refresh used as access", refresh.clone()),
+        (
+            "access claims typed refresh",
+            sign(&app, kid.clone(), &with("token_type", json!("refresh"))),
+        ),
+        (
+            "unknown kid",
+            sign(&app, Some("not-a-key-of-ours".into()), &claims),
+        ),
+        ("no kid", sign(&app, None, &claims)),
+        (
+            "sub of no account",
+            sign(&app, kid.clone(), &with("sub", json!(uuid_like()))),
+        ),
+        ("garbage", "not.a.token".into()),
+    ];
+    // HS256 signed with the public key (algorithm confusion), in the forms a
+    // confused verifier might use as an HMAC secret.
+    for secret in [
+        public_x.clone().into_bytes(),
+        URL_SAFE_NO_PAD.decode(&public_x).expect("x"),
+        jwks.to_string().into_bytes(),
+    ] {
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = kid.clone();
+        corpus.push((
+            "HS256 with the public key",
+            jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(&secret)).expect("sign"),
+        ));
+    }
+    // A payload changed after signing: an account of someone else's, say.
+    let parts: Vec<&str> = access.split('.').collect();
+    corpus.push((
+        "tampered payload",
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            b64(&with("email_verified", json!(false))),
+            parts[2]
+        ),
+    ));
+
+    for (attack, token) in &corpus {
+        assert_eq!(me_status(&app, token).await, 401, "{attack}");
+        let verify = app
+            .post("/api/accounts/token/verify/", &json!({"token": token}))
+            .await;
+        assert_eq!(verify.status(), 401, "token/verify: {attack}");
+    }
+    // And the reverse misuse: an access token is no refresh token.
+    let as_refresh = app
+        .post("/api/accounts/token/refresh/", &json!({"refresh": access}))
+        .await;
+    assert_eq!(as_refresh.status(), 401);
+}
+
+fn uuid_like() -> String {
+    "00000000-0000-4000-8000-000000000000".into()
+}
+
+#[tokio::test]
+async fn a_standard_jose_library_verifies_tokens_with_only_the_jwks() {
+    let app = spawn_app().await;
+    let tokens = app.verified_user(&unique_email()).await;
+    let jwks = json_of(
+        app.client
+            .get(app.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .expect("jwks"),
+        200,
+    )
+    .await;
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/support/verify_jwt.py");
+    let python = std::env::var("PASSCODE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let run = |token: &Value| {
+        let input =
+            json!({"jwks": jwks, "token": token, "issuer": "passcode", "audience": "passcode"});
+        let mut child = std::process::Command::new(&python)
+            .arg(&script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python (run scripts/test.sh)");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.to_string().as_bytes())
+            .expect("write");
+        child.wait_with_output().expect("output")
+    };
+    let accepted = run(&tokens["access"]);
+    assert!(
+        accepted.status.success(),
+        "PyJWT refused: {}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+    let claims: Value = serde_json::from_slice(&accepted.stdout).expect("claims");
+    assert_eq!(claims["token_type"], "access");
+    // The library refuses a token it cannot verify with that JWKS.
+    let access = tokens["access"].as_str().expect("access");
+    // Change a signature character that carries data (the last one holds padding bits).
+    let mut forged: Vec<char> = access.chars().collect();
+    let at = forged.len() - 10;
+    forged[at] = if forged[at] == 'A' { 'B' } else { 'A' };
+    let forged: String = forged.into_iter().collect();
+    assert!(!run(&json!(forged)).status.success());
+}
