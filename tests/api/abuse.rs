@@ -249,28 +249,37 @@ async fn login_takes_as_long_for_unknown_addresses_as_for_known_ones() {
     let app = budget_app().await;
     let known = unique_email();
     app.verified_user(&known).await;
-    let (mut known_times, mut unknown_times) = (Vec::new(), Vec::new());
-    // Interleaved, so that load on the machine falls on both alike.
-    for _ in 0..20 {
-        let started = Instant::now();
-        assert_eq!(app.login(&known, "not the password 42").await.status(), 401);
-        known_times.push(started.elapsed());
-        let started = Instant::now();
-        assert_eq!(
-            app.login(&unique_email(), "not the password 42")
-                .await
-                .status(),
-            401
-        );
-        unknown_times.push(started.elapsed());
+    // Other tests load the machine at random; a round is 20 interleaved pairs (the
+    // order alternating), and up to three rounds are tried before the test fails.
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        let (mut known_times, mut unknown_times) = (Vec::new(), Vec::new());
+        for i in 0..20 {
+            for known_first in [i % 2 == 0, i % 2 != 0] {
+                let email = if known_first {
+                    known.clone()
+                } else {
+                    unique_email()
+                };
+                let started = Instant::now();
+                assert_eq!(app.login(&email, "not the password 42").await.status(), 401);
+                let elapsed = started.elapsed();
+                if known_first {
+                    known_times.push(elapsed)
+                } else {
+                    unknown_times.push(elapsed)
+                }
+            }
+        }
+        let (k, u) = (median(known_times), median(unknown_times));
+        let ratio = k.as_secs_f64() / u.as_secs_f64();
+        println!("login median of 20: known {k:?}, unknown {u:?}, ratio {ratio:.3}");
+        rounds.push(ratio);
+        if (0.8..=1.25).contains(&ratio) {
+            return;
+        }
     }
-    let (known, unknown) = (median(known_times), median(unknown_times));
-    let ratio = known.as_secs_f64() / unknown.as_secs_f64();
-    println!("login median: known {known:?}, unknown {unknown:?}, ratio {ratio:.3}");
-    assert!(
-        (0.8..=1.25).contains(&ratio),
-        "known {known:?} vs unknown {unknown:?}"
-    );
+    panic!("login times differ by more than 20% in every round: {rounds:?}");
 }
 
 /// Peak resident memory (VmHWM) of process `pid`, in KiB.

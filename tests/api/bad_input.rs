@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, json_of, spawn_app, unique_email};
 
-const JSON_ENDPOINTS: [(&str, &str); 11] = [
+const JSON_ENDPOINTS: [(&str, &str); 12] = [
+    ("POST", "/api/accounts/logout/"),
     ("POST", "/api/accounts/password-reset/"),
     ("POST", "/api/accounts/password-reset/confirm/"),
     ("POST", "/api/accounts/change-password/"),

@@ -12,5 +12,6 @@ mod outbox;
 mod pg_only;
 mod policy;
 mod recovery;
+mod sessions;
 mod token_attacks;
 mod tokens;

@@ -6,7 +6,7 @@ use chrono::Utc;
 use passcode_mail::LettreMailer;
 
 use crate::Settings;
-use crate::startup::{mail_settings, open_store};
+use crate::startup::{assemble, mail_settings, open_store};
 
 /// `passcode migrate`: applies pending migrations and reports them.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<Vec<String>> {
@@ -50,4 +50,31 @@ pub async fn mail_queue(settings: &Settings, retry_failed: bool) -> anyhow::Resu
         )?;
     }
     Ok(out)
+}
+
+/// `passcode users deactivate|activate EMAIL`: a deactivated account can neither log
+/// in nor refresh, and its sessions are revoked at once.
+pub async fn set_user_active(
+    settings: &Settings,
+    email: &str,
+    active: bool,
+) -> anyhow::Result<String> {
+    let email = passcode_domain::EmailAddress::parse(email)
+        .map_err(|e| anyhow::anyhow!("{email:?}: {e}"))?;
+    let store = open_store(settings)?;
+    let (service, _) = assemble(
+        settings,
+        &store,
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+    )?;
+    if service.set_account_active(&email, active).await? {
+        let done = if active {
+            "activated"
+        } else {
+            "deactivated; its sessions are revoked"
+        };
+        Ok(format!("{email}: {done}"))
+    } else {
+        anyhow::bail!("no account with the address {email}")
+    }
 }

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use passcode_app::{Application, Settings, mail_queue, mail_test, migrate, telemetry};
+use passcode_app::{
+    Application, Settings, mail_queue, mail_test, migrate, set_user_active, telemetry,
+};
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +30,17 @@ enum Command {
     /// Check or inspect outgoing mail.
     #[command(subcommand)]
     Mail(MailCommand),
+    /// Manage accounts.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Refuse the account's logins and refreshes, and revoke its sessions.
+    Deactivate { email: String },
+    /// Allow the account again.
+    Activate { email: String },
 }
 
 #[derive(Subcommand)]
@@ -73,6 +86,12 @@ async fn run() -> anyhow::Result<()> {
         Command::Migrate => {
             let applied = migrate(&settings).await?;
             println!("applied {} migration(s): {applied:?}", applied.len());
+        }
+        Command::Users(UsersCommand::Deactivate { email }) => {
+            println!("{}", set_user_active(&settings, &email, false).await?);
+        }
+        Command::Users(UsersCommand::Activate { email }) => {
+            println!("{}", set_user_active(&settings, &email, true).await?);
         }
         Command::Mail(MailCommand::Test { address }) => {
             println!("{}", mail_test(&settings, &address).await?)

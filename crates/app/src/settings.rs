@@ -109,6 +109,9 @@ pub struct JwtSection {
     pub audience: String,
     pub access_ttl_seconds: u64,
     pub refresh_ttl_seconds: u64,
+    /// How long a spent refresh token still gets its successor (concurrent refreshes
+    /// of one client) before presenting it revokes its family.
+    pub refresh_reuse_grace_seconds: u64,
     pub leeway_seconds: u64,
 }
 

@@ -72,8 +72,6 @@ impl Application {
                 tracing::info!(?applied, "applied database migrations");
             }
         }
-        let jwt = JwtIssuer::new(signing_key(&settings)?, jwt_settings(&settings))?;
-        let jwks = Arc::new(jwt.jwks().clone());
         let mailer: Arc<dyn passcode_domain::ports::Mailer> =
             Arc::new(LettreMailer::new(&mail_settings(&settings)?)?);
         if settings.mail.transport == TransportKind::Log {
@@ -82,31 +80,10 @@ impl Application {
                  For development only; configure mail.transport = \"smtp\" in production"
             );
         }
-        let hasher = Argon2Hasher::new(&hashing_settings(&settings))?;
         let trusted_proxies = trusted_proxies(&settings)?;
-        let throttle = store.throttle();
         let wake = Arc::new(tokio::sync::Notify::new());
-        spawn_purge(throttle.clone(), settings.limits.purge_interval_seconds);
-        let service = AuthService::new(
-            Ports {
-                users: store.users(),
-                otps: Arc::new(Waking {
-                    inner: store.otps(),
-                    wake: wake.clone(),
-                }),
-                outbox: Arc::new(Waking {
-                    inner: store.outbox(),
-                    wake: wake.clone(),
-                }),
-                tokens: Arc::new(jwt),
-                passwords: Arc::new(hasher),
-                throttle,
-                clock: Arc::new(SystemClock),
-                codes: Arc::new(OsCodeGenerator),
-            },
-            OtpHasher::new(otp_secret(&settings)?),
-            service_settings(&settings)?,
-        );
+        let (service, jwks) = assemble(&settings, &store, wake.clone())?;
+        spawn_purge(store.throttle(), settings.limits.purge_interval_seconds);
         let state = HttpState {
             service,
             health: store.health(),
@@ -163,6 +140,39 @@ impl Application {
         self.worker.stop().await;
         served
     }
+}
+
+/// The domain service on the configured adapters (and the JWKS to publish). `wake`
+/// rings when a request queues mail.
+pub(crate) fn assemble(
+    settings: &Settings,
+    store: &Store,
+    wake: Arc<tokio::sync::Notify>,
+) -> anyhow::Result<(AuthService, Arc<serde_json::Value>)> {
+    let jwt = JwtIssuer::new(signing_key(settings)?, jwt_settings(settings))?;
+    let jwks = Arc::new(jwt.jwks().clone());
+    let service = AuthService::new(
+        Ports {
+            users: store.users(),
+            otps: Arc::new(Waking {
+                inner: store.otps(),
+                wake: wake.clone(),
+            }),
+            outbox: Arc::new(Waking {
+                inner: store.outbox(),
+                wake,
+            }),
+            tokens: Arc::new(jwt),
+            passwords: Arc::new(Argon2Hasher::new(&hashing_settings(settings))?),
+            throttle: store.throttle(),
+            refresh_tokens: store.refresh_tokens(),
+            clock: Arc::new(SystemClock),
+            codes: Arc::new(OsCodeGenerator),
+        },
+        OtpHasher::new(otp_secret(settings)?),
+        service_settings(settings)?,
+    );
+    Ok((service, jwks))
 }
 
 pub(crate) fn open_store(settings: &Settings) -> anyhow::Result<Store> {
@@ -262,6 +272,7 @@ fn service_settings(settings: &Settings) -> anyhow::Result<ServiceSettings> {
         },
         limits: abuse_limits(settings),
         password_min_score: settings.limits.password_min_score.min(4),
+        refresh_grace: seconds(settings.jwt.refresh_reuse_grace_seconds),
     })
 }
 

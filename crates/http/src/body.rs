@@ -69,6 +69,17 @@ impl Fields {
         }
     }
 
+    /// An optional boolean field, `false` when absent or null.
+    pub(crate) fn flag(&mut self, name: &str) -> bool {
+        match self.map.remove(name) {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => b,
+            Some(_) => self
+                .error(name, "Must be a valid boolean.")
+                .unwrap_or(false),
+        }
+    }
+
     /// Parses a field already read, recording the parser's message on failure.
     pub(crate) fn parse<T, E: ToString>(
         &mut self,

@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use passcode_domain::ports::TokenIssuer;
+use passcode_domain::ports::{TokenIds, TokenIssuer};
 use passcode_domain::{
     InfraError, TokenClaims, TokenError, TokenKind, TokenPair, TokenSubject, UserId,
 };
@@ -104,6 +104,7 @@ impl JwtIssuer {
         &self,
         subject: &TokenSubject,
         kind: TokenKind,
+        jti: &str,
         now: DateTime<Utc>,
     ) -> Result<String, InfraError> {
         let ttl = match kind {
@@ -118,7 +119,7 @@ impl JwtIssuer {
             iat_ms: Some(now.timestamp_millis()),
             nbf: now.timestamp(),
             exp: (now + ttl).timestamp(),
-            jti: Uuid::new_v4().simple().to_string(),
+            jti: jti.to_owned(),
             iss: self.settings.issuer.clone(),
             aud: self.settings.audience.clone(),
             token_type: kind.as_str().to_owned(),
@@ -131,11 +132,15 @@ impl JwtIssuer {
 }
 
 impl TokenIssuer for JwtIssuer {
-    fn issue(&self, subject: &TokenSubject, now: DateTime<Utc>) -> Result<TokenPair, InfraError> {
+    fn issue(&self, subject: &TokenSubject, ids: &TokenIds) -> Result<TokenPair, InfraError> {
         Ok(TokenPair {
-            access: self.sign(subject, TokenKind::Access, now)?,
-            refresh: self.sign(subject, TokenKind::Refresh, now)?,
+            access: self.sign(subject, TokenKind::Access, &ids.access_jti, ids.issued_at)?,
+            refresh: self.sign(subject, TokenKind::Refresh, &ids.refresh_jti, ids.issued_at)?,
         })
+    }
+
+    fn refresh_expiry(&self, issued_at: DateTime<Utc>) -> DateTime<Utc> {
+        issued_at + self.settings.refresh_ttl
     }
 
     fn verify(
@@ -206,6 +211,24 @@ mod tests {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap()
     }
 
+    fn ids(at: DateTime<Utc>) -> TokenIds {
+        TokenIds {
+            access_jti: Uuid::new_v4().simple().to_string(),
+            refresh_jti: Uuid::new_v4().simple().to_string(),
+            issued_at: at,
+        }
+    }
+
+    #[test]
+    fn signing_is_deterministic_for_the_same_ids() {
+        let issuer = ed();
+        let same = ids(now());
+        assert_eq!(
+            issuer.issue(&subject(), &same).unwrap(),
+            issuer.issue(&subject(), &same).unwrap()
+        );
+    }
+
     fn ed() -> JwtIssuer {
         JwtIssuer::new(
             SigningKeySource::Ed25519(Ed25519Key::generate().unwrap()),
@@ -222,7 +245,7 @@ mod tests {
     #[test]
     fn issued_tokens_carry_the_documented_claims_and_kid() {
         let issuer = ed();
-        let pair = issuer.issue(&subject(), now()).unwrap();
+        let pair = issuer.issue(&subject(), &ids(now())).unwrap();
         let claims = payload(&pair.access);
         for name in [
             "sub",
@@ -248,7 +271,7 @@ mod tests {
     #[test]
     fn verify_accepts_own_tokens_of_the_right_kind_only() {
         let issuer = ed();
-        let pair = issuer.issue(&subject(), now()).unwrap();
+        let pair = issuer.issue(&subject(), &ids(now())).unwrap();
         let claims = issuer
             .verify(&pair.access, TokenKind::Access, now())
             .unwrap();
@@ -274,7 +297,7 @@ mod tests {
     fn verified_claims_carry_the_issue_time_to_the_millisecond() {
         let issuer = ed();
         let at = now() + Duration::milliseconds(437);
-        let pair = issuer.issue(&subject(), at).unwrap();
+        let pair = issuer.issue(&subject(), &ids(at)).unwrap();
         let claims = issuer
             .verify(&pair.refresh, TokenKind::Refresh, at)
             .unwrap();
@@ -289,7 +312,7 @@ mod tests {
     #[test]
     fn verify_refuses_expired_and_not_yet_valid_tokens() {
         let issuer = ed();
-        let pair = issuer.issue(&subject(), now()).unwrap();
+        let pair = issuer.issue(&subject(), &ids(now())).unwrap();
         assert!(
             issuer
                 .verify(
@@ -313,14 +336,14 @@ mod tests {
     #[test]
     fn verify_refuses_another_keys_tampered_and_unsigned_tokens() {
         let issuer = ed();
-        let other = ed().issue(&subject(), now()).unwrap();
+        let other = ed().issue(&subject(), &ids(now())).unwrap();
         assert!(
             issuer
                 .verify(&other.access, TokenKind::Access, now())
                 .is_err()
         );
 
-        let good = issuer.issue(&subject(), now()).unwrap().access;
+        let good = issuer.issue(&subject(), &ids(now())).unwrap().access;
         let mut parts: Vec<String> = good.split('.').map(String::from).collect();
         let mut claims = payload(&good);
         claims["sub"] = serde_json::json!(Uuid::from_u128(6).to_string());
@@ -350,7 +373,7 @@ mod tests {
         other.audience = "someone-else".into();
         let foreign = JwtIssuer::new(key, other)
             .unwrap()
-            .issue(&subject(), now())
+            .issue(&subject(), &ids(now()))
             .unwrap();
         assert!(
             issuer
@@ -363,7 +386,7 @@ mod tests {
     fn hs256_round_trips_and_refuses_short_secrets() {
         let secret = SecretString::from("0123456789abcdef0123456789abcdef".to_owned());
         let issuer = JwtIssuer::new(SigningKeySource::Hs256(secret), settings()).unwrap();
-        let pair = issuer.issue(&subject(), now()).unwrap();
+        let pair = issuer.issue(&subject(), &ids(now())).unwrap();
         assert!(
             issuer
                 .verify(&pair.access, TokenKind::Access, now())
@@ -386,7 +409,7 @@ mod tests {
         assert_eq!(key["crv"], "Ed25519");
         assert_eq!(key["kid"].as_str(), issuer.kid.as_deref());
         let decoding = DecodingKey::from_ed_components(key["x"].as_str().unwrap()).unwrap();
-        let token = issuer.issue(&subject(), now()).unwrap().access;
+        let token = issuer.issue(&subject(), &ids(now())).unwrap().access;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.validate_exp = false;
         validation.set_audience(&["passcode-clients"]);

@@ -14,7 +14,9 @@ mod time;
 
 use std::sync::Arc;
 
-use passcode_domain::ports::{HealthCheck, OtpStore, Outbox, Throttle, UserRepository};
+use passcode_domain::ports::{
+    HealthCheck, OtpStore, Outbox, RefreshTokenStore, Throttle, UserRepository,
+};
 
 pub use postgres::PgStore;
 pub use settings::DatabaseSettings;
@@ -59,6 +61,13 @@ impl Store {
     }
 
     pub fn outbox(&self) -> Arc<dyn Outbox> {
+        match self {
+            Self::Sqlite(store) => Arc::new(store.clone()),
+            Self::Postgres(store) => Arc::new(store.clone()),
+        }
+    }
+
+    pub fn refresh_tokens(&self) -> Arc<dyn RefreshTokenStore> {
         match self {
             Self::Sqlite(store) => Arc::new(store.clone()),
             Self::Postgres(store) => Arc::new(store.clone()),

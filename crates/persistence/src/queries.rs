@@ -12,8 +12,9 @@ macro_rules! impl_ports {
             use diesel_async::{AsyncConnection, RunQueryDsl};
             use passcode_domain::otp::{NewOtp, StoredOtp};
             use passcode_domain::ports::{
-                Admission, CreateUserError, HealthCheck, Limit, Mail, OtpStore, Outbox,
-                OutboxEntry, OutboxStatus, QueuedMail, Throttle, UserRepository,
+                Admission, CreateUserError, HealthCheck, Limit, Mail, NewRefreshToken, OtpStore,
+                Outbox, OutboxEntry, OutboxStatus, QueuedMail, RefreshTokenStore, Rotation,
+                Throttle, TokenIds, UserRepository,
             };
             use passcode_domain::{
                 CodeHash, EmailAddress, InfraError, NewUser, OtpPurpose, User, UserId,
@@ -23,7 +24,8 @@ macro_rules! impl_ports {
             use $crate::error::{create_user_error, query_error};
             use $crate::outbox_rows::{ClaimedRow, EntryRow, NewOutboxRow};
             use $crate::rows::{OtpRow, UserRow, attempts_limit};
-            use $crate::schema::{otp_codes, outbox, rate_limits, users};
+            use $crate::schema::{otp_codes, outbox, rate_limits, refresh_tokens, users};
+            use $crate::time::from_millis;
             use $crate::time::to_millis;
 
             #[async_trait]
@@ -77,6 +79,24 @@ macro_rules! impl_ports {
                     diesel::update(users::table.find(id.0.to_string()))
                         .set((
                             users::email_verified.eq(true),
+                            users::updated_at.eq(to_millis(at)),
+                        ))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    Ok(())
+                }
+
+                async fn set_active(
+                    &self,
+                    id: UserId,
+                    active: bool,
+                    at: DateTime<Utc>,
+                ) -> Result<(), InfraError> {
+                    let mut conn = self.conn().await?;
+                    diesel::update(users::table.find(id.0.to_string()))
+                        .set((
+                            users::is_active.eq(active),
                             users::updated_at.eq(to_millis(at)),
                         ))
                         .execute(&mut *conn)
@@ -309,7 +329,13 @@ macro_rules! impl_ports {
                     .execute(&mut *conn)
                     .await
                     .map_err(query_error)?;
-                    Ok(u64::try_from(limits + codes + mail).unwrap_or(0))
+                    let tokens = diesel::delete(
+                        refresh_tokens::table.filter(refresh_tokens::expires_at.lt(cutoff)),
+                    )
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_error)?;
+                    Ok(u64::try_from(limits + codes + mail + tokens).unwrap_or(0))
                 }
             }
 
@@ -422,6 +448,182 @@ macro_rules! impl_ports {
                     .await
                     .map_err(query_error)?;
                     Ok(u64::try_from(requeued).unwrap_or(0))
+                }
+            }
+
+            #[async_trait]
+            impl RefreshTokenStore for $store {
+                async fn insert(&self, token: &NewRefreshToken) -> Result<(), InfraError> {
+                    let mut conn = self.conn().await?;
+                    diesel::insert_into(refresh_tokens::table)
+                        .values((
+                            refresh_tokens::token_hash.eq(&token.token_hash),
+                            refresh_tokens::family_id.eq(token.family_id.to_string()),
+                            refresh_tokens::user_id.eq(token.user_id.0.to_string()),
+                            refresh_tokens::expires_at.eq(to_millis(token.expires_at)),
+                            refresh_tokens::created_at.eq(to_millis(chrono::Utc::now())),
+                        ))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    Ok(())
+                }
+
+                async fn rotate(
+                    &self,
+                    presented: &[u8],
+                    now: DateTime<Utc>,
+                    grace: chrono::Duration,
+                    successor: &NewRefreshToken,
+                    successor_ids: &TokenIds,
+                ) -> Result<Rotation, InfraError> {
+                    type Row = (
+                        String,
+                        Option<i64>,
+                        Option<i64>,
+                        Option<String>,
+                        Option<String>,
+                        Option<i64>,
+                    );
+                    let now_ms = to_millis(now);
+                    let presented = presented.to_vec();
+                    let mut conn = self.conn().await?;
+                    (*conn)
+                        .transaction(async |conn| {
+                            // Spend it if it is live: one statement, so one caller wins.
+                            let spent: Option<String> = diesel::update(
+                                refresh_tokens::table
+                                    .find(&presented)
+                                    .filter(refresh_tokens::spent_at.is_null())
+                                    .filter(refresh_tokens::revoked_at.is_null())
+                                    .filter(refresh_tokens::expires_at.gt(now_ms)),
+                            )
+                            .set((
+                                refresh_tokens::spent_at.eq(Some(now_ms)),
+                                refresh_tokens::successor_access_jti
+                                    .eq(Some(&successor_ids.access_jti)),
+                                refresh_tokens::successor_refresh_jti
+                                    .eq(Some(&successor_ids.refresh_jti)),
+                                refresh_tokens::successor_issued_at
+                                    .eq(Some(to_millis(successor_ids.issued_at))),
+                            ))
+                            .returning(refresh_tokens::family_id)
+                            .get_result(conn)
+                            .await
+                            .optional()?;
+                            if let Some(family) = spent {
+                                diesel::insert_into(refresh_tokens::table)
+                                    .values((
+                                        refresh_tokens::token_hash.eq(&successor.token_hash),
+                                        refresh_tokens::family_id.eq(family),
+                                        refresh_tokens::user_id.eq(successor.user_id.0.to_string()),
+                                        refresh_tokens::expires_at
+                                            .eq(to_millis(successor.expires_at)),
+                                        refresh_tokens::created_at.eq(now_ms),
+                                    ))
+                                    .execute(conn)
+                                    .await?;
+                                return Ok(Rotation::Rotated);
+                            }
+                            let row: Option<Row> = refresh_tokens::table
+                                .find(&presented)
+                                .select((
+                                    refresh_tokens::family_id,
+                                    refresh_tokens::spent_at,
+                                    refresh_tokens::revoked_at,
+                                    refresh_tokens::successor_access_jti,
+                                    refresh_tokens::successor_refresh_jti,
+                                    refresh_tokens::successor_issued_at,
+                                ))
+                                .first(conn)
+                                .await
+                                .optional()?;
+                            let Some((family, Some(spent_at), None, access, refresh, issued)) = row
+                            else {
+                                // Unknown, revoked, or expired unspent.
+                                return Ok(Rotation::Refused);
+                            };
+                            if now_ms - spent_at <= grace.num_milliseconds()
+                                && let (Some(access_jti), Some(refresh_jti), Some(issued)) =
+                                    (access, refresh, issued)
+                            {
+                                let ids = TokenIds {
+                                    access_jti,
+                                    refresh_jti,
+                                    issued_at: from_millis(issued),
+                                };
+                                return Ok(Rotation::Replayed { ids });
+                            }
+                            diesel::update(
+                                refresh_tokens::table
+                                    .filter(refresh_tokens::family_id.eq(family))
+                                    .filter(refresh_tokens::revoked_at.is_null()),
+                            )
+                            .set(refresh_tokens::revoked_at.eq(Some(now_ms)))
+                            .execute(conn)
+                            .await?;
+                            Ok::<Rotation, diesel::result::Error>(Rotation::Reused)
+                        })
+                        .await
+                        .map_err(query_error)
+                }
+
+                async fn family_of(
+                    &self,
+                    token_hash: &[u8],
+                ) -> Result<Option<(Uuid, UserId)>, InfraError> {
+                    let mut conn = self.conn().await?;
+                    let row: Option<(String, String)> = refresh_tokens::table
+                        .find(token_hash)
+                        .filter(refresh_tokens::revoked_at.is_null())
+                        .select((refresh_tokens::family_id, refresh_tokens::user_id))
+                        .first(&mut *conn)
+                        .await
+                        .optional()
+                        .map_err(query_error)?;
+                    row.map(|(family, user)| {
+                        let parse = |s: &str| {
+                            Uuid::parse_str(s).map_err(|e| InfraError::Unexpected(e.into()))
+                        };
+                        Ok((parse(&family)?, UserId(parse(&user)?)))
+                    })
+                    .transpose()
+                }
+
+                async fn revoke_family(
+                    &self,
+                    family_id: Uuid,
+                    now: DateTime<Utc>,
+                ) -> Result<(), InfraError> {
+                    let mut conn = self.conn().await?;
+                    diesel::update(
+                        refresh_tokens::table
+                            .filter(refresh_tokens::family_id.eq(family_id.to_string()))
+                            .filter(refresh_tokens::revoked_at.is_null()),
+                    )
+                    .set(refresh_tokens::revoked_at.eq(Some(to_millis(now))))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_error)?;
+                    Ok(())
+                }
+
+                async fn revoke_all(
+                    &self,
+                    user_id: UserId,
+                    now: DateTime<Utc>,
+                ) -> Result<(), InfraError> {
+                    let mut conn = self.conn().await?;
+                    diesel::update(
+                        refresh_tokens::table
+                            .filter(refresh_tokens::user_id.eq(user_id.0.to_string()))
+                            .filter(refresh_tokens::revoked_at.is_null()),
+                    )
+                    .set(refresh_tokens::revoked_at.eq(Some(to_millis(now))))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_error)?;
+                    Ok(())
                 }
             }
 

@@ -53,4 +53,25 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(users, otp_codes, rate_limits, outbox);
+diesel::table! {
+    refresh_tokens (token_hash) {
+        token_hash -> Binary,
+        family_id -> Text,
+        user_id -> Text,
+        expires_at -> BigInt,
+        spent_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+        successor_access_jti -> Nullable<Text>,
+        successor_refresh_jti -> Nullable<Text>,
+        successor_issued_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    otp_codes,
+    rate_limits,
+    outbox,
+    refresh_tokens
+);

@@ -8,6 +8,7 @@ mod mailer;
 mod otp_store;
 mod outbox;
 mod password_hasher;
+mod refresh_tokens;
 mod throttle;
 mod token_issuer;
 mod user_repository;
@@ -19,6 +20,7 @@ pub use mailer::{Mail, MailError, Mailer};
 pub use otp_store::OtpStore;
 pub use outbox::{Outbox, OutboxEntry, OutboxStatus, QueuedMail};
 pub use password_hasher::{HashError, PasswordHasher};
+pub use refresh_tokens::{NewRefreshToken, RefreshTokenStore, Rotation, TokenIds};
 pub use throttle::{Admission, Limit, Throttle};
 pub use token_issuer::TokenIssuer;
 pub use user_repository::{CreateUserError, UserRepository};
@@ -27,6 +29,6 @@ pub use user_repository::{CreateUserError, UserRepository};
 pub use {
     clock::MockClock, code_generator::MockCodeGenerator, health_check::MockHealthCheck,
     mailer::MockMailer, otp_store::MockOtpStore, outbox::MockOutbox,
-    password_hasher::MockPasswordHasher, throttle::MockThrottle, token_issuer::MockTokenIssuer,
-    user_repository::MockUserRepository,
+    password_hasher::MockPasswordHasher, refresh_tokens::MockRefreshTokenStore,
+    throttle::MockThrottle, token_issuer::MockTokenIssuer, user_repository::MockUserRepository,
 };

@@ -2,12 +2,17 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::ports::TokenIds;
 use crate::{InfraError, TokenClaims, TokenError, TokenKind, TokenPair, TokenSubject};
 
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 pub trait TokenIssuer: Send + Sync {
-    /// Signs a new access and refresh token for `subject`, issued at `now`.
-    fn issue(&self, subject: &TokenSubject, now: DateTime<Utc>) -> Result<TokenPair, InfraError>;
+    /// Signs an access and a refresh token for `subject` with the ids and issue time
+    /// of `ids`. Deterministic: the same inputs give the same tokens.
+    fn issue(&self, subject: &TokenSubject, ids: &TokenIds) -> Result<TokenPair, InfraError>;
+
+    /// When a refresh token issued at `issued_at` expires.
+    fn refresh_expiry(&self, issued_at: DateTime<Utc>) -> DateTime<Utc>;
 
     /// Checks signature, algorithm, issuer, audience, expiry (at `now`) and that the
     /// token is of `kind`. Any failure is `TokenError::Invalid`.

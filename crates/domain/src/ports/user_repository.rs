@@ -30,6 +30,14 @@ pub trait UserRepository: Send + Sync {
     /// Marks the account's email verified. Idempotent; unknown ids are ignored.
     async fn mark_email_verified(&self, id: UserId, at: DateTime<Utc>) -> Result<(), InfraError>;
 
+    /// Activates or deactivates the account. Unknown ids are ignored.
+    async fn set_active(
+        &self,
+        id: UserId,
+        active: bool,
+        at: DateTime<Utc>,
+    ) -> Result<(), InfraError>;
+
     /// Replaces the password hash, marks the email verified if `verify_email`, and
     /// refuses every token issued before `at`. Unknown ids are ignored.
     async fn set_password(

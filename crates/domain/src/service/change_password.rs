@@ -66,6 +66,7 @@ impl AuthService {
             .users
             .set_password(user.id, &hash, false, now)
             .await?;
+        self.ports.refresh_tokens.revoke_all(user.id, now).await?;
         self.notify_password_changed(&user).await?;
         Ok(())
     }

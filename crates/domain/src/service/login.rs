@@ -1,7 +1,6 @@
 //! Login: email and password for a token pair.
 
 use crate::ports::HashError;
-use crate::service::register::subject_of;
 use crate::service::{AuthService, RegistrationPolicy, hash_error_to_infra};
 use crate::{EmailAddress, InfraError, Password, TokenPair};
 
@@ -54,9 +53,6 @@ impl AuthService {
         {
             return Err(LoginError::EmailNotVerified);
         }
-        Ok(self
-            .ports
-            .tokens
-            .issue(&subject_of(&user), self.ports.clock.now())?)
+        Ok(self.start_session(&user).await?)
     }
 }

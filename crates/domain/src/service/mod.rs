@@ -10,6 +10,7 @@ mod password_reset;
 mod refresh;
 mod register;
 mod resend;
+mod sessions;
 mod verify;
 
 #[cfg(test)]
@@ -33,7 +34,7 @@ use uuid::Uuid;
 use crate::otp::NewOtp;
 use crate::ports::{
     Admission, Clock, CodeGenerator, HashError, Limit, Mail, OtpStore, Outbox, PasswordHasher,
-    Throttle, TokenIssuer, UserRepository,
+    RefreshTokenStore, Throttle, TokenIssuer, UserRepository,
 };
 use crate::{EmailAddress, InfraError, OtpHasher, OtpPurpose, OtpSettings, User};
 
@@ -56,6 +57,9 @@ pub struct ServiceSettings {
     pub limits: AbuseLimits,
     /// Lowest zxcvbn score (0-4) a new password needs; 0 turns the check off.
     pub password_min_score: u8,
+    /// How long a spent refresh token still gets its successor (one client's
+    /// concurrent refreshes) before presenting it counts as theft.
+    pub refresh_grace: Duration,
 }
 
 /// The limits that make guessing and flooding pointless. Shared by all instances
@@ -109,6 +113,7 @@ pub struct Ports {
     pub tokens: Arc<dyn TokenIssuer>,
     pub passwords: Arc<dyn PasswordHasher>,
     pub throttle: Arc<dyn Throttle>,
+    pub refresh_tokens: Arc<dyn RefreshTokenStore>,
     pub clock: Arc<dyn Clock>,
     pub codes: Arc<dyn CodeGenerator>,
 }

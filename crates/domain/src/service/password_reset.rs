@@ -87,6 +87,7 @@ impl AuthService {
             .users
             .set_password(user.id, &hash, true, now)
             .await?;
+        self.ports.refresh_tokens.revoke_all(user.id, now).await?;
         self.notify_password_changed(&user).await?;
         Ok(())
     }

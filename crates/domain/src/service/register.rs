@@ -86,10 +86,7 @@ impl AuthService {
             }
             (RegistrationPolicy::TokensBeforeVerification, Ok(user)) => {
                 self.send_code(&user, OtpPurpose::VerifyEmail).await?;
-                let tokens = self
-                    .ports
-                    .tokens
-                    .issue(&subject_of(&user), self.ports.clock.now())?;
+                let tokens = self.start_session(&user).await?;
                 Ok(Registered::WithTokens { user, tokens })
             }
             (RegistrationPolicy::TokensBeforeVerification, Err(CreateUserError::EmailTaken)) => {

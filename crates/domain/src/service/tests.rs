@@ -71,6 +71,7 @@ struct Mocks {
     tokens: MockTokenIssuer,
     passwords: MockPasswordHasher,
     throttle: MockThrottle,
+    refresh_tokens: MockRefreshTokenStore,
     policy: RegistrationPolicy,
 }
 
@@ -83,6 +84,7 @@ impl Mocks {
             tokens: MockTokenIssuer::new(),
             passwords: MockPasswordHasher::new(),
             throttle: MockThrottle::new(),
+            refresh_tokens: MockRefreshTokenStore::new(),
             policy: RegistrationPolicy::VerificationRequired,
         }
     }
@@ -93,10 +95,17 @@ impl Mocks {
             .expect_acquire()
             .returning(|_, _, _| Ok(Admission::Allowed));
         self.throttle.expect_release().returning(|_| Ok(()));
+        self.refresh_tokens.expect_insert().returning(|_| Ok(()));
+        self.refresh_tokens
+            .expect_revoke_all()
+            .returning(|_, _| Ok(()));
         self
     }
 
-    fn service(self) -> AuthService {
+    fn service(mut self) -> AuthService {
+        self.tokens
+            .expect_refresh_expiry()
+            .returning(|at| at + Duration::days(1));
         let mut clock = MockClock::new();
         clock.expect_now().return_const(now());
         let mut codes = MockCodeGenerator::new();
@@ -112,6 +121,7 @@ impl Mocks {
                 tokens: Arc::new(self.tokens),
                 passwords: Arc::new(self.passwords),
                 throttle: Arc::new(self.throttle),
+                refresh_tokens: Arc::new(self.refresh_tokens),
                 clock: Arc::new(clock),
                 codes: Arc::new(codes),
             },
@@ -121,6 +131,7 @@ impl Mocks {
                 otp: OtpSettings::default(),
                 limits: AbuseLimits::default(),
                 password_min_score: 3,
+                refresh_grace: Duration::seconds(10),
             },
         )
     }
@@ -288,7 +299,7 @@ fn register_in_compatibility_policy_returns_tokens() {
     capture_mail(&mut m);
     m.tokens
         .expect_issue()
-        .withf(|subject, at| !subject.email_verified && *at == now())
+        .withf(|subject, ids| !subject.email_verified && ids.issued_at == now())
         .returning(|_, _| Ok(pair()));
 
     let outcome = block_on(m.service().register(register_input())).unwrap();
@@ -559,6 +570,16 @@ fn refresh_issues_a_pair_with_the_accounts_current_facts() {
         .expect_issue()
         .withf(|subject, _| subject.email_verified)
         .returning(|_, _| Ok(pair()));
+    m.refresh_tokens
+        .expect_rotate()
+        .withf(|presented, at, grace, _, ids| {
+            presented == sessions_hash("r").as_slice()
+                && *at == now()
+                && *grace == Duration::seconds(10)
+                && ids.issued_at == now()
+        })
+        .times(1)
+        .returning(|_, _, _, _, _| Ok(Rotation::Rotated));
     assert_eq!(block_on(m.service().refresh("r")).unwrap(), pair());
 }
 
@@ -622,6 +643,7 @@ fn verify_spends_a_try_of_the_address_budget_and_gives_it_back_on_success() {
         .withf(|bucket| bucket == "guess:ada@example.com")
         .times(1)
         .returning(|_| Ok(()));
+    m.refresh_tokens.expect_insert().returning(|_| Ok(()));
     m.otps
         .expect_find()
         .returning(|_, _| Ok(Some(stored_otp("123456", 0, Duration::minutes(5)))));
@@ -827,4 +849,95 @@ fn change_password_needs_the_old_password() {
     let new = Password::parse("a brand new passphrase".into()).unwrap();
     let error = block_on(m.service().change_password("a", &old, &new)).unwrap_err();
     assert!(matches!(error, ChangePasswordError::WrongOldPassword));
+}
+
+fn sessions_hash(token: &str) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).to_vec()
+}
+
+fn refresh_with(
+    rotation: Rotation,
+) -> (Result<TokenPair, RefreshError>, Arc<Mutex<Vec<TokenIds>>>) {
+    let mut m = Mocks::new().unthrottled();
+    m.tokens
+        .expect_verify()
+        .returning(|_, kind, _| Ok(claims(kind)));
+    m.users
+        .expect_find_by_id()
+        .returning(|_| Ok(Some(user(true))));
+    let signed = Arc::new(Mutex::new(Vec::new()));
+    let record = signed.clone();
+    m.tokens.expect_issue().returning(move |_, ids| {
+        record.lock().unwrap().push(ids.clone());
+        Ok(TokenPair {
+            access: format!("a-{}", ids.access_jti),
+            refresh: format!("r-{}", ids.refresh_jti),
+        })
+    });
+    m.refresh_tokens
+        .expect_rotate()
+        .return_once(move |_, _, _, _, _| Ok(rotation));
+    (block_on(m.service().refresh("r")), signed)
+}
+
+#[test]
+fn refresh_within_the_grace_window_returns_the_pair_already_issued() {
+    let earlier = TokenIds {
+        access_jti: "a1".into(),
+        refresh_jti: "r1".into(),
+        issued_at: now() - Duration::seconds(2),
+    };
+    let (result, signed) = refresh_with(Rotation::Replayed {
+        ids: earlier.clone(),
+    });
+    assert_eq!(
+        result.unwrap(),
+        TokenPair {
+            access: "a-a1".into(),
+            refresh: "r-r1".into()
+        }
+    );
+    assert_eq!(
+        signed.lock().unwrap().last(),
+        Some(&earlier),
+        "re-signed from the stored ids"
+    );
+}
+
+#[test]
+fn refresh_with_a_reused_or_unknown_token_is_refused() {
+    for rotation in [Rotation::Reused, Rotation::Refused] {
+        let (result, _) = refresh_with(rotation);
+        assert!(matches!(result, Err(RefreshError::InvalidToken)));
+    }
+}
+
+#[test]
+fn logout_revokes_the_family_or_all_of_the_accounts() {
+    for all in [false, true] {
+        let mut m = Mocks::new();
+        m.tokens
+            .expect_verify()
+            .returning(|_, kind, _| Ok(claims(kind)));
+        m.refresh_tokens
+            .expect_family_of()
+            .returning(|_| Ok(Some((Uuid::from_u128(3), UserId(Uuid::from_u128(7))))));
+        if all {
+            m.refresh_tokens
+                .expect_revoke_all()
+                .with(eq(UserId(Uuid::from_u128(7))), eq(now()))
+                .times(1)
+                .returning(|_, _| Ok(()));
+            m.refresh_tokens.expect_revoke_family().never();
+        } else {
+            m.refresh_tokens
+                .expect_revoke_family()
+                .with(eq(Uuid::from_u128(3)), eq(now()))
+                .times(1)
+                .returning(|_, _| Ok(()));
+            m.refresh_tokens.expect_revoke_all().never();
+        }
+        block_on(m.service().logout("r", all)).unwrap();
+    }
 }

@@ -1,6 +1,5 @@
 //! Verify: check a code for an address, consume it exactly once, hand out tokens.
 
-use crate::service::register::subject_of;
 use crate::service::{AuthService, Throttled};
 use crate::{EmailAddress, InfraError, OtpCode, OtpPurpose, TokenPair, User};
 
@@ -37,7 +36,7 @@ impl AuthService {
         };
         self.ports.users.mark_email_verified(user.id, now).await?;
         user.email_verified = true;
-        let tokens = self.ports.tokens.issue(&subject_of(&user), now)?;
+        let tokens = self.start_session(&user).await?;
         Ok((user, tokens))
     }
 

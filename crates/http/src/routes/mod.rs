@@ -5,6 +5,7 @@ mod change_password;
 mod create;
 mod health;
 mod jwks;
+mod logout;
 mod me;
 mod password_reset;
 mod password_reset_confirm;
@@ -43,6 +44,7 @@ pub(crate) fn register(cfg: &mut web::ServiceConfig) {
             limited("/api/accounts/password-reset/confirm")
                 .route(web::post().to(password_reset_confirm::handle)),
         )
+        .service(limited("/api/accounts/logout").route(web::post().to(logout::handle)))
         .service(
             resource("/api/accounts/change-password")
                 .route(web::post().to(change_password::handle)),

@@ -81,6 +81,10 @@ contract!(
     sent_and_expired_messages_lose_their_body,
     a_failed_notice_can_be_retried_and_a_deferred_message_waits,
     set_password_replaces_the_hash_verifies_and_refuses_older_tokens,
+    rotation_spends_once_replays_within_grace_then_revokes_on_reuse,
+    rotation_refuses_unknown_and_expired_tokens,
+    concurrent_rotations_of_one_token_rotate_once_and_replay_the_rest,
+    logout_revokes_one_family_or_all_of_an_account,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

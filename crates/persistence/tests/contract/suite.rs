@@ -14,10 +14,27 @@ use passcode_domain::{
 use uuid::Uuid;
 
 pub trait Store:
-    UserRepository + OtpStore + Outbox + Throttle + HealthCheck + Clone + 'static
+    UserRepository
+    + OtpStore
+    + Outbox
+    + Throttle
+    + passcode_domain::ports::RefreshTokenStore
+    + HealthCheck
+    + Clone
+    + 'static
 {
 }
-impl<T: UserRepository + OtpStore + Outbox + Throttle + HealthCheck + Clone + 'static> Store for T {}
+impl<T> Store for T where
+    T: UserRepository
+        + OtpStore
+        + Outbox
+        + Throttle
+        + passcode_domain::ports::RefreshTokenStore
+        + HealthCheck
+        + Clone
+        + 'static
+{
+}
 
 fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_millis(1_800_000_000_123).unwrap()
@@ -652,4 +669,181 @@ pub async fn set_password_replaces_the_hash_verifies_and_refuses_older_tokens(st
             .email_verified,
         "never un-verifies"
     );
+}
+
+fn refresh_token(hash: u8, family: Uuid, user: UserId) -> passcode_domain::ports::NewRefreshToken {
+    passcode_domain::ports::NewRefreshToken {
+        token_hash: vec![hash; 32],
+        family_id: family,
+        user_id: user,
+        expires_at: now() + Duration::days(1),
+    }
+}
+
+fn token_ids(n: u8) -> passcode_domain::ports::TokenIds {
+    passcode_domain::ports::TokenIds {
+        access_jti: format!("a{n}"),
+        refresh_jti: format!("r{n}"),
+        issued_at: now(),
+    }
+}
+
+pub async fn rotation_spends_once_replays_within_grace_then_revokes_on_reuse(store: impl Store) {
+    use passcode_domain::ports::Rotation;
+    let user = UserId::new_random();
+    let family = Uuid::new_v4();
+    store.insert(&refresh_token(1, family, user)).await.unwrap();
+    let grace = Duration::seconds(10);
+
+    let rotated = store
+        .rotate(
+            &[1; 32],
+            now(),
+            grace,
+            &refresh_token(2, Uuid::nil(), user),
+            &token_ids(2),
+        )
+        .await;
+    assert_eq!(rotated.unwrap(), Rotation::Rotated);
+    assert_eq!(
+        store.family_of(&[2; 32]).await.unwrap(),
+        Some((family, user)),
+        "the successor joins the family"
+    );
+
+    let soon = now() + Duration::seconds(5);
+    let replay = store
+        .rotate(
+            &[1; 32],
+            soon,
+            grace,
+            &refresh_token(3, Uuid::nil(), user),
+            &token_ids(3),
+        )
+        .await;
+    assert_eq!(replay.unwrap(), Rotation::Replayed { ids: token_ids(2) });
+    assert_eq!(
+        store.family_of(&[3; 32]).await.unwrap(),
+        None,
+        "a replay stores nothing new"
+    );
+
+    let later = now() + Duration::seconds(11);
+    let reuse = store
+        .rotate(
+            &[1; 32],
+            later,
+            grace,
+            &refresh_token(4, Uuid::nil(), user),
+            &token_ids(4),
+        )
+        .await;
+    assert_eq!(reuse.unwrap(), Rotation::Reused);
+    assert_eq!(
+        store.family_of(&[2; 32]).await.unwrap(),
+        None,
+        "the whole family is revoked"
+    );
+    let after = store
+        .rotate(
+            &[2; 32],
+            later,
+            grace,
+            &refresh_token(5, Uuid::nil(), user),
+            &token_ids(5),
+        )
+        .await;
+    assert_eq!(
+        after.unwrap(),
+        Rotation::Refused,
+        "so the newest token no longer refreshes"
+    );
+}
+
+pub async fn rotation_refuses_unknown_and_expired_tokens(store: impl Store) {
+    use passcode_domain::ports::Rotation;
+    let user = UserId::new_random();
+    let grace = Duration::seconds(10);
+    let unknown = store
+        .rotate(
+            &[9; 32],
+            now(),
+            grace,
+            &refresh_token(2, Uuid::nil(), user),
+            &token_ids(2),
+        )
+        .await;
+    assert_eq!(unknown.unwrap(), Rotation::Refused);
+    store
+        .insert(&refresh_token(1, Uuid::new_v4(), user))
+        .await
+        .unwrap();
+    let expired_at = now() + Duration::days(1);
+    let expired = store
+        .rotate(
+            &[1; 32],
+            expired_at,
+            grace,
+            &refresh_token(3, Uuid::nil(), user),
+            &token_ids(3),
+        )
+        .await;
+    assert_eq!(expired.unwrap(), Rotation::Refused);
+}
+
+pub async fn concurrent_rotations_of_one_token_rotate_once_and_replay_the_rest(store: impl Store) {
+    use passcode_domain::ports::Rotation;
+    let user = UserId::new_random();
+    store
+        .insert(&refresh_token(1, Uuid::new_v4(), user))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..10u8)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let successor = refresh_token(10 + n, Uuid::nil(), user);
+                store
+                    .rotate(
+                        &[1; 32],
+                        now(),
+                        Duration::seconds(10),
+                        &successor,
+                        &token_ids(10 + n),
+                    )
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == Rotation::Rotated).count(),
+        1,
+        "{outcomes:?}"
+    );
+    let replays: Vec<_> = outcomes
+        .iter()
+        .filter(|o| matches!(o, Rotation::Replayed { .. }))
+        .collect();
+    assert_eq!(replays.len(), 9, "{outcomes:?}");
+    assert!(
+        replays.windows(2).all(|w| w[0] == w[1]),
+        "all replays get the one successor"
+    );
+}
+
+pub async fn logout_revokes_one_family_or_all_of_an_account(store: impl Store) {
+    let user = UserId::new_random();
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    store.insert(&refresh_token(1, a, user)).await.unwrap();
+    store.insert(&refresh_token(2, b, user)).await.unwrap();
+    store.revoke_family(a, now()).await.unwrap();
+    assert_eq!(store.family_of(&[1; 32]).await.unwrap(), None);
+    assert_eq!(store.family_of(&[2; 32]).await.unwrap(), Some((b, user)));
+    store.revoke_all(user, now()).await.unwrap();
+    assert_eq!(store.family_of(&[2; 32]).await.unwrap(), None);
 }

@@ -1,0 +1,70 @@
+//! Refresh tokens kept server-side (only a SHA-256 of each), in families: every
+//! refresh spends the presented token and records its successor, so a spent token
+//! presented again reveals theft and revokes the family.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+use crate::{InfraError, UserId};
+
+/// What makes a token pair: its ids and issue time. Signing is deterministic, so the
+/// same ids, time and account give the same tokens again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenIds {
+    pub access_jti: String,
+    pub refresh_jti: String,
+    pub issued_at: DateTime<Utc>,
+}
+
+/// A refresh token to remember.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRefreshToken {
+    /// SHA-256 of the token string.
+    pub token_hash: Vec<u8>,
+    pub family_id: Uuid,
+    pub user_id: UserId,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What presenting a refresh token led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// It was live: now spent, and `successor` is the family's live token.
+    Rotated,
+    /// Already spent, within the grace window: the same client refreshing twice at
+    /// once. It gets the pair already issued (`ids`).
+    Replayed { ids: TokenIds },
+    /// Already spent, past the grace window: theft. The whole family is now revoked.
+    Reused,
+    /// Unknown, revoked or expired.
+    Refused,
+}
+
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait RefreshTokenStore: Send + Sync {
+    /// Remembers a refresh token that starts a family (at login or verification).
+    async fn insert(&self, token: &NewRefreshToken) -> Result<(), InfraError>;
+
+    /// Spends the token of hash `presented` and remembers `successor` (made with
+    /// `successor_ids`) in its family, in one atomic step: of concurrent callers, one
+    /// rotates and the others see it spent. See [`Rotation`] for the other outcomes.
+    async fn rotate(
+        &self,
+        presented: &[u8],
+        now: DateTime<Utc>,
+        grace: Duration,
+        successor: &NewRefreshToken,
+        successor_ids: &TokenIds,
+    ) -> Result<Rotation, InfraError>;
+
+    /// The family and account of a token, if it is known and not revoked.
+    async fn family_of(&self, token_hash: &[u8]) -> Result<Option<(Uuid, UserId)>, InfraError>;
+
+    /// Revokes one family: none of its tokens refreshes again.
+    async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> Result<(), InfraError>;
+
+    /// Revokes every family of an account.
+    async fn revoke_all(&self, user_id: UserId, now: DateTime<Utc>) -> Result<(), InfraError>;
+}

@@ -1,0 +1,127 @@
+//! Sessions: a login starts a refresh-token family; each refresh rotates it; reuse
+//! of a spent token revokes it; logout revokes one family or all of an account's.
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::ports::{NewRefreshToken, Rotation, TokenIds};
+use crate::service::AuthService;
+use crate::service::refresh::RefreshError;
+use crate::service::register::subject_of;
+use crate::{InfraError, TokenKind, TokenPair, User};
+
+pub(crate) fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+fn new_ids(now: DateTime<Utc>) -> TokenIds {
+    TokenIds {
+        access_jti: Uuid::new_v4().simple().to_string(),
+        refresh_jti: Uuid::new_v4().simple().to_string(),
+        issued_at: now,
+    }
+}
+
+impl AuthService {
+    /// Issues the first pair of a new family for `user`.
+    pub(crate) async fn start_session(&self, user: &User) -> Result<TokenPair, InfraError> {
+        let ids = new_ids(self.ports.clock.now());
+        let pair = self.ports.tokens.issue(&subject_of(user), &ids)?;
+        self.ports
+            .refresh_tokens
+            .insert(&NewRefreshToken {
+                token_hash: token_hash(&pair.refresh),
+                family_id: Uuid::new_v4(),
+                user_id: user.id,
+                expires_at: self.ports.tokens.refresh_expiry(ids.issued_at),
+            })
+            .await?;
+        Ok(pair)
+    }
+
+    /// Spends a refresh token for the next pair of its family. A spent token presented
+    /// again within the grace window gets the same next pair; later, it revokes the
+    /// family and is refused, as is every token of that family from then on.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, RefreshError> {
+        let now = self.ports.clock.now();
+        let claims = self
+            .ports
+            .tokens
+            .verify(refresh_token, TokenKind::Refresh, now)?;
+        let user = match self.ports.users.find_by_id(claims.user_id).await? {
+            Some(user) if user.accepts_token_issued_at(claims.issued_at) => user,
+            _ => return Err(RefreshError::InvalidToken),
+        };
+        let ids = new_ids(now);
+        let next = self.ports.tokens.issue(&subject_of(&user), &ids)?;
+        let successor = NewRefreshToken {
+            token_hash: token_hash(&next.refresh),
+            family_id: Uuid::nil(), // the store puts it in the presented token's family
+            user_id: user.id,
+            expires_at: self.ports.tokens.refresh_expiry(now),
+        };
+        let rotation = self
+            .ports
+            .refresh_tokens
+            .rotate(
+                &token_hash(refresh_token),
+                now,
+                self.settings.refresh_grace,
+                &successor,
+                &ids,
+            )
+            .await?;
+        match rotation {
+            Rotation::Rotated => Ok(next),
+            Rotation::Replayed { ids } => Ok(self.ports.tokens.issue(&subject_of(&user), &ids)?),
+            Rotation::Reused => {
+                tracing::warn!(user = %user.id, "a spent refresh token was presented again; its family is revoked");
+                Err(RefreshError::InvalidToken)
+            }
+            Rotation::Refused => Err(RefreshError::InvalidToken),
+        }
+    }
+
+    /// Revokes the family of `refresh_token`, or with `all` every family of its account.
+    pub async fn logout(&self, refresh_token: &str, all: bool) -> Result<(), RefreshError> {
+        let now = self.ports.clock.now();
+        self.ports
+            .tokens
+            .verify(refresh_token, TokenKind::Refresh, now)?;
+        let Some((family, user)) = self
+            .ports
+            .refresh_tokens
+            .family_of(&token_hash(refresh_token))
+            .await?
+        else {
+            return Err(RefreshError::InvalidToken);
+        };
+        if all {
+            self.ports.refresh_tokens.revoke_all(user, now).await?;
+        } else {
+            self.ports.refresh_tokens.revoke_family(family, now).await?;
+        }
+        Ok(())
+    }
+}
+
+impl AuthService {
+    /// Deactivates (or reactivates) the account of `email`: a deactivated account can
+    /// neither log in nor refresh, and its sessions are revoked. `false` if there is none.
+    pub async fn set_account_active(
+        &self,
+        email: &crate::EmailAddress,
+        active: bool,
+    ) -> Result<bool, InfraError> {
+        let Some(user) = self.ports.users.find_by_email(email).await? else {
+            return Ok(false);
+        };
+        let now = self.ports.clock.now();
+        self.ports.users.set_active(user.id, active, now).await?;
+        if !active {
+            self.ports.refresh_tokens.revoke_all(user.id, now).await?;
+        }
+        Ok(true)
+    }
+}
