@@ -220,3 +220,94 @@ async fn a_standard_jose_library_verifies_tokens_with_only_the_jwks() {
     let forged: String = forged.into_iter().collect();
     assert!(!run(&json!(forged)).status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_to_another_algorithm_without_signing_anyone_out() {
+    let app = spawn_app().await;
+    let email = unique_email();
+    let before = app.verified_user(&email).await;
+    let keys = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_passcode"))
+            .arg("keys")
+            .args(args)
+            .env("APP__LOG__LEVEL", "off")
+            .env("APP__DATABASE__URL", &app.settings.database.url)
+            .env("APP__DATA__DIR", app.data_dir.path())
+            .output()
+            .expect("passcode keys")
+    };
+    let rotated = keys(&["rotate", "--algorithm", "ES256"]);
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    let listing = String::from_utf8_lossy(&keys(&["list"]).stdout).into_owned();
+    assert_eq!(listing.lines().count(), 2, "{listing}");
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.contains("ES256") && l.contains("(signs)")),
+        "{listing}"
+    );
+
+    // An instance started after the rotation: signs ES256, still accepts the old key.
+    let restarted = crate::helpers::start_instance(app.settings.clone()).await;
+    let me = app
+        .client
+        .get(format!("{restarted}/api/accounts/me/"))
+        .bearer_auth(before["access"].as_str().expect("access"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(me.status(), 200, "a token of the old key still works");
+    let refreshed = app
+        .client
+        .post(format!("{restarted}/api/accounts/token/refresh/"))
+        .json(&json!({"refresh": before["refresh"]}))
+        .send()
+        .await
+        .expect("request");
+    let after = json_of(refreshed, 200).await;
+    assert_eq!(
+        decode_part(after["access"].as_str().expect("access"), 0)["alg"],
+        "ES256"
+    );
+    let jwks = json_of(
+        app.client
+            .get(format!("{restarted}/.well-known/jwks.json"))
+            .send()
+            .await
+            .expect("jwks"),
+        200,
+    )
+    .await;
+    assert_eq!(jwks["keys"].as_array().expect("keys").len(), 2);
+
+    let input = json!({"jwks": jwks, "token": after["access"], "issuer": "passcode", "audience": "passcode"});
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/support/verify_jwt.py");
+    let python = std::env::var("PASSCODE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut child = std::process::Command::new(python)
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python");
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.to_string().as_bytes())
+            .expect("write");
+    }
+    let verified = child.wait_with_output().expect("output");
+    assert!(
+        verified.status.success(),
+        "PyJWT refused ES256: {}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+}

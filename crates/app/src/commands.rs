@@ -78,3 +78,74 @@ pub async fn set_user_active(
         anyhow::bail!("no account with the address {email}")
     }
 }
+
+/// `passcode keys ...`: the token signing keys. Instances load keys at start, so
+/// after a change restart them (see docs/tokens.md for a rotation without sign-outs).
+pub fn keys(settings: &Settings, action: KeysAction) -> anyhow::Result<String> {
+    let dir = crate::startup::keys_dir(settings);
+    let algorithm =
+        |name: Option<String>| -> anyhow::Result<passcode_jwt::jsonwebtoken_algorithm::Algorithm> {
+            match name {
+                None => Ok(crate::startup::jwt_algorithm(settings.jwt.algorithm)),
+                Some(name) => name.parse().map_err(|_| {
+                    anyhow::anyhow!("unknown algorithm {name:?}: use EdDSA, ES256 or RS256")
+                }),
+            }
+        };
+    match action {
+        KeysAction::List => {
+            let set = crate::startup::load_keys(settings)?;
+            let mut out = String::new();
+            for key in set.keys() {
+                let active = if key.kid() == set.signer().kid() {
+                    "  (signs)"
+                } else {
+                    ""
+                };
+                writeln!(out, "{}  {:?}{active}", key.kid(), key.algorithm())?;
+            }
+            Ok(out)
+        }
+        KeysAction::Generate { algorithm: name } => {
+            let key = passcode_jwt::Key::generate(algorithm(name)?)?;
+            let path = passcode_jwt::store_key(&dir, &key)?;
+            Ok(format!(
+                "{}  {:?}: stored in {}; it verifies after a restart, and signs once activated",
+                key.kid(),
+                key.algorithm(),
+                path.display()
+            ))
+        }
+        KeysAction::Activate { kid } => {
+            let set = crate::startup::load_keys(settings)?;
+            anyhow::ensure!(
+                set.keys().any(|k| k.kid() == kid),
+                "no key {kid} in {}",
+                dir.display()
+            );
+            passcode_jwt::activate(&dir, &kid)?;
+            Ok(format!(
+                "{kid} signs from the next restart; every other key still verifies"
+            ))
+        }
+        KeysAction::Rotate { algorithm: name } => {
+            let key = passcode_jwt::Key::generate(algorithm(name)?)?;
+            passcode_jwt::store_key(&dir, &key)?;
+            passcode_jwt::activate(&dir, key.kid())?;
+            Ok(format!(
+                "{}  {:?} signs from the next restart; every other key still verifies",
+                key.kid(),
+                key.algorithm()
+            ))
+        }
+    }
+}
+
+/// What `passcode keys` does.
+#[derive(Debug, Clone)]
+pub enum KeysAction {
+    List,
+    Generate { algorithm: Option<String> },
+    Activate { kid: String },
+    Rotate { algorithm: Option<String> },
+}

@@ -9,6 +9,6 @@ pub mod telemetry;
 mod waking;
 mod worker;
 
-pub use commands::{mail_queue, mail_test, migrate, set_user_active};
+pub use commands::{KeysAction, keys, mail_queue, mail_test, migrate, set_user_active};
 pub use settings::Settings;
 pub use startup::Application;

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use passcode_app::{
-    Application, Settings, mail_queue, mail_test, migrate, set_user_active, telemetry,
+    Application, KeysAction, Settings, keys, mail_queue, mail_test, migrate, set_user_active,
+    telemetry,
 };
 
 #[derive(Parser)]
@@ -33,6 +34,28 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Manage the token signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List the keys: every one verifies, one signs.
+    List,
+    /// Add a key that verifies (after a restart) but does not sign yet.
+    Generate {
+        /// EdDSA, ES256 or RS256 (default: jwt.algorithm).
+        #[arg(long)]
+        algorithm: Option<String>,
+    },
+    /// Make a key the one that signs (after a restart).
+    Activate { kid: String },
+    /// Generate a key and make it the one that signs (after a restart).
+    Rotate {
+        #[arg(long)]
+        algorithm: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -86,6 +109,15 @@ async fn run() -> anyhow::Result<()> {
         Command::Migrate => {
             let applied = migrate(&settings).await?;
             println!("applied {} migration(s): {applied:?}", applied.len());
+        }
+        Command::Keys(command) => {
+            let action = match command {
+                KeysCommand::List => KeysAction::List,
+                KeysCommand::Generate { algorithm } => KeysAction::Generate { algorithm },
+                KeysCommand::Activate { kid } => KeysAction::Activate { kid },
+                KeysCommand::Rotate { algorithm } => KeysAction::Rotate { algorithm },
+            };
+            println!("{}", keys(&settings, action)?.trim_end());
         }
         Command::Users(UsersCommand::Deactivate { email }) => {
             println!("{}", set_user_active(&settings, &email, false).await?);

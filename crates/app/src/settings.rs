@@ -95,6 +95,8 @@ pub struct LimitsSection {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 pub enum JwtAlgorithm {
     EdDSA,
+    ES256,
+    RS256,
     HS256,
 }
 
@@ -105,6 +107,8 @@ pub struct JwtSection {
     pub private_key_file: String,
     /// HS256 shared secret (at least 32 bytes).
     pub secret: SecretString,
+    /// Folder of further keys (`passcode keys`); empty: `<data.dir>/jwt-keys`.
+    pub keys_dir: String,
     pub issuer: String,
     pub audience: String,
     pub access_ttl_seconds: u64,

@@ -20,7 +20,8 @@ use passcode_domain::{
     AbuseLimits, AuthService, OtpHasher, OtpSettings, Ports, RegistrationPolicy, ServiceSettings,
 };
 use passcode_http::HttpState;
-use passcode_jwt::{Ed25519Key, JwtIssuer, JwtSettings, SigningKeySource};
+use passcode_jwt::jsonwebtoken_algorithm;
+use passcode_jwt::{JwtIssuer, JwtSettings, Key, KeySet, SigningKeySource};
 use passcode_mail::{LettreMailer, MailSettings, SmtpSettings, SmtpTls, TransportSettings};
 use passcode_password::{Argon2Hasher, HashingSettings};
 use passcode_persistence::{DatabaseSettings, Store};
@@ -186,7 +187,7 @@ pub(crate) fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     })
 }
 
-fn data_file(settings: &Settings, name: &str) -> PathBuf {
+pub(crate) fn data_file(settings: &Settings, name: &str) -> PathBuf {
     settings.data.dir.join(name)
 }
 
@@ -216,26 +217,52 @@ fn otp_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
 }
 
 fn signing_key(settings: &Settings) -> anyhow::Result<SigningKeySource> {
-    match settings.jwt.algorithm {
-        JwtAlgorithm::HS256 => {
-            anyhow::ensure!(
-                !settings.jwt.secret.expose_secret().is_empty(),
-                "jwt.algorithm = \"HS256\" needs jwt.secret (at least 32 bytes)"
-            );
-            Ok(SigningKeySource::Hs256(settings.jwt.secret.clone()))
-        }
-        JwtAlgorithm::EdDSA => {
-            let path = if settings.jwt.private_key_file.is_empty() {
-                data_file(settings, "jwt-ed25519.pem")
-            } else {
-                PathBuf::from(&settings.jwt.private_key_file)
-            };
-            let pem = load_or_create(&path, || Ok(Ed25519Key::generate()?.to_pem()))?;
-            let key = Ed25519Key::from_pem(&pem)
-                .with_context(|| format!("loading {}", path.display()))?;
-            Ok(SigningKeySource::Ed25519(key))
-        }
+    if settings.jwt.algorithm == JwtAlgorithm::HS256 {
+        anyhow::ensure!(
+            !settings.jwt.secret.expose_secret().is_empty(),
+            "jwt.algorithm = \"HS256\" needs jwt.secret (at least 32 bytes)"
+        );
+        return Ok(SigningKeySource::Hs256(settings.jwt.secret.clone()));
     }
+    Ok(SigningKeySource::KeySet(load_keys(settings)?))
+}
+
+pub(crate) fn jwt_algorithm(algorithm: JwtAlgorithm) -> jsonwebtoken_algorithm::Algorithm {
+    match algorithm {
+        JwtAlgorithm::EdDSA => jsonwebtoken_algorithm::Algorithm::EdDSA,
+        JwtAlgorithm::ES256 => jsonwebtoken_algorithm::Algorithm::ES256,
+        JwtAlgorithm::RS256 => jsonwebtoken_algorithm::Algorithm::RS256,
+        JwtAlgorithm::HS256 => jsonwebtoken_algorithm::Algorithm::HS256,
+    }
+}
+
+pub(crate) fn keys_dir(settings: &Settings) -> PathBuf {
+    if settings.jwt.keys_dir.is_empty() {
+        data_file(settings, "jwt-keys")
+    } else {
+        PathBuf::from(&settings.jwt.keys_dir)
+    }
+}
+
+/// The default key (`jwt.private_key_file`, or one created on first start in the data
+/// folder), plus every key of the keys folder. The signer is the keys folder's active
+/// key once `passcode keys activate` or `rotate` named one, else the default key.
+pub(crate) fn load_keys(settings: &Settings) -> anyhow::Result<KeySet> {
+    let algorithm = jwt_algorithm(settings.jwt.algorithm);
+    let path = if settings.jwt.private_key_file.is_empty() {
+        let name = match settings.jwt.algorithm {
+            JwtAlgorithm::EdDSA => "jwt-ed25519.pem",
+            JwtAlgorithm::ES256 => "jwt-es256.pem",
+            _ => "jwt-rs256.pem",
+        };
+        data_file(settings, name)
+    } else {
+        PathBuf::from(&settings.jwt.private_key_file)
+    };
+    let pem = load_or_create(&path, || Ok(Key::generate(algorithm)?.pem().to_owned()))?;
+    let key = Key::from_pem(&pem).with_context(|| format!("loading {}", path.display()))?;
+    let default_kid = key.kid().to_owned();
+    KeySet::load(&keys_dir(settings), vec![key], Some(default_kid))
 }
 
 fn jwt_settings(settings: &Settings) -> JwtSettings {

@@ -1,9 +1,9 @@
 //! The `TokenIssuer` adapter: signs access and refresh tokens and checks them strictly
 //! (pinned algorithm, issuer, audience, token type; expiry against the domain's clock).
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
+use std::collections::HashMap;
+
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use passcode_domain::ports::{TokenIds, TokenIssuer};
 use passcode_domain::{
@@ -12,8 +12,8 @@ use passcode_domain::{
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
-use crate::SigningKeySource;
 use crate::claims::Claims;
+use crate::{KeySet, SigningKeySource};
 
 #[derive(Debug, Clone)]
 pub struct JwtSettings {
@@ -30,9 +30,15 @@ pub struct JwtIssuer {
     algorithm: Algorithm,
     kid: Option<String>,
     encoding: EncodingKey,
+    /// By `kid` (`None` for the HS256 secret): each key verifies with its own algorithm only.
+    verifiers: HashMap<Option<String>, Verifier>,
+    jwks: serde_json::Value,
+}
+
+struct Verifier {
+    algorithm: Algorithm,
     decoding: DecodingKey,
     validation: Validation,
-    jwks: serde_json::Value,
 }
 
 impl std::fmt::Debug for JwtIssuer {
@@ -46,52 +52,62 @@ impl std::fmt::Debug for JwtIssuer {
 
 impl JwtIssuer {
     pub fn new(key: SigningKeySource, settings: JwtSettings) -> anyhow::Result<Self> {
-        let (algorithm, kid, encoding, decoding, jwks) = match &key {
-            SigningKeySource::Ed25519(key) => {
-                let x = URL_SAFE_NO_PAD.encode(key.public);
-                let jwks = serde_json::json!({ "keys": [{
-                    "kty": "OKP", "crv": "Ed25519", "x": x, "kid": key.kid,
-                    "alg": "EdDSA", "use": "sig",
-                }]});
-                (
-                    Algorithm::EdDSA,
-                    Some(key.kid.clone()),
-                    EncodingKey::from_ed_der(&key.pkcs8_der()),
-                    DecodingKey::from_ed_components(&x)?,
-                    jwks,
-                )
-            }
+        let validation = |algorithm: Algorithm| {
+            let mut validation = Validation::new(algorithm);
+            // Expiry is checked against the domain's clock below, not the system's.
+            validation.validate_exp = false;
+            validation.validate_nbf = false;
+            validation.set_issuer(&[&settings.issuer]);
+            validation.set_audience(&[&settings.audience]);
+            validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+            validation
+        };
+        let set = match key {
             SigningKeySource::Hs256(secret) => {
                 let secret = secret.expose_secret().as_bytes();
                 anyhow::ensure!(
                     secret.len() >= 32,
                     "the HS256 secret must be at least 32 bytes"
                 );
-                (
-                    Algorithm::HS256,
-                    None,
-                    EncodingKey::from_secret(secret),
-                    DecodingKey::from_secret(secret),
+                let verifier = Verifier {
+                    algorithm: Algorithm::HS256,
+                    decoding: DecodingKey::from_secret(secret),
+                    validation: validation(Algorithm::HS256),
+                };
+                return Ok(Self {
+                    algorithm: Algorithm::HS256,
+                    kid: None,
+                    encoding: EncodingKey::from_secret(secret),
+                    verifiers: HashMap::from([(None, verifier)]),
                     // A shared secret is never published.
-                    serde_json::json!({ "keys": [] }),
-                )
+                    jwks: serde_json::json!({ "keys": [] }),
+                    settings,
+                });
             }
+            SigningKeySource::Ed25519(key) => KeySet::single(crate::Key::from_pem(&key.to_pem())?),
+            SigningKeySource::KeySet(set) => set,
         };
-        let mut validation = Validation::new(algorithm);
-        // Expiry is checked against the domain's clock below, not the system's.
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.set_issuer(&[&settings.issuer]);
-        validation.set_audience(&[&settings.audience]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        let signer = set.signer();
+        let verifiers = set
+            .keys()
+            .map(|key| {
+                let verifier = Verifier {
+                    algorithm: key.algorithm,
+                    decoding: key.decoding.clone(),
+                    validation: validation(key.algorithm),
+                };
+                (Some(key.kid.clone()), verifier)
+            })
+            .collect();
+        let jwks =
+            serde_json::json!({ "keys": set.keys().map(crate::Key::jwk).collect::<Vec<_>>() });
         Ok(Self {
-            settings,
-            algorithm,
-            kid,
-            encoding,
-            decoding,
-            validation,
+            algorithm: signer.algorithm,
+            kid: Some(signer.kid.clone()),
+            encoding: signer.encoding.clone(),
+            verifiers,
             jwks,
+            settings,
         })
     }
 
@@ -153,10 +169,12 @@ impl TokenIssuer for JwtIssuer {
             return Err(TokenError::Invalid);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
-        if header.alg != self.algorithm || (self.kid.is_some() && header.kid != self.kid) {
+        // The kid picks the key, and the key fixes the algorithm: no confusion.
+        let verifier = self.verifiers.get(&header.kid).ok_or(TokenError::Invalid)?;
+        if header.alg != verifier.algorithm {
             return Err(TokenError::Invalid);
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let data = jsonwebtoken::decode::<Claims>(token, &verifier.decoding, &verifier.validation)
             .map_err(|_| TokenError::Invalid)?;
         let claims = data.claims;
         let leeway = self.settings.leeway.num_seconds();
@@ -186,6 +204,8 @@ impl TokenIssuer for JwtIssuer {
 mod tests {
     use super::*;
     use crate::keys::Ed25519Key;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use passcode_domain::EmailAddress;
     use secrecy::SecretString;
 
@@ -414,5 +434,125 @@ mod tests {
         validation.validate_exp = false;
         validation.set_audience(&["passcode-clients"]);
         assert!(jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod key_set_tests {
+    use super::*;
+    use crate::{Key, activate, store_key};
+    use passcode_domain::EmailAddress;
+
+    fn settings() -> JwtSettings {
+        JwtSettings {
+            issuer: "passcode".into(),
+            audience: "passcode".into(),
+            access_ttl: Duration::minutes(5),
+            refresh_ttl: Duration::days(1),
+            leeway: Duration::seconds(0),
+        }
+    }
+
+    fn ids() -> TokenIds {
+        TokenIds {
+            access_jti: "a".into(),
+            refresh_jti: "r".into(),
+            issued_at: now(),
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    fn subject() -> TokenSubject {
+        TokenSubject {
+            user_id: UserId(Uuid::from_u128(5)),
+            email: EmailAddress::parse("ada@example.com").unwrap(),
+            email_verified: true,
+        }
+    }
+
+    fn issuer(dir: &std::path::Path) -> JwtIssuer {
+        JwtIssuer::new(
+            SigningKeySource::KeySet(KeySet::load(dir, vec![], None).unwrap()),
+            settings(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn rotating_keys_keeps_tokens_of_the_old_key_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = Key::generate(Algorithm::EdDSA).unwrap();
+        store_key(dir.path(), &old).unwrap();
+        activate(dir.path(), old.kid()).unwrap();
+        let before = issuer(dir.path()).issue(&subject(), &ids()).unwrap();
+
+        let new = Key::generate(Algorithm::ES256).unwrap();
+        store_key(dir.path(), &new).unwrap();
+        activate(dir.path(), new.kid()).unwrap();
+        let rotated = issuer(dir.path());
+        let after = rotated.issue(&subject(), &ids()).unwrap();
+        let header = jsonwebtoken::decode_header(&after.access).unwrap();
+        assert_eq!(
+            (header.alg, header.kid.as_deref()),
+            (Algorithm::ES256, Some(new.kid()))
+        );
+        assert!(
+            rotated
+                .verify(&before.access, TokenKind::Access, now())
+                .is_ok(),
+            "old tokens still verify"
+        );
+        assert!(
+            rotated
+                .verify(&after.access, TokenKind::Access, now())
+                .is_ok()
+        );
+        assert_eq!(rotated.jwks()["keys"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn every_algorithm_signs_and_verifies() {
+        for algorithm in [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256] {
+            let dir = tempfile::tempdir().unwrap();
+            let key = Key::generate(algorithm).unwrap();
+            store_key(dir.path(), &key).unwrap();
+            activate(dir.path(), key.kid()).unwrap();
+            let issuer = issuer(dir.path());
+            let pair = issuer.issue(&subject(), &ids()).unwrap();
+            assert!(
+                issuer
+                    .verify(&pair.access, TokenKind::Access, now())
+                    .is_ok(),
+                "{algorithm:?}"
+            );
+            assert_eq!(
+                jsonwebtoken::decode_header(&pair.access).unwrap().alg,
+                algorithm
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_claiming_another_algorithm_for_a_kid_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ed = Key::generate(Algorithm::EdDSA).unwrap();
+        let ec = Key::generate(Algorithm::ES256).unwrap();
+        store_key(dir.path(), &ed).unwrap();
+        store_key(dir.path(), &ec).unwrap();
+        activate(dir.path(), ec.kid()).unwrap();
+        let issuer = issuer(dir.path());
+        // Signed by the ES256 key, but naming the EdDSA key's kid.
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(ed.kid().to_owned());
+        let claims = serde_json::json!({
+            "sub": Uuid::from_u128(5).to_string(), "email": "ada@example.com", "email_verified": true,
+            "iat": now().timestamp(), "nbf": now().timestamp(), "exp": now().timestamp() + 60,
+            "jti": "x", "iss": "passcode", "aud": "passcode", "token_type": "access",
+        });
+        let token = jsonwebtoken::encode(&header, &claims, &ec.encoding).unwrap();
+        assert!(issuer.verify(&token, TokenKind::Access, now()).is_err());
     }
 }

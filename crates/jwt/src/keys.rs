@@ -16,10 +16,12 @@ const PKCS8_V1_PREFIX: [u8; 16] = [
 ];
 
 /// Where the signing key comes from.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum SigningKeySource {
-    /// EdDSA with this Ed25519 key.
+    /// EdDSA with this Ed25519 key alone.
     Ed25519(Ed25519Key),
+    /// Asymmetric keys (EdDSA, ES256, RS256): one signs, all verify.
+    KeySet(crate::KeySet),
     /// HS256 with a shared secret (at least 32 bytes).
     Hs256(SecretString),
 }
