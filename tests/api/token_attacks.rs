@@ -181,28 +181,7 @@ async fn a_standard_jose_library_verifies_tokens_with_only_the_jwks() {
         200,
     )
     .await;
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/support/verify_jwt.py");
-    let python = std::env::var("PASSCODE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let run = |token: &Value| {
-        let input =
-            json!({"jwks": jwks, "token": token, "issuer": "passcode", "audience": "passcode"});
-        let mut child = std::process::Command::new(&python)
-            .arg(&script)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("python (run scripts/test.sh)");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.to_string().as_bytes())
-            .expect("write");
-        child.wait_with_output().expect("output")
-    };
+    let run = |token: &Value| pyjwt_verify(&jwks, token);
     let accepted = run(&tokens["access"]);
     assert!(
         accepted.status.success(),
@@ -284,7 +263,18 @@ async fn keys_rotate_to_another_algorithm_without_signing_anyone_out() {
     .await;
     assert_eq!(jwks["keys"].as_array().expect("keys").len(), 2);
 
-    let input = json!({"jwks": jwks, "token": after["access"], "issuer": "passcode", "audience": "passcode"});
+    let verified = pyjwt_verify(&jwks, &after["access"]);
+    assert!(
+        verified.status.success(),
+        "PyJWT refused ES256: {}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+}
+
+/// Runs PyJWT (`tests/support/verify_jwt.py`) on `token`, given only `jwks`.
+fn pyjwt_verify(jwks: &Value, token: &Value) -> std::process::Output {
+    use std::io::Write;
+    let input = json!({"jwks": jwks, "token": token, "issuer": "passcode", "audience": "passcode"});
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/support/verify_jwt.py");
     let python = std::env::var("PASSCODE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
@@ -294,20 +284,12 @@ async fn keys_rotate_to_another_algorithm_without_signing_anyone_out() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("python");
-    {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.to_string().as_bytes())
-            .expect("write");
-    }
-    let verified = child.wait_with_output().expect("output");
-    assert!(
-        verified.status.success(),
-        "PyJWT refused ES256: {}",
-        String::from_utf8_lossy(&verified.stderr)
-    );
+        .expect("python (run scripts/test.sh)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.to_string().as_bytes())
+        .expect("write");
+    child.wait_with_output().expect("output")
 }
