@@ -69,6 +69,12 @@ impl Fields {
         }
     }
 
+    /// A required email address field, parsed (trimmed, normalised) or reported.
+    pub(crate) fn email(&mut self, name: &str) -> Option<passcode_domain::EmailAddress> {
+        let raw = self.string(name);
+        self.parse(name, raw, |s| passcode_domain::EmailAddress::parse(&s))
+    }
+
     /// An optional boolean field, `false` when absent or null.
     pub(crate) fn flag(&mut self, name: &str) -> bool {
         match self.map.remove(name) {

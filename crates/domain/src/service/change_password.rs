@@ -1,9 +1,8 @@
 //! Change password: the signed-in user proves the old password and sets a new one;
 //! every token issued before is refused from then on.
 
-use crate::ports::HashError;
+use crate::service::AuthService;
 use crate::service::authenticate::AuthenticateError;
-use crate::service::{AuthService, hash_error_to_infra};
 use crate::{InfraError, Password, password::strength_problem};
 
 #[derive(Debug, thiserror::Error)]
@@ -20,14 +19,7 @@ pub enum ChangePasswordError {
     Infra(#[from] InfraError),
 }
 
-impl From<HashError> for ChangePasswordError {
-    fn from(error: HashError) -> Self {
-        match hash_error_to_infra(error) {
-            Ok(infra) => Self::Infra(infra),
-            Err(_) => Self::Busy,
-        }
-    }
-}
+hash_error_into!(ChangePasswordError);
 
 impl From<AuthenticateError> for ChangePasswordError {
     fn from(error: AuthenticateError) -> Self {

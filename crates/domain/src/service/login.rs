@@ -1,7 +1,6 @@
 //! Login: email and password for a token pair.
 
-use crate::ports::HashError;
-use crate::service::{AuthService, RegistrationPolicy, hash_error_to_infra};
+use crate::service::{AuthService, RegistrationPolicy};
 use crate::{EmailAddress, InfraError, Password, TokenPair};
 
 #[derive(Debug)]
@@ -24,14 +23,7 @@ pub enum LoginError {
     Infra(#[from] InfraError),
 }
 
-impl From<HashError> for LoginError {
-    fn from(error: HashError) -> Self {
-        match hash_error_to_infra(error) {
-            Ok(infra) => Self::Infra(infra),
-            Err(_) => Self::Busy,
-        }
-    }
-}
+hash_error_into!(LoginError);
 
 impl AuthService {
     pub async fn login(&self, input: LoginInput) -> Result<TokenPair, LoginError> {

@@ -1,6 +1,23 @@
 //! The use cases. [`AuthService`] holds the ports and the settings; each use case
 //! lives in its own file with its own error enum.
 
+/// Every use case that hashes a password answers `Busy` when hashing is saturated
+/// and `Infra` when it failed otherwise.
+macro_rules! hash_error_into {
+    ($error:ty) => {
+        impl From<crate::ports::HashError> for $error {
+            fn from(error: crate::ports::HashError) -> Self {
+                match error {
+                    crate::ports::HashError::Busy => Self::Busy,
+                    crate::ports::HashError::Unexpected(e) => {
+                        Self::Infra(crate::InfraError::Unexpected(e))
+                    }
+                }
+            }
+        }
+    };
+}
+
 mod authenticate;
 mod change_password;
 mod client;
@@ -33,7 +50,7 @@ use uuid::Uuid;
 
 use crate::otp::NewOtp;
 use crate::ports::{
-    Admission, Clock, CodeGenerator, HashError, Limit, Mail, OtpStore, Outbox, PasswordHasher,
+    Admission, Clock, CodeGenerator, Limit, Mail, OtpStore, Outbox, PasswordHasher,
     RefreshTokenStore, Throttle, TokenIssuer, UserRepository,
 };
 use crate::{EmailAddress, InfraError, OtpHasher, OtpPurpose, OtpSettings, User};
@@ -206,12 +223,5 @@ impl AuthService {
             valid_for: self.settings.otp.ttl,
         };
         self.ports.otps.replace(&otp, &mail).await
-    }
-}
-
-pub(crate) fn hash_error_to_infra(error: HashError) -> Result<InfraError, HashError> {
-    match error {
-        HashError::Busy => Err(HashError::Busy),
-        HashError::Unexpected(e) => Ok(InfraError::Unexpected(e)),
     }
 }

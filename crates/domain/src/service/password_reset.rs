@@ -1,9 +1,9 @@
 //! Password reset by code: ask for a `reset_password` code by mail, then confirm it
 //! with a new password. The same code rules, budgets and answers as verification.
 
-use crate::ports::{HashError, Mail};
+use crate::ports::Mail;
 use crate::service::verify::VerifyOtpError;
-use crate::service::{AuthService, Throttled, hash_error_to_infra};
+use crate::service::{AuthService, Throttled};
 use crate::{EmailAddress, InfraError, OtpCode, OtpPurpose, Password, password::strength_problem};
 
 #[derive(Debug)]
@@ -28,14 +28,7 @@ pub enum ResetError {
     Infra(#[from] InfraError),
 }
 
-impl From<HashError> for ResetError {
-    fn from(error: HashError) -> Self {
-        match hash_error_to_infra(error) {
-            Ok(infra) => Self::Infra(infra),
-            Err(_) => Self::Busy,
-        }
-    }
-}
+hash_error_into!(ResetError);
 
 impl From<VerifyOtpError> for ResetError {
     fn from(error: VerifyOtpError) -> Self {

@@ -1,8 +1,8 @@
 //! Register: create the account and mail a verification code, under either policy.
 
 use crate::password::strength_problem;
-use crate::ports::{CreateUserError, HashError, Mail};
-use crate::service::{AuthService, RegistrationPolicy, Throttled, hash_error_to_infra};
+use crate::ports::{CreateUserError, Mail};
+use crate::service::{AuthService, RegistrationPolicy, Throttled};
 use crate::{
     EmailAddress, FullName, InfraError, NewUser, OtpPurpose, Password, TokenPair, TokenSubject,
     User, UserId,
@@ -45,14 +45,7 @@ pub enum RegisterError {
     Infra(#[from] InfraError),
 }
 
-impl From<HashError> for RegisterError {
-    fn from(error: HashError) -> Self {
-        match hash_error_to_infra(error) {
-            Ok(infra) => Self::Infra(infra),
-            Err(_) => Self::Busy,
-        }
-    }
-}
+hash_error_into!(RegisterError);
 
 impl AuthService {
     pub async fn register(&self, input: RegisterInput) -> Result<Registered, RegisterError> {

@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use passcode_domain::service::{RegisterError, RegisterInput, Registered};
-use passcode_domain::{EmailAddress, FullName, Password};
+use passcode_domain::{FullName, Password};
 use serde_json::{Value, json};
 
 use crate::body::{Fields, checked};
@@ -16,11 +16,10 @@ pub(crate) async fn handle(
     let mut fields = Fields::new(body.into_inner())?;
     let (full_name, email, password) = (
         fields.string("full_name"),
-        fields.string("email"),
+        fields.email("email"),
         fields.string("password"),
     );
     let full_name = fields.parse("full_name", full_name, |s| FullName::parse(&s));
-    let email = fields.parse("email", email, |s| EmailAddress::parse(&s));
     let password = fields.parse("password", password, Password::parse);
     fields.finish()?;
     let input = RegisterInput {

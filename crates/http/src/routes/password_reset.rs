@@ -1,7 +1,6 @@
 //! POST /api/accounts/password-reset/: mail a reset code. The same answer whatever the address.
 
 use actix_web::{HttpResponse, web};
-use passcode_domain::EmailAddress;
 use serde_json::{Value, json};
 
 use crate::body::{Fields, checked};
@@ -12,8 +11,7 @@ pub(crate) async fn handle(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::new(body.into_inner())?;
-    let email = fields.string("email");
-    let email = fields.parse("email", email, |s| EmailAddress::parse(&s));
+    let email = fields.email("email");
     fields.finish()?;
     state
         .service

@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use passcode_domain::service::{ResetError, ResetInput};
-use passcode_domain::{EmailAddress, OtpCode, Password};
+use passcode_domain::{OtpCode, Password};
 use serde_json::{Value, json};
 
 use crate::body::{Fields, checked};
@@ -14,11 +14,10 @@ pub(crate) async fn handle(
 ) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::new(body.into_inner())?;
     let (email, otp, new_password) = (
-        fields.string("email"),
+        fields.email("email"),
         fields.string("otp"),
         fields.string("new_password"),
     );
-    let email = fields.parse("email", email, |s| EmailAddress::parse(&s));
     let new_password = fields.parse("new_password", new_password, Password::parse);
     fields.finish()?;
     let input = ResetInput {

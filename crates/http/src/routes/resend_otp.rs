@@ -2,7 +2,6 @@
 //! the same whatever the address.
 
 use actix_web::{HttpResponse, web};
-use passcode_domain::EmailAddress;
 use passcode_domain::service::ResendError;
 use serde_json::{Value, json};
 
@@ -14,8 +13,7 @@ pub(crate) async fn handle(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::new(body.into_inner())?;
-    let email = fields.string("email");
-    let email = fields.parse("email", email, |s| EmailAddress::parse(&s));
+    let email = fields.email("email");
     fields.finish()?;
     state
         .service

@@ -1,8 +1,8 @@
 //! POST /api/accounts/token/: log in with email and password.
 
 use actix_web::{HttpResponse, web};
+use passcode_domain::Password;
 use passcode_domain::service::{LoginError, LoginInput};
-use passcode_domain::{EmailAddress, Password};
 use serde_json::Value;
 
 use crate::body::{Fields, checked};
@@ -14,8 +14,7 @@ pub(crate) async fn handle(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::new(body.into_inner())?;
-    let (email, password) = (fields.string("email"), fields.string("password"));
-    let email = fields.parse("email", email, |s| EmailAddress::parse(&s));
+    let (email, password) = (fields.email("email"), fields.string("password"));
     let password = fields.parse("password", password, Password::for_login);
     fields.finish()?;
     let input = LoginInput {

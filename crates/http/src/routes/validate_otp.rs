@@ -1,8 +1,8 @@
 //! POST /api/accounts/validate-otp/: verify the address with its code.
 
 use actix_web::{HttpResponse, web};
+use passcode_domain::OtpCode;
 use passcode_domain::service::{VerifyInput, VerifyOtpError};
-use passcode_domain::{EmailAddress, OtpCode};
 use serde_json::{Value, json};
 
 use crate::body::{Fields, checked};
@@ -14,8 +14,7 @@ pub(crate) async fn handle(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::new(body.into_inner())?;
-    let (email, otp) = (fields.string("email"), fields.string("otp"));
-    let email = fields.parse("email", email, |s| EmailAddress::parse(&s));
+    let (email, otp) = (fields.email("email"), fields.string("otp"));
     fields.finish()?;
     let input = VerifyInput {
         email: checked(email)?,
