@@ -220,6 +220,9 @@ pub async fn spawn_app_with(mail: Mail, customize: impl FnOnce(&mut Settings)) -
     // Limits out of the way; the abuse tests set the ones they check.
     let limits = &mut settings.limits;
     limits.guess_budget = 10_000;
+    limits.guess_budget_per_client = 10_000;
+    limits.login_failures = 10_000;
+    limits.login_failures_per_client = 10_000;
     limits.resend_cooldown_seconds = 0;
     limits.resend_cap = 10_000;
     limits.client_requests = 1_000_000;
@@ -407,6 +410,34 @@ impl TestApp {
             &json!({"email": email, "password": password}),
         )
         .await
+    }
+
+    /// POSTs `body` as if from `client` behind a trusted proxy at 127.0.0.1 (the app
+    /// must list it in `limits.trusted_proxies`).
+    pub async fn post_from(&self, client: &str, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("x-forwarded-for", client)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Runs `passcode users ACTION EMAIL` against this app's database.
+    pub fn users_cli(&self, action: &str, email: &str) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_passcode"))
+            .args(["users", action, email])
+            .env("APP__LOG__LEVEL", "off")
+            .env("APP__DATABASE__URL", &self.settings.database.url)
+            .env("APP__DATA__DIR", self.data_dir.path())
+            .output()
+            .expect("passcode users");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Registers, reads the code from the mail, verifies: returns the token body.

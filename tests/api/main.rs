@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod concurrency;
 mod flow;
+mod hardening;
 mod helpers;
 mod otp;
 mod outbox;

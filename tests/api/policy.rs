@@ -39,35 +39,6 @@ async fn registering_a_verified_address_mails_a_notice_not_a_code() {
 }
 
 #[tokio::test]
-async fn registering_a_pending_address_again_acts_as_resend_and_keeps_the_password() {
-    let app = spawn_app().await;
-    let email = unique_email();
-    app.register(&email).await;
-    let first = app.next_code(&email).await;
-    let again = app
-        .post(
-            "/api/accounts/create/",
-            &json!({"full_name": "Mallory", "email": email, "password": "another password 123"}),
-        )
-        .await;
-    assert_eq!(again.status(), 201);
-    let second = app.next_code(&email).await;
-    if first != second {
-        assert_eq!(app.validate(&email, &first).await.status(), 400);
-    }
-    assert_eq!(app.validate(&email, &second).await.status(), 200);
-    assert_eq!(
-        app.login(&email, PASSWORD).await.status(),
-        200,
-        "the original password stands"
-    );
-    assert_eq!(
-        app.login(&email, "another password 123").await.status(),
-        401
-    );
-}
-
-#[tokio::test]
 async fn login_before_verification_is_403_by_default() {
     let app = spawn_app().await;
     let email = unique_email();

@@ -76,6 +76,15 @@ pub struct LimitsSection {
     /// Wrong code tries per address per window, across codes and purposes.
     pub guess_budget: u32,
     pub guess_window_seconds: u64,
+    /// One client's share of an address's guess budget, per window.
+    pub guess_budget_per_client: u32,
+    /// Failed logins per address per window (the ceiling).
+    pub login_failures: u32,
+    pub login_window_seconds: u64,
+    /// Failed logins per (address, client), and wrong old passwords per account on
+    /// change-password, per window.
+    pub login_failures_per_client: u32,
+    pub login_client_window_seconds: u64,
     /// Least time between two code mails to one address (per purpose).
     pub resend_cooldown_seconds: u64,
     /// Most code mails to one address (per purpose) per window.
@@ -116,6 +125,8 @@ pub struct JwtSection {
     /// How long a spent refresh token still gets its successor (concurrent refreshes
     /// of one client) before presenting it revokes its family.
     pub refresh_reuse_grace_seconds: u64,
+    /// The longest a session lasts from its login, however often it is refreshed.
+    pub session_max_seconds: u64,
     pub leeway_seconds: u64,
 }
 

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use passcode_domain::otp::{NewOtp, StoredOtp};
 use passcode_domain::ports::{Mail, OtpStore, Outbox, OutboxEntry, OutboxStatus, QueuedMail};
-use passcode_domain::{CodeHash, EmailAddress, InfraError, OtpPurpose};
+use passcode_domain::{CodeHash, EmailAddress, InfraError, OtpPurpose, Registration, UserId};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -24,12 +24,48 @@ impl OtpStore for Waking<dyn OtpStore> {
         self.wake.notify_one();
         Ok(())
     }
+    async fn add(&self, otp: &NewOtp, mail: &Mail) -> Result<(), InfraError> {
+        self.inner.add(otp, mail).await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+    async fn decoy(
+        &self,
+        email: &EmailAddress,
+        purpose: OtpPurpose,
+        now: DateTime<Utc>,
+    ) -> Result<(), InfraError> {
+        // Nothing to send: no wake-up, which would be work a real code causes later.
+        self.inner.decoy(email, purpose, now).await
+    }
     async fn find(
         &self,
         email: &EmailAddress,
         purpose: OtpPurpose,
     ) -> Result<Option<StoredOtp>, InfraError> {
         self.inner.find(email, purpose).await
+    }
+    async fn count_try(
+        &self,
+        email: &EmailAddress,
+        purpose: OtpPurpose,
+        now: DateTime<Utc>,
+        max: u32,
+    ) -> Result<Vec<StoredOtp>, InfraError> {
+        self.inner.count_try(email, purpose, now, max).await
+    }
+    async fn complete_registration(
+        &self,
+        id: Uuid,
+        hash: &CodeHash,
+        user: UserId,
+        registration: &Registration,
+        now: DateTime<Utc>,
+        max: u32,
+    ) -> Result<bool, InfraError> {
+        self.inner
+            .complete_registration(id, hash, user, registration, now, max)
+            .await
     }
     async fn consume(
         &self,
@@ -39,9 +75,6 @@ impl OtpStore for Waking<dyn OtpStore> {
         max: u32,
     ) -> Result<bool, InfraError> {
         self.inner.consume(id, hash, now, max).await
-    }
-    async fn record_failed_attempt(&self, id: Uuid, max: u32) -> Result<Option<u32>, InfraError> {
-        self.inner.record_failed_attempt(id, max).await
     }
 }
 

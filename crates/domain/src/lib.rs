@@ -12,7 +12,7 @@ pub mod user;
 
 pub use email::{EmailAddress, EmailError};
 pub use error::InfraError;
-pub use otp::{CodeHash, OtpCode, OtpHasher, OtpPurpose, OtpSettings};
+pub use otp::{CodeHash, OtpCode, OtpHasher, OtpPurpose, OtpSettings, Registration};
 pub use password::{Password, PasswordError, PasswordHash};
 pub use service::{
     AbuseLimits, AuthService, Ports, RegistrationPolicy, ServiceSettings, Throttled,

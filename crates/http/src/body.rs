@@ -69,6 +69,15 @@ impl Fields {
         }
     }
 
+    /// An optional string field: `None` when absent or null; a non-string is reported.
+    pub(crate) fn optional_string(&mut self, name: &str) -> Option<String> {
+        match self.map.remove(name) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => self.error(name, "Not a valid string."),
+        }
+    }
+
     /// A required email address field, parsed (trimmed, normalised) or reported.
     pub(crate) fn email(&mut self, name: &str) -> Option<passcode_domain::EmailAddress> {
         let raw = self.string(name);

@@ -1,39 +1,133 @@
 //! Who the client is (its IP address, through trusted proxies only), and the
 //! per-client limit on unauthenticated endpoints.
 
-use std::net::IpAddr;
+use std::future::{Ready, ready};
+use std::net::{IpAddr, Ipv6Addr};
 
 use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header::HeaderMap;
 use actix_web::middleware::Next;
-use actix_web::{ResponseError, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError, web};
 use ipnet::IpNet;
 
 use crate::{ApiError, HttpState};
 
+/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, as a dual-stack socket reports IPv4
+/// peers) is that IPv4 address.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 /// The client's address: the socket's peer, unless that peer is a trusted proxy, in
 /// which case the right-most `X-Forwarded-For` entry that is not itself trusted.
-/// Entries a client wrote (to the left) are never believed over a proxy's own.
+/// `forwarded_for` holds every `X-Forwarded-For` line in the order received (proxies
+/// may append a line rather than extend one). Entries a client wrote (to the left)
+/// are never believed over a proxy's own.
 pub(crate) fn client_ip(
     peer: Option<IpAddr>,
-    forwarded_for: Option<&str>,
+    forwarded_for: &[&str],
     trusted: &[IpNet],
 ) -> Option<IpAddr> {
-    let peer = peer?;
+    let peer = canonical(peer?);
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return Some(peer);
     }
     let mut client = peer;
-    for entry in forwarded_for.unwrap_or_default().rsplit(',') {
-        match entry.trim().parse::<IpAddr>() {
-            Ok(ip) if is_trusted(&ip) => client = ip,
-            Ok(ip) => return Some(ip),
+    let hops = forwarded_for.iter().rev().flat_map(|line| line.rsplit(','));
+    for entry in hops {
+        match parse_hop(entry.trim()) {
+            Some(ip) if is_trusted(&ip) => client = ip,
+            Some(ip) => return Some(ip),
             // A malformed hop: stop at the last address known good.
-            Err(_) => break,
+            None => break,
         }
     }
     Some(client)
+}
+
+/// One `X-Forwarded-For` entry: an address, possibly bracketed or with a port.
+fn parse_hop(entry: &str) -> Option<IpAddr> {
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(canonical(ip));
+    }
+    entry
+        .parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|socket| canonical(socket.ip()))
+}
+
+/// What limits and budgets count a client by: its IPv4 address, or its IPv6 /64 (one
+/// subscriber usually holds a whole /64, so single addresses would be free to rotate).
+pub(crate) fn client_key(ip: Option<IpAddr>) -> String {
+    match ip {
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => {
+            let [a, b, c, d, ..] = v6.segments();
+            format!("{}/64", Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+        }
+        None => "unknown".to_owned(),
+    }
+}
+
+/// The client as computed by the trusted-proxy rules: `ip` for logs, `key` for limits.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub ip: Option<IpAddr>,
+    pub key: String,
+}
+
+impl Client {
+    /// Computes the client of a request from its peer and headers.
+    pub fn of(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> Self {
+        let lines: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let ip = client_ip(peer, &lines, trusted);
+        Self {
+            ip,
+            key: client_key(ip),
+        }
+    }
+
+    fn of_request(req: &HttpRequest) -> Self {
+        if let Some(client) = req.extensions().get::<Self>() {
+            return client.clone();
+        }
+        let trusted = req
+            .app_data::<web::Data<HttpState>>()
+            .map(|state| state.trusted_proxies.clone())
+            .unwrap_or_default();
+        let client = Self::of(req.peer_addr().map(|a| a.ip()), req.headers(), &trusted);
+        req.extensions_mut().insert(client.clone());
+        client
+    }
+
+    /// The address for logs: the computed client, never an unverified header.
+    pub fn display(&self) -> String {
+        self.ip
+            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+    }
+}
+
+impl FromRequest for Client {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        ready(Ok(Self::of_request(req)))
+    }
+}
+
+/// The client of a request, computed once and kept in its extensions (also for the
+/// request log).
+pub fn client_of(req: &HttpRequest) -> Client {
+    Client::of_request(req)
 }
 
 /// Middleware: counts the request against the client's limit for this endpoint.
@@ -44,19 +138,9 @@ pub(crate) async fn limit_clients(
     let Some(state) = req.app_data::<web::Data<HttpState>>().cloned() else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
-    let forwarded = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let client = client_ip(
-        req.peer_addr().map(|a| a.ip()),
-        forwarded.as_deref(),
-        &state.trusted_proxies,
-    )
-    .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    let client = Client::of_request(req.request());
     let endpoint = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
-    let refusal = match state.service.admit_client(&endpoint, &client).await {
+    let refusal = match state.service.admit_client(&endpoint, &client.key).await {
         Ok(Ok(())) => return Ok(next.call(req).await?.map_into_boxed_body()),
         Ok(Err(throttled)) => ApiError::throttled(throttled),
         Err(infra) => ApiError::from(infra),
@@ -76,11 +160,11 @@ mod tests {
     fn untrusted_peers_are_the_client_whatever_they_forward() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         assert_eq!(
-            client_ip(Some(ip("203.0.113.7")), Some("1.2.3.4"), &trusted),
+            client_ip(Some(ip("203.0.113.7")), &["1.2.3.4"], &trusted),
             Some(ip("203.0.113.7"))
         );
         assert_eq!(
-            client_ip(Some(ip("203.0.113.7")), None, &[]),
+            client_ip(Some(ip("203.0.113.7")), &[], &[]),
             Some(ip("203.0.113.7"))
         );
     }
@@ -90,18 +174,103 @@ mod tests {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let peer = Some(ip("10.0.0.2"));
         assert_eq!(
-            client_ip(peer, Some("198.51.100.9"), &trusted),
+            client_ip(peer, &["198.51.100.9"], &trusted),
             Some(ip("198.51.100.9"))
         );
         // A client claiming to be 1.1.1.1 does not hide its real address.
         assert_eq!(
-            client_ip(peer, Some("1.1.1.1, 198.51.100.9, 10.0.0.5"), &trusted),
+            client_ip(peer, &["1.1.1.1, 198.51.100.9, 10.0.0.5"], &trusted),
             Some(ip("198.51.100.9"))
         );
         assert_eq!(
-            client_ip(peer, Some("garbage, 10.0.0.5"), &trusted),
+            client_ip(peer, &["garbage, 10.0.0.5"], &trusted),
             Some(ip("10.0.0.5"))
         );
-        assert_eq!(client_ip(peer, None, &trusted), Some(ip("10.0.0.2")));
+        assert_eq!(client_ip(peer, &[], &trusted), Some(ip("10.0.0.2")));
+    }
+
+    #[test]
+    fn every_forwarded_line_is_read_in_order() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let peer = Some(ip("10.0.0.2"));
+        // The client wrote the first line; the proxy appended its own second line.
+        assert_eq!(
+            client_ip(peer, &["1.1.1.1", "198.51.100.9"], &trusted),
+            Some(ip("198.51.100.9"))
+        );
+        assert_eq!(
+            client_ip(peer, &["1.1.1.1", "198.51.100.9, 10.0.0.7"], &trusted),
+            Some(ip("198.51.100.9"))
+        );
+        // Ports and brackets, as some proxies write them.
+        assert_eq!(
+            client_ip(peer, &["[2001:db8::1]:4711"], &trusted),
+            Some(ip("2001:db8::1"))
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_peers_match_ipv4_proxies() {
+        let trusted: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+        assert_eq!(
+            client_ip(Some(ip("::ffff:127.0.0.1")), &["203.0.113.9"], &trusted),
+            Some(ip("203.0.113.9"))
+        );
+        assert_eq!(
+            client_ip(Some(ip("::ffff:203.0.113.9")), &[], &[]),
+            Some(ip("203.0.113.9"))
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64() {
+        assert_eq!(
+            client_key(Some(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd"))),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            client_key(Some(ip("2001:db8:1:2::1"))),
+            client_key(Some(ip("2001:db8:1:2:ffff::9")))
+        );
+        assert_eq!(client_key(Some(ip("203.0.113.9"))), "203.0.113.9");
+    }
+}
+
+/// The request span of the request log: like tracing-actix-web's default, except that
+/// the client address is the one computed by the trusted-proxy rules, never an
+/// unverified `X-Forwarded-For` or `Forwarded` header.
+#[derive(Debug)]
+pub struct RequestSpan;
+
+impl tracing_actix_web::RootSpanBuilder for RequestSpan {
+    fn on_request_start(request: &ServiceRequest) -> tracing::Span {
+        let client = Client::of_request(request.request()).display();
+        let route = request
+            .match_pattern()
+            .unwrap_or_else(|| "default".to_owned());
+        let request_id = request
+            .extensions()
+            .get::<tracing_actix_web::RequestId>()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        tracing::info_span!(
+            "HTTP request",
+            http.method = %request.method(),
+            http.route = %route,
+            http.target = %request.path(),
+            http.client_ip = %client,
+            http.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            request_id = %request_id,
+            exception.message = tracing::field::Empty,
+            exception.details = tracing::field::Empty,
+        )
+    }
+
+    fn on_request_end<B: MessageBody>(
+        span: tracing::Span,
+        outcome: &Result<ServiceResponse<B>, actix_web::Error>,
+    ) {
+        tracing_actix_web::DefaultRootSpanBuilder::on_request_end(span, outcome);
     }
 }

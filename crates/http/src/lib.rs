@@ -3,6 +3,8 @@
 
 mod body;
 mod client;
+
+pub use client::{Client, RequestSpan, client_of};
 mod error;
 mod routes;
 

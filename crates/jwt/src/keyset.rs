@@ -199,28 +199,31 @@ fn pem_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Writes `key` into `dir` as `<kid>.pem` (mode 0600). Returns its path.
+/// Writes `key` into `dir` as `<kid>.pem` (mode 0600). Returns its path. Crash-safe:
+/// written and flushed aside, then linked into place, so a kill never leaves a
+/// partial key file that would stop the next start.
 pub fn store_key(dir: &Path, key: &Key) -> anyhow::Result<PathBuf> {
     use std::io::Write;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(format!("{}.pem", key.kid));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(&path)
+    let mut staged = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    staged.write_all(key.pem().as_bytes())?;
+    staged.as_file().sync_all()?;
+    staged
+        .persist_noclobber(&path)
+        .map_err(|e| e.error)
         .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(key.pem().as_bytes())?;
-    file.sync_all()?;
     Ok(path)
 }
 
 /// Makes `kid` the signing key of `dir` (atomically: written aside, then renamed).
 pub fn activate(dir: &Path, kid: &str) -> anyhow::Result<()> {
-    let staged = dir.join("active.new");
-    std::fs::write(&staged, format!("{kid}\n"))?;
-    std::fs::rename(&staged, dir.join("active"))?;
+    use std::io::Write;
+    let mut staged = tempfile::NamedTempFile::new_in(dir)?;
+    staged.write_all(format!("{kid}\n").as_bytes())?;
+    staged.as_file().sync_all()?;
+    staged.persist(dir.join("active")).map_err(|e| e.error)?;
     Ok(())
 }
 

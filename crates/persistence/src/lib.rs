@@ -2,6 +2,7 @@
 //! store, on SQLite (`SyncConnectionWrapper`) or PostgreSQL (`AsyncPgConnection`),
 //! chosen by the database URL. Both run the same queries (`queries.rs`).
 
+mod cipher;
 mod error;
 mod outbox_rows;
 pub mod postgres;
@@ -18,6 +19,7 @@ use passcode_domain::ports::{
     HealthCheck, OtpStore, Outbox, RefreshTokenStore, Throttle, UserRepository,
 };
 
+pub use cipher::MailKey;
 pub use postgres::PgStore;
 pub use settings::DatabaseSettings;
 pub use sqlite::SqliteStore;

@@ -8,6 +8,7 @@ use passcode_domain::{EmailAddress, InfraError, OtpCode, OtpPurpose};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::cipher::MailKey;
 use crate::schema::outbox;
 use crate::time::{from_millis, to_millis};
 
@@ -51,13 +52,17 @@ pub(crate) struct NewOutboxRow {
     expires_at: Option<i64>,
     created_at: i64,
     updated_at: i64,
+    otp_id: Option<String>,
 }
 
 impl NewOutboxRow {
+    /// A queued message, its body sealed under `key`; `otp_id` is the code it carries.
     pub(crate) fn new(
         mail: &Mail,
         now: chrono::DateTime<chrono::Utc>,
         expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        key: &MailKey,
+        otp_id: Option<Uuid>,
     ) -> Result<Self, InfraError> {
         let payload = match mail {
             Mail::Code {
@@ -81,9 +86,12 @@ impl NewOutboxRow {
         };
         let payload =
             serde_json::to_string(&payload).map_err(|e| InfraError::Unexpected(e.into()))?;
+        let id = Uuid::new_v4().to_string();
+        let recipient = mail.recipient().as_str().to_owned();
+        let payload = key.seal(&payload, &id, &recipient)?;
         Ok(Self {
-            id: Uuid::new_v4().to_string(),
-            recipient: mail.recipient().as_str().to_owned(),
+            id,
+            recipient,
             kind: kind(mail).to_owned(),
             payload: Some(payload),
             status: OutboxStatus::Queued.as_str().to_owned(),
@@ -92,7 +100,30 @@ impl NewOutboxRow {
             expires_at: expires_at.map(to_millis),
             created_at: to_millis(now),
             updated_at: to_millis(now),
+            otp_id: otp_id.map(|id| id.to_string()),
         })
+    }
+
+    /// A message that is never sent: recorded as expired, with no body. The same
+    /// insert as a real one (see `OtpStore::decoy`).
+    pub(crate) fn decoy(
+        recipient: &EmailAddress,
+        now: chrono::DateTime<chrono::Utc>,
+        otp_id: Uuid,
+    ) -> Self {
+        Self {
+            id: Uuid::new_v4().to_string(),
+            recipient: recipient.as_str().to_owned(),
+            kind: "decoy".to_owned(),
+            payload: None,
+            status: OutboxStatus::Expired.as_str().to_owned(),
+            attempts: 0,
+            next_attempt_at: to_millis(now),
+            expires_at: Some(to_millis(now)),
+            created_at: to_millis(now),
+            updated_at: to_millis(now),
+            otp_id: Some(otp_id.to_string()),
+        }
     }
 }
 
@@ -111,12 +142,18 @@ pub(crate) struct ClaimedRow {
 }
 
 impl ClaimedRow {
-    pub(crate) fn into_domain(self) -> Result<QueuedMail, InfraError> {
-        let corrupt =
-            |what: &str| InfraError::Unexpected(anyhow::anyhow!("queued mail has a bad {what}"));
-        let payload: Payload =
-            serde_json::from_str(self.payload.as_deref().ok_or_else(|| corrupt("body"))?)
-                .map_err(|_| corrupt("body"))?;
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The message, or why it cannot be read (then it can never be sent).
+    pub(crate) fn into_domain(self, key: &MailKey) -> Result<QueuedMail, String> {
+        let corrupt = |what: &str| format!("queued mail has a bad {what}");
+        let sealed = self.payload.as_deref().ok_or_else(|| corrupt("body"))?;
+        let body = key.open(sealed, &self.id, &self.recipient).ok_or_else(|| {
+            "the body cannot be opened: sealed under another otp.secret, or damaged".to_owned()
+        })?;
+        let payload: Payload = serde_json::from_str(&body).map_err(|_| corrupt("body"))?;
         let to = EmailAddress::from_trusted(self.recipient);
         let mail = match payload {
             Payload::Code {

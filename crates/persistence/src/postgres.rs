@@ -17,6 +17,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use passcode_domain::InfraError;
 
 use crate::DatabaseSettings;
+use crate::cipher::MailKey;
 use crate::error::pool_error;
 use crate::queries::impl_ports;
 
@@ -30,7 +31,10 @@ const MIGRATION_LOCK: i64 = 0x7061_7373_636f_6465; // "passcode"
 pub struct PgStore {
     pool: Pool<AsyncPgConnection>,
     url: Arc<str>,
+    mail_key: MailKey,
 }
+
+pub(crate) type Conn = AsyncPgConnection;
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,6 +74,7 @@ impl PgStore {
         Ok(Self {
             pool,
             url: settings.url.as_str().into(),
+            mail_key: settings.mail_key.clone(),
         })
     }
 

@@ -8,7 +8,6 @@ macro_rules! impl_ports {
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
             use diesel::prelude::*;
-            use diesel::upsert::excluded;
             use diesel_async::{AsyncConnection, RunQueryDsl};
             use passcode_domain::otp::{NewOtp, StoredOtp};
             use passcode_domain::ports::{
@@ -120,45 +119,168 @@ macro_rules! impl_ports {
                         users::tokens_valid_after.eq(cutoff),
                         users::updated_at.eq(to_millis(at)),
                     );
-                    let updated = if verify_email {
-                        diesel::update(target)
-                            .set((changes, users::email_verified.eq(true)))
-                            .execute(&mut *conn)
-                            .await
-                    } else {
+                    if !verify_email {
                         diesel::update(target)
                             .set(changes)
                             .execute(&mut *conn)
                             .await
-                    };
-                    updated.map_err(query_error)?;
-                    Ok(())
+                            .map_err(query_error)?;
+                        return Ok(());
+                    }
+                    // A reset code proved the mailbox: the address is verified, and any
+                    // registration still waiting for its code is void.
+                    (*conn)
+                        .transaction(async |conn| {
+                            let email: Option<String> = diesel::update(target)
+                                .set((changes, users::email_verified.eq(true)))
+                                .returning(users::email)
+                                .get_result(conn)
+                                .await
+                                .optional()?;
+                            if let Some(email) = email {
+                                delete_codes(
+                                    conn,
+                                    &email,
+                                    OtpPurpose::VerifyEmail.as_str(),
+                                    None,
+                                    cutoff,
+                                )
+                                .await?;
+                            }
+                            Ok::<(), diesel::result::Error>(())
+                        })
+                        .await
+                        .map_err(query_error)
                 }
+            }
+
+            /// Drops the waiting mail of the address's codes of `purpose` (but `keep`;
+            /// it is never sent), then deletes those codes. Runs inside the caller's transaction.
+            async fn delete_codes(
+                conn: &mut Conn,
+                email: &str,
+                purpose: &str,
+                keep: Option<&str>,
+                now: i64,
+            ) -> Result<(), diesel::result::Error>
+            {
+                let doomed = otp_codes::table
+                    .filter(otp_codes::email.eq(email))
+                    .filter(otp_codes::purpose.eq(purpose))
+                    .filter(otp_codes::id.ne(keep.unwrap_or("")))
+                    .select(otp_codes::id);
+                diesel::update(
+                    outbox::table
+                        .filter(outbox::status.eq(OutboxStatus::Queued.as_str()))
+                        .filter(outbox::otp_id.eq_any(doomed.clone().select(otp_codes::id.nullable()))),
+                )
+                .set((
+                    outbox::status.eq(OutboxStatus::Expired.as_str()),
+                    outbox::payload.eq(None::<String>),
+                    outbox::last_error.eq(Some("its code was replaced")),
+                    outbox::updated_at.eq(now),
+                ))
+                .execute(conn)
+                .await?;
+                diesel::delete(
+                    otp_codes::table
+                        .filter(otp_codes::email.eq(email))
+                        .filter(otp_codes::purpose.eq(purpose))
+                        .filter(otp_codes::id.ne(keep.unwrap_or(""))),
+                )
+                .execute(conn)
+                .await?;
+                Ok(())
             }
 
             #[async_trait]
             impl OtpStore for $store {
                 async fn replace(&self, otp: &NewOtp, mail: &Mail) -> Result<(), InfraError> {
                     let code_row = OtpRow::new(otp);
-                    let mail_row = NewOutboxRow::new(mail, otp.created_at, Some(otp.expires_at))?;
+                    let mail_row = NewOutboxRow::new(
+                        mail,
+                        otp.created_at,
+                        Some(otp.expires_at),
+                        &self.mail_key,
+                        Some(otp.id),
+                    )?;
+                    let now = to_millis(otp.created_at);
                     let mut conn = self.conn().await?;
-                    // The code and its mail: both or neither.
+                    // The code and its mail: both or neither; the codes it replaces and
+                    // their waiting mail go in the same step.
                     (*conn)
                         .transaction(async |conn| {
-                            // A new id as well as a new hash: a check begun against the old
-                            // code cannot consume this one.
+                            delete_codes(conn, &code_row.email, &code_row.purpose, None, now)
+                                .await?;
                             diesel::insert_into(otp_codes::table)
                                 .values(&code_row)
-                                .on_conflict((otp_codes::email, otp_codes::purpose))
-                                .do_update()
-                                .set((
-                                    otp_codes::id.eq(excluded(otp_codes::id)),
-                                    otp_codes::code_hash.eq(excluded(otp_codes::code_hash)),
-                                    otp_codes::attempts.eq(0),
-                                    otp_codes::consumed_at.eq(None::<i64>),
-                                    otp_codes::created_at.eq(excluded(otp_codes::created_at)),
-                                    otp_codes::expires_at.eq(excluded(otp_codes::expires_at)),
-                                ))
+                                .execute(conn)
+                                .await?;
+                            diesel::insert_into(outbox::table)
+                                .values(&mail_row)
+                                .execute(conn)
+                                .await?;
+                            Ok::<(), diesel::result::Error>(())
+                        })
+                        .await
+                        .map_err(query_error)
+                }
+
+                async fn add(&self, otp: &NewOtp, mail: &Mail) -> Result<(), InfraError> {
+                    let code_row = OtpRow::new(otp);
+                    let mail_row = NewOutboxRow::new(
+                        mail,
+                        otp.created_at,
+                        Some(otp.expires_at),
+                        &self.mail_key,
+                        Some(otp.id),
+                    )?;
+                    let mut conn = self.conn().await?;
+                    (*conn)
+                        .transaction(async |conn| {
+                            diesel::insert_into(otp_codes::table)
+                                .values(&code_row)
+                                .execute(conn)
+                                .await?;
+                            diesel::insert_into(outbox::table)
+                                .values(&mail_row)
+                                .execute(conn)
+                                .await?;
+                            Ok::<(), diesel::result::Error>(())
+                        })
+                        .await
+                        .map_err(query_error)
+                }
+
+                async fn decoy(
+                    &self,
+                    email: &EmailAddress,
+                    purpose: OtpPurpose,
+                    now: DateTime<Utc>,
+                ) -> Result<(), InfraError> {
+                    // Its own purpose, already spent, with a random hash: nothing reads
+                    // it as a code, nothing can match it, and the purge removes it.
+                    let id = Uuid::new_v4();
+                    let row = OtpRow {
+                        id: id.to_string(),
+                        email: email.as_str().to_owned(),
+                        purpose: format!("decoy_{}", purpose.as_str()),
+                        code_hash: Uuid::new_v4().as_bytes().repeat(2),
+                        attempts: 0,
+                        consumed_at: Some(to_millis(now)),
+                        created_at: to_millis(now),
+                        expires_at: to_millis(now),
+                        full_name: None,
+                        password_hash: None,
+                    };
+                    let mail_row = NewOutboxRow::decoy(email, now, id);
+                    let now = to_millis(now);
+                    let mut conn = self.conn().await?;
+                    (*conn)
+                        .transaction(async |conn| {
+                            delete_codes(conn, &row.email, &row.purpose, None, now).await?;
+                            diesel::insert_into(otp_codes::table)
+                                .values(&row)
                                 .execute(conn)
                                 .await?;
                             diesel::insert_into(outbox::table)
@@ -180,6 +302,7 @@ macro_rules! impl_ports {
                     otp_codes::table
                         .filter(otp_codes::email.eq(email.as_str()))
                         .filter(otp_codes::purpose.eq(purpose.as_str()))
+                        .order(otp_codes::created_at.desc())
                         .select(OtpRow::as_select())
                         .first(&mut *conn)
                         .await
@@ -187,6 +310,32 @@ macro_rules! impl_ports {
                         .map_err(query_error)?
                         .map(OtpRow::into_domain)
                         .transpose()
+                }
+
+                async fn count_try(
+                    &self,
+                    email: &EmailAddress,
+                    purpose: OtpPurpose,
+                    now: DateTime<Utc>,
+                    max_attempts: u32,
+                ) -> Result<Vec<StoredOtp>, InfraError> {
+                    let mut conn = self.conn().await?;
+                    // One statement: concurrent tries are serialised on each row, and
+                    // none counts past the limit.
+                    let rows: Vec<OtpRow> = diesel::update(
+                        otp_codes::table
+                            .filter(otp_codes::email.eq(email.as_str()))
+                            .filter(otp_codes::purpose.eq(purpose.as_str()))
+                            .filter(otp_codes::consumed_at.is_null())
+                            .filter(otp_codes::expires_at.gt(to_millis(now)))
+                            .filter(otp_codes::attempts.lt(attempts_limit(max_attempts))),
+                    )
+                    .set(otp_codes::attempts.eq(otp_codes::attempts + 1))
+                    .returning(OtpRow::as_returning())
+                    .get_results(&mut *conn)
+                    .await
+                    .map_err(query_error)?;
+                    rows.into_iter().map(OtpRow::into_domain).collect()
                 }
 
                 async fn consume(
@@ -197,43 +346,84 @@ macro_rules! impl_ports {
                     max_attempts: u32,
                 ) -> Result<bool, InfraError> {
                     let mut conn = self.conn().await?;
-                    // One conditional statement: the database serialises concurrent
-                    // consumers on the row, and only one still finds it unspent.
-                    let updated = diesel::update(
-                        otp_codes::table
-                            .filter(otp_codes::id.eq(id.to_string()))
-                            .filter(otp_codes::code_hash.eq(code_hash.as_bytes()))
-                            .filter(otp_codes::consumed_at.is_null())
-                            .filter(otp_codes::expires_at.gt(to_millis(now)))
-                            .filter(otp_codes::attempts.lt(attempts_limit(max_attempts))),
-                    )
-                    .set(otp_codes::consumed_at.eq(Some(to_millis(now))))
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(query_error)?;
-                    Ok(updated == 1)
+                    let updated = spend(&mut *conn, id, code_hash, now, max_attempts)
+                        .await
+                        .map_err(query_error)?;
+                    Ok(updated.is_some())
                 }
 
-                async fn record_failed_attempt(
+                async fn complete_registration(
                     &self,
                     id: Uuid,
+                    code_hash: &CodeHash,
+                    user: UserId,
+                    registration: &passcode_domain::Registration,
+                    now: DateTime<Utc>,
                     max_attempts: u32,
-                ) -> Result<Option<u32>, InfraError> {
+                ) -> Result<bool, InfraError> {
+                    let now_ms = to_millis(now);
+                    let keep = id.to_string();
                     let mut conn = self.conn().await?;
-                    let attempts: Option<i32> = diesel::update(
-                        otp_codes::table
-                            .filter(otp_codes::id.eq(id.to_string()))
-                            .filter(otp_codes::consumed_at.is_null())
-                            .filter(otp_codes::attempts.lt(attempts_limit(max_attempts))),
-                    )
-                    .set(otp_codes::attempts.eq(otp_codes::attempts + 1))
-                    .returning(otp_codes::attempts)
-                    .get_result(&mut *conn)
-                    .await
-                    .optional()
-                    .map_err(query_error)?;
-                    Ok(attempts.map(|n| u32::try_from(n).unwrap_or(0)))
+                    (*conn)
+                        .transaction(async |conn| {
+                            let Some(email) =
+                                spend(conn, id, code_hash, now, max_attempts).await?
+                            else {
+                                return Ok(false);
+                            };
+                            diesel::update(
+                                users::table
+                                    .find(user.0.to_string())
+                                    .filter(users::email.eq(&email))
+                                    .filter(users::is_active.eq(true)),
+                            )
+                            .set((
+                                users::full_name.eq(registration.full_name.as_str()),
+                                users::password_hash.eq(registration.password_hash.as_str()),
+                                users::email_verified.eq(true),
+                                users::updated_at.eq(now_ms),
+                            ))
+                            .execute(conn)
+                            .await?;
+                            delete_codes(
+                                conn,
+                                &email,
+                                OtpPurpose::VerifyEmail.as_str(),
+                                Some(&keep),
+                                now_ms,
+                            )
+                            .await?;
+                            Ok::<bool, diesel::result::Error>(true)
+                        })
+                        .await
+                        .map_err(query_error)
                 }
+            }
+
+            /// Marks code `id` spent if it still may be; returns its address if so.
+            /// One conditional statement: the database serialises concurrent spenders
+            /// on the row, and only one still finds it unspent.
+            async fn spend(
+                conn: &mut Conn,
+                id: Uuid,
+                code_hash: &CodeHash,
+                now: DateTime<Utc>,
+                max_attempts: u32,
+            ) -> Result<Option<String>, diesel::result::Error>
+            {
+                diesel::update(
+                    otp_codes::table
+                        .filter(otp_codes::id.eq(id.to_string()))
+                        .filter(otp_codes::code_hash.eq(code_hash.as_bytes()))
+                        .filter(otp_codes::consumed_at.is_null())
+                        .filter(otp_codes::expires_at.gt(to_millis(now)))
+                        .filter(otp_codes::attempts.le(attempts_limit(max_attempts))),
+                )
+                .set(otp_codes::consumed_at.eq(Some(to_millis(now))))
+                .returning(otp_codes::email)
+                .get_result(conn)
+                .await
+                .optional()
             }
 
             #[async_trait]
@@ -347,7 +537,7 @@ macro_rules! impl_ports {
                     now: DateTime<Utc>,
                     expires_at: Option<DateTime<Utc>>,
                 ) -> Result<(), InfraError> {
-                    let row = NewOutboxRow::new(mail, now, expires_at)?;
+                    let row = NewOutboxRow::new(mail, now, expires_at, &self.mail_key, None)?;
                     let mut conn = self.conn().await?;
                     diesel::insert_into(outbox::table)
                         .values(&row)
@@ -372,7 +562,27 @@ macro_rules! impl_ports {
                         .load(&mut *conn)
                         .await
                         .map_err(query_error)?;
-                    rows.into_iter().map(ClaimedRow::into_domain).collect()
+                    let mut claimed = Vec::with_capacity(rows.len());
+                    for row in rows {
+                        let id = row.id().to_owned();
+                        match row.into_domain(&self.mail_key) {
+                            Ok(mail) => claimed.push(mail),
+                            // Unreadable now means unreadable for good: record why and
+                            // go on with the others instead of failing every claim.
+                            Err(why) => {
+                                tracing::error!(message_id = %id, "{why}");
+                                diesel::sql_query($crate::outbox_rows::FINISH_SQL)
+                                    .bind::<diesel::sql_types::Text, _>(OutboxStatus::Failed.as_str())
+                                    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(Some(why))
+                                    .bind::<BigInt, _>(to_millis(now))
+                                    .bind::<diesel::sql_types::Text, _>(id)
+                                    .execute(&mut *conn)
+                                    .await
+                                    .map_err(query_error)?;
+                            }
+                        }
+                    }
+                    Ok(claimed)
                 }
 
                 async fn mark_sent(&self, id: Uuid, now: DateTime<Utc>) -> Result<(), InfraError> {
@@ -462,6 +672,8 @@ macro_rules! impl_ports {
                             refresh_tokens::user_id.eq(token.user_id.0.to_string()),
                             refresh_tokens::expires_at.eq(to_millis(token.expires_at)),
                             refresh_tokens::created_at.eq(to_millis(chrono::Utc::now())),
+                            refresh_tokens::family_expires_at
+                                .eq(Some(to_millis(token.family_expires_at))),
                         ))
                         .execute(&mut *conn)
                         .await
@@ -490,13 +702,19 @@ macro_rules! impl_ports {
                     let mut conn = self.conn().await?;
                     (*conn)
                         .transaction(async |conn| {
-                            // Spend it if it is live: one statement, so one caller wins.
-                            let spent: Option<String> = diesel::update(
+                            // Spend it if it is live and its session has not reached its end:
+                            // one statement, so one caller wins.
+                            let spent: Option<(String, Option<i64>)> = diesel::update(
                                 refresh_tokens::table
                                     .find(&presented)
                                     .filter(refresh_tokens::spent_at.is_null())
                                     .filter(refresh_tokens::revoked_at.is_null())
-                                    .filter(refresh_tokens::expires_at.gt(now_ms)),
+                                    .filter(refresh_tokens::expires_at.gt(now_ms))
+                                    .filter(
+                                        refresh_tokens::family_expires_at
+                                            .is_null()
+                                            .or(refresh_tokens::family_expires_at.gt(now_ms)),
+                                    ),
                             )
                             .set((
                                 refresh_tokens::spent_at.eq(Some(now_ms)),
@@ -507,19 +725,25 @@ macro_rules! impl_ports {
                                 refresh_tokens::successor_issued_at
                                     .eq(Some(to_millis(successor_ids.issued_at))),
                             ))
-                            .returning(refresh_tokens::family_id)
+                            .returning((
+                                refresh_tokens::family_id,
+                                refresh_tokens::family_expires_at,
+                            ))
                             .get_result(conn)
                             .await
                             .optional()?;
-                            if let Some(family) = spent {
+                            if let Some((family, family_ends)) = spent {
+                                // The successor keeps the session's end.
+                                let expires = to_millis(successor.expires_at);
                                 diesel::insert_into(refresh_tokens::table)
                                     .values((
                                         refresh_tokens::token_hash.eq(&successor.token_hash),
                                         refresh_tokens::family_id.eq(family),
                                         refresh_tokens::user_id.eq(successor.user_id.0.to_string()),
                                         refresh_tokens::expires_at
-                                            .eq(to_millis(successor.expires_at)),
+                                            .eq(family_ends.map_or(expires, |end| expires.min(end))),
                                         refresh_tokens::created_at.eq(now_ms),
+                                        refresh_tokens::family_expires_at.eq(family_ends),
                                     ))
                                     .execute(conn)
                                     .await?;

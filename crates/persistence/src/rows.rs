@@ -3,7 +3,8 @@
 use diesel::prelude::*;
 use passcode_domain::otp::StoredOtp;
 use passcode_domain::{
-    CodeHash, EmailAddress, FullName, InfraError, NewUser, OtpPurpose, PasswordHash, User, UserId,
+    CodeHash, EmailAddress, FullName, InfraError, NewUser, OtpPurpose, PasswordHash, Registration,
+    User, UserId,
 };
 use uuid::Uuid;
 
@@ -66,6 +67,8 @@ pub(crate) struct OtpRow {
     pub consumed_at: Option<i64>,
     pub created_at: i64,
     pub expires_at: i64,
+    pub full_name: Option<String>,
+    pub password_hash: Option<String>,
 }
 
 impl OtpRow {
@@ -79,6 +82,14 @@ impl OtpRow {
             consumed_at: None,
             created_at: to_millis(otp.created_at),
             expires_at: to_millis(otp.expires_at),
+            full_name: otp
+                .registration
+                .as_ref()
+                .map(|r| r.full_name.as_str().to_owned()),
+            password_hash: otp
+                .registration
+                .as_ref()
+                .map(|r| r.password_hash.as_str().to_owned()),
         }
     }
 
@@ -93,6 +104,13 @@ impl OtpRow {
             expires_at: from_millis(self.expires_at),
             attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
             consumed: self.consumed_at.is_some(),
+            registration: match (self.full_name, self.password_hash) {
+                (Some(name), Some(hash)) => Some(Registration {
+                    full_name: FullName::from_trusted(name),
+                    password_hash: PasswordHash::new(hash),
+                }),
+                _ => None,
+            },
         })
     }
 }

@@ -24,6 +24,8 @@ diesel::table! {
         consumed_at -> Nullable<BigInt>,
         created_at -> BigInt,
         expires_at -> BigInt,
+        full_name -> Nullable<Text>,
+        password_hash -> Nullable<Text>,
     }
 }
 
@@ -50,6 +52,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        otp_id -> Nullable<Text>,
     }
 }
 
@@ -65,6 +68,7 @@ diesel::table! {
         successor_refresh_jti -> Nullable<Text>,
         successor_issued_at -> Nullable<BigInt>,
         created_at -> BigInt,
+        family_expires_at -> Nullable<BigInt>,
     }
 }
 

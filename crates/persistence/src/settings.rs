@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::cipher::MailKey;
+
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
     /// `sqlite://path/to/file.db` (or a bare path), or `postgres://user@host:port/db`.
@@ -13,6 +15,9 @@ pub struct DatabaseSettings {
     pub busy_timeout: Duration,
     /// PostgreSQL's `statement_timeout` for every connection.
     pub statement_timeout: Duration,
+    /// Seals queued mail bodies at rest; instances sharing a database need the same
+    /// key (`MailKey::derive` from the shared code secret).
+    pub mail_key: MailKey,
 }
 
 impl DatabaseSettings {
@@ -23,6 +28,7 @@ impl DatabaseSettings {
             acquire_timeout: Duration::from_secs(5),
             busy_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(10),
+            mail_key: MailKey::random(),
         }
     }
 

@@ -14,6 +14,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use passcode_domain::InfraError;
 
 use crate::DatabaseSettings;
+use crate::cipher::MailKey;
 use crate::error::pool_error;
 use crate::queries::impl_ports;
 
@@ -27,6 +28,7 @@ pub struct SqliteStore {
     pool: Pool<Conn>,
     path: PathBuf,
     pragmas: Arc<str>,
+    mail_key: MailKey,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -60,7 +62,8 @@ impl SqliteStore {
         }
         let pragmas: Arc<str> = format!(
             // busy_timeout first: switching to WAL takes a lock that concurrent openers must wait for.
-            "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            // secure_delete: erased mail bodies are overwritten, not left in free pages.
+            "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;",
             settings.busy_timeout.as_millis()
         )
         .into();
@@ -89,6 +92,7 @@ impl SqliteStore {
             pool,
             path,
             pragmas,
+            mail_key: settings.mail_key.clone(),
         })
     }
 

@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
 use uuid::Uuid;
 
-use crate::EmailAddress;
+use crate::{EmailAddress, FullName, PasswordHash};
 
 /// What a code may be used for; a code is valid for its own purpose only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,6 +78,15 @@ impl Default for OtpSettings {
     }
 }
 
+/// What one registration asked for: the name and password its code will put into
+/// effect. A verification code carries its registration, so that entering it applies
+/// that registration and no other (see `docs/security.md`, pre-registration takeover).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub full_name: FullName,
+    pub password_hash: PasswordHash,
+}
+
 /// A code about to be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewOtp {
@@ -87,6 +96,8 @@ pub struct NewOtp {
     pub code_hash: CodeHash,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// Verification codes only: the registration this code completes.
+    pub registration: Option<Registration>,
 }
 
 /// A stored code as read back.
@@ -99,6 +110,7 @@ pub struct StoredOtp {
     pub expires_at: DateTime<Utc>,
     pub attempts: u32,
     pub consumed: bool,
+    pub registration: Option<Registration>,
 }
 
 impl StoredOtp {
@@ -121,6 +133,7 @@ mod tests {
             expires_at: DateTime::from_timestamp(1_000, 0).unwrap(),
             attempts,
             consumed,
+            registration: None,
         }
     }
 

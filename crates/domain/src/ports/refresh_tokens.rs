@@ -25,6 +25,9 @@ pub struct NewRefreshToken {
     pub family_id: Uuid,
     pub user_id: UserId,
     pub expires_at: DateTime<Utc>,
+    /// When the whole family (the session) ends, however often it is refreshed. A
+    /// successor keeps the family's end; the store ignores this field in `rotate`.
+    pub family_expires_at: DateTime<Utc>,
 }
 
 /// What presenting a refresh token led to.
@@ -37,7 +40,7 @@ pub enum Rotation {
     Replayed { ids: TokenIds },
     /// Already spent, past the grace window: theft. The whole family is now revoked.
     Reused,
-    /// Unknown, revoked or expired.
+    /// Unknown, revoked or expired, or its family (session) reached its end.
     Refused,
 }
 

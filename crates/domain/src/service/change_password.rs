@@ -11,6 +11,9 @@ pub enum ChangePasswordError {
     InvalidToken,
     #[error("Your old password was entered incorrectly.")]
     WrongOldPassword,
+    /// The account's budget of wrong old passwords is spent.
+    #[error(transparent)]
+    Throttled(#[from] crate::service::Throttled),
     #[error("{0}")]
     WeakPassword(String),
     #[error("the service is busy")]
@@ -44,14 +47,27 @@ impl AuthService {
         {
             return Err(ChangePasswordError::WeakPassword(problem));
         }
-        if !self
+        // A stolen access token must not become an oracle for the password: wrong old
+        // passwords count against the account's budget (reserved first, given back if right).
+        let bucket = format!("password-check:{}", user.id);
+        self.admit(&bucket, self.settings.limits.login_failures_per_client)
+            .await??;
+        let right = match self
             .ports
             .passwords
             .verify(old_password, Some(user.password_hash.clone()))
-            .await?
+            .await
         {
+            Ok(right) => right,
+            Err(error) => {
+                self.ports.throttle.release(&bucket).await?;
+                return Err(error.into());
+            }
+        };
+        if !right {
             return Err(ChangePasswordError::WrongOldPassword);
         }
+        self.ports.throttle.release(&bucket).await?;
         let hash = self.ports.passwords.hash(new_password).await?;
         let now = self.ports.clock.now();
         self.ports

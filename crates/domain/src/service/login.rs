@@ -1,12 +1,14 @@
-//! Login: email and password for a token pair.
+//! Login: email and password for a token pair, within the failed-login budgets.
 
-use crate::service::{AuthService, RegistrationPolicy};
+use crate::service::{AuthService, RegistrationPolicy, Throttled};
 use crate::{EmailAddress, InfraError, Password, TokenPair};
 
 #[derive(Debug)]
 pub struct LoginInput {
     pub email: EmailAddress,
     pub password: Password,
+    /// The client's address key (see `AuthService::admit_client`).
+    pub client: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +19,10 @@ pub enum LoginError {
     /// Right password, but the policy wants a verified address first.
     #[error("Email address is not verified.")]
     EmailNotVerified,
+    /// A failed-login budget (per address and client, or per address) is spent: the
+    /// same for unknown addresses.
+    #[error(transparent)]
+    Throttled(#[from] Throttled),
     #[error("the service is busy")]
     Busy,
     #[error(transparent)]
@@ -27,6 +33,20 @@ hash_error_into!(LoginError);
 
 impl AuthService {
     pub async fn login(&self, input: LoginInput) -> Result<TokenPair, LoginError> {
+        // A failure is reserved from both budgets before the password is checked (so
+        // concurrent guesses cannot overrun them) and given back if it was right. The
+        // same statements run for unknown addresses.
+        let share = format!("login:{}:{}", input.email, input.client);
+        let ceiling = format!("login:{}", input.email);
+        self.admit(&share, self.settings.limits.login_failures_per_client)
+            .await??;
+        if let Err(throttled) = self
+            .admit(&ceiling, self.settings.limits.login_failures)
+            .await?
+        {
+            self.ports.throttle.release(&share).await?;
+            return Err(throttled.into());
+        }
         let user = self.ports.users.find_by_email(&input.email).await?;
         // With no account, verify against a dummy hash: the same time is spent.
         let matches = self
@@ -36,11 +56,22 @@ impl AuthService {
                 &input.password,
                 user.as_ref().map(|u| u.password_hash.clone()),
             )
-            .await?;
+            .await;
+        let matches = match matches {
+            Ok(matches) => matches,
+            Err(error) => {
+                // Shed or failed: no password was checked, nothing is counted.
+                self.ports.throttle.release(&share).await?;
+                self.ports.throttle.release(&ceiling).await?;
+                return Err(error.into());
+            }
+        };
         let user = match user {
             Some(user) if matches && user.is_active => user,
             _ => return Err(LoginError::InvalidCredentials),
         };
+        self.ports.throttle.release(&share).await?;
+        self.ports.throttle.release(&ceiling).await?;
         if self.settings.policy == RegistrationPolicy::VerificationRequired && !user.email_verified
         {
             return Err(LoginError::EmailNotVerified);

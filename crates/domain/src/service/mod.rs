@@ -53,7 +53,9 @@ use crate::ports::{
     Admission, Clock, CodeGenerator, Limit, Mail, OtpStore, Outbox, PasswordHasher,
     RefreshTokenStore, Throttle, TokenIssuer, UserRepository,
 };
-use crate::{EmailAddress, InfraError, OtpHasher, OtpPurpose, OtpSettings, User};
+use crate::{
+    EmailAddress, FullName, InfraError, OtpHasher, OtpPurpose, OtpSettings, Registration, User,
+};
 
 /// Whether tokens wait for a verified address (see API.md "Registration policy").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -67,7 +69,7 @@ pub enum RegistrationPolicy {
     TokensBeforeVerification,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServiceSettings {
     pub policy: RegistrationPolicy,
     pub otp: OtpSettings,
@@ -77,14 +79,37 @@ pub struct ServiceSettings {
     /// How long a spent refresh token still gets its successor (one client's
     /// concurrent refreshes) before presenting it counts as theft.
     pub refresh_grace: Duration,
+    /// The longest a session (refresh-token family) lasts, however often refreshed.
+    pub session_max: Duration,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        Self {
+            policy: RegistrationPolicy::default(),
+            otp: OtpSettings::default(),
+            limits: AbuseLimits::default(),
+            password_min_score: 0,
+            refresh_grace: Duration::zero(),
+            session_max: Duration::days(30),
+        }
+    }
 }
 
 /// The limits that make guessing and flooding pointless. Shared by all instances
 /// through the `Throttle` port.
 #[derive(Debug, Clone, Copy)]
 pub struct AbuseLimits {
-    /// Wrong code tries per address, across codes and purposes.
+    /// Wrong code tries per address, across codes and purposes: the ceiling.
     pub guesses: Limit,
+    /// Wrong code tries per (address, client): one client's share of the ceiling, so
+    /// that a single client cannot spend a victim's whole budget.
+    pub guesses_per_client: Limit,
+    /// Failed logins per address: the ceiling.
+    pub login_failures: Limit,
+    /// Failed logins per (address, client), and wrong old passwords per account on
+    /// change-password: slows one client long before the address's ceiling is reached.
+    pub login_failures_per_client: Limit,
     /// Code mails per address and purpose (with the cooldown between two).
     pub sends: Limit,
     /// Requests per client (IP address) and endpoint, on unauthenticated endpoints.
@@ -97,6 +122,21 @@ impl Default for AbuseLimits {
             guesses: Limit {
                 limit: 10,
                 window: Duration::hours(1),
+                cooldown: Duration::zero(),
+            },
+            guesses_per_client: Limit {
+                limit: 5,
+                window: Duration::hours(1),
+                cooldown: Duration::zero(),
+            },
+            login_failures: Limit {
+                limit: 100,
+                window: Duration::hours(1),
+                cooldown: Duration::zero(),
+            },
+            login_failures_per_client: Limit {
+                limit: 10,
+                window: Duration::minutes(15),
                 cooldown: Duration::zero(),
             },
             sends: Limit {
@@ -197,31 +237,60 @@ impl AuthService {
         .await
     }
 
-    /// Issues a fresh code for `user` and `purpose` (invalidating the previous one)
+    /// Issues a fresh code for `user` and `purpose` (invalidating the previous ones)
     /// and queues its mail, in one transaction. The plaintext exists only in the
-    /// queued mail, which is erased once sent, failed or expired.
+    /// queued mail, which is encrypted at rest and erased once sent, failed or expired.
     pub(crate) async fn send_code(
         &self,
         user: &User,
         purpose: OtpPurpose,
     ) -> Result<(), InfraError> {
+        let (otp, mail) = self.new_code(&user.email, &user.full_name, purpose, None);
+        self.ports.otps.replace(&otp, &mail).await
+    }
+
+    /// A fresh code for (`email`, `purpose`) and the mail that carries it.
+    pub(crate) fn new_code(
+        &self,
+        email: &EmailAddress,
+        full_name: &FullName,
+        purpose: OtpPurpose,
+        registration: Option<Registration>,
+    ) -> (NewOtp, Mail) {
         let now = self.ports.clock.now();
         let code = self.ports.codes.generate(self.settings.otp.length);
         let otp = NewOtp {
             id: Uuid::new_v4(),
-            email: user.email.clone(),
+            email: email.clone(),
             purpose,
-            code_hash: self.otp_hasher.hash(&user.email, purpose, &code),
+            code_hash: self.otp_hasher.hash(email, purpose, &code),
             created_at: now,
             expires_at: now + self.settings.otp.ttl,
+            registration,
         };
         let mail = Mail::Code {
-            to: user.email.clone(),
-            full_name: user.full_name.as_str().to_owned(),
+            to: email.clone(),
+            full_name: full_name.as_str().to_owned(),
             code,
             purpose,
             valid_for: self.settings.otp.ttl,
         };
-        self.ports.otps.replace(&otp, &mail).await
+        (otp, mail)
+    }
+
+    /// Where no code is due (no account, a verified or deactivated one), the same
+    /// database work as [`AuthService::send_code`], so that timing tells nothing.
+    pub(crate) async fn send_decoy(
+        &self,
+        email: &EmailAddress,
+        purpose: OtpPurpose,
+    ) -> Result<(), InfraError> {
+        // The same hashing work as a real code, too.
+        let code = self.ports.codes.generate(self.settings.otp.length);
+        let _ = self.otp_hasher.hash(email, purpose, &code);
+        self.ports
+            .otps
+            .decoy(email, purpose, self.ports.clock.now())
+            .await
     }
 }

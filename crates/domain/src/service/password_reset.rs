@@ -11,6 +11,8 @@ pub struct ResetInput {
     pub email: EmailAddress,
     pub code: OtpCode,
     pub new_password: Password,
+    /// The client's address key (see `AuthService::admit_client`).
+    pub client: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,14 +37,16 @@ impl From<VerifyOtpError> for ResetError {
         match error {
             VerifyOtpError::Invalid => Self::InvalidCode,
             VerifyOtpError::Throttled(t) => Self::Throttled(t),
+            VerifyOtpError::Busy => Self::Busy,
             VerifyOtpError::Infra(e) => Self::Infra(e),
         }
     }
 }
 
 impl AuthService {
-    /// Mails a reset code if the address has an active account; does nothing
-    /// otherwise. Throttled per address alike for every address.
+    /// Mails a reset code if the address has an active account; otherwise does the
+    /// same database work with nothing usable left behind, so that the time taken says
+    /// nothing. Throttled per address alike for every address.
     pub async fn request_password_reset(
         &self,
         email: &EmailAddress,
@@ -50,10 +54,11 @@ impl AuthService {
         if let Err(throttled) = self.admit_send(email, OtpPurpose::ResetPassword).await? {
             return Ok(Err(throttled));
         }
-        if let Some(user) = self.ports.users.find_by_email(email).await?
-            && user.is_active
-        {
-            self.send_code(&user, OtpPurpose::ResetPassword).await?;
+        match self.ports.users.find_by_email(email).await? {
+            Some(user) if user.is_active => {
+                self.send_code(&user, OtpPurpose::ResetPassword).await?;
+            }
+            _ => self.send_decoy(email, OtpPurpose::ResetPassword).await?,
         }
         Ok(Ok(()))
     }
@@ -70,12 +75,31 @@ impl AuthService {
         }
         // Hash before the code is spent: a busy hasher must not cost the user the code.
         let hash = self.ports.passwords.hash(&input.new_password).await?;
-        self.check_code(&input.email, &input.code, OtpPurpose::ResetPassword)
+        let matched = self
+            .match_code(
+                &input.email,
+                &input.code,
+                OtpPurpose::ResetPassword,
+                &input.client,
+            )
             .await?;
-        let Some(user) = self.ports.users.find_by_email(&input.email).await? else {
-            return Err(ResetError::InvalidCode);
+        let user = match self.ports.users.find_by_email(&input.email).await? {
+            Some(user) if user.is_active => user,
+            _ => return Err(ResetError::InvalidCode),
         };
         let now = self.ports.clock.now();
+        let otp = &matched.otp;
+        if !self
+            .ports
+            .otps
+            .consume(otp.id, &otp.code_hash, now, self.settings.otp.max_attempts)
+            .await?
+        {
+            return Err(ResetError::InvalidCode);
+        }
+        self.release_guesses(matched).await?;
+        // The code proved the mailbox: the address is verified, and any registration
+        // still waiting for its code is void (`set_password` deletes their codes).
         self.ports
             .users
             .set_password(user.id, &hash, true, now)

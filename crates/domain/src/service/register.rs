@@ -4,8 +4,8 @@ use crate::password::strength_problem;
 use crate::ports::{CreateUserError, Mail};
 use crate::service::{AuthService, RegistrationPolicy, Throttled};
 use crate::{
-    EmailAddress, FullName, InfraError, NewUser, OtpPurpose, Password, TokenPair, TokenSubject,
-    User, UserId,
+    EmailAddress, FullName, InfraError, NewUser, OtpPurpose, Password, Registration, TokenPair,
+    TokenSubject, User, UserId,
 };
 
 #[derive(Debug)]
@@ -67,18 +67,24 @@ impl AuthService {
             password_hash,
             created_at: self.ports.clock.now(),
         };
+        let registration = Registration {
+            full_name: input.full_name.clone(),
+            password_hash: new_user.password_hash.clone(),
+        };
         let created = self.ports.users.create(&new_user).await;
         match (self.settings.policy, created) {
             (RegistrationPolicy::VerificationRequired, Ok(user)) => {
-                self.send_code(&user, OtpPurpose::VerifyEmail).await?;
+                self.send_registration_code(&user.email, registration)
+                    .await?;
                 Ok(pending(input))
             }
             (RegistrationPolicy::VerificationRequired, Err(CreateUserError::EmailTaken)) => {
-                self.register_existing(&input.email).await?;
+                self.register_existing(&input.email, registration).await?;
                 Ok(pending(input))
             }
             (RegistrationPolicy::TokensBeforeVerification, Ok(user)) => {
-                self.send_code(&user, OtpPurpose::VerifyEmail).await?;
+                self.send_registration_code(&user.email, registration)
+                    .await?;
                 let tokens = self.start_session(&user).await?;
                 Ok(Registered::WithTokens { user, tokens })
             }
@@ -89,14 +95,33 @@ impl AuthService {
         }
     }
 
-    /// An existing unverified account gets a new code (a resend); a verified one gets
-    /// a notice instead, never a code.
-    async fn register_existing(&self, email: &EmailAddress) -> Result<(), RegisterError> {
+    /// A registration's own code: it sits beside the codes of earlier registrations of
+    /// the address, and entering it puts this registration (and no other) into effect.
+    async fn send_registration_code(
+        &self,
+        email: &EmailAddress,
+        registration: Registration,
+    ) -> Result<(), InfraError> {
+        let name = registration.full_name.clone();
+        let (otp, mail) = self.new_code(email, &name, OtpPurpose::VerifyEmail, Some(registration));
+        self.ports.otps.add(&otp, &mail).await
+    }
+
+    /// An existing unverified account gets this registration's own code; its stored
+    /// name and password stay until a code is entered. A verified account gets a notice
+    /// instead, never a code; a deactivated one nothing (the same work is done).
+    async fn register_existing(
+        &self,
+        email: &EmailAddress,
+        registration: Registration,
+    ) -> Result<(), RegisterError> {
         let Some(user) = self.ports.users.find_by_email(email).await? else {
             // Deleted between the insert and this read: nothing to tell anyone.
-            return Ok(());
+            return Ok(self.send_decoy(email, OtpPurpose::VerifyEmail).await?);
         };
-        if user.email_verified {
+        if !user.is_active {
+            Ok(self.send_decoy(email, OtpPurpose::VerifyEmail).await?)
+        } else if user.email_verified {
             let notice = Mail::RegistrationAttempt {
                 to: user.email.clone(),
                 full_name: user.full_name.as_str().to_owned(),
@@ -108,7 +133,7 @@ impl AuthService {
                 .await?;
             Ok(())
         } else {
-            Ok(self.send_code(&user, OtpPurpose::VerifyEmail).await?)
+            Ok(self.send_registration_code(email, registration).await?)
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Resend: a new verification code for an address still waiting for one.
 
 use crate::service::{AuthService, Throttled};
-use crate::{EmailAddress, InfraError, OtpPurpose};
+use crate::{EmailAddress, InfraError, OtpPurpose, Registration};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResendError {
@@ -13,15 +13,31 @@ pub enum ResendError {
 }
 
 impl AuthService {
-    /// Mails a new code (invalidating the previous one) if the address has an
-    /// unverified account; does nothing otherwise. The caller answers the same either way.
+    /// Mails a new code if the address has an unverified, active account, replacing
+    /// its earlier codes; the new code carries the newest registration (name and
+    /// password), as the code it replaces did. For any other address it does the same
+    /// database work with nothing usable left behind. The caller answers the same either way.
     pub async fn resend_verification(&self, email: &EmailAddress) -> Result<(), ResendError> {
         self.admit_send(email, OtpPurpose::VerifyEmail).await??;
         match self.ports.users.find_by_email(email).await? {
             Some(user) if !user.email_verified && user.is_active => {
-                Ok(self.send_code(&user, OtpPurpose::VerifyEmail).await?)
+                let newest = self.ports.otps.find(email, OtpPurpose::VerifyEmail).await?;
+                let registration =
+                    newest
+                        .and_then(|otp| otp.registration)
+                        .unwrap_or_else(|| Registration {
+                            full_name: user.full_name.clone(),
+                            password_hash: user.password_hash.clone(),
+                        });
+                let (otp, mail) = self.new_code(
+                    &user.email,
+                    &registration.full_name,
+                    OtpPurpose::VerifyEmail,
+                    Some(registration.clone()),
+                );
+                Ok(self.ports.otps.replace(&otp, &mail).await?)
             }
-            _ => Ok(()),
+            _ => Ok(self.send_decoy(email, OtpPurpose::VerifyEmail).await?),
         }
     }
 }

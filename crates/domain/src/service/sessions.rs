@@ -28,13 +28,19 @@ impl AuthService {
     pub(crate) async fn start_session(&self, user: &User) -> Result<TokenPair, InfraError> {
         let ids = new_ids(self.ports.clock.now());
         let pair = self.ports.tokens.issue(&subject_of(user), &ids)?;
+        let family_expires_at = ids.issued_at + self.settings.session_max;
         self.ports
             .refresh_tokens
             .insert(&NewRefreshToken {
                 token_hash: token_hash(&pair.refresh),
                 family_id: Uuid::new_v4(),
                 user_id: user.id,
-                expires_at: self.ports.tokens.refresh_expiry(ids.issued_at),
+                expires_at: self
+                    .ports
+                    .tokens
+                    .refresh_expiry(ids.issued_at)
+                    .min(family_expires_at),
+                family_expires_at,
             })
             .await?;
         Ok(pair)
@@ -59,7 +65,9 @@ impl AuthService {
             token_hash: token_hash(&next.refresh),
             family_id: Uuid::nil(), // the store puts it in the presented token's family
             user_id: user.id,
+            // The store caps both at the family's end.
             expires_at: self.ports.tokens.refresh_expiry(now),
+            family_expires_at: now + self.settings.session_max,
         };
         let rotation = self
             .ports

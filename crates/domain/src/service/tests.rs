@@ -52,8 +52,25 @@ fn stored_otp(code: &str, attempts: u32, expires_in: Duration) -> StoredOtp {
         expires_at: now() + expires_in,
         attempts,
         consumed: false,
+        registration: None,
     }
 }
+
+/// The registration a code carries: the name and password that entering it applies.
+fn registration(name: &str, hash: &str) -> Registration {
+    Registration {
+        full_name: FullName::parse(name).unwrap(),
+        password_hash: PasswordHash::new(hash.into()),
+    }
+}
+
+fn registration_code(code: &str, name: &str, hash: &str) -> StoredOtp {
+    let mut otp = stored_otp(code, 1, Duration::minutes(5));
+    otp.registration = Some(registration(name, hash));
+    otp
+}
+
+const CLIENT: &str = "203.0.113.1";
 
 fn pair() -> TokenPair {
     TokenPair {
@@ -132,6 +149,7 @@ impl Mocks {
                 limits: AbuseLimits::default(),
                 password_min_score: 3,
                 refresh_grace: Duration::seconds(10),
+                session_max: Duration::days(30),
             },
         )
     }
@@ -162,11 +180,18 @@ fn capture(mocks: &mut Mocks) -> (Captured<Mail>, Captured<NewOtp>) {
     let sent = Arc::new(Mutex::new(Vec::new()));
     let codes = Arc::new(Mutex::new(Vec::new()));
     let (with_code, alone, stored) = (sent.clone(), sent.clone(), codes.clone());
+    let (added_mail, added) = (sent.clone(), codes.clone());
     mocks.otps.expect_replace().returning(move |otp, mail| {
         stored.lock().unwrap().push(otp.clone());
         with_code.lock().unwrap().push(mail.clone());
         Ok(())
     });
+    mocks.otps.expect_add().returning(move |otp, mail| {
+        added.lock().unwrap().push(otp.clone());
+        added_mail.lock().unwrap().push(mail.clone());
+        Ok(())
+    });
+    mocks.otps.expect_decoy().returning(|_, _, _| Ok(()));
     mocks.outbox.expect_enqueue().returning(move |mail, _, _| {
         alone.lock().unwrap().push(mail.clone());
         Ok(())
@@ -321,18 +346,138 @@ fn register_in_compatibility_policy_refuses_a_taken_address() {
 }
 
 fn verify(m: Mocks, code: &str) -> Result<(User, TokenPair), VerifyOtpError> {
+    verify_with(m, code, None)
+}
+
+fn verify_with(
+    m: Mocks,
+    code: &str,
+    password: Option<&str>,
+) -> Result<(User, TokenPair), VerifyOtpError> {
     block_on(m.service().verify_email(VerifyInput {
         email: email(),
         code: OtpCode::new(code.into()),
+        password: password.map(|p| Password::for_login(p.into()).unwrap()),
+        client: CLIENT.into(),
     }))
 }
 
-#[test]
-fn verify_consumes_the_right_code_marks_verified_and_issues_tokens() {
-    let mut m = Mocks::new().unthrottled();
+/// The store's open codes for the address (their try already counted).
+fn open_codes(m: &mut Mocks, codes: Vec<StoredOtp>) {
     m.otps
-        .expect_find()
-        .returning(|_, _| Ok(Some(stored_otp("123456", 0, Duration::minutes(5)))));
+        .expect_count_try()
+        .withf(|e, purpose, at, max| {
+            *e == email() && *purpose == OtpPurpose::VerifyEmail && *at == now() && *max == 5
+        })
+        .times(1)
+        .return_once(move |_, _, _, _| Ok(codes));
+}
+
+#[test]
+fn verify_puts_the_registration_of_the_entered_code_into_effect() {
+    let mut m = Mocks::new().unthrottled();
+    open_codes(
+        &mut m,
+        vec![
+            registration_code("111111", "Mallory", "$argon2id$mallory"),
+            {
+                let mut own = registration_code("123456", "Ada Owner", "$argon2id$ada");
+                own.id = Uuid::from_u128(100);
+                own
+            },
+        ],
+    );
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(false))));
+    m.otps
+        .expect_complete_registration()
+        .withf(|id, hash, user_id, r, at, max| {
+            *id == Uuid::from_u128(100)
+                && *hash == code_hash("123456")
+                && *user_id == UserId(Uuid::from_u128(7))
+                && r.password_hash.as_str() == "$argon2id$ada"
+                && r.full_name.as_str() == "Ada Owner"
+                && *at == now()
+                && *max == 5
+        })
+        .times(1)
+        .returning(|_, _, _, _, _, _| Ok(true));
+    m.otps.expect_consume().never();
+    m.tokens
+        .expect_issue()
+        .withf(|subject, _| subject.email_verified)
+        .returning(|_, _| Ok(pair()));
+
+    let (user, tokens) = verify(m, "123456").unwrap();
+    assert!(user.email_verified);
+    assert_eq!(user.full_name.as_str(), "Ada Owner");
+    assert_eq!(user.password_hash.as_str(), "$argon2id$ada");
+    assert_eq!(tokens, pair());
+}
+
+#[test]
+fn verify_with_a_password_refuses_a_code_of_a_registration_with_another_password() {
+    let mut m = Mocks::new().unthrottled();
+    open_codes(
+        &mut m,
+        vec![registration_code("123456", "Mallory", "$argon2id$mallory")],
+    );
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(false))));
+    m.passwords
+        .expect_verify()
+        .withf(|_, hash| hash.as_ref().map(PasswordHash::as_str) == Some("$argon2id$mallory"))
+        .times(1)
+        .returning(|_, _| Ok(false));
+    m.otps.expect_complete_registration().never();
+    m.tokens.expect_issue().never();
+    assert!(matches!(
+        verify_with(m, "123456", Some("the owner's own password")),
+        Err(VerifyOtpError::Invalid)
+    ));
+}
+
+#[test]
+fn verify_with_the_registrations_own_password_succeeds() {
+    let mut m = Mocks::new().unthrottled();
+    open_codes(
+        &mut m,
+        vec![registration_code("123456", "Ada Owner", "$argon2id$ada")],
+    );
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(false))));
+    m.passwords.expect_verify().returning(|_, _| Ok(true));
+    m.otps
+        .expect_complete_registration()
+        .returning(|_, _, _, _, _, _| Ok(true));
+    m.tokens.expect_issue().returning(|_, _| Ok(pair()));
+    verify_with(m, "123456", Some("correct horse battery")).unwrap();
+}
+
+#[test]
+fn verify_of_a_deactivated_account_is_refused() {
+    let mut m = Mocks::new().unthrottled();
+    open_codes(
+        &mut m,
+        vec![registration_code("123456", "Ada Owner", "$argon2id$ada")],
+    );
+    m.users.expect_find_by_email().returning(|_| {
+        let mut u = user(false);
+        u.is_active = false;
+        Ok(Some(u))
+    });
+    m.otps.expect_complete_registration().never();
+    m.tokens.expect_issue().never();
+    assert!(matches!(verify(m, "123456"), Err(VerifyOtpError::Invalid)));
+}
+
+#[test]
+fn verify_of_a_code_stored_without_its_registration_consumes_and_marks_verified() {
+    let mut m = Mocks::new().unthrottled();
+    open_codes(&mut m, vec![stored_otp("123456", 1, Duration::minutes(5))]);
     m.otps
         .expect_consume()
         .withf(|id, hash, at, max| {
@@ -348,91 +493,54 @@ fn verify_consumes_the_right_code_marks_verified_and_issues_tokens() {
         .with(eq(UserId(Uuid::from_u128(7))), eq(now()))
         .times(1)
         .returning(|_, _| Ok(()));
-    m.tokens
-        .expect_issue()
-        .withf(|subject, _| subject.email_verified)
-        .returning(|_, _| Ok(pair()));
-
-    let (user, tokens) = verify(m, "123456").unwrap();
-    assert!(user.email_verified);
-    assert_eq!(tokens, pair());
+    m.tokens.expect_issue().returning(|_, _| Ok(pair()));
+    verify(m, "123456").unwrap();
 }
 
 #[test]
-fn verify_counts_a_wrong_code_as_a_try() {
+fn verify_counts_the_try_before_comparing_and_refuses_a_wrong_code() {
     let mut m = Mocks::new().unthrottled();
-    m.otps
-        .expect_find()
-        .returning(|_, _| Ok(Some(stored_otp("123456", 2, Duration::minutes(5)))));
-    m.otps
-        .expect_record_failed_attempt()
-        .with(eq(Uuid::from_u128(99)), eq(5))
-        .times(1)
-        .returning(|_, _| Ok(Some(3)));
+    open_codes(
+        &mut m,
+        vec![registration_code("123456", "Ada", "$argon2id$ada")],
+    );
+    m.otps.expect_complete_registration().never();
     m.otps.expect_consume().never();
     assert!(matches!(verify(m, "654321"), Err(VerifyOtpError::Invalid)));
 }
 
 #[test]
-fn verify_rejects_right_code_after_five_wrong_tries() {
+fn verify_refuses_when_no_code_is_open() {
+    // Expired, spent, out of tries, or never sent: the store returns no open code.
     let mut m = Mocks::new().unthrottled();
-    m.otps
-        .expect_find()
-        .returning(|_, _| Ok(Some(stored_otp("123456", 5, Duration::minutes(5)))));
-    m.otps.expect_consume().never();
-    m.otps.expect_record_failed_attempt().never();
-    assert!(matches!(verify(m, "123456"), Err(VerifyOtpError::Invalid)));
-}
-
-#[test]
-fn verify_rejects_an_expired_code() {
-    let mut m = Mocks::new().unthrottled();
-    m.otps
-        .expect_find()
-        .returning(|_, _| Ok(Some(stored_otp("123456", 0, Duration::zero()))));
-    m.otps.expect_consume().never();
-    assert!(matches!(verify(m, "123456"), Err(VerifyOtpError::Invalid)));
-}
-
-#[test]
-fn verify_rejects_a_spent_code() {
-    let mut m = Mocks::new().unthrottled();
-    m.otps.expect_find().returning(|_, _| {
-        let mut otp = stored_otp("123456", 0, Duration::minutes(5));
-        otp.consumed = true;
-        Ok(Some(otp))
-    });
-    m.otps.expect_consume().never();
-    assert!(matches!(verify(m, "123456"), Err(VerifyOtpError::Invalid)));
-}
-
-#[test]
-fn verify_rejects_an_address_without_a_code() {
-    let mut m = Mocks::new().unthrottled();
-    m.otps.expect_find().returning(|_, _| Ok(None));
+    open_codes(&mut m, vec![]);
     m.users.expect_mark_email_verified().never();
+    m.otps.expect_consume().never();
     assert!(matches!(verify(m, "123456"), Err(VerifyOtpError::Invalid)));
 }
 
 #[test]
-fn verify_loses_cleanly_when_a_concurrent_request_consumed_the_code() {
+fn verify_loses_cleanly_when_a_concurrent_request_spent_the_code() {
     let mut m = Mocks::new().unthrottled();
+    open_codes(
+        &mut m,
+        vec![registration_code("123456", "Ada", "$argon2id$ada")],
+    );
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(false))));
     m.otps
-        .expect_find()
-        .returning(|_, _| Ok(Some(stored_otp("123456", 0, Duration::minutes(5)))));
-    m.otps.expect_consume().returning(|_, _, _, _| Ok(false));
-    m.users.expect_mark_email_verified().never();
+        .expect_complete_registration()
+        .returning(|_, _, _, _, _, _| Ok(false));
     m.tokens.expect_issue().never();
     assert!(matches!(verify(m, "123456"), Err(VerifyOtpError::Invalid)));
 }
 
 #[test]
-fn verify_rejects_a_malformed_code_without_counting_it() {
+fn verify_refuses_a_malformed_code_that_happens_to_match() {
     let mut m = Mocks::new().unthrottled();
-    m.otps
-        .expect_find()
-        .returning(|_, _| Ok(Some(stored_otp("123456", 0, Duration::minutes(5)))));
-    m.otps.expect_record_failed_attempt().never();
+    open_codes(&mut m, vec![stored_otp("12345x", 1, Duration::minutes(5))]);
+    m.otps.expect_consume().never();
     assert!(matches!(verify(m, "12345x"), Err(VerifyOtpError::Invalid)));
 }
 
@@ -440,8 +548,8 @@ fn verify_rejects_a_malformed_code_without_counting_it() {
 fn verify_reports_infrastructure_failure_as_such() {
     let mut m = Mocks::new().unthrottled();
     m.otps
-        .expect_find()
-        .returning(|_, _| Err(InfraError::Unavailable(anyhow::anyhow!("pool timeout"))));
+        .expect_count_try()
+        .returning(|_, _, _, _| Err(InfraError::Unavailable(anyhow::anyhow!("pool timeout"))));
     assert!(matches!(
         verify(m, "123456"),
         Err(VerifyOtpError::Infra(InfraError::Unavailable(_)))
@@ -449,22 +557,50 @@ fn verify_reports_infrastructure_failure_as_such() {
 }
 
 #[test]
-fn resend_mails_a_new_code_only_to_unverified_accounts() {
+fn resend_mails_a_new_code_carrying_the_newest_registration() {
     let mut m = Mocks::new().unthrottled();
     m.users
         .expect_find_by_email()
         .returning(|_| Ok(Some(user(false))));
-    let sent = capture_mail(&mut m);
+    m.otps.expect_find().returning(|_, _| {
+        Ok(Some(registration_code(
+            "111111",
+            "Ada Newest",
+            "$argon2id$newest",
+        )))
+    });
+    let (sent, codes) = capture(&mut m);
     block_on(m.service().resend_verification(&email())).unwrap();
     assert_eq!(sent.lock().unwrap().len(), 1);
+    let codes = codes.lock().unwrap();
+    assert_eq!(
+        codes[0].registration,
+        Some(registration("Ada Newest", "$argon2id$newest"))
+    );
+}
 
-    for found in [Some(user(true)), None] {
+#[test]
+fn resend_to_a_verified_deactivated_or_unknown_address_does_the_same_work_and_mails_nothing() {
+    let inactive = {
+        let mut u = user(false);
+        u.is_active = false;
+        u
+    };
+    for found in [Some(user(true)), Some(inactive), None] {
         let mut m = Mocks::new().unthrottled();
         m.users
             .expect_find_by_email()
             .returning(move |_| Ok(found.clone()));
         m.otps.expect_replace().never();
+        m.otps.expect_add().never();
         m.outbox.expect_enqueue().never();
+        m.otps
+            .expect_decoy()
+            .withf(|e, purpose, at| {
+                *e == email() && *purpose == OtpPurpose::VerifyEmail && *at == now()
+            })
+            .times(1)
+            .returning(|_, _, _| Ok(()));
         block_on(m.service().resend_verification(&email())).unwrap();
     }
 }
@@ -473,6 +609,7 @@ fn login(m: Mocks) -> Result<TokenPair, LoginError> {
     block_on(m.service().login(LoginInput {
         email: email(),
         password: Password::for_login("correct horse battery".into()).unwrap(),
+        client: CLIENT.into(),
     }))
 }
 
@@ -629,33 +766,49 @@ fn denied(seconds: i64) -> Admission {
 }
 
 #[test]
-fn verify_spends_a_try_of_the_address_budget_and_gives_it_back_on_success() {
+fn verify_spends_a_try_of_both_budgets_and_gives_both_back_on_success() {
     let mut m = Mocks::new();
+    let buckets = Arc::new(Mutex::new(Vec::new()));
+    let seen = buckets.clone();
     m.throttle
         .expect_acquire()
-        .withf(|bucket, limit, at| {
-            bucket == "guess:ada@example.com" && limit.limit == 10 && *at == now()
-        })
-        .times(1)
-        .returning(|_, _, _| Ok(Admission::Allowed));
+        .times(2)
+        .returning(move |bucket, limit, at| {
+            assert_eq!(at, now());
+            seen.lock().unwrap().push((bucket.to_owned(), limit.limit));
+            Ok(Admission::Allowed)
+        });
+    let released = Arc::new(Mutex::new(Vec::new()));
+    let gave_back = released.clone();
     m.throttle
         .expect_release()
-        .withf(|bucket| bucket == "guess:ada@example.com")
-        .times(1)
-        .returning(|_| Ok(()));
+        .times(2)
+        .returning(move |bucket| {
+            gave_back.lock().unwrap().push(bucket.to_owned());
+            Ok(())
+        });
     m.refresh_tokens.expect_insert().returning(|_| Ok(()));
+    open_codes(
+        &mut m,
+        vec![registration_code("123456", "Ada", "$argon2id$ada")],
+    );
     m.otps
-        .expect_find()
-        .returning(|_, _| Ok(Some(stored_otp("123456", 0, Duration::minutes(5)))));
-    m.otps.expect_consume().returning(|_, _, _, _| Ok(true));
+        .expect_complete_registration()
+        .returning(|_, _, _, _, _, _| Ok(true));
     m.users
         .expect_find_by_email()
         .returning(|_| Ok(Some(user(false))));
-    m.users
-        .expect_mark_email_verified()
-        .returning(|_, _| Ok(()));
     m.tokens.expect_issue().returning(|_, _| Ok(pair()));
     verify(m, "123456").unwrap();
+    assert_eq!(
+        *buckets.lock().unwrap(),
+        [
+            ("guess:ada@example.com:203.0.113.1".to_owned(), 5),
+            ("guess:ada@example.com".to_owned(), 10)
+        ],
+        "the client's share first, then the address's ceiling"
+    );
+    assert_eq!(released.lock().unwrap().len(), 2);
 }
 
 #[test]
@@ -663,15 +816,13 @@ fn verify_keeps_the_try_spent_on_a_wrong_code() {
     let mut m = Mocks::new();
     m.throttle
         .expect_acquire()
-        .times(1)
+        .times(2)
         .returning(|_, _, _| Ok(Admission::Allowed));
     m.throttle.expect_release().never();
-    m.otps
-        .expect_find()
-        .returning(|_, _| Ok(Some(stored_otp("123456", 0, Duration::minutes(5)))));
-    m.otps
-        .expect_record_failed_attempt()
-        .returning(|_, _| Ok(Some(1)));
+    open_codes(
+        &mut m,
+        vec![registration_code("123456", "Ada", "$argon2id$ada")],
+    );
     assert!(matches!(verify(m, "654321"), Err(VerifyOtpError::Invalid)));
 }
 
@@ -681,12 +832,95 @@ fn verify_with_the_budget_spent_refuses_even_the_right_code_without_looking() {
     m.throttle
         .expect_acquire()
         .returning(|_, _, _| Ok(denied(600)));
-    m.otps.expect_find().never();
+    m.otps.expect_count_try().never();
     m.otps.expect_consume().never();
     match verify(m, "123456") {
         Err(VerifyOtpError::Throttled(t)) => assert_eq!(t.retry_after, Duration::seconds(600)),
         other => panic!("unexpected {other:?}"),
     }
+}
+
+#[test]
+fn verify_with_the_address_ceiling_spent_gives_back_the_clients_share() {
+    let mut m = Mocks::new();
+    m.throttle.expect_acquire().returning(|bucket, _, _| {
+        Ok(if bucket == "guess:ada@example.com" {
+            denied(300)
+        } else {
+            Admission::Allowed
+        })
+    });
+    m.throttle
+        .expect_release()
+        .withf(|bucket| bucket == "guess:ada@example.com:203.0.113.1")
+        .times(1)
+        .returning(|_| Ok(()));
+    m.otps.expect_count_try().never();
+    assert!(matches!(
+        verify(m, "123456"),
+        Err(VerifyOtpError::Throttled(_))
+    ));
+}
+
+#[test]
+fn login_spends_both_failure_budgets_and_gives_them_back_on_success() {
+    let mut m = Mocks::new();
+    let buckets = Arc::new(Mutex::new(Vec::new()));
+    let seen = buckets.clone();
+    m.throttle
+        .expect_acquire()
+        .times(2)
+        .returning(move |bucket, limit, _| {
+            seen.lock().unwrap().push((bucket.to_owned(), limit.limit));
+            Ok(Admission::Allowed)
+        });
+    m.throttle.expect_release().times(2).returning(|_| Ok(()));
+    m.refresh_tokens.expect_insert().returning(|_| Ok(()));
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(true))));
+    m.passwords.expect_verify().returning(|_, _| Ok(true));
+    m.tokens.expect_issue().returning(|_, _| Ok(pair()));
+    login(m).unwrap();
+    assert_eq!(
+        *buckets.lock().unwrap(),
+        [
+            ("login:ada@example.com:203.0.113.1".to_owned(), 10),
+            ("login:ada@example.com".to_owned(), 100)
+        ]
+    );
+}
+
+#[test]
+fn login_with_a_budget_spent_is_throttled_before_any_hashing_for_any_address() {
+    for found in [Some(user(true)), None] {
+        let mut m = Mocks::new();
+        m.throttle
+            .expect_acquire()
+            .returning(|_, _, _| Ok(denied(120)));
+        m.users
+            .expect_find_by_email()
+            .returning(move |_| Ok(found.clone()));
+        m.passwords.expect_verify().never();
+        assert!(
+            matches!(login(m), Err(LoginError::Throttled(t)) if t.retry_after == Duration::seconds(120))
+        );
+    }
+}
+
+#[test]
+fn login_keeps_the_failure_counted_on_a_wrong_password() {
+    let mut m = Mocks::new();
+    m.throttle
+        .expect_acquire()
+        .times(2)
+        .returning(|_, _, _| Ok(Admission::Allowed));
+    m.throttle.expect_release().never();
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(true))));
+    m.passwords.expect_verify().returning(|_, _| Ok(false));
+    assert!(matches!(login(m), Err(LoginError::InvalidCredentials)));
 }
 
 #[test]
@@ -759,6 +993,7 @@ fn reset_input(code: &str) -> ResetInput {
         email: email(),
         code: OtpCode::new(code.into()),
         new_password: Password::parse("a brand new passphrase".into()).unwrap(),
+        client: CLIENT.into(),
     }
 }
 
@@ -784,6 +1019,11 @@ fn reset_request_mails_a_reset_code_to_known_addresses_only() {
     let mut m = Mocks::new().unthrottled();
     m.users.expect_find_by_email().returning(|_| Ok(None));
     m.otps.expect_replace().never();
+    m.otps
+        .expect_decoy()
+        .withf(|_, purpose, _| *purpose == OtpPurpose::ResetPassword)
+        .times(1)
+        .returning(|_, _, _| Ok(()));
     block_on(m.service().request_password_reset(&email()))
         .unwrap()
         .unwrap();
@@ -793,16 +1033,16 @@ fn reset_request_mails_a_reset_code_to_known_addresses_only() {
 fn reset_confirm_sets_the_password_verifies_revokes_and_notifies() {
     let mut m = Mocks::new().unthrottled();
     m.hashing_succeeds();
-    m.otps.expect_find().returning(|_, purpose| {
+    m.otps.expect_count_try().returning(|_, purpose, _, _| {
         assert_eq!(purpose, OtpPurpose::ResetPassword);
-        let mut otp = stored_otp("123456", 0, Duration::minutes(5));
+        let mut otp = stored_otp("123456", 1, Duration::minutes(5));
         otp.purpose = OtpPurpose::ResetPassword;
         otp.code_hash = OtpHasher::new(SECRET.to_vec()).hash(
             &email(),
             OtpPurpose::ResetPassword,
             &OtpCode::new("123456".into()),
         );
-        Ok(Some(otp))
+        Ok(vec![otp])
     });
     m.otps.expect_consume().returning(|_, _, _, _| Ok(true));
     m.users
@@ -827,7 +1067,7 @@ fn reset_confirm_sets_the_password_verifies_revokes_and_notifies() {
 fn reset_confirm_with_a_wrong_code_changes_nothing() {
     let mut m = Mocks::new().unthrottled();
     m.hashing_succeeds();
-    m.otps.expect_find().returning(|_, _| Ok(None));
+    m.otps.expect_count_try().returning(|_, _, _, _| Ok(vec![]));
     m.users.expect_set_password().never();
     m.outbox.expect_enqueue().never();
     let error = block_on(m.service().confirm_password_reset(reset_input("123456"))).unwrap_err();

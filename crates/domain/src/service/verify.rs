@@ -1,13 +1,20 @@
-//! Verify: check a code for an address, consume it exactly once, hand out tokens.
+//! Verify: check a code for an address, consume it exactly once, put the registration
+//! it belongs to into effect, hand out tokens.
 
+use crate::otp::StoredOtp;
 use crate::service::{AuthService, Throttled};
-use crate::{EmailAddress, InfraError, OtpCode, OtpPurpose, TokenPair, User};
+use crate::{EmailAddress, InfraError, OtpCode, OtpPurpose, Password, TokenPair, User};
 
 #[derive(Debug)]
 pub struct VerifyInput {
     pub email: EmailAddress,
     /// As typed by the user; redacted in `Debug`.
     pub code: OtpCode,
+    /// Optional: the password the client registered with. When given, a code of a
+    /// registration with another password is refused like a wrong code.
+    pub password: Option<Password>,
+    /// The client's address key (see `AuthService::admit_client`).
+    pub client: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -18,84 +25,148 @@ pub enum VerifyOtpError {
     /// The address's guessing budget is spent (the same for unknown addresses).
     #[error(transparent)]
     Throttled(#[from] Throttled),
+    /// Password hashing is saturated (only when a password was sent); retry later.
+    #[error("the service is busy")]
+    Busy,
     #[error(transparent)]
     Infra(#[from] InfraError),
 }
 
+hash_error_into!(VerifyOtpError);
+
+/// A code that matched, with its try counted, not yet spent; and the budget buckets to
+/// give back once it is spent.
+pub(crate) struct Matched {
+    pub otp: StoredOtp,
+    buckets: [String; 2],
+}
+
 impl AuthService {
-    /// Verifies the address with its `verify_email` code and returns the first token pair.
+    /// Verifies the address with a `verify_email` code: the registration that code was
+    /// mailed for (its name and password) takes effect, and the first token pair comes back.
     pub async fn verify_email(
         &self,
         input: VerifyInput,
     ) -> Result<(User, TokenPair), VerifyOtpError> {
-        let now = self.ports.clock.now();
-        self.check_code(&input.email, &input.code, OtpPurpose::VerifyEmail)
+        let matched = self
+            .match_code(
+                &input.email,
+                &input.code,
+                OtpPurpose::VerifyEmail,
+                &input.client,
+            )
             .await?;
         let Some(mut user) = self.ports.users.find_by_email(&input.email).await? else {
             return Err(VerifyOtpError::Invalid);
         };
-        self.ports.users.mark_email_verified(user.id, now).await?;
+        if !user.is_active {
+            return Err(VerifyOtpError::Invalid);
+        }
+        let otp = &matched.otp;
+        if let Some(password) = &input.password {
+            let hash = otp
+                .registration
+                .as_ref()
+                .map_or(&user.password_hash, |r| &r.password_hash);
+            if !self
+                .ports
+                .passwords
+                .verify(password, Some(hash.clone()))
+                .await?
+            {
+                return Err(VerifyOtpError::Invalid);
+            }
+        }
+        let now = self.ports.clock.now();
+        let max = self.settings.otp.max_attempts;
+        let spent = match &otp.registration {
+            Some(registration) => {
+                let spent = self
+                    .ports
+                    .otps
+                    .complete_registration(otp.id, &otp.code_hash, user.id, registration, now, max)
+                    .await?;
+                if spent {
+                    user.full_name = registration.full_name.clone();
+                    user.password_hash = registration.password_hash.clone();
+                }
+                spent
+            }
+            // A code stored before codes carried their registration.
+            None => {
+                let spent = self
+                    .ports
+                    .otps
+                    .consume(otp.id, &otp.code_hash, now, max)
+                    .await?;
+                if spent {
+                    self.ports.users.mark_email_verified(user.id, now).await?;
+                }
+                spent
+            }
+        };
+        if !spent {
+            // A concurrent request spent it first.
+            return Err(VerifyOtpError::Invalid);
+        }
+        self.release_guesses(matched).await?;
         user.email_verified = true;
         let tokens = self.start_session(&user).await?;
         Ok((user, tokens))
     }
 
-    /// Checks `code` for (email, purpose) and consumes it, within the address's
-    /// guessing budget: a try is reserved from the budget first (atomically, so
-    /// concurrent guesses cannot overrun it) and given back only if the code was right.
-    pub(crate) async fn check_code(
+    /// Finds the code of (email, purpose) that `code` is, within the guessing budgets:
+    /// a try is reserved from the (address, client) share and from the address's
+    /// ceiling, then counted on every open code, and only then are codes compared, so
+    /// no concurrency can overrun a budget or a code's tries. The caller spends the
+    /// match and then gives the budget back with [`AuthService::release_guesses`].
+    pub(crate) async fn match_code(
         &self,
         email: &EmailAddress,
         code: &OtpCode,
         purpose: OtpPurpose,
-    ) -> Result<(), VerifyOtpError> {
-        let bucket = format!("guess:{email}");
-        self.admit(&bucket, self.settings.limits.guesses).await??;
-        let outcome = self.check_code_once(email, code, purpose).await;
-        if outcome.is_ok() {
-            self.ports.throttle.release(&bucket).await?;
+        client: &str,
+    ) -> Result<Matched, VerifyOtpError> {
+        let share = format!("guess:{email}:{client}");
+        let ceiling = format!("guess:{email}");
+        self.admit(&share, self.settings.limits.guesses_per_client)
+            .await??;
+        if let Err(throttled) = self.admit(&ceiling, self.settings.limits.guesses).await? {
+            self.ports.throttle.release(&share).await?;
+            return Err(throttled.into());
         }
-        outcome
-    }
-
-    /// Checks `code` for (email, purpose) and consumes it. A wrong code counts a try
-    /// on the code. `Ok` for exactly one caller per code.
-    async fn check_code_once(
-        &self,
-        email: &EmailAddress,
-        code: &OtpCode,
-        purpose: OtpPurpose,
-    ) -> Result<(), VerifyOtpError> {
         let now = self.ports.clock.now();
-        let max_attempts = self.settings.otp.max_attempts;
         let digits = code.expose();
         let well_formed = digits.len() == usize::from(self.settings.otp.length)
             && digits.bytes().all(|b| b.is_ascii_digit());
         // Hash even a malformed or unknown-address code: the work done is the same.
         let candidate = self.otp_hasher.hash(email, purpose, code);
-        let Some(stored) = self.ports.otps.find(email, purpose).await? else {
-            return Err(VerifyOtpError::Invalid);
-        };
-        if !stored.is_open(now, max_attempts) || !well_formed {
-            return Err(VerifyOtpError::Invalid);
-        }
-        if !stored.code_hash.matches(&candidate) {
-            self.ports
-                .otps
-                .record_failed_attempt(stored.id, max_attempts)
-                .await?;
-            return Err(VerifyOtpError::Invalid);
-        }
-        if self
+        let open = self
             .ports
             .otps
-            .consume(stored.id, &candidate, now, max_attempts)
-            .await?
-        {
-            Ok(())
-        } else {
-            // A concurrent request consumed it, or the last try was spent meanwhile.
-            Err(VerifyOtpError::Invalid)
+            .count_try(email, purpose, now, self.settings.otp.max_attempts)
+            .await?;
+        let mut found = None;
+        for otp in open {
+            // Compare with every open code, in constant time, whichever matches.
+            if otp.code_hash.matches(&candidate) && well_formed {
+                found = Some(otp);
+            }
         }
+        match found {
+            Some(otp) => Ok(Matched {
+                otp,
+                buckets: [share, ceiling],
+            }),
+            None => Err(VerifyOtpError::Invalid),
+        }
+    }
+
+    /// A spent code was no guess: its try goes back to both budgets.
+    pub(crate) async fn release_guesses(&self, matched: Matched) -> Result<(), InfraError> {
+        for bucket in &matched.buckets {
+            self.ports.throttle.release(bucket).await?;
+        }
+        Ok(())
     }
 }

@@ -35,6 +35,7 @@ pub(crate) async fn handle(
             }
             ChangePasswordError::WrongOldPassword => field("old_password", error.to_string()),
             ChangePasswordError::WeakPassword(why) => field("new_password", why),
+            ChangePasswordError::Throttled(throttled) => ApiError::throttled(throttled),
             ChangePasswordError::Busy => ApiError::busy(),
             ChangePasswordError::Infra(e) => e.into(),
         })?;

@@ -6,7 +6,7 @@ use passcode_domain::{FullName, Password};
 use serde_json::{Value, json};
 
 use crate::body::{Fields, checked};
-use crate::routes::TokenBody;
+use crate::routes::{TokenBody, no_store};
 use crate::{ApiError, HttpState};
 
 pub(crate) async fn handle(
@@ -32,7 +32,7 @@ pub(crate) async fn handle(
             "message": "Registration received. Check your email for a verification code.",
             "user": { "email": email.as_str(), "full_name": full_name.as_str() },
         }))),
-        Registered::WithTokens { user, tokens } => Ok(HttpResponse::Created().json(json!({
+        Registered::WithTokens { user, tokens } => Ok(no_store(HttpResponse::Created()).json(json!({
             "user": { "id": user.id.to_string(), "email": user.email.as_str(), "full_name": user.full_name.as_str() },
             "token": TokenBody::from(tokens),
         }))),

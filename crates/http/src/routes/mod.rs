@@ -46,8 +46,7 @@ pub(crate) fn register(cfg: &mut web::ServiceConfig) {
         )
         .service(limited("/api/accounts/logout").route(web::post().to(logout::handle)))
         .service(
-            resource("/api/accounts/change-password")
-                .route(web::post().to(change_password::handle)),
+            limited("/api/accounts/change-password").route(web::post().to(change_password::handle)),
         )
         .service(resource("/api/accounts/me").route(web::get().to(me::handle)))
         .service(resource("/.well-known/jwks.json").route(web::get().to(jwks::handle)))
@@ -60,6 +59,14 @@ fn resource(path: &str) -> Resource {
     web::resource(path).default_service(web::to(|| async {
         Err::<actix_web::HttpResponse, _>(ApiError::method_not_allowed())
     }))
+}
+
+/// A response that carries tokens: no cache (browser, proxy or CDN) may keep it.
+pub(crate) fn no_store(
+    mut builder: actix_web::HttpResponseBuilder,
+) -> actix_web::HttpResponseBuilder {
+    builder.insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"));
+    builder
 }
 
 /// `{"refresh", "access"}`, as simplejwt answers.

@@ -6,10 +6,12 @@ use passcode_domain::{OtpCode, Password};
 use serde_json::{Value, json};
 
 use crate::body::{Fields, checked};
+use crate::client::Client;
 use crate::{ApiError, HttpState};
 
 pub(crate) async fn handle(
     state: web::Data<HttpState>,
+    client: Client,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::new(body.into_inner())?;
@@ -24,6 +26,7 @@ pub(crate) async fn handle(
         email: checked(email)?,
         code: OtpCode::new(checked(otp)?.trim().to_owned()),
         new_password: checked(new_password)?,
+        client: client.key,
     };
     state
         .service

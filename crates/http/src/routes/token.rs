@@ -6,11 +6,13 @@ use passcode_domain::service::{LoginError, LoginInput};
 use serde_json::Value;
 
 use crate::body::{Fields, checked};
-use crate::routes::TokenBody;
+use crate::client::Client;
+use crate::routes::{TokenBody, no_store};
 use crate::{ApiError, HttpState};
 
 pub(crate) async fn handle(
     state: web::Data<HttpState>,
+    client: Client,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::new(body.into_inner())?;
@@ -20,6 +22,7 @@ pub(crate) async fn handle(
     let input = LoginInput {
         email: checked(email)?,
         password: checked(password)?,
+        client: client.key,
     };
     let tokens = state
         .service
@@ -35,8 +38,9 @@ pub(crate) async fn handle(
                 "email_not_verified",
                 "Email address is not verified.",
             ),
+            LoginError::Throttled(throttled) => ApiError::throttled(throttled),
             LoginError::Busy => ApiError::busy(),
             LoginError::Infra(e) => e.into(),
         })?;
-    Ok(HttpResponse::Ok().json(TokenBody::from(tokens)))
+    Ok(no_store(HttpResponse::Ok()).json(TokenBody::from(tokens)))
 }

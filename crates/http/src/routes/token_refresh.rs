@@ -5,7 +5,7 @@ use passcode_domain::service::RefreshError;
 use serde_json::Value;
 
 use crate::body::{Fields, checked};
-use crate::routes::TokenBody;
+use crate::routes::{TokenBody, no_store};
 use crate::{ApiError, HttpState};
 
 pub(crate) async fn handle(
@@ -25,5 +25,5 @@ pub(crate) async fn handle(
             }
             RefreshError::Infra(e) => e.into(),
         })?;
-    Ok(HttpResponse::Ok().json(TokenBody::from(tokens)))
+    Ok(no_store(HttpResponse::Ok()).json(TokenBody::from(tokens)))
 }

@@ -85,7 +85,105 @@ contract!(
     rotation_refuses_unknown_and_expired_tokens,
     concurrent_rotations_of_one_token_rotate_once_and_replay_the_rest,
     logout_revokes_one_family_or_all_of_an_account,
+    added_codes_live_side_by_side_and_each_counts_its_tries,
+    replacing_a_code_drops_its_waiting_mail,
+    completing_a_registration_applies_it_and_voids_the_others,
+    concurrent_completions_of_one_registration_have_one_winner,
+    a_decoy_leaves_no_code_and_nothing_to_send,
+    a_reset_voids_registrations_still_waiting_for_their_code,
+    a_session_ends_at_its_family_end_however_often_refreshed,
 );
+
+/// Queued mail holds live codes: on disk (database file and its WAL) only sealed
+/// bodies, and once a message is sent nothing of it stays readable in free pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_keeps_no_code_in_plaintext_on_disk() {
+    use chrono::{Duration, Utc};
+    use passcode_domain::ports::{Mail, OtpStore, Outbox};
+    use passcode_domain::{CodeHash, EmailAddress, OtpCode, OtpPurpose};
+    let (store, dir) = sqlite().await;
+    let to = EmailAddress::parse("ada@example.com").unwrap();
+    let now = Utc::now();
+    let otp = passcode_domain::otp::NewOtp {
+        id: uuid::Uuid::new_v4(),
+        email: to.clone(),
+        purpose: OtpPurpose::VerifyEmail,
+        code_hash: CodeHash::from_bytes(vec![1; 32]),
+        created_at: now,
+        expires_at: now + Duration::minutes(10),
+        registration: None,
+    };
+    let mail = Mail::Code {
+        to,
+        full_name: "Zebediah Quuxington".into(),
+        code: OtpCode::new("908172".into()),
+        purpose: OtpPurpose::VerifyEmail,
+        valid_for: Duration::minutes(10),
+    };
+    store.replace(&otp, &mail).await.unwrap();
+    let on_disk = || {
+        let mut bytes = Vec::new();
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+        }
+        bytes
+    };
+    let contains = |haystack: &[u8], needle: &str| {
+        haystack
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+    };
+    let bytes = on_disk();
+    assert!(!contains(&bytes, "908172"), "the code is sealed at rest");
+    assert!(!contains(&bytes, "Quuxington"), "the whole body is sealed");
+    // The worker opens it with the same key.
+    let claimed = store.claim(now, Duration::seconds(60), 10).await.unwrap();
+    assert!(matches!(&claimed[0].mail, Mail::Code { code, .. } if code.expose() == "908172"));
+}
+
+/// A body sealed under another key (another `otp.secret`) fails that message alone,
+/// with the reason kept; the other messages are still delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_sealed_under_another_key_fails_alone() {
+    use chrono::{Duration, Utc};
+    use passcode_domain::EmailAddress;
+    use passcode_domain::ports::{Mail, Outbox, OutboxStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.db");
+    let one = SqliteStore::connect(&DatabaseSettings::sqlite(&path)).unwrap();
+    one.migrate().await.unwrap();
+    let other = SqliteStore::connect(&DatabaseSettings::sqlite(&path)).unwrap();
+    let notice = |to: &str| Mail::PasswordChanged {
+        to: EmailAddress::parse(to).unwrap(),
+        full_name: "Ada".into(),
+    };
+    let now = Utc::now();
+    one.enqueue(&notice("a@example.com"), now, None)
+        .await
+        .unwrap();
+    other
+        .enqueue(&notice("b@example.com"), now, None)
+        .await
+        .unwrap();
+    let claimed = one.claim(now, Duration::seconds(60), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].mail.recipient().as_str(), "a@example.com");
+    let failed: Vec<_> = one
+        .pending(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|entry| entry.status == OutboxStatus::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert!(
+        failed[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("otp.secret")
+    );
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_migrate_again_applies_nothing_and_keeps_data() {

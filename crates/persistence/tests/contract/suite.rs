@@ -79,7 +79,34 @@ fn new_otp(address: &str, purpose: OtpPurpose, hash: u8) -> NewOtp {
         code_hash: CodeHash::from_bytes(vec![hash; 32]),
         created_at: now(),
         expires_at: now() + Duration::minutes(10),
+        registration: None,
     }
+}
+
+fn registration(name: &str, hash: &str) -> passcode_domain::Registration {
+    passcode_domain::Registration {
+        full_name: FullName::parse(name).unwrap(),
+        password_hash: PasswordHash::new(hash.into()),
+    }
+}
+
+fn registration_otp(address: &str, hash: u8, name: &str, password_hash: &str) -> NewOtp {
+    NewOtp {
+        registration: Some(registration(name, password_hash)),
+        ..new_otp(address, OtpPurpose::VerifyEmail, hash)
+    }
+}
+
+/// Counts one try on the open codes of `otp`'s address and purpose; the count of `otp`'s
+/// own code if it was open.
+async fn count(store: &impl Store, otp: &NewOtp, max: u32) -> Option<u32> {
+    store
+        .count_try(&otp.email, otp.purpose, now(), max)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|found| found.id == otp.id)
+        .map(|found| found.attempts)
 }
 
 pub async fn create_then_find_by_email_and_id(store: impl Store) {
@@ -184,7 +211,7 @@ pub async fn replace_then_find_returns_the_code(store: impl Store) {
 pub async fn replace_invalidates_the_previous_code(store: impl Store) {
     let first = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
     store.replace(&first, &mail_for(&first)).await.unwrap();
-    store.record_failed_attempt(first.id, 5).await.unwrap();
+    count(&store, &first, 5).await;
     let second = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 2);
     store.replace(&second, &mail_for(&second)).await.unwrap();
 
@@ -258,7 +285,7 @@ pub async fn consume_succeeds_once(store: impl Store) {
             .consumed
     );
     assert_eq!(
-        store.record_failed_attempt(otp.id, 5).await.unwrap(),
+        count(&store, &otp, 5).await,
         None,
         "a spent code counts no tries"
     );
@@ -277,14 +304,15 @@ pub async fn consume_refuses_wrong_hash_expired_and_exhausted_codes(store: impl 
         "expired at expires_at"
     );
     for _ in 0..3 {
-        store.record_failed_attempt(otp.id, 3).await.unwrap();
+        count(&store, &otp, 3).await;
     }
+    assert_eq!(count(&store, &otp, 3).await, None, "out of tries");
     assert!(
         !store
-            .consume(otp.id, &otp.code_hash, now(), 3)
+            .consume(otp.id, &otp.code_hash, now(), 2)
             .await
             .unwrap(),
-        "out of tries"
+        "more tries counted than allowed"
     );
     assert!(
         store
@@ -320,12 +348,9 @@ pub async fn failed_attempts_are_counted_up_to_the_limit(store: impl Store) {
     let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
     store.replace(&otp, &mail_for(&otp)).await.unwrap();
     for expected in 1..=5 {
-        assert_eq!(
-            store.record_failed_attempt(otp.id, 5).await.unwrap(),
-            Some(expected)
-        );
+        assert_eq!(count(&store, &otp, 5).await, Some(expected));
     }
-    assert_eq!(store.record_failed_attempt(otp.id, 5).await.unwrap(), None);
+    assert_eq!(count(&store, &otp, 5).await, None);
     assert_eq!(
         store
             .find(&otp.email, otp.purpose)
@@ -335,22 +360,22 @@ pub async fn failed_attempts_are_counted_up_to_the_limit(store: impl Store) {
             .attempts,
         5
     );
-    assert_eq!(
+    assert!(
         store
-            .record_failed_attempt(Uuid::new_v4(), 5)
+            .count_try(&email("nobody@example.com"), otp.purpose, now(), 5)
             .await
-            .unwrap(),
-        None
+            .unwrap()
+            .is_empty()
     );
 }
 
 pub async fn concurrent_failed_attempts_never_exceed_the_limit(store: impl Store) {
-    let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
+    let otp = Arc::new(new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1));
     store.replace(&otp, &mail_for(&otp)).await.unwrap();
     let tasks: Vec<_> = (0..20)
         .map(|_| {
-            let store = store.clone();
-            tokio::spawn(async move { store.record_failed_attempt(otp.id, 5).await.unwrap() })
+            let (store, otp) = (store.clone(), otp.clone());
+            tokio::spawn(async move { count(&store, &otp, 5).await })
         })
         .collect();
     let mut counted = Vec::new();
@@ -677,6 +702,7 @@ fn refresh_token(hash: u8, family: Uuid, user: UserId) -> passcode_domain::ports
         family_id: family,
         user_id: user,
         expires_at: now() + Duration::days(1),
+        family_expires_at: now() + Duration::days(30),
     }
 }
 
@@ -846,4 +872,242 @@ pub async fn logout_revokes_one_family_or_all_of_an_account(store: impl Store) {
     assert_eq!(store.family_of(&[2; 32]).await.unwrap(), Some((b, user)));
     store.revoke_all(user, now()).await.unwrap();
     assert_eq!(store.family_of(&[2; 32]).await.unwrap(), None);
+}
+
+pub async fn added_codes_live_side_by_side_and_each_counts_its_tries(store: impl Store) {
+    let first = registration_otp("ada@example.com", 1, "Mallory", "$argon2id$m");
+    let mut second = registration_otp("ada@example.com", 2, "Ada", "$argon2id$a");
+    second.created_at = now() + Duration::seconds(1);
+    store.add(&first, &mail_for(&first)).await.unwrap();
+    store.add(&second, &mail_for(&second)).await.unwrap();
+    let open = store
+        .count_try(&first.email, OtpPurpose::VerifyEmail, now(), 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        open.len(),
+        2,
+        "a later registration leaves the earlier code valid"
+    );
+    assert!(open.iter().all(|otp| otp.attempts == 1));
+    let mine = open.iter().find(|otp| otp.id == second.id).unwrap();
+    assert_eq!(
+        mine.registration, second.registration,
+        "each code keeps its registration"
+    );
+    let newest = store
+        .find(&first.email, OtpPurpose::VerifyEmail)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(newest.id, second.id, "find gives the newest");
+    let later = now() + Duration::seconds(1);
+    assert_eq!(
+        store
+            .claim(later, Duration::seconds(60), 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+pub async fn replacing_a_code_drops_its_waiting_mail(store: impl Store) {
+    let first = new_otp("ada@example.com", OtpPurpose::ResetPassword, 1);
+    store.replace(&first, &mail_for(&first)).await.unwrap();
+    let second = new_otp("ada@example.com", OtpPurpose::ResetPassword, 2);
+    store.replace(&second, &mail_for(&second)).await.unwrap();
+    let claimed = store.claim(now(), Duration::seconds(60), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1, "the replaced code is never mailed");
+    assert!(
+        store
+            .pending(10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|entry| entry.id == claimed[0].id),
+        "the dropped message is no longer pending"
+    );
+}
+
+pub async fn completing_a_registration_applies_it_and_voids_the_others(store: impl Store) {
+    let user = store.create(&new_user("ada@example.com")).await.unwrap();
+    let owner = registration_otp("ada@example.com", 1, "Ada Owner", "$argon2id$owner");
+    let other = registration_otp("ada@example.com", 2, "Mallory", "$argon2id$mallory");
+    store.add(&owner, &mail_for(&owner)).await.unwrap();
+    store.add(&other, &mail_for(&other)).await.unwrap();
+    let reg = owner.registration.clone().unwrap();
+    assert!(
+        !store
+            .complete_registration(owner.id, &other.code_hash, user.id, &reg, now(), 5)
+            .await
+            .unwrap(),
+        "the code's own hash only"
+    );
+    assert!(
+        store
+            .complete_registration(owner.id, &owner.code_hash, user.id, &reg, now(), 5)
+            .await
+            .unwrap()
+    );
+    let after = store.find_by_id(user.id).await.unwrap().unwrap();
+    assert!(after.email_verified);
+    assert_eq!(after.password_hash.as_str(), "$argon2id$owner");
+    assert_eq!(after.full_name.as_str(), "Ada Owner");
+    assert!(
+        store
+            .count_try(&owner.email, OtpPurpose::VerifyEmail, now(), 5)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the other registration's code is void"
+    );
+    assert!(
+        !store
+            .complete_registration(owner.id, &owner.code_hash, user.id, &reg, now(), 5)
+            .await
+            .unwrap(),
+        "once only"
+    );
+    assert!(
+        store
+            .claim(now(), Duration::seconds(60), 10)
+            .await
+            .unwrap()
+            .len()
+            <= 1,
+        "the voided code's mail is dropped"
+    );
+}
+
+pub async fn concurrent_completions_of_one_registration_have_one_winner(store: impl Store) {
+    let user = store.create(&new_user("ada@example.com")).await.unwrap();
+    let otp = Arc::new(registration_otp("ada@example.com", 1, "Ada", "$argon2id$a"));
+    store.add(&otp, &mail_for(&otp)).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (store, otp) = (store.clone(), otp.clone());
+            tokio::spawn(async move {
+                let reg = otp.registration.clone().unwrap();
+                store
+                    .complete_registration(otp.id, &otp.code_hash, user.id, &reg, now(), 5)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+}
+
+pub async fn a_decoy_leaves_no_code_and_nothing_to_send(store: impl Store) {
+    for purpose in [OtpPurpose::VerifyEmail, OtpPurpose::ResetPassword] {
+        store
+            .decoy(&email("ada@example.com"), purpose, now())
+            .await
+            .unwrap();
+        store
+            .decoy(&email("ada@example.com"), purpose, now())
+            .await
+            .unwrap();
+        assert!(
+            store
+                .find(&email("ada@example.com"), purpose)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .count_try(&email("ada@example.com"), purpose, now(), 5)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    assert!(
+        store
+            .claim(now(), Duration::seconds(60), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.pending(10).await.unwrap().is_empty());
+}
+
+pub async fn a_reset_voids_registrations_still_waiting_for_their_code(store: impl Store) {
+    let user = store.create(&new_user("ada@example.com")).await.unwrap();
+    let pending = registration_otp("ada@example.com", 1, "Mallory", "$argon2id$m");
+    store.add(&pending, &mail_for(&pending)).await.unwrap();
+    let hash = PasswordHash::new("$argon2id$v=19$reset".into());
+    store
+        .set_password(user.id, &hash, true, now())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .count_try(&pending.email, OtpPurpose::VerifyEmail, now(), 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .claim(now(), Duration::seconds(60), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn a_session_ends_at_its_family_end_however_often_refreshed(store: impl Store) {
+    use passcode_domain::ports::Rotation;
+    let user = UserId::new_random();
+    let family = Uuid::new_v4();
+    let mut first = refresh_token(1, family, user);
+    first.family_expires_at = now() + Duration::hours(1);
+    store.insert(&first).await.unwrap();
+    let grace = Duration::seconds(10);
+    // A successor asking for a day still ends with the family.
+    let mut successor = refresh_token(2, Uuid::nil(), user);
+    successor.family_expires_at = now() + Duration::days(90);
+    assert_eq!(
+        store
+            .rotate(&[1; 32], now(), grace, &successor, &token_ids(2))
+            .await
+            .unwrap(),
+        Rotation::Rotated
+    );
+    let later = now() + Duration::hours(1);
+    assert_eq!(
+        store
+            .rotate(
+                &[2; 32],
+                later,
+                grace,
+                &refresh_token(3, Uuid::nil(), user),
+                &token_ids(3)
+            )
+            .await
+            .unwrap(),
+        Rotation::Refused,
+        "the family reached its end"
+    );
+    assert_eq!(
+        store
+            .rotate(
+                &[2; 32],
+                later - Duration::milliseconds(1),
+                grace,
+                &refresh_token(3, Uuid::nil(), user),
+                &token_ids(3)
+            )
+            .await
+            .unwrap(),
+        Rotation::Rotated,
+        "until then it refreshes"
+    );
 }

@@ -1,0 +1,6 @@
+DROP INDEX outbox_otp;
+ALTER TABLE outbox DROP COLUMN otp_id;
+ALTER TABLE refresh_tokens DROP COLUMN family_expires_at;
+DROP INDEX otp_codes_address;
+ALTER TABLE otp_codes DROP COLUMN full_name, DROP COLUMN password_hash;
+ALTER TABLE otp_codes ADD CONSTRAINT otp_codes_email_purpose_key UNIQUE (email, purpose);
