@@ -63,6 +63,8 @@ impl Application {
     /// Opens the database (migrating it if configured), loads or creates the keys,
     /// builds the mailer and hasher, and binds the listener. Must run in a tokio runtime.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // The code secret first: the store seals queued mail with a key derived from it.
+        otp_secret(&settings)?;
         let store = open_store(&settings)?;
         warn_if_generated_secrets_on_shared_database(&settings, &store);
         if settings.database.migrate_on_start {
@@ -211,7 +213,20 @@ pub(crate) fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         acquire_timeout: Duration::from_secs(db.acquire_timeout_seconds.max(1)),
         busy_timeout: Duration::from_millis(db.busy_timeout_ms),
         statement_timeout: Duration::from_secs(db.statement_timeout_seconds.max(1)),
-        mail_key: MailKey::derive(&otp_secret(settings)?),
+        mail_key: mail_key(settings)?,
+    })
+}
+
+/// The key that seals queued mail, derived from the code secret. Commands that run
+/// before the service ever started (`migrate`) must not create the secret: with none
+/// yet, there is no queued mail to read, and a throwaway key will do.
+fn mail_key(settings: &Settings) -> anyhow::Result<MailKey> {
+    let has_secret = !settings.otp.secret.expose_secret().is_empty()
+        || data_file(settings, "otp-secret").exists();
+    Ok(if has_secret {
+        MailKey::derive(&otp_secret(settings)?)
+    } else {
+        MailKey::random()
     })
 }
 
