@@ -14,5 +14,6 @@ mod pg_only;
 mod policy;
 mod recovery;
 mod sessions;
+mod timing;
 mod token_attacks;
 mod tokens;

@@ -19,9 +19,11 @@ impl AuthService {
     /// database work with nothing usable left behind. The caller answers the same either way.
     pub async fn resend_verification(&self, email: &EmailAddress) -> Result<(), ResendError> {
         self.admit_send(email, OtpPurpose::VerifyEmail).await??;
-        match self.ports.users.find_by_email(email).await? {
+        let user = self.ports.users.find_by_email(email).await?;
+        // Read for every address alike: the time taken must not depend on the answer.
+        let newest = self.ports.otps.find(email, OtpPurpose::VerifyEmail).await?;
+        match user {
             Some(user) if !user.email_verified && user.is_active => {
-                let newest = self.ports.otps.find(email, OtpPurpose::VerifyEmail).await?;
                 let registration =
                     newest
                         .and_then(|otp| otp.registration)

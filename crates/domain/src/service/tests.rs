@@ -594,6 +594,7 @@ fn resend_to_a_verified_deactivated_or_unknown_address_does_the_same_work_and_ma
         m.otps.expect_replace().never();
         m.otps.expect_add().never();
         m.outbox.expect_enqueue().never();
+        m.otps.expect_find().times(1).returning(|_, _| Ok(None));
         m.otps
             .expect_decoy()
             .withf(|e, purpose, at| {
