@@ -16,6 +16,81 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `passcode serve` in `dir` on a free port with `envs`; its log lines (stdout) arrive
+/// on the returned channel. The caller kills the child.
+pub(crate) async fn serve(
+    dir: &std::path::Path,
+    envs: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    String,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let port = free_port();
+    let mut command = Command::new(BIN);
+    command
+        .current_dir(dir)
+        .env("APP__SERVER__PORT", port.to_string())
+        .env("APP__LOG__FORMAT", "text")
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    crate::helpers::wait_until_ready(&client, &base).await;
+    (child, base, lines_rx)
+}
+
+/// Every log line received within `wait`.
+pub(crate) fn lines_within(lines: &std::sync::mpsc::Receiver<String>, wait: Duration) -> String {
+    let deadline = Instant::now() + wait;
+    let mut log = String::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                log.push_str(&line);
+                log.push('\n');
+            }
+            Err(_) => break,
+        }
+    }
+    log
+}
+
+#[tokio::test]
+async fn the_request_log_names_the_computed_client_never_a_forwarded_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base, lines) = serve(dir.path(), &[]).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    // Not from a trusted proxy: the header is someone's claim, not the client.
+    let response = client
+        .post(format!("{base}/api/accounts/resend-otp/"))
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let log = lines_within(&lines, Duration::from_secs(2));
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(log.contains("http.client_ip=127.0.0.1"), "{log}");
+    assert!(!log.contains("6.6.6.6"), "{log}");
+}
+
 #[test]
 fn migrate_applies_the_migrations_once() {
     let dir = tempfile::tempdir().unwrap();

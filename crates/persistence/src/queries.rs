@@ -371,7 +371,7 @@ macro_rules! impl_ports {
                             else {
                                 return Ok(false);
                             };
-                            diesel::update(
+                            let applied = diesel::update(
                                 users::table
                                     .find(user.0.to_string())
                                     .filter(users::email.eq(&email))
@@ -385,6 +385,10 @@ macro_rules! impl_ports {
                             ))
                             .execute(conn)
                             .await?;
+                            if applied == 0 {
+                                // Deactivated (or gone) meanwhile: the code stays unspent.
+                                return Err(diesel::result::Error::RollbackTransaction);
+                            }
                             delete_codes(
                                 conn,
                                 &email,
@@ -396,7 +400,10 @@ macro_rules! impl_ports {
                             Ok::<bool, diesel::result::Error>(true)
                         })
                         .await
-                        .map_err(query_error)
+                        .or_else(|e| match e {
+                            diesel::result::Error::RollbackTransaction => Ok(false),
+                            other => Err(query_error(other)),
+                        })
                 }
             }
 

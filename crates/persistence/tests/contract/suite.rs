@@ -980,6 +980,32 @@ pub async fn completing_a_registration_applies_it_and_voids_the_others(store: im
     );
 }
 
+pub async fn a_registration_of_a_deactivated_account_is_not_completed(store: impl Store) {
+    let user = store.create(&new_user("ada@example.com")).await.unwrap();
+    store.set_active(user.id, false, now()).await.unwrap();
+    let otp = registration_otp("ada@example.com", 1, "Mallory", "$argon2id$m");
+    store.add(&otp, &mail_for(&otp)).await.unwrap();
+    let reg = otp.registration.clone().unwrap();
+    assert!(
+        !store
+            .complete_registration(otp.id, &otp.code_hash, user.id, &reg, now(), 5)
+            .await
+            .unwrap()
+    );
+    let after = store.find_by_id(user.id).await.unwrap().unwrap();
+    assert!(!after.email_verified);
+    assert_eq!(after.full_name.as_str(), "Ada Lovelace");
+    assert!(
+        !store
+            .find(&otp.email, OtpPurpose::VerifyEmail)
+            .await
+            .unwrap()
+            .unwrap()
+            .consumed,
+        "the code stays unspent"
+    );
+}
+
 pub async fn concurrent_completions_of_one_registration_have_one_winner(store: impl Store) {
     let user = store.create(&new_user("ada@example.com")).await.unwrap();
     let otp = Arc::new(registration_otp("ada@example.com", 1, "Ada", "$argon2id$a"));
