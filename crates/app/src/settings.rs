@@ -32,6 +32,16 @@ pub struct ServerSettings {
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
     pub shutdown_timeout_seconds: u64,
+    /// The API page (Swagger UI) at `/docs`.
+    pub docs: bool,
+    pub cors: CorsSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CorsSection {
+    /// Origins allowed to call the API from a browser; empty: no CORS at all.
+    pub allowed_origins: Vec<String>,
+    pub max_age_seconds: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -217,7 +227,8 @@ impl Settings {
                     .separator("__")
                     .try_parsing(true)
                     .list_separator(",")
-                    .with_list_parse_key("limits.trusted_proxies"),
+                    .with_list_parse_key("limits.trusted_proxies")
+                    .with_list_parse_key("server.cors.allowed_origins"),
             )
             .build()?;
         Ok(settings.try_deserialize()?)

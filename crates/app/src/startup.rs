@@ -101,11 +101,21 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
         let body_limit = settings.server.body_limit_bytes;
+        let docs = settings.server.docs;
+        let cors = passcode_http::CorsSettings {
+            allowed_origins: settings.server.cors.allowed_origins.clone(),
+            max_age_seconds: settings.server.cors.max_age_seconds,
+        };
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
+                // No origins listed: no CORS middleware, so no CORS headers at all.
+                .wrap(actix_web::middleware::Condition::new(
+                    !cors.allowed_origins.is_empty(),
+                    passcode_http::cors(&cors),
+                ))
                 .wrap(TracingLogger::<passcode_http::RequestSpan>::new())
-                .configure(passcode_http::configure(state.clone(), body_limit))
+                .configure(passcode_http::configure(state.clone(), body_limit, docs))
                 .default_service(web::to(passcode_http::not_found))
         })
         .shutdown_timeout(settings.server.shutdown_timeout_seconds)

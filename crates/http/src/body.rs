@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use actix_web::error::JsonPayloadError;
 use actix_web::http::StatusCode;
 use actix_web::web;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::ApiError;
+use crate::error::ErrorCode;
 
 pub(crate) const REQUIRED: &str = "This field is required.";
 
@@ -24,45 +25,84 @@ fn json_error(error: &JsonPayloadError) -> ApiError {
         JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 "Request body is too large.",
             )
         }
         JsonPayloadError::ContentType => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "Content-Type must be application/json.",
         ),
         JsonPayloadError::Deserialize(e) => {
-            ApiError::bad_request("invalid_json", format!("Malformed JSON: {e}"))
+            ApiError::bad_request(ErrorCode::InvalidJson, format!("Malformed JSON: {e}"))
         }
-        _ => ApiError::bad_request("invalid_body", "The request body could not be read."),
+        _ => ApiError::bad_request(
+            ErrorCode::InvalidBody,
+            "The request body could not be read.",
+        ),
     }
 }
 
-/// Reads named fields out of a JSON object, collecting a message per bad field.
+/// A request field as sent: absent or `null`, or any JSON value. Request types hold
+/// their fields raw, so that turning one into domain input can check every field and
+/// report every bad one at once (as DRF does), instead of stopping at the first.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Raw(Option<Value>);
+
+impl Raw {
+    #[cfg(test)]
+    pub(crate) fn of(value: Value) -> Self {
+        Self(Some(value))
+    }
+}
+
+/// A typed JSON request body: the body must be a JSON object (else 400
+/// `invalid_body`); its fields are read into `T` raw and checked by `T`'s conversion.
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Body<T> {
+    type Error = actix_web::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(
+        req: &actix_web::HttpRequest,
+        payload: &mut actix_web::dev::Payload,
+    ) -> Self::Future {
+        let json = web::Json::<Value>::from_request(req, payload);
+        Box::pin(async move {
+            let value = json.await?.into_inner();
+            if !value.is_object() {
+                return Err(ApiError::bad_request(
+                    ErrorCode::InvalidBody,
+                    "The request body must be a JSON object.",
+                )
+                .into());
+            }
+            // Every field is raw and optional: an object always converts.
+            serde_json::from_value(value).map(Body).map_err(|_| {
+                ApiError::bad_request(
+                    ErrorCode::InvalidBody,
+                    "The request body could not be read.",
+                )
+                .into()
+            })
+        })
+    }
+}
+
+/// Checks raw fields, collecting a message per bad field.
+#[derive(Default)]
 pub(crate) struct Fields {
-    map: Map<String, Value>,
     errors: BTreeMap<String, Vec<String>>,
 }
 
 impl Fields {
-    pub(crate) fn new(body: Value) -> Result<Self, ApiError> {
-        match body {
-            Value::Object(map) => Ok(Self {
-                map,
-                errors: BTreeMap::new(),
-            }),
-            _ => Err(ApiError::bad_request(
-                "invalid_body",
-                "The request body must be a JSON object.",
-            )),
-        }
-    }
-
     /// A required string field; records an error and returns `None` if absent or not a string.
-    pub(crate) fn string(&mut self, name: &str) -> Option<String> {
-        match self.map.remove(name) {
+    pub(crate) fn string(&mut self, name: &str, raw: Raw) -> Option<String> {
+        match raw.0 {
             None | Some(Value::Null) => self.error(name, REQUIRED),
             Some(Value::String(s)) => Some(s),
             Some(_) => self.error(name, "Not a valid string."),
@@ -70,8 +110,8 @@ impl Fields {
     }
 
     /// An optional string field: `None` when absent or null; a non-string is reported.
-    pub(crate) fn optional_string(&mut self, name: &str) -> Option<String> {
-        match self.map.remove(name) {
+    pub(crate) fn optional_string(&mut self, name: &str, raw: Raw) -> Option<String> {
+        match raw.0 {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s),
             Some(_) => self.error(name, "Not a valid string."),
@@ -79,14 +119,14 @@ impl Fields {
     }
 
     /// A required email address field, parsed (trimmed, normalised) or reported.
-    pub(crate) fn email(&mut self, name: &str) -> Option<passcode_domain::EmailAddress> {
-        let raw = self.string(name);
+    pub(crate) fn email(&mut self, name: &str, raw: Raw) -> Option<passcode_domain::EmailAddress> {
+        let raw = self.string(name, raw);
         self.parse(name, raw, |s| passcode_domain::EmailAddress::parse(&s))
     }
 
     /// An optional boolean field, `false` when absent or null.
-    pub(crate) fn flag(&mut self, name: &str) -> bool {
-        match self.map.remove(name) {
+    pub(crate) fn flag(&mut self, name: &str, raw: Raw) -> bool {
+        match raw.0 {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => b,
             Some(_) => self
@@ -128,7 +168,7 @@ impl Fields {
 
 /// Unwraps fields that `finish` has vouched for.
 pub(crate) fn checked<T>(value: Option<T>) -> Result<T, ApiError> {
-    value.ok_or_else(|| ApiError::bad_request("validation_error", "Invalid input."))
+    value.ok_or_else(|| ApiError::bad_request(ErrorCode::ValidationError, "Invalid input."))
 }
 
 #[cfg(test)]
@@ -137,25 +177,15 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn non_objects_are_refused() {
-        for body in [
-            json!(null),
-            json!([1, 2]),
-            json!("s"),
-            json!(5),
-            json!(true),
-        ] {
-            assert_eq!(Fields::new(body).err().unwrap().code(), "invalid_body");
-        }
-    }
-
-    #[test]
     fn missing_null_and_mistyped_fields_are_reported_per_field() {
-        let mut fields = Fields::new(json!({"a": null, "b": 5, "c": "ok"})).unwrap();
-        assert_eq!(fields.string("a"), None);
-        assert_eq!(fields.string("b"), None);
-        assert_eq!(fields.string("c").as_deref(), Some("ok"));
-        assert_eq!(fields.string("missing"), None);
+        let mut fields = Fields::default();
+        assert_eq!(fields.string("a", Raw::of(json!(null))), None);
+        assert_eq!(fields.string("b", Raw::of(json!(5))), None);
+        assert_eq!(
+            fields.string("c", Raw::of(json!("ok"))).as_deref(),
+            Some("ok")
+        );
+        assert_eq!(fields.string("missing", Raw::default()), None);
         assert_eq!(fields.errors.len(), 3);
         assert_eq!(fields.errors["a"], [REQUIRED]);
         assert!(fields.finish().is_err());

@@ -3,10 +3,12 @@
 
 mod body;
 mod client;
-
-pub use client::{Client, RequestSpan, client_of};
+mod cors;
 mod error;
 mod routes;
+pub mod types;
+
+pub use client::{Client, RequestSpan, client_of};
 
 use std::sync::Arc;
 
@@ -14,7 +16,9 @@ use actix_web::web;
 use passcode_domain::AuthService;
 use passcode_domain::ports::HealthCheck;
 
-pub use error::ApiError;
+pub use cors::{CorsSettings, cors};
+pub use error::{ApiError, ErrorBody, ErrorCode};
+pub use routes::ApiDoc;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -27,13 +31,31 @@ pub struct HttpState {
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
 }
 
-/// Registers every route, the JSON body limits and the JSON 404, on an actix `App`.
+/// Registers every route, the JSON body limits and the JSON 404, on an actix `App`,
+/// and with `docs` the API page at `/docs` (Swagger UI, built into the binary).
 /// Wrap the app in `NormalizePath::trim()` so paths answer with or without a trailing slash.
-pub fn configure(state: HttpState, body_limit: usize) -> impl FnOnce(&mut web::ServiceConfig) {
+pub fn configure(
+    state: HttpState,
+    body_limit: usize,
+    docs: bool,
+) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.app_data(web::Data::new(state))
             .app_data(body::json_config(body_limit));
         routes::register(cfg);
+        if docs {
+            // `/docs` itself: to the page (NormalizePath trims `/docs/`, so the UI's own
+            // redirect to the slash would loop).
+            cfg.service(web::resource("/docs").to(|| async {
+                actix_web::HttpResponse::Found()
+                    .insert_header(("Location", "/docs/index.html"))
+                    .finish()
+            }));
+            cfg.service(
+                utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
+                    .config(utoipa_swagger_ui::Config::from("/api/openapi.json")),
+            );
+        }
     }
 }
 

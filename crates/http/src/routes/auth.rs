@@ -2,15 +2,15 @@
 
 use actix_web::HttpRequest;
 use actix_web::http::header;
-use passcode_domain::service::AuthenticateError;
 
 use crate::ApiError;
+use crate::error::ErrorCode;
 
 /// The token of an `Authorization: Bearer <token>` header.
 pub(crate) fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
     let missing = || {
         ApiError::unauthorized(
-            "not_authenticated",
+            ErrorCode::NotAuthenticated,
             "Authentication credentials were not provided.",
         )
     };
@@ -24,13 +24,4 @@ pub(crate) fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
         return Err(missing());
     }
     Ok(token.trim())
-}
-
-pub(crate) fn auth_error(error: AuthenticateError) -> ApiError {
-    match error {
-        AuthenticateError::InvalidToken => {
-            ApiError::unauthorized("token_invalid", "Token is invalid or expired.")
-        }
-        AuthenticateError::Infra(e) => e.into(),
-    }
 }

@@ -1,44 +1,38 @@
 //! POST /api/accounts/change-password/: the signed-in user sets a new password.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use passcode_domain::Password;
-use passcode_domain::service::ChangePasswordError;
-use serde_json::{Value, json};
 
-use crate::body::{Fields, checked};
+use crate::body::Body;
+use crate::error::ErrorBody;
 use crate::routes::auth::bearer;
+use crate::types::{ChangePasswordRequest, MessageResponse};
 use crate::{ApiError, HttpState};
 
+/// Change the password (signed in); every other session is signed out.
+#[utoipa::path(
+    post, path = "/api/accounts/change-password/", operation_id = "change_password", tag = "accounts",
+    request_body = ChangePasswordRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Changed; every earlier token is refused and a notice is mailed", body = MessageResponse),
+        (status = 400, description = "Wrong `old_password` or weak `new_password` (field errors), validation error or malformed JSON", body = ErrorBody),
+        (status = 401, description = "`not_authenticated` or `token_invalid`", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
+        (status = 429, description = "The account's budget of wrong old passwords, or the client's rate", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Password hashing saturated or the database unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub(crate) async fn handle(
     state: web::Data<HttpState>,
     req: HttpRequest,
-    body: web::Json<Value>,
+    body: Body<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
     // The body first, so that a malformed request is a 400 whoever sends it.
-    let mut fields = Fields::new(body.into_inner())?;
-    let (old, new) = (fields.string("old_password"), fields.string("new_password"));
-    let old = fields.parse("old_password", old, Password::for_login);
-    let new = fields.parse("new_password", new, Password::parse);
-    fields.finish()?;
-    let (old, new) = (checked(old)?, checked(new)?);
+    let (old, new) = body.0.try_into_domain()?;
     let token = bearer(&req)?.to_owned();
-    let field = |name: &str, why: String| {
-        ApiError::validation([(name.to_owned(), vec![why])].into_iter().collect())
-    };
-    state
-        .service
-        .change_password(&token, &old, &new)
-        .await
-        .map_err(|error| match error {
-            ChangePasswordError::InvalidToken => {
-                ApiError::unauthorized("token_invalid", "Token is invalid or expired.")
-            }
-            ChangePasswordError::WrongOldPassword => field("old_password", error.to_string()),
-            ChangePasswordError::WeakPassword(why) => field("new_password", why),
-            ChangePasswordError::Throttled(throttled) => ApiError::throttled(throttled),
-            ChangePasswordError::Busy => ApiError::busy(),
-            ChangePasswordError::Infra(e) => e.into(),
-        })?;
-    Ok(HttpResponse::Ok()
-        .json(json!({ "message": "Password changed. Other sessions have been signed out." })))
+    state.service.change_password(&token, &old, &new).await?;
+    Ok(HttpResponse::Ok().json(MessageResponse::new(
+        "Password changed. Other sessions have been signed out.",
+    )))
 }

@@ -1,54 +1,57 @@
 //! POST /api/accounts/create/: register.
 
 use actix_web::{HttpResponse, web};
-use passcode_domain::service::{RegisterError, RegisterInput, Registered};
-use passcode_domain::{FullName, Password};
-use serde_json::{Value, json};
+use passcode_domain::service::Registered;
 
-use crate::body::{Fields, checked};
-use crate::routes::{TokenBody, no_store};
+use crate::body::Body;
+use crate::error::ErrorBody;
+use crate::routes::no_store;
+use crate::types::{CreatedUser, RegisterRequest, RegisterResponse, RegisteredUser};
 use crate::{ApiError, HttpState};
 
+/// Register an account and mail a verification code.
+///
+/// Default policy: the same 201 answer whether or not the address has an account (an
+/// existing verified owner is mailed a notice instead of a code), and no tokens;
+/// tokens come from `validate-otp`. Compatibility policy: the new account and its first
+/// tokens; a taken address is 400 `email_taken`.
+#[utoipa::path(
+    post, path = "/api/accounts/create/", operation_id = "register", tag = "accounts",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Registration received (or, compatibility policy, the account and its tokens)", body = RegisterResponse),
+        (status = 400, description = "Validation error (every bad field), malformed JSON, or (compatibility policy) `email_taken`", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
+        (status = 429, description = "Resend cooldown or cap of the address, or the client's rate", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Password hashing saturated or the database unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub(crate) async fn handle(
     state: web::Data<HttpState>,
-    body: web::Json<Value>,
+    body: Body<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut fields = Fields::new(body.into_inner())?;
-    let (full_name, email, password) = (
-        fields.string("full_name"),
-        fields.email("email"),
-        fields.string("password"),
-    );
-    let full_name = fields.parse("full_name", full_name, |s| FullName::parse(&s));
-    let password = fields.parse("password", password, Password::parse);
-    fields.finish()?;
-    let input = RegisterInput {
-        email: checked(email)?,
-        full_name: checked(full_name)?,
-        password: checked(password)?,
-    };
-    match state.service.register(input).await.map_err(to_api)? {
-        Registered::PendingVerification { email, full_name } => Ok(HttpResponse::Created().json(json!({
-            "message": "Registration received. Check your email for a verification code.",
-            "user": { "email": email.as_str(), "full_name": full_name.as_str() },
-        }))),
-        Registered::WithTokens { user, tokens } => Ok(no_store(HttpResponse::Created()).json(json!({
-            "user": { "id": user.id.to_string(), "email": user.email.as_str(), "full_name": user.full_name.as_str() },
-            "token": TokenBody::from(tokens),
-        }))),
-    }
-}
-
-fn to_api(error: RegisterError) -> ApiError {
-    match error {
-        RegisterError::EmailTaken => {
-            ApiError::bad_request("email_taken", "User with this email already exists.")
+    let input = body.0.try_into_domain()?;
+    Ok(match state.service.register(input).await? {
+        Registered::PendingVerification { email, full_name } => {
+            HttpResponse::Created().json(RegisterResponse::Pending {
+                message: "Registration received. Check your email for a verification code."
+                    .to_owned(),
+                user: RegisteredUser {
+                    email: email.as_str().to_owned(),
+                    full_name: full_name.as_str().to_owned(),
+                },
+            })
         }
-        RegisterError::WeakPassword(why) => {
-            ApiError::validation([("password".to_owned(), vec![why])].into_iter().collect())
+        Registered::WithTokens { user, tokens } => {
+            no_store(HttpResponse::Created()).json(RegisterResponse::WithTokens {
+                user: CreatedUser {
+                    id: user.id.to_string(),
+                    email: user.email.as_str().to_owned(),
+                    full_name: user.full_name.as_str().to_owned(),
+                },
+                token: tokens.into(),
+            })
         }
-        RegisterError::Throttled(throttled) => ApiError::throttled(throttled),
-        RegisterError::Busy => ApiError::busy(),
-        RegisterError::Infra(e) => e.into(),
-    }
+    })
 }

@@ -1,4 +1,5 @@
-//! Route table: the tutorial's paths, one file per route.
+//! Route table: the tutorial's paths, one file per route, and the OpenAPI document
+//! generated from the same handlers and types.
 
 mod auth;
 mod change_password;
@@ -7,6 +8,7 @@ mod health;
 mod jwks;
 mod logout;
 mod me;
+mod openapi;
 mod password_reset;
 mod password_reset_confirm;
 mod resend_otp;
@@ -15,43 +17,132 @@ mod token_refresh;
 mod token_verify;
 mod validate_otp;
 
+pub use openapi::ApiDoc;
+
+use actix_web::http::Method;
 use actix_web::middleware::from_fn;
-use actix_web::{Resource, web};
-use passcode_domain::TokenPair;
-use serde::Serialize;
+use actix_web::{Resource, Route, web};
 
 use crate::ApiError;
 
+/// One resource: its path (as documented, with the tutorial's trailing slash), whether
+/// it counts requests per client address, and its routes.
+pub(crate) struct Endpoint {
+    pub path: &'static str,
+    pub limited: bool,
+    pub routes: Vec<(Method, Route)>,
+}
+
+fn endpoint(path: &'static str, limited: bool, routes: Vec<(Method, Route)>) -> Endpoint {
+    Endpoint {
+        path,
+        limited,
+        routes,
+    }
+}
+
+/// Every route of the service. `register` serves exactly these, and a test checks
+/// that the OpenAPI document has exactly these operations.
+pub(crate) fn endpoints() -> Vec<Endpoint> {
+    let post = |r| (Method::POST, r);
+    let get = |r| (Method::GET, r);
+    vec![
+        endpoint(
+            "/api/accounts/create/",
+            true,
+            vec![post(web::post().to(create::handle))],
+        ),
+        endpoint(
+            "/api/accounts/validate-otp/",
+            true,
+            vec![post(web::post().to(validate_otp::handle))],
+        ),
+        endpoint(
+            "/api/accounts/resend-otp/",
+            true,
+            vec![
+                (Method::PATCH, web::patch().to(resend_otp::handle)),
+                post(web::post().to(resend_otp::handle_post)),
+            ],
+        ),
+        endpoint(
+            "/api/accounts/token/",
+            true,
+            vec![post(web::post().to(token::handle))],
+        ),
+        endpoint(
+            "/api/accounts/token/refresh/",
+            true,
+            vec![post(web::post().to(token_refresh::handle))],
+        ),
+        endpoint(
+            "/api/accounts/token/verify/",
+            true,
+            vec![post(web::post().to(token_verify::handle))],
+        ),
+        endpoint(
+            "/api/accounts/password-reset/",
+            true,
+            vec![post(web::post().to(password_reset::handle))],
+        ),
+        endpoint(
+            "/api/accounts/password-reset/confirm/",
+            true,
+            vec![post(web::post().to(password_reset_confirm::handle))],
+        ),
+        endpoint(
+            "/api/accounts/logout/",
+            true,
+            vec![post(web::post().to(logout::handle))],
+        ),
+        endpoint(
+            "/api/accounts/change-password/",
+            true,
+            vec![post(web::post().to(change_password::handle))],
+        ),
+        endpoint(
+            "/api/accounts/me/",
+            false,
+            vec![get(web::get().to(me::handle))],
+        ),
+        endpoint(
+            "/.well-known/jwks.json",
+            false,
+            vec![get(web::get().to(jwks::handle))],
+        ),
+        endpoint(
+            "/health/live",
+            false,
+            vec![get(web::get().to(health::live))],
+        ),
+        endpoint(
+            "/health/ready",
+            false,
+            vec![get(web::get().to(health::ready))],
+        ),
+        endpoint(
+            "/api/openapi.json",
+            false,
+            vec![get(web::get().to(openapi::document))],
+        ),
+    ]
+}
+
 pub(crate) fn register(cfg: &mut web::ServiceConfig) {
-    // Unauthenticated endpoints count requests per client address.
-    let limited = |path| resource(path).wrap(from_fn(crate::client::limit_clients));
-    cfg.service(limited("/api/accounts/create").route(web::post().to(create::handle)))
-        .service(limited("/api/accounts/validate-otp").route(web::post().to(validate_otp::handle)))
-        .service(
-            limited("/api/accounts/resend-otp")
-                .route(web::patch().to(resend_otp::handle))
-                .route(web::post().to(resend_otp::handle)),
-        )
-        .service(limited("/api/accounts/token").route(web::post().to(token::handle)))
-        .service(
-            limited("/api/accounts/token/refresh").route(web::post().to(token_refresh::handle)),
-        )
-        .service(limited("/api/accounts/token/verify").route(web::post().to(token_verify::handle)))
-        .service(
-            limited("/api/accounts/password-reset").route(web::post().to(password_reset::handle)),
-        )
-        .service(
-            limited("/api/accounts/password-reset/confirm")
-                .route(web::post().to(password_reset_confirm::handle)),
-        )
-        .service(limited("/api/accounts/logout").route(web::post().to(logout::handle)))
-        .service(
-            limited("/api/accounts/change-password").route(web::post().to(change_password::handle)),
-        )
-        .service(resource("/api/accounts/me").route(web::get().to(me::handle)))
-        .service(resource("/.well-known/jwks.json").route(web::get().to(jwks::handle)))
-        .service(resource("/health/live").route(web::get().to(health::live)))
-        .service(resource("/health/ready").route(web::get().to(health::ready)));
+    for endpoint in endpoints() {
+        // Served without the trailing slash: `NormalizePath` trims it from requests.
+        let path = endpoint.path.trim_end_matches('/');
+        let mut resource = resource(path);
+        for (_, route) in endpoint.routes {
+            resource = resource.route(route);
+        }
+        if endpoint.limited {
+            // Unauthenticated (and password-checking) endpoints count requests per client.
+            cfg.service(resource.wrap(from_fn(crate::client::limit_clients)));
+        } else {
+            cfg.service(resource);
+        }
+    }
 }
 
 /// A resource whose unmatched methods answer a JSON 405.
@@ -69,18 +160,64 @@ pub(crate) fn no_store(
     builder
 }
 
-/// `{"refresh", "access"}`, as simplejwt answers.
-#[derive(Serialize)]
-pub(crate) struct TokenBody {
-    refresh: String,
-    access: String,
-}
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
 
-impl From<TokenPair> for TokenBody {
-    fn from(pair: TokenPair) -> Self {
-        Self {
-            refresh: pair.refresh,
-            access: pair.access,
+    use utoipa::OpenApi;
+
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_and_every_documented_operation_is_served() {
+        let served: BTreeSet<(String, String)> = endpoints()
+            .into_iter()
+            .flat_map(|e| {
+                e.routes
+                    .into_iter()
+                    .map(move |(method, _)| (method.as_str().to_lowercase(), e.path.to_owned()))
+            })
+            .collect();
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                if ["get", "post", "patch", "put", "delete"].contains(&method.as_str()) {
+                    documented.insert((method.clone(), path.clone()));
+                }
+            }
+        }
+        let undocumented: Vec<_> = served.difference(&documented).collect();
+        let unserved: Vec<_> = documented.difference(&served).collect();
+        assert!(
+            undocumented.is_empty(),
+            "routes without an operation: {undocumented:?}"
+        );
+        assert!(
+            unserved.is_empty(),
+            "operations without a route: {unserved:?}"
+        );
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_with_bearer_security_and_retry_after() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                for (status, response) in operation["responses"].as_object().unwrap() {
+                    if status == "429" || (status == "503" && path.starts_with("/api/")) {
+                        assert!(
+                            response["headers"]["Retry-After"].is_object(),
+                            "{method} {path} {status} documents Retry-After"
+                        );
+                    }
+                }
+            }
         }
     }
 }

@@ -1,24 +1,36 @@
 //! POST /api/accounts/password-reset/: mail a reset code. The same answer whatever the address.
 
 use actix_web::{HttpResponse, web};
-use serde_json::{Value, json};
 
-use crate::body::{Fields, checked};
+use crate::body::Body;
+use crate::error::ErrorBody;
+use crate::types::{EmailRequest, MessageResponse};
 use crate::{ApiError, HttpState};
 
+/// Mail a password reset code (the same answer for any address).
+#[utoipa::path(
+    post, path = "/api/accounts/password-reset/", operation_id = "request_password_reset", tag = "accounts",
+    request_body = EmailRequest,
+    responses(
+        (status = 200, description = "The same answer for any address", body = MessageResponse),
+        (status = 400, description = "Validation error or malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
+        (status = 429, description = "The address's cooldown or hourly cap, or the client's rate", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The database unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub(crate) async fn handle(
     state: web::Data<HttpState>,
-    body: web::Json<Value>,
+    body: Body<EmailRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut fields = Fields::new(body.into_inner())?;
-    let email = fields.email("email");
-    fields.finish()?;
+    let email = body.0.try_into_domain()?;
     state
         .service
-        .request_password_reset(&checked(email)?)
+        .request_password_reset(&email)
         .await?
         .map_err(ApiError::throttled)?;
-    Ok(HttpResponse::Ok().json(json!({
-        "message": "If this address has an account, a password reset code has been sent.",
-    })))
+    Ok(HttpResponse::Ok().json(MessageResponse::new(
+        "If this address has an account, a password reset code has been sent.",
+    )))
 }

@@ -1,49 +1,34 @@
 //! POST /api/accounts/password-reset/confirm/: set a new password with a reset code.
 
 use actix_web::{HttpResponse, web};
-use passcode_domain::service::{ResetError, ResetInput};
-use passcode_domain::{OtpCode, Password};
-use serde_json::{Value, json};
 
-use crate::body::{Fields, checked};
+use crate::body::Body;
 use crate::client::Client;
+use crate::error::ErrorBody;
+use crate::types::{MessageResponse, ResetConfirmRequest};
 use crate::{ApiError, HttpState};
 
+/// Set a new password with a reset code.
+///
+/// The address counts as verified, every earlier token is refused, and a notice is mailed.
+#[utoipa::path(
+    post, path = "/api/accounts/password-reset/confirm/", operation_id = "confirm_password_reset", tag = "accounts",
+    request_body = ResetConfirmRequest,
+    responses(
+        (status = 200, description = "Password reset", body = MessageResponse),
+        (status = 400, description = "`otp_invalid`, a weak `new_password` (field error), validation error or malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
+        (status = 429, description = "The address's guessing budget (or this client's share), or the client's rate", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Password hashing saturated or the database unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub(crate) async fn handle(
     state: web::Data<HttpState>,
     client: Client,
-    body: web::Json<Value>,
+    body: Body<ResetConfirmRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut fields = Fields::new(body.into_inner())?;
-    let (email, otp, new_password) = (
-        fields.email("email"),
-        fields.string("otp"),
-        fields.string("new_password"),
-    );
-    let new_password = fields.parse("new_password", new_password, Password::parse);
-    fields.finish()?;
-    let input = ResetInput {
-        email: checked(email)?,
-        code: OtpCode::new(checked(otp)?.trim().to_owned()),
-        new_password: checked(new_password)?,
-        client: client.key,
-    };
-    state
-        .service
-        .confirm_password_reset(input)
-        .await
-        .map_err(|error| match error {
-            ResetError::InvalidCode => {
-                ApiError::bad_request("otp_invalid", "Invalid or expired OTP.")
-            }
-            ResetError::WeakPassword(why) => ApiError::validation(
-                [("new_password".to_owned(), vec![why])]
-                    .into_iter()
-                    .collect(),
-            ),
-            ResetError::Throttled(throttled) => ApiError::throttled(throttled),
-            ResetError::Busy => ApiError::busy(),
-            ResetError::Infra(e) => e.into(),
-        })?;
-    Ok(HttpResponse::Ok().json(json!({ "message": "Password has been reset." })))
+    let input = body.0.try_into_domain(client.key)?;
+    state.service.confirm_password_reset(input).await?;
+    Ok(HttpResponse::Ok().json(MessageResponse::new("Password has been reset.")))
 }

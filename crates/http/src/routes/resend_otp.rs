@@ -2,28 +2,54 @@
 //! the same whatever the address.
 
 use actix_web::{HttpResponse, web};
-use passcode_domain::service::ResendError;
-use serde_json::{Value, json};
 
-use crate::body::{Fields, checked};
+use crate::body::Body;
+use crate::error::ErrorBody;
+use crate::types::{EmailRequest, MessageResponse};
 use crate::{ApiError, HttpState};
 
+const SENT: &str =
+    "If this address has an account waiting for verification, a new code has been sent.";
+
+/// Mail a new verification code (the same answer for any address).
+#[utoipa::path(
+    patch, path = "/api/accounts/resend-otp/", operation_id = "resend_otp", tag = "accounts",
+    request_body = EmailRequest,
+    responses(
+        (status = 200, description = "The same answer for any address", body = MessageResponse),
+        (status = 400, description = "Validation error or malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
+        (status = 429, description = "The address's cooldown or hourly cap (alike for any address), or the client's rate", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The database unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub(crate) async fn handle(
     state: web::Data<HttpState>,
-    body: web::Json<Value>,
+    body: Body<EmailRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut fields = Fields::new(body.into_inner())?;
-    let email = fields.email("email");
-    fields.finish()?;
-    state
-        .service
-        .resend_verification(&checked(email)?)
-        .await
-        .map_err(|error| match error {
-            ResendError::Throttled(throttled) => ApiError::throttled(throttled),
-            ResendError::Infra(e) => e.into(),
-        })?;
-    Ok(HttpResponse::Ok().json(json!({
-        "message": "If this address has an account waiting for verification, a new code has been sent.",
-    })))
+    let email = body.0.try_into_domain()?;
+    state.service.resend_verification(&email).await?;
+    Ok(HttpResponse::Ok().json(MessageResponse::new(SENT)))
+}
+
+/// Mail a new verification code (POST, as some clients send it).
+#[utoipa::path(
+    post, path = "/api/accounts/resend-otp/", tag = "accounts",
+    operation_id = "resend_otp_post",
+    request_body = EmailRequest,
+    responses(
+        (status = 200, description = "The same answer for any address", body = MessageResponse),
+        (status = 400, description = "Validation error or malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
+        (status = 429, description = "The address's cooldown or hourly cap (alike for any address), or the client's rate", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The database unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+pub(crate) async fn handle_post(
+    state: web::Data<HttpState>,
+    body: Body<EmailRequest>,
+) -> Result<HttpResponse, ApiError> {
+    handle(state, body).await
 }

@@ -1,46 +1,35 @@
 //! POST /api/accounts/token/: log in with email and password.
 
 use actix_web::{HttpResponse, web};
-use passcode_domain::Password;
-use passcode_domain::service::{LoginError, LoginInput};
-use serde_json::Value;
 
-use crate::body::{Fields, checked};
+use crate::body::Body;
 use crate::client::Client;
-use crate::routes::{TokenBody, no_store};
+use crate::error::ErrorBody;
+use crate::routes::no_store;
+use crate::types::{LoginRequest, TokenResponse};
 use crate::{ApiError, HttpState};
 
+/// Log in: a token pair for email and password.
+#[utoipa::path(
+    post, path = "/api/accounts/token/", operation_id = "login", tag = "tokens",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "A new session's token pair", body = TokenResponse, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, description = "Validation error or malformed JSON", body = ErrorBody),
+        (status = 401, description = "`invalid_credentials`: unknown address, wrong password or inactive account (one answer)", body = ErrorBody),
+        (status = 403, description = "`email_not_verified` (default policy)", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
+        (status = 429, description = "A failed-login budget (per address and client, or per address), or the client's rate", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Password hashing saturated or the database unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub(crate) async fn handle(
     state: web::Data<HttpState>,
     client: Client,
-    body: web::Json<Value>,
+    body: Body<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut fields = Fields::new(body.into_inner())?;
-    let (email, password) = (fields.email("email"), fields.string("password"));
-    let password = fields.parse("password", password, Password::for_login);
-    fields.finish()?;
-    let input = LoginInput {
-        email: checked(email)?,
-        password: checked(password)?,
-        client: client.key,
-    };
-    let tokens = state
-        .service
-        .login(input)
-        .await
-        .map_err(|error| match error {
-            LoginError::InvalidCredentials => ApiError::unauthorized(
-                "invalid_credentials",
-                "No active account found with the given credentials.",
-            ),
-            LoginError::EmailNotVerified => ApiError::new(
-                actix_web::http::StatusCode::FORBIDDEN,
-                "email_not_verified",
-                "Email address is not verified.",
-            ),
-            LoginError::Throttled(throttled) => ApiError::throttled(throttled),
-            LoginError::Busy => ApiError::busy(),
-            LoginError::Infra(e) => e.into(),
-        })?;
-    Ok(no_store(HttpResponse::Ok()).json(TokenBody::from(tokens)))
+    let input = body.0.try_into_domain(client.key)?;
+    let tokens = state.service.login(input).await?;
+    Ok(no_store(HttpResponse::Ok()).json(TokenResponse::from(tokens)))
 }

@@ -1,29 +1,35 @@
 //! POST /api/accounts/token/refresh/: a refresh token for a new pair.
 
 use actix_web::{HttpResponse, web};
-use passcode_domain::service::RefreshError;
-use serde_json::Value;
 
-use crate::body::{Fields, checked};
-use crate::routes::{TokenBody, no_store};
+use crate::body::Body;
+use crate::error::ErrorBody;
+use crate::routes::no_store;
+use crate::types::{RefreshRequest, TokenResponse};
 use crate::{ApiError, HttpState};
 
+/// Spend a refresh token for the next pair of its session.
+///
+/// A spent token presented again within the grace window gets the same next pair;
+/// later, it revokes its session.
+#[utoipa::path(
+    post, path = "/api/accounts/token/refresh/", operation_id = "refresh_token", tag = "tokens",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "The next pair", body = TokenResponse, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, description = "Validation error or malformed JSON", body = ErrorBody),
+        (status = 401, description = "`token_invalid`: invalid, expired, spent, revoked, or its session ended", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
+        (status = 429, description = "The client's rate", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The database unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub(crate) async fn handle(
     state: web::Data<HttpState>,
-    body: web::Json<Value>,
+    body: Body<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut fields = Fields::new(body.into_inner())?;
-    let refresh = fields.string("refresh");
-    fields.finish()?;
-    let tokens = state
-        .service
-        .refresh(&checked(refresh)?)
-        .await
-        .map_err(|error| match error {
-            RefreshError::InvalidToken => {
-                ApiError::unauthorized("token_invalid", "Token is invalid or expired.")
-            }
-            RefreshError::Infra(e) => e.into(),
-        })?;
-    Ok(no_store(HttpResponse::Ok()).json(TokenBody::from(tokens)))
+    let refresh = body.0.try_into_domain()?;
+    let tokens = state.service.refresh(&refresh).await?;
+    Ok(no_store(HttpResponse::Ok()).json(TokenResponse::from(tokens)))
 }

@@ -2,23 +2,31 @@
 //! signed and current, and its account still active and not signed out since.
 
 use actix_web::{HttpResponse, web};
-use serde_json::{Value, json};
 
-use crate::body::{Fields, checked};
-use crate::routes::auth::auth_error;
+use crate::body::Body;
+use crate::error::ErrorBody;
+use crate::types::{EmptyResponse, TokenVerifyRequest};
 use crate::{ApiError, HttpState};
 
+/// Check an access token.
+#[utoipa::path(
+    post, path = "/api/accounts/token/verify/", operation_id = "verify_token", tag = "tokens",
+    request_body = TokenVerifyRequest,
+    responses(
+        (status = 200, description = "Valid", body = EmptyResponse),
+        (status = 400, description = "Validation error or malformed JSON", body = ErrorBody),
+        (status = 401, description = "`token_invalid`", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
+        (status = 429, description = "The client's rate", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The database unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub(crate) async fn handle(
     state: web::Data<HttpState>,
-    body: web::Json<Value>,
+    body: Body<TokenVerifyRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut fields = Fields::new(body.into_inner())?;
-    let token = fields.string("token");
-    fields.finish()?;
-    state
-        .service
-        .current_user(&checked(token)?)
-        .await
-        .map_err(auth_error)?;
-    Ok(HttpResponse::Ok().json(json!({})))
+    let token = body.0.try_into_domain()?;
+    state.service.current_user(&token).await?;
+    Ok(HttpResponse::Ok().json(EmptyResponse {}))
 }

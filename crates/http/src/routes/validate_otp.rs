@@ -1,45 +1,39 @@
 //! POST /api/accounts/validate-otp/: verify the address with its code.
 
 use actix_web::{HttpResponse, web};
-use passcode_domain::service::{VerifyInput, VerifyOtpError};
-use passcode_domain::{OtpCode, Password};
-use serde_json::{Value, json};
 
-use crate::body::{Fields, checked};
+use crate::body::Body;
 use crate::client::Client;
-use crate::routes::{TokenBody, no_store};
+use crate::error::ErrorBody;
+use crate::routes::no_store;
+use crate::types::{ValidateOtpRequest, VerifiedResponse};
 use crate::{ApiError, HttpState};
 
+/// Verify the address with the mailed code; the first token pair.
+///
+/// The name and password of the registration the code was mailed for take effect.
+/// Send `password` to bind the code to your own registration.
+#[utoipa::path(
+    post, path = "/api/accounts/validate-otp/", operation_id = "validate_otp", tag = "accounts",
+    request_body = ValidateOtpRequest,
+    responses(
+        (status = 200, description = "Verified; the first token pair", body = VerifiedResponse, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, description = "`otp_invalid` (wrong, expired, spent, out of tries, unknown address: one answer), validation error or malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
+        (status = 429, description = "The address's guessing budget (or this client's share of it), or the client's rate", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The database unavailable, or hashing saturated", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub(crate) async fn handle(
     state: web::Data<HttpState>,
     client: Client,
-    body: web::Json<Value>,
+    body: Body<ValidateOtpRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut fields = Fields::new(body.into_inner())?;
-    let (email, otp) = (fields.email("email"), fields.string("otp"));
-    // Optional: the password registered with; binds the code to that registration.
-    let password = fields
-        .optional_string("password")
-        .and_then(|raw| fields.parse("password", Some(raw), Password::for_login));
-    fields.finish()?;
-    let input = VerifyInput {
-        email: checked(email)?,
-        code: OtpCode::new(checked(otp)?.trim().to_owned()),
-        password,
-        client: client.key,
-    };
-    let (_user, tokens) = state.service.verify_email(input).await.map_err(to_api)?;
-    Ok(no_store(HttpResponse::Ok()).json(json!({
-        "message": "Account verified successfully",
-        "token": TokenBody::from(tokens),
-    })))
-}
-
-pub(crate) fn to_api(error: VerifyOtpError) -> ApiError {
-    match error {
-        VerifyOtpError::Invalid => ApiError::bad_request("otp_invalid", "Invalid or expired OTP."),
-        VerifyOtpError::Throttled(throttled) => ApiError::throttled(throttled),
-        VerifyOtpError::Busy => ApiError::busy(),
-        VerifyOtpError::Infra(e) => e.into(),
-    }
+    let input = body.0.try_into_domain(client.key)?;
+    let (_user, tokens) = state.service.verify_email(input).await?;
+    Ok(no_store(HttpResponse::Ok()).json(VerifiedResponse {
+        message: "Account verified successfully".to_owned(),
+        token: tokens.into(),
+    }))
 }
