@@ -2,8 +2,9 @@
 # Runs every test of passcode, on SQLite and on PostgreSQL. Sets up what the tests
 # need first, and takes it down afterwards, also when tests fail:
 #   - a Python venv with aiosmtpd and trustme, for the real SMTP servers the
-#     integration tests start (and stop) themselves, and PyJWT, a third-party
-#     token verifier;
+#     integration tests start (and stop) themselves, PyJWT, a third-party token
+#     verifier, schemathesis (the API fuzzer) and openapi-python-client;
+#   - Chromium (apt-get, if missing), for the headless check of the API page;
 #   - a throwaway PostgreSQL cluster on a free loopback port (installing the server
 #     with apt-get if it is missing), unless TEST_DATABASE_URL names a server to use.
 # Extra arguments go to every `cargo test`.
@@ -21,6 +22,11 @@ if ! "$venv/bin/python" -c 'import aiosmtpd, trustme, jwt, schemathesis, openapi
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/support/requirements.txt
 fi
 export PASSCODE_TEST_PYTHON="$venv/bin/python"
+
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+    echo "== installing Chromium with apt-get (the API page is checked in a headless browser)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 
 if [ -z "${TEST_DATABASE_URL:-}" ]; then
     pg_dir="$(mktemp -d /tmp/passcode-test-pg.XXXXXX)"

@@ -266,6 +266,13 @@ pub fn backend() -> Backend {
     }
 }
 
+pub fn backend_name() -> &'static str {
+    match backend() {
+        Backend::Postgres => "postgres",
+        Backend::Sqlite => "sqlite",
+    }
+}
+
 /// A new, empty database on the server of `TEST_DATABASE_URL`.
 pub async fn fresh_postgres_database() -> String {
     let admin = std::env::var("TEST_DATABASE_URL").expect(
@@ -337,6 +344,22 @@ fn closed_port() -> u16 {
 }
 
 /// A fresh address for one test.
+/// The Python of the tests' venv (`PASSCODE_TEST_PYTHON`, set by scripts/test.sh).
+pub fn test_python() -> PathBuf {
+    PathBuf::from(std::env::var("PASSCODE_TEST_PYTHON").unwrap_or_else(|_| "python3".into()))
+}
+
+/// A command installed in the tests' venv beside its Python (`st`, `openapi-python-client`).
+pub fn venv_tool(name: &str) -> PathBuf {
+    let tool = test_python().with_file_name(name);
+    assert!(
+        tool.exists(),
+        "{} is missing: run the tests with scripts/test.sh, which installs the tests' Python tools",
+        tool.display()
+    );
+    tool
+}
+
 pub fn unique_email() -> String {
     format!("user-{}@example.com", uuid_like())
 }

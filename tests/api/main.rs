@@ -5,6 +5,7 @@ mod abuse;
 mod bad_input;
 mod cli;
 mod concurrency;
+mod contract;
 mod flow;
 mod hardening;
 mod helpers;

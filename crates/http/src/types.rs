@@ -15,14 +15,14 @@ use crate::body::{Fields, Raw, checked};
 #[schema(example = json!({"full_name": "Ada Lovelace", "email": "ada@example.com", "password": "correct horse battery staple"}))]
 pub struct RegisterRequest {
     /// 1 to 150 characters, no control characters.
-    #[schema(value_type = String, max_length = 150)]
+    #[schema(required = true, value_type = String, max_length = 150)]
     #[serde(default)]
     pub full_name: Raw,
-    #[schema(value_type = String, format = Email)]
+    #[schema(required = true, value_type = String, format = Email)]
     #[serde(default)]
     pub email: Raw,
     /// 8 to 128 characters, hard to guess (zxcvbn score 3 or more by default).
-    #[schema(value_type = String, format = Password, min_length = 8, max_length = 128)]
+    #[schema(required = true, value_type = String, format = Password, min_length = 8, max_length = 128)]
     #[serde(default)]
     pub password: Raw,
 }
@@ -48,11 +48,11 @@ impl RegisterRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"email": "ada@example.com", "otp": "123456", "password": "correct horse battery staple"}))]
 pub struct ValidateOtpRequest {
-    #[schema(value_type = String, format = Email)]
+    #[schema(required = true, value_type = String, format = Email)]
     #[serde(default)]
     pub email: Raw,
     /// The code from the mail.
-    #[schema(value_type = String, example = "123456")]
+    #[schema(required = true, value_type = String, example = "123456")]
     #[serde(default)]
     pub otp: Raw,
     /// Optional: the password the user registered with. When sent, a code of a
@@ -84,7 +84,7 @@ impl ValidateOtpRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"email": "ada@example.com"}))]
 pub struct EmailRequest {
-    #[schema(value_type = String, format = Email)]
+    #[schema(required = true, value_type = String, format = Email)]
     #[serde(default)]
     pub email: Raw,
 }
@@ -102,10 +102,10 @@ impl EmailRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery staple"}))]
 pub struct LoginRequest {
-    #[schema(value_type = String, format = Email)]
+    #[schema(required = true, value_type = String, format = Email)]
     #[serde(default)]
     pub email: Raw,
-    #[schema(value_type = String, format = Password)]
+    #[schema(required = true, value_type = String, format = Password)]
     #[serde(default)]
     pub password: Raw,
 }
@@ -129,7 +129,7 @@ impl LoginRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RefreshRequest {
     /// A refresh token; it is spent by this call.
-    #[schema(value_type = String)]
+    #[schema(required = true, value_type = String)]
     #[serde(default)]
     pub refresh: Raw,
 }
@@ -147,7 +147,7 @@ impl RefreshRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TokenVerifyRequest {
     /// An access token.
-    #[schema(value_type = String)]
+    #[schema(required = true, value_type = String)]
     #[serde(default)]
     pub token: Raw,
 }
@@ -164,7 +164,7 @@ impl TokenVerifyRequest {
 /// `POST /api/accounts/logout/`
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LogoutRequest {
-    #[schema(value_type = String)]
+    #[schema(required = true, value_type = String)]
     #[serde(default)]
     pub refresh: Raw,
     /// Sign out every session of the account, not just this one.
@@ -187,13 +187,13 @@ impl LogoutRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"email": "ada@example.com", "otp": "123456", "new_password": "a brand new passphrase"}))]
 pub struct ResetConfirmRequest {
-    #[schema(value_type = String, format = Email)]
+    #[schema(required = true, value_type = String, format = Email)]
     #[serde(default)]
     pub email: Raw,
-    #[schema(value_type = String)]
+    #[schema(required = true, value_type = String)]
     #[serde(default)]
     pub otp: Raw,
-    #[schema(value_type = String, format = Password, min_length = 8, max_length = 128)]
+    #[schema(required = true, value_type = String, format = Password, min_length = 8, max_length = 128)]
     #[serde(default)]
     pub new_password: Raw,
 }
@@ -218,10 +218,10 @@ impl ResetConfirmRequest {
 /// `POST /api/accounts/change-password/`
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChangePasswordRequest {
-    #[schema(value_type = String, format = Password)]
+    #[schema(required = true, value_type = String, format = Password)]
     #[serde(default)]
     pub old_password: Raw,
-    #[schema(value_type = String, format = Password, min_length = 8, max_length = 128)]
+    #[schema(required = true, value_type = String, format = Password, min_length = 8, max_length = 128)]
     #[serde(default)]
     pub new_password: Raw,
 }
