@@ -474,21 +474,7 @@ impl TestApp {
 
     /// Every message captured for `to`, oldest first.
     pub fn mails_to(&self, to: &str) -> Vec<CapturedMail> {
-        let mut files: Vec<(std::time::SystemTime, PathBuf)> = ["new", "cur"]
-            .iter()
-            .filter_map(|sub| std::fs::read_dir(self.maildir.join(sub)).ok())
-            .flatten()
-            .filter_map(|entry| {
-                let entry = entry.ok()?;
-                Some((entry.metadata().ok()?.modified().ok()?, entry.path()))
-            })
-            .collect();
-        files.sort();
-        files
-            .into_iter()
-            .filter_map(|(_, path)| parse_mail(&std::fs::read(path).ok()?))
-            .filter(|mail| mail.to.eq_ignore_ascii_case(to))
-            .collect()
+        mails_in(&self.maildir, to)
     }
 
     /// Waits (up to 10 s) for a message to `to` beyond those already taken.
@@ -512,6 +498,25 @@ impl TestApp {
         mail.code()
             .unwrap_or_else(|| panic!("no code in mail: {}", mail.text))
     }
+}
+
+/// Every message for `to` in `maildir`, oldest first.
+pub fn mails_in(maildir: &std::path::Path, to: &str) -> Vec<CapturedMail> {
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = ["new", "cur"]
+        .iter()
+        .filter_map(|sub| std::fs::read_dir(maildir.join(sub)).ok())
+        .flatten()
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            Some((entry.metadata().ok()?.modified().ok()?, entry.path()))
+        })
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .filter_map(|(_, path)| parse_mail(&std::fs::read(path).ok()?))
+        .filter(|mail| mail.to.eq_ignore_ascii_case(to))
+        .collect()
 }
 
 fn parse_mail(raw: &[u8]) -> Option<CapturedMail> {

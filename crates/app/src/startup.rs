@@ -28,7 +28,6 @@ use passcode_persistence::{DatabaseSettings, MailKey, Store};
 use rand::TryRngCore;
 use rand::rngs::OsRng;
 use secrecy::{ExposeSecret, SecretString};
-use tracing_actix_web::TracingLogger;
 
 use crate::secrets::load_or_create;
 use crate::settings::{JwtAlgorithm, PolicySetting, Settings, TlsSetting, TransportKind};
@@ -114,7 +113,7 @@ impl Application {
                     !cors.allowed_origins.is_empty(),
                     passcode_http::cors(&cors),
                 ))
-                .wrap(TracingLogger::<passcode_http::RequestSpan>::new())
+                .wrap(actix_web::middleware::from_fn(passcode_http::request_log))
                 .configure(passcode_http::configure(state.clone(), body_limit, docs))
                 .default_service(web::to(passcode_http::not_found))
         })

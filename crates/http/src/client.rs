@@ -79,6 +79,8 @@ pub(crate) fn client_key(ip: Option<IpAddr>) -> String {
 pub struct Client {
     pub ip: Option<IpAddr>,
     pub key: String,
+    /// Whether the request came through a trusted proxy (whose headers are believed).
+    pub via_trusted_proxy: bool,
 }
 
 impl Client {
@@ -89,13 +91,17 @@ impl Client {
             .filter_map(|v| v.to_str().ok())
             .collect();
         let ip = client_ip(peer, &lines, trusted);
+        let via_trusted_proxy = peer
+            .map(canonical)
+            .is_some_and(|peer| trusted.iter().any(|net| net.contains(&peer)));
         Self {
             ip,
             key: client_key(ip),
+            via_trusted_proxy,
         }
     }
 
-    fn of_request(req: &HttpRequest) -> Self {
+    pub(crate) fn of_request(req: &HttpRequest) -> Self {
         if let Some(client) = req.extensions().get::<Self>() {
             return client.clone();
         }
@@ -233,44 +239,5 @@ mod tests {
             client_key(Some(ip("2001:db8:1:2:ffff::9")))
         );
         assert_eq!(client_key(Some(ip("203.0.113.9"))), "203.0.113.9");
-    }
-}
-
-/// The request span of the request log: like tracing-actix-web's default, except that
-/// the client address is the one computed by the trusted-proxy rules, never an
-/// unverified `X-Forwarded-For` or `Forwarded` header.
-#[derive(Debug)]
-pub struct RequestSpan;
-
-impl tracing_actix_web::RootSpanBuilder for RequestSpan {
-    fn on_request_start(request: &ServiceRequest) -> tracing::Span {
-        let client = Client::of_request(request.request()).display();
-        let route = request
-            .match_pattern()
-            .unwrap_or_else(|| "default".to_owned());
-        let request_id = request
-            .extensions()
-            .get::<tracing_actix_web::RequestId>()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        tracing::info_span!(
-            "HTTP request",
-            http.method = %request.method(),
-            http.route = %route,
-            http.target = %request.path(),
-            http.client_ip = %client,
-            http.status_code = tracing::field::Empty,
-            otel.status_code = tracing::field::Empty,
-            request_id = %request_id,
-            exception.message = tracing::field::Empty,
-            exception.details = tracing::field::Empty,
-        )
-    }
-
-    fn on_request_end<B: MessageBody>(
-        span: tracing::Span,
-        outcome: &Result<ServiceResponse<B>, actix_web::Error>,
-    ) {
-        tracing_actix_web::DefaultRootSpanBuilder::on_request_end(span, outcome);
     }
 }

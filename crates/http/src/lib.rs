@@ -5,10 +5,12 @@ mod body;
 mod client;
 mod cors;
 mod error;
+mod log;
 mod routes;
 pub mod types;
 
-pub use client::{Client, RequestSpan, client_of};
+pub use client::{Client, client_of};
+pub use log::{RequestId, request_log};
 
 use std::sync::Arc;
 
