@@ -164,6 +164,8 @@ pub enum Mail {
 
 pub struct TestApp {
     pub address: String,
+    /// The metrics listener's base URL, when `metrics.listen` is set.
+    pub metrics: Option<String>,
     /// The settings it runs with, to start more instances on the same database.
     pub settings: Settings,
     pub client: reqwest::Client,
@@ -229,9 +231,10 @@ pub async fn spawn_app_with(mail: Mail, customize: impl FnOnce(&mut Settings)) -
     customize(&mut settings);
     passcode_app::telemetry::init(&settings.log);
 
-    let address = start_instance(settings.clone()).await;
+    let (address, metrics) = start_instance_with_metrics(settings.clone()).await;
     TestApp {
         address,
+        metrics,
         settings,
         client: reqwest::Client::builder()
             .no_proxy()
@@ -245,10 +248,19 @@ pub async fn spawn_app_with(mail: Mail, customize: impl FnOnce(&mut Settings)) -
 
 /// Builds and runs one instance; returns its base URL.
 pub async fn start_instance(settings: Settings) -> String {
+    start_instance_with_metrics(settings).await.0
+}
+
+/// Starts an instance; returns its base URL and, with `metrics.listen` set, the base
+/// URL of its metrics listener.
+pub async fn start_instance_with_metrics(settings: Settings) -> (String, Option<String>) {
     let app = Application::build(settings).await.expect("the app starts");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let metrics = app
+        .metrics_port()
+        .map(|port| format!("http://127.0.0.1:{port}"));
     tokio::spawn(app.run_until_stopped());
-    address
+    (address, metrics)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,6 +9,7 @@ mod contract;
 mod flow;
 mod hardening;
 mod helpers;
+mod operations;
 mod otp;
 mod outbox;
 mod pg_only;

@@ -21,6 +21,7 @@ pub struct Settings {
     pub jwt: JwtSection,
     pub hashing: HashingSection,
     pub mail: MailSection,
+    pub metrics: MetricsSettings,
     pub log: LogSettings,
 }
 
@@ -203,6 +204,13 @@ pub struct SmtpSection {
     pub timeout_seconds: u64,
     pub ca_file: String,
     pub pool_size: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsSettings {
+    /// Address for `GET /metrics` (Prometheus), apart from the public port, e.g.
+    /// `127.0.0.1:9464`; empty: no metrics listener.
+    pub listen: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

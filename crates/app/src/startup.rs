@@ -48,6 +48,7 @@ pub struct Application {
     port: u16,
     server: Server,
     worker: MailWorker,
+    metrics: Option<(u16, Server)>,
 }
 
 impl std::fmt::Debug for Application {
@@ -62,6 +63,8 @@ impl Application {
     /// Opens the database (migrating it if configured), loads or creates the keys,
     /// builds the mailer and hasher, and binds the listener. Must run in a tokio runtime.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // Installed before anything counts.
+        crate::metrics::recorder();
         // The code secret first: the store seals queued mail with a key derived from it.
         otp_secret(&settings)?;
         let store = open_store(&settings)?;
@@ -133,11 +136,27 @@ impl Application {
             Duration::from_millis(settings.mail.outbox.poll_interval_ms.max(10)),
             wake,
         );
+        let metrics = if settings.metrics.listen.is_empty() {
+            None
+        } else {
+            let listener = TcpListener::bind(settings.metrics.listen.as_str())
+                .with_context(|| format!("binding metrics.listen {}", settings.metrics.listen))?;
+            let metrics_port = listener.local_addr()?.port();
+            tracing::info!(address = %settings.metrics.listen, "metrics at /metrics");
+            let served = crate::metrics::serve(
+                listener,
+                store.outbox(),
+                store.clone(),
+                Arc::new(SystemClock),
+            )?;
+            Some((metrics_port, served))
+        };
         tracing::info!(address = %settings.server.host, port, "passcode is listening");
         Ok(Self {
             port,
             server: server.run(),
             worker,
+            metrics,
         })
     }
 
@@ -145,11 +164,24 @@ impl Application {
         self.port
     }
 
+    /// The port of the `/metrics` listener, if `metrics.listen` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(port, _)| *port)
+    }
+
     /// Serves until SIGINT/SIGTERM. Graceful: the server stops taking connections and
     /// lets in-flight requests finish; then the mail worker finishes the sends it has
     /// started and stops. Messages not sent stay queued for the next start.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let metrics = self.metrics.map(|(_, server)| {
+            let handle = server.handle();
+            tokio::spawn(server);
+            handle
+        });
         let served = self.server.await;
+        if let Some(metrics) = metrics {
+            metrics.stop(true).await;
+        }
         self.worker.stop().await;
         served
     }

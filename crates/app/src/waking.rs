@@ -6,7 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use passcode_domain::otp::{NewOtp, StoredOtp};
-use passcode_domain::ports::{Mail, OtpStore, Outbox, OutboxEntry, OutboxStatus, QueuedMail};
+use passcode_domain::ports::{
+    Mail, OtpStore, Outbox, OutboxEntry, OutboxStats, OutboxStatus, QueuedMail,
+};
 use passcode_domain::{CodeHash, EmailAddress, InfraError, OtpPurpose, Registration, UserId};
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -80,6 +82,9 @@ impl OtpStore for Waking<dyn OtpStore> {
 
 #[async_trait]
 impl Outbox for Waking<dyn Outbox> {
+    async fn stats(&self) -> Result<OutboxStats, InfraError> {
+        self.inner.stats().await
+    }
     async fn enqueue(
         &self,
         mail: &Mail,

@@ -230,6 +230,12 @@ impl Mailer for LettreMailer {
                 .map_err(|error| MailError::Transient(error.into())),
             Transport::Log => Ok(()),
         };
+        let outcome = match &result {
+            Ok(()) => "sent",
+            Err(MailError::Transient(_)) => "transient_failure",
+            Err(MailError::Permanent(_)) => "permanent_failure",
+        };
+        metrics::counter!("passcode_mail_sends_total", "result" => outcome).increment(1);
         if let Err(error) = &result {
             tracing::warn!(%error, "mail delivery failed");
         }

@@ -6,6 +6,7 @@
 //! dynamic mmap threshold keeps every freed 19 MiB block resident and memory grows
 //! with each login. Hashing memory is thus `max_concurrent × memory_kib`, fixed.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 
@@ -50,6 +51,8 @@ impl Default for HashingSettings {
 pub struct Argon2Hasher {
     inner: Arc<Inner>,
     jobs: SyncSender<Job>,
+    /// Jobs queued and not yet started (the `passcode_hashing_queue_depth` gauge).
+    waiting: Arc<AtomicI64>,
 }
 
 struct Inner {
@@ -89,6 +92,7 @@ impl Argon2Hasher {
         Ok(Self {
             inner: Arc::new(Inner { argon, dummy }),
             jobs,
+            waiting: Arc::new(AtomicI64::new(0)),
         })
     }
 
@@ -100,13 +104,24 @@ impl Argon2Hasher {
     {
         let (done, result) = oneshot::channel();
         let inner = self.inner.clone();
+        let waiting = self.waiting.clone();
         let job: Job = Box::new(move || {
+            queue_depth(waiting.fetch_sub(1, Ordering::Relaxed) - 1);
             // The caller may have gone away; then nobody needs the result.
             let _ = done.send(work(&inner));
         });
-        match self.jobs.try_send(job) {
+        // Counted before it is queued, so that a job starting at once never counts below zero.
+        queue_depth(self.waiting.fetch_add(1, Ordering::Relaxed) + 1);
+        let sent = self.jobs.try_send(job);
+        if sent.is_err() {
+            queue_depth(self.waiting.fetch_sub(1, Ordering::Relaxed) - 1);
+        }
+        match sent {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(HashError::Busy),
+            Err(TrySendError::Full(_)) => {
+                metrics::counter!("passcode_hashing_rejections_total").increment(1);
+                return Err(HashError::Busy);
+            }
             Err(TrySendError::Disconnected(_)) => {
                 return Err(HashError::Unexpected(anyhow::anyhow!(
                     "the hashing threads have stopped"
@@ -117,6 +132,11 @@ impl Argon2Hasher {
             .await
             .map_err(|_| HashError::Unexpected(anyhow::anyhow!("a hashing job was lost")))?
     }
+}
+
+#[allow(clippy::cast_precision_loss)] // a queue of at most a few thousand jobs
+fn queue_depth(waiting: i64) {
+    metrics::gauge!("passcode_hashing_queue_depth").set(waiting.max(0) as f64);
 }
 
 /// A hashing thread: takes jobs until every sender is gone.

@@ -24,6 +24,14 @@ pub use postgres::PgStore;
 pub use settings::DatabaseSettings;
 pub use sqlite::SqliteStore;
 
+/// A connection pool's use, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub open: usize,
+    pub idle: usize,
+    pub max: usize,
+}
+
 /// The store the URL names.
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -80,6 +88,19 @@ impl Store {
         match self {
             Self::Sqlite(store) => Arc::new(store.clone()),
             Self::Postgres(store) => Arc::new(store.clone()),
+        }
+    }
+
+    /// The connection pool now: (connections open, of which idle, the maximum).
+    pub fn pool_status(&self) -> PoolStatus {
+        let status = match self {
+            Self::Sqlite(store) => store.pool_status(),
+            Self::Postgres(store) => store.pool_status(),
+        };
+        PoolStatus {
+            open: status.size,
+            idle: status.available,
+            max: status.max_size,
         }
     }
 

@@ -103,6 +103,10 @@ impl PgStore {
         .await?
     }
 
+    pub(crate) fn pool_status(&self) -> deadpool::Status {
+        self.pool.status()
+    }
+
     pub(crate) async fn conn(&self) -> Result<Object<AsyncPgConnection>, InfraError> {
         self.pool.get().await.map_err(pool_error)
     }

@@ -473,6 +473,11 @@ macro_rules! impl_ports {
                         .first(&mut *conn)
                         .await
                         .map_err(query_error)?;
+                    metrics::counter!(
+                        "passcode_throttle_denials_total",
+                        "limit" => $crate::rows::limit_name(key)
+                    )
+                    .increment(1);
                     Ok(Admission::Denied {
                         retry_after: $crate::rows::retry_after(
                             limit,
@@ -538,6 +543,28 @@ macro_rules! impl_ports {
 
             #[async_trait]
             impl Outbox for $store {
+                async fn stats(&self) -> Result<passcode_domain::ports::OutboxStats, InfraError> {
+                    use diesel::dsl::{count_star, min};
+                    let mut conn = self.conn().await?;
+                    let (unsent, oldest): (i64, Option<i64>) = outbox::table
+                        .filter(outbox::status.eq_any(["queued", "sending"]))
+                        .select((count_star(), min(outbox::created_at)))
+                        .first(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    let failed: i64 = outbox::table
+                        .filter(outbox::status.eq("failed"))
+                        .select(count_star())
+                        .first(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    Ok(passcode_domain::ports::OutboxStats {
+                        unsent: u64::try_from(unsent).unwrap_or(0),
+                        oldest_unsent_at: oldest.map(from_millis),
+                        failed: u64::try_from(failed).unwrap_or(0),
+                    })
+                }
+
                 async fn enqueue(
                     &self,
                     mail: &Mail,
@@ -793,6 +820,8 @@ macro_rules! impl_ports {
                             .set(refresh_tokens::revoked_at.eq(Some(now_ms)))
                             .execute(conn)
                             .await?;
+                            metrics::counter!("passcode_refresh_reuse_detected_total")
+                                .increment(1);
                             Ok::<Rotation, diesel::result::Error>(Rotation::Reused)
                         })
                         .await

@@ -131,6 +131,22 @@ window_start = CASE WHEN rate_limits.window_start <= $3 THEN $2 ELSE rate_limits
 last_at = $2 \
 WHERE (rate_limits.window_start <= $3 OR rate_limits.count < $4) AND rate_limits.last_at <= $5";
 
+/// The limit a bucket key belongs to, for metrics: its prefix, and for budgets kept
+/// per (address, client) as well as per address, which of the two.
+pub(crate) fn limit_name(key: &str) -> &'static str {
+    let parts = key.split(':').count();
+    match (key.split(':').next().unwrap_or_default(), parts) {
+        ("guess", 3) => "guesses_per_client",
+        ("guess", _) => "guesses",
+        ("login", 3) => "login_failures_per_client",
+        ("login", _) => "login_failures",
+        ("send", _) => "sends",
+        ("client", _) => "client_requests",
+        ("password-check", _) => "password_checks",
+        _ => "other",
+    }
+}
+
 /// How long until a denied bucket admits again (at least one second).
 pub(crate) fn retry_after(
     limit: passcode_domain::ports::Limit,

@@ -111,6 +111,10 @@ impl SqliteStore {
         .await?
     }
 
+    pub(crate) fn pool_status(&self) -> deadpool::Status {
+        self.pool.status()
+    }
+
     pub(crate) async fn conn(&self) -> Result<Object<Conn>, InfraError> {
         self.pool.get().await.map_err(pool_error)
     }

@@ -18,7 +18,7 @@ pub use code_generator::CodeGenerator;
 pub use health_check::HealthCheck;
 pub use mailer::{Mail, MailError, Mailer};
 pub use otp_store::OtpStore;
-pub use outbox::{Outbox, OutboxEntry, OutboxStatus, QueuedMail};
+pub use outbox::{Outbox, OutboxEntry, OutboxStats, OutboxStatus, QueuedMail};
 pub use password_hasher::{HashError, PasswordHasher};
 pub use refresh_tokens::{NewRefreshToken, RefreshTokenStore, Rotation, TokenIds};
 pub use throttle::{Admission, Limit, Throttle};

@@ -66,9 +66,23 @@ pub struct OutboxEntry {
     pub next_attempt_at: DateTime<Utc>,
 }
 
+/// What operators watch: mail not yet sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    /// Queued or being sent.
+    pub unsent: u64,
+    /// When the oldest unsent message was queued.
+    pub oldest_unsent_at: Option<DateTime<Utc>>,
+    /// Given up (kept with their error).
+    pub failed: u64,
+}
+
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait Outbox: Send + Sync {
+    /// Counts of unsent and failed messages, and the age of the oldest unsent one.
+    async fn stats(&self) -> Result<OutboxStats, InfraError>;
+
     /// Queues `mail` for delivery from `now`; it is not sent after `expires_at`.
     async fn enqueue(
         &self,

@@ -1,0 +1,185 @@
+//! Operations: Prometheus metrics that move with what happens.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use serde_json::json;
+
+use crate::helpers::{Mail, PASSWORD, TestApp, spawn_app_with, unique_email};
+
+/// The sum of the samples of `name` whose labels include every pair of `labels`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, label_text) = match series.split_once('{') {
+                Some((metric, rest)) => (metric, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            (metric == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| label_text.split(',').any(|l| l == format!("{k}=\"{v}\""))))
+            .then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+async fn scrape(app: &TestApp) -> String {
+    let url = format!(
+        "{}/metrics",
+        app.metrics.as_ref().expect("metrics.listen is set")
+    );
+    let response = app.client.get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    response.text().await.unwrap()
+}
+
+fn with_metrics(
+    customize: impl FnOnce(&mut passcode_app::Settings),
+) -> impl FnOnce(&mut passcode_app::Settings) {
+    move |s| {
+        s.metrics.listen = "127.0.0.1:0".into();
+        customize(s);
+    }
+}
+
+#[tokio::test]
+async fn metrics_are_served_apart_and_move_with_requests_limits_reuse_and_mail() {
+    let app = spawn_app_with(
+        Mail::Starttls,
+        with_metrics(|s| {
+            s.limits.guess_budget_per_client = 1;
+            s.jwt.refresh_reuse_grace_seconds = 0;
+        }),
+    )
+    .await;
+    // Not on the public port.
+    assert_eq!(
+        app.client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let before = scrape(&app).await;
+    let created = |t: &str| {
+        sample(
+            t,
+            "passcode_http_requests_total",
+            &[("route", "/api/accounts/create"), ("status", "201")],
+        )
+    };
+
+    let email = unique_email();
+    let tokens = app.verified_user(&email).await;
+    // A guessing-budget denial.
+    let other = unique_email();
+    app.register(&other).await;
+    assert_eq!(app.validate(&other, "000000").await.status(), 400);
+    assert_eq!(app.validate(&other, "000000").await.status(), 429);
+    // A refresh-token reuse.
+    let refresh = json!({"refresh": tokens["refresh"]});
+    assert_eq!(
+        app.post("/api/accounts/token/refresh/", &refresh)
+            .await
+            .status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        app.post("/api/accounts/token/refresh/", &refresh)
+            .await
+            .status(),
+        401
+    );
+    app.next_mail(&other).await;
+
+    let after = scrape(&app).await;
+    assert!(
+        created(&after) >= created(&before) + 2.0,
+        "requests counted per route and status"
+    );
+    assert!(
+        sample(
+            &after,
+            "passcode_http_request_duration_seconds_count",
+            &[("route", "/api/accounts/validate-otp")]
+        ) >= sample(
+            &before,
+            "passcode_http_request_duration_seconds_count",
+            &[("route", "/api/accounts/validate-otp")]
+        ) + 3.0,
+        "latency histogram"
+    );
+    let denials = |t: &str| {
+        sample(
+            t,
+            "passcode_throttle_denials_total",
+            &[("limit", "guesses_per_client")],
+        )
+    };
+    assert!(
+        denials(&after) >= denials(&before) + 1.0,
+        "throttle denials per limit"
+    );
+    let reuse = |t: &str| sample(t, "passcode_refresh_reuse_detected_total", &[]);
+    assert!(reuse(&after) >= reuse(&before) + 1.0, "reuse detections");
+    let sent = |t: &str| sample(t, "passcode_mail_sends_total", &[("result", "sent")]);
+    assert!(sent(&after) >= sent(&before) + 2.0, "sends by result");
+    for gauge in [
+        "passcode_outbox_unsent",
+        "passcode_outbox_oldest_unsent_age_seconds",
+        "passcode_db_pool_max_connections",
+        "passcode_hashing_queue_depth",
+    ] {
+        assert!(
+            after.contains(&format!("\n{gauge}")) || after.starts_with(gauge),
+            "{gauge} is exported"
+        );
+    }
+    assert!(sample(&after, "passcode_db_pool_max_connections", &[]) >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashing_rejections_are_counted() {
+    let app = spawn_app_with(
+        Mail::Starttls,
+        with_metrics(|s| {
+            s.hashing.max_concurrent = 1;
+            s.hashing.max_queued = 1;
+        }),
+    )
+    .await;
+    let before = sample(
+        &scrape(&app).await,
+        "passcode_hashing_rejections_total",
+        &[],
+    );
+    let email = unique_email();
+    let logins = (0..12).map(|_| app.login(&email, PASSWORD));
+    let busy = join_all(logins)
+        .await
+        .into_iter()
+        .filter(|r| r.status() == 503)
+        .count();
+    assert!(busy > 0, "the flood overflowed the queue");
+    let after = sample(
+        &scrape(&app).await,
+        "passcode_hashing_rejections_total",
+        &[],
+    );
+    assert!(
+        after >= before + busy as f64,
+        "{before} -> {after}, {busy} refused"
+    );
+}
