@@ -515,3 +515,89 @@ async fn no_secret_reaches_the_log_even_at_debug() {
         assert!(!log.contains(secret), "the {what} reached the log");
     }
 }
+
+fn passcode(dir: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(BIN);
+    command
+        .current_dir(dir)
+        .args(args)
+        .env("APP__LOG__LEVEL", "off")
+        .env_remove("RUST_LOG");
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn config_check_prints_the_effective_configuration_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "an otp secret of at least thirty-two characters";
+    let out = passcode(
+        dir.path(),
+        &["config", "check"],
+        &[("APP__OTP__SECRET", secret)],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("no problems found"), "{stdout}");
+    assert!(stdout.contains("\"ttl_seconds\": 600"), "{stdout}");
+    assert!(stdout.contains("[REDACTED]"), "{stdout}");
+    assert!(!stdout.contains(secret), "the secret is never printed");
+}
+
+#[test]
+fn bad_values_are_refused_all_at_once_by_config_check_and_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = [
+        ("APP__MAIL__OUTBOX__WORKERS", "0"),
+        ("APP__OTP__TTL_SECONDS", "0"),
+        ("APP__JWT__ACCESS_TTL_SECONDS", "3"),
+        ("APP__JWT__PRIVATE_KEY_FILE", "/nonexistent/key.pem"),
+    ];
+    let check = passcode(dir.path(), &["config", "check"], &bad);
+    assert!(!check.status.success());
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    for key in [
+        "mail.outbox.workers",
+        "otp.ttl_seconds",
+        "jwt.access_ttl_seconds",
+        "jwt.private_key_file",
+    ] {
+        assert!(
+            stdout.contains(&format!("problem: {key}")),
+            "{key}: {stdout}"
+        );
+    }
+    let serve = passcode(dir.path(), &["serve"], &bad);
+    assert!(!serve.status.success());
+    let stderr = String::from_utf8_lossy(&serve.stderr);
+    assert!(stderr.contains("invalid configuration"), "{stderr}");
+    for key in [
+        "mail.outbox.workers",
+        "otp.ttl_seconds",
+        "jwt.private_key_file",
+    ] {
+        assert!(stderr.contains(key), "{key}: {stderr}");
+    }
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing was started or created"
+    );
+
+    let unknown = passcode(
+        dir.path(),
+        &["config", "check"],
+        &[("APP__LOG__FORMAT", "yaml")],
+    );
+    assert!(!unknown.status.success());
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        stderr.contains("yaml") && stderr.contains("log.format"),
+        "{stderr}"
+    );
+}

@@ -37,6 +37,16 @@ enum Command {
     /// Manage the token signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (secrets redacted) and every problem in it;
+    /// exit 1 if there is any.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -97,6 +107,9 @@ async fn run() -> anyhow::Result<()> {
     // A missing .env file is normal.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
+    if let Some(Command::Config(ConfigCommand::Check)) = cli.command {
+        return config_check(&cli.config_dir);
+    }
     let settings = Settings::load(&cli.config_dir)?;
     telemetry::init(&settings.log);
     match cli.command.unwrap_or(Command::Serve) {
@@ -131,6 +144,26 @@ async fn run() -> anyhow::Result<()> {
         Command::Mail(MailCommand::Queue { retry_failed }) => {
             print!("{}", mail_queue(&settings, retry_failed).await?)
         }
+        Command::Config(ConfigCommand::Check) => unreachable!("handled before loading"),
     }
     Ok(())
+}
+
+/// `passcode config check`: the effective configuration and its problems.
+fn config_check(config_dir: &std::path::Path) -> anyhow::Result<()> {
+    let settings = match Settings::load(config_dir) {
+        Ok(settings) => settings,
+        // An unknown key type or enum value: nothing more can be checked.
+        Err(error) => anyhow::bail!("the configuration cannot be read: {error:#}"),
+    };
+    println!("{}", serde_json::to_string_pretty(&settings)?);
+    let problems = passcode_app::check::problems(&settings);
+    if problems.is_empty() {
+        println!("no problems found");
+        return Ok(());
+    }
+    for problem in &problems {
+        println!("problem: {problem}");
+    }
+    anyhow::bail!("{} problem(s) in the configuration", problems.len())
 }

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use config::{Config, Environment, File, FileFormat};
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 const BUILT_IN: &str = include_str!("../../../config/default.toml");
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Settings {
     pub server: ServerSettings,
     pub data: DataSettings,
@@ -25,7 +25,7 @@ pub struct Settings {
     pub log: LogSettings,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ServerSettings {
     pub host: String,
     pub port: u16,
@@ -38,20 +38,20 @@ pub struct ServerSettings {
     pub cors: CorsSection,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct CorsSection {
     /// Origins allowed to call the API from a browser; empty: no CORS at all.
     pub allowed_origins: Vec<String>,
     pub max_age_seconds: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct DataSettings {
     /// Where generated keys and secrets live.
     pub dir: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct DatabaseSection {
     pub url: String,
     pub max_connections: usize,
@@ -61,28 +61,29 @@ pub struct DatabaseSection {
     pub migrate_on_start: bool,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum PolicySetting {
     VerificationRequired,
     TokensBeforeVerification,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct RegistrationSettings {
     pub policy: PolicySetting,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct OtpSection {
     pub length: u8,
     pub ttl_seconds: u64,
     pub max_attempts: u32,
     /// HMAC key for stored codes; empty: generated into `<data.dir>/otp-secret`.
+    #[serde(serialize_with = "redacted")]
     pub secret: SecretString,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct LimitsSection {
     /// Wrong code tries per address per window, across codes and purposes.
     pub guess_budget: u32,
@@ -112,7 +113,7 @@ pub struct LimitsSection {
     pub purge_interval_seconds: u64,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 pub enum JwtAlgorithm {
     EdDSA,
     ES256,
@@ -120,12 +121,13 @@ pub enum JwtAlgorithm {
     HS256,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct JwtSection {
     pub algorithm: JwtAlgorithm,
     /// Ed25519 PKCS#8 PEM; empty: `<data.dir>/jwt-ed25519.pem`, created if missing.
     pub private_key_file: String,
     /// HS256 shared secret (at least 32 bytes).
+    #[serde(serialize_with = "redacted")]
     pub secret: SecretString,
     /// Folder of further keys (`passcode keys`); empty: `<data.dir>/jwt-keys`.
     pub keys_dir: String,
@@ -141,7 +143,7 @@ pub struct JwtSection {
     pub leeway_seconds: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct HashingSection {
     pub memory_kib: u32,
     pub iterations: u32,
@@ -151,7 +153,7 @@ pub struct HashingSection {
     pub max_queued: usize,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum TransportKind {
     Log,
@@ -159,7 +161,7 @@ pub enum TransportKind {
     Smtp,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum TlsSetting {
     Implicit,
@@ -167,7 +169,7 @@ pub enum TlsSetting {
     None,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct MailSection {
     pub transport: TransportKind,
     pub from: String,
@@ -179,7 +181,7 @@ pub struct MailSection {
     pub smtp: SmtpSection,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct OutboxSection {
     /// Messages one instance sends at once.
     pub workers: u32,
@@ -194,31 +196,48 @@ pub struct OutboxSection {
     pub backoff_max_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct SmtpSection {
     pub host: String,
     pub port: u16,
     pub tls: TlsSetting,
     pub username: String,
+    #[serde(serialize_with = "redacted")]
     pub password: SecretString,
     pub timeout_seconds: u64,
     pub ca_file: String,
     pub pool_size: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct MetricsSettings {
     /// Address for `GET /metrics` (Prometheus), apart from the public port, e.g.
     /// `127.0.0.1:9464`; empty: no metrics listener.
     pub listen: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct LogSettings {
     /// A tracing filter, e.g. `info` or `passcode=debug,actix_web=info`; `RUST_LOG` wins.
     pub level: String,
-    /// `text` or `json`.
-    pub format: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Secrets print as whether they are set, never as their value.
+fn redacted<S: Serializer>(secret: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
+    use secrecy::ExposeSecret;
+    serializer.serialize_str(if secret.expose_secret().is_empty() {
+        ""
+    } else {
+        "[REDACTED]"
+    })
 }
 
 impl Settings {

@@ -63,6 +63,8 @@ impl Application {
     /// Opens the database (migrating it if configured), loads or creates the keys,
     /// builds the mailer and hasher, and binds the listener. Must run in a tokio runtime.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // Refuse bad values, all named at once, before anything starts.
+        crate::check::ensure_valid(&settings)?;
         // Installed before anything counts.
         crate::metrics::recorder();
         // The code secret first: the store seals queued mail with a key derived from it.
@@ -133,7 +135,7 @@ impl Application {
         );
         let worker = MailWorker::start(
             delivery,
-            Duration::from_millis(settings.mail.outbox.poll_interval_ms.max(10)),
+            Duration::from_millis(settings.mail.outbox.poll_interval_ms),
             wake,
         );
         let metrics = if settings.metrics.listen.is_empty() {
@@ -251,9 +253,9 @@ pub(crate) fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     Store::connect(&DatabaseSettings {
         url: db.url.clone(),
         max_connections: db.max_connections,
-        acquire_timeout: Duration::from_secs(db.acquire_timeout_seconds.max(1)),
+        acquire_timeout: Duration::from_secs(db.acquire_timeout_seconds),
         busy_timeout: Duration::from_millis(db.busy_timeout_ms),
-        statement_timeout: Duration::from_secs(db.statement_timeout_seconds.max(1)),
+        statement_timeout: Duration::from_secs(db.statement_timeout_seconds),
         mail_key: mail_key(settings)?,
     })
 }
@@ -398,7 +400,7 @@ fn service_settings(settings: &Settings) -> anyhow::Result<ServiceSettings> {
             max_attempts: otp.max_attempts,
         },
         limits: abuse_limits(settings),
-        password_min_score: settings.limits.password_min_score.min(4),
+        password_min_score: settings.limits.password_min_score,
         refresh_grace: seconds(settings.jwt.refresh_reuse_grace_seconds),
         session_max: seconds(settings.jwt.session_max_seconds),
     })
@@ -412,7 +414,7 @@ fn abuse_limits(settings: &Settings) -> AbuseLimits {
     let l = &settings.limits;
     let limit = |limit: u32, window: u64, cooldown: u64| Limit {
         limit,
-        window: seconds(window.max(1)),
+        window: seconds(window),
         cooldown: seconds(cooldown),
     };
     AbuseLimits {
@@ -508,7 +510,7 @@ pub(crate) fn mail_settings(settings: &Settings) -> anyhow::Result<MailSettings>
                 },
                 username: non_empty(&smtp.username),
                 password: non_empty(smtp.password.expose_secret()).map(SecretString::from),
-                timeout: Duration::from_secs(smtp.timeout_seconds.max(1)),
+                timeout: Duration::from_secs(smtp.timeout_seconds),
                 ca_file: non_empty(&smtp.ca_file).map(PathBuf::from),
                 pool_size: smtp.pool_size,
             })
@@ -527,10 +529,10 @@ fn delivery_settings(settings: &Settings) -> DeliverySettings {
     let millis =
         |ms: u64| chrono::Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX / 1000));
     DeliverySettings {
-        batch: o.workers.max(1),
-        max_attempts: o.max_attempts.max(1),
-        lease: seconds(o.lease_seconds.max(1)),
-        backoff_base: millis(o.backoff_base_ms.max(1)),
+        batch: o.workers,
+        max_attempts: o.max_attempts,
+        lease: seconds(o.lease_seconds),
+        backoff_base: millis(o.backoff_base_ms),
         backoff_max: millis(o.backoff_max_ms.max(o.backoff_base_ms)),
     }
 }

@@ -9,7 +9,7 @@ pub fn init(settings: &LogSettings) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = if settings.format == "json" {
+    let _ = if settings.format == crate::settings::LogFormat::Json {
         builder.json().try_init()
     } else {
         builder.try_init()

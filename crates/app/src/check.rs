@@ -1,0 +1,303 @@
+//! Configuration that refuses mistakes: every problem of the effective settings, each
+//! naming its key, so that start-up can refuse them all in one message (instead of
+//! clamping a bad value silently) and `passcode config check` can list them.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use secrecy::ExposeSecret;
+
+use crate::settings::{JwtAlgorithm, Settings, TransportKind};
+
+/// One problem: the key and what is wrong with its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Every problem of `settings`; empty when they can be served.
+pub fn problems(settings: &Settings) -> Vec<Problem> {
+    let mut found = Found::default();
+
+    let s = settings;
+    found.at_least(
+        "server.body_limit_bytes",
+        s.server.body_limit_bytes as u64,
+        1_024,
+    );
+    found.at_least(
+        "database.max_connections",
+        s.database.max_connections as u64,
+        1,
+    );
+    found.at_least(
+        "database.acquire_timeout_seconds",
+        s.database.acquire_timeout_seconds,
+        1,
+    );
+    found.at_least(
+        "database.statement_timeout_seconds",
+        s.database.statement_timeout_seconds,
+        1,
+    );
+    found.at_least("otp.ttl_seconds", s.otp.ttl_seconds, 1);
+    found.at_least("otp.max_attempts", u64::from(s.otp.max_attempts), 1);
+    let l = &s.limits;
+    for (key, value) in [
+        ("limits.guess_budget", u64::from(l.guess_budget)),
+        ("limits.guess_window_seconds", l.guess_window_seconds),
+        (
+            "limits.guess_budget_per_client",
+            u64::from(l.guess_budget_per_client),
+        ),
+        ("limits.login_failures", u64::from(l.login_failures)),
+        ("limits.login_window_seconds", l.login_window_seconds),
+        (
+            "limits.login_failures_per_client",
+            u64::from(l.login_failures_per_client),
+        ),
+        (
+            "limits.login_client_window_seconds",
+            l.login_client_window_seconds,
+        ),
+        ("limits.resend_cap", u64::from(l.resend_cap)),
+        ("limits.resend_window_seconds", l.resend_window_seconds),
+        ("limits.client_requests", u64::from(l.client_requests)),
+        ("limits.client_window_seconds", l.client_window_seconds),
+        ("limits.purge_interval_seconds", l.purge_interval_seconds),
+    ] {
+        found.at_least(key, value, 1);
+    }
+    let j = &s.jwt;
+    found.at_least("jwt.access_ttl_seconds", j.access_ttl_seconds, 1);
+    found.at_least("jwt.refresh_ttl_seconds", j.refresh_ttl_seconds, 1);
+    found.at_least("jwt.session_max_seconds", j.session_max_seconds, 1);
+    let h = &s.hashing;
+    found.at_least("hashing.iterations", u64::from(h.iterations), 1);
+    found.at_least("hashing.parallelism", u64::from(h.parallelism), 1);
+    found.at_least(
+        "hashing.memory_kib",
+        u64::from(h.memory_kib),
+        8 * u64::from(h.parallelism.max(1)),
+    );
+    let o = &s.mail.outbox;
+    found.at_least("mail.outbox.workers", u64::from(o.workers), 1);
+    found.at_least("mail.outbox.max_attempts", u64::from(o.max_attempts), 1);
+    found.at_least("mail.outbox.poll_interval_ms", o.poll_interval_ms, 10);
+    found.at_least("mail.outbox.lease_seconds", o.lease_seconds, 1);
+    found.at_least("mail.outbox.backoff_base_ms", o.backoff_base_ms, 1);
+    found.at_least(
+        "mail.outbox.backoff_max_ms",
+        o.backoff_max_ms,
+        o.backoff_base_ms,
+    );
+
+    if !(4..=10).contains(&s.otp.length) {
+        found.add(
+            "otp.length",
+            format!("is {}; it must be between 4 and 10", s.otp.length),
+        );
+    }
+    let otp_secret = s.otp.secret.expose_secret();
+    if !otp_secret.is_empty() && otp_secret.len() < 32 {
+        found.add(
+            "otp.secret",
+            "is shorter than 32 characters (leave it empty to generate one)".into(),
+        );
+    }
+    if l.password_min_score > 4 {
+        found.add(
+            "limits.password_min_score",
+            format!("is {}; zxcvbn scores go from 0 to 4", l.password_min_score),
+        );
+    }
+    for entry in &l.trusted_proxies {
+        if entry.parse::<ipnet::IpNet>().is_err() && entry.parse::<std::net::IpAddr>().is_err() {
+            found.add(
+                "limits.trusted_proxies",
+                format!("{entry:?} is not an address or CIDR"),
+            );
+        }
+    }
+    for (key, ttl) in [
+        ("jwt.access_ttl_seconds", j.access_ttl_seconds),
+        ("jwt.refresh_ttl_seconds", j.refresh_ttl_seconds),
+    ] {
+        if ttl <= j.leeway_seconds {
+            found.add(
+                key,
+                format!(
+                    "is {ttl}, not longer than jwt.leeway_seconds ({}): tokens would outlive their lifetime",
+                    j.leeway_seconds
+                ),
+            );
+        }
+    }
+    if j.algorithm == JwtAlgorithm::HS256 && j.secret.expose_secret().len() < 32 {
+        found.add(
+            "jwt.secret",
+            "HS256 needs a secret of at least 32 bytes".into(),
+        );
+    }
+    if !j.private_key_file.is_empty()
+        && let Err(error) = std::fs::read_to_string(&j.private_key_file)
+    {
+        found.add("jwt.private_key_file", format!("cannot be read: {error}"));
+    }
+    if !j.keys_dir.is_empty()
+        && Path::new(&j.keys_dir).exists()
+        && let Err(error) = std::fs::read_dir(&j.keys_dir)
+    {
+        found.add("jwt.keys_dir", format!("cannot be read: {error}"));
+    }
+
+    let url = &s.database.url;
+    if url.is_empty() {
+        found.add("database.url", "is empty".into());
+    } else if url.contains("://")
+        && !["sqlite://", "postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
+    {
+        found.add(
+            "database.url",
+            "must start with sqlite://, postgres:// or postgresql://".into(),
+        );
+    }
+
+    let m = &s.mail;
+    if m.from.parse::<lettre::message::Mailbox>().is_err() {
+        found.add(
+            "mail.from",
+            format!(
+                "{:?} is not a mailbox like \"App <no-reply@example.com>\"",
+                m.from
+            ),
+        );
+    }
+    if !m.templates_dir.is_empty() && !Path::new(&m.templates_dir).is_dir() {
+        found.add(
+            "mail.templates_dir",
+            format!("{:?} is not a folder", m.templates_dir),
+        );
+    }
+    if m.transport == TransportKind::Smtp {
+        if m.smtp.host.is_empty() {
+            found.add(
+                "mail.smtp.host",
+                "mail.transport = \"smtp\" needs a host".into(),
+            );
+        }
+        if m.smtp.port == 0 {
+            found.add("mail.smtp.port", "is 0".into());
+        }
+        found.at_least("mail.smtp.timeout_seconds", m.smtp.timeout_seconds, 1);
+        found.at_least("mail.smtp.pool_size", u64::from(m.smtp.pool_size), 1);
+        if !m.smtp.ca_file.is_empty()
+            && let Err(error) = std::fs::read(&m.smtp.ca_file)
+        {
+            found.add("mail.smtp.ca_file", format!("cannot be read: {error}"));
+        }
+    }
+
+    if !s.metrics.listen.is_empty() && s.metrics.listen.parse::<SocketAddr>().is_err() {
+        found.add(
+            "metrics.listen",
+            format!(
+                "{:?} is not an address like 127.0.0.1:9464",
+                s.metrics.listen
+            ),
+        );
+    }
+    if tracing_subscriber::EnvFilter::try_new(&s.log.level).is_err() {
+        found.add(
+            "log.level",
+            format!("{:?} is not a log filter", s.log.level),
+        );
+    }
+    for origin in &s.server.cors.allowed_origins {
+        let valid = (origin.starts_with("https://") || origin.starts_with("http://"))
+            && !origin
+                .trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .contains('/')
+            && !origin.ends_with(':');
+        if !valid {
+            found.add(
+                "server.cors.allowed_origins",
+                format!("{origin:?} is not an origin like https://app.example.com"),
+            );
+        }
+    }
+    found.0
+}
+
+#[derive(Default)]
+struct Found(Vec<Problem>);
+
+impl Found {
+    fn add(&mut self, key: &'static str, message: String) {
+        self.0.push(Problem { key, message });
+    }
+
+    fn at_least(&mut self, key: &'static str, value: u64, least: u64) {
+        if value < least {
+            self.add(key, format!("is {value}; it must be at least {least}"));
+        }
+    }
+}
+
+/// `Ok` if there is nothing to refuse; otherwise one error naming every bad key.
+pub fn ensure_valid(settings: &Settings) -> anyhow::Result<()> {
+    let found = problems(settings);
+    if found.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = found.iter().map(|p| format!("  - {p}")).collect();
+    anyhow::bail!("invalid configuration:\n{}", list.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_have_no_problem() {
+        assert_eq!(problems(&Settings::defaults().unwrap()), vec![]);
+    }
+
+    #[test]
+    fn every_bad_value_is_named_at_once() {
+        let mut s = Settings::defaults().unwrap();
+        s.mail.outbox.workers = 0;
+        s.otp.ttl_seconds = 0;
+        s.jwt.access_ttl_seconds = 3;
+        s.jwt.leeway_seconds = 5;
+        s.jwt.private_key_file = "/nonexistent/key.pem".into();
+        s.limits.password_min_score = 7;
+        s.metrics.listen = "nowhere".into();
+        let keys: Vec<&str> = problems(&s).iter().map(|p| p.key).collect();
+        for key in [
+            "mail.outbox.workers",
+            "otp.ttl_seconds",
+            "jwt.access_ttl_seconds",
+            "jwt.private_key_file",
+            "limits.password_min_score",
+            "metrics.listen",
+        ] {
+            assert!(keys.contains(&key), "{key} in {keys:?}");
+        }
+        let message = ensure_valid(&s).unwrap_err().to_string();
+        assert!(
+            message.contains("otp.ttl_seconds: is 0; it must be at least 1"),
+            "{message}"
+        );
+    }
+}
