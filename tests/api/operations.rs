@@ -183,3 +183,110 @@ async fn hashing_rejections_are_counted() {
         "{before} -> {after}, {busy} refused"
     );
 }
+
+fn audit_cli(app: &TestApp, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_passcode"))
+        .arg("audit")
+        .args(args)
+        .env("APP__LOG__LEVEL", "off")
+        .env("APP__DATABASE__URL", &app.settings.database.url)
+        .env("APP__DATA__DIR", app.data_dir.path())
+        .output()
+        .expect("passcode audit");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The security events of a whole flow reach the audit trail with their client address
+/// and request id, and `passcode audit` reads them back (text and JSON).
+#[tokio::test]
+async fn the_audit_trail_records_the_security_events_of_a_flow() {
+    let app = spawn_app_with(Mail::Starttls, |s| s.jwt.refresh_reuse_grace_seconds = 0).await;
+    let email = unique_email();
+    let register = app.register(&email).await;
+    let register_id = register.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let code = app.next_code(&email).await;
+    assert_eq!(app.validate(&email, &code).await.status(), 200);
+    assert_eq!(app.login(&email, "a wrong guess 12345").await.status(), 401);
+    let tokens = crate::helpers::json_of(app.login(&email, PASSWORD).await, 200).await;
+    let refresh = serde_json::json!({"refresh": tokens["refresh"]});
+    assert_eq!(
+        app.post("/api/accounts/token/refresh/", &refresh)
+            .await
+            .status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        app.post("/api/accounts/token/refresh/", &refresh)
+            .await
+            .status(),
+        401
+    );
+    let fresh = crate::helpers::json_of(app.login(&email, PASSWORD).await, 200).await;
+    let changed = app
+        .client
+        .post(app.url("/api/accounts/change-password/"))
+        .bearer_auth(fresh["access"].as_str().unwrap())
+        .json(&serde_json::json!({"old_password": PASSWORD, "new_password": "a brand new passphrase 7"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    app.users_cli("deactivate", &email);
+
+    let lines = audit_cli(&app, &["--email", &email, "--json"]);
+    let events: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    // Newest first.
+    assert_eq!(
+        kinds,
+        [
+            "deactivated",
+            "password_changed",
+            "login_succeeded",
+            "refresh_reuse_detected",
+            "login_succeeded",
+            "login_failed",
+            "verified",
+            "registered"
+        ],
+        "{lines}"
+    );
+    let registered = events.last().unwrap();
+    assert_eq!(registered["client"], "127.0.0.1");
+    assert_eq!(
+        registered["request_id"],
+        register_id.as_str(),
+        "the request id of X-Request-Id"
+    );
+    assert!(registered["user_id"].is_string());
+    assert!(
+        events[0]["client"].is_null(),
+        "the command line has no client"
+    );
+    for secret in [PASSWORD, code.as_str(), tokens["refresh"].as_str().unwrap()] {
+        assert!(!lines.contains(secret), "no secret in the audit trail");
+    }
+    let text = audit_cli(&app, &["--email", &email, "--since", "1h"]);
+    assert!(
+        text.contains("refresh_reuse_detected") && text.contains("client=127.0.0.1"),
+        "{text}"
+    );
+    assert!(
+        audit_cli(&app, &["--email", &email, "--since", "2999-01-01"]).contains("no audit events")
+    );
+}

@@ -79,6 +79,7 @@ pub fn problems(settings: &Settings) -> Vec<Problem> {
     found.at_least("jwt.access_ttl_seconds", j.access_ttl_seconds, 1);
     found.at_least("jwt.refresh_ttl_seconds", j.refresh_ttl_seconds, 1);
     found.at_least("jwt.session_max_seconds", j.session_max_seconds, 1);
+    found.at_least("audit.retention_days", u64::from(s.audit.retention_days), 1);
     let h = &s.hashing;
     found.at_least("hashing.iterations", u64::from(h.iterations), 1);
     found.at_least("hashing.parallelism", u64::from(h.parallelism), 1);

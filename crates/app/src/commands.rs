@@ -149,3 +149,95 @@ pub enum KeysAction {
     Activate { kid: String },
     Rotate { algorithm: Option<String> },
 }
+
+/// `passcode audit`: the audit trail, newest first, optionally for one address and
+/// from a time on; one line per event, or JSON lines.
+pub async fn audit(
+    settings: &Settings,
+    email: Option<&str>,
+    since: Option<&str>,
+    json: bool,
+    limit: u32,
+) -> anyhow::Result<String> {
+    let email = email
+        .map(|e| {
+            passcode_domain::EmailAddress::parse(e).map_err(|why| anyhow::anyhow!("{e:?}: {why}"))
+        })
+        .transpose()?;
+    let since = since.map(parse_since).transpose()?;
+    let store = open_store(settings)?;
+    let events = store
+        .audit()
+        .list(&passcode_domain::AuditQuery {
+            email,
+            since,
+            limit,
+        })
+        .await?;
+    let mut out = String::new();
+    for event in &events {
+        if json {
+            let line = serde_json::json!({
+                "at": event.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "event": event.kind.as_str(),
+                "user_id": event.user_id.map(|id| id.to_string()),
+                "email": event.email.as_ref().map(|e| e.as_str()),
+                "client": event.client,
+                "request_id": event.request_id,
+            });
+            writeln!(out, "{line}")?;
+        } else {
+            writeln!(
+                out,
+                "{}  {:<22}  {:<30}  client={}  request={}",
+                event.at.format("%Y-%m-%d %H:%M:%S%.3f"),
+                event.kind.as_str(),
+                event.email.as_ref().map_or("-", |e| e.as_str()),
+                event.client.as_deref().unwrap_or("-"),
+                event.request_id.as_deref().unwrap_or("-"),
+            )?;
+        }
+    }
+    if events.is_empty() && !json {
+        writeln!(out, "no audit events")?;
+    }
+    Ok(out)
+}
+
+/// `--since`: an RFC 3339 time, a date (`2026-12-01`, midnight UTC), or an age like
+/// `90m`, `24h` or `7d`.
+fn parse_since(raw: &str) -> anyhow::Result<chrono::DateTime<Utc>> {
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(raw) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        return Ok(day.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    let (number, unit) = raw.split_at(raw.len().saturating_sub(1));
+    let amount: i64 = number.parse().map_err(|_| {
+        anyhow::anyhow!("--since {raw:?}: use 2026-12-01T10:00:00Z, 2026-12-01, or 90m, 24h, 7d")
+    })?;
+    let age = match unit {
+        "m" => chrono::Duration::minutes(amount),
+        "h" => chrono::Duration::hours(amount),
+        "d" => chrono::Duration::days(amount),
+        _ => {
+            anyhow::bail!("--since {raw:?}: use 2026-12-01T10:00:00Z, 2026-12-01, or 90m, 24h, 7d")
+        }
+    };
+    Ok(Utc::now() - age)
+}
+
+/// Records that the signing keys were rotated (or another key activated).
+pub async fn record_keys_rotated(settings: &Settings) -> anyhow::Result<()> {
+    let store = open_store(settings)?;
+    let event = passcode_domain::AuditEvent::new(
+        passcode_domain::AuditKind::KeysRotated,
+        Utc::now(),
+        None,
+        None,
+        &passcode_domain::RequestContext::default(),
+    );
+    store.audit().record(&event).await?;
+    Ok(())
+}

@@ -11,6 +11,8 @@ pub mod telemetry;
 mod waking;
 mod worker;
 
-pub use commands::{KeysAction, keys, mail_queue, mail_test, migrate, set_user_active};
+pub use commands::{
+    KeysAction, audit, keys, mail_queue, mail_test, migrate, record_keys_rotated, set_user_active,
+};
 pub use settings::Settings;
 pub use startup::Application;

@@ -40,6 +40,21 @@ enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// List the audit trail, newest first.
+    Audit {
+        /// Only events of this address.
+        #[arg(long)]
+        email: Option<String>,
+        /// From this time on: 2026-12-01T10:00:00Z, 2026-12-01, or an age (90m, 24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// At most this many events.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -130,7 +145,19 @@ async fn run() -> anyhow::Result<()> {
                 KeysCommand::Activate { kid } => KeysAction::Activate { kid },
                 KeysCommand::Rotate { algorithm } => KeysAction::Rotate { algorithm },
             };
+            let changes_signer = matches!(
+                action,
+                KeysAction::Activate { .. } | KeysAction::Rotate { .. }
+            );
             println!("{}", keys(&settings, action)?.trim_end());
+            // The key files changed already: a database that cannot take the event
+            // (not migrated yet, unreachable) must not make the command look failed.
+            if changes_signer && let Err(error) = passcode_app::record_keys_rotated(&settings).await
+            {
+                eprintln!(
+                    "passcode: the keys changed, but the audit trail did not record it: {error:#}"
+                );
+            }
         }
         Command::Users(UsersCommand::Deactivate { email }) => {
             println!("{}", set_user_active(&settings, &email, false).await?);
@@ -145,6 +172,15 @@ async fn run() -> anyhow::Result<()> {
             print!("{}", mail_queue(&settings, retry_failed).await?)
         }
         Command::Config(ConfigCommand::Check) => unreachable!("handled before loading"),
+        Command::Audit {
+            email,
+            since,
+            json,
+            limit,
+        } => print!(
+            "{}",
+            passcode_app::audit(&settings, email.as_deref(), since.as_deref(), json, limit).await?
+        ),
     }
     Ok(())
 }

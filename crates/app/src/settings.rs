@@ -22,6 +22,7 @@ pub struct Settings {
     pub hashing: HashingSection,
     pub mail: MailSection,
     pub metrics: MetricsSettings,
+    pub audit: AuditSettings,
     pub log: LogSettings,
 }
 
@@ -207,6 +208,12 @@ pub struct SmtpSection {
     pub timeout_seconds: u64,
     pub ca_file: String,
     pub pool_size: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct AuditSettings {
+    /// How long audit events are kept (the purge job deletes older ones).
+    pub retention_days: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -91,7 +91,12 @@ impl Application {
         let trusted_proxies = trusted_proxies(&settings)?;
         let wake = Arc::new(tokio::sync::Notify::new());
         let (service, jwks) = assemble(&settings, &store, wake.clone())?;
-        spawn_purge(store.throttle(), settings.limits.purge_interval_seconds);
+        spawn_purge(
+            store.throttle(),
+            store.audit(),
+            settings.limits.purge_interval_seconds,
+            chrono::Duration::days(i64::from(settings.audit.retention_days)),
+        );
         let state = HttpState {
             service,
             health: store.health(),
@@ -215,6 +220,7 @@ pub(crate) fn assemble(
             refresh_tokens: store.refresh_tokens(),
             clock: Arc::new(SystemClock),
             codes: Arc::new(OsCodeGenerator),
+            audit: store.audit(),
         },
         OtpHasher::new(otp_secret(settings)?),
         service_settings(settings)?,
@@ -453,8 +459,13 @@ fn trusted_proxies(settings: &Settings) -> anyhow::Result<Vec<ipnet::IpNet>> {
 
 /// Deletes expired codes and spent limit state now and then. Rows are kept a day
 /// past their end, longer than any window, so no live limit is ever reset.
-fn spawn_purge(throttle: Arc<dyn Throttle>, interval_seconds: u64) {
-    let interval = Duration::from_secs(interval_seconds.max(1));
+fn spawn_purge(
+    throttle: Arc<dyn Throttle>,
+    audit: Arc<dyn passcode_domain::ports::AuditLog>,
+    interval_seconds: u64,
+    audit_retention: chrono::Duration,
+) {
+    let interval = Duration::from_secs(interval_seconds);
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         loop {
@@ -464,6 +475,13 @@ fn spawn_purge(throttle: Arc<dyn Throttle>, interval_seconds: u64) {
                 Ok(removed) => tracing::info!(removed, "purged expired codes and limit state"),
                 Err(error) => {
                     tracing::warn!(error = %format!("{:#}", anyhow::Error::new(error)), "purge failed")
+                }
+            }
+            match audit.purge_audit(Utc::now() - audit_retention).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "purged audit events past their retention"),
+                Err(error) => {
+                    tracing::warn!(error = %format!("{:#}", anyhow::Error::new(error)), "audit purge failed")
                 }
             }
         }

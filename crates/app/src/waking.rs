@@ -9,7 +9,9 @@ use passcode_domain::otp::{NewOtp, StoredOtp};
 use passcode_domain::ports::{
     Mail, OtpStore, Outbox, OutboxEntry, OutboxStats, OutboxStatus, QueuedMail,
 };
-use passcode_domain::{CodeHash, EmailAddress, InfraError, OtpPurpose, Registration, UserId};
+use passcode_domain::{
+    AuditEvent, CodeHash, EmailAddress, InfraError, OtpPurpose, Registration, UserId,
+};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -26,8 +28,8 @@ impl OtpStore for Waking<dyn OtpStore> {
         self.wake.notify_one();
         Ok(())
     }
-    async fn add(&self, otp: &NewOtp, mail: &Mail) -> Result<(), InfraError> {
-        self.inner.add(otp, mail).await?;
+    async fn add(&self, otp: &NewOtp, mail: &Mail, audit: &AuditEvent) -> Result<(), InfraError> {
+        self.inner.add(otp, mail, audit).await?;
         self.wake.notify_one();
         Ok(())
     }
@@ -64,9 +66,10 @@ impl OtpStore for Waking<dyn OtpStore> {
         registration: &Registration,
         now: DateTime<Utc>,
         max: u32,
+        audit: &AuditEvent,
     ) -> Result<bool, InfraError> {
         self.inner
-            .complete_registration(id, hash, user, registration, now, max)
+            .complete_registration(id, hash, user, registration, now, max, audit)
             .await
     }
     async fn consume(

@@ -1,6 +1,7 @@
 //! The pure core of passcode: users, one-time codes and their rules, the use cases,
 //! and the ports that adapters implement. No I/O, no wall clock, no framework.
 
+pub mod audit;
 pub mod email;
 pub mod error;
 pub mod otp;
@@ -10,6 +11,7 @@ pub mod service;
 pub mod tokens;
 pub mod user;
 
+pub use audit::{AuditEvent, AuditKind, AuditQuery, RequestContext};
 pub use email::{EmailAddress, EmailError};
 pub use error::InfraError;
 pub use otp::{CodeHash, OtpCode, OtpHasher, OtpPurpose, OtpSettings, Registration};

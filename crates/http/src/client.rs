@@ -241,3 +241,31 @@ mod tests {
         assert_eq!(client_key(Some(ip("203.0.113.9"))), "203.0.113.9");
     }
 }
+
+/// Who is calling: the client's key for limits, and for the audit trail its address
+/// and the request id.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub key: String,
+    pub context: passcode_domain::RequestContext,
+}
+
+impl FromRequest for Caller {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        let client = Client::of_request(req);
+        let request_id = req
+            .extensions()
+            .get::<crate::log::RequestId>()
+            .map(|id| id.0.clone());
+        ready(Ok(Self {
+            context: passcode_domain::RequestContext {
+                client: client.ip.map(|ip| ip.to_string()),
+                request_id,
+            },
+            key: client.key,
+        }))
+    }
+}

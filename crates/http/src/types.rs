@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use crate::ApiError;
 use crate::body::{Fields, Raw, checked};
+use crate::client::Caller;
 
 /// `POST /api/accounts/create/`
 #[derive(Debug, Deserialize, ToSchema)]
@@ -28,7 +29,7 @@ pub struct RegisterRequest {
 }
 
 impl RegisterRequest {
-    pub fn try_into_domain(self) -> Result<RegisterInput, ApiError> {
+    pub fn try_into_domain(self, caller: &Caller) -> Result<RegisterInput, ApiError> {
         let mut fields = Fields::default();
         let full_name = fields.string("full_name", self.full_name);
         let email = fields.email("email", self.email);
@@ -40,6 +41,7 @@ impl RegisterRequest {
             email: checked(email)?,
             full_name: checked(full_name)?,
             password: checked(password)?,
+            context: caller.context.clone(),
         })
     }
 }
@@ -63,7 +65,7 @@ pub struct ValidateOtpRequest {
 }
 
 impl ValidateOtpRequest {
-    pub fn try_into_domain(self, client: String) -> Result<VerifyInput, ApiError> {
+    pub fn try_into_domain(self, caller: &Caller) -> Result<VerifyInput, ApiError> {
         let mut fields = Fields::default();
         let email = fields.email("email", self.email);
         let otp = fields.string("otp", self.otp);
@@ -75,7 +77,8 @@ impl ValidateOtpRequest {
             email: checked(email)?,
             code: OtpCode::new(checked(otp)?.trim().to_owned()),
             password,
-            client,
+            client: caller.key.clone(),
+            context: caller.context.clone(),
         })
     }
 }
@@ -111,7 +114,7 @@ pub struct LoginRequest {
 }
 
 impl LoginRequest {
-    pub fn try_into_domain(self, client: String) -> Result<LoginInput, ApiError> {
+    pub fn try_into_domain(self, caller: &Caller) -> Result<LoginInput, ApiError> {
         let mut fields = Fields::default();
         let email = fields.email("email", self.email);
         let password = fields.string("password", self.password);
@@ -120,7 +123,8 @@ impl LoginRequest {
         Ok(LoginInput {
             email: checked(email)?,
             password: checked(password)?,
-            client,
+            client: caller.key.clone(),
+            context: caller.context.clone(),
         })
     }
 }
@@ -199,7 +203,7 @@ pub struct ResetConfirmRequest {
 }
 
 impl ResetConfirmRequest {
-    pub fn try_into_domain(self, client: String) -> Result<ResetInput, ApiError> {
+    pub fn try_into_domain(self, caller: &Caller) -> Result<ResetInput, ApiError> {
         let mut fields = Fields::default();
         let email = fields.email("email", self.email);
         let otp = fields.string("otp", self.otp);
@@ -210,7 +214,8 @@ impl ResetConfirmRequest {
             email: checked(email)?,
             code: OtpCode::new(checked(otp)?.trim().to_owned()),
             new_password: checked(new_password)?,
-            client,
+            client: caller.key.clone(),
+            context: caller.context.clone(),
         })
     }
 }

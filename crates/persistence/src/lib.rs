@@ -104,6 +104,13 @@ impl Store {
         }
     }
 
+    pub fn audit(&self) -> Arc<dyn passcode_domain::ports::AuditLog> {
+        match self {
+            Self::Sqlite(store) => Arc::new(store.clone()),
+            Self::Postgres(store) => Arc::new(store.clone()),
+        }
+    }
+
     pub fn health(&self) -> Arc<dyn HealthCheck> {
         match self {
             Self::Sqlite(store) => Arc::new(store.clone()),

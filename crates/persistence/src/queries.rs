@@ -23,7 +23,7 @@ macro_rules! impl_ports {
             use $crate::error::{create_user_error, query_error};
             use $crate::outbox_rows::{ClaimedRow, EntryRow, NewOutboxRow};
             use $crate::rows::{OtpRow, UserRow, attempts_limit};
-            use $crate::schema::{otp_codes, outbox, rate_limits, refresh_tokens, users};
+            use $crate::schema::{audit_events, otp_codes, outbox, rate_limits, refresh_tokens, users};
             use $crate::time::from_millis;
             use $crate::time::to_millis;
 
@@ -91,17 +91,22 @@ macro_rules! impl_ports {
                     id: UserId,
                     active: bool,
                     at: DateTime<Utc>,
+                    event: &passcode_domain::AuditEvent,
                 ) -> Result<(), InfraError> {
                     let mut conn = self.conn().await?;
-                    diesel::update(users::table.find(id.0.to_string()))
-                        .set((
-                            users::is_active.eq(active),
-                            users::updated_at.eq(to_millis(at)),
-                        ))
-                        .execute(&mut *conn)
+                    (*conn)
+                        .transaction(async |conn| {
+                            diesel::update(users::table.find(id.0.to_string()))
+                                .set((
+                                    users::is_active.eq(active),
+                                    users::updated_at.eq(to_millis(at)),
+                                ))
+                                .execute(conn)
+                                .await?;
+                            audit(conn, event).await
+                        })
                         .await
-                        .map_err(query_error)?;
-                    Ok(())
+                        .map_err(query_error)
                 }
 
                 async fn set_password(
@@ -110,6 +115,7 @@ macro_rules! impl_ports {
                     hash: &passcode_domain::PasswordHash,
                     verify_email: bool,
                     at: DateTime<Utc>,
+                    event: &passcode_domain::AuditEvent,
                 ) -> Result<(), InfraError> {
                     let cutoff = to_millis(at);
                     let mut conn = self.conn().await?;
@@ -120,17 +126,19 @@ macro_rules! impl_ports {
                         users::updated_at.eq(to_millis(at)),
                     );
                     if !verify_email {
-                        diesel::update(target)
-                            .set(changes)
-                            .execute(&mut *conn)
+                        return (*conn)
+                            .transaction(async |conn| {
+                                diesel::update(target).set(changes).execute(conn).await?;
+                                audit(conn, event).await
+                            })
                             .await
-                            .map_err(query_error)?;
-                        return Ok(());
+                            .map_err(query_error);
                     }
                     // A reset code proved the mailbox: the address is verified, and any
                     // registration still waiting for its code is void.
                     (*conn)
                         .transaction(async |conn| {
+                            audit(conn, event).await?;
                             let email: Option<String> = diesel::update(target)
                                 .set((changes, users::email_verified.eq(true)))
                                 .returning(users::email)
@@ -152,6 +160,18 @@ macro_rules! impl_ports {
                         .await
                         .map_err(query_error)
                 }
+            }
+
+            /// Writes an audit event; runs inside the caller's transaction.
+            async fn audit(
+                conn: &mut Conn,
+                event: &passcode_domain::AuditEvent,
+            ) -> Result<(), diesel::result::Error> {
+                diesel::insert_into(audit_events::table)
+                    .values(&$crate::rows::AuditRow::new(event))
+                    .execute(conn)
+                    .await?;
+                Ok(())
             }
 
             /// Drops the waiting mail of the address's codes of `purpose` (but `keep`;
@@ -226,7 +246,12 @@ macro_rules! impl_ports {
                         .map_err(query_error)
                 }
 
-                async fn add(&self, otp: &NewOtp, mail: &Mail) -> Result<(), InfraError> {
+                async fn add(
+                    &self,
+                    otp: &NewOtp,
+                    mail: &Mail,
+                    event: &passcode_domain::AuditEvent,
+                ) -> Result<(), InfraError> {
                     let code_row = OtpRow::new(otp);
                     let mail_row = NewOutboxRow::new(
                         mail,
@@ -246,6 +271,7 @@ macro_rules! impl_ports {
                                 .values(&mail_row)
                                 .execute(conn)
                                 .await?;
+                            audit(conn, event).await?;
                             Ok::<(), diesel::result::Error>(())
                         })
                         .await
@@ -360,6 +386,7 @@ macro_rules! impl_ports {
                     registration: &passcode_domain::Registration,
                     now: DateTime<Utc>,
                     max_attempts: u32,
+                    event: &passcode_domain::AuditEvent,
                 ) -> Result<bool, InfraError> {
                     let now_ms = to_millis(now);
                     let keep = id.to_string();
@@ -397,6 +424,7 @@ macro_rules! impl_ports {
                                 now_ms,
                             )
                             .await?;
+                            audit(conn, event).await?;
                             Ok::<bool, diesel::result::Error>(true)
                         })
                         .await
@@ -695,24 +723,43 @@ macro_rules! impl_ports {
                 }
             }
 
+            async fn insert_token(
+                conn: &mut Conn,
+                token: &NewRefreshToken,
+            ) -> Result<(), diesel::result::Error> {
+                diesel::insert_into(refresh_tokens::table)
+                    .values((
+                        refresh_tokens::token_hash.eq(&token.token_hash),
+                        refresh_tokens::family_id.eq(token.family_id.to_string()),
+                        refresh_tokens::user_id.eq(token.user_id.0.to_string()),
+                        refresh_tokens::expires_at.eq(to_millis(token.expires_at)),
+                        refresh_tokens::created_at.eq(to_millis(chrono::Utc::now())),
+                        refresh_tokens::family_expires_at
+                            .eq(Some(to_millis(token.family_expires_at))),
+                    ))
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            }
+
             #[async_trait]
             impl RefreshTokenStore for $store {
-                async fn insert(&self, token: &NewRefreshToken) -> Result<(), InfraError> {
+                async fn insert(
+                    &self,
+                    token: &NewRefreshToken,
+                    event: Option<passcode_domain::AuditEvent>,
+                ) -> Result<(), InfraError> {
                     let mut conn = self.conn().await?;
-                    diesel::insert_into(refresh_tokens::table)
-                        .values((
-                            refresh_tokens::token_hash.eq(&token.token_hash),
-                            refresh_tokens::family_id.eq(token.family_id.to_string()),
-                            refresh_tokens::user_id.eq(token.user_id.0.to_string()),
-                            refresh_tokens::expires_at.eq(to_millis(token.expires_at)),
-                            refresh_tokens::created_at.eq(to_millis(chrono::Utc::now())),
-                            refresh_tokens::family_expires_at
-                                .eq(Some(to_millis(token.family_expires_at))),
-                        ))
-                        .execute(&mut *conn)
+                    let Some(event) = event else {
+                        return insert_token(&mut conn, token).await.map_err(query_error);
+                    };
+                    (*conn)
+                        .transaction(async |conn| {
+                            insert_token(conn, token).await?;
+                            audit(conn, &event).await
+                        })
                         .await
-                        .map_err(query_error)?;
-                    Ok(())
+                        .map_err(query_error)
                 }
 
                 async fn rotate(
@@ -722,6 +769,7 @@ macro_rules! impl_ports {
                     grace: chrono::Duration,
                     successor: &NewRefreshToken,
                     successor_ids: &TokenIds,
+                    reuse_audit: &passcode_domain::AuditEvent,
                 ) -> Result<Rotation, InfraError> {
                     type Row = (
                         String,
@@ -820,6 +868,7 @@ macro_rules! impl_ports {
                             .set(refresh_tokens::revoked_at.eq(Some(now_ms)))
                             .execute(conn)
                             .await?;
+                            audit(conn, reuse_audit).await?;
                             metrics::counter!("passcode_refresh_reuse_detected_total")
                                 .increment(1);
                             Ok::<Rotation, diesel::result::Error>(Rotation::Reused)
@@ -854,36 +903,92 @@ macro_rules! impl_ports {
                     &self,
                     family_id: Uuid,
                     now: DateTime<Utc>,
+                    event: &passcode_domain::AuditEvent,
                 ) -> Result<(), InfraError> {
                     let mut conn = self.conn().await?;
-                    diesel::update(
-                        refresh_tokens::table
-                            .filter(refresh_tokens::family_id.eq(family_id.to_string()))
-                            .filter(refresh_tokens::revoked_at.is_null()),
-                    )
-                    .set(refresh_tokens::revoked_at.eq(Some(to_millis(now))))
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(query_error)?;
-                    Ok(())
+                    (*conn)
+                        .transaction(async |conn| {
+                            diesel::update(
+                                refresh_tokens::table
+                                    .filter(refresh_tokens::family_id.eq(family_id.to_string()))
+                                    .filter(refresh_tokens::revoked_at.is_null()),
+                            )
+                            .set(refresh_tokens::revoked_at.eq(Some(to_millis(now))))
+                            .execute(conn)
+                            .await?;
+                            audit(conn, event).await
+                        })
+                        .await
+                        .map_err(query_error)
                 }
 
                 async fn revoke_all(
                     &self,
                     user_id: UserId,
                     now: DateTime<Utc>,
+                    event: Option<passcode_domain::AuditEvent>,
                 ) -> Result<(), InfraError> {
                     let mut conn = self.conn().await?;
-                    diesel::update(
-                        refresh_tokens::table
-                            .filter(refresh_tokens::user_id.eq(user_id.0.to_string()))
-                            .filter(refresh_tokens::revoked_at.is_null()),
+                    (*conn)
+                        .transaction(async |conn| {
+                            diesel::update(
+                                refresh_tokens::table
+                                    .filter(refresh_tokens::user_id.eq(user_id.0.to_string()))
+                                    .filter(refresh_tokens::revoked_at.is_null()),
+                            )
+                            .set(refresh_tokens::revoked_at.eq(Some(to_millis(now))))
+                            .execute(conn)
+                            .await?;
+                            if let Some(event) = &event {
+                                audit(conn, event).await?;
+                            }
+                            Ok::<(), diesel::result::Error>(())
+                        })
+                        .await
+                        .map_err(query_error)
+                }
+            }
+
+            #[async_trait]
+            impl passcode_domain::ports::AuditLog for $store {
+                async fn record(
+                    &self,
+                    event: &passcode_domain::AuditEvent,
+                ) -> Result<(), InfraError> {
+                    let mut conn = self.conn().await?;
+                    audit(&mut conn, event).await.map_err(query_error)
+                }
+
+                async fn list(
+                    &self,
+                    query: &passcode_domain::AuditQuery,
+                ) -> Result<Vec<passcode_domain::AuditEvent>, InfraError> {
+                    use $crate::rows::AuditRow;
+                    let mut conn = self.conn().await?;
+                    let mut select = audit_events::table
+                        .select(AuditRow::as_select())
+                        .order(audit_events::at.desc())
+                        .limit(i64::from(query.limit.max(1)))
+                        .into_boxed();
+                    if let Some(email) = &query.email {
+                        select = select.filter(audit_events::email.eq(email.as_str().to_owned()));
+                    }
+                    if let Some(since) = query.since {
+                        select = select.filter(audit_events::at.ge(to_millis(since)));
+                    }
+                    let rows: Vec<AuditRow> = select.load(&mut *conn).await.map_err(query_error)?;
+                    rows.into_iter().map(AuditRow::into_domain).collect()
+                }
+
+                async fn purge_audit(&self, before: DateTime<Utc>) -> Result<u64, InfraError> {
+                    let mut conn = self.conn().await?;
+                    let removed = diesel::delete(
+                        audit_events::table.filter(audit_events::at.lt(to_millis(before))),
                     )
-                    .set(refresh_tokens::revoked_at.eq(Some(to_millis(now))))
                     .execute(&mut *conn)
                     .await
                     .map_err(query_error)?;
-                    Ok(())
+                    Ok(u64::try_from(removed).unwrap_or(0))
                 }
             }
 

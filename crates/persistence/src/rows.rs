@@ -166,3 +166,49 @@ pub(crate) fn retry_after(
     }
     chrono::Duration::milliseconds(wait_ms.max(1_000))
 }
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = crate::schema::audit_events)]
+pub(crate) struct AuditRow {
+    pub id: String,
+    pub at: i64,
+    pub kind: String,
+    pub user_id: Option<String>,
+    pub email: Option<String>,
+    pub client: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl AuditRow {
+    pub(crate) fn new(event: &passcode_domain::AuditEvent) -> Self {
+        Self {
+            id: Uuid::new_v4().to_string(),
+            at: to_millis(event.at),
+            kind: event.kind.as_str().to_owned(),
+            user_id: event.user_id.map(|id| id.0.to_string()),
+            email: event.email.as_ref().map(|e| e.as_str().to_owned()),
+            client: event.client.clone(),
+            request_id: event.request_id.clone(),
+        }
+    }
+
+    pub(crate) fn into_domain(self) -> Result<passcode_domain::AuditEvent, InfraError> {
+        let corrupt =
+            |what: &str| InfraError::Unexpected(anyhow::anyhow!("audit event has a bad {what}"));
+        Ok(passcode_domain::AuditEvent {
+            kind: passcode_domain::AuditKind::parse(&self.kind).ok_or_else(|| corrupt("kind"))?,
+            at: from_millis(self.at),
+            user_id: self
+                .user_id
+                .map(|id| {
+                    Uuid::parse_str(&id)
+                        .map(UserId)
+                        .map_err(|_| corrupt("user id"))
+                })
+                .transpose()?,
+            email: self.email.map(EmailAddress::from_trusted),
+            client: self.client,
+            request_id: self.request_id,
+        })
+    }
+}

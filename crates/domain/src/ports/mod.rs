@@ -1,6 +1,7 @@
 //! The ports: what the domain needs from the outside world, one small trait each.
 //! Adapters implement them; the service holds them as `Arc<dyn Port>`.
 
+mod audit_log;
 mod clock;
 mod code_generator;
 mod health_check;
@@ -13,6 +14,7 @@ mod throttle;
 mod token_issuer;
 mod user_repository;
 
+pub use audit_log::AuditLog;
 pub use clock::Clock;
 pub use code_generator::CodeGenerator;
 pub use health_check::HealthCheck;
@@ -27,8 +29,8 @@ pub use user_repository::{CreateUserError, UserRepository};
 
 #[cfg(any(test, feature = "mocks"))]
 pub use {
-    clock::MockClock, code_generator::MockCodeGenerator, health_check::MockHealthCheck,
-    mailer::MockMailer, otp_store::MockOtpStore, outbox::MockOutbox,
+    audit_log::MockAuditLog, clock::MockClock, code_generator::MockCodeGenerator,
+    health_check::MockHealthCheck, mailer::MockMailer, otp_store::MockOtpStore, outbox::MockOutbox,
     password_hasher::MockPasswordHasher, refresh_tokens::MockRefreshTokenStore,
     throttle::MockThrottle, token_issuer::MockTokenIssuer, user_repository::MockUserRepository,
 };

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::otp::{NewOtp, Registration, StoredOtp};
 use crate::ports::Mail;
-use crate::{CodeHash, EmailAddress, InfraError, OtpPurpose, UserId};
+use crate::{AuditEvent, CodeHash, EmailAddress, InfraError, OtpPurpose, UserId};
 
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
@@ -19,8 +19,9 @@ pub trait OtpStore: Send + Sync {
     async fn replace(&self, otp: &NewOtp, mail: &Mail) -> Result<(), InfraError>;
 
     /// Stores `otp` beside the address's other codes of its purpose (each registration
-    /// keeps its own verification code) and queues `mail`, in one transaction.
-    async fn add(&self, otp: &NewOtp, mail: &Mail) -> Result<(), InfraError>;
+    /// keeps its own verification code), queues `mail` and records `audit`, in one
+    /// transaction.
+    async fn add(&self, otp: &NewOtp, mail: &Mail, audit: &AuditEvent) -> Result<(), InfraError>;
 
     /// The same database work as [`OtpStore::replace`] (a code row and an outbox row,
     /// in one transaction), leaving nothing usable: no code matches the row and the
@@ -67,7 +68,9 @@ pub trait OtpStore: Send + Sync {
     /// Spends registration code `id` (as [`OtpStore::consume`]) and, in the same
     /// transaction, puts `registration` into effect on account `user` (if it is
     /// active): its name and password hash, the address marked verified; the address's
-    /// other verification codes are deleted and their waiting mail dropped. `false` (and nothing changed) if the code was not spent here.
+    /// other verification codes are deleted and their waiting mail dropped; `audit` is
+    /// recorded. `false` (and nothing changed) if the code was not spent here.
+    #[allow(clippy::too_many_arguments)] // the code, the registration, the limits, the event
     async fn complete_registration(
         &self,
         id: Uuid,
@@ -76,5 +79,6 @@ pub trait OtpStore: Send + Sync {
         registration: &Registration,
         now: DateTime<Utc>,
         max_attempts: u32,
+        audit: &AuditEvent,
     ) -> Result<bool, InfraError>;
 }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
-use crate::{InfraError, UserId};
+use crate::{AuditEvent, InfraError, UserId};
 
 /// What makes a token pair: its ids and issue time. Signing is deterministic, so the
 /// same ids, time and account give the same tokens again.
@@ -47,12 +47,18 @@ pub enum Rotation {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait RefreshTokenStore: Send + Sync {
-    /// Remembers a refresh token that starts a family (at login or verification).
-    async fn insert(&self, token: &NewRefreshToken) -> Result<(), InfraError>;
+    /// Remembers a refresh token that starts a family (at login or verification), and
+    /// records `audit` with it.
+    async fn insert(
+        &self,
+        token: &NewRefreshToken,
+        audit: Option<AuditEvent>,
+    ) -> Result<(), InfraError>;
 
     /// Spends the token of hash `presented` and remembers `successor` (made with
     /// `successor_ids`) in its family, in one atomic step: of concurrent callers, one
-    /// rotates and the others see it spent. See [`Rotation`] for the other outcomes.
+    /// rotates and the others see it spent. See [`Rotation`] for the other outcomes; on
+    /// `Reused`, `reuse_audit` is recorded with the revocation.
     async fn rotate(
         &self,
         presented: &[u8],
@@ -60,14 +66,25 @@ pub trait RefreshTokenStore: Send + Sync {
         grace: Duration,
         successor: &NewRefreshToken,
         successor_ids: &TokenIds,
+        reuse_audit: &AuditEvent,
     ) -> Result<Rotation, InfraError>;
 
     /// The family and account of a token, if it is known and not revoked.
     async fn family_of(&self, token_hash: &[u8]) -> Result<Option<(Uuid, UserId)>, InfraError>;
 
-    /// Revokes one family: none of its tokens refreshes again.
-    async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> Result<(), InfraError>;
+    /// Revokes one family: none of its tokens refreshes again. Records `audit` with it.
+    async fn revoke_family(
+        &self,
+        family_id: Uuid,
+        now: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<(), InfraError>;
 
-    /// Revokes every family of an account.
-    async fn revoke_all(&self, user_id: UserId, now: DateTime<Utc>) -> Result<(), InfraError>;
+    /// Revokes every family of an account, recording `audit` (if any) with it.
+    async fn revoke_all(
+        &self,
+        user_id: UserId,
+        now: DateTime<Utc>,
+        audit: Option<AuditEvent>,
+    ) -> Result<(), InfraError>;
 }

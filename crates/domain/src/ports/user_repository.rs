@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::{EmailAddress, InfraError, NewUser, PasswordHash, User, UserId};
+use crate::{AuditEvent, EmailAddress, InfraError, NewUser, PasswordHash, User, UserId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateUserError {
@@ -30,21 +30,24 @@ pub trait UserRepository: Send + Sync {
     /// Marks the account's email verified. Idempotent; unknown ids are ignored.
     async fn mark_email_verified(&self, id: UserId, at: DateTime<Utc>) -> Result<(), InfraError>;
 
-    /// Activates or deactivates the account. Unknown ids are ignored.
+    /// Activates or deactivates the account, recording `audit` with it. Unknown ids are ignored.
     async fn set_active(
         &self,
         id: UserId,
         active: bool,
         at: DateTime<Utc>,
+        audit: &AuditEvent,
     ) -> Result<(), InfraError>;
 
-    /// Replaces the password hash, marks the email verified if `verify_email`, and
-    /// refuses every token issued before `at`. Unknown ids are ignored.
+    /// Replaces the password hash, marks the email verified if `verify_email` (voiding
+    /// registrations still waiting for their code), refuses every token issued before
+    /// `at`, and records `audit`, in one transaction. Unknown ids are ignored.
     async fn set_password(
         &self,
         id: UserId,
         hash: &PasswordHash,
         verify_email: bool,
         at: DateTime<Utc>,
+        audit: &AuditEvent,
     ) -> Result<(), InfraError>;
 }

@@ -39,6 +39,7 @@ impl AuthService {
         access_token: &str,
         old_password: &Password,
         new_password: &Password,
+        context: &crate::RequestContext,
     ) -> Result<(), ChangePasswordError> {
         let user = self.current_user(access_token).await?;
         let inputs = [user.email.as_str(), user.full_name.as_str()];
@@ -70,11 +71,20 @@ impl AuthService {
         self.ports.throttle.release(&bucket).await?;
         let hash = self.ports.passwords.hash(new_password).await?;
         let now = self.ports.clock.now();
+        let audit = self.audit_event(
+            crate::AuditKind::PasswordChanged,
+            Some(&user),
+            &user.email,
+            context,
+        );
         self.ports
             .users
-            .set_password(user.id, &hash, false, now)
+            .set_password(user.id, &hash, false, now, &audit)
             .await?;
-        self.ports.refresh_tokens.revoke_all(user.id, now).await?;
+        self.ports
+            .refresh_tokens
+            .revoke_all(user.id, now, None)
+            .await?;
         self.notify_password_changed(&user).await?;
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Login: email and password for a token pair, within the failed-login budgets.
 
 use crate::service::{AuthService, RegistrationPolicy, Throttled};
-use crate::{EmailAddress, InfraError, Password, TokenPair};
+use crate::{AuditKind, EmailAddress, InfraError, Password, RequestContext, TokenPair};
 
 #[derive(Debug)]
 pub struct LoginInput {
@@ -9,6 +9,7 @@ pub struct LoginInput {
     pub password: Password,
     /// The client's address key (see `AuthService::admit_client`).
     pub client: String,
+    pub context: RequestContext,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +69,16 @@ impl AuthService {
         };
         let user = match user {
             Some(user) if matches && user.is_active => user,
-            _ => return Err(LoginError::InvalidCredentials),
+            user => {
+                let failed = self.audit_event(
+                    AuditKind::LoginFailed,
+                    user.as_ref(),
+                    &input.email,
+                    &input.context,
+                );
+                self.ports.audit.record(&failed).await?;
+                return Err(LoginError::InvalidCredentials);
+            }
         };
         self.ports.throttle.release(&share).await?;
         self.ports.throttle.release(&ceiling).await?;
@@ -76,6 +86,12 @@ impl AuthService {
         {
             return Err(LoginError::EmailNotVerified);
         }
-        Ok(self.start_session(&user).await?)
+        let audit = self.audit_event(
+            AuditKind::LoginSucceeded,
+            Some(&user),
+            &user.email,
+            &input.context,
+        );
+        Ok(self.start_session(&user, Some(audit)).await?)
     }
 }

@@ -50,7 +50,7 @@ use uuid::Uuid;
 
 use crate::otp::NewOtp;
 use crate::ports::{
-    Admission, Clock, CodeGenerator, Limit, Mail, OtpStore, Outbox, PasswordHasher,
+    Admission, AuditLog, Clock, CodeGenerator, Limit, Mail, OtpStore, Outbox, PasswordHasher,
     RefreshTokenStore, Throttle, TokenIssuer, UserRepository,
 };
 use crate::{
@@ -173,6 +173,8 @@ pub struct Ports {
     pub refresh_tokens: Arc<dyn RefreshTokenStore>,
     pub clock: Arc<dyn Clock>,
     pub codes: Arc<dyn CodeGenerator>,
+    /// Events that describe no other change (a failed login).
+    pub audit: Arc<dyn AuditLog>,
 }
 
 /// The application service: every use case of API.md.
@@ -247,6 +249,23 @@ impl AuthService {
     ) -> Result<(), InfraError> {
         let (otp, mail) = self.new_code(&user.email, &user.full_name, purpose, None);
         self.ports.otps.replace(&otp, &mail).await
+    }
+
+    /// An audit event of `kind` now, for `user` (or just an address).
+    pub(crate) fn audit_event(
+        &self,
+        kind: crate::AuditKind,
+        user: Option<&User>,
+        email: &EmailAddress,
+        context: &crate::RequestContext,
+    ) -> crate::AuditEvent {
+        crate::AuditEvent::new(
+            kind,
+            self.ports.clock.now(),
+            user.map(|u| u.id),
+            Some(email),
+            context,
+        )
     }
 
     /// A fresh code for (`email`, `purpose`) and the mail that carries it.

@@ -4,7 +4,10 @@
 use crate::ports::Mail;
 use crate::service::verify::VerifyOtpError;
 use crate::service::{AuthService, Throttled};
-use crate::{EmailAddress, InfraError, OtpCode, OtpPurpose, Password, password::strength_problem};
+use crate::{
+    EmailAddress, InfraError, OtpCode, OtpPurpose, Password, RequestContext,
+    password::strength_problem,
+};
 
 #[derive(Debug)]
 pub struct ResetInput {
@@ -13,6 +16,7 @@ pub struct ResetInput {
     pub new_password: Password,
     /// The client's address key (see `AuthService::admit_client`).
     pub client: String,
+    pub context: RequestContext,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,11 +104,20 @@ impl AuthService {
         self.release_guesses(matched).await?;
         // The code proved the mailbox: the address is verified, and any registration
         // still waiting for its code is void (`set_password` deletes their codes).
+        let audit = self.audit_event(
+            crate::AuditKind::PasswordReset,
+            Some(&user),
+            &user.email,
+            &input.context,
+        );
         self.ports
             .users
-            .set_password(user.id, &hash, true, now)
+            .set_password(user.id, &hash, true, now, &audit)
             .await?;
-        self.ports.refresh_tokens.revoke_all(user.id, now).await?;
+        self.ports
+            .refresh_tokens
+            .revoke_all(user.id, now, None)
+            .await?;
         self.notify_password_changed(&user).await?;
         Ok(())
     }

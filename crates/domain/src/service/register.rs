@@ -4,8 +4,8 @@ use crate::password::strength_problem;
 use crate::ports::{CreateUserError, Mail};
 use crate::service::{AuthService, RegistrationPolicy, Throttled};
 use crate::{
-    EmailAddress, FullName, InfraError, NewUser, OtpPurpose, Password, Registration, TokenPair,
-    TokenSubject, User, UserId,
+    AuditEvent, AuditKind, EmailAddress, FullName, InfraError, NewUser, OtpPurpose, Password,
+    Registration, RequestContext, TokenPair, TokenSubject, User, UserId,
 };
 
 #[derive(Debug)]
@@ -13,6 +13,7 @@ pub struct RegisterInput {
     pub email: EmailAddress,
     pub full_name: FullName,
     pub password: Password,
+    pub context: RequestContext,
 }
 
 #[derive(Debug)]
@@ -74,18 +75,31 @@ impl AuthService {
         let created = self.ports.users.create(&new_user).await;
         match (self.settings.policy, created) {
             (RegistrationPolicy::VerificationRequired, Ok(user)) => {
-                self.send_registration_code(&user.email, registration)
+                let audit = self.audit_event(
+                    AuditKind::Registered,
+                    Some(&user),
+                    &user.email,
+                    &input.context,
+                );
+                self.send_registration_code(&user.email, registration, &audit)
                     .await?;
                 Ok(pending(input))
             }
             (RegistrationPolicy::VerificationRequired, Err(CreateUserError::EmailTaken)) => {
-                self.register_existing(&input.email, registration).await?;
+                self.register_existing(&input.email, registration, &input.context)
+                    .await?;
                 Ok(pending(input))
             }
             (RegistrationPolicy::TokensBeforeVerification, Ok(user)) => {
-                self.send_registration_code(&user.email, registration)
+                let audit = self.audit_event(
+                    AuditKind::Registered,
+                    Some(&user),
+                    &user.email,
+                    &input.context,
+                );
+                self.send_registration_code(&user.email, registration, &audit)
                     .await?;
-                let tokens = self.start_session(&user).await?;
+                let tokens = self.start_session(&user, None).await?;
                 Ok(Registered::WithTokens { user, tokens })
             }
             (RegistrationPolicy::TokensBeforeVerification, Err(CreateUserError::EmailTaken)) => {
@@ -101,10 +115,11 @@ impl AuthService {
         &self,
         email: &EmailAddress,
         registration: Registration,
+        audit: &AuditEvent,
     ) -> Result<(), InfraError> {
         let name = registration.full_name.clone();
         let (otp, mail) = self.new_code(email, &name, OtpPurpose::VerifyEmail, Some(registration));
-        self.ports.otps.add(&otp, &mail).await
+        self.ports.otps.add(&otp, &mail, audit).await
     }
 
     /// An existing unverified account gets this registration's own code; its stored
@@ -114,6 +129,7 @@ impl AuthService {
         &self,
         email: &EmailAddress,
         registration: Registration,
+        context: &RequestContext,
     ) -> Result<(), RegisterError> {
         let Some(user) = self.ports.users.find_by_email(email).await? else {
             // Deleted between the insert and this read: nothing to tell anyone.
@@ -133,7 +149,10 @@ impl AuthService {
                 .await?;
             Ok(())
         } else {
-            Ok(self.send_registration_code(email, registration).await?)
+            let audit = self.audit_event(AuditKind::Registered, Some(&user), email, context);
+            Ok(self
+                .send_registration_code(email, registration, &audit)
+                .await?)
         }
     }
 }

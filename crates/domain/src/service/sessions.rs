@@ -9,7 +9,7 @@ use crate::ports::{NewRefreshToken, Rotation, TokenIds};
 use crate::service::AuthService;
 use crate::service::refresh::RefreshError;
 use crate::service::register::subject_of;
-use crate::{InfraError, TokenKind, TokenPair, User};
+use crate::{AuditKind, InfraError, RequestContext, TokenKind, TokenPair, User};
 
 pub(crate) fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
@@ -24,24 +24,31 @@ fn new_ids(now: DateTime<Utc>) -> TokenIds {
 }
 
 impl AuthService {
-    /// Issues the first pair of a new family for `user`.
-    pub(crate) async fn start_session(&self, user: &User) -> Result<TokenPair, InfraError> {
+    /// Issues the first pair of a new family for `user`, recording `audit` with it.
+    pub(crate) async fn start_session(
+        &self,
+        user: &User,
+        audit: Option<crate::AuditEvent>,
+    ) -> Result<TokenPair, InfraError> {
         let ids = new_ids(self.ports.clock.now());
         let pair = self.ports.tokens.issue(&subject_of(user), &ids)?;
         let family_expires_at = ids.issued_at + self.settings.session_max;
         self.ports
             .refresh_tokens
-            .insert(&NewRefreshToken {
-                token_hash: token_hash(&pair.refresh),
-                family_id: Uuid::new_v4(),
-                user_id: user.id,
-                expires_at: self
-                    .ports
-                    .tokens
-                    .refresh_expiry(ids.issued_at)
-                    .min(family_expires_at),
-                family_expires_at,
-            })
+            .insert(
+                &NewRefreshToken {
+                    token_hash: token_hash(&pair.refresh),
+                    family_id: Uuid::new_v4(),
+                    user_id: user.id,
+                    expires_at: self
+                        .ports
+                        .tokens
+                        .refresh_expiry(ids.issued_at)
+                        .min(family_expires_at),
+                    family_expires_at,
+                },
+                audit,
+            )
             .await?;
         Ok(pair)
     }
@@ -49,7 +56,11 @@ impl AuthService {
     /// Spends a refresh token for the next pair of its family. A spent token presented
     /// again within the grace window gets the same next pair; later, it revokes the
     /// family and is refused, as is every token of that family from then on.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, RefreshError> {
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        context: &RequestContext,
+    ) -> Result<TokenPair, RefreshError> {
         let now = self.ports.clock.now();
         let claims = self
             .ports
@@ -78,6 +89,12 @@ impl AuthService {
                 self.settings.refresh_grace,
                 &successor,
                 &ids,
+                &self.audit_event(
+                    AuditKind::RefreshReuseDetected,
+                    Some(&user),
+                    &user.email,
+                    context,
+                ),
             )
             .await?;
         match rotation {
@@ -92,7 +109,12 @@ impl AuthService {
     }
 
     /// Revokes the family of `refresh_token`, or with `all` every family of its account.
-    pub async fn logout(&self, refresh_token: &str, all: bool) -> Result<(), RefreshError> {
+    pub async fn logout(
+        &self,
+        refresh_token: &str,
+        all: bool,
+        context: &RequestContext,
+    ) -> Result<(), RefreshError> {
         let now = self.ports.clock.now();
         self.ports
             .tokens
@@ -105,10 +127,19 @@ impl AuthService {
         else {
             return Err(RefreshError::InvalidToken);
         };
+        let event = |kind| crate::AuditEvent::new(kind, now, Some(user), None, context);
         if all {
-            self.ports.refresh_tokens.revoke_all(user, now).await?;
+            let audit = event(AuditKind::LogoutAll);
+            self.ports
+                .refresh_tokens
+                .revoke_all(user, now, Some(audit))
+                .await?;
         } else {
-            self.ports.refresh_tokens.revoke_family(family, now).await?;
+            let audit = event(AuditKind::Logout);
+            self.ports
+                .refresh_tokens
+                .revoke_family(family, now, &audit)
+                .await?;
         }
         Ok(())
     }
@@ -126,9 +157,21 @@ impl AuthService {
             return Ok(false);
         };
         let now = self.ports.clock.now();
-        self.ports.users.set_active(user.id, active, now).await?;
+        let kind = if active {
+            AuditKind::Activated
+        } else {
+            AuditKind::Deactivated
+        };
+        let audit = self.audit_event(kind, Some(&user), &user.email, &RequestContext::default());
+        self.ports
+            .users
+            .set_active(user.id, active, now, &audit)
+            .await?;
         if !active {
-            self.ports.refresh_tokens.revoke_all(user.id, now).await?;
+            self.ports
+                .refresh_tokens
+                .revoke_all(user.id, now, None)
+                .await?;
         }
         Ok(true)
     }

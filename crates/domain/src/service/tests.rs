@@ -89,6 +89,8 @@ struct Mocks {
     passwords: MockPasswordHasher,
     throttle: MockThrottle,
     refresh_tokens: MockRefreshTokenStore,
+    audit: MockAuditLog,
+    audit_checked: bool,
     policy: RegistrationPolicy,
 }
 
@@ -102,6 +104,8 @@ impl Mocks {
             passwords: MockPasswordHasher::new(),
             throttle: MockThrottle::new(),
             refresh_tokens: MockRefreshTokenStore::new(),
+            audit: MockAuditLog::new(),
+            audit_checked: false,
             policy: RegistrationPolicy::VerificationRequired,
         }
     }
@@ -112,14 +116,18 @@ impl Mocks {
             .expect_acquire()
             .returning(|_, _, _| Ok(Admission::Allowed));
         self.throttle.expect_release().returning(|_| Ok(()));
-        self.refresh_tokens.expect_insert().returning(|_| Ok(()));
+        self.refresh_tokens.expect_insert().returning(|_, _| Ok(()));
         self.refresh_tokens
             .expect_revoke_all()
-            .returning(|_, _| Ok(()));
+            .returning(|_, _, _| Ok(()));
         self
     }
 
     fn service(mut self) -> AuthService {
+        // Failed logins are recorded on their own; tests that check it set their own.
+        if !self.audit_checked {
+            self.audit.expect_record().returning(|_| Ok(()));
+        }
         self.tokens
             .expect_refresh_expiry()
             .returning(|at| at + Duration::days(1));
@@ -141,6 +149,7 @@ impl Mocks {
                 refresh_tokens: Arc::new(self.refresh_tokens),
                 clock: Arc::new(clock),
                 codes: Arc::new(codes),
+                audit: Arc::new(self.audit),
             },
             OtpHasher::new(SECRET.to_vec()),
             ServiceSettings {
@@ -166,6 +175,7 @@ fn register_input() -> RegisterInput {
         email: email(),
         full_name: FullName::parse("Ada Request").unwrap(),
         password: Password::parse("correct horse battery".into()).unwrap(),
+        context: RequestContext::default(),
     }
 }
 
@@ -186,7 +196,7 @@ fn capture(mocks: &mut Mocks) -> (Captured<Mail>, Captured<NewOtp>) {
         with_code.lock().unwrap().push(mail.clone());
         Ok(())
     });
-    mocks.otps.expect_add().returning(move |otp, mail| {
+    mocks.otps.expect_add().returning(move |otp, mail, _| {
         added.lock().unwrap().push(otp.clone());
         added_mail.lock().unwrap().push(mail.clone());
         Ok(())
@@ -359,6 +369,7 @@ fn verify_with(
         code: OtpCode::new(code.into()),
         password: password.map(|p| Password::for_login(p.into()).unwrap()),
         client: CLIENT.into(),
+        context: RequestContext::default(),
     }))
 }
 
@@ -392,7 +403,8 @@ fn verify_puts_the_registration_of_the_entered_code_into_effect() {
         .returning(|_| Ok(Some(user(false))));
     m.otps
         .expect_complete_registration()
-        .withf(|id, hash, user_id, r, at, max| {
+        .withf(|id, hash, user_id, r, at, max, audit| {
+            assert_eq!(audit.kind, AuditKind::Verified);
             *id == Uuid::from_u128(100)
                 && *hash == code_hash("123456")
                 && *user_id == UserId(Uuid::from_u128(7))
@@ -402,7 +414,7 @@ fn verify_puts_the_registration_of_the_entered_code_into_effect() {
                 && *max == 5
         })
         .times(1)
-        .returning(|_, _, _, _, _, _| Ok(true));
+        .returning(|_, _, _, _, _, _, _| Ok(true));
     m.otps.expect_consume().never();
     m.tokens
         .expect_issue()
@@ -452,7 +464,7 @@ fn verify_with_the_registrations_own_password_succeeds() {
     m.passwords.expect_verify().returning(|_, _| Ok(true));
     m.otps
         .expect_complete_registration()
-        .returning(|_, _, _, _, _, _| Ok(true));
+        .returning(|_, _, _, _, _, _, _| Ok(true));
     m.tokens.expect_issue().returning(|_, _| Ok(pair()));
     verify_with(m, "123456", Some("correct horse battery")).unwrap();
 }
@@ -531,7 +543,7 @@ fn verify_loses_cleanly_when_a_concurrent_request_spent_the_code() {
         .returning(|_| Ok(Some(user(false))));
     m.otps
         .expect_complete_registration()
-        .returning(|_, _, _, _, _, _| Ok(false));
+        .returning(|_, _, _, _, _, _, _| Ok(false));
     m.tokens.expect_issue().never();
     assert!(matches!(verify(m, "123456"), Err(VerifyOtpError::Invalid)));
 }
@@ -611,6 +623,7 @@ fn login(m: Mocks) -> Result<TokenPair, LoginError> {
         email: email(),
         password: Password::for_login("correct horse battery".into()).unwrap(),
         client: CLIENT.into(),
+        context: RequestContext::default(),
     }))
 }
 
@@ -710,15 +723,18 @@ fn refresh_issues_a_pair_with_the_accounts_current_facts() {
         .returning(|_, _| Ok(pair()));
     m.refresh_tokens
         .expect_rotate()
-        .withf(|presented, at, grace, _, ids| {
+        .withf(|presented, at, grace, _, ids, _| {
             presented == sessions_hash("r").as_slice()
                 && *at == now()
                 && *grace == Duration::seconds(10)
                 && ids.issued_at == now()
         })
         .times(1)
-        .returning(|_, _, _, _, _| Ok(Rotation::Rotated));
-    assert_eq!(block_on(m.service().refresh("r")).unwrap(), pair());
+        .returning(|_, _, _, _, _, _| Ok(Rotation::Rotated));
+    assert_eq!(
+        block_on(m.service().refresh("r", &RequestContext::default())).unwrap(),
+        pair()
+    );
 }
 
 #[test]
@@ -730,7 +746,7 @@ fn refresh_for_a_deleted_account_is_refused() {
     m.users.expect_find_by_id().returning(|_| Ok(None));
     m.tokens.expect_issue().never();
     assert!(matches!(
-        block_on(m.service().refresh("r")),
+        block_on(m.service().refresh("r", &RequestContext::default())),
         Err(RefreshError::InvalidToken)
     ));
 }
@@ -742,7 +758,7 @@ fn refresh_with_an_invalid_token_is_refused() {
         .expect_verify()
         .returning(|_, _, _| Err(TokenError::Invalid));
     assert!(matches!(
-        block_on(m.service().refresh("r")),
+        block_on(m.service().refresh("r", &RequestContext::default())),
         Err(RefreshError::InvalidToken)
     ));
 }
@@ -788,14 +804,14 @@ fn verify_spends_a_try_of_both_budgets_and_gives_both_back_on_success() {
             gave_back.lock().unwrap().push(bucket.to_owned());
             Ok(())
         });
-    m.refresh_tokens.expect_insert().returning(|_| Ok(()));
+    m.refresh_tokens.expect_insert().returning(|_, _| Ok(()));
     open_codes(
         &mut m,
         vec![registration_code("123456", "Ada", "$argon2id$ada")],
     );
     m.otps
         .expect_complete_registration()
-        .returning(|_, _, _, _, _, _| Ok(true));
+        .returning(|_, _, _, _, _, _, _| Ok(true));
     m.users
         .expect_find_by_email()
         .returning(|_| Ok(Some(user(false))));
@@ -876,7 +892,7 @@ fn login_spends_both_failure_budgets_and_gives_them_back_on_success() {
             Ok(Admission::Allowed)
         });
     m.throttle.expect_release().times(2).returning(|_| Ok(()));
-    m.refresh_tokens.expect_insert().returning(|_| Ok(()));
+    m.refresh_tokens.expect_insert().returning(|_, _| Ok(()));
     m.users
         .expect_find_by_email()
         .returning(|_| Ok(Some(user(true))));
@@ -984,7 +1000,7 @@ fn refresh_refuses_tokens_issued_before_a_password_change() {
     });
     m.tokens.expect_issue().never();
     assert!(matches!(
-        block_on(m.service().refresh("r")),
+        block_on(m.service().refresh("r", &RequestContext::default())),
         Err(RefreshError::InvalidToken)
     ));
 }
@@ -995,6 +1011,7 @@ fn reset_input(code: &str) -> ResetInput {
         code: OtpCode::new(code.into()),
         new_password: Password::parse("a brand new passphrase".into()).unwrap(),
         client: CLIENT.into(),
+        context: RequestContext::default(),
     }
 }
 
@@ -1051,11 +1068,15 @@ fn reset_confirm_sets_the_password_verifies_revokes_and_notifies() {
         .returning(|_| Ok(Some(user(false))));
     m.users
         .expect_set_password()
-        .withf(|id, hash, verify, at| {
-            *id == user(false).id && hash.as_str() == "$argon2id$new" && *verify && *at == now()
+        .withf(|id, hash, verify, at, audit| {
+            *id == user(false).id
+                && hash.as_str() == "$argon2id$new"
+                && *verify
+                && *at == now()
+                && audit.kind == AuditKind::PasswordReset
         })
         .times(1)
-        .returning(|_, _, _, _| Ok(()));
+        .returning(|_, _, _, _, _| Ok(()));
     let sent = capture_mail(&mut m);
     block_on(m.service().confirm_password_reset(reset_input("123456"))).unwrap();
     assert!(matches!(
@@ -1088,7 +1109,11 @@ fn change_password_needs_the_old_password() {
     m.users.expect_set_password().never();
     let old = Password::for_login("not the old one".into()).unwrap();
     let new = Password::parse("a brand new passphrase".into()).unwrap();
-    let error = block_on(m.service().change_password("a", &old, &new)).unwrap_err();
+    let error = block_on(
+        m.service()
+            .change_password("a", &old, &new, &RequestContext::default()),
+    )
+    .unwrap_err();
     assert!(matches!(error, ChangePasswordError::WrongOldPassword));
 }
 
@@ -1118,8 +1143,11 @@ fn refresh_with(
     });
     m.refresh_tokens
         .expect_rotate()
-        .return_once(move |_, _, _, _, _| Ok(rotation));
-    (block_on(m.service().refresh("r")), signed)
+        .return_once(move |_, _, _, _, _, _| Ok(rotation));
+    (
+        block_on(m.service().refresh("r", &RequestContext::default())),
+        signed,
+    )
 }
 
 #[test]
@@ -1167,18 +1195,26 @@ fn logout_revokes_the_family_or_all_of_the_accounts() {
         if all {
             m.refresh_tokens
                 .expect_revoke_all()
-                .with(eq(UserId(Uuid::from_u128(7))), eq(now()))
+                .withf(|user, at, audit| {
+                    *user == UserId(Uuid::from_u128(7))
+                        && *at == now()
+                        && audit
+                            .as_ref()
+                            .is_some_and(|a| a.kind == AuditKind::LogoutAll)
+                })
                 .times(1)
-                .returning(|_, _| Ok(()));
+                .returning(|_, _, _| Ok(()));
             m.refresh_tokens.expect_revoke_family().never();
         } else {
             m.refresh_tokens
                 .expect_revoke_family()
-                .with(eq(Uuid::from_u128(3)), eq(now()))
+                .withf(|family, at, audit| {
+                    *family == Uuid::from_u128(3) && *at == now() && audit.kind == AuditKind::Logout
+                })
                 .times(1)
-                .returning(|_, _| Ok(()));
+                .returning(|_, _, _| Ok(()));
             m.refresh_tokens.expect_revoke_all().never();
         }
-        block_on(m.service().logout("r", all)).unwrap();
+        block_on(m.service().logout("r", all, &RequestContext::default())).unwrap();
     }
 }

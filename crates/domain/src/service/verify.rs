@@ -3,7 +3,10 @@
 
 use crate::otp::StoredOtp;
 use crate::service::{AuthService, Throttled};
-use crate::{EmailAddress, InfraError, OtpCode, OtpPurpose, Password, TokenPair, User};
+use crate::{
+    AuditKind, EmailAddress, InfraError, OtpCode, OtpPurpose, Password, RequestContext, TokenPair,
+    User,
+};
 
 #[derive(Debug)]
 pub struct VerifyInput {
@@ -15,6 +18,7 @@ pub struct VerifyInput {
     pub password: Option<Password>,
     /// The client's address key (see `AuthService::admit_client`).
     pub client: String,
+    pub context: RequestContext,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,10 +85,24 @@ impl AuthService {
         let max = self.settings.otp.max_attempts;
         let spent = match &otp.registration {
             Some(registration) => {
+                let audit = self.audit_event(
+                    AuditKind::Verified,
+                    Some(&user),
+                    &user.email,
+                    &input.context,
+                );
                 let spent = self
                     .ports
                     .otps
-                    .complete_registration(otp.id, &otp.code_hash, user.id, registration, now, max)
+                    .complete_registration(
+                        otp.id,
+                        &otp.code_hash,
+                        user.id,
+                        registration,
+                        now,
+                        max,
+                        &audit,
+                    )
                     .await?;
                 if spent {
                     user.full_name = registration.full_name.clone();
@@ -111,7 +129,7 @@ impl AuthService {
         }
         self.release_guesses(matched).await?;
         user.email_verified = true;
-        let tokens = self.start_session(&user).await?;
+        let tokens = self.start_session(&user, None).await?;
         Ok((user, tokens))
     }
 

@@ -3,6 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::body::Body;
+use crate::client::Caller;
 use crate::error::ErrorBody;
 use crate::routes::auth::bearer;
 use crate::types::{ChangePasswordRequest, MessageResponse};
@@ -26,12 +27,16 @@ use crate::{ApiError, HttpState};
 pub(crate) async fn handle(
     state: web::Data<HttpState>,
     req: HttpRequest,
+    caller: Caller,
     body: Body<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
     // The body first, so that a malformed request is a 400 whoever sends it.
     let (old, new) = body.0.try_into_domain()?;
     let token = bearer(&req)?.to_owned();
-    state.service.change_password(&token, &old, &new).await?;
+    state
+        .service
+        .change_password(&token, &old, &new, &caller.context)
+        .await?;
     Ok(HttpResponse::Ok().json(MessageResponse::new(
         "Password changed. Other sessions have been signed out.",
     )))

@@ -4,6 +4,7 @@ use actix_web::{HttpResponse, web};
 use passcode_domain::service::Registered;
 
 use crate::body::Body;
+use crate::client::Caller;
 use crate::error::ErrorBody;
 use crate::routes::no_store;
 use crate::types::{CreatedUser, RegisterRequest, RegisterResponse, RegisteredUser};
@@ -29,9 +30,10 @@ use crate::{ApiError, HttpState};
 )]
 pub(crate) async fn handle(
     state: web::Data<HttpState>,
+    caller: Caller,
     body: Body<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let input = body.0.try_into_domain()?;
+    let input = body.0.try_into_domain(&caller)?;
     Ok(match state.service.register(input).await? {
         Registered::PendingVerification { email, full_name } => {
             HttpResponse::Created().json(RegisterResponse::Pending {

@@ -4,6 +4,7 @@
 use actix_web::{HttpResponse, web};
 
 use crate::body::Body;
+use crate::client::Caller;
 use crate::error::ErrorBody;
 use crate::types::{LogoutRequest, MessageResponse};
 use crate::{ApiError, HttpState};
@@ -24,9 +25,10 @@ use crate::{ApiError, HttpState};
 )]
 pub(crate) async fn handle(
     state: web::Data<HttpState>,
+    caller: Caller,
     body: Body<LogoutRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (refresh, all) = body.0.try_into_domain()?;
-    state.service.logout(&refresh, all).await?;
+    state.service.logout(&refresh, all, &caller.context).await?;
     Ok(HttpResponse::Ok().json(MessageResponse::new("Signed out.")))
 }

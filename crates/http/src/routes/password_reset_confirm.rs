@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, web};
 
 use crate::body::Body;
-use crate::client::Client;
+use crate::client::Caller;
 use crate::error::ErrorBody;
 use crate::types::{MessageResponse, ResetConfirmRequest};
 use crate::{ApiError, HttpState};
@@ -25,10 +25,10 @@ use crate::{ApiError, HttpState};
 )]
 pub(crate) async fn handle(
     state: web::Data<HttpState>,
-    client: Client,
+    caller: Caller,
     body: Body<ResetConfirmRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let input = body.0.try_into_domain(client.key)?;
+    let input = body.0.try_into_domain(&caller)?;
     state.service.confirm_password_reset(input).await?;
     Ok(HttpResponse::Ok().json(MessageResponse::new("Password has been reset.")))
 }

@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, web};
 
 use crate::body::Body;
-use crate::client::Client;
+use crate::client::Caller;
 use crate::error::ErrorBody;
 use crate::routes::no_store;
 use crate::types::{LoginRequest, TokenResponse};
@@ -26,10 +26,10 @@ use crate::{ApiError, HttpState};
 )]
 pub(crate) async fn handle(
     state: web::Data<HttpState>,
-    client: Client,
+    caller: Caller,
     body: Body<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let input = body.0.try_into_domain(client.key)?;
+    let input = body.0.try_into_domain(&caller)?;
     let tokens = state.service.login(input).await?;
     Ok(no_store(HttpResponse::Ok()).json(TokenResponse::from(tokens)))
 }

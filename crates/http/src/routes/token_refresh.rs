@@ -3,6 +3,7 @@
 use actix_web::{HttpResponse, web};
 
 use crate::body::Body;
+use crate::client::Caller;
 use crate::error::ErrorBody;
 use crate::routes::no_store;
 use crate::types::{RefreshRequest, TokenResponse};
@@ -27,9 +28,10 @@ use crate::{ApiError, HttpState};
 )]
 pub(crate) async fn handle(
     state: web::Data<HttpState>,
+    caller: Caller,
     body: Body<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let refresh = body.0.try_into_domain()?;
-    let tokens = state.service.refresh(&refresh).await?;
+    let tokens = state.service.refresh(&refresh, &caller.context).await?;
     Ok(no_store(HttpResponse::Ok()).json(TokenResponse::from(tokens)))
 }

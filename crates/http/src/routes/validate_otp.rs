@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, web};
 
 use crate::body::Body;
-use crate::client::Client;
+use crate::client::Caller;
 use crate::error::ErrorBody;
 use crate::routes::no_store;
 use crate::types::{ValidateOtpRequest, VerifiedResponse};
@@ -27,10 +27,10 @@ use crate::{ApiError, HttpState};
 )]
 pub(crate) async fn handle(
     state: web::Data<HttpState>,
-    client: Client,
+    caller: Caller,
     body: Body<ValidateOtpRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let input = body.0.try_into_domain(client.key)?;
+    let input = body.0.try_into_domain(&caller)?;
     let (_user, tokens) = state.service.verify_email(input).await?;
     Ok(no_store(HttpResponse::Ok()).json(VerifiedResponse {
         message: "Account verified successfully".to_owned(),

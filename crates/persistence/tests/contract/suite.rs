@@ -4,17 +4,20 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use passcode_domain::otp::NewOtp;
+use passcode_domain::ports::AuditLog;
 use passcode_domain::ports::{
     Admission, CreateUserError, HealthCheck, Limit, Mail, OtpStore, Outbox, OutboxStatus, Throttle,
     UserRepository,
 };
 use passcode_domain::{
-    CodeHash, EmailAddress, FullName, NewUser, OtpCode, OtpPurpose, PasswordHash, UserId,
+    AuditEvent, AuditKind, AuditQuery, CodeHash, EmailAddress, FullName, NewUser, OtpCode,
+    OtpPurpose, PasswordHash, UserId,
 };
 use uuid::Uuid;
 
 pub trait Store:
     UserRepository
+    + AuditLog
     + OtpStore
     + Outbox
     + Throttle
@@ -26,6 +29,7 @@ pub trait Store:
 }
 impl<T> Store for T where
     T: UserRepository
+        + AuditLog
         + OtpStore
         + Outbox
         + Throttle
@@ -81,6 +85,30 @@ fn new_otp(address: &str, purpose: OtpPurpose, hash: u8) -> NewOtp {
         expires_at: now() + Duration::minutes(10),
         registration: None,
     }
+}
+
+fn event(kind: AuditKind) -> AuditEvent {
+    AuditEvent {
+        kind,
+        at: now(),
+        user_id: None,
+        email: Some(email("ada@example.com")),
+        client: Some("203.0.113.9".into()),
+        request_id: Some("req-1".into()),
+    }
+}
+
+async fn events(store: &impl Store, kind: AuditKind) -> usize {
+    store
+        .list(&AuditQuery {
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == kind)
+        .count()
 }
 
 fn registration(name: &str, hash: &str) -> passcode_domain::Registration {
@@ -677,14 +705,20 @@ pub async fn set_password_replaces_the_hash_verifies_and_refuses_older_tokens(st
     let user = store.create(&new_user("ada@example.com")).await.unwrap();
     let at = now() + Duration::milliseconds(400);
     let hash = PasswordHash::new("$argon2id$v=19$new".into());
-    store.set_password(user.id, &hash, true, at).await.unwrap();
+    store
+        .set_password(user.id, &hash, true, at, &event(AuditKind::PasswordReset))
+        .await
+        .unwrap();
     let after = store.find_by_id(user.id).await.unwrap().unwrap();
     assert_eq!(after.password_hash, hash);
     assert!(after.email_verified);
     assert_eq!(after.tokens_valid_after, at, "to the millisecond");
     assert!(!after.accepts_token_issued_at(at - Duration::milliseconds(1)));
     assert!(after.accepts_token_issued_at(at));
-    store.set_password(user.id, &hash, false, at).await.unwrap();
+    store
+        .set_password(user.id, &hash, false, at, &event(AuditKind::PasswordReset))
+        .await
+        .unwrap();
     assert!(
         store
             .find_by_id(user.id)
@@ -718,7 +752,10 @@ pub async fn rotation_spends_once_replays_within_grace_then_revokes_on_reuse(sto
     use passcode_domain::ports::Rotation;
     let user = UserId::new_random();
     let family = Uuid::new_v4();
-    store.insert(&refresh_token(1, family, user)).await.unwrap();
+    store
+        .insert(&refresh_token(1, family, user), None)
+        .await
+        .unwrap();
     let grace = Duration::seconds(10);
 
     let rotated = store
@@ -728,6 +765,7 @@ pub async fn rotation_spends_once_replays_within_grace_then_revokes_on_reuse(sto
             grace,
             &refresh_token(2, Uuid::nil(), user),
             &token_ids(2),
+            &event(AuditKind::RefreshReuseDetected),
         )
         .await;
     assert_eq!(rotated.unwrap(), Rotation::Rotated);
@@ -745,6 +783,7 @@ pub async fn rotation_spends_once_replays_within_grace_then_revokes_on_reuse(sto
             grace,
             &refresh_token(3, Uuid::nil(), user),
             &token_ids(3),
+            &event(AuditKind::RefreshReuseDetected),
         )
         .await;
     assert_eq!(replay.unwrap(), Rotation::Replayed { ids: token_ids(2) });
@@ -762,6 +801,7 @@ pub async fn rotation_spends_once_replays_within_grace_then_revokes_on_reuse(sto
             grace,
             &refresh_token(4, Uuid::nil(), user),
             &token_ids(4),
+            &event(AuditKind::RefreshReuseDetected),
         )
         .await;
     assert_eq!(reuse.unwrap(), Rotation::Reused);
@@ -777,6 +817,7 @@ pub async fn rotation_spends_once_replays_within_grace_then_revokes_on_reuse(sto
             grace,
             &refresh_token(5, Uuid::nil(), user),
             &token_ids(5),
+            &event(AuditKind::RefreshReuseDetected),
         )
         .await;
     assert_eq!(
@@ -797,11 +838,12 @@ pub async fn rotation_refuses_unknown_and_expired_tokens(store: impl Store) {
             grace,
             &refresh_token(2, Uuid::nil(), user),
             &token_ids(2),
+            &event(AuditKind::RefreshReuseDetected),
         )
         .await;
     assert_eq!(unknown.unwrap(), Rotation::Refused);
     store
-        .insert(&refresh_token(1, Uuid::new_v4(), user))
+        .insert(&refresh_token(1, Uuid::new_v4(), user), None)
         .await
         .unwrap();
     let expired_at = now() + Duration::days(1);
@@ -812,6 +854,7 @@ pub async fn rotation_refuses_unknown_and_expired_tokens(store: impl Store) {
             grace,
             &refresh_token(3, Uuid::nil(), user),
             &token_ids(3),
+            &event(AuditKind::RefreshReuseDetected),
         )
         .await;
     assert_eq!(expired.unwrap(), Rotation::Refused);
@@ -821,7 +864,7 @@ pub async fn concurrent_rotations_of_one_token_rotate_once_and_replay_the_rest(s
     use passcode_domain::ports::Rotation;
     let user = UserId::new_random();
     store
-        .insert(&refresh_token(1, Uuid::new_v4(), user))
+        .insert(&refresh_token(1, Uuid::new_v4(), user), None)
         .await
         .unwrap();
     let tasks: Vec<_> = (0..10u8)
@@ -836,6 +879,7 @@ pub async fn concurrent_rotations_of_one_token_rotate_once_and_replay_the_rest(s
                         Duration::seconds(10),
                         &successor,
                         &token_ids(10 + n),
+                        &event(AuditKind::RefreshReuseDetected),
                     )
                     .await
                     .unwrap()
@@ -865,12 +909,21 @@ pub async fn concurrent_rotations_of_one_token_rotate_once_and_replay_the_rest(s
 pub async fn logout_revokes_one_family_or_all_of_an_account(store: impl Store) {
     let user = UserId::new_random();
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-    store.insert(&refresh_token(1, a, user)).await.unwrap();
-    store.insert(&refresh_token(2, b, user)).await.unwrap();
-    store.revoke_family(a, now()).await.unwrap();
+    store
+        .insert(&refresh_token(1, a, user), None)
+        .await
+        .unwrap();
+    store
+        .insert(&refresh_token(2, b, user), None)
+        .await
+        .unwrap();
+    store
+        .revoke_family(a, now(), &event(AuditKind::Logout))
+        .await
+        .unwrap();
     assert_eq!(store.family_of(&[1; 32]).await.unwrap(), None);
     assert_eq!(store.family_of(&[2; 32]).await.unwrap(), Some((b, user)));
-    store.revoke_all(user, now()).await.unwrap();
+    store.revoke_all(user, now(), None).await.unwrap();
     assert_eq!(store.family_of(&[2; 32]).await.unwrap(), None);
 }
 
@@ -878,8 +931,14 @@ pub async fn added_codes_live_side_by_side_and_each_counts_its_tries(store: impl
     let first = registration_otp("ada@example.com", 1, "Mallory", "$argon2id$m");
     let mut second = registration_otp("ada@example.com", 2, "Ada", "$argon2id$a");
     second.created_at = now() + Duration::seconds(1);
-    store.add(&first, &mail_for(&first)).await.unwrap();
-    store.add(&second, &mail_for(&second)).await.unwrap();
+    store
+        .add(&first, &mail_for(&first), &event(AuditKind::Registered))
+        .await
+        .unwrap();
+    store
+        .add(&second, &mail_for(&second), &event(AuditKind::Registered))
+        .await
+        .unwrap();
     let open = store
         .count_try(&first.email, OtpPurpose::VerifyEmail, now(), 5)
         .await
@@ -934,19 +993,41 @@ pub async fn completing_a_registration_applies_it_and_voids_the_others(store: im
     let user = store.create(&new_user("ada@example.com")).await.unwrap();
     let owner = registration_otp("ada@example.com", 1, "Ada Owner", "$argon2id$owner");
     let other = registration_otp("ada@example.com", 2, "Mallory", "$argon2id$mallory");
-    store.add(&owner, &mail_for(&owner)).await.unwrap();
-    store.add(&other, &mail_for(&other)).await.unwrap();
+    store
+        .add(&owner, &mail_for(&owner), &event(AuditKind::Registered))
+        .await
+        .unwrap();
+    store
+        .add(&other, &mail_for(&other), &event(AuditKind::Registered))
+        .await
+        .unwrap();
     let reg = owner.registration.clone().unwrap();
     assert!(
         !store
-            .complete_registration(owner.id, &other.code_hash, user.id, &reg, now(), 5)
+            .complete_registration(
+                owner.id,
+                &other.code_hash,
+                user.id,
+                &reg,
+                now(),
+                5,
+                &event(AuditKind::Verified)
+            )
             .await
             .unwrap(),
         "the code's own hash only"
     );
     assert!(
         store
-            .complete_registration(owner.id, &owner.code_hash, user.id, &reg, now(), 5)
+            .complete_registration(
+                owner.id,
+                &owner.code_hash,
+                user.id,
+                &reg,
+                now(),
+                5,
+                &event(AuditKind::Verified)
+            )
             .await
             .unwrap()
     );
@@ -964,7 +1045,15 @@ pub async fn completing_a_registration_applies_it_and_voids_the_others(store: im
     );
     assert!(
         !store
-            .complete_registration(owner.id, &owner.code_hash, user.id, &reg, now(), 5)
+            .complete_registration(
+                owner.id,
+                &owner.code_hash,
+                user.id,
+                &reg,
+                now(),
+                5,
+                &event(AuditKind::Verified)
+            )
             .await
             .unwrap(),
         "once only"
@@ -982,13 +1071,27 @@ pub async fn completing_a_registration_applies_it_and_voids_the_others(store: im
 
 pub async fn a_registration_of_a_deactivated_account_is_not_completed(store: impl Store) {
     let user = store.create(&new_user("ada@example.com")).await.unwrap();
-    store.set_active(user.id, false, now()).await.unwrap();
+    store
+        .set_active(user.id, false, now(), &event(AuditKind::Deactivated))
+        .await
+        .unwrap();
     let otp = registration_otp("ada@example.com", 1, "Mallory", "$argon2id$m");
-    store.add(&otp, &mail_for(&otp)).await.unwrap();
+    store
+        .add(&otp, &mail_for(&otp), &event(AuditKind::Registered))
+        .await
+        .unwrap();
     let reg = otp.registration.clone().unwrap();
     assert!(
         !store
-            .complete_registration(otp.id, &otp.code_hash, user.id, &reg, now(), 5)
+            .complete_registration(
+                otp.id,
+                &otp.code_hash,
+                user.id,
+                &reg,
+                now(),
+                5,
+                &event(AuditKind::Verified)
+            )
             .await
             .unwrap()
     );
@@ -1009,14 +1112,25 @@ pub async fn a_registration_of_a_deactivated_account_is_not_completed(store: imp
 pub async fn concurrent_completions_of_one_registration_have_one_winner(store: impl Store) {
     let user = store.create(&new_user("ada@example.com")).await.unwrap();
     let otp = Arc::new(registration_otp("ada@example.com", 1, "Ada", "$argon2id$a"));
-    store.add(&otp, &mail_for(&otp)).await.unwrap();
+    store
+        .add(&otp, &mail_for(&otp), &event(AuditKind::Registered))
+        .await
+        .unwrap();
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let (store, otp) = (store.clone(), otp.clone());
             tokio::spawn(async move {
                 let reg = otp.registration.clone().unwrap();
                 store
-                    .complete_registration(otp.id, &otp.code_hash, user.id, &reg, now(), 5)
+                    .complete_registration(
+                        otp.id,
+                        &otp.code_hash,
+                        user.id,
+                        &reg,
+                        now(),
+                        5,
+                        &event(AuditKind::Verified),
+                    )
                     .await
                     .unwrap()
             })
@@ -1067,10 +1181,19 @@ pub async fn a_decoy_leaves_no_code_and_nothing_to_send(store: impl Store) {
 pub async fn a_reset_voids_registrations_still_waiting_for_their_code(store: impl Store) {
     let user = store.create(&new_user("ada@example.com")).await.unwrap();
     let pending = registration_otp("ada@example.com", 1, "Mallory", "$argon2id$m");
-    store.add(&pending, &mail_for(&pending)).await.unwrap();
+    store
+        .add(&pending, &mail_for(&pending), &event(AuditKind::Registered))
+        .await
+        .unwrap();
     let hash = PasswordHash::new("$argon2id$v=19$reset".into());
     store
-        .set_password(user.id, &hash, true, now())
+        .set_password(
+            user.id,
+            &hash,
+            true,
+            now(),
+            &event(AuditKind::PasswordReset),
+        )
         .await
         .unwrap();
     assert!(
@@ -1095,14 +1218,21 @@ pub async fn a_session_ends_at_its_family_end_however_often_refreshed(store: imp
     let family = Uuid::new_v4();
     let mut first = refresh_token(1, family, user);
     first.family_expires_at = now() + Duration::hours(1);
-    store.insert(&first).await.unwrap();
+    store.insert(&first, None).await.unwrap();
     let grace = Duration::seconds(10);
     // A successor asking for a day still ends with the family.
     let mut successor = refresh_token(2, Uuid::nil(), user);
     successor.family_expires_at = now() + Duration::days(90);
     assert_eq!(
         store
-            .rotate(&[1; 32], now(), grace, &successor, &token_ids(2))
+            .rotate(
+                &[1; 32],
+                now(),
+                grace,
+                &successor,
+                &token_ids(2),
+                &event(AuditKind::RefreshReuseDetected)
+            )
             .await
             .unwrap(),
         Rotation::Rotated
@@ -1115,7 +1245,8 @@ pub async fn a_session_ends_at_its_family_end_however_often_refreshed(store: imp
                 later,
                 grace,
                 &refresh_token(3, Uuid::nil(), user),
-                &token_ids(3)
+                &token_ids(3),
+                &event(AuditKind::RefreshReuseDetected)
             )
             .await
             .unwrap(),
@@ -1129,11 +1260,127 @@ pub async fn a_session_ends_at_its_family_end_however_often_refreshed(store: imp
                 later - Duration::milliseconds(1),
                 grace,
                 &refresh_token(3, Uuid::nil(), user),
-                &token_ids(3)
+                &token_ids(3),
+                &event(AuditKind::RefreshReuseDetected)
             )
             .await
             .unwrap(),
         Rotation::Rotated,
         "until then it refreshes"
     );
+}
+
+pub async fn each_change_records_its_event_in_its_transaction(store: impl Store) {
+    let user = store.create(&new_user("ada@example.com")).await.unwrap();
+    let otp = registration_otp("ada@example.com", 1, "Ada", "$argon2id$a");
+    store
+        .add(&otp, &mail_for(&otp), &event(AuditKind::Registered))
+        .await
+        .unwrap();
+    assert_eq!(events(&store, AuditKind::Registered).await, 1);
+    // A completion that does not happen records nothing.
+    let reg = otp.registration.clone().unwrap();
+    let wrong = CodeHash::from_bytes(vec![9; 32]);
+    assert!(
+        !store
+            .complete_registration(
+                otp.id,
+                &wrong,
+                user.id,
+                &reg,
+                now(),
+                5,
+                &event(AuditKind::Verified)
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(events(&store, AuditKind::Verified).await, 0);
+    assert!(
+        store
+            .complete_registration(
+                otp.id,
+                &otp.code_hash,
+                user.id,
+                &reg,
+                now(),
+                5,
+                &event(AuditKind::Verified)
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(events(&store, AuditKind::Verified).await, 1);
+    // A refresh-token reuse is recorded only when it is one.
+    let family = Uuid::new_v4();
+    store
+        .insert(
+            &refresh_token(1, family, user.id),
+            Some(event(AuditKind::LoginSucceeded)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(events(&store, AuditKind::LoginSucceeded).await, 1);
+    let reuse = event(AuditKind::RefreshReuseDetected);
+    let grace = Duration::seconds(0);
+    store
+        .rotate(
+            &[1; 32],
+            now(),
+            grace,
+            &refresh_token(2, Uuid::nil(), user.id),
+            &token_ids(2),
+            &reuse,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        events(&store, AuditKind::RefreshReuseDetected).await,
+        0,
+        "a rotation is no reuse"
+    );
+    let later = now() + Duration::seconds(5);
+    store
+        .rotate(
+            &[1; 32],
+            later,
+            grace,
+            &refresh_token(3, Uuid::nil(), user.id),
+            &token_ids(3),
+            &reuse,
+        )
+        .await
+        .unwrap();
+    assert_eq!(events(&store, AuditKind::RefreshReuseDetected).await, 1);
+    store.record(&event(AuditKind::LoginFailed)).await.unwrap();
+    let listed = store
+        .list(&AuditQuery {
+            email: Some(email("ada@example.com")),
+            since: Some(now() - Duration::seconds(1)),
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 5);
+    assert_eq!(listed[0].client.as_deref(), Some("203.0.113.9"));
+    assert_eq!(listed[0].request_id.as_deref(), Some("req-1"));
+    assert!(
+        store
+            .list(&AuditQuery {
+                email: Some(email("other@example.com")),
+                since: None,
+                limit: 100,
+            })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .purge_audit(now() + Duration::seconds(1))
+            .await
+            .unwrap(),
+        5
+    );
+    assert_eq!(events(&store, AuditKind::LoginFailed).await, 0);
 }
