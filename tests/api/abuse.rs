@@ -95,7 +95,10 @@ async fn a_right_code_does_not_spend_the_budget() {
 
 #[tokio::test]
 async fn resend_cooldown_is_identical_for_known_and_unknown_addresses_and_mails_nothing() {
-    let app = spawn_app_with(Mail::Starttls, |s| s.limits.resend_cooldown_seconds = 60).await;
+    let app = spawn_app_with(Mail::Starttls, |s| {
+        s.limits.resend_cooldown_seconds = 60.into()
+    })
+    .await;
     let known = unique_email();
     assert_eq!(app.register(&known).await.status(), 201);
     app.next_mail(&known).await;

@@ -402,7 +402,7 @@ async fn responses_that_carry_tokens_are_never_cached() {
 
 #[tokio::test]
 async fn a_session_ends_at_its_absolute_lifetime_however_often_refreshed() {
-    let app = spawn_app_with(Mail::Starttls, |s| s.jwt.session_max_seconds = 3).await;
+    let app = spawn_app_with(Mail::Starttls, |s| s.jwt.session_max_seconds = 3.into()).await;
     let email = unique_email();
     let mut tokens = app.verified_user(&email).await;
     for _ in 0..2 {

@@ -127,12 +127,12 @@ impl ControlledSmtp {
 
     /// Points `settings` at this server (plain SMTP, no AUTH).
     pub fn configure(&self, settings: &mut Settings) {
-        settings.mail.smtp.host = "127.0.0.1".into();
+        settings.mail.smtp.host = Some("127.0.0.1".into());
         settings.mail.smtp.port = self.port;
         settings.mail.smtp.tls = TlsSetting::None;
-        settings.mail.smtp.username = String::new();
-        settings.mail.smtp.password = SecretString::from(String::new());
-        settings.mail.smtp.timeout_seconds = 2;
+        settings.mail.smtp.username = None;
+        settings.mail.smtp.password = None;
+        settings.mail.smtp.timeout_seconds = 2.into();
     }
 
     /// Every message received, as (recipient, message).
@@ -194,11 +194,11 @@ pub async fn spawn_app_with(mail: Mail, customize: impl FnOnce(&mut Settings)) -
     settings.mail.from = "passcode tests <no-reply@passcode.test>".into();
     let servers = smtp();
     let smtp = &mut settings.mail.smtp;
-    smtp.host = "localhost".into();
-    smtp.username = SMTP_USER.into();
-    smtp.password = SecretString::from(SMTP_PASSWORD.to_owned());
-    smtp.ca_file = servers.ca_file.to_string_lossy().into_owned();
-    smtp.timeout_seconds = 5;
+    smtp.host = Some("localhost".into());
+    smtp.username = Some(SMTP_USER.into());
+    smtp.password = Some(SecretString::from(SMTP_PASSWORD.to_owned()));
+    smtp.ca_file = Some(servers.ca_file.clone());
+    smtp.timeout_seconds = 5.into();
     let maildir = match mail {
         Mail::Starttls | Mail::Down => {
             smtp.tls = TlsSetting::Starttls;
@@ -216,16 +216,16 @@ pub async fn spawn_app_with(mail: Mail, customize: impl FnOnce(&mut Settings)) -
         }
     };
     // Mail goes out fast, and retries come quickly.
-    settings.mail.outbox.poll_interval_ms = 20;
-    settings.mail.outbox.backoff_base_ms = 100;
-    settings.mail.outbox.backoff_max_ms = 1_000;
+    settings.mail.outbox.poll_interval_ms = 20.into();
+    settings.mail.outbox.backoff_base_ms = 100.into();
+    settings.mail.outbox.backoff_max_ms = 1_000.into();
     // Limits out of the way; the abuse tests set the ones they check.
     let limits = &mut settings.limits;
     limits.guess_budget = 10_000;
     limits.guess_budget_per_client = 10_000;
     limits.login_failures = 10_000;
     limits.login_failures_per_client = 10_000;
-    limits.resend_cooldown_seconds = 0;
+    limits.resend_cooldown_seconds = 0.into();
     limits.resend_cap = 10_000;
     limits.client_requests = 1_000_000;
     customize(&mut settings);
@@ -236,8 +236,11 @@ pub async fn spawn_app_with(mail: Mail, customize: impl FnOnce(&mut Settings)) -
         address,
         metrics,
         settings,
+        // Idle connections are dropped before the server's keep-alive (5 s) closes
+        // them, so a request after a pause never races a closing connection.
         client: reqwest::Client::builder()
             .no_proxy()
+            .pool_idle_timeout(Duration::from_secs(2))
             .build()
             .expect("client"),
         maildir,

@@ -46,7 +46,7 @@ fn with_metrics(
     customize: impl FnOnce(&mut passcode_app::Settings),
 ) -> impl FnOnce(&mut passcode_app::Settings) {
     move |s| {
-        s.metrics.listen = "127.0.0.1:0".into();
+        s.metrics.listen = Some("127.0.0.1:0".into());
         customize(s);
     }
 }
@@ -57,7 +57,7 @@ async fn metrics_are_served_apart_and_move_with_requests_limits_reuse_and_mail()
         Mail::Starttls,
         with_metrics(|s| {
             s.limits.guess_budget_per_client = 1;
-            s.jwt.refresh_reuse_grace_seconds = 0;
+            s.jwt.refresh_reuse_grace_seconds = 0.into();
         }),
     )
     .await;
@@ -205,7 +205,10 @@ fn audit_cli(app: &TestApp, args: &[&str]) -> String {
 /// and request id, and `passcode audit` reads them back (text and JSON).
 #[tokio::test]
 async fn the_audit_trail_records_the_security_events_of_a_flow() {
-    let app = spawn_app_with(Mail::Starttls, |s| s.jwt.refresh_reuse_grace_seconds = 0).await;
+    let app = spawn_app_with(Mail::Starttls, |s| {
+        s.jwt.refresh_reuse_grace_seconds = 0.into()
+    })
+    .await;
     let email = unique_email();
     let register = app.register(&email).await;
     let register_id = register.headers()["x-request-id"]

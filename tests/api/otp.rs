@@ -52,7 +52,7 @@ async fn right_code_still_works_after_four_wrong_tries() {
 
 #[tokio::test]
 async fn code_is_refused_after_its_lifetime() {
-    let app = spawn_app_with(Mail::Starttls, |s| s.otp.ttl_seconds = 1).await;
+    let app = spawn_app_with(Mail::Starttls, |s| s.otp.ttl_seconds = 1.into()).await;
     let email = unique_email();
     app.register(&email).await;
     let code = app.next_code(&email).await;

@@ -125,7 +125,7 @@ async fn a_permanent_refusal_is_kept_as_failed_with_its_error_and_not_retried() 
 async fn a_mail_whose_code_expired_while_smtp_was_down_is_not_sent() {
     let mut smtp = ControlledSmtp::down("accept");
     let app = app_on(&smtp, |s| {
-        s.otp.ttl_seconds = 1;
+        s.otp.ttl_seconds = 1.into();
         s.mail.outbox.max_attempts = 50;
     })
     .await;

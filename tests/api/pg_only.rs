@@ -108,7 +108,7 @@ async fn database_down_answers_503_quickly_and_the_service_recovers_by_itself() 
     let url = cluster.url();
     let app = spawn_app_with(Mail::Starttls, |s| {
         s.database.url = url;
-        s.database.acquire_timeout_seconds = 2;
+        s.database.acquire_timeout_seconds = 2.into();
     })
     .await;
     let email = unique_email();
@@ -162,7 +162,7 @@ async fn two_instances_share_the_guessing_budget_and_the_resend_cooldown() {
     let app = spawn_app_with(Mail::Starttls, |s| {
         s.database.url = url;
         s.limits.guess_budget = 10;
-        s.limits.resend_cooldown_seconds = 60;
+        s.limits.resend_cooldown_seconds = 60.into();
     })
     .await;
     let second = start_instance(app.settings.clone()).await;

@@ -16,7 +16,10 @@ async fn refresh(app: &TestApp, token: &Value) -> reqwest::Response {
 }
 
 async fn no_grace_app() -> TestApp {
-    spawn_app_with(Mail::Starttls, |s| s.jwt.refresh_reuse_grace_seconds = 0).await
+    spawn_app_with(Mail::Starttls, |s| {
+        s.jwt.refresh_reuse_grace_seconds = 0.into()
+    })
+    .await
 }
 
 #[tokio::test]

@@ -3,7 +3,6 @@
 //! clamping a bad value silently) and `passcode config check` can list them.
 
 use std::net::SocketAddr;
-use std::path::Path;
 
 use secrecy::ExposeSecret;
 
@@ -39,46 +38,46 @@ pub fn problems(settings: &Settings) -> Vec<Problem> {
     );
     found.at_least(
         "database.acquire_timeout_seconds",
-        s.database.acquire_timeout_seconds,
+        s.database.acquire_timeout_seconds.0,
         1,
     );
     found.at_least(
         "database.statement_timeout_seconds",
-        s.database.statement_timeout_seconds,
+        s.database.statement_timeout_seconds.0,
         1,
     );
-    found.at_least("otp.ttl_seconds", s.otp.ttl_seconds, 1);
+    found.at_least("otp.ttl_seconds", s.otp.ttl_seconds.0, 1);
     found.at_least("otp.max_attempts", u64::from(s.otp.max_attempts), 1);
     let l = &s.limits;
     for (key, value) in [
         ("limits.guess_budget", u64::from(l.guess_budget)),
-        ("limits.guess_window_seconds", l.guess_window_seconds),
+        ("limits.guess_window_seconds", l.guess_window_seconds.0),
         (
             "limits.guess_budget_per_client",
             u64::from(l.guess_budget_per_client),
         ),
         ("limits.login_failures", u64::from(l.login_failures)),
-        ("limits.login_window_seconds", l.login_window_seconds),
+        ("limits.login_window_seconds", l.login_window_seconds.0),
         (
             "limits.login_failures_per_client",
             u64::from(l.login_failures_per_client),
         ),
         (
             "limits.login_client_window_seconds",
-            l.login_client_window_seconds,
+            l.login_client_window_seconds.0,
         ),
         ("limits.resend_cap", u64::from(l.resend_cap)),
-        ("limits.resend_window_seconds", l.resend_window_seconds),
+        ("limits.resend_window_seconds", l.resend_window_seconds.0),
         ("limits.client_requests", u64::from(l.client_requests)),
-        ("limits.client_window_seconds", l.client_window_seconds),
-        ("limits.purge_interval_seconds", l.purge_interval_seconds),
+        ("limits.client_window_seconds", l.client_window_seconds.0),
+        ("limits.purge_interval_seconds", l.purge_interval_seconds.0),
     ] {
         found.at_least(key, value, 1);
     }
     let j = &s.jwt;
-    found.at_least("jwt.access_ttl_seconds", j.access_ttl_seconds, 1);
-    found.at_least("jwt.refresh_ttl_seconds", j.refresh_ttl_seconds, 1);
-    found.at_least("jwt.session_max_seconds", j.session_max_seconds, 1);
+    found.at_least("jwt.access_ttl_seconds", j.access_ttl_seconds.0, 1);
+    found.at_least("jwt.refresh_ttl_seconds", j.refresh_ttl_seconds.0, 1);
+    found.at_least("jwt.session_max_seconds", j.session_max_seconds.0, 1);
     found.at_least("audit.retention_days", u64::from(s.audit.retention_days), 1);
     let h = &s.hashing;
     found.at_least("hashing.iterations", u64::from(h.iterations), 1);
@@ -91,13 +90,13 @@ pub fn problems(settings: &Settings) -> Vec<Problem> {
     let o = &s.mail.outbox;
     found.at_least("mail.outbox.workers", u64::from(o.workers), 1);
     found.at_least("mail.outbox.max_attempts", u64::from(o.max_attempts), 1);
-    found.at_least("mail.outbox.poll_interval_ms", o.poll_interval_ms, 10);
-    found.at_least("mail.outbox.lease_seconds", o.lease_seconds, 1);
-    found.at_least("mail.outbox.backoff_base_ms", o.backoff_base_ms, 1);
+    found.at_least("mail.outbox.poll_interval_ms", o.poll_interval_ms.0, 10);
+    found.at_least("mail.outbox.lease_seconds", o.lease_seconds.0, 1);
+    found.at_least("mail.outbox.backoff_base_ms", o.backoff_base_ms.0, 1);
     found.at_least(
         "mail.outbox.backoff_max_ms",
-        o.backoff_max_ms,
-        o.backoff_base_ms,
+        o.backoff_max_ms.0,
+        o.backoff_base_ms.0,
     );
 
     if !(4..=10).contains(&s.otp.length) {
@@ -106,8 +105,9 @@ pub fn problems(settings: &Settings) -> Vec<Problem> {
             format!("is {}; it must be between 4 and 10", s.otp.length),
         );
     }
-    let otp_secret = s.otp.secret.expose_secret();
-    if !otp_secret.is_empty() && otp_secret.len() < 32 {
+    if let Some(secret) = &s.otp.secret
+        && secret.expose_secret().len() < 32
+    {
         found.add(
             "otp.secret",
             "is shorter than 32 characters (leave it empty to generate one)".into(),
@@ -128,33 +128,37 @@ pub fn problems(settings: &Settings) -> Vec<Problem> {
         }
     }
     for (key, ttl) in [
-        ("jwt.access_ttl_seconds", j.access_ttl_seconds),
-        ("jwt.refresh_ttl_seconds", j.refresh_ttl_seconds),
+        ("jwt.access_ttl_seconds", j.access_ttl_seconds.0),
+        ("jwt.refresh_ttl_seconds", j.refresh_ttl_seconds.0),
     ] {
-        if ttl <= j.leeway_seconds {
+        if ttl <= j.leeway_seconds.0 {
             found.add(
                 key,
                 format!(
                     "is {ttl}, not longer than jwt.leeway_seconds ({}): tokens would outlive their lifetime",
-                    j.leeway_seconds
+                    j.leeway_seconds.0
                 ),
             );
         }
     }
-    if j.algorithm == JwtAlgorithm::HS256 && j.secret.expose_secret().len() < 32 {
+    if j.algorithm == JwtAlgorithm::HS256
+        && j.secret
+            .as_ref()
+            .is_none_or(|s| s.expose_secret().len() < 32)
+    {
         found.add(
             "jwt.secret",
             "HS256 needs a secret of at least 32 bytes".into(),
         );
     }
-    if !j.private_key_file.is_empty()
-        && let Err(error) = std::fs::read_to_string(&j.private_key_file)
+    if let Some(file) = &j.private_key_file
+        && let Err(error) = std::fs::read_to_string(file)
     {
         found.add("jwt.private_key_file", format!("cannot be read: {error}"));
     }
-    if !j.keys_dir.is_empty()
-        && Path::new(&j.keys_dir).exists()
-        && let Err(error) = std::fs::read_dir(&j.keys_dir)
+    if let Some(dir) = &j.keys_dir
+        && dir.exists()
+        && let Err(error) = std::fs::read_dir(dir)
     {
         found.add("jwt.keys_dir", format!("cannot be read: {error}"));
     }
@@ -183,14 +187,16 @@ pub fn problems(settings: &Settings) -> Vec<Problem> {
             ),
         );
     }
-    if !m.templates_dir.is_empty() && !Path::new(&m.templates_dir).is_dir() {
+    if let Some(dir) = &m.templates_dir
+        && !dir.is_dir()
+    {
         found.add(
             "mail.templates_dir",
-            format!("{:?} is not a folder", m.templates_dir),
+            format!("{} is not a folder", dir.display()),
         );
     }
     if m.transport == TransportKind::Smtp {
-        if m.smtp.host.is_empty() {
+        if m.smtp.host.is_none() {
             found.add(
                 "mail.smtp.host",
                 "mail.transport = \"smtp\" needs a host".into(),
@@ -199,22 +205,21 @@ pub fn problems(settings: &Settings) -> Vec<Problem> {
         if m.smtp.port == 0 {
             found.add("mail.smtp.port", "is 0".into());
         }
-        found.at_least("mail.smtp.timeout_seconds", m.smtp.timeout_seconds, 1);
+        found.at_least("mail.smtp.timeout_seconds", m.smtp.timeout_seconds.0, 1);
         found.at_least("mail.smtp.pool_size", u64::from(m.smtp.pool_size), 1);
-        if !m.smtp.ca_file.is_empty()
-            && let Err(error) = std::fs::read(&m.smtp.ca_file)
+        if let Some(ca_file) = &m.smtp.ca_file
+            && let Err(error) = std::fs::read(ca_file)
         {
             found.add("mail.smtp.ca_file", format!("cannot be read: {error}"));
         }
     }
 
-    if !s.metrics.listen.is_empty() && s.metrics.listen.parse::<SocketAddr>().is_err() {
+    if let Some(listen) = &s.metrics.listen
+        && listen.parse::<SocketAddr>().is_err()
+    {
         found.add(
             "metrics.listen",
-            format!(
-                "{:?} is not an address like 127.0.0.1:9464",
-                s.metrics.listen
-            ),
+            format!("{listen:?} is not an address like 127.0.0.1:9464"),
         );
     }
     if tracing_subscriber::EnvFilter::try_new(&s.log.level).is_err() {
@@ -278,12 +283,12 @@ mod tests {
     fn every_bad_value_is_named_at_once() {
         let mut s = Settings::defaults().unwrap();
         s.mail.outbox.workers = 0;
-        s.otp.ttl_seconds = 0;
-        s.jwt.access_ttl_seconds = 3;
-        s.jwt.leeway_seconds = 5;
-        s.jwt.private_key_file = "/nonexistent/key.pem".into();
+        s.otp.ttl_seconds = 0.into();
+        s.jwt.access_ttl_seconds = 3.into();
+        s.jwt.leeway_seconds = 5.into();
+        s.jwt.private_key_file = Some("/nonexistent/key.pem".into());
         s.limits.password_min_score = 7;
-        s.metrics.listen = "nowhere".into();
+        s.metrics.listen = Some("nowhere".into());
         let keys: Vec<&str> = problems(&s).iter().map(|p| p.key).collect();
         for key in [
             "mail.outbox.workers",

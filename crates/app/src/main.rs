@@ -126,6 +126,7 @@ async fn run() -> anyhow::Result<()> {
         return config_check(&cli.config_dir);
     }
     let settings = Settings::load(&cli.config_dir)?;
+    passcode_app::check::ensure_valid(&settings)?;
     telemetry::init(&settings.log);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {

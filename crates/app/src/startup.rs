@@ -27,10 +27,10 @@ use passcode_password::{Argon2Hasher, HashingSettings};
 use passcode_persistence::{DatabaseSettings, MailKey, Store};
 use rand::TryRngCore;
 use rand::rngs::OsRng;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
 use crate::secrets::load_or_create;
-use crate::settings::{JwtAlgorithm, PolicySetting, Settings, TlsSetting, TransportKind};
+use crate::settings::{JwtAlgorithm, PolicySetting, Seconds, Settings, TlsSetting, TransportKind};
 use crate::waking::Waking;
 use crate::worker::MailWorker;
 
@@ -94,7 +94,7 @@ impl Application {
         spawn_purge(
             store.throttle(),
             store.audit(),
-            settings.limits.purge_interval_seconds,
+            settings.limits.purge_interval_seconds.duration(),
             chrono::Duration::days(i64::from(settings.audit.retention_days)),
         );
         let state = HttpState {
@@ -113,7 +113,8 @@ impl Application {
         let docs = settings.server.docs;
         let cors = passcode_http::CorsSettings {
             allowed_origins: settings.server.cors.allowed_origins.clone(),
-            max_age_seconds: settings.server.cors.max_age_seconds,
+            max_age_seconds: usize::try_from(settings.server.cors.max_age_seconds.0)
+                .unwrap_or(usize::MAX),
         };
         let mut server = HttpServer::new(move || {
             App::new()
@@ -127,7 +128,7 @@ impl Application {
                 .configure(passcode_http::configure(state.clone(), body_limit, docs))
                 .default_service(web::to(passcode_http::not_found))
         })
-        .shutdown_timeout(settings.server.shutdown_timeout_seconds)
+        .shutdown_timeout(settings.server.shutdown_timeout_seconds.0)
         .listen(listener)?;
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
@@ -140,16 +141,14 @@ impl Application {
         );
         let worker = MailWorker::start(
             delivery,
-            Duration::from_millis(settings.mail.outbox.poll_interval_ms),
+            settings.mail.outbox.poll_interval_ms.duration(),
             wake,
         );
-        let metrics = if settings.metrics.listen.is_empty() {
-            None
-        } else {
-            let listener = TcpListener::bind(settings.metrics.listen.as_str())
-                .with_context(|| format!("binding metrics.listen {}", settings.metrics.listen))?;
+        let metrics = if let Some(listen) = &settings.metrics.listen {
+            let listener = TcpListener::bind(listen.as_str())
+                .with_context(|| format!("binding metrics.listen {listen}"))?;
             let metrics_port = listener.local_addr()?.port();
-            tracing::info!(address = %settings.metrics.listen, "metrics at /metrics");
+            tracing::info!(address = %listen, "metrics at /metrics");
             let served = crate::metrics::serve(
                 listener,
                 store.outbox(),
@@ -157,6 +156,8 @@ impl Application {
                 Arc::new(SystemClock),
             )?;
             Some((metrics_port, served))
+        } else {
+            None
         };
         tracing::info!(address = %settings.server.host, port, "passcode is listening");
         Ok(Self {
@@ -236,10 +237,10 @@ fn warn_if_generated_secrets_on_shared_database(settings: &Settings, store: &Sto
         return;
     }
     let mut generated = Vec::new();
-    if settings.otp.secret.expose_secret().is_empty() {
+    if settings.otp.secret.is_none() {
         generated.push("otp.secret");
     }
-    if settings.jwt.algorithm != JwtAlgorithm::HS256 && settings.jwt.private_key_file.is_empty() {
+    if settings.jwt.algorithm != JwtAlgorithm::HS256 && settings.jwt.private_key_file.is_none() {
         generated.push("jwt.private_key_file");
     }
     if !generated.is_empty() {
@@ -259,9 +260,9 @@ pub(crate) fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     Store::connect(&DatabaseSettings {
         url: db.url.clone(),
         max_connections: db.max_connections,
-        acquire_timeout: Duration::from_secs(db.acquire_timeout_seconds),
-        busy_timeout: Duration::from_millis(db.busy_timeout_ms),
-        statement_timeout: Duration::from_secs(db.statement_timeout_seconds),
+        acquire_timeout: db.acquire_timeout_seconds.duration(),
+        busy_timeout: db.busy_timeout_ms.duration(),
+        statement_timeout: db.statement_timeout_seconds.duration(),
         mail_key: mail_key(settings)?,
     })
 }
@@ -270,8 +271,7 @@ pub(crate) fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 /// before the service ever started (`migrate`) must not create the secret: with none
 /// yet, there is no queued mail to read, and a throwaway key will do.
 fn mail_key(settings: &Settings) -> anyhow::Result<MailKey> {
-    let has_secret = !settings.otp.secret.expose_secret().is_empty()
-        || data_file(settings, "otp-secret").exists();
+    let has_secret = settings.otp.secret.is_some() || data_file(settings, "otp-secret").exists();
     Ok(if has_secret {
         MailKey::derive(&otp_secret(settings)?)
     } else {
@@ -292,8 +292,8 @@ fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
 }
 
 fn otp_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
-    let configured = settings.otp.secret.expose_secret();
-    if !configured.is_empty() {
+    if let Some(configured) = &settings.otp.secret {
+        let configured = configured.expose_secret();
         anyhow::ensure!(
             configured.len() >= 32,
             "otp.secret must be at least 32 characters"
@@ -310,11 +310,10 @@ fn otp_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
 
 fn signing_key(settings: &Settings) -> anyhow::Result<SigningKeySource> {
     if settings.jwt.algorithm == JwtAlgorithm::HS256 {
-        anyhow::ensure!(
-            !settings.jwt.secret.expose_secret().is_empty(),
-            "jwt.algorithm = \"HS256\" needs jwt.secret (at least 32 bytes)"
-        );
-        return Ok(SigningKeySource::Hs256(settings.jwt.secret.clone()));
+        let Some(secret) = settings.jwt.secret.clone() else {
+            anyhow::bail!("jwt.algorithm = \"HS256\" needs jwt.secret (at least 32 bytes)");
+        };
+        return Ok(SigningKeySource::Hs256(secret));
     }
     Ok(SigningKeySource::KeySet(load_keys(settings)?))
 }
@@ -329,11 +328,11 @@ pub(crate) fn jwt_algorithm(algorithm: JwtAlgorithm) -> jsonwebtoken_algorithm::
 }
 
 pub(crate) fn keys_dir(settings: &Settings) -> PathBuf {
-    if settings.jwt.keys_dir.is_empty() {
-        data_file(settings, "jwt-keys")
-    } else {
-        PathBuf::from(&settings.jwt.keys_dir)
-    }
+    settings
+        .jwt
+        .keys_dir
+        .clone()
+        .unwrap_or_else(|| data_file(settings, "jwt-keys"))
 }
 
 /// The default key (`jwt.private_key_file`, or one created on first start in the data
@@ -341,16 +340,14 @@ pub(crate) fn keys_dir(settings: &Settings) -> PathBuf {
 /// key once `passcode keys activate` or `rotate` named one, else the default key.
 pub(crate) fn load_keys(settings: &Settings) -> anyhow::Result<KeySet> {
     let algorithm = jwt_algorithm(settings.jwt.algorithm);
-    let path = if settings.jwt.private_key_file.is_empty() {
+    let path = settings.jwt.private_key_file.clone().unwrap_or_else(|| {
         let name = match settings.jwt.algorithm {
             JwtAlgorithm::EdDSA => "jwt-ed25519.pem",
             JwtAlgorithm::ES256 => "jwt-es256.pem",
             _ => "jwt-rs256.pem",
         };
         data_file(settings, name)
-    } else {
-        PathBuf::from(&settings.jwt.private_key_file)
-    };
+    });
     let pem = load_or_create(&path, || Ok(Key::generate(algorithm)?.pem().to_owned()))?;
     let key = Key::from_pem(&pem).with_context(|| format!("loading {}", path.display()))?;
     let default_kid = key.kid().to_owned();
@@ -359,40 +356,18 @@ pub(crate) fn load_keys(settings: &Settings) -> anyhow::Result<KeySet> {
 
 fn jwt_settings(settings: &Settings) -> JwtSettings {
     let jwt = &settings.jwt;
-    let seconds = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
     JwtSettings {
         issuer: jwt.issuer.clone(),
         audience: jwt.audience.clone(),
-        access_ttl: seconds(jwt.access_ttl_seconds),
-        refresh_ttl: seconds(jwt.refresh_ttl_seconds),
-        leeway: seconds(jwt.leeway_seconds),
+        access_ttl: jwt.access_ttl_seconds.chrono(),
+        refresh_ttl: jwt.refresh_ttl_seconds.chrono(),
+        leeway: jwt.leeway_seconds.chrono(),
     }
 }
 
 fn service_settings(settings: &Settings) -> anyhow::Result<ServiceSettings> {
+    // Values were checked once (`check::ensure_valid`), before anything started.
     let otp = &settings.otp;
-    anyhow::ensure!(
-        (4..=10).contains(&otp.length),
-        "otp.length must be between 4 and 10"
-    );
-    anyhow::ensure!(otp.ttl_seconds >= 1, "otp.ttl_seconds must be at least 1");
-    anyhow::ensure!(otp.max_attempts >= 1, "otp.max_attempts must be at least 1");
-    let l = &settings.limits;
-    for (key, value) in [
-        ("limits.guess_budget", l.guess_budget),
-        ("limits.guess_budget_per_client", l.guess_budget_per_client),
-        ("limits.login_failures", l.login_failures),
-        (
-            "limits.login_failures_per_client",
-            l.login_failures_per_client,
-        ),
-    ] {
-        anyhow::ensure!(value >= 1, "{key} must be at least 1");
-    }
-    anyhow::ensure!(
-        settings.jwt.session_max_seconds >= 1,
-        "jwt.session_max_seconds must be at least 1"
-    );
     Ok(ServiceSettings {
         policy: match settings.registration.policy {
             PolicySetting::VerificationRequired => RegistrationPolicy::VerificationRequired,
@@ -400,44 +375,39 @@ fn service_settings(settings: &Settings) -> anyhow::Result<ServiceSettings> {
         },
         otp: OtpSettings {
             length: otp.length,
-            ttl: chrono::Duration::seconds(
-                i64::try_from(otp.ttl_seconds).unwrap_or(i64::MAX / 1000),
-            ),
+            ttl: otp.ttl_seconds.chrono(),
             max_attempts: otp.max_attempts,
         },
         limits: abuse_limits(settings),
         password_min_score: settings.limits.password_min_score,
-        refresh_grace: seconds(settings.jwt.refresh_reuse_grace_seconds),
-        session_max: seconds(settings.jwt.session_max_seconds),
+        refresh_grace: settings.jwt.refresh_reuse_grace_seconds.chrono(),
+        session_max: settings.jwt.session_max_seconds.chrono(),
     })
-}
-
-fn seconds(s: u64) -> chrono::Duration {
-    chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))
 }
 
 fn abuse_limits(settings: &Settings) -> AbuseLimits {
     let l = &settings.limits;
-    let limit = |limit: u32, window: u64, cooldown: u64| Limit {
+    let limit = |limit: u32, window: Seconds, cooldown: Seconds| Limit {
         limit,
-        window: seconds(window),
-        cooldown: seconds(cooldown),
+        window: window.chrono(),
+        cooldown: cooldown.chrono(),
     };
+    let none = Seconds(0);
     AbuseLimits {
-        guesses: limit(l.guess_budget, l.guess_window_seconds, 0),
-        guesses_per_client: limit(l.guess_budget_per_client, l.guess_window_seconds, 0),
-        login_failures: limit(l.login_failures, l.login_window_seconds, 0),
+        guesses: limit(l.guess_budget, l.guess_window_seconds, none),
+        guesses_per_client: limit(l.guess_budget_per_client, l.guess_window_seconds, none),
+        login_failures: limit(l.login_failures, l.login_window_seconds, none),
         login_failures_per_client: limit(
             l.login_failures_per_client,
             l.login_client_window_seconds,
-            0,
+            none,
         ),
         sends: limit(
             l.resend_cap,
             l.resend_window_seconds,
             l.resend_cooldown_seconds,
         ),
-        client_requests: limit(l.client_requests, l.client_window_seconds, 0),
+        client_requests: limit(l.client_requests, l.client_window_seconds, none),
     }
 }
 
@@ -462,10 +432,9 @@ fn trusted_proxies(settings: &Settings) -> anyhow::Result<Vec<ipnet::IpNet>> {
 fn spawn_purge(
     throttle: Arc<dyn Throttle>,
     audit: Arc<dyn passcode_domain::ports::AuditLog>,
-    interval_seconds: u64,
+    interval: Duration,
     audit_retention: chrono::Duration,
 ) {
-    let interval = Duration::from_secs(interval_seconds);
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         loop {
@@ -513,23 +482,21 @@ pub(crate) fn mail_settings(settings: &Settings) -> anyhow::Result<MailSettings>
         },
         TransportKind::Smtp => {
             let smtp = &mail.smtp;
-            anyhow::ensure!(
-                !smtp.host.is_empty(),
-                "mail.transport = \"smtp\" needs mail.smtp.host"
-            );
-            let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+            let Some(host) = smtp.host.clone() else {
+                anyhow::bail!("mail.transport = \"smtp\" needs mail.smtp.host");
+            };
             TransportSettings::Smtp(SmtpSettings {
-                host: smtp.host.clone(),
+                host,
                 port: smtp.port,
                 tls: match smtp.tls {
                     TlsSetting::Implicit => SmtpTls::Implicit,
                     TlsSetting::Starttls => SmtpTls::Starttls,
                     TlsSetting::None => SmtpTls::None,
                 },
-                username: non_empty(&smtp.username),
-                password: non_empty(smtp.password.expose_secret()).map(SecretString::from),
-                timeout: Duration::from_secs(smtp.timeout_seconds),
-                ca_file: non_empty(&smtp.ca_file).map(PathBuf::from),
+                username: smtp.username.clone(),
+                password: smtp.password.clone(),
+                timeout: smtp.timeout_seconds.duration(),
+                ca_file: smtp.ca_file.clone(),
                 pool_size: smtp.pool_size,
             })
         }
@@ -537,20 +504,18 @@ pub(crate) fn mail_settings(settings: &Settings) -> anyhow::Result<MailSettings>
     Ok(MailSettings {
         from: mail.from.clone(),
         product_name: mail.product_name.clone(),
-        templates_dir: (!mail.templates_dir.is_empty()).then(|| PathBuf::from(&mail.templates_dir)),
+        templates_dir: mail.templates_dir.clone(),
         transport,
     })
 }
 
 fn delivery_settings(settings: &Settings) -> DeliverySettings {
     let o = &settings.mail.outbox;
-    let millis =
-        |ms: u64| chrono::Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX / 1000));
     DeliverySettings {
         batch: o.workers,
         max_attempts: o.max_attempts,
-        lease: seconds(o.lease_seconds),
-        backoff_base: millis(o.backoff_base_ms),
-        backoff_max: millis(o.backoff_max_ms.max(o.backoff_base_ms)),
+        lease: o.lease_seconds.chrono(),
+        backoff_base: o.backoff_base_ms.chrono(),
+        backoff_max: o.backoff_max_ms.chrono(),
     }
 }
