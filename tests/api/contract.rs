@@ -231,8 +231,12 @@ async fn the_fuzzer_finds_no_server_error_and_no_undocumented_answer() {
         tokens["access"].as_str().unwrap()
     );
     let st = venv_tool("st");
+    // Its example cache goes to the working folder: keep it out of the source tree.
+    let scratch = tempfile::tempdir().unwrap();
+    let cwd = scratch.path().to_owned();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(st)
+            .current_dir(cwd)
             .args(["run", &schema, "--no-color"])
             .args([
                 "--checks",
