@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed expectation is a failed test.
 
 mod abuse;
+mod accounts;
 mod bad_input;
 mod cli;
 mod concurrency;

@@ -79,6 +79,25 @@ pub async fn set_user_active(
     }
 }
 
+/// `passcode users delete`: erases the account of `email` as its owner's own delete does.
+pub async fn delete_user(settings: &Settings, email: &str) -> anyhow::Result<String> {
+    let email = passcode_domain::EmailAddress::parse(email)
+        .map_err(|e| anyhow::anyhow!("{email:?}: {e}"))?;
+    let store = open_store(settings)?;
+    let (service, _) = assemble(
+        settings,
+        &store,
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+    )?;
+    if service.delete_account_of(&email).await? {
+        Ok(format!(
+            "{email}: deleted; a confirmation is queued for the address"
+        ))
+    } else {
+        anyhow::bail!("no account with the address {email}")
+    }
+}
+
 /// `passcode keys ...`: the token signing keys. Instances load keys at start, so
 /// after a change restart them (see docs/tokens.md for a rotation without sign-outs).
 pub fn keys(settings: &Settings, action: KeysAction) -> anyhow::Result<String> {

@@ -12,7 +12,8 @@ mod waking;
 mod worker;
 
 pub use commands::{
-    KeysAction, audit, keys, mail_queue, mail_test, migrate, record_keys_rotated, set_user_active,
+    KeysAction, audit, delete_user, keys, mail_queue, mail_test, migrate, record_keys_rotated,
+    set_user_active,
 };
 pub use settings::Settings;
 pub use startup::Application;

@@ -89,6 +89,8 @@ enum UsersCommand {
     Deactivate { email: String },
     /// Allow the account again.
     Activate { email: String },
+    /// Erase the account and everything personal of it (as the user's own delete).
+    Delete { email: String },
 }
 
 #[derive(Subcommand)]
@@ -162,6 +164,9 @@ async fn run() -> anyhow::Result<()> {
         }
         Command::Users(UsersCommand::Deactivate { email }) => {
             println!("{}", set_user_active(&settings, &email, false).await?);
+        }
+        Command::Users(UsersCommand::Delete { email }) => {
+            println!("{}", passcode_app::delete_user(&settings, &email).await?);
         }
         Command::Users(UsersCommand::Activate { email }) => {
             println!("{}", set_user_active(&settings, &email, true).await?);

@@ -31,10 +31,13 @@ pub enum AuditKind {
     Activated,
     /// The signing keys were rotated (`passcode keys rotate` or `activate`).
     KeysRotated,
+    /// The account and everything personal of it were erased (kept: this event, with
+    /// the account id and no address).
+    AccountDeleted,
 }
 
 impl AuditKind {
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::Registered,
         Self::Verified,
         Self::LoginSucceeded,
@@ -47,6 +50,7 @@ impl AuditKind {
         Self::Deactivated,
         Self::Activated,
         Self::KeysRotated,
+        Self::AccountDeleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +67,7 @@ impl AuditKind {
             Self::Deactivated => "deactivated",
             Self::Activated => "activated",
             Self::KeysRotated => "keys_rotated",
+            Self::AccountDeleted => "account_deleted",
         }
     }
 

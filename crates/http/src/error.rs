@@ -324,6 +324,19 @@ impl From<ChangePasswordError> for ApiError {
     }
 }
 
+impl From<passcode_domain::service::DeleteAccountError> for ApiError {
+    fn from(error: passcode_domain::service::DeleteAccountError) -> Self {
+        use passcode_domain::service::DeleteAccountError as E;
+        match error {
+            E::InvalidToken => Self::token_invalid(),
+            E::WrongPassword => Self::field("password", "Your password was entered incorrectly."),
+            E::Throttled(throttled) => Self::throttled(throttled),
+            E::Busy => Self::busy(),
+            E::Infra(e) => e.into(),
+        }
+    }
+}
+
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -243,6 +243,25 @@ impl ChangePasswordRequest {
     }
 }
 
+/// `POST /api/accounts/delete/`
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DeleteAccountRequest {
+    /// The account's password, to confirm.
+    #[schema(required = true, value_type = String, format = Password)]
+    #[serde(default)]
+    pub password: Raw,
+}
+
+impl DeleteAccountRequest {
+    pub fn try_into_domain(self) -> Result<Password, ApiError> {
+        let mut fields = Fields::default();
+        let password = fields.string("password", self.password);
+        let password = fields.parse("password", password, Password::for_login);
+        fields.finish()?;
+        checked(password)
+    }
+}
+
 /// A token pair, as simplejwt answers.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenResponse {

@@ -43,7 +43,15 @@ impl Renderer {
                 AutoEscape::None
             }
         });
-        let built_in: [(&str, &str); 8] = [
+        let built_in: [(&str, &str); 10] = [
+            (
+                "account_deleted.txt",
+                include_str!("../templates/account_deleted.txt"),
+            ),
+            (
+                "account_deleted.html",
+                include_str!("../templates/account_deleted.html"),
+            ),
             (
                 "password_changed.txt",
                 include_str!("../templates/password_changed.txt"),
@@ -128,6 +136,11 @@ impl Renderer {
             Mail::PasswordChanged { full_name, .. } => (
                 "password_changed",
                 format!("Your {product} password was changed"),
+                context! { name => full_name, product => product },
+            ),
+            Mail::AccountDeleted { full_name, .. } => (
+                "account_deleted",
+                format!("Your {product} account was deleted"),
                 context! { name => full_name, product => product },
             ),
             Mail::RegistrationAttempt { full_name, .. } => (

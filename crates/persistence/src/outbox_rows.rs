@@ -29,6 +29,9 @@ enum Payload {
     PasswordChanged {
         full_name: String,
     },
+    AccountDeleted {
+        full_name: String,
+    },
 }
 
 fn kind(mail: &Mail) -> &'static str {
@@ -36,6 +39,7 @@ fn kind(mail: &Mail) -> &'static str {
         Mail::Code { .. } => "code",
         Mail::RegistrationAttempt { .. } => "registration_attempt",
         Mail::PasswordChanged { .. } => "password_changed",
+        Mail::AccountDeleted { .. } => "account_deleted",
     }
 }
 
@@ -81,6 +85,9 @@ impl NewOutboxRow {
                 full_name: full_name.clone(),
             },
             Mail::PasswordChanged { full_name, .. } => Payload::PasswordChanged {
+                full_name: full_name.clone(),
+            },
+            Mail::AccountDeleted { full_name, .. } => Payload::AccountDeleted {
                 full_name: full_name.clone(),
             },
         };
@@ -172,6 +179,7 @@ impl ClaimedRow {
                 Mail::RegistrationAttempt { to, full_name }
             }
             Payload::PasswordChanged { full_name } => Mail::PasswordChanged { to, full_name },
+            Payload::AccountDeleted { full_name } => Mail::AccountDeleted { to, full_name },
         };
         Ok(QueuedMail {
             id: Uuid::parse_str(&self.id).map_err(|_| corrupt("id"))?,

@@ -109,6 +109,68 @@ macro_rules! impl_ports {
                         .map_err(query_error)
                 }
 
+                async fn delete(
+                    &self,
+                    id: UserId,
+                    email: &EmailAddress,
+                    goodbye: &Mail,
+                    now: DateTime<Utc>,
+                    event: &passcode_domain::AuditEvent,
+                ) -> Result<bool, InfraError> {
+                    use diesel::sql_types::Text;
+                    let address = email.as_str().to_owned();
+                    let user = id.0.to_string();
+                    let goodbye_row = NewOutboxRow::new(goodbye, now, None, &self.mail_key, None)?;
+                    let mut conn = self.conn().await?;
+                    (*conn)
+                        .transaction(async |conn| {
+                            let removed = diesel::delete(users::table.find(&user))
+                                .execute(conn)
+                                .await?;
+                            if removed == 0 {
+                                return Err(diesel::result::Error::RollbackTransaction);
+                            }
+                            diesel::delete(
+                                refresh_tokens::table.filter(refresh_tokens::user_id.eq(&user)),
+                            )
+                            .execute(conn)
+                            .await?;
+                            diesel::delete(otp_codes::table.filter(otp_codes::email.eq(&address)))
+                                .execute(conn)
+                                .await?;
+                            diesel::delete(outbox::table.filter(outbox::recipient.eq(&address)))
+                                .execute(conn)
+                                .await?;
+                            // Limit state keyed by the address: exact keys, and the keys
+                            // per (address, client), matched by prefix without LIKE (an
+                            // address may hold `_` or `%`).
+                            diesel::sql_query($crate::rows::DELETE_ADDRESS_LIMITS_SQL)
+                                .bind::<Text, _>(&address)
+                                .bind::<Text, _>(format!("guess:{address}:"))
+                                .bind::<Text, _>(format!("login:{address}:"))
+                                .bind::<Text, _>(format!("password-check:{user}"))
+                                .execute(conn)
+                                .await?;
+                            diesel::update(
+                                audit_events::table.filter(audit_events::email.eq(&address)),
+                            )
+                            .set(audit_events::email.eq(None::<String>))
+                            .execute(conn)
+                            .await?;
+                            audit(conn, event).await?;
+                            diesel::insert_into(outbox::table)
+                                .values(&goodbye_row)
+                                .execute(conn)
+                                .await?;
+                            Ok::<bool, diesel::result::Error>(true)
+                        })
+                        .await
+                        .or_else(|e| match e {
+                            diesel::result::Error::RollbackTransaction => Ok(false),
+                            other => Err(query_error(other)),
+                        })
+                }
+
                 async fn set_password(
                     &self,
                     id: UserId,

@@ -131,6 +131,15 @@ window_start = CASE WHEN rate_limits.window_start <= $3 THEN $2 ELSE rate_limits
 last_at = $2 \
 WHERE (rate_limits.window_start <= $3 OR rate_limits.count < $4) AND rate_limits.last_at <= $5";
 
+/// Deletes the limit state keyed by an address. Binds: $1 the address, $2 and $3 the
+/// prefixes of its per-client guessing and login keys, $4 the account's
+/// password-check key (numbered in order of first use, as SQLite needs). Keys: see
+/// `AuthService` (`guess:`, `login:`, `send:`).
+pub(crate) const DELETE_ADDRESS_LIMITS_SQL: &str = "\
+DELETE FROM rate_limits WHERE bucket IN ('guess:' || $1, 'login:' || $1, \
+'send:verify_email:' || $1, 'send:reset_password:' || $1) \
+OR substr(bucket, 1, length($2)) = $2 OR substr(bucket, 1, length($3)) = $3 OR bucket = $4";
+
 /// The limit a bucket key belongs to, for metrics: its prefix, and for budgets kept
 /// per (address, client) as well as per address, which of the two.
 pub(crate) fn limit_name(key: &str) -> &'static str {

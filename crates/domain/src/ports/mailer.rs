@@ -21,6 +21,8 @@ pub enum Mail {
     RegistrationAttempt { to: EmailAddress, full_name: String },
     /// "Your password was changed": after a reset or a change.
     PasswordChanged { to: EmailAddress, full_name: String },
+    /// "Your account was deleted": the last message to the address.
+    AccountDeleted { to: EmailAddress, full_name: String },
 }
 
 impl Mail {
@@ -28,7 +30,8 @@ impl Mail {
         match self {
             Self::Code { to, .. }
             | Self::RegistrationAttempt { to, .. }
-            | Self::PasswordChanged { to, .. } => to,
+            | Self::PasswordChanged { to, .. }
+            | Self::AccountDeleted { to, .. } => to,
         }
     }
 }

@@ -39,6 +39,20 @@ pub trait UserRepository: Send + Sync {
         audit: &AuditEvent,
     ) -> Result<(), InfraError>;
 
+    /// Erases account `id` (of address `email`) and everything personal of it, in one
+    /// transaction: its sessions, codes, queued mail, the limit state keyed by the
+    /// address; audit events keep their account id but lose the address. Then records
+    /// `audit` and queues `goodbye` (the one message the address still gets). `false`
+    /// (and nothing changed) if there is no such account.
+    async fn delete(
+        &self,
+        id: UserId,
+        email: &EmailAddress,
+        goodbye: &crate::ports::Mail,
+        now: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<bool, InfraError>;
+
     /// Replaces the password hash, marks the email verified if `verify_email` (voiding
     /// registrations still waiting for their code), refuses every token issued before
     /// `at`, and records `audit`, in one transaction. Unknown ids are ignored.

@@ -21,6 +21,7 @@ macro_rules! hash_error_into {
 mod authenticate;
 mod change_password;
 mod client;
+mod delete_account;
 mod deliver;
 mod login;
 mod password_reset;
@@ -35,6 +36,7 @@ mod tests;
 
 pub use authenticate::AuthenticateError;
 pub use change_password::ChangePasswordError;
+pub use delete_account::DeleteAccountError;
 pub use deliver::{DeliverySettings, MailDelivery};
 pub use login::{LoginError, LoginInput};
 pub use password_reset::{ResetError, ResetInput};

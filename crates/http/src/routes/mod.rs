@@ -4,6 +4,7 @@
 mod auth;
 mod change_password;
 mod create;
+mod delete_account;
 mod health;
 mod jwks;
 mod logout;
@@ -99,6 +100,11 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             "/api/accounts/change-password/",
             true,
             vec![post(web::post().to(change_password::handle))],
+        ),
+        endpoint(
+            "/api/accounts/delete/",
+            true,
+            vec![post(web::post().to(delete_account::handle))],
         ),
         endpoint(
             "/api/accounts/me/",

@@ -9,14 +9,14 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorCode};
 use crate::routes::{
-    change_password, create, health, jwks, logout, me, password_reset, password_reset_confirm,
-    resend_otp, token, token_refresh, token_verify, validate_otp,
+    change_password, create, delete_account, health, jwks, logout, me, password_reset,
+    password_reset_confirm, resend_otp, token, token_refresh, token_verify, validate_otp,
 };
 use crate::types::{
-    ChangePasswordRequest, CreatedUser, EmailRequest, EmptyResponse, HealthResponse, JwksResponse,
-    LoginRequest, LogoutRequest, MeResponse, MessageResponse, RefreshRequest, RegisterRequest,
-    RegisterResponse, RegisteredUser, ResetConfirmRequest, TokenResponse, TokenVerifyRequest,
-    ValidateOtpRequest, VerifiedResponse,
+    ChangePasswordRequest, CreatedUser, DeleteAccountRequest, EmailRequest, EmptyResponse,
+    HealthResponse, JwksResponse, LoginRequest, LogoutRequest, MeResponse, MessageResponse,
+    RefreshRequest, RegisterRequest, RegisterResponse, RegisteredUser, ResetConfirmRequest,
+    TokenResponse, TokenVerifyRequest, ValidateOtpRequest, VerifiedResponse,
 };
 
 /// The API's OpenAPI document.
@@ -41,6 +41,7 @@ use crate::types::{
         password_reset_confirm::handle,
         logout::handle,
         change_password::handle,
+        delete_account::handle,
         me::handle,
         jwks::handle,
         health::live,
@@ -50,7 +51,7 @@ use crate::types::{
     components(schemas(
         ErrorBody, ErrorCode, RegisterRequest, ValidateOtpRequest, EmailRequest, LoginRequest,
         RefreshRequest, TokenVerifyRequest, LogoutRequest, ResetConfirmRequest,
-        ChangePasswordRequest, TokenResponse, MessageResponse, RegisteredUser, CreatedUser,
+        ChangePasswordRequest, DeleteAccountRequest, TokenResponse, MessageResponse, RegisteredUser, CreatedUser,
         RegisterResponse, VerifiedResponse, MeResponse, EmptyResponse, HealthResponse,
         JwksResponse,
     )),

@@ -91,6 +91,7 @@ contract!(
     concurrent_completions_of_one_registration_have_one_winner,
     a_registration_of_a_deactivated_account_is_not_completed,
     each_change_records_its_event_in_its_transaction,
+    deleting_an_account_erases_everything_personal,
     a_decoy_leaves_no_code_and_nothing_to_send,
     a_reset_voids_registrations_still_waiting_for_their_code,
     a_session_ends_at_its_family_end_however_often_refreshed,

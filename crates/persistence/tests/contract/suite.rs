@@ -1384,3 +1384,119 @@ pub async fn each_change_records_its_event_in_its_transaction(store: impl Store)
     );
     assert_eq!(events(&store, AuditKind::LoginFailed).await, 0);
 }
+
+pub async fn deleting_an_account_erases_everything_personal(store: impl Store) {
+    let address = "ada_l@example.com";
+    let mut user = new_user(address);
+    user.email = email(address);
+    let user = store.create(&user).await.unwrap();
+    let otp = registration_otp(address, 1, "Ada", "$argon2id$a");
+    let mut mine = event(AuditKind::Registered);
+    mine.email = Some(email(address));
+    store.add(&otp, &mail_for(&otp), &mine).await.unwrap();
+    store
+        .insert(&refresh_token(1, Uuid::new_v4(), user.id), None)
+        .await
+        .unwrap();
+    let one = Limit {
+        limit: 1,
+        window: Duration::hours(1),
+        cooldown: Duration::zero(),
+    };
+    let keys = [
+        format!("guess:{address}"),
+        format!("guess:{address}:203.0.113.9"),
+        format!("login:{address}:203.0.113.9"),
+        format!("send:verify_email:{address}"),
+        format!("password-check:{}", user.id),
+    ];
+    // Another address whose name differs only where `_` is a LIKE wildcard.
+    let others = [
+        "guess:adaxl@example.com".to_owned(),
+        "login:adaxl@example.com:1.2.3.4".to_owned(),
+    ];
+    for key in keys.iter().chain(&others) {
+        assert_eq!(
+            store.acquire(key, one, now()).await.unwrap(),
+            Admission::Allowed
+        );
+    }
+    let goodbye = Mail::AccountDeleted {
+        to: email(address),
+        full_name: "Ada".into(),
+    };
+    let mut deleted = event(AuditKind::AccountDeleted);
+    deleted.email = None;
+    deleted.user_id = Some(user.id);
+    assert!(
+        store
+            .delete(user.id, &email(address), &goodbye, now(), &deleted)
+            .await
+            .unwrap()
+    );
+
+    assert!(
+        store
+            .find_by_email(&email(address))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.find_by_id(user.id).await.unwrap().is_none());
+    assert!(
+        store
+            .find(&email(address), OtpPurpose::VerifyEmail)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.family_of(&[1; 32]).await.unwrap(),
+        None,
+        "sessions gone"
+    );
+    for key in &keys {
+        assert_eq!(
+            store.acquire(key, one, now()).await.unwrap(),
+            Admission::Allowed,
+            "{key} was reset"
+        );
+    }
+    for key in &others {
+        assert_ne!(
+            store.acquire(key, one, now()).await.unwrap(),
+            Admission::Allowed,
+            "{key} untouched"
+        );
+    }
+    let queued = store.claim(now(), Duration::seconds(60), 10).await.unwrap();
+    assert_eq!(queued.len(), 1, "only the goodbye is queued");
+    assert!(matches!(queued[0].mail, Mail::AccountDeleted { .. }));
+    let trail = store
+        .list(&AuditQuery {
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        trail
+            .iter()
+            .all(|e| e.email.as_ref().map(EmailAddress::as_str) != Some(address)),
+        "no address kept"
+    );
+    assert!(
+        trail
+            .iter()
+            .any(|e| e.kind == AuditKind::AccountDeleted && e.user_id == Some(user.id))
+    );
+    assert!(
+        !store
+            .delete(user.id, &email(address), &goodbye, now(), &deleted)
+            .await
+            .unwrap(),
+        "once"
+    );
+    // The address can register again.
+    store.create(&new_user(address)).await.unwrap();
+}

@@ -1,0 +1,90 @@
+//! Delete the account: the signed-in user confirms with the password; everything
+//! personal is erased in one transaction, and the address gets a last message.
+
+use crate::ports::Mail;
+use crate::service::AuthService;
+use crate::service::authenticate::AuthenticateError;
+use crate::{AuditEvent, AuditKind, EmailAddress, InfraError, Password, RequestContext, User};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteAccountError {
+    #[error("Given token not valid for any token type")]
+    InvalidToken,
+    #[error("Your password was entered incorrectly.")]
+    WrongPassword,
+    /// The account's budget of wrong passwords is spent.
+    #[error(transparent)]
+    Throttled(#[from] crate::service::Throttled),
+    #[error("the service is busy")]
+    Busy,
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+hash_error_into!(DeleteAccountError);
+
+impl From<AuthenticateError> for DeleteAccountError {
+    fn from(error: AuthenticateError) -> Self {
+        match error {
+            AuthenticateError::InvalidToken => Self::InvalidToken,
+            AuthenticateError::Infra(e) => Self::Infra(e),
+        }
+    }
+}
+
+impl AuthService {
+    /// Deletes the account behind `access_token`, confirmed with its password. Wrong
+    /// passwords count against the account's budget, as on change-password.
+    pub async fn delete_account(
+        &self,
+        access_token: &str,
+        password: &Password,
+        context: &RequestContext,
+    ) -> Result<(), DeleteAccountError> {
+        let user = self.current_user(access_token).await?;
+        let bucket = format!("password-check:{}", user.id);
+        self.admit(&bucket, self.settings.limits.login_failures_per_client)
+            .await??;
+        let right = match self
+            .ports
+            .passwords
+            .verify(password, Some(user.password_hash.clone()))
+            .await
+        {
+            Ok(right) => right,
+            Err(error) => {
+                self.ports.throttle.release(&bucket).await?;
+                return Err(error.into());
+            }
+        };
+        if !right {
+            return Err(DeleteAccountError::WrongPassword);
+        }
+        // Already gone (a concurrent delete) is the outcome the caller asked for.
+        self.erase(&user, context).await?;
+        Ok(())
+    }
+
+    /// Deletes the account of `email` (operators: `passcode users delete`). `false` if
+    /// there is none.
+    pub async fn delete_account_of(&self, email: &EmailAddress) -> Result<bool, InfraError> {
+        let Some(user) = self.ports.users.find_by_email(email).await? else {
+            return Ok(false);
+        };
+        self.erase(&user, &RequestContext::default()).await
+    }
+
+    async fn erase(&self, user: &User, context: &RequestContext) -> Result<bool, InfraError> {
+        let now = self.ports.clock.now();
+        // Kept: the account id, never the address.
+        let audit = AuditEvent::new(AuditKind::AccountDeleted, now, Some(user.id), None, context);
+        let goodbye = Mail::AccountDeleted {
+            to: user.email.clone(),
+            full_name: user.full_name.as_str().to_owned(),
+        };
+        self.ports
+            .users
+            .delete(user.id, &user.email, &goodbye, now, &audit)
+            .await
+    }
+}

@@ -1,0 +1,45 @@
+//! POST /api/accounts/delete/: the signed-in user deletes the account.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::body::Body;
+use crate::client::Caller;
+use crate::error::ErrorBody;
+use crate::routes::auth::bearer;
+use crate::types::{DeleteAccountRequest, MessageResponse};
+use crate::{ApiError, HttpState};
+
+/// Delete the account (signed in, confirmed with the password).
+///
+/// Everything personal is erased: the account, its sessions, codes, queued mail and
+/// the limit state keyed by its address; audit events keep no address. The address
+/// gets a confirmation and can register again.
+#[utoipa::path(
+    post, path = "/api/accounts/delete/", tag = "accounts", operation_id = "delete_account",
+    request_body = DeleteAccountRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Deleted", body = MessageResponse),
+        (status = 400, description = "Wrong `password` (field error), validation error or malformed JSON", body = ErrorBody),
+        (status = 401, description = "`not_authenticated` or `token_invalid`", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
+        (status = 429, description = "The account's budget of wrong passwords, or the client's rate", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Password hashing saturated or the database unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+pub(crate) async fn handle(
+    state: web::Data<HttpState>,
+    req: HttpRequest,
+    caller: Caller,
+    body: Body<DeleteAccountRequest>,
+) -> Result<HttpResponse, ApiError> {
+    // The body first, so that a malformed request is a 400 whoever sends it.
+    let password = body.0.try_into_domain()?;
+    let token = bearer(&req)?.to_owned();
+    state
+        .service
+        .delete_account(&token, &password, &caller.context)
+        .await?;
+    Ok(HttpResponse::Ok().json(MessageResponse::new("Your account has been deleted.")))
+}
