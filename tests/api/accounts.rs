@@ -118,3 +118,117 @@ async fn an_operator_deletes_an_account_with_the_cli() {
     assert!(!out.status.success(), "no such account any more");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no account"));
 }
+
+async fn request_sign_in(app: &TestApp, email: &str) -> reqwest::Response {
+    app.post("/api/accounts/sign-in/code/", &json!({ "email": email }))
+        .await
+}
+
+async fn sign_in(app: &TestApp, email: &str, code: &str) -> reqwest::Response {
+    app.post(
+        "/api/accounts/sign-in/",
+        &json!({ "email": email, "otp": code }),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_mailed_code_signs_in_once_and_answers_alike_for_any_address() {
+    let app = spawn_app().await;
+    let email = unique_email();
+    app.verified_user(&email).await;
+    let known = json_of(request_sign_in(&app, &email).await, 200).await;
+    let unknown = json_of(request_sign_in(&app, &unique_email()).await, 200).await;
+    assert_eq!(known, unknown, "the same answer for any address");
+    let mail = app.next_mail(&email).await;
+    assert!(mail.subject.contains("sign-in code"), "{}", mail.subject);
+    let code = mail.code().unwrap();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    assert_eq!(
+        json_of(sign_in(&app, &email, wrong).await, 400).await["code"],
+        "otp_invalid"
+    );
+    let signed_in = sign_in(&app, &email, &code).await;
+    assert_eq!(signed_in.headers()["cache-control"], "no-store");
+    let tokens = json_of(signed_in, 200).await;
+    assert_eq!(me(&app, &tokens["access"]).await, 200);
+    assert_eq!(
+        sign_in(&app, &email, &code).await.status(),
+        400,
+        "once only"
+    );
+    assert_eq!(sign_in(&app, &unique_email(), &code).await.status(), 400);
+}
+
+#[tokio::test]
+async fn sign_in_codes_and_verification_codes_do_not_stand_in_for_each_other() {
+    let app = spawn_app().await;
+    let email = unique_email();
+    app.register(&email).await;
+    let verification = app.next_code(&email).await;
+    assert_eq!(sign_in(&app, &email, &verification).await.status(), 400);
+    request_sign_in(&app, &email).await;
+    let sign_in_code = app.next_code(&email).await;
+    if sign_in_code != verification {
+        assert_eq!(app.validate(&email, &sign_in_code).await.status(), 400);
+    }
+    assert_eq!(app.validate(&email, &verification).await.status(), 200);
+}
+
+/// Someone registered the owner's address with a password of theirs; the owner signs
+/// in by code: the address is verified and that password no longer works.
+#[tokio::test]
+async fn signing_in_by_code_verifies_the_address_and_clears_an_unverified_password() {
+    let app = spawn_app().await;
+    let email = unique_email();
+    let theirs = "mallory's own password 42";
+    let registered = app
+        .post(
+            "/api/accounts/create/",
+            &json!({"full_name": "Mallory", "email": email, "password": theirs}),
+        )
+        .await;
+    assert_eq!(registered.status(), 201);
+    let _their_code = app.next_code(&email).await;
+    request_sign_in(&app, &email).await;
+    let code = app.next_code(&email).await;
+    let tokens = json_of(sign_in(&app, &email, &code).await, 200).await;
+    let account = app
+        .client
+        .get(app.url("/api/accounts/me/"))
+        .bearer_auth(tokens["access"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(account, 200).await["email_verified"], true);
+    assert_eq!(
+        app.login(&email, theirs).await.status(),
+        401,
+        "their password is gone"
+    );
+    // The pending registration's code died with it.
+    // The owner chooses a password by reset.
+    app.post("/api/accounts/password-reset/", &json!({"email": email}))
+        .await;
+    let reset = app.next_code(&email).await;
+    let confirmed = app
+        .post(
+            "/api/accounts/password-reset/confirm/",
+            &json!({"email": email, "otp": reset, "new_password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(confirmed.status(), 200);
+    assert_eq!(app.login(&email, PASSWORD).await.status(), 200);
+}
+
+#[tokio::test]
+async fn sign_in_by_code_can_be_turned_off() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::Mail::Starttls, |s| {
+        s.registration.sign_in_by_code = false;
+    })
+    .await;
+    let email = unique_email();
+    app.verified_user(&email).await;
+    assert_eq!(request_sign_in(&app, &email).await.status(), 404);
+    assert_eq!(sign_in(&app, &email, "123456").await.status(), 404);
+}

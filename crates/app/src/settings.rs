@@ -72,6 +72,8 @@ pub enum PolicySetting {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct RegistrationSettings {
     pub policy: PolicySetting,
+    /// Whether a mailed code may sign in instead of a password.
+    pub sign_in_by_code: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

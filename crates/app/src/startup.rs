@@ -382,6 +382,7 @@ fn service_settings(settings: &Settings) -> anyhow::Result<ServiceSettings> {
         password_min_score: settings.limits.password_min_score,
         refresh_grace: settings.jwt.refresh_reuse_grace_seconds.chrono(),
         session_max: settings.jwt.session_max_seconds.chrono(),
+        sign_in_by_code: settings.registration.sign_in_by_code,
     })
 }
 

@@ -23,6 +23,8 @@ pub enum AuditKind {
     PasswordReset,
     /// A spent refresh token was presented again: its session was revoked.
     RefreshReuseDetected,
+    /// Signed in with a mailed code instead of a password.
+    CodeSignIn,
     /// One session ended by its refresh token.
     Logout,
     /// Every session of the account ended.
@@ -37,7 +39,7 @@ pub enum AuditKind {
 }
 
 impl AuditKind {
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::Registered,
         Self::Verified,
         Self::LoginSucceeded,
@@ -45,6 +47,7 @@ impl AuditKind {
         Self::PasswordChanged,
         Self::PasswordReset,
         Self::RefreshReuseDetected,
+        Self::CodeSignIn,
         Self::Logout,
         Self::LogoutAll,
         Self::Deactivated,
@@ -62,6 +65,7 @@ impl AuditKind {
             Self::PasswordChanged => "password_changed",
             Self::PasswordReset => "password_reset",
             Self::RefreshReuseDetected => "refresh_reuse_detected",
+            Self::CodeSignIn => "code_sign_in",
             Self::Logout => "logout",
             Self::LogoutAll => "logout_all",
             Self::Deactivated => "deactivated",

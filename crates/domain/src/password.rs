@@ -68,6 +68,16 @@ impl PasswordHash {
     pub fn new(phc: String) -> Self {
         Self(phc)
     }
+
+    /// No password: an account that signs in by code only (its unverified
+    /// registration's password was cleared). Nothing verifies against it.
+    pub fn unset() -> Self {
+        Self(String::new())
+    }
+
+    pub fn is_set(&self) -> bool {
+        !self.0.is_empty()
+    }
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -324,6 +324,19 @@ impl From<ChangePasswordError> for ApiError {
     }
 }
 
+impl From<passcode_domain::service::SignInError> for ApiError {
+    fn from(error: passcode_domain::service::SignInError) -> Self {
+        use passcode_domain::service::SignInError as E;
+        match error {
+            E::Disabled => Self::not_found(),
+            E::InvalidCode => Self::otp_invalid(),
+            E::Throttled(throttled) => Self::throttled(throttled),
+            E::Busy => Self::busy(),
+            E::Infra(e) => e.into(),
+        }
+    }
+}
+
 impl From<passcode_domain::service::DeleteAccountError> for ApiError {
     fn from(error: passcode_domain::service::DeleteAccountError) -> Self {
         use passcode_domain::service::DeleteAccountError as E;

@@ -2,7 +2,7 @@
 //! A request holds its fields raw ([`Raw`]) and becomes domain input through its one
 //! conversion, `try_into_domain`, which reports every bad field at once.
 
-use passcode_domain::service::{LoginInput, RegisterInput, ResetInput, VerifyInput};
+use passcode_domain::service::{LoginInput, RegisterInput, ResetInput, SignInInput, VerifyInput};
 use passcode_domain::{EmailAddress, FullName, OtpCode, Password, TokenPair};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -240,6 +240,34 @@ impl ChangePasswordRequest {
         let new = fields.parse("new_password", new, Password::parse);
         fields.finish()?;
         Ok((checked(old)?, checked(new)?))
+    }
+}
+
+/// `POST /api/accounts/sign-in/`
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"email": "ada@example.com", "otp": "123456"}))]
+pub struct SignInRequest {
+    #[schema(required = true, value_type = String, format = Email)]
+    #[serde(default)]
+    pub email: Raw,
+    /// The sign-in code from the mail.
+    #[schema(required = true, value_type = String)]
+    #[serde(default)]
+    pub otp: Raw,
+}
+
+impl SignInRequest {
+    pub fn try_into_domain(self, caller: &Caller) -> Result<SignInInput, ApiError> {
+        let mut fields = Fields::default();
+        let email = fields.email("email", self.email);
+        let otp = fields.string("otp", self.otp);
+        fields.finish()?;
+        Ok(SignInInput {
+            email: checked(email)?,
+            code: OtpCode::new(checked(otp)?.trim().to_owned()),
+            client: caller.key.clone(),
+            context: caller.context.clone(),
+        })
     }
 }
 

@@ -43,7 +43,9 @@ impl Renderer {
                 AutoEscape::None
             }
         });
-        let built_in: [(&str, &str); 10] = [
+        let built_in: [(&str, &str); 12] = [
+            ("sign_in.txt", include_str!("../templates/sign_in.txt")),
+            ("sign_in.html", include_str!("../templates/sign_in.html")),
             (
                 "account_deleted.txt",
                 include_str!("../templates/account_deleted.txt"),
@@ -122,6 +124,7 @@ impl Renderer {
                         "password reset",
                         format!("Your {product} password reset code"),
                     ),
+                    OtpPurpose::SignIn => ("sign-in", format!("Your {product} sign-in code")),
                 };
                 let ctx = context! {
                     name => full_name, product => product, purpose => what,
@@ -130,6 +133,7 @@ impl Renderer {
                 let template = match purpose {
                     OtpPurpose::VerifyEmail => "verify_email",
                     OtpPurpose::ResetPassword => "reset_password",
+                    OtpPurpose::SignIn => "sign_in",
                 };
                 (template, subject, ctx)
             }

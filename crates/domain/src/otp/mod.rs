@@ -19,6 +19,8 @@ use crate::{EmailAddress, FullName, PasswordHash};
 pub enum OtpPurpose {
     VerifyEmail,
     ResetPassword,
+    /// Sign in without a password (passwordless); the code proves the mailbox.
+    SignIn,
 }
 
 impl OtpPurpose {
@@ -26,6 +28,7 @@ impl OtpPurpose {
         match self {
             Self::VerifyEmail => "verify_email",
             Self::ResetPassword => "reset_password",
+            Self::SignIn => "sign_in",
         }
     }
 
@@ -33,6 +36,7 @@ impl OtpPurpose {
         match stored {
             "verify_email" => Some(Self::VerifyEmail),
             "reset_password" => Some(Self::ResetPassword),
+            "sign_in" => Some(Self::SignIn),
             _ => None,
         }
     }
@@ -153,7 +157,11 @@ mod tests {
 
     #[test]
     fn purpose_round_trips_through_its_stored_name() {
-        for purpose in [OtpPurpose::VerifyEmail, OtpPurpose::ResetPassword] {
+        for purpose in [
+            OtpPurpose::VerifyEmail,
+            OtpPurpose::ResetPassword,
+            OtpPurpose::SignIn,
+        ] {
             assert_eq!(OtpPurpose::parse(purpose.as_str()), Some(purpose));
         }
         assert_eq!(OtpPurpose::parse("other"), None);

@@ -56,7 +56,10 @@ impl AuthService {
         let right = match self
             .ports
             .passwords
-            .verify(old_password, Some(user.password_hash.clone()))
+            .verify(
+                old_password,
+                Some(user.password_hash.clone()).filter(crate::PasswordHash::is_set),
+            )
             .await
         {
             Ok(right) => right,

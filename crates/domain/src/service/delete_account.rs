@@ -48,7 +48,10 @@ impl AuthService {
         let right = match self
             .ports
             .passwords
-            .verify(password, Some(user.password_hash.clone()))
+            .verify(
+                password,
+                Some(user.password_hash.clone()).filter(crate::PasswordHash::is_set),
+            )
             .await
         {
             Ok(right) => right,

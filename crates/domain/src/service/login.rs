@@ -1,7 +1,9 @@
 //! Login: email and password for a token pair, within the failed-login budgets.
 
 use crate::service::{AuthService, RegistrationPolicy, Throttled};
-use crate::{AuditKind, EmailAddress, InfraError, Password, RequestContext, TokenPair};
+use crate::{
+    AuditKind, EmailAddress, InfraError, Password, PasswordHash, RequestContext, TokenPair,
+};
 
 #[derive(Debug)]
 pub struct LoginInput {
@@ -55,7 +57,10 @@ impl AuthService {
             .passwords
             .verify(
                 &input.password,
-                user.as_ref().map(|u| u.password_hash.clone()),
+                // No password (code sign-in only): the dummy hash, the same time.
+                user.as_ref()
+                    .map(|u| u.password_hash.clone())
+                    .filter(PasswordHash::is_set),
             )
             .await;
         let matches = match matches {

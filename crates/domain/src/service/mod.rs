@@ -29,6 +29,7 @@ mod refresh;
 mod register;
 mod resend;
 mod sessions;
+mod sign_in;
 mod verify;
 
 #[cfg(test)]
@@ -43,6 +44,7 @@ pub use password_reset::{ResetError, ResetInput};
 pub use refresh::RefreshError;
 pub use register::{RegisterError, RegisterInput, Registered};
 pub use resend::ResendError;
+pub use sign_in::{SignInError, SignInInput};
 pub use verify::{VerifyInput, VerifyOtpError};
 
 use std::sync::Arc;
@@ -83,6 +85,8 @@ pub struct ServiceSettings {
     pub refresh_grace: Duration,
     /// The longest a session (refresh-token family) lasts, however often refreshed.
     pub session_max: Duration,
+    /// Whether a mailed code may sign in instead of a password.
+    pub sign_in_by_code: bool,
 }
 
 impl Default for ServiceSettings {
@@ -94,6 +98,7 @@ impl Default for ServiceSettings {
             password_min_score: 0,
             refresh_grace: Duration::zero(),
             session_max: Duration::days(30),
+            sign_in_by_code: true,
         }
     }
 }

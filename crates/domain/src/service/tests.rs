@@ -159,6 +159,7 @@ impl Mocks {
                 password_min_score: 3,
                 refresh_grace: Duration::seconds(10),
                 session_max: Duration::days(30),
+                sign_in_by_code: true,
             },
         )
     }

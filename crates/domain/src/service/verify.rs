@@ -75,7 +75,10 @@ impl AuthService {
             if !self
                 .ports
                 .passwords
-                .verify(password, Some(hash.clone()))
+                .verify(
+                    password,
+                    Some(hash.clone()).filter(crate::PasswordHash::is_set),
+                )
                 .await?
             {
                 return Err(VerifyOtpError::Invalid);

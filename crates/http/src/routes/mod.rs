@@ -13,6 +13,7 @@ mod openapi;
 mod password_reset;
 mod password_reset_confirm;
 mod resend_otp;
+mod sign_in;
 mod token;
 mod token_refresh;
 mod token_verify;
@@ -100,6 +101,16 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             "/api/accounts/change-password/",
             true,
             vec![post(web::post().to(change_password::handle))],
+        ),
+        endpoint(
+            "/api/accounts/sign-in/code/",
+            true,
+            vec![post(web::post().to(sign_in::request_code))],
+        ),
+        endpoint(
+            "/api/accounts/sign-in/",
+            true,
+            vec![post(web::post().to(sign_in::sign_in))],
         ),
         endpoint(
             "/api/accounts/delete/",

@@ -10,13 +10,13 @@ use utoipa::{Modify, OpenApi};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::routes::{
     change_password, create, delete_account, health, jwks, logout, me, password_reset,
-    password_reset_confirm, resend_otp, token, token_refresh, token_verify, validate_otp,
+    password_reset_confirm, resend_otp, sign_in, token, token_refresh, token_verify, validate_otp,
 };
 use crate::types::{
     ChangePasswordRequest, CreatedUser, DeleteAccountRequest, EmailRequest, EmptyResponse,
     HealthResponse, JwksResponse, LoginRequest, LogoutRequest, MeResponse, MessageResponse,
     RefreshRequest, RegisterRequest, RegisterResponse, RegisteredUser, ResetConfirmRequest,
-    TokenResponse, TokenVerifyRequest, ValidateOtpRequest, VerifiedResponse,
+    SignInRequest, TokenResponse, TokenVerifyRequest, ValidateOtpRequest, VerifiedResponse,
 };
 
 /// The API's OpenAPI document.
@@ -42,6 +42,8 @@ use crate::types::{
         logout::handle,
         change_password::handle,
         delete_account::handle,
+        sign_in::request_code,
+        sign_in::sign_in,
         me::handle,
         jwks::handle,
         health::live,
@@ -51,7 +53,7 @@ use crate::types::{
     components(schemas(
         ErrorBody, ErrorCode, RegisterRequest, ValidateOtpRequest, EmailRequest, LoginRequest,
         RefreshRequest, TokenVerifyRequest, LogoutRequest, ResetConfirmRequest,
-        ChangePasswordRequest, DeleteAccountRequest, TokenResponse, MessageResponse, RegisteredUser, CreatedUser,
+        ChangePasswordRequest, DeleteAccountRequest, SignInRequest, TokenResponse, MessageResponse, RegisteredUser, CreatedUser,
         RegisterResponse, VerifiedResponse, MeResponse, EmptyResponse, HealthResponse,
         JwksResponse,
     )),

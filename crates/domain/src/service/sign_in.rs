@@ -1,0 +1,116 @@
+//! Sign in by code (passwordless): a `sign_in` code mailed to the address, exchanged
+//! for a token pair. The code proves the mailbox, so it also verifies an unverified
+//! address; then any password set by a registration that was never verified is
+//! cleared (the pre-registration takeover: only the mailbox owner's later choice of
+//! password may count).
+
+use crate::service::verify::VerifyOtpError;
+use crate::service::{AuthService, Throttled};
+use crate::{
+    AuditKind, EmailAddress, InfraError, OtpCode, OtpPurpose, PasswordHash, RequestContext,
+    TokenPair,
+};
+
+#[derive(Debug)]
+pub struct SignInInput {
+    pub email: EmailAddress,
+    pub code: OtpCode,
+    /// The client's address key (see `AuthService::admit_client`).
+    pub client: String,
+    pub context: RequestContext,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    /// Sign-in by code is turned off (`registration.sign_in_by_code = false`).
+    #[error("Sign-in by code is not enabled.")]
+    Disabled,
+    /// Wrong, expired, spent or unknown-address code: the one answer of validate-otp.
+    #[error("Invalid or expired OTP.")]
+    InvalidCode,
+    #[error(transparent)]
+    Throttled(#[from] Throttled),
+    #[error("the service is busy")]
+    Busy,
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+impl From<VerifyOtpError> for SignInError {
+    fn from(error: VerifyOtpError) -> Self {
+        match error {
+            VerifyOtpError::Invalid => Self::InvalidCode,
+            VerifyOtpError::Throttled(t) => Self::Throttled(t),
+            VerifyOtpError::Busy => Self::Busy,
+            VerifyOtpError::Infra(e) => Self::Infra(e),
+        }
+    }
+}
+
+impl AuthService {
+    /// Mails a sign-in code if the address has an active account; otherwise the same
+    /// database work with nothing usable left behind. The same cooldown and hourly cap
+    /// as the other codes, per address alike for every address.
+    pub async fn request_sign_in_code(
+        &self,
+        email: &EmailAddress,
+    ) -> Result<Result<(), Throttled>, SignInError> {
+        if !self.settings.sign_in_by_code {
+            return Err(SignInError::Disabled);
+        }
+        if let Err(throttled) = self.admit_send(email, OtpPurpose::SignIn).await? {
+            return Ok(Err(throttled));
+        }
+        match self.ports.users.find_by_email(email).await? {
+            Some(user) if user.is_active => self.send_code(&user, OtpPurpose::SignIn).await?,
+            _ => self.send_decoy(email, OtpPurpose::SignIn).await?,
+        }
+        Ok(Ok(()))
+    }
+
+    /// Exchanges a sign-in code for a new session, within the guessing budgets that
+    /// every code shares.
+    pub async fn sign_in_with_code(&self, input: SignInInput) -> Result<TokenPair, SignInError> {
+        if !self.settings.sign_in_by_code {
+            return Err(SignInError::Disabled);
+        }
+        let matched = self
+            .match_code(&input.email, &input.code, OtpPurpose::SignIn, &input.client)
+            .await?;
+        let mut user = match self.ports.users.find_by_email(&input.email).await? {
+            Some(user) if user.is_active => user,
+            _ => return Err(SignInError::InvalidCode),
+        };
+        let now = self.ports.clock.now();
+        let otp = &matched.otp;
+        if !self
+            .ports
+            .otps
+            .consume(otp.id, &otp.code_hash, now, self.settings.otp.max_attempts)
+            .await?
+        {
+            return Err(SignInError::InvalidCode);
+        }
+        self.release_guesses(matched).await?;
+        let audit = self.audit_event(
+            AuditKind::CodeSignIn,
+            Some(&user),
+            &user.email,
+            &input.context,
+        );
+        if !user.email_verified {
+            // The mailbox is proven; a password from a registration that was never
+            // verified may be someone else's: cleared, with pending registrations.
+            self.ports
+                .users
+                .set_password(user.id, &PasswordHash::unset(), true, now, &audit)
+                .await?;
+            user.email_verified = true;
+            user.password_hash = PasswordHash::unset();
+            // Tokens issued before `now` are refused from here on; this session's
+            // tokens are issued at `now` or later (`>=` accepts them).
+            return Ok(self.start_session(&user, None).await?);
+        }
+        Ok(self.start_session(&user, Some(audit)).await?)
+    }
+}
