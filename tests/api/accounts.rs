@@ -232,3 +232,35 @@ async fn sign_in_by_code_can_be_turned_off() {
     assert_eq!(request_sign_in(&app, &email).await.status(), 404);
     assert_eq!(sign_in(&app, &email, "123456").await.status(), 404);
 }
+
+/// An account without a password (its unverified registration's password was cleared
+/// by a code sign-in) confirms its deletion with a fresh sign-in code.
+#[tokio::test]
+async fn an_account_without_a_password_deletes_itself_with_a_fresh_code() {
+    let app = spawn_app().await;
+    let email = unique_email();
+    let theirs = "mallory's own password 42";
+    app.post(
+        "/api/accounts/create/",
+        &json!({"full_name": "Mallory", "email": email, "password": theirs}),
+    )
+    .await;
+    let _their_code = app.next_code(&email).await;
+    request_sign_in(&app, &email).await;
+    let code = app.next_code(&email).await;
+    let tokens = json_of(sign_in(&app, &email, &code).await, 200).await;
+    // No password to give: the cleared one does not count.
+    assert_eq!(delete(&app, &tokens["access"], theirs).await.status(), 400);
+    request_sign_in(&app, &email).await;
+    let fresh = app.next_code(&email).await;
+    let deleted = app
+        .client
+        .post(app.url("/api/accounts/delete/"))
+        .bearer_auth(tokens["access"].as_str().unwrap())
+        .json(&json!({ "otp": fresh }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    assert_eq!(me(&app, &tokens["access"]).await, 401);
+}

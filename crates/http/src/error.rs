@@ -343,6 +343,7 @@ impl From<passcode_domain::service::DeleteAccountError> for ApiError {
         match error {
             E::InvalidToken => Self::token_invalid(),
             E::WrongPassword => Self::field("password", "Your password was entered incorrectly."),
+            E::InvalidCode => Self::otp_invalid(),
             E::Throttled(throttled) => Self::throttled(throttled),
             E::Busy => Self::busy(),
             E::Infra(e) => e.into(),

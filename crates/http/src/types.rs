@@ -2,7 +2,9 @@
 //! A request holds its fields raw ([`Raw`]) and becomes domain input through its one
 //! conversion, `try_into_domain`, which reports every bad field at once.
 
-use passcode_domain::service::{LoginInput, RegisterInput, ResetInput, SignInInput, VerifyInput};
+use passcode_domain::service::{
+    DeleteConfirmation, LoginInput, RegisterInput, ResetInput, SignInInput, VerifyInput,
+};
 use passcode_domain::{EmailAddress, FullName, OtpCode, Password, TokenPair};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -275,18 +277,33 @@ impl SignInRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct DeleteAccountRequest {
     /// The account's password, to confirm.
-    #[schema(required = true, value_type = String, format = Password)]
+    #[schema(value_type = Option<String>, format = Password)]
     #[serde(default)]
     pub password: Raw,
+    /// Instead of the password, for an account without one (signed in by code only):
+    /// a fresh code from `sign-in/code`.
+    #[schema(value_type = Option<String>)]
+    #[serde(default)]
+    pub otp: Raw,
 }
 
 impl DeleteAccountRequest {
-    pub fn try_into_domain(self) -> Result<Password, ApiError> {
+    pub fn try_into_domain(self, caller: &Caller) -> Result<DeleteConfirmation, ApiError> {
         let mut fields = Fields::default();
-        let password = fields.string("password", self.password);
-        let password = fields.parse("password", password, Password::for_login);
+        let password = fields.optional_string("password", self.password);
+        let otp = fields.optional_string("otp", self.otp);
+        let confirmation = match (password, otp) {
+            (Some(password), None) => fields
+                .parse("password", Some(password), Password::for_login)
+                .map(DeleteConfirmation::Password),
+            (None, Some(otp)) => Some(DeleteConfirmation::Code {
+                code: OtpCode::new(otp.trim().to_owned()),
+                client: caller.key.clone(),
+            }),
+            _ => fields.error("password", "Give either password or otp."),
+        };
         fields.finish()?;
-        checked(password)
+        checked(confirmation)
     }
 }
 

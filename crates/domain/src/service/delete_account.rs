@@ -6,12 +6,28 @@ use crate::service::AuthService;
 use crate::service::authenticate::AuthenticateError;
 use crate::{AuditEvent, AuditKind, EmailAddress, InfraError, Password, RequestContext, User};
 
+/// How the owner confirms a deletion.
+#[derive(Debug)]
+pub enum DeleteConfirmation {
+    Password(Password),
+    /// A fresh `sign_in` code, for an account without a password.
+    Code {
+        code: crate::OtpCode,
+        /// The client's address key (see `AuthService::admit_client`).
+        client: String,
+    },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DeleteAccountError {
     #[error("Given token not valid for any token type")]
     InvalidToken,
     #[error("Your password was entered incorrectly.")]
     WrongPassword,
+    /// An account without a password confirms with a fresh sign-in code instead:
+    /// missing, wrong, expired or spent.
+    #[error("Invalid or expired OTP.")]
+    InvalidCode,
     /// The account's budget of wrong passwords is spent.
     #[error(transparent)]
     Throttled(#[from] crate::service::Throttled),
@@ -33,15 +49,49 @@ impl From<AuthenticateError> for DeleteAccountError {
 }
 
 impl AuthService {
-    /// Deletes the account behind `access_token`, confirmed with its password. Wrong
-    /// passwords count against the account's budget, as on change-password.
+    /// Deletes the account behind `access_token`, confirmed with its password, or for
+    /// an account without one (signed in by code only) with a fresh sign-in code
+    /// (`confirmation`). Wrong passwords count against the account's budget, as on
+    /// change-password; codes against the address's guessing budget.
     pub async fn delete_account(
         &self,
         access_token: &str,
-        password: &Password,
+        confirmation: DeleteConfirmation,
         context: &RequestContext,
     ) -> Result<(), DeleteAccountError> {
         let user = self.current_user(access_token).await?;
+        let password = match confirmation {
+            DeleteConfirmation::Password(password) if user.password_hash.is_set() => password,
+            DeleteConfirmation::Password(_) => return Err(DeleteAccountError::InvalidCode),
+            DeleteConfirmation::Code { code, client } => {
+                if user.password_hash.is_set() {
+                    return Err(DeleteAccountError::WrongPassword);
+                }
+                let matched = self
+                    .match_code(&user.email, &code, crate::OtpPurpose::SignIn, &client)
+                    .await
+                    .map_err(|e| match e {
+                        crate::service::VerifyOtpError::Invalid => DeleteAccountError::InvalidCode,
+                        crate::service::VerifyOtpError::Throttled(t) => t.into(),
+                        crate::service::VerifyOtpError::Busy => DeleteAccountError::Busy,
+                        crate::service::VerifyOtpError::Infra(e) => e.into(),
+                    })?;
+                let otp = &matched.otp;
+                let now = self.ports.clock.now();
+                if !self
+                    .ports
+                    .otps
+                    .consume(otp.id, &otp.code_hash, now, self.settings.otp.max_attempts)
+                    .await?
+                {
+                    return Err(DeleteAccountError::InvalidCode);
+                }
+                self.release_guesses(matched).await?;
+                self.erase(&user, context).await?;
+                return Ok(());
+            }
+        };
+        let password = &password;
         let bucket = format!("password-check:{}", user.id);
         self.admit(&bucket, self.settings.limits.login_failures_per_client)
             .await??;

@@ -37,7 +37,7 @@ mod tests;
 
 pub use authenticate::AuthenticateError;
 pub use change_password::ChangePasswordError;
-pub use delete_account::DeleteAccountError;
+pub use delete_account::{DeleteAccountError, DeleteConfirmation};
 pub use deliver::{DeliverySettings, MailDelivery};
 pub use login::{LoginError, LoginInput};
 pub use password_reset::{ResetError, ResetInput};

@@ -9,7 +9,8 @@ use crate::routes::auth::bearer;
 use crate::types::{DeleteAccountRequest, MessageResponse};
 use crate::{ApiError, HttpState};
 
-/// Delete the account (signed in, confirmed with the password).
+/// Delete the account (signed in, confirmed with the password, or for an account
+/// without one with a fresh code from `sign-in/code`).
 ///
 /// Everything personal is erased: the account, its sessions, codes, queued mail and
 /// the limit state keyed by its address; audit events keep no address. The address
@@ -20,7 +21,7 @@ use crate::{ApiError, HttpState};
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Deleted", body = MessageResponse),
-        (status = 400, description = "Wrong `password` (field error), validation error or malformed JSON", body = ErrorBody),
+        (status = 400, description = "Wrong `password` (field error), `otp_invalid`, validation error or malformed JSON", body = ErrorBody),
         (status = 401, description = "`not_authenticated` or `token_invalid`", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
@@ -35,11 +36,11 @@ pub(crate) async fn handle(
     body: Body<DeleteAccountRequest>,
 ) -> Result<HttpResponse, ApiError> {
     // The body first, so that a malformed request is a 400 whoever sends it.
-    let password = body.0.try_into_domain()?;
+    let confirmation = body.0.try_into_domain(&caller)?;
     let token = bearer(&req)?.to_owned();
     state
         .service
-        .delete_account(&token, &password, &caller.context)
+        .delete_account(&token, confirmation, &caller.context)
         .await?;
     Ok(HttpResponse::Ok().json(MessageResponse::new("Your account has been deleted.")))
 }
