@@ -264,3 +264,126 @@ async fn an_account_without_a_password_deletes_itself_with_a_fresh_code() {
     assert_eq!(deleted.status(), 200);
     assert_eq!(me(&app, &tokens["access"]).await, 401);
 }
+
+async fn login_as(app: &TestApp, email: &str, agent: &str) -> Value {
+    let response = app
+        .client
+        .post(app.url("/api/accounts/token/"))
+        .header("user-agent", agent)
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    json_of(response, 200).await
+}
+
+async fn sessions_of(app: &TestApp, access: &Value) -> Vec<Value> {
+    let response = app
+        .client
+        .get(app.url("/api/accounts/sessions/"))
+        .bearer_auth(access.as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    json_of(response, 200).await["sessions"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+async fn refresh_status(app: &TestApp, refresh: &Value) -> u16 {
+    app.post("/api/accounts/token/refresh/", &json!({"refresh": refresh}))
+        .await
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn sessions_are_listed_with_where_they_came_from_and_can_be_ended() {
+    let app = spawn_app().await;
+    let email = unique_email();
+    app.verified_user(&email).await; // a first session, from verification
+    let laptop = login_as(&app, &email, "Laptop browser").await;
+    let phone = login_as(&app, &email, "Phone app").await;
+
+    let listed = sessions_of(&app, &phone["access"]).await;
+    assert_eq!(listed.len(), 3);
+    let current: Vec<&Value> = listed.iter().filter(|s| s["current"] == true).collect();
+    assert_eq!(current.len(), 1);
+    assert_eq!(current[0]["created_user_agent"], "Phone app");
+    assert_eq!(current[0]["created_client"], "127.0.0.1");
+    let laptop_id = listed
+        .iter()
+        .find(|s| s["created_user_agent"] == "Laptop browser")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Someone else cannot end it.
+    let other = unique_email();
+    let theirs = app.verified_user(&other).await;
+    let refused = app
+        .client
+        .delete(app.url(&format!("/api/accounts/sessions/{laptop_id}/")))
+        .bearer_auth(theirs["access"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 404);
+    assert_eq!(refresh_status(&app, &laptop["refresh"]).await, 200);
+
+    // Its owner can; the refreshed laptop session is still the same session.
+    let ended = app
+        .client
+        .delete(app.url(&format!("/api/accounts/sessions/{laptop_id}/")))
+        .bearer_auth(phone["access"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 200);
+    assert_eq!(sessions_of(&app, &phone["access"]).await.len(), 2);
+    let gone = app
+        .client
+        .delete(app.url("/api/accounts/sessions/not-a-session/"))
+        .bearer_auth(phone["access"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+
+    // Every other session ends; the caller's stays.
+    let others = app
+        .client
+        .post(app.url("/api/accounts/sessions/end-others/"))
+        .bearer_auth(phone["access"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(others, 200).await["ended"], 1);
+    let left = sessions_of(&app, &phone["access"]).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["current"], true);
+    assert_eq!(refresh_status(&app, &phone["refresh"]).await, 200);
+}
+
+#[tokio::test]
+async fn a_refresh_is_the_sessions_last_use() {
+    let app = spawn_app().await;
+    let email = unique_email();
+    app.verified_user(&email).await;
+    let first = login_as(&app, &email, "Old agent").await;
+    let response = app
+        .client
+        .post(app.url("/api/accounts/token/refresh/"))
+        .header("user-agent", "New agent")
+        .json(&json!({"refresh": first["refresh"]}))
+        .send()
+        .await
+        .unwrap();
+    let next = json_of(response, 200).await;
+    let listed = sessions_of(&app, &next["access"]).await;
+    let current = listed.iter().find(|s| s["current"] == true).unwrap();
+    assert_eq!(current["created_user_agent"], "Old agent");
+    assert_eq!(current["last_user_agent"], "New agent");
+}

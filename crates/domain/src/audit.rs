@@ -92,6 +92,8 @@ impl fmt::Display for AuditKind {
 pub struct RequestContext {
     pub client: Option<String>,
     pub request_id: Option<String>,
+    /// The client's `User-Agent`, shortened (sessions show it; the audit trail does not).
+    pub user_agent: Option<String>,
 }
 
 /// One entry of the audit trail.

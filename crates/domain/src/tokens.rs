@@ -51,6 +51,9 @@ pub struct TokenClaims {
     pub jti: String,
     pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The session (refresh-token family) of the token; `None` in tokens issued before
+    /// tokens named their session.
+    pub session_id: Option<uuid::Uuid>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -242,6 +242,14 @@ mod tests {
     }
 }
 
+/// The client's `User-Agent`, for its list of sessions: at most 200 characters, no
+/// control characters.
+fn user_agent(req: &HttpRequest) -> Option<String> {
+    let raw = req.headers().get("user-agent")?.to_str().ok()?;
+    let clean: String = raw.chars().filter(|c| !c.is_control()).take(200).collect();
+    (!clean.trim().is_empty()).then(|| clean.trim().to_owned())
+}
+
 /// Who is calling: the client's key for limits, and for the audit trail its address
 /// and the request id.
 #[derive(Debug, Clone)]
@@ -264,6 +272,7 @@ impl FromRequest for Caller {
             context: passcode_domain::RequestContext {
                 client: client.ip.map(|ip| ip.to_string()),
                 request_id,
+                user_agent: user_agent(req),
             },
             key: client.key,
         }))

@@ -17,7 +17,7 @@ pub struct CorsSettings {
 /// credentials (tokens travel in the `Authorization` header, never in cookies).
 pub fn cors(settings: &CorsSettings) -> Cors {
     let mut cors = Cors::default()
-        .allowed_methods([Method::GET, Method::POST, Method::PATCH])
+        .allowed_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
         .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .expose_headers([header::RETRY_AFTER])
         .max_age(settings.max_age_seconds);

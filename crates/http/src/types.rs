@@ -389,6 +389,34 @@ pub struct MeResponse {
     pub created_at: String,
 }
 
+/// One session (refresh-token family) of the account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionResponse {
+    pub id: String,
+    /// The session of the token making this request.
+    pub current: bool,
+    /// RFC 3339, seconds.
+    pub created_at: String,
+    pub created_client: Option<String>,
+    pub created_user_agent: Option<String>,
+    /// The last refresh (or the sign-in, if never refreshed).
+    pub last_used_at: String,
+    pub last_client: Option<String>,
+    pub last_user_agent: Option<String>,
+}
+
+/// The account's live sessions, newest use first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionsResponse {
+    pub sessions: Vec<SessionResponse>,
+}
+
+/// How many sessions ended.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndedResponse {
+    pub ended: u64,
+}
+
 /// `{}`: the token is valid.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EmptyResponse {}

@@ -1,5 +1,5 @@
 //! The JWT claim set of API.md: `sub`, `email`, `email_verified`, `iat`, `nbf`, `exp`,
-//! `jti`, `iss`, `aud`, `token_type`.
+//! `jti`, `iss`, `aud`, `token_type`, and `sid`, the session.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +13,9 @@ pub(crate) struct Claims {
     /// refuses tokens issued earlier in the same second). Absent in foreign tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat_ms: Option<i64>,
+    /// The session (refresh-token family) the token belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     pub nbf: i64,
     pub exp: i64,
     pub jti: String,

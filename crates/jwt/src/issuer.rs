@@ -121,8 +121,9 @@ impl JwtIssuer {
         subject: &TokenSubject,
         kind: TokenKind,
         jti: &str,
-        now: DateTime<Utc>,
+        ids: &TokenIds,
     ) -> Result<String, InfraError> {
+        let now = ids.issued_at;
         let ttl = match kind {
             TokenKind::Access => self.settings.access_ttl,
             TokenKind::Refresh => self.settings.refresh_ttl,
@@ -133,6 +134,7 @@ impl JwtIssuer {
             email_verified: subject.email_verified,
             iat: now.timestamp(),
             iat_ms: Some(now.timestamp_millis()),
+            sid: Some(ids.session_id.simple().to_string()),
             nbf: now.timestamp(),
             exp: (now + ttl).timestamp(),
             jti: jti.to_owned(),
@@ -150,8 +152,8 @@ impl JwtIssuer {
 impl TokenIssuer for JwtIssuer {
     fn issue(&self, subject: &TokenSubject, ids: &TokenIds) -> Result<TokenPair, InfraError> {
         Ok(TokenPair {
-            access: self.sign(subject, TokenKind::Access, &ids.access_jti, ids.issued_at)?,
-            refresh: self.sign(subject, TokenKind::Refresh, &ids.refresh_jti, ids.issued_at)?,
+            access: self.sign(subject, TokenKind::Access, &ids.access_jti, ids)?,
+            refresh: self.sign(subject, TokenKind::Refresh, &ids.refresh_jti, ids)?,
         })
     }
 
@@ -196,6 +198,10 @@ impl TokenIssuer for JwtIssuer {
             }
             .ok_or(TokenError::Invalid)?,
             expires_at: DateTime::from_timestamp(claims.exp, 0).ok_or(TokenError::Invalid)?,
+            session_id: claims
+                .sid
+                .as_deref()
+                .and_then(|sid| Uuid::parse_str(sid).ok()),
         })
     }
 }
@@ -233,6 +239,7 @@ mod tests {
 
     fn ids(at: DateTime<Utc>) -> TokenIds {
         TokenIds {
+            session_id: Uuid::nil(),
             access_jti: Uuid::new_v4().simple().to_string(),
             refresh_jti: Uuid::new_v4().simple().to_string(),
             issued_at: at,
@@ -455,6 +462,7 @@ mod key_set_tests {
 
     fn ids() -> TokenIds {
         TokenIds {
+            session_id: Uuid::nil(),
             access_jti: "a".into(),
             refresh_jti: "r".into(),
             issued_at: now(),

@@ -23,7 +23,9 @@ macro_rules! impl_ports {
             use $crate::error::{create_user_error, query_error};
             use $crate::outbox_rows::{ClaimedRow, EntryRow, NewOutboxRow};
             use $crate::rows::{OtpRow, UserRow, attempts_limit};
-            use $crate::schema::{audit_events, otp_codes, outbox, rate_limits, refresh_tokens, users};
+            use $crate::schema::{
+                audit_events, otp_codes, outbox, rate_limits, refresh_tokens, sessions, users,
+            };
             use $crate::time::from_millis;
             use $crate::time::to_millis;
 
@@ -135,6 +137,9 @@ macro_rules! impl_ports {
                             )
                             .execute(conn)
                             .await?;
+                            diesel::delete(sessions::table.filter(sessions::user_id.eq(&user)))
+                                .execute(conn)
+                                .await?;
                             diesel::delete(otp_codes::table.filter(otp_codes::email.eq(&address)))
                                 .execute(conn)
                                 .await?;
@@ -627,7 +632,16 @@ macro_rules! impl_ports {
                     .execute(&mut *conn)
                     .await
                     .map_err(query_error)?;
-                    Ok(u64::try_from(limits + codes + mail + tokens).unwrap_or(0))
+                    // Sessions whose every token is gone.
+                    let any_token = refresh_tokens::table
+                        .filter(refresh_tokens::family_id.eq(sessions::family_id));
+                    let ended = diesel::delete(
+                        sessions::table.filter(diesel::dsl::not(diesel::dsl::exists(any_token))),
+                    )
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_error)?;
+                    Ok(u64::try_from(limits + codes + mail + tokens + ended).unwrap_or(0))
                 }
             }
 
@@ -811,14 +825,29 @@ macro_rules! impl_ports {
                     token: &NewRefreshToken,
                     event: Option<passcode_domain::AuditEvent>,
                 ) -> Result<(), InfraError> {
+                    let now = to_millis(chrono::Utc::now());
                     let mut conn = self.conn().await?;
-                    let Some(event) = event else {
-                        return insert_token(&mut conn, token).await.map_err(query_error);
-                    };
                     (*conn)
                         .transaction(async |conn| {
                             insert_token(conn, token).await?;
-                            audit(conn, &event).await
+                            // A first token starts a session.
+                            diesel::insert_into(sessions::table)
+                                .values((
+                                    sessions::family_id.eq(token.family_id.to_string()),
+                                    sessions::user_id.eq(token.user_id.0.to_string()),
+                                    sessions::created_at.eq(now),
+                                    sessions::created_client.eq(&token.origin.client),
+                                    sessions::created_user_agent.eq(&token.origin.user_agent),
+                                    sessions::last_used_at.eq(now),
+                                    sessions::last_client.eq(&token.origin.client),
+                                    sessions::last_user_agent.eq(&token.origin.user_agent),
+                                ))
+                                .execute(conn)
+                                .await?;
+                            if let Some(event) = &event {
+                                audit(conn, event).await?;
+                            }
+                            Ok::<(), diesel::result::Error>(())
                         })
                         .await
                         .map_err(query_error)
@@ -882,12 +911,21 @@ macro_rules! impl_ports {
                                 diesel::insert_into(refresh_tokens::table)
                                     .values((
                                         refresh_tokens::token_hash.eq(&successor.token_hash),
-                                        refresh_tokens::family_id.eq(family),
+                                        refresh_tokens::family_id.eq(&family),
                                         refresh_tokens::user_id.eq(successor.user_id.0.to_string()),
                                         refresh_tokens::expires_at
                                             .eq(family_ends.map_or(expires, |end| expires.min(end))),
                                         refresh_tokens::created_at.eq(now_ms),
                                         refresh_tokens::family_expires_at.eq(family_ends),
+                                    ))
+                                    .execute(conn)
+                                    .await?;
+                                diesel::update(sessions::table.find(&family))
+                                    .set((
+                                        sessions::last_used_at.eq(now_ms),
+                                        sessions::last_client.eq(&successor.origin.client),
+                                        sessions::last_user_agent
+                                            .eq(&successor.origin.user_agent),
                                     ))
                                     .execute(conn)
                                     .await?;
@@ -916,6 +954,8 @@ macro_rules! impl_ports {
                                     (access, refresh, issued)
                             {
                                 let ids = TokenIds {
+                                    // A family id that is not a UUID was never written.
+                                    session_id: Uuid::parse_str(&family).unwrap_or(Uuid::nil()),
                                     access_jti,
                                     refresh_jti,
                                     issued_at: from_millis(issued),
@@ -934,6 +974,123 @@ macro_rules! impl_ports {
                             metrics::counter!("passcode_refresh_reuse_detected_total")
                                 .increment(1);
                             Ok::<Rotation, diesel::result::Error>(Rotation::Reused)
+                        })
+                        .await
+                        .map_err(query_error)
+                }
+
+                async fn sessions(
+                    &self,
+                    user: UserId,
+                    now: DateTime<Utc>,
+                ) -> Result<Vec<passcode_domain::ports::SessionInfo>, InfraError> {
+                    type Row = (
+                        String,
+                        i64,
+                        Option<String>,
+                        Option<String>,
+                        i64,
+                        Option<String>,
+                        Option<String>,
+                    );
+                    let now_ms = to_millis(now);
+                    let mut conn = self.conn().await?;
+                    let live = refresh_tokens::table
+                        .filter(refresh_tokens::family_id.eq(sessions::family_id))
+                        .filter(refresh_tokens::revoked_at.is_null())
+                        .filter(refresh_tokens::spent_at.is_null())
+                        .filter(refresh_tokens::expires_at.gt(now_ms));
+                    let rows: Vec<Row> = sessions::table
+                        .filter(sessions::user_id.eq(user.0.to_string()))
+                        .filter(diesel::dsl::exists(live))
+                        .order(sessions::last_used_at.desc())
+                        .select((
+                            sessions::family_id,
+                            sessions::created_at,
+                            sessions::created_client,
+                            sessions::created_user_agent,
+                            sessions::last_used_at,
+                            sessions::last_client,
+                            sessions::last_user_agent,
+                        ))
+                        .load(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    rows.into_iter()
+                        .map(|(id, created_at, created_client, created_user_agent, last_used_at, last_client, last_user_agent)| {
+                            Ok(passcode_domain::ports::SessionInfo {
+                                id: Uuid::parse_str(&id)
+                                    .map_err(|e| InfraError::Unexpected(e.into()))?,
+                                created_at: from_millis(created_at),
+                                created_client,
+                                created_user_agent,
+                                last_used_at: from_millis(last_used_at),
+                                last_client,
+                                last_user_agent,
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn end_session(
+                    &self,
+                    user: UserId,
+                    session: Uuid,
+                    now: DateTime<Utc>,
+                    event: &passcode_domain::AuditEvent,
+                ) -> Result<bool, InfraError> {
+                    let mut conn = self.conn().await?;
+                    (*conn)
+                        .transaction(async |conn| {
+                            let ended = diesel::update(
+                                refresh_tokens::table
+                                    .filter(refresh_tokens::family_id.eq(session.to_string()))
+                                    .filter(refresh_tokens::user_id.eq(user.0.to_string()))
+                                    .filter(refresh_tokens::revoked_at.is_null()),
+                            )
+                            .set(refresh_tokens::revoked_at.eq(Some(to_millis(now))))
+                            .execute(conn)
+                            .await?;
+                            if ended > 0 {
+                                audit(conn, event).await?;
+                            }
+                            Ok::<bool, diesel::result::Error>(ended > 0)
+                        })
+                        .await
+                        .map_err(query_error)
+                }
+
+                async fn end_other_sessions(
+                    &self,
+                    user: UserId,
+                    keep: Uuid,
+                    now: DateTime<Utc>,
+                    event: &passcode_domain::AuditEvent,
+                ) -> Result<u64, InfraError> {
+                    let mut conn = self.conn().await?;
+                    (*conn)
+                        .transaction(async |conn| {
+                            let families: Vec<String> = refresh_tokens::table
+                                .filter(refresh_tokens::user_id.eq(user.0.to_string()))
+                                .filter(refresh_tokens::family_id.ne(keep.to_string()))
+                                .filter(refresh_tokens::revoked_at.is_null())
+                                .select(refresh_tokens::family_id)
+                                .distinct()
+                                .load(conn)
+                                .await?;
+                            diesel::update(
+                                refresh_tokens::table
+                                    .filter(refresh_tokens::user_id.eq(user.0.to_string()))
+                                    .filter(refresh_tokens::family_id.ne(keep.to_string()))
+                                    .filter(refresh_tokens::revoked_at.is_null()),
+                            )
+                            .set(refresh_tokens::revoked_at.eq(Some(to_millis(now))))
+                            .execute(conn)
+                            .await?;
+                            audit(conn, event).await?;
+                            Ok::<u64, diesel::result::Error>(
+                                u64::try_from(families.len()).unwrap_or(0),
+                            )
                         })
                         .await
                         .map_err(query_error)

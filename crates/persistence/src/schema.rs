@@ -84,8 +84,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sessions (family_id) {
+        family_id -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
+        created_client -> Nullable<Text>,
+        created_user_agent -> Nullable<Text>,
+        last_used_at -> BigInt,
+        last_client -> Nullable<Text>,
+        last_user_agent -> Nullable<Text>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
+    sessions,
     users,
     otp_codes,
     rate_limits,

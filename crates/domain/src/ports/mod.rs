@@ -22,7 +22,7 @@ pub use mailer::{Mail, MailError, Mailer};
 pub use otp_store::OtpStore;
 pub use outbox::{Outbox, OutboxEntry, OutboxStats, OutboxStatus, QueuedMail};
 pub use password_hasher::{HashError, PasswordHasher};
-pub use refresh_tokens::{NewRefreshToken, RefreshTokenStore, Rotation, TokenIds};
+pub use refresh_tokens::{NewRefreshToken, RefreshTokenStore, Rotation, SessionInfo, TokenIds};
 pub use throttle::{Admission, Limit, Throttle};
 pub use token_issuer::TokenIssuer;
 pub use user_repository::{CreateUserError, UserRepository};

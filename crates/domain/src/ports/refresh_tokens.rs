@@ -12,6 +12,8 @@ use crate::{AuditEvent, InfraError, UserId};
 /// same ids, time and account give the same tokens again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenIds {
+    /// The session (refresh-token family) the pair belongs to (the `sid` claim).
+    pub session_id: Uuid,
     pub access_jti: String,
     pub refresh_jti: String,
     pub issued_at: DateTime<Utc>,
@@ -28,6 +30,8 @@ pub struct NewRefreshToken {
     /// When the whole family (the session) ends, however often it is refreshed. A
     /// successor keeps the family's end; the store ignores this field in `rotate`.
     pub family_expires_at: DateTime<Utc>,
+    /// Who asked: recorded as the session's origin (`insert`) or last use (`rotate`).
+    pub origin: crate::RequestContext,
 }
 
 /// What presenting a refresh token led to.
@@ -44,9 +48,47 @@ pub enum Rotation {
     Refused,
 }
 
+/// A session (refresh-token family) as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub created_client: Option<String>,
+    pub created_user_agent: Option<String>,
+    pub last_used_at: DateTime<Utc>,
+    pub last_client: Option<String>,
+    pub last_user_agent: Option<String>,
+}
+
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait RefreshTokenStore: Send + Sync {
+    /// The account's live sessions (a token that can still refresh), newest use first.
+    async fn sessions(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SessionInfo>, InfraError>;
+
+    /// Ends session `session` if it is the account's and live, recording `audit`.
+    /// `false` if there was nothing to end.
+    async fn end_session(
+        &self,
+        user: UserId,
+        session: Uuid,
+        now: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<bool, InfraError>;
+
+    /// Ends every session of the account but `keep`, recording `audit`; how many ended.
+    async fn end_other_sessions(
+        &self,
+        user: UserId,
+        keep: Uuid,
+        now: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<u64, InfraError>;
+
     /// Remembers a refresh token that starts a family (at login or verification), and
     /// records `audit` with it.
     async fn insert(

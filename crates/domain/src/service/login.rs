@@ -97,6 +97,8 @@ impl AuthService {
             &user.email,
             &input.context,
         );
-        Ok(self.start_session(&user, Some(audit)).await?)
+        Ok(self
+            .start_session(&user, Some(audit), &input.context)
+            .await?)
     }
 }

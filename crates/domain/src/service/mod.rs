@@ -44,6 +44,7 @@ pub use password_reset::{ResetError, ResetInput};
 pub use refresh::RefreshError;
 pub use register::{RegisterError, RegisterInput, Registered};
 pub use resend::ResendError;
+pub use sessions::Session;
 pub use sign_in::{SignInError, SignInInput};
 pub use verify::{VerifyInput, VerifyOtpError};
 

@@ -99,7 +99,7 @@ impl AuthService {
                 );
                 self.send_registration_code(&user.email, registration, &audit)
                     .await?;
-                let tokens = self.start_session(&user, None).await?;
+                let tokens = self.start_session(&user, None, &input.context).await?;
                 Ok(Registered::WithTokens { user, tokens })
             }
             (RegistrationPolicy::TokensBeforeVerification, Err(CreateUserError::EmailTaken)) => {

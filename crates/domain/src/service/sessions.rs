@@ -15,8 +15,9 @@ pub(crate) fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-fn new_ids(now: DateTime<Utc>) -> TokenIds {
+fn new_ids(now: DateTime<Utc>, session_id: Uuid) -> TokenIds {
     TokenIds {
+        session_id,
         access_jti: Uuid::new_v4().simple().to_string(),
         refresh_jti: Uuid::new_v4().simple().to_string(),
         issued_at: now,
@@ -29,8 +30,10 @@ impl AuthService {
         &self,
         user: &User,
         audit: Option<crate::AuditEvent>,
+        origin: &RequestContext,
     ) -> Result<TokenPair, InfraError> {
-        let ids = new_ids(self.ports.clock.now());
+        let family = Uuid::new_v4();
+        let ids = new_ids(self.ports.clock.now(), family);
         let pair = self.ports.tokens.issue(&subject_of(user), &ids)?;
         let family_expires_at = ids.issued_at + self.settings.session_max;
         self.ports
@@ -38,7 +41,7 @@ impl AuthService {
             .insert(
                 &NewRefreshToken {
                     token_hash: token_hash(&pair.refresh),
-                    family_id: Uuid::new_v4(),
+                    family_id: family,
                     user_id: user.id,
                     expires_at: self
                         .ports
@@ -46,6 +49,7 @@ impl AuthService {
                         .refresh_expiry(ids.issued_at)
                         .min(family_expires_at),
                     family_expires_at,
+                    origin: origin.clone(),
                 },
                 audit,
             )
@@ -70,15 +74,29 @@ impl AuthService {
             Some(user) if user.accepts_token_issued_at(claims.issued_at) => user,
             _ => return Err(RefreshError::InvalidToken),
         };
-        let ids = new_ids(now);
+        // The session is named in the token; tokens from before that are looked up.
+        let session = match claims.session_id {
+            Some(session) => session,
+            None => match self
+                .ports
+                .refresh_tokens
+                .family_of(&token_hash(refresh_token))
+                .await?
+            {
+                Some((family, _)) => family,
+                None => return Err(RefreshError::InvalidToken),
+            },
+        };
+        let ids = new_ids(now, session);
         let next = self.ports.tokens.issue(&subject_of(&user), &ids)?;
         let successor = NewRefreshToken {
             token_hash: token_hash(&next.refresh),
-            family_id: Uuid::nil(), // the store puts it in the presented token's family
+            family_id: session, // the store keeps the presented token's family
             user_id: user.id,
             // The store caps both at the family's end.
             expires_at: self.ports.tokens.refresh_expiry(now),
             family_expires_at: now + self.settings.session_max,
+            origin: context.clone(),
         };
         let rotation = self
             .ports
@@ -174,5 +192,71 @@ impl AuthService {
                 .await?;
         }
         Ok(true)
+    }
+}
+
+/// A session as listed to its owner: the stored facts, and whether it is the caller's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub info: crate::ports::SessionInfo,
+    pub current: bool,
+}
+
+impl AuthService {
+    /// The live sessions of the account behind `access_token`, the caller's marked.
+    pub async fn list_sessions(
+        &self,
+        access_token: &str,
+    ) -> Result<Vec<Session>, crate::service::AuthenticateError> {
+        let claims = self.check_access_token(access_token)?;
+        let user = self.current_user(access_token).await?;
+        let sessions = self
+            .ports
+            .refresh_tokens
+            .sessions(user.id, self.ports.clock.now())
+            .await?;
+        Ok(sessions
+            .into_iter()
+            .map(|info| Session {
+                current: claims.session_id == Some(info.id),
+                info,
+            })
+            .collect())
+    }
+
+    /// Ends one session of the caller's account. `false` if it has no such live session.
+    pub async fn end_session(
+        &self,
+        access_token: &str,
+        session: Uuid,
+        context: &RequestContext,
+    ) -> Result<bool, crate::service::AuthenticateError> {
+        let user = self.current_user(access_token).await?;
+        let now = self.ports.clock.now();
+        let audit = self.audit_event(AuditKind::Logout, Some(&user), &user.email, context);
+        Ok(self
+            .ports
+            .refresh_tokens
+            .end_session(user.id, session, now, &audit)
+            .await?)
+    }
+
+    /// Ends every session of the caller's account but the caller's own. How many ended.
+    pub async fn end_other_sessions(
+        &self,
+        access_token: &str,
+        context: &RequestContext,
+    ) -> Result<u64, crate::service::AuthenticateError> {
+        let claims = self.check_access_token(access_token)?;
+        let user = self.current_user(access_token).await?;
+        // A token from before tokens named their session keeps none: all end.
+        let keep = claims.session_id.unwrap_or(Uuid::nil());
+        let now = self.ports.clock.now();
+        let audit = self.audit_event(AuditKind::LogoutAll, Some(&user), &user.email, context);
+        Ok(self
+            .ports
+            .refresh_tokens
+            .end_other_sessions(user.id, keep, now, &audit)
+            .await?)
     }
 }

@@ -109,8 +109,10 @@ impl AuthService {
             user.password_hash = PasswordHash::unset();
             // Tokens issued before `now` are refused from here on; this session's
             // tokens are issued at `now` or later (`>=` accepts them).
-            return Ok(self.start_session(&user, None).await?);
+            return Ok(self.start_session(&user, None, &input.context).await?);
         }
-        Ok(self.start_session(&user, Some(audit)).await?)
+        Ok(self
+            .start_session(&user, Some(audit), &input.context)
+            .await?)
     }
 }

@@ -705,6 +705,7 @@ fn claims(kind: TokenKind) -> TokenClaims {
         jti: "j".into(),
         issued_at: now() - Duration::minutes(1),
         expires_at: now() + Duration::days(1),
+        session_id: Some(Uuid::from_u128(3)),
     }
 }
 
@@ -1154,6 +1155,7 @@ fn refresh_with(
 #[test]
 fn refresh_within_the_grace_window_returns_the_pair_already_issued() {
     let earlier = TokenIds {
+        session_id: Uuid::from_u128(3),
         access_jti: "a1".into(),
         refresh_jti: "r1".into(),
         issued_at: now() - Duration::seconds(2),

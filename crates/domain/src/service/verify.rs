@@ -132,7 +132,7 @@ impl AuthService {
         }
         self.release_guesses(matched).await?;
         user.email_verified = true;
-        let tokens = self.start_session(&user, None).await?;
+        let tokens = self.start_session(&user, None, &input.context).await?;
         Ok((user, tokens))
     }
 

@@ -13,6 +13,7 @@ mod openapi;
 mod password_reset;
 mod password_reset_confirm;
 mod resend_otp;
+mod sessions;
 mod sign_in;
 mod token;
 mod token_refresh;
@@ -111,6 +112,21 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             "/api/accounts/sign-in/",
             true,
             vec![post(web::post().to(sign_in::sign_in))],
+        ),
+        endpoint(
+            "/api/accounts/sessions/",
+            false,
+            vec![get(web::get().to(sessions::list))],
+        ),
+        endpoint(
+            "/api/accounts/sessions/end-others/",
+            true,
+            vec![post(web::post().to(sessions::end_others))],
+        ),
+        endpoint(
+            "/api/accounts/sessions/{id}/",
+            true,
+            vec![(Method::DELETE, web::delete().to(sessions::end))],
         ),
         endpoint(
             "/api/accounts/delete/",

@@ -10,13 +10,15 @@ use utoipa::{Modify, OpenApi};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::routes::{
     change_password, create, delete_account, health, jwks, logout, me, password_reset,
-    password_reset_confirm, resend_otp, sign_in, token, token_refresh, token_verify, validate_otp,
+    password_reset_confirm, resend_otp, sessions, sign_in, token, token_refresh, token_verify,
+    validate_otp,
 };
 use crate::types::{
     ChangePasswordRequest, CreatedUser, DeleteAccountRequest, EmailRequest, EmptyResponse,
-    HealthResponse, JwksResponse, LoginRequest, LogoutRequest, MeResponse, MessageResponse,
-    RefreshRequest, RegisterRequest, RegisterResponse, RegisteredUser, ResetConfirmRequest,
-    SignInRequest, TokenResponse, TokenVerifyRequest, ValidateOtpRequest, VerifiedResponse,
+    EndedResponse, HealthResponse, JwksResponse, LoginRequest, LogoutRequest, MeResponse,
+    MessageResponse, RefreshRequest, RegisterRequest, RegisterResponse, RegisteredUser,
+    ResetConfirmRequest, SessionResponse, SessionsResponse, SignInRequest, TokenResponse,
+    TokenVerifyRequest, ValidateOtpRequest, VerifiedResponse,
 };
 
 /// The API's OpenAPI document.
@@ -42,6 +44,9 @@ use crate::types::{
         logout::handle,
         change_password::handle,
         delete_account::handle,
+        sessions::list,
+        sessions::end,
+        sessions::end_others,
         sign_in::request_code,
         sign_in::sign_in,
         me::handle,
@@ -53,7 +58,7 @@ use crate::types::{
     components(schemas(
         ErrorBody, ErrorCode, RegisterRequest, ValidateOtpRequest, EmailRequest, LoginRequest,
         RefreshRequest, TokenVerifyRequest, LogoutRequest, ResetConfirmRequest,
-        ChangePasswordRequest, DeleteAccountRequest, SignInRequest, TokenResponse, MessageResponse, RegisteredUser, CreatedUser,
+        ChangePasswordRequest, DeleteAccountRequest, SignInRequest, SessionResponse, SessionsResponse, EndedResponse, TokenResponse, MessageResponse, RegisteredUser, CreatedUser,
         RegisterResponse, VerifiedResponse, MeResponse, EmptyResponse, HealthResponse,
         JwksResponse,
     )),

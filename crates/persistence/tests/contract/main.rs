@@ -92,6 +92,7 @@ contract!(
     a_registration_of_a_deactivated_account_is_not_completed,
     each_change_records_its_event_in_its_transaction,
     deleting_an_account_erases_everything_personal,
+    sessions_are_listed_with_their_origin_and_last_use_and_end_one_or_the_others,
     a_decoy_leaves_no_code_and_nothing_to_send,
     a_reset_voids_registrations_still_waiting_for_their_code,
     a_session_ends_at_its_family_end_however_often_refreshed,

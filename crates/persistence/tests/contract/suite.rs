@@ -737,11 +737,17 @@ fn refresh_token(hash: u8, family: Uuid, user: UserId) -> passcode_domain::ports
         user_id: user,
         expires_at: now() + Duration::days(1),
         family_expires_at: now() + Duration::days(30),
+        origin: passcode_domain::RequestContext {
+            client: Some("203.0.113.9".into()),
+            request_id: None,
+            user_agent: Some(format!("agent {hash}")),
+        },
     }
 }
 
 fn token_ids(n: u8) -> passcode_domain::ports::TokenIds {
     passcode_domain::ports::TokenIds {
+        session_id: Uuid::nil(),
         access_jti: format!("a{n}"),
         refresh_jti: format!("r{n}"),
         issued_at: now(),
@@ -786,7 +792,13 @@ pub async fn rotation_spends_once_replays_within_grace_then_revokes_on_reuse(sto
             &event(AuditKind::RefreshReuseDetected),
         )
         .await;
-    assert_eq!(replay.unwrap(), Rotation::Replayed { ids: token_ids(2) });
+    let mut replayed = token_ids(2);
+    replayed.session_id = family;
+    assert_eq!(
+        replay.unwrap(),
+        Rotation::Replayed { ids: replayed },
+        "the session's id too"
+    );
     assert_eq!(
         store.family_of(&[3; 32]).await.unwrap(),
         None,
@@ -1499,4 +1511,102 @@ pub async fn deleting_an_account_erases_everything_personal(store: impl Store) {
     );
     // The address can register again.
     store.create(&new_user(address)).await.unwrap();
+}
+
+pub async fn sessions_are_listed_with_their_origin_and_last_use_and_end_one_or_the_others(
+    store: impl Store,
+) {
+    use passcode_domain::ports::Rotation;
+    let user = UserId::new_random();
+    let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+    store
+        .insert(&refresh_token(1, first, user), None)
+        .await
+        .unwrap();
+    store
+        .insert(&refresh_token(2, second, user), None)
+        .await
+        .unwrap();
+    let someone_else = UserId::new_random();
+    let theirs = Uuid::new_v4();
+    store
+        .insert(&refresh_token(3, theirs, someone_else), None)
+        .await
+        .unwrap();
+    let listed = store.sessions(user, now()).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    let one = listed.iter().find(|s| s.id == first).unwrap();
+    assert_eq!(one.created_client.as_deref(), Some("203.0.113.9"));
+    assert_eq!(one.created_user_agent.as_deref(), Some("agent 1"));
+    // A refresh is the session's last use, with its caller's facts.
+    let mut successor = refresh_token(4, Uuid::nil(), user);
+    successor.origin.client = Some("198.51.100.4".into());
+    successor.origin.user_agent = Some("agent 4".into());
+    let later = now() + Duration::seconds(30);
+    let rotated = store
+        .rotate(
+            &[1; 32],
+            later,
+            Duration::seconds(10),
+            &successor,
+            &token_ids(4),
+            &event(AuditKind::RefreshReuseDetected),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rotated, Rotation::Rotated);
+    let listed = store.sessions(user, later).await.unwrap();
+    let one = listed.iter().find(|s| s.id == first).unwrap();
+    assert_eq!(one.last_client.as_deref(), Some("198.51.100.4"));
+    assert_eq!(one.last_user_agent.as_deref(), Some("agent 4"));
+    assert_eq!(
+        one.created_user_agent.as_deref(),
+        Some("agent 1"),
+        "origin kept"
+    );
+    assert_eq!(listed[0].id, first, "newest use first");
+    // Not someone else's session.
+    assert!(
+        !store
+            .end_session(user, theirs, later, &event(AuditKind::Logout))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .end_session(user, second, later, &event(AuditKind::Logout))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .end_session(user, second, later, &event(AuditKind::Logout))
+            .await
+            .unwrap(),
+        "once"
+    );
+    assert_eq!(store.sessions(user, later).await.unwrap().len(), 1);
+    store
+        .insert(&refresh_token(5, Uuid::new_v4(), user), None)
+        .await
+        .unwrap();
+    store
+        .insert(&refresh_token(6, Uuid::new_v4(), user), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .end_other_sessions(user, first, later, &event(AuditKind::LogoutAll))
+            .await
+            .unwrap(),
+        2
+    );
+    let left = store.sessions(user, later).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id, first);
+    assert_eq!(
+        store.sessions(someone_else, later).await.unwrap().len(),
+        1,
+        "others untouched"
+    );
 }
