@@ -387,3 +387,175 @@ async fn a_refresh_is_the_sessions_last_use() {
     assert_eq!(current["created_user_agent"], "Old agent");
     assert_eq!(current["last_user_agent"], "New agent");
 }
+
+async fn ask_to_move(
+    app: &TestApp,
+    access: &Value,
+    new_email: &str,
+    password: &str,
+) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/accounts/change-email/"))
+        .bearer_auth(access.as_str().unwrap())
+        .json(&json!({"new_email": new_email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn confirm_move(
+    app: &TestApp,
+    access: &Value,
+    new_email: &str,
+    code: &str,
+) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/accounts/change-email/confirm/"))
+        .bearer_auth(access.as_str().unwrap())
+        .json(&json!({"new_email": new_email, "otp": code}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_account_moves_to_a_new_address_with_the_code_sent_there() {
+    let app = spawn_app().await;
+    let (old, new) = (unique_email(), unique_email());
+    app.verified_user(&old).await;
+    let other_session = login_as(&app, &old, "Other device").await;
+    let current = login_as(&app, &old, "This device").await;
+    let wrong = json_of(
+        ask_to_move(&app, &current["access"], &new, "not my password 1").await,
+        400,
+    )
+    .await;
+    assert_eq!(
+        wrong["fields"]["password"][0],
+        "Your password was entered incorrectly."
+    );
+    assert_eq!(
+        ask_to_move(&app, &current["access"], &new, PASSWORD)
+            .await
+            .status(),
+        200
+    );
+    let notice = app.next_mail(&old).await;
+    assert!(
+        notice.subject.contains("change of your"),
+        "{}",
+        notice.subject
+    );
+    assert!(notice.code().is_none(), "no code to the old address");
+    let code = app.next_code(&new).await;
+    let wrong_code = if code == "000000" { "111111" } else { "000000" };
+    assert_eq!(
+        confirm_move(&app, &current["access"], &new, wrong_code)
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        confirm_move(&app, &current["access"], &new, &code)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        confirm_move(&app, &current["access"], &new, &code)
+            .await
+            .status(),
+        400,
+        "once"
+    );
+
+    let changed = app.next_mail(&old).await;
+    assert!(
+        changed.subject.contains("was changed"),
+        "{}",
+        changed.subject
+    );
+    let account = app
+        .client
+        .get(app.url("/api/accounts/me/"))
+        .bearer_auth(current["access"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(account, 200).await["email"], new.as_str());
+    assert_eq!(app.login(&new, PASSWORD).await.status(), 200);
+    assert_eq!(app.login(&old, PASSWORD).await.status(), 401);
+    assert_eq!(
+        refresh_status(&app, &other_session["refresh"]).await,
+        401,
+        "other sessions end"
+    );
+    assert_eq!(
+        refresh_status(&app, &current["refresh"]).await,
+        200,
+        "the caller's stays"
+    );
+}
+
+#[tokio::test]
+async fn a_taken_new_address_is_never_revealed_and_gets_no_code() {
+    let app = spawn_app().await;
+    let (mine, theirs) = (unique_email(), unique_email());
+    let me_tokens = app.verified_user(&mine).await;
+    app.verified_user(&theirs).await;
+    let free = unique_email();
+    let taken = json_of(
+        ask_to_move(&app, &me_tokens["access"], &theirs, PASSWORD).await,
+        200,
+    )
+    .await;
+    let open = json_of(
+        ask_to_move(&app, &me_tokens["access"], &free, PASSWORD).await,
+        200,
+    )
+    .await;
+    assert_eq!(taken, open, "the same answer");
+    app.next_code(&free).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let to_them = app.mails_to(&theirs);
+    assert!(
+        to_them
+            .iter()
+            .all(|m| m.code().is_none() || m.subject.contains("verification")),
+        "no address-change code to an address that has an account"
+    );
+}
+
+#[tokio::test]
+async fn two_confirms_of_one_change_move_the_account_once_and_a_taken_address_is_refused() {
+    let app = spawn_app().await;
+    let (old, new) = (unique_email(), unique_email());
+    let tokens = app.verified_user(&old).await;
+    ask_to_move(&app, &tokens["access"], &new, PASSWORD).await;
+    let code = app.next_code(&new).await;
+    let (a, b) = tokio::join!(
+        confirm_move(&app, &tokens["access"], &new, &code),
+        confirm_move(&app, &tokens["access"], &new, &code)
+    );
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 400]);
+
+    // Another account asks for an address that is then registered by someone else.
+    let (second, wanted) = (unique_email(), unique_email());
+    let second_tokens = app.verified_user(&second).await;
+    ask_to_move(&app, &second_tokens["access"], &wanted, PASSWORD).await;
+    let code = app.next_code(&wanted).await;
+    app.verified_user(&wanted).await;
+    let refused = json_of(
+        confirm_move(&app, &second_tokens["access"], &wanted, &code).await,
+        400,
+    )
+    .await;
+    assert_eq!(refused["code"], "otp_invalid");
+    assert_eq!(
+        app.login(&second, PASSWORD).await.status(),
+        200,
+        "nothing moved"
+    );
+}

@@ -33,13 +33,15 @@ pub enum AuditKind {
     Activated,
     /// The signing keys were rotated (`passcode keys rotate` or `activate`).
     KeysRotated,
+    /// The account moved to another address (the event keeps the new one).
+    EmailChanged,
     /// The account and everything personal of it were erased (kept: this event, with
     /// the account id and no address).
     AccountDeleted,
 }
 
 impl AuditKind {
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::Registered,
         Self::Verified,
         Self::LoginSucceeded,
@@ -54,6 +56,7 @@ impl AuditKind {
         Self::Activated,
         Self::KeysRotated,
         Self::AccountDeleted,
+        Self::EmailChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -72,6 +75,7 @@ impl AuditKind {
             Self::Activated => "activated",
             Self::KeysRotated => "keys_rotated",
             Self::AccountDeleted => "account_deleted",
+            Self::EmailChanged => "email_changed",
         }
     }
 

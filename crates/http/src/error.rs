@@ -324,6 +324,20 @@ impl From<ChangePasswordError> for ApiError {
     }
 }
 
+impl From<passcode_domain::service::ChangeEmailError> for ApiError {
+    fn from(error: passcode_domain::service::ChangeEmailError) -> Self {
+        use passcode_domain::service::ChangeEmailError as E;
+        match error {
+            E::InvalidToken => Self::token_invalid(),
+            E::WrongPassword => Self::field("password", "Your password was entered incorrectly."),
+            E::InvalidCode => Self::otp_invalid(),
+            E::Throttled(throttled) => Self::throttled(throttled),
+            E::Busy => Self::busy(),
+            E::Infra(e) => e.into(),
+        }
+    }
+}
+
 impl From<passcode_domain::service::SignInError> for ApiError {
     fn from(error: passcode_domain::service::SignInError) -> Self {
         use passcode_domain::service::SignInError as E;

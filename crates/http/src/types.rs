@@ -273,6 +273,54 @@ impl SignInRequest {
     }
 }
 
+/// `POST /api/accounts/change-email/`
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChangeEmailRequest {
+    #[schema(required = true, value_type = String, format = Email)]
+    #[serde(default)]
+    pub new_email: Raw,
+    /// The account's password, to confirm.
+    #[schema(required = true, value_type = String, format = Password)]
+    #[serde(default)]
+    pub password: Raw,
+}
+
+impl ChangeEmailRequest {
+    pub fn try_into_domain(self) -> Result<(EmailAddress, Password), ApiError> {
+        let mut fields = Fields::default();
+        let new_email = fields.email("new_email", self.new_email);
+        let password = fields.string("password", self.password);
+        let password = fields.parse("password", password, Password::for_login);
+        fields.finish()?;
+        Ok((checked(new_email)?, checked(password)?))
+    }
+}
+
+/// `POST /api/accounts/change-email/confirm/`
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ConfirmEmailChangeRequest {
+    #[schema(required = true, value_type = String, format = Email)]
+    #[serde(default)]
+    pub new_email: Raw,
+    /// The code sent to the new address.
+    #[schema(required = true, value_type = String)]
+    #[serde(default)]
+    pub otp: Raw,
+}
+
+impl ConfirmEmailChangeRequest {
+    pub fn try_into_domain(self) -> Result<(EmailAddress, OtpCode), ApiError> {
+        let mut fields = Fields::default();
+        let new_email = fields.email("new_email", self.new_email);
+        let otp = fields.string("otp", self.otp);
+        fields.finish()?;
+        Ok((
+            checked(new_email)?,
+            OtpCode::new(checked(otp)?.trim().to_owned()),
+        ))
+    }
+}
+
 /// `POST /api/accounts/delete/`
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct DeleteAccountRequest {

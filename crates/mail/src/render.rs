@@ -43,7 +43,31 @@ impl Renderer {
                 AutoEscape::None
             }
         });
-        let built_in: [(&str, &str); 12] = [
+        let built_in: [(&str, &str); 18] = [
+            (
+                "change_email.txt",
+                include_str!("../templates/change_email.txt"),
+            ),
+            (
+                "change_email.html",
+                include_str!("../templates/change_email.html"),
+            ),
+            (
+                "email_change_requested.txt",
+                include_str!("../templates/email_change_requested.txt"),
+            ),
+            (
+                "email_change_requested.html",
+                include_str!("../templates/email_change_requested.html"),
+            ),
+            (
+                "email_changed.txt",
+                include_str!("../templates/email_changed.txt"),
+            ),
+            (
+                "email_changed.html",
+                include_str!("../templates/email_changed.html"),
+            ),
             ("sign_in.txt", include_str!("../templates/sign_in.txt")),
             ("sign_in.html", include_str!("../templates/sign_in.html")),
             (
@@ -125,6 +149,10 @@ impl Renderer {
                         format!("Your {product} password reset code"),
                     ),
                     OtpPurpose::SignIn => ("sign-in", format!("Your {product} sign-in code")),
+                    OtpPurpose::ChangeEmail => (
+                        "address change",
+                        format!("Confirm your new {product} address"),
+                    ),
                 };
                 let ctx = context! {
                     name => full_name, product => product, purpose => what,
@@ -134,12 +162,23 @@ impl Renderer {
                     OtpPurpose::VerifyEmail => "verify_email",
                     OtpPurpose::ResetPassword => "reset_password",
                     OtpPurpose::SignIn => "sign_in",
+                    OtpPurpose::ChangeEmail => "change_email",
                 };
                 (template, subject, ctx)
             }
             Mail::PasswordChanged { full_name, .. } => (
                 "password_changed",
                 format!("Your {product} password was changed"),
+                context! { name => full_name, product => product },
+            ),
+            Mail::EmailChangeRequested { full_name, .. } => (
+                "email_change_requested",
+                format!("A change of your {product} address was asked"),
+                context! { name => full_name, product => product },
+            ),
+            Mail::EmailChanged { full_name, .. } => (
+                "email_changed",
+                format!("Your {product} address was changed"),
                 context! { name => full_name, product => product },
             ),
             Mail::AccountDeleted { full_name, .. } => (

@@ -32,6 +32,12 @@ enum Payload {
     AccountDeleted {
         full_name: String,
     },
+    EmailChangeRequested {
+        full_name: String,
+    },
+    EmailChanged {
+        full_name: String,
+    },
 }
 
 fn kind(mail: &Mail) -> &'static str {
@@ -40,6 +46,8 @@ fn kind(mail: &Mail) -> &'static str {
         Mail::RegistrationAttempt { .. } => "registration_attempt",
         Mail::PasswordChanged { .. } => "password_changed",
         Mail::AccountDeleted { .. } => "account_deleted",
+        Mail::EmailChangeRequested { .. } => "email_change_requested",
+        Mail::EmailChanged { .. } => "email_changed",
     }
 }
 
@@ -88,6 +96,12 @@ impl NewOutboxRow {
                 full_name: full_name.clone(),
             },
             Mail::AccountDeleted { full_name, .. } => Payload::AccountDeleted {
+                full_name: full_name.clone(),
+            },
+            Mail::EmailChangeRequested { full_name, .. } => Payload::EmailChangeRequested {
+                full_name: full_name.clone(),
+            },
+            Mail::EmailChanged { full_name, .. } => Payload::EmailChanged {
                 full_name: full_name.clone(),
             },
         };
@@ -180,6 +194,10 @@ impl ClaimedRow {
             }
             Payload::PasswordChanged { full_name } => Mail::PasswordChanged { to, full_name },
             Payload::AccountDeleted { full_name } => Mail::AccountDeleted { to, full_name },
+            Payload::EmailChangeRequested { full_name } => {
+                Mail::EmailChangeRequested { to, full_name }
+            }
+            Payload::EmailChanged { full_name } => Mail::EmailChanged { to, full_name },
         };
         Ok(QueuedMail {
             id: Uuid::parse_str(&self.id).map_err(|_| corrupt("id"))?,

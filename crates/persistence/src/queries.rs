@@ -111,6 +111,65 @@ macro_rules! impl_ports {
                         .map_err(query_error)
                 }
 
+                async fn change_email(
+                    &self,
+                    change: &passcode_domain::ports::EmailChange,
+                    now: DateTime<Utc>,
+                    notice: &Mail,
+                    event: &passcode_domain::AuditEvent,
+                ) -> Result<bool, InfraError> {
+                    let now_ms = to_millis(now);
+                    let user = change.user.0.to_string();
+                    let (old, new) = (change.old.as_str().to_owned(), change.new.as_str().to_owned());
+                    let keep = change.keep_session.to_string();
+                    let notice_row = NewOutboxRow::new(notice, now, None, &self.mail_key, None)?;
+                    let mut conn = self.conn().await?;
+                    (*conn)
+                        .transaction(async |conn| {
+                            let moved = diesel::update(
+                                users::table.find(&user).filter(users::email.eq(&old)),
+                            )
+                            .set((
+                                users::email.eq(&new),
+                                users::email_verified.eq(true),
+                                users::updated_at.eq(now_ms),
+                            ))
+                            .execute(conn)
+                            .await?;
+                            if moved == 0 {
+                                return Err(diesel::result::Error::RollbackTransaction);
+                            }
+                            diesel::update(
+                                refresh_tokens::table
+                                    .filter(refresh_tokens::user_id.eq(&user))
+                                    .filter(refresh_tokens::family_id.ne(&keep))
+                                    .filter(refresh_tokens::revoked_at.is_null()),
+                            )
+                            .set(refresh_tokens::revoked_at.eq(Some(now_ms)))
+                            .execute(conn)
+                            .await?;
+                            diesel::delete(otp_codes::table.filter(otp_codes::email.eq(&old)))
+                                .execute(conn)
+                                .await?;
+                            audit(conn, event).await?;
+                            diesel::insert_into(outbox::table)
+                                .values(&notice_row)
+                                .execute(conn)
+                                .await?;
+                            Ok::<bool, diesel::result::Error>(true)
+                        })
+                        .await
+                        .or_else(|e| match e {
+                            diesel::result::Error::RollbackTransaction => Ok(false),
+                            // Another account took the address meanwhile.
+                            diesel::result::Error::DatabaseError(
+                                diesel::result::DatabaseErrorKind::UniqueViolation,
+                                _,
+                            ) => Ok(false),
+                            other => Err(query_error(other)),
+                        })
+                }
+
                 async fn delete(
                     &self,
                     id: UserId,
@@ -365,6 +424,7 @@ macro_rules! impl_ports {
                         expires_at: to_millis(now),
                         full_name: None,
                         password_hash: None,
+                        user_id: None,
                     };
                     let mail_row = NewOutboxRow::decoy(email, now, id);
                     let now = to_millis(now);

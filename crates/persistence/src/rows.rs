@@ -69,6 +69,7 @@ pub(crate) struct OtpRow {
     pub expires_at: i64,
     pub full_name: Option<String>,
     pub password_hash: Option<String>,
+    pub user_id: Option<String>,
 }
 
 impl OtpRow {
@@ -90,6 +91,7 @@ impl OtpRow {
                 .registration
                 .as_ref()
                 .map(|r| r.password_hash.as_str().to_owned()),
+            user_id: otp.account.map(|id| id.0.to_string()),
         }
     }
 
@@ -111,6 +113,14 @@ impl OtpRow {
                 }),
                 _ => None,
             },
+            account: self
+                .user_id
+                .map(|id| {
+                    Uuid::parse_str(&id)
+                        .map(UserId)
+                        .map_err(|_| corrupt("account"))
+                })
+                .transpose()?,
         })
     }
 }

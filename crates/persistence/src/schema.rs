@@ -26,6 +26,7 @@ diesel::table! {
         expires_at -> BigInt,
         full_name -> Nullable<Text>,
         password_hash -> Nullable<Text>,
+        user_id -> Nullable<Text>,
     }
 }
 

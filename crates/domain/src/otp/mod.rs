@@ -21,6 +21,8 @@ pub enum OtpPurpose {
     ResetPassword,
     /// Sign in without a password (passwordless); the code proves the mailbox.
     SignIn,
+    /// Move an account to a new address: the code goes to the new address.
+    ChangeEmail,
 }
 
 impl OtpPurpose {
@@ -29,6 +31,7 @@ impl OtpPurpose {
             Self::VerifyEmail => "verify_email",
             Self::ResetPassword => "reset_password",
             Self::SignIn => "sign_in",
+            Self::ChangeEmail => "change_email",
         }
     }
 
@@ -37,6 +40,7 @@ impl OtpPurpose {
             "verify_email" => Some(Self::VerifyEmail),
             "reset_password" => Some(Self::ResetPassword),
             "sign_in" => Some(Self::SignIn),
+            "change_email" => Some(Self::ChangeEmail),
             _ => None,
         }
     }
@@ -102,6 +106,8 @@ pub struct NewOtp {
     pub expires_at: DateTime<Utc>,
     /// Verification codes only: the registration this code completes.
     pub registration: Option<Registration>,
+    /// Address-change codes only: the account the code moves.
+    pub account: Option<crate::UserId>,
 }
 
 /// A stored code as read back.
@@ -115,6 +121,7 @@ pub struct StoredOtp {
     pub attempts: u32,
     pub consumed: bool,
     pub registration: Option<Registration>,
+    pub account: Option<crate::UserId>,
 }
 
 impl StoredOtp {
@@ -138,6 +145,7 @@ mod tests {
             attempts,
             consumed,
             registration: None,
+            account: None,
         }
     }
 
@@ -161,6 +169,7 @@ mod tests {
             OtpPurpose::VerifyEmail,
             OtpPurpose::ResetPassword,
             OtpPurpose::SignIn,
+            OtpPurpose::ChangeEmail,
         ] {
             assert_eq!(OtpPurpose::parse(purpose.as_str()), Some(purpose));
         }

@@ -23,6 +23,10 @@ pub enum Mail {
     PasswordChanged { to: EmailAddress, full_name: String },
     /// "Your account was deleted": the last message to the address.
     AccountDeleted { to: EmailAddress, full_name: String },
+    /// To the old address: a move to another address was asked (no code).
+    EmailChangeRequested { to: EmailAddress, full_name: String },
+    /// To the old address: the account now has another address.
+    EmailChanged { to: EmailAddress, full_name: String },
 }
 
 impl Mail {
@@ -31,7 +35,9 @@ impl Mail {
             Self::Code { to, .. }
             | Self::RegistrationAttempt { to, .. }
             | Self::PasswordChanged { to, .. }
-            | Self::AccountDeleted { to, .. } => to,
+            | Self::AccountDeleted { to, .. }
+            | Self::EmailChangeRequested { to, .. }
+            | Self::EmailChanged { to, .. } => to,
         }
     }
 }

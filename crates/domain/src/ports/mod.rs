@@ -25,7 +25,7 @@ pub use password_hasher::{HashError, PasswordHasher};
 pub use refresh_tokens::{NewRefreshToken, RefreshTokenStore, Rotation, SessionInfo, TokenIds};
 pub use throttle::{Admission, Limit, Throttle};
 pub use token_issuer::TokenIssuer;
-pub use user_repository::{CreateUserError, UserRepository};
+pub use user_repository::{CreateUserError, EmailChange, UserRepository};
 
 #[cfg(any(test, feature = "mocks"))]
 pub use {

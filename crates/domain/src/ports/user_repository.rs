@@ -14,6 +14,16 @@ pub enum CreateUserError {
     Infra(#[from] InfraError),
 }
 
+/// An account's move to a new address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailChange {
+    pub user: UserId,
+    pub old: EmailAddress,
+    pub new: EmailAddress,
+    /// The session that confirmed the change; every other one ends.
+    pub keep_session: uuid::Uuid,
+}
+
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait UserRepository: Send + Sync {
@@ -38,6 +48,18 @@ pub trait UserRepository: Send + Sync {
         at: DateTime<Utc>,
         audit: &AuditEvent,
     ) -> Result<(), InfraError>;
+
+    /// Moves the account to `change.new` in one transaction, if it still has
+    /// `change.old` and no account has `change.new`: the address (verified), every
+    /// session but `change.keep_session` ended, the old address's codes deleted,
+    /// `audit` recorded and `notice` queued. `false` (and nothing changed) otherwise.
+    async fn change_email(
+        &self,
+        change: &EmailChange,
+        now: DateTime<Utc>,
+        notice: &crate::ports::Mail,
+        audit: &AuditEvent,
+    ) -> Result<bool, InfraError>;
 
     /// Erases account `id` (of address `email`) and everything personal of it, in one
     /// transaction: its sessions, codes, queued mail, the limit state keyed by the

@@ -19,6 +19,7 @@ macro_rules! hash_error_into {
 }
 
 mod authenticate;
+mod change_email;
 mod change_password;
 mod client;
 mod delete_account;
@@ -36,6 +37,7 @@ mod verify;
 mod tests;
 
 pub use authenticate::AuthenticateError;
+pub use change_email::ChangeEmailError;
 pub use change_password::ChangePasswordError;
 pub use delete_account::{DeleteAccountError, DeleteConfirmation};
 pub use deliver::{DeliverySettings, MailDelivery};
@@ -294,6 +296,7 @@ impl AuthService {
             created_at: now,
             expires_at: now + self.settings.otp.ttl,
             registration,
+            account: None,
         };
         let mail = Mail::Code {
             to: email.clone(),

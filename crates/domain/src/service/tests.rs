@@ -53,6 +53,7 @@ fn stored_otp(code: &str, attempts: u32, expires_in: Duration) -> StoredOtp {
         attempts,
         consumed: false,
         registration: None,
+        account: None,
     }
 }
 

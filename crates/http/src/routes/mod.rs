@@ -2,6 +2,7 @@
 //! generated from the same handlers and types.
 
 mod auth;
+mod change_email;
 mod change_password;
 mod create;
 mod delete_account;
@@ -112,6 +113,16 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             "/api/accounts/sign-in/",
             true,
             vec![post(web::post().to(sign_in::sign_in))],
+        ),
+        endpoint(
+            "/api/accounts/change-email/",
+            true,
+            vec![post(web::post().to(change_email::request))],
+        ),
+        endpoint(
+            "/api/accounts/change-email/confirm/",
+            true,
+            vec![post(web::post().to(change_email::confirm))],
         ),
         endpoint(
             "/api/accounts/sessions/",

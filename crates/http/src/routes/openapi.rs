@@ -9,16 +9,16 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorCode};
 use crate::routes::{
-    change_password, create, delete_account, health, jwks, logout, me, password_reset,
-    password_reset_confirm, resend_otp, sessions, sign_in, token, token_refresh, token_verify,
-    validate_otp,
+    change_email, change_password, create, delete_account, health, jwks, logout, me,
+    password_reset, password_reset_confirm, resend_otp, sessions, sign_in, token, token_refresh,
+    token_verify, validate_otp,
 };
 use crate::types::{
-    ChangePasswordRequest, CreatedUser, DeleteAccountRequest, EmailRequest, EmptyResponse,
-    EndedResponse, HealthResponse, JwksResponse, LoginRequest, LogoutRequest, MeResponse,
-    MessageResponse, RefreshRequest, RegisterRequest, RegisterResponse, RegisteredUser,
-    ResetConfirmRequest, SessionResponse, SessionsResponse, SignInRequest, TokenResponse,
-    TokenVerifyRequest, ValidateOtpRequest, VerifiedResponse,
+    ChangeEmailRequest, ChangePasswordRequest, ConfirmEmailChangeRequest, CreatedUser,
+    DeleteAccountRequest, EmailRequest, EmptyResponse, EndedResponse, HealthResponse, JwksResponse,
+    LoginRequest, LogoutRequest, MeResponse, MessageResponse, RefreshRequest, RegisterRequest,
+    RegisterResponse, RegisteredUser, ResetConfirmRequest, SessionResponse, SessionsResponse,
+    SignInRequest, TokenResponse, TokenVerifyRequest, ValidateOtpRequest, VerifiedResponse,
 };
 
 /// The API's OpenAPI document.
@@ -44,6 +44,8 @@ use crate::types::{
         logout::handle,
         change_password::handle,
         delete_account::handle,
+        change_email::request,
+        change_email::confirm,
         sessions::list,
         sessions::end,
         sessions::end_others,
@@ -58,7 +60,7 @@ use crate::types::{
     components(schemas(
         ErrorBody, ErrorCode, RegisterRequest, ValidateOtpRequest, EmailRequest, LoginRequest,
         RefreshRequest, TokenVerifyRequest, LogoutRequest, ResetConfirmRequest,
-        ChangePasswordRequest, DeleteAccountRequest, SignInRequest, SessionResponse, SessionsResponse, EndedResponse, TokenResponse, MessageResponse, RegisteredUser, CreatedUser,
+        ChangePasswordRequest, DeleteAccountRequest, SignInRequest, ChangeEmailRequest, ConfirmEmailChangeRequest, SessionResponse, SessionsResponse, EndedResponse, TokenResponse, MessageResponse, RegisteredUser, CreatedUser,
         RegisterResponse, VerifiedResponse, MeResponse, EmptyResponse, HealthResponse,
         JwksResponse,
     )),

@@ -116,6 +116,7 @@ async fn sqlite_keeps_no_code_in_plaintext_on_disk() {
         created_at: now,
         expires_at: now + Duration::minutes(10),
         registration: None,
+        account: None,
     };
     let mail = Mail::Code {
         to,

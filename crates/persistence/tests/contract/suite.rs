@@ -84,6 +84,7 @@ fn new_otp(address: &str, purpose: OtpPurpose, hash: u8) -> NewOtp {
         created_at: now(),
         expires_at: now() + Duration::minutes(10),
         registration: None,
+        account: None,
     }
 }
 

@@ -1,0 +1,160 @@
+//! Changing the address: the signed-in user asks with the password; a code goes to
+//! the new address and a notice (no code) to the old one; confirming with the code
+//! moves the account atomically, ends every other session and tells the old address.
+//! Whether the new address has an account is never revealed.
+
+use crate::ports::{EmailChange, Mail};
+use crate::service::authenticate::AuthenticateError;
+use crate::service::verify::VerifyOtpError;
+use crate::service::{AuthService, Throttled};
+use crate::{AuditKind, EmailAddress, InfraError, OtpCode, OtpPurpose, Password, RequestContext};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeEmailError {
+    #[error("Given token not valid for any token type")]
+    InvalidToken,
+    #[error("Your password was entered incorrectly.")]
+    WrongPassword,
+    /// Wrong, expired or spent code, a code for another account, or the new address
+    /// taken meanwhile: one answer.
+    #[error("Invalid or expired OTP.")]
+    InvalidCode,
+    #[error(transparent)]
+    Throttled(#[from] Throttled),
+    #[error("the service is busy")]
+    Busy,
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+hash_error_into!(ChangeEmailError);
+
+impl From<AuthenticateError> for ChangeEmailError {
+    fn from(error: AuthenticateError) -> Self {
+        match error {
+            AuthenticateError::InvalidToken => Self::InvalidToken,
+            AuthenticateError::Infra(e) => Self::Infra(e),
+        }
+    }
+}
+
+impl From<VerifyOtpError> for ChangeEmailError {
+    fn from(error: VerifyOtpError) -> Self {
+        match error {
+            VerifyOtpError::Invalid => Self::InvalidCode,
+            VerifyOtpError::Throttled(t) => Self::Throttled(t),
+            VerifyOtpError::Busy => Self::Busy,
+            VerifyOtpError::Infra(e) => Self::Infra(e),
+        }
+    }
+}
+
+impl AuthService {
+    /// Asks to move the caller's account to `new_email`, confirmed with the password.
+    /// The old address gets a notice; the new one a code, unless it has an account (or
+    /// is the same), in which case the same work is done and nothing is sent to it.
+    pub async fn request_email_change(
+        &self,
+        access_token: &str,
+        new_email: &EmailAddress,
+        password: &Password,
+    ) -> Result<(), ChangeEmailError> {
+        let user = self.current_user(access_token).await?;
+        let bucket = format!("password-check:{}", user.id);
+        self.admit(&bucket, self.settings.limits.login_failures_per_client)
+            .await??;
+        let right = match self
+            .ports
+            .passwords
+            .verify(
+                password,
+                Some(user.password_hash.clone()).filter(crate::PasswordHash::is_set),
+            )
+            .await
+        {
+            Ok(right) => right,
+            Err(error) => {
+                self.ports.throttle.release(&bucket).await?;
+                return Err(error.into());
+            }
+        };
+        if !right {
+            return Err(ChangeEmailError::WrongPassword);
+        }
+        self.ports.throttle.release(&bucket).await?;
+        self.admit_send(new_email, OtpPurpose::ChangeEmail)
+            .await??;
+        let notice = Mail::EmailChangeRequested {
+            to: user.email.clone(),
+            full_name: user.full_name.as_str().to_owned(),
+        };
+        self.ports
+            .outbox
+            .enqueue(&notice, self.ports.clock.now(), None)
+            .await?;
+        let taken =
+            *new_email == user.email || self.ports.users.find_by_email(new_email).await?.is_some();
+        if taken {
+            self.send_decoy(new_email, OtpPurpose::ChangeEmail).await?;
+        } else {
+            let (mut otp, mail) =
+                self.new_code(new_email, &user.full_name, OtpPurpose::ChangeEmail, None);
+            otp.account = Some(user.id);
+            self.ports.otps.replace(&otp, &mail).await?;
+        }
+        // The request itself changes nothing: the audit trail records the move.
+        Ok(())
+    }
+
+    /// Confirms the move with the code mailed to `new_email`: the account moves (if
+    /// the address is still free), every other session ends, the old address is told.
+    pub async fn confirm_email_change(
+        &self,
+        access_token: &str,
+        new_email: &EmailAddress,
+        code: &OtpCode,
+        client: &str,
+        context: &RequestContext,
+    ) -> Result<(), ChangeEmailError> {
+        let claims = self.check_access_token(access_token)?;
+        let user = self.current_user(access_token).await?;
+        let matched = self
+            .match_code(new_email, code, OtpPurpose::ChangeEmail, client)
+            .await?;
+        let otp = &matched.otp;
+        if otp.account != Some(user.id) {
+            return Err(ChangeEmailError::InvalidCode);
+        }
+        let now = self.ports.clock.now();
+        if !self
+            .ports
+            .otps
+            .consume(otp.id, &otp.code_hash, now, self.settings.otp.max_attempts)
+            .await?
+        {
+            return Err(ChangeEmailError::InvalidCode);
+        }
+        self.release_guesses(matched).await?;
+        let change = EmailChange {
+            user: user.id,
+            old: user.email.clone(),
+            new: new_email.clone(),
+            keep_session: claims.session_id.unwrap_or(uuid::Uuid::nil()),
+        };
+        let notice = Mail::EmailChanged {
+            to: user.email.clone(),
+            full_name: user.full_name.as_str().to_owned(),
+        };
+        let audit = self.audit_event(AuditKind::EmailChanged, Some(&user), new_email, context);
+        if !self
+            .ports
+            .users
+            .change_email(&change, now, &notice, &audit)
+            .await?
+        {
+            // Taken meanwhile (or the account changed under us): the one answer.
+            return Err(ChangeEmailError::InvalidCode);
+        }
+        Ok(())
+    }
+}
