@@ -48,30 +48,12 @@ impl AuthService {
         {
             return Err(ChangePasswordError::WeakPassword(problem));
         }
-        // A stolen access token must not become an oracle for the password: wrong old
-        // passwords count against the account's budget (reserved first, given back if right).
-        let bucket = format!("password-check:{}", user.id);
-        self.admit(&bucket, self.settings.limits.login_failures_per_client)
-            .await??;
-        let right = match self
-            .ports
-            .passwords
-            .verify(
-                old_password,
-                Some(user.password_hash.clone()).filter(crate::PasswordHash::is_set),
-            )
-            .await
+        if !self
+            .check_account_password::<ChangePasswordError>(&user, old_password)
+            .await?
         {
-            Ok(right) => right,
-            Err(error) => {
-                self.ports.throttle.release(&bucket).await?;
-                return Err(error.into());
-            }
-        };
-        if !right {
             return Err(ChangePasswordError::WrongOldPassword);
         }
-        self.ports.throttle.release(&bucket).await?;
         let hash = self.ports.passwords.hash(new_password).await?;
         let now = self.ports.clock.now();
         let audit = self.audit_event(

@@ -91,26 +91,10 @@ impl AuthService {
                 return Ok(());
             }
         };
-        let password = &password;
-        let bucket = format!("password-check:{}", user.id);
-        self.admit(&bucket, self.settings.limits.login_failures_per_client)
-            .await??;
-        let right = match self
-            .ports
-            .passwords
-            .verify(
-                password,
-                Some(user.password_hash.clone()).filter(crate::PasswordHash::is_set),
-            )
-            .await
+        if !self
+            .check_account_password::<DeleteAccountError>(&user, &password)
+            .await?
         {
-            Ok(right) => right,
-            Err(error) => {
-                self.ports.throttle.release(&bucket).await?;
-                return Err(error.into());
-            }
-        };
-        if !right {
             return Err(DeleteAccountError::WrongPassword);
         }
         // Already gone (a concurrent delete) is the outcome the caller asked for.

@@ -235,6 +235,36 @@ impl AuthService {
         )
     }
 
+    /// Checks the signed-in account's own password (change-password, change-email,
+    /// delete). A stolen access token must not become an oracle for the password: a
+    /// wrong one counts against the account's budget (reserved first, given back when
+    /// right). An account without a password has none to match.
+    pub(crate) async fn check_account_password<E>(
+        &self,
+        user: &User,
+        password: &crate::Password,
+    ) -> Result<bool, E>
+    where
+        E: From<Throttled> + From<crate::ports::HashError> + From<InfraError>,
+    {
+        let bucket = format!("password-check:{}", user.id);
+        self.admit(&bucket, self.settings.limits.login_failures_per_client)
+            .await??;
+        let stored = Some(user.password_hash.clone()).filter(crate::PasswordHash::is_set);
+        match self.ports.passwords.verify(password, stored).await {
+            Ok(true) => {
+                self.ports.throttle.release(&bucket).await?;
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(error) => {
+                // Shed or failed: no password was checked, nothing is counted.
+                self.ports.throttle.release(&bucket).await?;
+                Err(error.into())
+            }
+        }
+    }
+
     /// The resend cooldown and cap of (address, purpose), counted whether or not
     /// the address has an account, so throttling reveals nothing.
     pub(crate) async fn admit_send(
