@@ -293,3 +293,129 @@ async fn the_audit_trail_records_the_security_events_of_a_flow() {
         audit_cli(&app, &["--email", &email, "--since", "2999-01-01"]).contains("no audit events")
     );
 }
+
+/// The whole flow against the real binary logging at `debug` (every crate, the
+/// database driver and the SMTP client included): no password, code, token or mail
+/// body reaches the log at any level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_log_even_at_debug() {
+    let servers = crate::helpers::smtp();
+    let dir = tempfile::tempdir().unwrap();
+    let port = servers.starttls_port.to_string();
+    let ca = servers.ca_file.to_string_lossy().into_owned();
+    let mut envs = vec![
+        ("APP__LOG__LEVEL", "debug"),
+        ("APP__MAIL__TRANSPORT", "smtp"),
+        ("APP__MAIL__SMTP__HOST", "localhost"),
+        ("APP__MAIL__SMTP__PORT", port.as_str()),
+        ("APP__MAIL__SMTP__TLS", "starttls"),
+        ("APP__MAIL__SMTP__USERNAME", crate::helpers::SMTP_USER),
+        ("APP__MAIL__SMTP__PASSWORD", crate::helpers::SMTP_PASSWORD),
+        ("APP__MAIL__SMTP__CA_FILE", ca.as_str()),
+    ];
+    let pg_url;
+    if crate::helpers::backend_name() == "postgres" {
+        pg_url = crate::helpers::fresh_postgres_database().await;
+        envs.push(("APP__DATABASE__URL", pg_url.as_str()));
+    }
+    let (mut child, base, lines) = crate::cli::serve(dir.path(), &envs).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let post = |path: &str, body: serde_json::Value, bearer: Option<String>| {
+        let mut request = client.post(format!("{base}{path}")).json(&body);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let email = crate::helpers::unique_email();
+    let password = "a secret passphrase 4711";
+    let new_password = "another secret passphrase 0815";
+    let created = post(
+        "/api/accounts/create/",
+        serde_json::json!({"full_name": "Ada Lovelace", "email": email, "password": password}),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status(), 201);
+    let maildir = servers.dir.join("starttls");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mail = loop {
+        if let Some(mail) = crate::helpers::mails_in(&maildir, &email).pop() {
+            break mail;
+        }
+        assert!(std::time::Instant::now() < deadline, "no mail");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let code = mail.code().unwrap();
+    let verified: serde_json::Value = post(
+        "/api/accounts/validate-otp/",
+        serde_json::json!({"email": email, "otp": code, "password": password}),
+        None,
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let access = verified["token"]["access"].as_str().unwrap().to_owned();
+    let refresh = verified["token"]["refresh"].as_str().unwrap().to_owned();
+    let refreshed: serde_json::Value = post(
+        "/api/accounts/token/refresh/",
+        serde_json::json!({"refresh": refresh}),
+        None,
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let wrong = post(
+        "/api/accounts/token/",
+        serde_json::json!({"email": email, "password": "a wrong guess 123"}),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let changed = post(
+        "/api/accounts/change-password/",
+        serde_json::json!({"old_password": password, "new_password": new_password}),
+        Some(refreshed["access"].as_str().unwrap().to_owned()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(changed.status(), 200);
+    // Let the worker send the password-changed notice and log whatever it logs.
+    let log = crate::cli::lines_within(&lines, Duration::from_secs(2));
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(log.contains("DEBUG"), "the log ran at debug");
+    assert!(log.contains("route=/api/accounts/validate-otp"), "{log}");
+    let body_line = mail
+        .text
+        .lines()
+        .find(|line| line.len() > 20 && !line.contains(&code))
+        .unwrap_or("Your verification code")
+        .to_owned();
+    for (what, secret) in [
+        ("password", password),
+        ("new password", new_password),
+        ("wrong password", "a wrong guess 123"),
+        ("code", code.as_str()),
+        ("access token", access.as_str()),
+        ("refresh token", refresh.as_str()),
+        (
+            "refreshed access token",
+            refreshed["access"].as_str().unwrap(),
+        ),
+        (
+            "refreshed refresh token",
+            refreshed["refresh"].as_str().unwrap(),
+        ),
+        ("SMTP password", crate::helpers::SMTP_PASSWORD),
+        ("mail body", body_line.as_str()),
+    ] {
+        assert!(!log.contains(secret), "the {what} reached the log");
+    }
+}
