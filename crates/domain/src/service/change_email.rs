@@ -5,7 +5,6 @@
 
 use crate::ports::{EmailChange, Mail};
 use crate::service::authenticate::AuthenticateError;
-use crate::service::verify::VerifyOtpError;
 use crate::service::{AuthService, Throttled};
 use crate::{AuditKind, EmailAddress, InfraError, OtpCode, OtpPurpose, Password, RequestContext};
 
@@ -38,16 +37,7 @@ impl From<AuthenticateError> for ChangeEmailError {
     }
 }
 
-impl From<VerifyOtpError> for ChangeEmailError {
-    fn from(error: VerifyOtpError) -> Self {
-        match error {
-            VerifyOtpError::Invalid => Self::InvalidCode,
-            VerifyOtpError::Throttled(t) => Self::Throttled(t),
-            VerifyOtpError::Busy => Self::Busy,
-            VerifyOtpError::Infra(e) => Self::Infra(e),
-        }
-    }
-}
+code_error_into!(ChangeEmailError);
 
 impl AuthService {
     /// Asks to move the caller's account to `new_email`, confirmed with the password.

@@ -38,6 +38,7 @@ pub enum DeleteAccountError {
 }
 
 hash_error_into!(DeleteAccountError);
+code_error_into!(DeleteAccountError);
 
 impl From<AuthenticateError> for DeleteAccountError {
     fn from(error: AuthenticateError) -> Self {
@@ -69,13 +70,7 @@ impl AuthService {
                 }
                 let matched = self
                     .match_code(&user.email, &code, crate::OtpPurpose::SignIn, &client)
-                    .await
-                    .map_err(|e| match e {
-                        crate::service::VerifyOtpError::Invalid => DeleteAccountError::InvalidCode,
-                        crate::service::VerifyOtpError::Throttled(t) => t.into(),
-                        crate::service::VerifyOtpError::Busy => DeleteAccountError::Busy,
-                        crate::service::VerifyOtpError::Infra(e) => e.into(),
-                    })?;
+                    .await?;
                 let otp = &matched.otp;
                 let now = self.ports.clock.now();
                 if !self

@@ -18,6 +18,23 @@ macro_rules! hash_error_into {
     };
 }
 
+/// Every use case that checks a code answers its `InvalidCode` for any failure of the
+/// code itself, and passes the budgets' and the infrastructure's answers on.
+macro_rules! code_error_into {
+    ($error:ty) => {
+        impl From<crate::service::VerifyOtpError> for $error {
+            fn from(error: crate::service::VerifyOtpError) -> Self {
+                match error {
+                    crate::service::VerifyOtpError::Invalid => Self::InvalidCode,
+                    crate::service::VerifyOtpError::Throttled(t) => Self::Throttled(t),
+                    crate::service::VerifyOtpError::Busy => Self::Busy,
+                    crate::service::VerifyOtpError::Infra(e) => Self::Infra(e),
+                }
+            }
+        }
+    };
+}
+
 mod authenticate;
 mod change_email;
 mod change_password;

@@ -2,7 +2,6 @@
 //! with a new password. The same code rules, budgets and answers as verification.
 
 use crate::ports::Mail;
-use crate::service::verify::VerifyOtpError;
 use crate::service::{AuthService, Throttled};
 use crate::{
     EmailAddress, InfraError, OtpCode, OtpPurpose, Password, RequestContext,
@@ -36,16 +35,7 @@ pub enum ResetError {
 
 hash_error_into!(ResetError);
 
-impl From<VerifyOtpError> for ResetError {
-    fn from(error: VerifyOtpError) -> Self {
-        match error {
-            VerifyOtpError::Invalid => Self::InvalidCode,
-            VerifyOtpError::Throttled(t) => Self::Throttled(t),
-            VerifyOtpError::Busy => Self::Busy,
-            VerifyOtpError::Infra(e) => Self::Infra(e),
-        }
-    }
-}
+code_error_into!(ResetError);
 
 impl AuthService {
     /// Mails a reset code if the address has an active account; otherwise does the

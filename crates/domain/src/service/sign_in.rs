@@ -4,7 +4,6 @@
 //! cleared (the pre-registration takeover: only the mailbox owner's later choice of
 //! password may count).
 
-use crate::service::verify::VerifyOtpError;
 use crate::service::{AuthService, Throttled};
 use crate::{
     AuditKind, EmailAddress, InfraError, OtpCode, OtpPurpose, PasswordHash, RequestContext,
@@ -36,16 +35,7 @@ pub enum SignInError {
     Infra(#[from] InfraError),
 }
 
-impl From<VerifyOtpError> for SignInError {
-    fn from(error: VerifyOtpError) -> Self {
-        match error {
-            VerifyOtpError::Invalid => Self::InvalidCode,
-            VerifyOtpError::Throttled(t) => Self::Throttled(t),
-            VerifyOtpError::Busy => Self::Busy,
-            VerifyOtpError::Infra(e) => Self::Infra(e),
-        }
-    }
-}
+code_error_into!(SignInError);
 
 impl AuthService {
     /// Mails a sign-in code if the address has an active account; otherwise the same
