@@ -288,6 +288,24 @@ macro_rules! impl_ports {
                 }
             }
 
+            /// Writes a code and the mail that carries it; runs inside the caller's
+            /// transaction (both or neither).
+            async fn insert_code(
+                conn: &mut Conn,
+                code: &OtpRow,
+                mail: &NewOutboxRow,
+            ) -> Result<(), diesel::result::Error> {
+                diesel::insert_into(otp_codes::table)
+                    .values(code)
+                    .execute(conn)
+                    .await?;
+                diesel::insert_into(outbox::table)
+                    .values(mail)
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            }
+
             /// Writes an audit event; runs inside the caller's transaction.
             async fn audit(
                 conn: &mut Conn,
@@ -358,14 +376,7 @@ macro_rules! impl_ports {
                         .transaction(async |conn| {
                             delete_codes(conn, &code_row.email, &code_row.purpose, None, now)
                                 .await?;
-                            diesel::insert_into(otp_codes::table)
-                                .values(&code_row)
-                                .execute(conn)
-                                .await?;
-                            diesel::insert_into(outbox::table)
-                                .values(&mail_row)
-                                .execute(conn)
-                                .await?;
+                            insert_code(conn, &code_row, &mail_row).await?;
                             Ok::<(), diesel::result::Error>(())
                         })
                         .await
@@ -389,14 +400,7 @@ macro_rules! impl_ports {
                     let mut conn = self.conn().await?;
                     (*conn)
                         .transaction(async |conn| {
-                            diesel::insert_into(otp_codes::table)
-                                .values(&code_row)
-                                .execute(conn)
-                                .await?;
-                            diesel::insert_into(outbox::table)
-                                .values(&mail_row)
-                                .execute(conn)
-                                .await?;
+                            insert_code(conn, &code_row, &mail_row).await?;
                             audit(conn, event).await?;
                             Ok::<(), diesel::result::Error>(())
                         })
@@ -432,14 +436,7 @@ macro_rules! impl_ports {
                     (*conn)
                         .transaction(async |conn| {
                             delete_codes(conn, &row.email, &row.purpose, None, now).await?;
-                            diesel::insert_into(otp_codes::table)
-                                .values(&row)
-                                .execute(conn)
-                                .await?;
-                            diesel::insert_into(outbox::table)
-                                .values(&mail_row)
-                                .execute(conn)
-                                .await?;
+                            insert_code(conn, &row, &mail_row).await?;
                             Ok::<(), diesel::result::Error>(())
                         })
                         .await
