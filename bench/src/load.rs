@@ -1,0 +1,232 @@
+//! The load generator: a fixed number of keep-alive HTTP/1.1 connections, each sending
+//! its next request as soon as the previous answer is read (closed loop, as wrk does).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::client::conn::http1::{SendRequest, handshake};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// One request to send.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: &'static str,
+    pub path: String,
+    pub body: Option<String>,
+}
+
+impl Call {
+    pub fn post(path: &str, body: serde_json::Value) -> Self {
+        Self {
+            method: "POST",
+            path: path.to_owned(),
+            body: Some(body.to_string()),
+        }
+    }
+
+    pub fn get(path: &str) -> Self {
+        Self {
+            method: "GET",
+            path: path.to_owned(),
+            body: None,
+        }
+    }
+}
+
+/// What a connection sends next, given the answer to what it sent last: the state a
+/// scenario keeps per connection (a refresh chain keeps its latest token).
+pub trait Script: Send + 'static {
+    fn next(&mut self) -> Call;
+    /// How long to wait before each request (a probe, not a load).
+    fn pause(&self) -> Option<Duration> {
+        None
+    }
+    /// Sees every answer; `at` is when it was read.
+    fn answered(&mut self, _status: u16, _body: &[u8], _at: SystemTime) {}
+}
+
+/// Answers counted in the measured interval.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    /// Latency of each answer, in microseconds.
+    pub latencies_us: Vec<u32>,
+    pub statuses: BTreeMap<u16, u64>,
+    /// Connection or protocol errors (the connection is opened again).
+    pub errors: u64,
+    pub measured: Duration,
+}
+
+impl Outcome {
+    pub fn requests(&self) -> u64 {
+        self.latencies_us.len() as u64
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    pub fn rate(&self) -> f64 {
+        self.requests() as f64 / self.measured.as_secs_f64().max(1e-9)
+    }
+
+    /// The latency below which `q` (0..1) of the answers fell, in milliseconds.
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
+    pub fn percentile_ms(&mut self, q: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        self.latencies_us.sort_unstable();
+        let rank = ((self.latencies_us.len() as f64) * q).ceil() as usize;
+        let index = rank.clamp(1, self.latencies_us.len()) - 1;
+        f64::from(self.latencies_us[index]) / 1000.0
+    }
+
+    pub fn statuses_text(&self) -> String {
+        let mut parts: Vec<String> = self
+            .statuses
+            .iter()
+            .map(|(status, n)| format!("{status}×{n}"))
+            .collect();
+        if self.errors > 0 {
+            parts.push(format!("errors×{}", self.errors));
+        }
+        parts.join(" ")
+    }
+
+    fn merge(&mut self, other: Self) {
+        self.latencies_us.extend(other.latencies_us);
+        for (status, n) in other.statuses {
+            *self.statuses.entry(status).or_default() += n;
+        }
+        self.errors += other.errors;
+    }
+}
+
+/// Runs `scripts.len()` connections against `addr` for `warmup + duration`; answers
+/// during the warm-up are not counted.
+pub async fn run(
+    addr: SocketAddr,
+    scripts: Vec<Box<dyn Script>>,
+    warmup: Duration,
+    duration: Duration,
+) -> Outcome {
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let until = measure_from + duration;
+    let host: Arc<str> = Arc::from(addr.to_string());
+    let tasks: Vec<_> = scripts
+        .into_iter()
+        .map(|script| {
+            let host = host.clone();
+            tokio::spawn(connection(addr, host, script, measure_from, until))
+        })
+        .collect();
+    let mut total = Outcome {
+        measured: duration,
+        ..Outcome::default()
+    };
+    for task in tasks {
+        if let Ok(outcome) = task.await {
+            total.merge(outcome);
+        }
+    }
+    total
+}
+
+async fn open(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+async fn connection(
+    addr: SocketAddr,
+    host: Arc<str>,
+    mut script: Box<dyn Script>,
+    measure_from: Instant,
+    until: Instant,
+) -> Outcome {
+    let mut outcome = Outcome::default();
+    let mut sender: Option<SendRequest<Full<Bytes>>> = None;
+    while Instant::now() < until {
+        let mut current = match sender.take() {
+            Some(s) if !s.is_closed() => s,
+            _ => match open(addr).await {
+                Ok(s) => s,
+                Err(_) => {
+                    outcome.errors += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        if let Some(pause) = script.pause() {
+            tokio::time::sleep(pause).await;
+        }
+        let call = script.next();
+        let mut request = Request::builder()
+            .method(call.method)
+            .uri(&call.path)
+            .header("host", &*host);
+        if call.body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let Ok(request) = request.body(Full::new(Bytes::from(call.body.unwrap_or_default())))
+        else {
+            outcome.errors += 1;
+            continue;
+        };
+        let sent = Instant::now();
+        let answer = async {
+            current.ready().await?;
+            let response = current.send_request(request).await?;
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await?.to_bytes();
+            Ok::<_, hyper::Error>((status, body))
+        }
+        .await;
+        let done = Instant::now();
+        match answer {
+            Ok((status, body)) => {
+                script.answered(status, &body, SystemTime::now());
+                // Counted by when it was answered, as wrk does.
+                if done >= measure_from && done <= until {
+                    let micros =
+                        u32::try_from(done.duration_since(sent).as_micros()).unwrap_or(u32::MAX);
+                    outcome.latencies_us.push(micros);
+                    *outcome.statuses.entry(status).or_default() += 1;
+                }
+                sender = Some(current);
+            }
+            Err(_) => outcome.errors += 1,
+        }
+    }
+    outcome
+}
+
+/// One request on a fresh connection, for set-up: status and body.
+pub async fn once(addr: SocketAddr, call: Call) -> anyhow::Result<(u16, serde_json::Value)> {
+    let mut sender = open(addr).await?;
+    let mut request = Request::builder()
+        .method(call.method)
+        .uri(&call.path)
+        .header("host", addr.to_string());
+    if call.body.is_some() {
+        request = request.header("content-type", "application/json");
+    }
+    let request = request.body(Full::new(Bytes::from(call.body.unwrap_or_default())))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    let value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    Ok((status, value))
+}

@@ -1,0 +1,449 @@
+//! passcode's load benchmark. Starts the release binary on SQLite and on PostgreSQL,
+//! drives each scenario with keep-alive connections, and prints req/s, p50/p99 and
+//! statuses, the raw argon2id rate, mail delay and peak memory. With `--compare URL`
+//! the same scenarios run against another service on the tutorial's paths first, and
+//! a table of ratios follows. `bench/run.sh` builds, starts PostgreSQL and runs it.
+
+mod load;
+mod scripts;
+mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde_json::json;
+
+use crate::load::{Call, Outcome, Script};
+use crate::scripts::{Answered, Probe, RefreshChain, Register};
+use crate::server::{Limits, Passcode};
+
+/// The password every benchmark account has (strong enough for the default policy).
+pub const PASSWORD: &str = "bench Correct Horse 7 battery staple";
+
+#[derive(Debug, Parser)]
+#[command(about = "Load benchmark of passcode (and, with --compare, of another service)")]
+struct Args {
+    /// The passcode binary (built with `cargo build --release -p passcode-app`).
+    #[arg(long, default_value = "target/release/passcode")]
+    binary: PathBuf,
+    /// Backends to run: sqlite, postgres.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    backends: Vec<String>,
+    /// A PostgreSQL database passcode may fill (`bench/run.sh` starts a throwaway one).
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    postgres_url: Option<String>,
+    /// Another service on the tutorial's paths (e.g. http://127.0.0.1:8100), run first.
+    #[arg(long)]
+    compare: Option<String>,
+    /// Measured seconds per scenario.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Unmeasured seconds before each scenario.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Connections per scenario (the login flood uses four times as many).
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Only scenarios whose name contains one of these.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+/// One row of a report.
+struct Row {
+    scenario: &'static str,
+    outcome: Outcome,
+    note: String,
+}
+
+struct Report {
+    title: String,
+    rows: Vec<Row>,
+    footer: Vec<String>,
+}
+
+impl Report {
+    fn print(&mut self) {
+        println!("\n== {}", self.title);
+        println!(
+            "{:<44} {:>9} {:>8} {:>8}  statuses",
+            "scenario", "req/s", "p50 ms", "p99 ms"
+        );
+        for row in &mut self.rows {
+            let rate = row.outcome.rate();
+            let p50 = row.outcome.percentile_ms(0.50);
+            let p99 = row.outcome.percentile_ms(0.99);
+            println!(
+                "{:<44} {:>9.1} {:>8.2} {:>8.2}  {}{}",
+                row.scenario,
+                rate,
+                p50,
+                p99,
+                row.outcome.statuses_text(),
+                if row.note.is_empty() {
+                    String::new()
+                } else {
+                    format!("  ({})", row.note)
+                }
+            );
+        }
+        for line in &self.footer {
+            println!("{line}");
+        }
+    }
+
+    fn rate_of(&self, scenario: &str) -> Option<f64> {
+        self.rows
+            .iter()
+            .find(|r| r.scenario == scenario)
+            .map(|r| r.outcome.rate())
+    }
+}
+
+const WRONG: &str = "validate-otp, wrong code, fully checked";
+const BUDGET: &str = "validate-otp, answered by the guess budget";
+const REFRESH: &str = "token/refresh, chained";
+const LOGIN: &str = "login";
+const REGISTER: &str = "register";
+const IDLE: &str = "health/live probe (200/s), idle";
+const FLOOD: &str = "health/live probe during the login flood";
+const FLOOD_LOGIN: &str = "login flood (4 × connections)";
+
+struct Bench {
+    args: Args,
+}
+
+impl Bench {
+    fn wanted(&self, scenario: &str) -> bool {
+        self.args.only.is_empty() || self.args.only.iter().any(|o| scenario.contains(o.as_str()))
+    }
+
+    async fn measure(&self, addr: SocketAddr, scripts: Vec<Box<dyn Script>>) -> Outcome {
+        load::run(
+            addr,
+            scripts,
+            Duration::from_secs(self.args.warmup),
+            Duration::from_secs(self.args.duration),
+        )
+        .await
+    }
+
+    fn emails(prefix: &str, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| format!("{prefix}-{i}@bench.example.com"))
+            .collect()
+    }
+
+    /// The scenarios both services answer, given accounts with their refresh tokens
+    /// (`tokens`) and addresses that have an open code (`pending`).
+    async fn common(
+        &self,
+        addr: SocketAddr,
+        accounts: &[(String, String)],
+        pending: &[String],
+        report: &mut Report,
+        answered: &Answered,
+    ) {
+        let n = self.args.connections;
+        if self.wanted(WRONG) {
+            let scripts = (0..n)
+                .map(|i| scripts::wrong_code(&pending[i % pending.len()]))
+                .collect();
+            report.rows.push(Row {
+                scenario: WRONG,
+                outcome: self.measure(addr, scripts).await,
+                note: String::new(),
+            });
+        }
+        if self.wanted(REFRESH) {
+            let scripts = (0..n)
+                .map(|i| {
+                    Box::new(RefreshChain {
+                        token: accounts[i % accounts.len()].1.clone(),
+                    }) as Box<dyn Script>
+                })
+                .collect();
+            report.rows.push(Row {
+                scenario: REFRESH,
+                outcome: self.measure(addr, scripts).await,
+                note: String::new(),
+            });
+        }
+        if self.wanted(LOGIN) {
+            let scripts = (0..n)
+                .map(|i| scripts::login(&accounts[i % accounts.len()].0, PASSWORD))
+                .collect();
+            report.rows.push(Row {
+                scenario: LOGIN,
+                outcome: self.measure(addr, scripts).await,
+                note: String::new(),
+            });
+        }
+        if self.wanted(REGISTER) {
+            let run = std::process::id();
+            let scripts = (0..n)
+                .map(|i| {
+                    Box::new(Register {
+                        prefix: format!("reg-{run}-{}-{i}", report.rows.len()),
+                        next: 0,
+                        last: String::new(),
+                        answered: answered.clone(),
+                    }) as Box<dyn Script>
+                })
+                .collect();
+            report.rows.push(Row {
+                scenario: REGISTER,
+                outcome: self.measure(addr, scripts).await,
+                note: String::new(),
+            });
+        }
+    }
+
+    /// The tutorial's service: accounts come with tokens from registration.
+    async fn compare(&self, url: &str) -> anyhow::Result<Report> {
+        let addr = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse::<SocketAddr>()
+            .with_context(|| format!("--compare wants http://IP:PORT, not {url}"))?;
+        let run = std::process::id();
+        let mut accounts = Vec::new();
+        for email in Self::emails(&format!("acct-{run}"), self.args.connections) {
+            let (status, body) = load::once(
+                addr,
+                Call::post(
+                    "/api/accounts/create/",
+                    json!({"email": email, "full_name": "Bench User", "password": PASSWORD}),
+                ),
+            )
+            .await?;
+            let Some(refresh) = body.pointer("/token/refresh").and_then(|v| v.as_str()) else {
+                bail!("{url}: registering {email} answered {status} {body}");
+            };
+            accounts.push((email, refresh.to_owned()));
+        }
+        let pending: Vec<String> = accounts.iter().map(|(e, _)| e.clone()).collect();
+        let mut report = Report {
+            title: format!("compared service at {url}"),
+            rows: Vec::new(),
+            footer: Vec::new(),
+        };
+        let answered = Answered::default();
+        self.common(addr, &accounts, &pending, &mut report, &answered)
+            .await;
+        // The same request as the fully checked one: this service has no budget.
+        if let Some(row) = report.rows.iter().find(|r| r.scenario == WRONG) {
+            report.rows.push(Row {
+                scenario: BUDGET,
+                outcome: row.outcome.clone(),
+                note: "same request; no budget".into(),
+            });
+        }
+        Ok(report)
+    }
+
+    async fn passcode(&self, backend: &str) -> anyhow::Result<Report> {
+        let url = match backend {
+            "sqlite" => None,
+            "postgres" => Some(
+                self.args
+                    .postgres_url
+                    .clone()
+                    .context("--postgres-url (or BENCH_DATABASE_URL) is needed for postgres")?,
+            ),
+            other => bail!("unknown backend {other}"),
+        };
+        let dir = tempfile::tempdir()?;
+        let server = Passcode::start(
+            &self.args.binary,
+            dir.path(),
+            url.as_deref(),
+            Limits::Raised,
+        )
+        .await?;
+        let addr = server.addr;
+        let run = std::process::id();
+        let n = self.args.connections;
+        // Accounts: registered and verified, each with its first refresh token.
+        let emails = Self::emails(&format!("acct-{run}"), n);
+        for email in &emails {
+            server.register(email).await?;
+        }
+        let mut accounts = Vec::new();
+        for email in &emails {
+            let code = server.code_for(email).await?;
+            let (status, body) = load::once(
+                addr,
+                Call::post(
+                    "/api/accounts/validate-otp/",
+                    json!({"email": email, "otp": code}),
+                ),
+            )
+            .await?;
+            let Some(refresh) = body.pointer("/token/refresh").and_then(|v| v.as_str()) else {
+                bail!("verifying {email} answered {status} {body}");
+            };
+            accounts.push((email.clone(), refresh.to_owned()));
+        }
+        // Addresses with an open code, for wrong guesses.
+        let pending = Self::emails(&format!("pending-{run}"), n);
+        for email in &pending {
+            server.register(email).await?;
+        }
+        let mut report = Report {
+            title: format!("passcode on {backend}"),
+            rows: Vec::new(),
+            footer: Vec::new(),
+        };
+        let answered = Answered::default();
+        self.common(addr, &accounts, &pending, &mut report, &answered)
+            .await;
+        if self.wanted(REGISTER) {
+            report.footer.push(server.mail_delay(&answered).await?);
+        }
+        if self.wanted(IDLE) || self.wanted(FLOOD) {
+            let health = || vec![Box::new(Probe(Call::get("/health/live"))) as Box<dyn Script>];
+            let mut idle = self.measure(addr, health()).await;
+            let idle_p99 = idle.percentile_ms(0.99);
+            report.rows.push(Row {
+                scenario: IDLE,
+                outcome: idle,
+                note: String::new(),
+            });
+            let logins: Vec<Box<dyn Script>> = (0..4 * n)
+                .map(|i| scripts::login(&accounts[i % accounts.len()].0, PASSWORD))
+                .collect();
+            let (flood, mut during) =
+                tokio::join!(self.measure(addr, logins), self.measure(addr, health()));
+            report.rows.push(Row {
+                scenario: FLOOD_LOGIN,
+                outcome: flood,
+                note: String::new(),
+            });
+            report.footer.push(format!(
+                "probe p99 during the login flood / idle: {:.2}",
+                during.percentile_ms(0.99) / idle_p99
+            ));
+            report.rows.push(Row {
+                scenario: FLOOD,
+                outcome: during,
+                note: String::new(),
+            });
+        }
+        report.footer.push(server.peak_memory());
+        server.stop().await;
+
+        if self.wanted(BUDGET) {
+            // The default limits: the same wrong guesses soon meet the budget.
+            let server = Passcode::start(
+                &self.args.binary,
+                dir.path(),
+                url.as_deref(),
+                Limits::Default,
+            )
+            .await?;
+            let scripts = (0..n)
+                .map(|i| scripts::wrong_code(&pending[i % pending.len()]))
+                .collect();
+            report.rows.push(Row {
+                scenario: BUDGET,
+                outcome: self.measure(server.addr, scripts).await,
+                note: "default limits".into(),
+            });
+            server.stop().await;
+        }
+        Ok(report)
+    }
+}
+
+/// argon2id hashes per second on every core, at the configured parameters: what
+/// login and register can at best reach.
+fn argon2_rate(settings: &passcode_app::Settings) -> anyhow::Result<String> {
+    let hashing = &settings.hashing;
+    let params = argon2::Params::new(
+        hashing.memory_kib,
+        hashing.iterations,
+        hashing.parallelism,
+        Some(32),
+    )
+    .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let seconds = 3.0;
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let params = params.clone();
+            std::thread::spawn(move || {
+                let argon = argon2::Argon2::new(
+                    argon2::Algorithm::Argon2id,
+                    argon2::Version::V0x13,
+                    params,
+                );
+                let mut out = [0u8; 32];
+                let mut n = 0u32;
+                while start.elapsed().as_secs_f64() < seconds {
+                    if argon
+                        .hash_password_into(PASSWORD.as_bytes(), b"bench-salt-16byt", &mut out)
+                        .is_ok()
+                    {
+                        n += 1;
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u32 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+    Ok(format!(
+        "raw argon2id: {:.1} hashes/s on {threads} threads (m={} KiB, t={}, p={})",
+        f64::from(total) / start.elapsed().as_secs_f64(),
+        hashing.memory_kib,
+        hashing.iterations,
+        hashing.parallelism
+    ))
+}
+
+fn ratios(reference: &Report, ours: &Report) {
+    println!("\n== ratios: {} / {}", ours.title, reference.title);
+    for scenario in [WRONG, BUDGET, REFRESH, LOGIN, REGISTER] {
+        if let (Some(a), Some(b)) = (ours.rate_of(scenario), reference.rate_of(scenario)) {
+            println!("{scenario:<44} {:>7.2}", a / b);
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let settings = passcode_app::Settings::load(std::path::Path::new("config"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let bench = Bench { args };
+    runtime.block_on(async {
+        println!("{}", argon2_rate(&settings)?);
+        let reference = match &bench.args.compare {
+            Some(url) => {
+                let mut report = bench.compare(url).await?;
+                report.print();
+                Some(report)
+            }
+            None => None,
+        };
+        let mut reports = Vec::new();
+        for backend in &bench.args.backends {
+            let mut report = bench.passcode(backend).await?;
+            report.print();
+            reports.push(report);
+        }
+        if let Some(reference) = &reference {
+            for report in &reports {
+                ratios(reference, report);
+            }
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,235 @@
+//! The passcode binary under test: started on a free port with its mail written to
+//! files, so that set-up can read codes and the benchmark can time mail.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, bail};
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+use crate::load::{self, Call};
+use crate::scripts::Answered;
+
+/// Which limits the server runs with.
+#[derive(Debug, Clone, Copy)]
+pub enum Limits {
+    /// Every budget out of reach: each request does its whole work.
+    Raised,
+    /// The shipped defaults.
+    Default,
+}
+
+pub struct Passcode {
+    pub addr: SocketAddr,
+    child: Child,
+    mail_dir: PathBuf,
+}
+
+const HIGH: &str = "1000000000";
+
+impl Passcode {
+    pub async fn start(
+        binary: &Path,
+        dir: &Path,
+        database_url: Option<&str>,
+        limits: Limits,
+    ) -> anyhow::Result<Self> {
+        if !binary.exists() {
+            bail!(
+                "{} is missing: build it with `cargo build --release -p passcode-app`",
+                binary.display()
+            );
+        }
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let mail_dir = dir.join("mail");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("passcode.log"))?;
+        let mut command = Command::new(binary);
+        command
+            .arg("serve")
+            .env("APP__SERVER__PORT", port.to_string())
+            .env("APP__DATA__DIR", dir.join("data"))
+            .env(
+                "APP__DATABASE__URL",
+                database_url.map_or_else(
+                    || format!("sqlite://{}", dir.join("passcode.db").display()),
+                    str::to_owned,
+                ),
+            )
+            .env("APP__MAIL__TRANSPORT", "file")
+            .env("APP__MAIL__FILE_DIR", &mail_dir)
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+        if let Limits::Raised = limits {
+            for key in [
+                "GUESS_BUDGET",
+                "GUESS_BUDGET_PER_CLIENT",
+                "LOGIN_FAILURES",
+                "LOGIN_FAILURES_PER_CLIENT",
+                "RESEND_CAP",
+                "CLIENT_REQUESTS",
+            ] {
+                command.env(format!("APP__LIMITS__{key}"), HIGH);
+            }
+        }
+        let child = command.spawn().context("starting passcode")?;
+        let server = Self {
+            addr,
+            child,
+            mail_dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok((200, _)) = load::once(addr, Call::get("/health/ready")).await {
+                return Ok(server);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "passcode did not become ready within 60 s; see {}",
+                    dir.join("passcode.log").display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn register(&self, email: &str) -> anyhow::Result<()> {
+        let (status, body) = load::once(
+            self.addr,
+            Call::post(
+                "/api/accounts/create/",
+                json!({"email": email, "full_name": "Bench User", "password": crate::PASSWORD}),
+            ),
+        )
+        .await?;
+        if !(200..300).contains(&status) {
+            bail!("registering {email} answered {status} {body}");
+        }
+        Ok(())
+    }
+
+    /// Every mail file: its recipient, its code (if any) and when it was written.
+    fn mails(&self) -> Vec<(String, Option<String>, SystemTime)> {
+        let Ok(entries) = std::fs::read_dir(&self.mail_dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| {
+                let written = entry.metadata().ok()?.modified().ok()?;
+                let raw = std::fs::read(entry.path()).ok()?;
+                let parsed = mailparse::parse_mail(&raw).ok()?;
+                let to = parsed
+                    .headers
+                    .iter()
+                    .find(|h| h.get_key_ref().eq_ignore_ascii_case("to"))?
+                    .get_value();
+                let to = to
+                    .rsplit('<')
+                    .next()
+                    .unwrap_or(&to)
+                    .trim_end_matches('>')
+                    .trim()
+                    .to_owned();
+                let text = if parsed.subparts.is_empty() {
+                    parsed.get_body().ok()?
+                } else {
+                    parsed.subparts.first()?.get_body().ok()?
+                };
+                Some((to, six_digits(&text), written))
+            })
+            .collect()
+    }
+
+    /// The code mailed to `email`, waiting for the outbox to send it.
+    pub async fn code_for(&self, email: &str) -> anyhow::Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(code) = self
+                .mails()
+                .into_iter()
+                .find(|(to, code, _)| to == email && code.is_some())
+                .and_then(|(_, code, _)| code)
+            {
+                return Ok(code);
+            }
+            if Instant::now() > deadline {
+                bail!("no code was mailed to {email} within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// How long after each registration's answer its mail was written.
+    pub async fn mail_delay(&self, answered: &Answered) -> anyhow::Result<String> {
+        let wanted = answered.lock().map(|a| a.clone()).unwrap_or_default();
+        let started = Instant::now();
+        let mut delays;
+        loop {
+            delays = self
+                .mails()
+                .into_iter()
+                .filter_map(|(to, _, written)| {
+                    let at = wanted.get(&to)?;
+                    Some(written.duration_since(*at).unwrap_or_default())
+                })
+                .collect::<Vec<_>>();
+            if delays.len() >= wanted.len() || started.elapsed() > Duration::from_secs(60) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        delays.sort_unstable();
+        let pick = |q: f64| {
+            #[allow(
+                clippy::cast_precision_loss,
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss
+            )]
+            let i = ((delays.len() as f64 * q).ceil() as usize).clamp(1, delays.len().max(1)) - 1;
+            delays.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+        };
+        Ok(format!(
+            "register mail: {} of {} written; delay after the answer p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+            delays.len(),
+            wanted.len(),
+            pick(0.5),
+            pick(0.99),
+            pick(1.0)
+        ))
+    }
+
+    /// The server's peak resident memory so far.
+    pub fn peak_memory(&self) -> String {
+        let peak = self.child.id().and_then(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.trim_start_matches("VmHWM:").trim().to_owned())
+        });
+        format!("peak RSS: {}", peak.unwrap_or_else(|| "unknown".into()))
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            // SIGTERM: a graceful stop, as in production.
+            let _ = Command::new("kill").arg(pid.to_string()).status().await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await;
+        let _ = self.child.kill().await;
+    }
+}
+
+fn six_digits(text: &str) -> Option<String> {
+    text.split(|c: char| !c.is_ascii_digit())
+        .find(|run| run.len() == 6)
+        .map(str::to_owned)
+}
