@@ -337,12 +337,12 @@ impl Bench {
         server.stop().await;
 
         if self.wanted(BUDGET) {
-            // The default limits: the same wrong guesses soon meet the budget.
+            // The default budgets: the same wrong guesses soon meet them.
             let server = Passcode::start(
                 &self.args.binary,
                 dir.path(),
                 url.as_deref(),
-                Limits::Default,
+                Limits::Budgets,
             )
             .await?;
             let scripts = (0..n)
@@ -351,7 +351,7 @@ impl Bench {
             report.rows.push(Row {
                 scenario: BUDGET,
                 outcome: self.measure(server.addr, scripts).await,
-                note: "default limits".into(),
+                note: "default budgets".into(),
             });
             server.stop().await;
         }

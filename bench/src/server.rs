@@ -18,8 +18,9 @@ use crate::scripts::Answered;
 pub enum Limits {
     /// Every budget out of reach: each request does its whole work.
     Raised,
-    /// The shipped defaults.
-    Default,
+    /// The shipped guessing budgets (the per-client request limit raised, so that the
+    /// budget, kept in the database, is what answers).
+    Budgets,
 }
 
 pub struct Passcode {
@@ -51,6 +52,15 @@ impl Passcode {
             .append(true)
             .open(dir.join("passcode.log"))?;
         let mut command = Command::new(binary);
+        // Extra settings for experiments, e.g. BENCH_ENV="APP__DATABASE__MAX_CONNECTIONS=1".
+        for pair in std::env::var("BENCH_ENV")
+            .unwrap_or_default()
+            .split_whitespace()
+        {
+            if let Some((key, value)) = pair.split_once('=') {
+                command.env(key, value);
+            }
+        }
         command
             .arg("serve")
             .env("APP__SERVER__PORT", port.to_string())
@@ -67,6 +77,9 @@ impl Passcode {
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .kill_on_drop(true);
+        if let Limits::Budgets = limits {
+            command.env("APP__LIMITS__CLIENT_REQUESTS", HIGH);
+        }
         if let Limits::Raised = limits {
             for key in [
                 "GUESS_BUDGET",

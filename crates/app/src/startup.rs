@@ -97,7 +97,15 @@ impl Application {
             settings.limits.purge_interval_seconds.duration(),
             chrono::Duration::days(i64::from(settings.audit.retention_days)),
         );
+        let client_limiter = Arc::new(passcode_http::ClientLimiter::new(
+            service.settings().limits.client_requests,
+        ));
+        spawn_forget_idle_clients(
+            client_limiter.clone(),
+            settings.limits.client_window_seconds.duration(),
+        );
         let state = HttpState {
+            client_limiter,
             service,
             health: store.health(),
             jwks,
@@ -426,6 +434,19 @@ fn trusted_proxies(settings: &Settings) -> anyhow::Result<Vec<ipnet::IpNet>> {
                 })
         })
         .collect()
+}
+
+/// Drops per-client limit state of clients idle for a window, so that memory follows
+/// the clients of the last minute, not of all time.
+fn spawn_forget_idle_clients(limiter: Arc<passcode_http::ClientLimiter>, window: Duration) {
+    let every = window.clamp(Duration::from_secs(1), Duration::from_secs(60));
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        loop {
+            ticker.tick().await;
+            limiter.forget_idle();
+        }
+    });
 }
 
 /// Deletes expired codes and spent limit state now and then. Rows are kept a day

@@ -136,6 +136,64 @@ pub fn client_of(req: &HttpRequest) -> Client {
     Client::of_request(req)
 }
 
+type Keyed = governor::DefaultKeyedRateLimiter<(String, String)>;
+
+/// Requests per (endpoint, client) on the unauthenticated endpoints, counted in this
+/// instance's memory: a request costs no database write, and the limit holds per
+/// instance (N instances allow N times as much). The budgets that must hold across
+/// instances (guesses, failed logins, mails) are kept in the database instead.
+/// A client may send `limit` requests at once, and one more every `window / limit`
+/// (the generic cell rate algorithm, so there is no window edge to burst across).
+pub struct ClientLimiter {
+    limiter: Option<Keyed>,
+}
+
+impl std::fmt::Debug for ClientLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientLimiter")
+            .field("enabled", &self.limiter.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientLimiter {
+    /// `limit.limit` requests per `limit.window`; a zero limit or window turns it off.
+    pub fn new(limit: passcode_domain::ports::Limit) -> Self {
+        let burst = std::num::NonZeroU32::new(limit.limit);
+        let period = limit
+            .window
+            .to_std()
+            .ok()
+            .and_then(|window| window.checked_div(limit.limit));
+        let quota = burst.zip(period).and_then(|(burst, period)| {
+            governor::Quota::with_period(period).map(|q| q.allow_burst(burst))
+        });
+        Self {
+            limiter: quota.map(governor::RateLimiter::keyed),
+        }
+    }
+
+    /// `Err(wait)` when `client` has used up its requests to `endpoint` for now.
+    pub fn check(&self, endpoint: &str, client: &str) -> Result<(), std::time::Duration> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        limiter
+            .check_key(&(endpoint.to_owned(), client.to_owned()))
+            .map_err(|not_until| {
+                not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()))
+            })
+    }
+
+    /// Forgets clients whose allowance is full again (call now and then: memory).
+    pub fn forget_idle(&self) {
+        if let Some(limiter) = &self.limiter {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+}
+
 /// Middleware: counts the request against the client's limit for this endpoint.
 pub(crate) async fn limit_clients(
     req: ServiceRequest,
@@ -146,11 +204,12 @@ pub(crate) async fn limit_clients(
     };
     let client = Client::of_request(req.request());
     let endpoint = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
-    let refusal = match state.service.admit_client(&endpoint, &client.key).await {
-        Ok(Ok(())) => return Ok(next.call(req).await?.map_into_boxed_body()),
-        Ok(Err(throttled)) => ApiError::throttled(throttled),
-        Err(infra) => ApiError::from(infra),
+    let Err(wait) = state.client_limiter.check(&endpoint, &client.key) else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
     };
+    metrics::counter!("passcode_throttle_denials_total", "limit" => "client_requests").increment(1);
+    let retry_after = chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+    let refusal = ApiError::throttled(passcode_domain::Throttled { retry_after });
     Ok(req.into_response(refusal.error_response()))
 }
 

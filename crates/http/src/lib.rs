@@ -9,7 +9,7 @@ mod log;
 mod routes;
 pub mod types;
 
-pub use client::{Client, client_of};
+pub use client::{Client, ClientLimiter, client_of};
 pub use log::{RequestId, request_log};
 
 use std::sync::Arc;
@@ -31,6 +31,8 @@ pub struct HttpState {
     pub jwks: Arc<serde_json::Value>,
     /// Proxies whose `X-Forwarded-For` is believed (empty: use the socket's address).
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    /// The per-client request limit of this instance.
+    pub client_limiter: Arc<client::ClientLimiter>,
 }
 
 /// Registers every route, the JSON body limits and the JSON 404, on an actix `App`,

@@ -140,7 +140,23 @@ fn queue_depth(waiting: i64) {
 }
 
 /// A hashing thread: takes jobs until every sender is gone.
+/// The niceness-mapped priority of hashing threads: below the request threads', so
+/// that a login flood takes the cores only while nothing cheaper is waiting.
+const HASHING_PRIORITY: u8 = 25;
+
 fn work(queue: &Mutex<Receiver<Job>>) {
+    let lowered = thread_priority::ThreadPriorityValue::try_from(HASHING_PRIORITY)
+        .map_err(|e| format!("{e:?}"))
+        .and_then(|value| {
+            thread_priority::set_current_thread_priority(
+                thread_priority::ThreadPriority::Crossplatform(value),
+            )
+            .map_err(|e| format!("{e:?}"))
+        });
+    if let Err(error) = lowered {
+        // Hashing still works, only at the request threads' priority.
+        tracing::warn!(%error, "could not lower the hashing threads' priority");
+    }
     loop {
         let job = {
             let receiver = queue
@@ -266,6 +282,27 @@ impl PasswordHasher for Argon2Hasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The calling thread's niceness (field 19 of its `stat`).
+    #[cfg(target_os = "linux")]
+    fn niceness() -> i32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // The command name may hold spaces: count fields after its closing parenthesis.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        after.split(' ').nth(16).unwrap().parse().unwrap()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_run_below_the_callers_priority() {
+        let hasher = Argon2Hasher::new(&fast()).unwrap();
+        let theirs = hasher.run(|_| Ok(niceness())).await.unwrap();
+        assert!(
+            theirs > niceness(),
+            "hashing nice {theirs}, caller {}",
+            niceness()
+        );
+    }
 
     fn fast() -> HashingSettings {
         HashingSettings {

@@ -13,7 +13,7 @@ pub enum DeleteConfirmation {
     /// A fresh `sign_in` code, for an account without a password.
     Code {
         code: crate::OtpCode,
-        /// The client's address key (see `AuthService::admit_client`).
+        /// The client's address key (IPv4 address or IPv6 /64, as the HTTP adapter computes it).
         client: String,
     },
 }

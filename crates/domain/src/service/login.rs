@@ -9,7 +9,7 @@ use crate::{
 pub struct LoginInput {
     pub email: EmailAddress,
     pub password: Password,
-    /// The client's address key (see `AuthService::admit_client`).
+    /// The client's address key (IPv4 address or IPv6 /64, as the HTTP adapter computes it).
     pub client: String,
     pub context: RequestContext,
 }

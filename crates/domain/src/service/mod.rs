@@ -38,7 +38,6 @@ macro_rules! code_error_into {
 mod authenticate;
 mod change_email;
 mod change_password;
-mod client;
 mod delete_account;
 mod deliver;
 mod login;

@@ -13,7 +13,7 @@ pub struct ResetInput {
     pub email: EmailAddress,
     pub code: OtpCode,
     pub new_password: Password,
-    /// The client's address key (see `AuthService::admit_client`).
+    /// The client's address key (IPv4 address or IPv6 /64, as the HTTP adapter computes it).
     pub client: String,
     pub context: RequestContext,
 }

@@ -16,7 +16,7 @@ pub struct VerifyInput {
     /// Optional: the password the client registered with. When given, a code of a
     /// registration with another password is refused like a wrong code.
     pub password: Option<Password>,
-    /// The client's address key (see `AuthService::admit_client`).
+    /// The client's address key (IPv4 address or IPv6 /64, as the HTTP adapter computes it).
     pub client: String,
     pub context: RequestContext,
 }
