@@ -55,8 +55,11 @@ impl OtpStore for Waking<dyn OtpStore> {
         purpose: OtpPurpose,
         now: DateTime<Utc>,
         max: u32,
-    ) -> Result<Vec<StoredOtp>, InfraError> {
-        self.inner.count_try(email, purpose, now, max).await
+        budgets: &[(String, passcode_domain::ports::Limit)],
+    ) -> Result<passcode_domain::ports::Tries, InfraError> {
+        self.inner
+            .count_try(email, purpose, now, max, budgets)
+            .await
     }
     async fn complete_registration(
         &self,

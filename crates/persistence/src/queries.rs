@@ -13,7 +13,7 @@ macro_rules! impl_ports {
             use passcode_domain::ports::{
                 Admission, CreateUserError, HealthCheck, Limit, Mail, NewRefreshToken, OtpStore,
                 Outbox, OutboxEntry, OutboxStatus, QueuedMail, RefreshTokenStore, Rotation,
-                Throttle, TokenIds, UserRepository,
+                Throttle, TokenIds, Tries, UserRepository,
             };
             use passcode_domain::{
                 CodeHash, EmailAddress, InfraError, NewUser, OtpPurpose, User, UserId,
@@ -468,24 +468,55 @@ macro_rules! impl_ports {
                     purpose: OtpPurpose,
                     now: DateTime<Utc>,
                     max_attempts: u32,
-                ) -> Result<Vec<StoredOtp>, InfraError> {
+                    budgets: &[(String, Limit)],
+                ) -> Result<Tries, InfraError> {
+                    /// Rolls the transaction back with the refusing budget.
+                    enum Abort {
+                        Refused(usize, chrono::Duration),
+                        Query(diesel::result::Error),
+                    }
+                    impl From<diesel::result::Error> for Abort {
+                        fn from(error: diesel::result::Error) -> Self {
+                            Self::Query(error)
+                        }
+                    }
                     let mut conn = self.conn().await?;
-                    // One statement: concurrent tries are serialised on each row, and
-                    // none counts past the limit.
-                    let rows: Vec<OtpRow> = diesel::update(
-                        otp_codes::table
-                            .filter(otp_codes::email.eq(email.as_str()))
-                            .filter(otp_codes::purpose.eq(purpose.as_str()))
-                            .filter(otp_codes::consumed_at.is_null())
-                            .filter(otp_codes::expires_at.gt(to_millis(now)))
-                            .filter(otp_codes::attempts.lt(attempts_limit(max_attempts))),
-                    )
-                    .set(otp_codes::attempts.eq(otp_codes::attempts + 1))
-                    .returning(OtpRow::as_returning())
-                    .get_results(&mut *conn)
-                    .await
-                    .map_err(query_error)?;
-                    rows.into_iter().map(OtpRow::into_domain).collect()
+                    let counted = (*conn)
+                        .transaction(async |conn| {
+                            for (budget, (key, limit)) in budgets.iter().enumerate() {
+                                if let Some(retry_after) = reserve(conn, key, *limit, now).await? {
+                                    return Err(Abort::Refused(budget, retry_after));
+                                }
+                            }
+                            // One statement: concurrent tries are serialised on each row,
+                            // and none counts past the limit.
+                            let rows: Vec<OtpRow> = diesel::update(
+                                otp_codes::table
+                                    .filter(otp_codes::email.eq(email.as_str()))
+                                    .filter(otp_codes::purpose.eq(purpose.as_str()))
+                                    .filter(otp_codes::consumed_at.is_null())
+                                    .filter(otp_codes::expires_at.gt(to_millis(now)))
+                                    .filter(otp_codes::attempts.lt(attempts_limit(max_attempts))),
+                            )
+                            .set(otp_codes::attempts.eq(otp_codes::attempts + 1))
+                            .returning(OtpRow::as_returning())
+                            .get_results(conn)
+                            .await?;
+                            Ok(rows)
+                        })
+                        .await;
+                    match counted {
+                        Ok(rows) => Ok(Tries::Counted(
+                            rows.into_iter()
+                                .map(OtpRow::into_domain)
+                                .collect::<Result<_, _>>()?,
+                        )),
+                        Err(Abort::Refused(budget, retry_after)) => Ok(Tries::Refused {
+                            budget,
+                            retry_after,
+                        }),
+                        Err(Abort::Query(error)) => Err(query_error(error)),
+                    }
                 }
 
                 async fn consume(
@@ -585,6 +616,57 @@ macro_rules! impl_ports {
                 .optional()
             }
 
+            /// Counts one event for `key` if `limit` allows it (one conditional upsert);
+            /// otherwise `Some(retry_after)` and nothing counted.
+            async fn reserve(
+                conn: &mut Conn,
+                key: &str,
+                limit: Limit,
+                now: DateTime<Utc>,
+            ) -> Result<Option<chrono::Duration>, diesel::result::Error> {
+                use diesel::sql_types::{BigInt, Integer, Text};
+                let now_ms = to_millis(now);
+                let window_ended = now_ms - limit.window.num_milliseconds();
+                // No cooldown: no condition on last_at (requests' clocks need not arrive in order).
+                let cooled_down = if limit.cooldown.is_zero() {
+                    i64::MAX
+                } else {
+                    now_ms - limit.cooldown.num_milliseconds()
+                };
+                let counted = diesel::sql_query($crate::rows::ACQUIRE_SQL)
+                    .bind::<Text, _>(key)
+                    .bind::<BigInt, _>(now_ms)
+                    .bind::<BigInt, _>(window_ended)
+                    .bind::<Integer, _>(attempts_limit(limit.limit))
+                    .bind::<BigInt, _>(cooled_down)
+                    .execute(&mut *conn)
+                    .await?;
+                if counted == 1 {
+                    return Ok(None);
+                }
+                let (window_start, count, last_at): (i64, i32, i64) = rate_limits::table
+                    .find(key)
+                    .select((
+                        rate_limits::window_start,
+                        rate_limits::count,
+                        rate_limits::last_at,
+                    ))
+                    .first(&mut *conn)
+                    .await?;
+                metrics::counter!(
+                    "passcode_throttle_denials_total",
+                    "limit" => $crate::rows::limit_name(key)
+                )
+                .increment(1);
+                Ok(Some($crate::rows::retry_after(
+                    limit,
+                    now_ms,
+                    window_start,
+                    count,
+                    last_at,
+                )))
+            }
+
             #[async_trait]
             impl Throttle for $store {
                 async fn acquire(
@@ -593,51 +675,13 @@ macro_rules! impl_ports {
                     limit: Limit,
                     now: DateTime<Utc>,
                 ) -> Result<Admission, InfraError> {
-                    use diesel::sql_types::{BigInt, Integer, Text};
-                    let now_ms = to_millis(now);
-                    let window_ended = now_ms - limit.window.num_milliseconds();
-                    // No cooldown: no condition on last_at (requests' clocks need not arrive in order).
-                    let cooled_down = if limit.cooldown.is_zero() {
-                        i64::MAX
-                    } else {
-                        now_ms - limit.cooldown.num_milliseconds()
-                    };
                     let mut conn = self.conn().await?;
-                    let counted = diesel::sql_query($crate::rows::ACQUIRE_SQL)
-                        .bind::<Text, _>(key)
-                        .bind::<BigInt, _>(now_ms)
-                        .bind::<BigInt, _>(window_ended)
-                        .bind::<Integer, _>(attempts_limit(limit.limit))
-                        .bind::<BigInt, _>(cooled_down)
-                        .execute(&mut *conn)
+                    Ok(match reserve(&mut *conn, key, limit, now)
                         .await
-                        .map_err(query_error)?;
-                    if counted == 1 {
-                        return Ok(Admission::Allowed);
-                    }
-                    let (window_start, count, last_at): (i64, i32, i64) = rate_limits::table
-                        .find(key)
-                        .select((
-                            rate_limits::window_start,
-                            rate_limits::count,
-                            rate_limits::last_at,
-                        ))
-                        .first(&mut *conn)
-                        .await
-                        .map_err(query_error)?;
-                    metrics::counter!(
-                        "passcode_throttle_denials_total",
-                        "limit" => $crate::rows::limit_name(key)
-                    )
-                    .increment(1);
-                    Ok(Admission::Denied {
-                        retry_after: $crate::rows::retry_after(
-                            limit,
-                            now_ms,
-                            window_start,
-                            count,
-                            last_at,
-                        ),
+                        .map_err(query_error)?
+                    {
+                        None => Admission::Allowed,
+                        Some(retry_after) => Admission::Denied { retry_after },
                     })
                 }
 

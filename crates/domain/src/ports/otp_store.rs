@@ -6,7 +6,19 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::otp::{NewOtp, Registration, StoredOtp};
-use crate::ports::Mail;
+use crate::ports::{Limit, Mail};
+
+/// What counting a try led to.
+#[derive(Debug, Clone)]
+pub enum Tries {
+    /// Counted: the open codes, each with this try counted.
+    Counted(Vec<StoredOtp>),
+    /// `budgets[budget]` is spent, free again after `retry_after`; nothing was counted.
+    Refused {
+        budget: usize,
+        retry_after: chrono::Duration,
+    },
+}
 use crate::{AuditEvent, CodeHash, EmailAddress, InfraError, OtpPurpose, UserId};
 
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
@@ -42,17 +54,20 @@ pub trait OtpStore: Send + Sync {
         purpose: OtpPurpose,
     ) -> Result<Option<StoredOtp>, InfraError>;
 
-    /// Counts one try on every code of (email, purpose) that is unspent, unexpired at
-    /// `now` and has fewer than `max_attempts` tries, in one atomic statement, and
-    /// returns those codes with the try counted. A try is counted before any code is
-    /// compared, so concurrent tries can never exceed `max_attempts` per code.
+    /// Reserves one event from each of `budgets` (keys of the `Throttle` port's limits,
+    /// in order) and counts one try on every code of (email, purpose) that is unspent,
+    /// unexpired at `now` and has fewer than `max_attempts` tries, all in one
+    /// transaction, and returns those codes with the try counted. A try is counted
+    /// before any code is compared, so concurrent tries can never exceed `max_attempts`
+    /// per code. When a budget refuses, nothing at all is counted ([`Tries::Refused`]).
     async fn count_try(
         &self,
         email: &EmailAddress,
         purpose: OtpPurpose,
         now: DateTime<Utc>,
         max_attempts: u32,
-    ) -> Result<Vec<StoredOtp>, InfraError>;
+        budgets: &[(String, Limit)],
+    ) -> Result<Tries, InfraError>;
 
     /// Marks code `id` spent, in one atomic conditional step, if and only if it still
     /// has `code_hash`, is unspent, unexpired at `now` and has at most `max_attempts`

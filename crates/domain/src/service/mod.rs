@@ -209,6 +209,58 @@ pub struct AuthService {
     ports: Ports,
     otp_hasher: OtpHasher,
     settings: ServiceSettings,
+    denials: Arc<Denials>,
+}
+
+/// Limits this instance has seen refused, and until when: a refused limit is answered
+/// from memory until then, without asking the store again (a flood of requests that
+/// can only be refused costs no database work). Only ever refuses what the store
+/// refused; the store alone allows. A reservation given back meanwhile (a right code,
+/// a right password) is seen once the remembered refusal ends.
+#[derive(Debug, Default)]
+pub(crate) struct Denials {
+    until: std::sync::Mutex<std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>>,
+}
+
+impl Denials {
+    /// Beyond this many, refusals that have ended are forgotten.
+    const MAX: usize = 65_536;
+
+    pub(crate) fn check(
+        &self,
+        bucket: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<Throttled> {
+        let until = *self.lock().get(bucket)?;
+        (until > now).then(|| Throttled {
+            retry_after: until - now,
+        })
+    }
+
+    pub(crate) fn remember(
+        &self,
+        bucket: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        retry_after: Duration,
+    ) {
+        let mut until = self.lock();
+        if until.len() >= Self::MAX {
+            until.retain(|_, end| *end > now);
+            if until.len() >= Self::MAX {
+                until.clear();
+            }
+        }
+        until.insert(bucket.to_owned(), now + retry_after);
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>>
+    {
+        self.until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl std::fmt::Debug for AuthService {
@@ -225,6 +277,7 @@ impl AuthService {
             ports,
             otp_hasher,
             settings,
+            denials: Arc::default(),
         }
     }
 
@@ -238,15 +291,17 @@ impl AuthService {
         bucket: &str,
         limit: Limit,
     ) -> Result<Result<(), Throttled>, InfraError> {
+        let now = self.ports.clock.now();
+        if let Some(throttled) = self.denials.check(bucket, now) {
+            return Ok(Err(throttled));
+        }
         Ok(
-            match self
-                .ports
-                .throttle
-                .acquire(bucket, limit, self.ports.clock.now())
-                .await?
-            {
+            match self.ports.throttle.acquire(bucket, limit, now).await? {
                 Admission::Allowed => Ok(()),
-                Admission::Denied { retry_after } => Err(Throttled { retry_after }),
+                Admission::Denied { retry_after } => {
+                    self.denials.remember(bucket, now, retry_after);
+                    Err(Throttled { retry_after })
+                }
             },
         )
     }

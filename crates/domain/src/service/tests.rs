@@ -379,11 +379,11 @@ fn verify_with(
 fn open_codes(m: &mut Mocks, codes: Vec<StoredOtp>) {
     m.otps
         .expect_count_try()
-        .withf(|e, purpose, at, max| {
+        .withf(|e, purpose, at, max, _| {
             *e == email() && *purpose == OtpPurpose::VerifyEmail && *at == now() && *max == 5
         })
         .times(1)
-        .return_once(move |_, _, _, _| Ok(codes));
+        .return_once(move |_, _, _, _, _| Ok(Tries::Counted(codes)));
 }
 
 #[test]
@@ -563,7 +563,7 @@ fn verify_reports_infrastructure_failure_as_such() {
     let mut m = Mocks::new().unthrottled();
     m.otps
         .expect_count_try()
-        .returning(|_, _, _, _| Err(InfraError::Unavailable(anyhow::anyhow!("pool timeout"))));
+        .returning(|_, _, _, _, _| Err(InfraError::Unavailable(anyhow::anyhow!("pool timeout"))));
     assert!(matches!(
         verify(m, "123456"),
         Err(VerifyOtpError::Infra(InfraError::Unavailable(_)))
@@ -790,13 +790,21 @@ fn verify_spends_a_try_of_both_budgets_and_gives_both_back_on_success() {
     let mut m = Mocks::new();
     let buckets = Arc::new(Mutex::new(Vec::new()));
     let seen = buckets.clone();
-    m.throttle
-        .expect_acquire()
-        .times(2)
-        .returning(move |bucket, limit, at| {
+    // The budgets are reserved by the store, with the try, in one transaction.
+    m.throttle.expect_acquire().never();
+    m.otps
+        .expect_count_try()
+        .times(1)
+        .returning(move |_, _, at, _, budgets| {
             assert_eq!(at, now());
-            seen.lock().unwrap().push((bucket.to_owned(), limit.limit));
-            Ok(Admission::Allowed)
+            for (bucket, limit) in budgets {
+                seen.lock().unwrap().push((bucket.clone(), limit.limit));
+            }
+            Ok(Tries::Counted(vec![registration_code(
+                "123456",
+                "Ada",
+                "$argon2id$ada",
+            )]))
         });
     let released = Arc::new(Mutex::new(Vec::new()));
     let gave_back = released.clone();
@@ -808,10 +816,6 @@ fn verify_spends_a_try_of_both_budgets_and_gives_both_back_on_success() {
             Ok(())
         });
     m.refresh_tokens.expect_insert().returning(|_, _| Ok(()));
-    open_codes(
-        &mut m,
-        vec![registration_code("123456", "Ada", "$argon2id$ada")],
-    );
     m.otps
         .expect_complete_registration()
         .returning(|_, _, _, _, _, _, _| Ok(true));
@@ -834,10 +838,6 @@ fn verify_spends_a_try_of_both_budgets_and_gives_both_back_on_success() {
 #[test]
 fn verify_keeps_the_try_spent_on_a_wrong_code() {
     let mut m = Mocks::new();
-    m.throttle
-        .expect_acquire()
-        .times(2)
-        .returning(|_, _, _| Ok(Admission::Allowed));
     m.throttle.expect_release().never();
     open_codes(
         &mut m,
@@ -847,39 +847,51 @@ fn verify_keeps_the_try_spent_on_a_wrong_code() {
 }
 
 #[test]
-fn verify_with_the_budget_spent_refuses_even_the_right_code_without_looking() {
-    let mut m = Mocks::new();
-    m.throttle
-        .expect_acquire()
-        .returning(|_, _, _| Ok(denied(600)));
-    m.otps.expect_count_try().never();
-    m.otps.expect_consume().never();
-    match verify(m, "123456") {
-        Err(VerifyOtpError::Throttled(t)) => assert_eq!(t.retry_after, Duration::seconds(600)),
-        other => panic!("unexpected {other:?}"),
+fn verify_with_a_budget_spent_refuses_even_the_right_code_and_gives_nothing_back() {
+    for budget in [0, 1] {
+        let mut m = Mocks::new();
+        m.otps.expect_count_try().returning(move |_, _, _, _, _| {
+            Ok(Tries::Refused {
+                budget,
+                retry_after: Duration::seconds(600),
+            })
+        });
+        // The store counted nothing: there is nothing to give back.
+        m.throttle.expect_release().never();
+        m.otps.expect_consume().never();
+        match verify(m, "123456") {
+            Err(VerifyOtpError::Throttled(t)) => {
+                assert_eq!(t.retry_after, Duration::seconds(600));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 }
 
 #[test]
-fn verify_with_the_address_ceiling_spent_gives_back_the_clients_share() {
+fn a_refused_guess_budget_is_answered_from_memory_until_it_ends() {
     let mut m = Mocks::new();
-    m.throttle.expect_acquire().returning(|bucket, _, _| {
-        Ok(if bucket == "guess:ada@example.com" {
-            denied(300)
-        } else {
-            Admission::Allowed
-        })
-    });
-    m.throttle
-        .expect_release()
-        .withf(|bucket| bucket == "guess:ada@example.com:203.0.113.1")
+    m.otps
+        .expect_count_try()
         .times(1)
-        .returning(|_| Ok(()));
-    m.otps.expect_count_try().never();
-    assert!(matches!(
-        verify(m, "123456"),
-        Err(VerifyOtpError::Throttled(_))
-    ));
+        .returning(|_, _, _, _, _| {
+            Ok(Tries::Refused {
+                budget: 1,
+                retry_after: Duration::seconds(600),
+            })
+        });
+    let service = m.service();
+    for _ in 0..3 {
+        let error = block_on(service.verify_email(VerifyInput {
+            email: email(),
+            code: OtpCode::new("123456".into()),
+            password: None,
+            client: CLIENT.into(),
+            context: RequestContext::default(),
+        }))
+        .unwrap_err();
+        assert!(matches!(error, VerifyOtpError::Throttled(_)), "{error:?}");
+    }
 }
 
 #[test]
@@ -1054,7 +1066,7 @@ fn reset_request_mails_a_reset_code_to_known_addresses_only() {
 fn reset_confirm_sets_the_password_verifies_revokes_and_notifies() {
     let mut m = Mocks::new().unthrottled();
     m.hashing_succeeds();
-    m.otps.expect_count_try().returning(|_, purpose, _, _| {
+    m.otps.expect_count_try().returning(|_, purpose, _, _, _| {
         assert_eq!(purpose, OtpPurpose::ResetPassword);
         let mut otp = stored_otp("123456", 1, Duration::minutes(5));
         otp.purpose = OtpPurpose::ResetPassword;
@@ -1063,7 +1075,7 @@ fn reset_confirm_sets_the_password_verifies_revokes_and_notifies() {
             OtpPurpose::ResetPassword,
             &OtpCode::new("123456".into()),
         );
-        Ok(vec![otp])
+        Ok(Tries::Counted(vec![otp]))
     });
     m.otps.expect_consume().returning(|_, _, _, _| Ok(true));
     m.users
@@ -1092,7 +1104,9 @@ fn reset_confirm_sets_the_password_verifies_revokes_and_notifies() {
 fn reset_confirm_with_a_wrong_code_changes_nothing() {
     let mut m = Mocks::new().unthrottled();
     m.hashing_succeeds();
-    m.otps.expect_count_try().returning(|_, _, _, _| Ok(vec![]));
+    m.otps
+        .expect_count_try()
+        .returning(|_, _, _, _, _| Ok(Tries::Counted(vec![])));
     m.users.expect_set_password().never();
     m.outbox.expect_enqueue().never();
     let error = block_on(m.service().confirm_password_reset(reset_input("123456"))).unwrap_err();
@@ -1220,5 +1234,24 @@ fn logout_revokes_the_family_or_all_of_the_accounts() {
             m.refresh_tokens.expect_revoke_all().never();
         }
         block_on(m.service().logout("r", all, &RequestContext::default())).unwrap();
+    }
+}
+
+#[test]
+fn a_refused_limit_is_answered_from_memory_until_it_ends() {
+    let mut m = Mocks::new();
+    // The store is asked once; the second request is refused without it.
+    m.throttle
+        .expect_acquire()
+        .times(1)
+        .returning(|_, _, _| Ok(denied(42)));
+    m.passwords.expect_hash().never();
+    let service = m.service();
+    for _ in 0..2 {
+        let error = block_on(service.register(register_input())).unwrap_err();
+        assert!(
+            matches!(error, RegisterError::Throttled(t) if t.retry_after <= Duration::seconds(42) && t.retry_after > Duration::zero()),
+            "{error:?}"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! it belongs to into effect, hand out tokens.
 
 use crate::otp::StoredOtp;
+use crate::ports::Tries;
 use crate::service::{AuthService, Throttled};
 use crate::{
     AuditKind, EmailAddress, InfraError, OtpCode, OtpPurpose, Password, RequestContext, TokenPair,
@@ -138,8 +139,9 @@ impl AuthService {
 
     /// Finds the code of (email, purpose) that `code` is, within the guessing budgets:
     /// a try is reserved from the (address, client) share and from the address's
-    /// ceiling, then counted on every open code, and only then are codes compared, so
-    /// no concurrency can overrun a budget or a code's tries. The caller spends the
+    /// ceiling and counted on every open code, in one transaction (one commit), and
+    /// only then are codes compared, so no concurrency can overrun a budget or a
+    /// code's tries. The caller spends the
     /// match and then gives the budget back with [`AuthService::release_guesses`].
     pub(crate) async fn match_code(
         &self,
@@ -150,23 +152,45 @@ impl AuthService {
     ) -> Result<Matched, VerifyOtpError> {
         let share = format!("guess:{email}:{client}");
         let ceiling = format!("guess:{email}");
-        self.admit(&share, self.settings.limits.guesses_per_client)
-            .await??;
-        if let Err(throttled) = self.admit(&ceiling, self.settings.limits.guesses).await? {
-            self.ports.throttle.release(&share).await?;
-            return Err(throttled.into());
-        }
         let now = self.ports.clock.now();
+        for bucket in [&share, &ceiling] {
+            if let Some(throttled) = self.denials.check(bucket, now) {
+                return Err(throttled.into());
+            }
+        }
         let digits = code.expose();
         let well_formed = digits.len() == usize::from(self.settings.otp.length)
             && digits.bytes().all(|b| b.is_ascii_digit());
         // Hash even a malformed or unknown-address code: the work done is the same.
         let candidate = self.otp_hasher.hash(email, purpose, code);
-        let open = self
+        let budgets = [
+            (share, self.settings.limits.guesses_per_client),
+            (ceiling, self.settings.limits.guesses),
+        ];
+        let open = match self
             .ports
             .otps
-            .count_try(email, purpose, now, self.settings.otp.max_attempts)
-            .await?;
+            .count_try(
+                email,
+                purpose,
+                now,
+                self.settings.otp.max_attempts,
+                &budgets,
+            )
+            .await?
+        {
+            Tries::Counted(open) => open,
+            Tries::Refused {
+                budget,
+                retry_after,
+            } => {
+                if let Some((bucket, _)) = budgets.get(budget) {
+                    self.denials.remember(bucket, now, retry_after);
+                }
+                return Err(Throttled { retry_after }.into());
+            }
+        };
+        let [(share, _), (ceiling, _)] = budgets;
         let mut found = None;
         for otp in open {
             // Compare with every open code, in constant time, whichever matches.

@@ -70,6 +70,7 @@ contract!(
     concurrent_failed_attempts_never_exceed_the_limit,
     health_check_answers,
     throttle_allows_up_to_the_limit_then_says_when,
+    a_refused_guess_budget_counts_nothing,
     throttle_enforces_the_cooldown,
     throttle_release_gives_back_one_event,
     concurrent_acquires_never_exceed_the_limit,

@@ -7,7 +7,7 @@ use passcode_domain::otp::NewOtp;
 use passcode_domain::ports::AuditLog;
 use passcode_domain::ports::{
     Admission, CreateUserError, HealthCheck, Limit, Mail, OtpStore, Outbox, OutboxStatus, Throttle,
-    UserRepository,
+    Tries, UserRepository,
 };
 use passcode_domain::{
     AuditEvent, AuditKind, AuditQuery, CodeHash, EmailAddress, FullName, NewUser, OtpCode,
@@ -126,13 +126,27 @@ fn registration_otp(address: &str, hash: u8, name: &str, password_hash: &str) ->
     }
 }
 
+trait CountedExt {
+    fn counted(self) -> Vec<passcode_domain::otp::StoredOtp>;
+}
+
+impl CountedExt for Tries {
+    fn counted(self) -> Vec<passcode_domain::otp::StoredOtp> {
+        match self {
+            Tries::Counted(open) => open,
+            Tries::Refused { .. } => panic!("refused with no budget: {self:?}"),
+        }
+    }
+}
+
 /// Counts one try on the open codes of `otp`'s address and purpose; the count of `otp`'s
 /// own code if it was open.
 async fn count(store: &impl Store, otp: &NewOtp, max: u32) -> Option<u32> {
     store
-        .count_try(&otp.email, otp.purpose, now(), max)
+        .count_try(&otp.email, otp.purpose, now(), max, &[])
         .await
         .unwrap()
+        .counted()
         .into_iter()
         .find(|found| found.id == otp.id)
         .map(|found| found.attempts)
@@ -391,9 +405,10 @@ pub async fn failed_attempts_are_counted_up_to_the_limit(store: impl Store) {
     );
     assert!(
         store
-            .count_try(&email("nobody@example.com"), otp.purpose, now(), 5)
+            .count_try(&email("nobody@example.com"), otp.purpose, now(), 5, &[])
             .await
             .unwrap()
+            .counted()
             .is_empty()
     );
 }
@@ -424,6 +439,59 @@ fn per_hour(limit: u32) -> Limit {
         limit,
         window: Duration::hours(1),
         cooldown: Duration::zero(),
+    }
+}
+
+pub async fn a_refused_guess_budget_counts_nothing(store: impl Store) {
+    let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    let budgets = [
+        ("guess:ada@example.com:client".to_owned(), per_hour(1)),
+        ("guess:ada@example.com".to_owned(), per_hour(1)),
+    ];
+    // The ceiling is already spent (by another client).
+    assert_eq!(
+        store
+            .acquire(&budgets[1].0, per_hour(1), now())
+            .await
+            .unwrap(),
+        Admission::Allowed
+    );
+    let tries = store
+        .count_try(&otp.email, otp.purpose, now(), 5, &budgets)
+        .await
+        .unwrap();
+    assert!(
+        matches!(tries, Tries::Refused { budget: 1, retry_after } if retry_after == Duration::hours(1)),
+        "{tries:?}"
+    );
+    // Nothing was counted: not the share, not a try on the code.
+    assert_eq!(
+        store
+            .acquire(&budgets[0].0, per_hour(1), now())
+            .await
+            .unwrap(),
+        Admission::Allowed,
+        "the share's reservation was rolled back"
+    );
+    assert_eq!(count(&store, &otp, 5).await, Some(1), "no try was counted");
+    // With room in both budgets, both are counted with the try.
+    let fresh = [
+        ("guess:ada@example.com:other".to_owned(), per_hour(1)),
+        ("guess:ada@example.com:ceiling2".to_owned(), per_hour(1)),
+    ];
+    let open = store
+        .count_try(&otp.email, otp.purpose, now(), 5, &fresh)
+        .await
+        .unwrap()
+        .counted();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].attempts, 2);
+    for (key, limit) in &fresh {
+        assert!(matches!(
+            store.acquire(key, *limit, now()).await.unwrap(),
+            Admission::Denied { .. }
+        ));
     }
 }
 
@@ -953,9 +1021,10 @@ pub async fn added_codes_live_side_by_side_and_each_counts_its_tries(store: impl
         .await
         .unwrap();
     let open = store
-        .count_try(&first.email, OtpPurpose::VerifyEmail, now(), 5)
+        .count_try(&first.email, OtpPurpose::VerifyEmail, now(), 5, &[])
         .await
-        .unwrap();
+        .unwrap()
+        .counted();
     assert_eq!(
         open.len(),
         2,
@@ -1050,9 +1119,10 @@ pub async fn completing_a_registration_applies_it_and_voids_the_others(store: im
     assert_eq!(after.full_name.as_str(), "Ada Owner");
     assert!(
         store
-            .count_try(&owner.email, OtpPurpose::VerifyEmail, now(), 5)
+            .count_try(&owner.email, OtpPurpose::VerifyEmail, now(), 5, &[])
             .await
             .unwrap()
+            .counted()
             .is_empty(),
         "the other registration's code is void"
     );
@@ -1175,9 +1245,10 @@ pub async fn a_decoy_leaves_no_code_and_nothing_to_send(store: impl Store) {
         );
         assert!(
             store
-                .count_try(&email("ada@example.com"), purpose, now(), 5)
+                .count_try(&email("ada@example.com"), purpose, now(), 5, &[])
                 .await
                 .unwrap()
+                .counted()
                 .is_empty()
         );
     }
@@ -1211,9 +1282,10 @@ pub async fn a_reset_voids_registrations_still_waiting_for_their_code(store: imp
         .unwrap();
     assert!(
         store
-            .count_try(&pending.email, OtpPurpose::VerifyEmail, now(), 5)
+            .count_try(&pending.email, OtpPurpose::VerifyEmail, now(), 5, &[])
             .await
             .unwrap()
+            .counted()
             .is_empty()
     );
     assert!(
