@@ -110,6 +110,11 @@ impl PgStore {
     pub(crate) async fn conn(&self) -> Result<Object<AsyncPgConnection>, InfraError> {
         self.pool.get().await.map_err(pool_error)
     }
+
+    /// The same as [`PgStore::conn`]: PostgreSQL's row locks let writers run side by side.
+    pub(crate) async fn writer(&self) -> Result<Object<AsyncPgConnection>, InfraError> {
+        self.conn().await
+    }
 }
 
 impl_ports!(PgStore, crate::outbox_rows::CLAIM_POSTGRES);

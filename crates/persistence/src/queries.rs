@@ -1,6 +1,9 @@
 //! The port implementations, written once in Diesel's query builder and instantiated
 //! for each backend's store (the SQL is the same; the connection types differ).
-//! A store provides `async fn conn(&self) -> Result<impl DerefMut<Target = Conn>, InfraError>`.
+//! A store provides `async fn conn(&self) -> Result<impl DerefMut<Target = Conn>, InfraError>`
+//! for reads and `writer()`, of the same type, for anything that writes: on SQLite,
+//! where the database has one writer at a time, writers take turns in memory rather
+//! than in SQLite's busy handler, which polls with sleeps of up to 100 ms.
 
 macro_rules! impl_ports {
     ($store:ty, $claim_sql:expr) => {
@@ -32,7 +35,7 @@ macro_rules! impl_ports {
             #[async_trait]
             impl UserRepository for $store {
                 async fn create(&self, user: &NewUser) -> Result<User, CreateUserError> {
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     let stored = diesel::insert_into(users::table)
                         .values(&UserRow::new(user))
                         .returning(UserRow::as_returning())
@@ -76,7 +79,7 @@ macro_rules! impl_ports {
                     id: UserId,
                     at: DateTime<Utc>,
                 ) -> Result<(), InfraError> {
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     diesel::update(users::table.find(id.0.to_string()))
                         .set((
                             users::email_verified.eq(true),
@@ -95,7 +98,7 @@ macro_rules! impl_ports {
                     at: DateTime<Utc>,
                     event: &passcode_domain::AuditEvent,
                 ) -> Result<(), InfraError> {
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
                             diesel::update(users::table.find(id.0.to_string()))
@@ -123,7 +126,7 @@ macro_rules! impl_ports {
                     let (old, new) = (change.old.as_str().to_owned(), change.new.as_str().to_owned());
                     let keep = change.keep_session.to_string();
                     let notice_row = NewOutboxRow::new(notice, now, None, &self.mail_key, None)?;
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
                             let moved = diesel::update(
@@ -182,7 +185,7 @@ macro_rules! impl_ports {
                     let address = email.as_str().to_owned();
                     let user = id.0.to_string();
                     let goodbye_row = NewOutboxRow::new(goodbye, now, None, &self.mail_key, None)?;
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
                             let removed = diesel::delete(users::table.find(&user))
@@ -244,7 +247,7 @@ macro_rules! impl_ports {
                     event: &passcode_domain::AuditEvent,
                 ) -> Result<(), InfraError> {
                     let cutoff = to_millis(at);
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     let target = users::table.find(id.0.to_string());
                     let changes = (
                         users::password_hash.eq(hash.as_str()),
@@ -369,7 +372,7 @@ macro_rules! impl_ports {
                         Some(otp.id),
                     )?;
                     let now = to_millis(otp.created_at);
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     // The code and its mail: both or neither; the codes it replaces and
                     // their waiting mail go in the same step.
                     (*conn)
@@ -397,7 +400,7 @@ macro_rules! impl_ports {
                         &self.mail_key,
                         Some(otp.id),
                     )?;
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
                             insert_code(conn, &code_row, &mail_row).await?;
@@ -432,7 +435,7 @@ macro_rules! impl_ports {
                     };
                     let mail_row = NewOutboxRow::decoy(email, now, id);
                     let now = to_millis(now);
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
                             delete_codes(conn, &row.email, &row.purpose, None, now).await?;
@@ -480,7 +483,7 @@ macro_rules! impl_ports {
                             Self::Query(error)
                         }
                     }
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     let counted = (*conn)
                         .transaction(async |conn| {
                             for (budget, (key, limit)) in budgets.iter().enumerate() {
@@ -526,7 +529,7 @@ macro_rules! impl_ports {
                     now: DateTime<Utc>,
                     max_attempts: u32,
                 ) -> Result<bool, InfraError> {
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     let updated = spend(&mut *conn, id, code_hash, now, max_attempts)
                         .await
                         .map_err(query_error)?;
@@ -545,7 +548,7 @@ macro_rules! impl_ports {
                 ) -> Result<bool, InfraError> {
                     let now_ms = to_millis(now);
                     let keep = id.to_string();
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
                             let Some(email) =
@@ -675,7 +678,7 @@ macro_rules! impl_ports {
                     limit: Limit,
                     now: DateTime<Utc>,
                 ) -> Result<Admission, InfraError> {
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     Ok(match reserve(&mut *conn, key, limit, now)
                         .await
                         .map_err(query_error)?
@@ -686,7 +689,7 @@ macro_rules! impl_ports {
                 }
 
                 async fn release(&self, key: &str) -> Result<(), InfraError> {
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     diesel::update(
                         rate_limits::table
                             .find(key)
@@ -705,7 +708,7 @@ macro_rules! impl_ports {
                     retention: chrono::Duration,
                 ) -> Result<u64, InfraError> {
                     let cutoff = to_millis(now - retention);
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     let limits = diesel::delete(
                         rate_limits::table
                             .filter(rate_limits::last_at.lt(cutoff))
@@ -777,7 +780,7 @@ macro_rules! impl_ports {
                     expires_at: Option<DateTime<Utc>>,
                 ) -> Result<(), InfraError> {
                     let row = NewOutboxRow::new(mail, now, expires_at, &self.mail_key, None)?;
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     diesel::insert_into(outbox::table)
                         .values(&row)
                         .execute(&mut *conn)
@@ -793,7 +796,7 @@ macro_rules! impl_ports {
                     max: u32,
                 ) -> Result<Vec<QueuedMail>, InfraError> {
                     use diesel::sql_types::{BigInt, Integer};
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     let rows: Vec<ClaimedRow> = diesel::sql_query($claim_sql)
                         .bind::<BigInt, _>(to_millis(now + lease))
                         .bind::<BigInt, _>(to_millis(now))
@@ -834,7 +837,7 @@ macro_rules! impl_ports {
                     next_attempt_at: DateTime<Utc>,
                     error: &str,
                 ) -> Result<(), InfraError> {
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     diesel::update(outbox::table.find(id.to_string()))
                         .set((
                             outbox::status.eq(OutboxStatus::Queued.as_str()),
@@ -856,7 +859,7 @@ macro_rules! impl_ports {
                     now: DateTime<Utc>,
                 ) -> Result<(), InfraError> {
                     use diesel::sql_types::{BigInt, Nullable, Text};
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     diesel::sql_query($crate::outbox_rows::FINISH_SQL)
                         .bind::<Text, _>(status.as_str())
                         .bind::<Nullable<Text>, _>(error)
@@ -882,7 +885,7 @@ macro_rules! impl_ports {
                 }
 
                 async fn retry_failed(&self, now: DateTime<Utc>) -> Result<u64, InfraError> {
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     let requeued = diesel::update(
                         outbox::table
                             .filter(outbox::status.eq(OutboxStatus::Failed.as_str()))
@@ -927,7 +930,7 @@ macro_rules! impl_ports {
                     event: Option<passcode_domain::AuditEvent>,
                 ) -> Result<(), InfraError> {
                     let now = to_millis(chrono::Utc::now());
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
                             insert_token(conn, token).await?;
@@ -973,7 +976,7 @@ macro_rules! impl_ports {
                     );
                     let now_ms = to_millis(now);
                     let presented = presented.to_vec();
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
                             // Spend it if it is live and its session has not reached its end:
@@ -1140,7 +1143,7 @@ macro_rules! impl_ports {
                     now: DateTime<Utc>,
                     event: &passcode_domain::AuditEvent,
                 ) -> Result<bool, InfraError> {
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
                             let ended = diesel::update(
@@ -1168,7 +1171,7 @@ macro_rules! impl_ports {
                     now: DateTime<Utc>,
                     event: &passcode_domain::AuditEvent,
                 ) -> Result<u64, InfraError> {
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
                             let families: Vec<String> = refresh_tokens::table
@@ -1225,7 +1228,7 @@ macro_rules! impl_ports {
                     now: DateTime<Utc>,
                     event: &passcode_domain::AuditEvent,
                 ) -> Result<(), InfraError> {
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
                             diesel::update(
@@ -1248,7 +1251,7 @@ macro_rules! impl_ports {
                     now: DateTime<Utc>,
                     event: Option<passcode_domain::AuditEvent>,
                 ) -> Result<(), InfraError> {
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
                             diesel::update(
@@ -1275,7 +1278,7 @@ macro_rules! impl_ports {
                     &self,
                     event: &passcode_domain::AuditEvent,
                 ) -> Result<(), InfraError> {
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     audit(&mut conn, event).await.map_err(query_error)
                 }
 
@@ -1301,7 +1304,7 @@ macro_rules! impl_ports {
                 }
 
                 async fn purge_audit(&self, before: DateTime<Utc>) -> Result<u64, InfraError> {
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.writer().await?;
                     let removed = diesel::delete(
                         audit_events::table.filter(audit_events::at.lt(to_millis(before))),
                     )

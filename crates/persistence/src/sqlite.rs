@@ -26,6 +26,9 @@ const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlit
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: Pool<Conn>,
+    /// One writer at a time (see [`SqliteStore::writer`]).
+    writing: Arc<tokio::sync::Semaphore>,
+    acquire_timeout: std::time::Duration,
     path: PathBuf,
     pragmas: Arc<str>,
     mail_key: MailKey,
@@ -90,6 +93,8 @@ impl SqliteStore {
             .build()?;
         Ok(Self {
             pool,
+            writing: Arc::new(tokio::sync::Semaphore::new(1)),
+            acquire_timeout: settings.acquire_timeout,
             path,
             pragmas,
             mail_key: settings.mail_key.clone(),
@@ -117,6 +122,44 @@ impl SqliteStore {
 
     pub(crate) async fn conn(&self) -> Result<Object<Conn>, InfraError> {
         self.pool.get().await.map_err(pool_error)
+    }
+
+    /// A connection for writing, once it is this caller's turn. SQLite lets one
+    /// connection write at a time; pooled connections that race for that lock wait in
+    /// SQLite's busy handler, which sleeps between polls (up to 100 ms each), so a
+    /// write under contention waited far longer than the writes ahead of it took.
+    /// Queued here instead, writers follow each other at once, in arrival order.
+    /// Readers do not queue (WAL: reads never wait for the writer).
+    pub(crate) async fn writer(&self) -> Result<Writer, InfraError> {
+        let turn = tokio::time::timeout(self.acquire_timeout, self.writing.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                InfraError::Unavailable(anyhow::anyhow!("timed out waiting for the SQLite writer"))
+            })?
+            .map_err(|e| InfraError::Unexpected(e.into()))?;
+        Ok(Writer {
+            conn: self.conn().await?,
+            _turn: turn,
+        })
+    }
+}
+
+/// A pooled connection holding the writer's turn until it is dropped.
+pub(crate) struct Writer {
+    conn: Object<Conn>,
+    _turn: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for Writer {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Writer {
+    fn deref_mut(&mut self) -> &mut Conn {
+        &mut self.conn
     }
 }
 
