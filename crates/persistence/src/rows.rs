@@ -150,21 +150,7 @@ DELETE FROM rate_limits WHERE bucket IN ('guess:' || $1, 'login:' || $1, \
 'send:verify_email:' || $1, 'send:reset_password:' || $1) \
 OR substr(bucket, 1, length($2)) = $2 OR substr(bucket, 1, length($3)) = $3 OR bucket = $4";
 
-/// The limit a bucket key belongs to, for metrics: its prefix, and for budgets kept
-/// per (address, client) as well as per address, which of the two.
-pub(crate) fn limit_name(key: &str) -> &'static str {
-    let parts = key.split(':').count();
-    match (key.split(':').next().unwrap_or_default(), parts) {
-        ("guess", 3) => "guesses_per_client",
-        ("guess", _) => "guesses",
-        ("login", 3) => "login_failures_per_client",
-        ("login", _) => "login_failures",
-        ("send", _) => "sends",
-        ("client", _) => "client_requests",
-        ("password-check", _) => "password_checks",
-        _ => "other",
-    }
-}
+pub(crate) use passcode_domain::ports::limit_name;
 
 /// How long until a denied bucket admits again (at least one second).
 pub(crate) fn retry_after(

@@ -47,3 +47,20 @@ pub trait Throttle: Send + Sync {
     /// Returns the number of rows removed.
     async fn purge(&self, now: DateTime<Utc>, retention: Duration) -> Result<u64, InfraError>;
 }
+
+/// The limit a bucket key belongs to, for metrics: its prefix, and for budgets kept
+/// per (address, client) as well as per address, which of the two (a client may be an
+/// IPv6 /64, colons and all).
+pub fn limit_name(key: &str) -> &'static str {
+    let parts = key.split(':').count();
+    match (key.split(':').next().unwrap_or_default(), parts) {
+        ("guess", 3..) => "guesses_per_client",
+        ("guess", _) => "guesses",
+        ("login", 3..) => "login_failures_per_client",
+        ("login", _) => "login_failures",
+        ("send", _) => "sends",
+        ("client", _) => "client_requests",
+        ("password-check", _) => "password_checks",
+        _ => "other",
+    }
+}

@@ -232,8 +232,16 @@ impl Denials {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Option<Throttled> {
         let until = *self.lock().get(bucket)?;
-        (until > now).then(|| Throttled {
-            retry_after: until - now,
+        (until > now).then(|| {
+            // Refusals from memory are refusals all the same (alerts watch this counter).
+            metrics::counter!(
+                "passcode_throttle_denials_total",
+                "limit" => crate::ports::limit_name(bucket)
+            )
+            .increment(1);
+            Throttled {
+                retry_after: until - now,
+            }
         })
     }
 
