@@ -473,53 +473,11 @@ macro_rules! impl_ports {
                     max_attempts: u32,
                     budgets: &[(String, Limit)],
                 ) -> Result<Tries, InfraError> {
-                    /// Rolls the transaction back with the refusing budget.
-                    enum Abort {
-                        Refused(usize, chrono::Duration),
-                        Query(diesel::result::Error),
-                    }
-                    impl From<diesel::result::Error> for Abort {
-                        fn from(error: diesel::result::Error) -> Self {
-                            Self::Query(error)
-                        }
-                    }
-                    let mut conn = self.writer().await?;
-                    let counted = (*conn)
-                        .transaction(async |conn| {
-                            for (budget, (key, limit)) in budgets.iter().enumerate() {
-                                if let Some(retry_after) = reserve(conn, key, *limit, now).await? {
-                                    return Err(Abort::Refused(budget, retry_after));
-                                }
-                            }
-                            // One statement: concurrent tries are serialised on each row,
-                            // and none counts past the limit.
-                            let rows: Vec<OtpRow> = diesel::update(
-                                otp_codes::table
-                                    .filter(otp_codes::email.eq(email.as_str()))
-                                    .filter(otp_codes::purpose.eq(purpose.as_str()))
-                                    .filter(otp_codes::consumed_at.is_null())
-                                    .filter(otp_codes::expires_at.gt(to_millis(now)))
-                                    .filter(otp_codes::attempts.lt(attempts_limit(max_attempts))),
-                            )
-                            .set(otp_codes::attempts.eq(otp_codes::attempts + 1))
-                            .returning(OtpRow::as_returning())
-                            .get_results(conn)
-                            .await?;
-                            Ok(rows)
-                        })
-                        .await;
-                    match counted {
-                        Ok(rows) => Ok(Tries::Counted(
-                            rows.into_iter()
-                                .map(OtpRow::into_domain)
-                                .collect::<Result<_, _>>()?,
-                        )),
-                        Err(Abort::Refused(budget, retry_after)) => Ok(Tries::Refused {
-                            budget,
-                            retry_after,
-                        }),
-                        Err(Abort::Query(error)) => Err(query_error(error)),
-                    }
+                    // The hot path of every guess: each backend runs it its own fastest
+                    // way (sqlite.rs: one trip to the blocking thread; postgres.rs:
+                    // pipelined).
+                    self.count_try_tx(email, purpose, now, max_attempts, budgets)
+                        .await
                 }
 
                 async fn consume(

@@ -164,3 +164,131 @@ impl std::ops::DerefMut for Writer {
 }
 
 impl_ports!(SqliteStore, crate::outbox_rows::CLAIM_SQLITE);
+
+/// The hot paths in one trip to the blocking thread: each statement through
+/// `SyncConnectionWrapper` is a hand-over to a blocking thread and back, and a
+/// transaction of N statements made N + 2 of them. Here the whole transaction runs on
+/// the blocking thread at once (synchronous Diesel, the same SQL as the shared queries).
+mod one_trip {
+    use chrono::{DateTime, Utc};
+    use diesel::prelude::*;
+    use diesel::sql_types::{BigInt, Integer, Text};
+    use passcode_domain::ports::{Limit, Tries};
+    use passcode_domain::{EmailAddress, InfraError, OtpPurpose};
+
+    use super::SqliteStore;
+    use crate::error::query_error;
+    use crate::rows::{ACQUIRE_SQL, OtpRow, attempts_limit, limit_name, retry_after};
+    use crate::schema::{otp_codes, rate_limits};
+    use crate::time::to_millis;
+
+    /// Why a transaction was rolled back.
+    enum Abort {
+        Refused(usize, chrono::Duration),
+        Query(diesel::result::Error),
+    }
+
+    impl From<diesel::result::Error> for Abort {
+        fn from(error: diesel::result::Error) -> Self {
+            Self::Query(error)
+        }
+    }
+
+    /// `Throttle::acquire`'s statement, synchronously: `Some(retry_after)` if refused.
+    fn reserve(
+        conn: &mut SqliteConnection,
+        key: &str,
+        limit: Limit,
+        now: DateTime<Utc>,
+    ) -> QueryResult<Option<chrono::Duration>> {
+        let now_ms = to_millis(now);
+        let window_ended = now_ms - limit.window.num_milliseconds();
+        let cooled_down = if limit.cooldown.is_zero() {
+            i64::MAX
+        } else {
+            now_ms - limit.cooldown.num_milliseconds()
+        };
+        let counted = diesel::sql_query(ACQUIRE_SQL)
+            .bind::<Text, _>(key)
+            .bind::<BigInt, _>(now_ms)
+            .bind::<BigInt, _>(window_ended)
+            .bind::<Integer, _>(attempts_limit(limit.limit))
+            .bind::<BigInt, _>(cooled_down)
+            .execute(conn)?;
+        if counted == 1 {
+            return Ok(None);
+        }
+        let (window_start, count, last_at): (i64, i32, i64) = rate_limits::table
+            .find(key)
+            .select((
+                rate_limits::window_start,
+                rate_limits::count,
+                rate_limits::last_at,
+            ))
+            .first(conn)?;
+        metrics::counter!("passcode_throttle_denials_total", "limit" => limit_name(key))
+            .increment(1);
+        Ok(Some(retry_after(
+            limit,
+            now_ms,
+            window_start,
+            count,
+            last_at,
+        )))
+    }
+
+    impl SqliteStore {
+        /// `OtpStore::count_try` in one trip.
+        pub(crate) async fn count_try_tx(
+            &self,
+            email: &EmailAddress,
+            purpose: OtpPurpose,
+            now: DateTime<Utc>,
+            max_attempts: u32,
+            budgets: &[(String, Limit)],
+        ) -> Result<Tries, InfraError> {
+            let email = email.as_str().to_owned();
+            let budgets = budgets.to_vec();
+            let mut conn = self.writer().await?;
+            let outcome = conn
+                .spawn_blocking(move |conn| {
+                    let counted = conn.immediate_transaction(|conn| {
+                        for (budget, (key, limit)) in budgets.iter().enumerate() {
+                            if let Some(retry_after) = reserve(conn, key, *limit, now)? {
+                                return Err(Abort::Refused(budget, retry_after));
+                            }
+                        }
+                        Ok(diesel::update(
+                            otp_codes::table
+                                .filter(otp_codes::email.eq(&email))
+                                .filter(otp_codes::purpose.eq(purpose.as_str()))
+                                .filter(otp_codes::consumed_at.is_null())
+                                .filter(otp_codes::expires_at.gt(to_millis(now)))
+                                .filter(otp_codes::attempts.lt(attempts_limit(max_attempts))),
+                        )
+                        .set(otp_codes::attempts.eq(otp_codes::attempts + 1))
+                        .returning(OtpRow::as_returning())
+                        .get_results(conn)?)
+                    });
+                    match counted {
+                        Ok(rows) => Ok(Ok(rows)),
+                        Err(Abort::Refused(budget, retry_after)) => Ok(Err((budget, retry_after))),
+                        Err(Abort::Query(error)) => Err(error),
+                    }
+                })
+                .await
+                .map_err(query_error)?;
+            match outcome {
+                Ok(rows) => Ok(Tries::Counted(
+                    rows.into_iter()
+                        .map(OtpRow::into_domain)
+                        .collect::<Result<_, _>>()?,
+                )),
+                Err((budget, retry_after)) => Ok(Tries::Refused {
+                    budget,
+                    retry_after,
+                }),
+            }
+        }
+    }
+}
