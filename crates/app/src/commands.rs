@@ -64,7 +64,8 @@ pub async fn set_user_active(
     let store = open_store(settings)?;
     let (service, _) = assemble(
         settings,
-        &store,
+        &crate::startup::Storage::of(&store),
+        crate::startup::Replaced::default(),
         std::sync::Arc::new(tokio::sync::Notify::new()),
     )?;
     if service.set_account_active(&email, active).await? {
@@ -86,7 +87,8 @@ pub async fn delete_user(settings: &Settings, email: &str) -> anyhow::Result<Str
     let store = open_store(settings)?;
     let (service, _) = assemble(
         settings,
-        &store,
+        &crate::startup::Storage::of(&store),
+        crate::startup::Replaced::default(),
         std::sync::Arc::new(tokio::sync::Notify::new()),
     )?;
     if service.delete_account_of(&email).await? {

@@ -16,4 +16,4 @@ pub use commands::{
     set_user_active,
 };
 pub use settings::Settings;
-pub use startup::Application;
+pub use startup::{Application, Builder, Storage};

@@ -36,7 +36,8 @@ pub(crate) fn recorder() -> &'static PrometheusHandle {
 
 struct Sources {
     outbox: Arc<dyn Outbox>,
-    store: Store,
+    /// passcode's own store, for the pool's gauges (none with storage of one's own).
+    store: Option<Store>,
     clock: Arc<dyn Clock>,
 }
 
@@ -53,11 +54,13 @@ async fn scrape(sources: web::Data<Sources>) -> HttpResponse {
         }
         Err(error) => tracing::warn!(%error, "outbox statistics unavailable for /metrics"),
     }
-    let pool = sources.store.pool_status();
-    let in_use = pool.open.saturating_sub(pool.idle);
-    metrics::gauge!("passcode_db_pool_connections", "state" => "in_use").set(in_use as f64);
-    metrics::gauge!("passcode_db_pool_connections", "state" => "idle").set(pool.idle as f64);
-    metrics::gauge!("passcode_db_pool_max_connections").set(pool.max as f64);
+    if let Some(store) = &sources.store {
+        let pool = store.pool_status();
+        let in_use = pool.open.saturating_sub(pool.idle);
+        metrics::gauge!("passcode_db_pool_connections", "state" => "in_use").set(in_use as f64);
+        metrics::gauge!("passcode_db_pool_connections", "state" => "idle").set(pool.idle as f64);
+        metrics::gauge!("passcode_db_pool_max_connections").set(pool.max as f64);
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(recorder().render())
@@ -67,7 +70,7 @@ async fn scrape(sources: web::Data<Sources>) -> HttpResponse {
 pub(crate) fn serve(
     listener: TcpListener,
     outbox: Arc<dyn Outbox>,
-    store: Store,
+    store: Option<Store>,
     clock: Arc<dyn Clock>,
 ) -> std::io::Result<Server> {
     let sources = web::Data::new(Sources {

@@ -43,6 +43,121 @@ impl Clock for SystemClock {
     }
 }
 
+/// Every persistence port, from one backend: passcode's own (`Storage::of`) or yours.
+/// Each method's contract is in its port's documentation and in docs/adapters.md; the
+/// repository contract suite (`crates/persistence/tests/contract`) checks a backend.
+#[derive(Clone)]
+pub struct Storage {
+    pub users: Arc<dyn passcode_domain::ports::UserRepository>,
+    pub otps: Arc<dyn passcode_domain::ports::OtpStore>,
+    pub outbox: Arc<dyn passcode_domain::ports::Outbox>,
+    pub throttle: Arc<dyn Throttle>,
+    pub refresh_tokens: Arc<dyn passcode_domain::ports::RefreshTokenStore>,
+    pub audit: Arc<dyn passcode_domain::ports::AuditLog>,
+    /// What `/health/ready` asks.
+    pub health: Arc<dyn passcode_domain::ports::HealthCheck>,
+}
+
+impl Storage {
+    /// The ports of one of passcode's own stores.
+    pub fn of(store: &Store) -> Self {
+        Self {
+            users: store.users(),
+            otps: store.otps(),
+            outbox: store.outbox(),
+            throttle: store.throttle(),
+            refresh_tokens: store.refresh_tokens(),
+            audit: store.audit(),
+            health: store.health(),
+        }
+    }
+}
+
+/// Builds an [`Application`] from the settings, with any adapter replaced by your own.
+/// What is not replaced is built from the settings, as the `passcode` binary does.
+///
+/// ```no_run
+/// # async fn run(settings: passcode_app::Settings, mailer: std::sync::Arc<dyn passcode_domain::ports::Mailer>) -> anyhow::Result<()> {
+/// let app = passcode_app::Application::builder(settings)
+///     .mailer(mailer)
+///     .build()
+///     .await?;
+/// app.run_until_stopped().await?;
+/// # Ok(()) }
+/// ```
+#[must_use]
+pub struct Builder {
+    settings: Settings,
+    storage: Option<Storage>,
+    mailer: Option<Arc<dyn passcode_domain::ports::Mailer>>,
+    passwords: Option<Arc<dyn passcode_domain::ports::PasswordHasher>>,
+    tokens: Option<(
+        Arc<dyn passcode_domain::ports::TokenIssuer>,
+        serde_json::Value,
+    )>,
+    clock: Option<Arc<dyn Clock>>,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("storage", &self.storage.is_some())
+            .field("mailer", &self.mailer.is_some())
+            .field("passwords", &self.passwords.is_some())
+            .field("tokens", &self.tokens.is_some())
+            .field("clock", &self.clock.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Builder {
+    /// Persistence of your own, instead of `database.url`: nothing is migrated, and
+    /// the database pool's gauges are left out of `/metrics`.
+    pub fn storage(mut self, storage: Storage) -> Self {
+        self.storage = Some(storage);
+        self
+    }
+
+    /// Delivery of your own, instead of `mail.transport` (the outbox still queues and
+    /// retries: your mailer is called by its worker, never by a request).
+    pub fn mailer(mut self, mailer: Arc<dyn passcode_domain::ports::Mailer>) -> Self {
+        self.mailer = Some(mailer);
+        self
+    }
+
+    /// Password hashing of your own, instead of `[hashing]`.
+    pub fn password_hasher(
+        mut self,
+        hasher: Arc<dyn passcode_domain::ports::PasswordHasher>,
+    ) -> Self {
+        self.passwords = Some(hasher);
+        self
+    }
+
+    /// Tokens of your own, instead of `[jwt]`, with the JWKS document to publish at
+    /// `/.well-known/jwks.json` (`{"keys": []}` if there are no public keys).
+    pub fn token_issuer(
+        mut self,
+        issuer: Arc<dyn passcode_domain::ports::TokenIssuer>,
+        jwks: serde_json::Value,
+    ) -> Self {
+        self.tokens = Some((issuer, jwks));
+        self
+    }
+
+    /// Time of your own (tests that move the clock), instead of the system clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Opens what was not replaced, binds the listener and starts the mail worker.
+    /// Must run in a tokio runtime.
+    pub async fn build(self) -> anyhow::Result<Application> {
+        Application::assemble_and_bind(self).await
+    }
+}
+
 /// A running (bound, not yet awaited) passcode server, and its mail worker.
 pub struct Application {
     port: u16,
@@ -63,26 +178,53 @@ impl Application {
     /// Opens the database (migrating it if configured), loads or creates the keys,
     /// builds the mailer and hasher, and binds the listener. Must run in a tokio runtime.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::builder(settings).build().await
+    }
+
+    /// Starts from the settings; replace adapters on the [`Builder`], then `build`.
+    pub fn builder(settings: Settings) -> Builder {
+        Builder {
+            settings,
+            storage: None,
+            mailer: None,
+            passwords: None,
+            tokens: None,
+            clock: None,
+        }
+    }
+
+    async fn assemble_and_bind(builder: Builder) -> anyhow::Result<Self> {
+        let settings = builder.settings;
         // Refuse bad values, all named at once, before anything starts.
         crate::check::ensure_valid(&settings)?;
         // Installed before anything counts.
         crate::metrics::recorder();
         // The code secret first: the store seals queued mail with a key derived from it.
         otp_secret(&settings)?;
-        let store = open_store(&settings)?;
-        warn_if_generated_secrets_on_shared_database(&settings, &store);
-        if settings.database.migrate_on_start {
-            let applied = store
-                .migrate()
-                .await
-                .context("applying database migrations")?;
-            if !applied.is_empty() {
-                tracing::info!(?applied, "applied database migrations");
+        let (storage, store) = match builder.storage {
+            Some(storage) => (storage, None),
+            None => {
+                let store = open_store(&settings)?;
+                warn_if_generated_secrets_on_shared_database(&settings, &store);
+                if settings.database.migrate_on_start {
+                    let applied = store
+                        .migrate()
+                        .await
+                        .context("applying database migrations")?;
+                    if !applied.is_empty() {
+                        tracing::info!(?applied, "applied database migrations");
+                    }
+                }
+                (Storage::of(&store), Some(store))
             }
-        }
-        let mailer: Arc<dyn passcode_domain::ports::Mailer> =
-            Arc::new(LettreMailer::new(&mail_settings(&settings)?)?);
-        if settings.mail.transport == TransportKind::Log {
+        };
+        let own_mailer = builder.mailer.is_none();
+        let mailer: Arc<dyn passcode_domain::ports::Mailer> = match builder.mailer {
+            Some(mailer) => mailer,
+            None => Arc::new(LettreMailer::new(&mail_settings(&settings)?)?),
+        };
+        let clock: Arc<dyn Clock> = builder.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        if own_mailer && settings.mail.transport == TransportKind::Log {
             tracing::warn!(
                 "mail.transport is \"log\": messages, codes included, are written to the log. \
                  For development only; configure mail.transport = \"smtp\" in production"
@@ -90,10 +232,20 @@ impl Application {
         }
         let trusted_proxies = trusted_proxies(&settings)?;
         let wake = Arc::new(tokio::sync::Notify::new());
-        let (service, jwks) = assemble(&settings, &store, wake.clone())?;
+        let (service, jwks) = assemble(
+            &settings,
+            &storage,
+            Replaced {
+                passwords: builder.passwords,
+                tokens: builder.tokens,
+                clock: Some(clock.clone()),
+            },
+            wake.clone(),
+        )?;
         spawn_purge(
-            store.throttle(),
-            store.audit(),
+            storage.throttle.clone(),
+            storage.audit.clone(),
+            clock.clone(),
             settings.limits.purge_interval_seconds.duration(),
             chrono::Duration::days(i64::from(settings.audit.retention_days)),
         );
@@ -107,7 +259,7 @@ impl Application {
         let state = HttpState {
             client_limiter,
             service,
-            health: store.health(),
+            health: storage.health.clone(),
             jwks,
             trusted_proxies: Arc::new(trusted_proxies),
         };
@@ -142,9 +294,9 @@ impl Application {
             server = server.workers(settings.server.workers);
         }
         let delivery = MailDelivery::new(
-            store.outbox(),
+            storage.outbox.clone(),
             mailer,
-            Arc::new(SystemClock),
+            clock.clone(),
             delivery_settings(&settings),
         );
         let worker = MailWorker::start(
@@ -157,12 +309,8 @@ impl Application {
                 .with_context(|| format!("binding metrics.listen {listen}"))?;
             let metrics_port = listener.local_addr()?.port();
             tracing::info!(address = %listen, "metrics at /metrics");
-            let served = crate::metrics::serve(
-                listener,
-                store.outbox(),
-                store.clone(),
-                Arc::new(SystemClock),
-            )?;
+            let served =
+                crate::metrics::serve(listener, storage.outbox.clone(), store, clock.clone())?;
             Some((metrics_port, served))
         } else {
             None
@@ -203,33 +351,55 @@ impl Application {
     }
 }
 
+/// Adapters replaced through the [`Builder`] (the others come from the settings).
+#[derive(Default)]
+pub(crate) struct Replaced {
+    pub passwords: Option<Arc<dyn passcode_domain::ports::PasswordHasher>>,
+    pub tokens: Option<(
+        Arc<dyn passcode_domain::ports::TokenIssuer>,
+        serde_json::Value,
+    )>,
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
 /// The domain service on the configured adapters (and the JWKS to publish). `wake`
 /// rings when a request queues mail.
 pub(crate) fn assemble(
     settings: &Settings,
-    store: &Store,
+    storage: &Storage,
+    replaced: Replaced,
     wake: Arc<tokio::sync::Notify>,
 ) -> anyhow::Result<(AuthService, Arc<serde_json::Value>)> {
-    let jwt = JwtIssuer::new(signing_key(settings)?, jwt_settings(settings))?;
-    let jwks = Arc::new(jwt.jwks().clone());
+    let (tokens, jwks): (Arc<dyn passcode_domain::ports::TokenIssuer>, _) = match replaced.tokens {
+        Some((issuer, jwks)) => (issuer, Arc::new(jwks)),
+        None => {
+            let jwt = JwtIssuer::new(signing_key(settings)?, jwt_settings(settings))?;
+            let jwks = Arc::new(jwt.jwks().clone());
+            (Arc::new(jwt), jwks)
+        }
+    };
+    let passwords: Arc<dyn passcode_domain::ports::PasswordHasher> = match replaced.passwords {
+        Some(hasher) => hasher,
+        None => Arc::new(Argon2Hasher::new(&hashing_settings(settings))?),
+    };
     let service = AuthService::new(
         Ports {
-            users: store.users(),
+            users: storage.users.clone(),
             otps: Arc::new(Waking {
-                inner: store.otps(),
+                inner: storage.otps.clone(),
                 wake: wake.clone(),
             }),
             outbox: Arc::new(Waking {
-                inner: store.outbox(),
+                inner: storage.outbox.clone(),
                 wake,
             }),
-            tokens: Arc::new(jwt),
-            passwords: Arc::new(Argon2Hasher::new(&hashing_settings(settings))?),
-            throttle: store.throttle(),
-            refresh_tokens: store.refresh_tokens(),
-            clock: Arc::new(SystemClock),
+            tokens,
+            passwords,
+            throttle: storage.throttle.clone(),
+            refresh_tokens: storage.refresh_tokens.clone(),
+            clock: replaced.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             codes: Arc::new(OsCodeGenerator),
-            audit: store.audit(),
+            audit: storage.audit.clone(),
         },
         OtpHasher::new(otp_secret(settings)?),
         service_settings(settings)?,
@@ -454,6 +624,7 @@ fn spawn_forget_idle_clients(limiter: Arc<passcode_http::ClientLimiter>, window:
 fn spawn_purge(
     throttle: Arc<dyn Throttle>,
     audit: Arc<dyn passcode_domain::ports::AuditLog>,
+    clock: Arc<dyn Clock>,
     interval: Duration,
     audit_retention: chrono::Duration,
 ) {
@@ -461,14 +632,14 @@ fn spawn_purge(
         let mut ticker = tokio::time::interval(interval);
         loop {
             ticker.tick().await;
-            match throttle.purge(Utc::now(), chrono::Duration::days(1)).await {
+            match throttle.purge(clock.now(), chrono::Duration::days(1)).await {
                 Ok(0) => {}
                 Ok(removed) => tracing::info!(removed, "purged expired codes and limit state"),
                 Err(error) => {
                     tracing::warn!(error = %format!("{:#}", anyhow::Error::new(error)), "purge failed")
                 }
             }
-            match audit.purge_audit(Utc::now() - audit_retention).await {
+            match audit.purge_audit(clock.now() - audit_retention).await {
                 Ok(0) => {}
                 Ok(removed) => tracing::info!(removed, "purged audit events past their retention"),
                 Err(error) => {
