@@ -12,8 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv="${PASSCODE_TEST_VENV:-$PWD/target/test-venv}"
-if ! "$venv/bin/python" -c 'import aiosmtpd, trustme, jwt, schemathesis, openapi_python_client' 2>/dev/null; then
-    echo "== installing the tests' Python tools (aiosmtpd, trustme, PyJWT, schemathesis, openapi-python-client) into $venv"
+if ! "$venv/bin/python" -c 'import aiosmtpd, trustme, jwt, schemathesis, openapi_python_client, standardwebhooks' 2>/dev/null; then
+    echo "== installing the tests' Python tools (aiosmtpd, trustme, PyJWT, schemathesis, openapi-python-client, standardwebhooks) into $venv"
     if ! python3 -m venv "$venv" 2>/dev/null; then
         echo "== python3 venv support missing; installing it with apt-get"
         apt-get update -qq && apt-get install -y -qq python3 python3-venv >/dev/null

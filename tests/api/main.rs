@@ -10,6 +10,7 @@ mod contract;
 mod flow;
 mod hardening;
 mod helpers;
+mod mail_hook;
 mod operations;
 mod otp;
 mod outbox;

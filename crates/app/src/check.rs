@@ -214,6 +214,31 @@ pub fn problems(settings: &Settings) -> Vec<Problem> {
         }
     }
 
+    if m.transport == TransportKind::Http {
+        match &m.http.url {
+            None => found.add(
+                "mail.http.url",
+                "mail.transport = \"http\" needs a URL".into(),
+            ),
+            Some(url) if !(url.starts_with("https://") || url.starts_with("http://")) => {
+                found.add("mail.http.url", format!("{url:?} is not an http(s) URL"));
+            }
+            Some(_) => {}
+        }
+        match &m.http.secret {
+            None => found.add(
+                "mail.http.secret",
+                "mail.transport = \"http\" needs the signing secret (whsec_...)".into(),
+            ),
+            Some(secret) => {
+                if let Err(error) = passcode_mail::signing_key(secret.expose_secret()) {
+                    found.add("mail.http.secret", format!("{error:#}"));
+                }
+            }
+        }
+        found.at_least("mail.http.timeout_seconds", m.http.timeout_seconds.0, 1);
+    }
+
     if let Some(listen) = &s.metrics.listen
         && listen.parse::<SocketAddr>().is_err()
     {
@@ -277,6 +302,25 @@ mod tests {
     #[test]
     fn the_defaults_have_no_problem() {
         assert_eq!(problems(&Settings::defaults().unwrap()), vec![]);
+    }
+
+    #[test]
+    fn the_mail_hook_needs_an_http_url_and_a_standard_webhooks_secret() {
+        let mut s = Settings::defaults().unwrap();
+        s.mail.transport = TransportKind::Http;
+        let keys: Vec<&str> = problems(&s).iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["mail.http.url", "mail.http.secret"]);
+        s.mail.http.url = Some("ftp://example.com".into());
+        s.mail.http.secret = Some("whsec_short".to_owned().into());
+        let found = problems(&s);
+        assert_eq!(found.len(), 2, "{found:?}");
+        s.mail.http.url = Some("https://mail.example.com/hook".into());
+        s.mail.http.secret = Some(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwq1VXqT3yR2s="
+                .to_owned()
+                .into(),
+        );
+        assert_eq!(problems(&s), vec![]);
     }
 
     #[test]

@@ -172,6 +172,7 @@ pub enum TransportKind {
     Log,
     File,
     Smtp,
+    Http,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -193,6 +194,22 @@ pub struct MailSection {
     pub templates_dir: Option<PathBuf>,
     pub outbox: OutboxSection,
     pub smtp: SmtpSection,
+    pub http: HttpHookSection,
+}
+
+/// `mail.transport = "http"`: each message POSTed, signed, to `url`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct HttpHookSection {
+    #[serde(default, deserialize_with = "optional")]
+    pub url: Option<String>,
+    /// The Standard Webhooks signing secret, `whsec_` + base64.
+    #[serde(
+        default,
+        deserialize_with = "optional_secret",
+        serialize_with = "redacted"
+    )]
+    pub secret: Option<SecretString>,
+    pub timeout_seconds: Seconds,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -693,6 +693,17 @@ pub(crate) fn mail_settings(settings: &Settings) -> anyhow::Result<MailSettings>
                 pool_size: smtp.pool_size,
             })
         }
+        TransportKind::Http => {
+            let hook = &mail.http;
+            let (Some(url), Some(secret)) = (hook.url.clone(), hook.secret.clone()) else {
+                anyhow::bail!("mail.transport = \"http\" needs mail.http.url and mail.http.secret");
+            };
+            TransportSettings::Http(passcode_mail::HookSettings {
+                url,
+                secret,
+                timeout: hook.timeout_seconds.duration(),
+            })
+        }
     };
     Ok(MailSettings {
         from: mail.from.clone(),

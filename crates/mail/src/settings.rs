@@ -25,6 +25,8 @@ pub enum TransportSettings {
         dir: PathBuf,
     },
     Smtp(SmtpSettings),
+    /// POSTs each message, signed, to an HTTP endpoint (the mail hook).
+    Http(crate::HookSettings),
 }
 
 /// How the SMTP connection is secured.

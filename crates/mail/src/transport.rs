@@ -16,6 +16,7 @@ use crate::{MailSettings, Renderer, SmtpSettings, SmtpTls, TransportSettings};
 
 enum Transport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Http(crate::hook::Hook),
     File(AsyncFileTransport<Tokio1Executor>),
     Log,
 }
@@ -33,6 +34,7 @@ impl std::fmt::Debug for LettreMailer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.transport {
             Transport::Smtp(_) => "smtp",
+            Transport::Http(_) => "http",
             Transport::File(_) => "file",
             Transport::Log => "log",
         };
@@ -58,6 +60,7 @@ impl LettreMailer {
                 Transport::File(AsyncFileTransport::new(dir))
             }
             TransportSettings::Smtp(smtp) => Transport::Smtp(smtp_transport(smtp)?),
+            TransportSettings::Http(hook) => Transport::Http(crate::hook::Hook::new(hook)?),
         };
         let deadline = match &settings.transport {
             TransportSettings::Smtp(smtp) => smtp.timeout * 3,
@@ -77,6 +80,7 @@ impl LettreMailer {
     /// Sends one test message to `to` with the configured transport and returns
     /// what the server answered, or an error that says what to check.
     pub async fn send_test(&self, to: &str) -> anyhow::Result<String> {
+        let to_text = to.to_owned();
         let to: Mailbox = to
             .parse()
             .with_context(|| format!("{to:?} is not an email address"))?;
@@ -109,6 +113,21 @@ impl LettreMailer {
                 Ok("written to the mail folder (file transport)".into())
             }
             Transport::Log => Ok("the log transport prints messages; nothing was sent".into()),
+            Transport::Http(hook) => {
+                let test = serde_json::json!({
+                    "type": "mail.test",
+                    "to": to_text,
+                    "subject": "passcode test message",
+                    "text": "This message was sent by `passcode mail test`: the mail settings work.\n",
+                    "html": "<p>This message was sent by <code>passcode mail test</code>: the mail settings work.</p>",
+                });
+                hook.post(uuid::Uuid::new_v4(), &test, chrono::Utc::now())
+                    .await
+                    .map_err(|error| match error {
+                        MailError::Transient(e) | MailError::Permanent(e) => e,
+                    })?;
+                Ok("the mail hook accepted the message (2xx)".into())
+            }
         }
     }
 
@@ -197,7 +216,7 @@ fn smtp_transport(smtp: &SmtpSettings) -> anyhow::Result<AsyncSmtpTransport<Toki
 
 #[async_trait]
 impl Mailer for LettreMailer {
-    async fn send(&self, mail: &Mail) -> Result<(), MailError> {
+    async fn send(&self, id: uuid::Uuid, mail: &Mail) -> Result<(), MailError> {
         // A message that cannot be rendered or built never will be.
         let rendered = self.renderer.render(mail).map_err(MailError::Permanent)?;
         if let Transport::Log = self.transport {
@@ -205,8 +224,29 @@ impl Mailer for LettreMailer {
             tracing::info!(target: "passcode::dev_mail", to = %mail.recipient(), subject = %rendered.subject, "\n{}", rendered.text);
             return Ok(());
         }
+        let result = if let Transport::Http(hook) = &self.transport {
+            hook.send(id, mail, &rendered, chrono::Utc::now()).await
+        } else {
+            self.send_mime(mail, rendered).await
+        };
+        let outcome = match &result {
+            Ok(()) => "sent",
+            Err(MailError::Transient(_)) => "transient_failure",
+            Err(MailError::Permanent(_)) => "permanent_failure",
+        };
+        metrics::counter!("passcode_mail_sends_total", "result" => outcome).increment(1);
+        if let Err(error) = &result {
+            tracing::warn!(%error, "mail delivery failed");
+        }
+        result
+    }
+}
+
+impl LettreMailer {
+    /// Builds the MIME message and hands it to lettre (SMTP or file).
+    async fn send_mime(&self, mail: &Mail, rendered: crate::Rendered) -> Result<(), MailError> {
         let message = self.build(mail, rendered).map_err(MailError::Permanent)?;
-        let result = match &self.transport {
+        match &self.transport {
             Transport::Smtp(smtp) => {
                 match tokio::time::timeout(self.deadline, smtp.send(message)).await {
                     Ok(sent) => sent.map(drop).map_err(|error| {
@@ -228,18 +268,8 @@ impl Mailer for LettreMailer {
                 .await
                 .map(drop)
                 .map_err(|error| MailError::Transient(error.into())),
-            Transport::Log => Ok(()),
-        };
-        let outcome = match &result {
-            Ok(()) => "sent",
-            Err(MailError::Transient(_)) => "transient_failure",
-            Err(MailError::Permanent(_)) => "permanent_failure",
-        };
-        metrics::counter!("passcode_mail_sends_total", "result" => outcome).increment(1);
-        if let Err(error) = &result {
-            tracing::warn!(%error, "mail delivery failed");
+            Transport::Log | Transport::Http(_) => Ok(()),
         }
-        result
     }
 }
 
@@ -271,7 +301,7 @@ mod tests {
             },
         })
         .unwrap();
-        mailer.send(&code_mail()).await.unwrap();
+        mailer.send(uuid::Uuid::nil(), &code_mail()).await.unwrap();
 
         let files: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -318,7 +348,7 @@ mod tests {
         .unwrap();
         let started = std::time::Instant::now();
         assert!(matches!(
-            mailer.send(&code_mail()).await,
+            mailer.send(uuid::Uuid::nil(), &code_mail()).await,
             Err(MailError::Transient(_))
         ));
         assert!(started.elapsed() < std::time::Duration::from_secs(10));

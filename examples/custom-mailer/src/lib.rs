@@ -59,7 +59,7 @@ impl Inbox {
 
 #[async_trait]
 impl Mailer for Inbox {
-    async fn send(&self, mail: &Mail) -> Result<(), MailError> {
+    async fn send(&self, _id: uuid::Uuid, mail: &Mail) -> Result<(), MailError> {
         let code = match mail {
             Mail::Code { code, .. } => Some(code.expose().to_owned()),
             _ => None,

@@ -57,6 +57,7 @@ pub enum MailError {
 pub trait Mailer: Send + Sync {
     /// Hands `mail` to the transport now (the outbox worker calls this, never a
     /// request). `Ok` once the transport accepted it; otherwise nothing was sent, and
-    /// the error says whether retrying can help.
-    async fn send(&self, mail: &Mail) -> Result<(), MailError>;
+    /// the error says whether retrying can help. `id` names the message, the same on
+    /// every attempt: a receiver may use it to drop a duplicate delivery.
+    async fn send(&self, id: uuid::Uuid, mail: &Mail) -> Result<(), MailError>;
 }

@@ -85,7 +85,7 @@ impl MailDelivery {
                 .finish(queued.id, OutboxStatus::Expired, None, self.clock.now())
                 .await;
         }
-        match self.mailer.send(&queued.mail).await {
+        match self.mailer.send(queued.id, &queued.mail).await {
             Ok(()) => outbox.mark_sent(queued.id, self.clock.now()).await,
             Err(MailError::Transient(error)) if queued.attempts < self.settings.max_attempts => {
                 let next = self.clock.now() + self.backoff(queued.attempts);
@@ -180,7 +180,7 @@ mod tests {
     fn delivered_mail_is_marked_sent() {
         let (mut outbox, mut mailer) = (MockOutbox::new(), MockMailer::new());
         claim_one(&mut outbox, queued(1, Some(Duration::minutes(5))));
-        mailer.expect_send().times(1).returning(|_| Ok(()));
+        mailer.expect_send().times(1).returning(|_, _| Ok(()));
         outbox
             .expect_mark_sent()
             .with(eq(Uuid::from_u128(1)), eq(now()))
@@ -195,7 +195,7 @@ mod tests {
         claim_one(&mut outbox, queued(2, Some(Duration::minutes(5))));
         mailer
             .expect_send()
-            .returning(|_| Err(MailError::Transient(anyhow::anyhow!("421 try later"))));
+            .returning(|_, _| Err(MailError::Transient(anyhow::anyhow!("421 try later"))));
         outbox
             .expect_retry_later()
             .withf(|_, next, error| {
@@ -215,7 +215,7 @@ mod tests {
         claim_one(&mut outbox, queued(1, None));
         mailer
             .expect_send()
-            .returning(|_| Err(MailError::Permanent(anyhow::anyhow!("550 no such user"))));
+            .returning(|_, _| Err(MailError::Permanent(anyhow::anyhow!("550 no such user"))));
         outbox.expect_retry_later().never();
         outbox
             .expect_finish()
@@ -234,7 +234,7 @@ mod tests {
         claim_one(&mut outbox, queued(3, None));
         mailer
             .expect_send()
-            .returning(|_| Err(MailError::Transient(anyhow::anyhow!("timeout"))));
+            .returning(|_, _| Err(MailError::Transient(anyhow::anyhow!("timeout"))));
         outbox.expect_retry_later().never();
         outbox
             .expect_finish()
