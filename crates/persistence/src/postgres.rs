@@ -147,14 +147,13 @@ pub async fn create_database(admin_url: &str, name: &str) -> anyhow::Result<Stri
 mod pipelined {
     use chrono::{DateTime, Utc};
     use diesel::prelude::*;
-    use diesel::sql_types::{BigInt, Integer, Text};
     use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
     use passcode_domain::ports::{Limit, Tries};
     use passcode_domain::{EmailAddress, InfraError, OtpPurpose};
 
     use super::PgStore;
     use crate::error::query_error;
-    use crate::rows::{ACQUIRE_SQL, OtpRow, attempts_limit, limit_name, retry_after};
+    use crate::rows::{OtpRow, acquire_query, attempts_limit, limit_name, retry_after};
     use crate::schema::{otp_codes, rate_limits};
     use crate::time::to_millis;
 
@@ -182,14 +181,15 @@ mod pipelined {
         } else {
             now_ms - limit.cooldown.num_milliseconds()
         };
-        diesel::sql_query(ACQUIRE_SQL)
-            .bind::<Text, _>(key)
-            .bind::<BigInt, _>(now_ms)
-            .bind::<BigInt, _>(now_ms - limit.window.num_milliseconds())
-            .bind::<Integer, _>(attempts_limit(limit.limit))
-            .bind::<BigInt, _>(cooled_down)
-            .execute(&mut conn)
-            .await
+        acquire_query!(
+            key,
+            now_ms,
+            now_ms - limit.window.num_milliseconds(),
+            attempts_limit(limit.limit),
+            cooled_down
+        )
+        .execute(&mut conn)
+        .await
     }
 
     /// When a refused budget frees again.

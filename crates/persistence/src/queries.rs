@@ -585,7 +585,6 @@ macro_rules! impl_ports {
                 limit: Limit,
                 now: DateTime<Utc>,
             ) -> Result<Option<chrono::Duration>, diesel::result::Error> {
-                use diesel::sql_types::{BigInt, Integer, Text};
                 let now_ms = to_millis(now);
                 let window_ended = now_ms - limit.window.num_milliseconds();
                 // No cooldown: no condition on last_at (requests' clocks need not arrive in order).
@@ -594,14 +593,15 @@ macro_rules! impl_ports {
                 } else {
                     now_ms - limit.cooldown.num_milliseconds()
                 };
-                let counted = diesel::sql_query($crate::rows::ACQUIRE_SQL)
-                    .bind::<Text, _>(key)
-                    .bind::<BigInt, _>(now_ms)
-                    .bind::<BigInt, _>(window_ended)
-                    .bind::<Integer, _>(attempts_limit(limit.limit))
-                    .bind::<BigInt, _>(cooled_down)
-                    .execute(&mut *conn)
-                    .await?;
+                let counted = $crate::rows::acquire_query!(
+                    key,
+                    now_ms,
+                    window_ended,
+                    attempts_limit(limit.limit),
+                    cooled_down
+                )
+                .execute(&mut *conn)
+                .await?;
                 if counted == 1 {
                     return Ok(None);
                 }

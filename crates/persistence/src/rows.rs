@@ -129,17 +129,46 @@ pub(crate) fn attempts_limit(max_attempts: u32) -> i32 {
     i32::try_from(max_attempts).unwrap_or(i32::MAX)
 }
 
-/// One statement that counts an event only if the bucket's limit allows it. Binds:
-/// $1 bucket, $2 now, $3 now − window (a window that started then or earlier has ended),
-/// $4 limit, $5 now − cooldown. Numbered so that each first appears in order, which
-/// lets SQLite and PostgreSQL share the text. Every SET reads the old row.
-pub(crate) const ACQUIRE_SQL: &str = "\
-INSERT INTO rate_limits (bucket, window_start, count, last_at) VALUES ($1, $2, 1, $2) \
-ON CONFLICT (bucket) DO UPDATE SET \
-count = CASE WHEN rate_limits.window_start <= $3 THEN 1 ELSE rate_limits.count + 1 END, \
-window_start = CASE WHEN rate_limits.window_start <= $3 THEN $2 ELSE rate_limits.window_start END, \
-last_at = $2 \
-WHERE (rate_limits.window_start <= $3 OR rate_limits.count < $4) AND rate_limits.last_at <= $5";
+/// `Throttle::acquire`'s conditional upsert of `key`: counts one event at `now_ms`
+/// (a new window if the last one ended at `window_ended`) unless the window is full
+/// (`limit` events) or the cooldown has not passed (`last_at` after `cooled_down`).
+/// Affects 1 row if counted, 0 if refused. Built with Diesel's query builder rather
+/// than written as SQL text, so that both backends keep it prepared: it runs on
+/// every guess, login and mail.
+macro_rules! acquire_query {
+    ($key:expr, $now_ms:expr, $window_ended:expr, $limit:expr, $cooled_down:expr) => {{
+        use diesel::dsl::case_when;
+        use diesel::query_dsl::methods::FilterDsl as _;
+        use diesel::sql_types::{BigInt, Integer};
+        use diesel::{BoolExpressionMethods as _, ExpressionMethods as _, IntoSql as _};
+        use $crate::schema::rate_limits;
+        let now_ms: i64 = $now_ms;
+        let window_ended: i64 = $window_ended;
+        let window_over = rate_limits::window_start.le(window_ended);
+        diesel::insert_into(rate_limits::table)
+            .values((
+                rate_limits::bucket.eq($key),
+                rate_limits::window_start.eq(now_ms),
+                rate_limits::count.eq(1),
+                rate_limits::last_at.eq(now_ms),
+            ))
+            .on_conflict(rate_limits::bucket)
+            .do_update()
+            .set((
+                rate_limits::count.eq(case_when(window_over, 1.into_sql::<Integer>())
+                    .otherwise(rate_limits::count + 1)),
+                rate_limits::window_start.eq(case_when(window_over, now_ms.into_sql::<BigInt>())
+                    .otherwise(rate_limits::window_start)),
+                rate_limits::last_at.eq(now_ms),
+            ))
+            .filter(
+                window_over
+                    .or(rate_limits::count.lt($limit))
+                    .and(rate_limits::last_at.le($cooled_down)),
+            )
+    }};
+}
+pub(crate) use acquire_query;
 
 /// Deletes the limit state keyed by an address. Binds: $1 the address, $2 and $3 the
 /// prefixes of its per-client guessing and login keys, $4 the account's

@@ -172,13 +172,12 @@ impl_ports!(SqliteStore, crate::outbox_rows::CLAIM_SQLITE);
 mod one_trip {
     use chrono::{DateTime, Utc};
     use diesel::prelude::*;
-    use diesel::sql_types::{BigInt, Integer, Text};
     use passcode_domain::ports::{Limit, Tries};
     use passcode_domain::{EmailAddress, InfraError, OtpPurpose};
 
     use super::SqliteStore;
     use crate::error::query_error;
-    use crate::rows::{ACQUIRE_SQL, OtpRow, attempts_limit, limit_name, retry_after};
+    use crate::rows::{OtpRow, acquire_query, attempts_limit, limit_name, retry_after};
     use crate::schema::{otp_codes, rate_limits};
     use crate::time::to_millis;
 
@@ -208,13 +207,14 @@ mod one_trip {
         } else {
             now_ms - limit.cooldown.num_milliseconds()
         };
-        let counted = diesel::sql_query(ACQUIRE_SQL)
-            .bind::<Text, _>(key)
-            .bind::<BigInt, _>(now_ms)
-            .bind::<BigInt, _>(window_ended)
-            .bind::<Integer, _>(attempts_limit(limit.limit))
-            .bind::<BigInt, _>(cooled_down)
-            .execute(conn)?;
+        let counted = acquire_query!(
+            key,
+            now_ms,
+            window_ended,
+            attempts_limit(limit.limit),
+            cooled_down
+        )
+        .execute(conn)?;
         if counted == 1 {
             return Ok(None);
         }
