@@ -306,8 +306,10 @@ async fn a_client_generated_from_the_document_registers_verifies_and_logs_in() {
     );
     let email = unique_email();
     let base = app.address.clone();
-    let step = |args: &[&str]| {
-        let out = Command::new(test_python())
+    // Run without blocking this test's runtime: pooled PostgreSQL connections opened
+    // on it (the purge task's, at start-up) are driven by it while a request uses them.
+    let step = async |args: &[&str]| {
+        let out = tokio::process::Command::new(test_python())
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/../../tests/support/generated_client.py"
@@ -315,6 +317,7 @@ async fn a_client_generated_from_the_document_registers_verifies_and_logs_in() {
             .args(args)
             .env("PYTHONPATH", dir.path())
             .output()
+            .await
             .expect("run the generated client");
         assert!(
             out.status.success(),
@@ -324,14 +327,14 @@ async fn a_client_generated_from_the_document_registers_verifies_and_logs_in() {
         );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
-    step(&["register", &base, &email, PASSWORD]);
+    step(&["register", &base, &email, PASSWORD]).await;
     let code = app.next_code(&email).await;
     assert_eq!(
-        step(&["verify", &base, &email, PASSWORD, &code]),
+        step(&["verify", &base, &email, PASSWORD, &code]).await,
         "Account verified successfully"
     );
     assert_eq!(
-        step(&["login", &base, &email, PASSWORD]),
+        step(&["login", &base, &email, PASSWORD]).await,
         format!("{email} Ada Generated True")
     );
     let body = json_of(app.login(&email, PASSWORD).await, 200).await;
