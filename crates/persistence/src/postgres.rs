@@ -152,21 +152,11 @@ mod pipelined {
     use passcode_domain::{EmailAddress, InfraError, OtpPurpose};
 
     use super::PgStore;
-    use crate::error::query_error;
-    use crate::rows::{OtpRow, acquire_query, attempts_limit, limit_name, retry_after};
+    use crate::rows::{
+        Abort, OtpRow, acquire_query, attempts_limit, limit_name, retry_after, tries,
+    };
     use crate::schema::{otp_codes, rate_limits};
     use crate::time::to_millis;
-
-    enum Abort {
-        Refused(usize, chrono::Duration),
-        Query(diesel::result::Error),
-    }
-
-    impl From<diesel::result::Error> for Abort {
-        fn from(error: diesel::result::Error) -> Self {
-            Self::Query(error)
-        }
-    }
 
     /// `Throttle::acquire`'s conditional upsert: 1 if counted.
     async fn upsert(
@@ -271,18 +261,7 @@ mod pipelined {
                     Ok(rows)
                 })
                 .await;
-            match counted {
-                Ok(rows) => Ok(Tries::Counted(
-                    rows.into_iter()
-                        .map(OtpRow::into_domain)
-                        .collect::<Result<_, _>>()?,
-                )),
-                Err(Abort::Refused(budget, retry_after)) => Ok(Tries::Refused {
-                    budget,
-                    retry_after,
-                }),
-                Err(Abort::Query(error)) => Err(query_error(error)),
-            }
+            tries(counted)
         }
     }
 }

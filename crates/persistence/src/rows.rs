@@ -246,3 +246,35 @@ impl AuditRow {
         })
     }
 }
+
+/// Why a guess's transaction was rolled back: a budget refused (which one, and until
+/// when), or the database failed.
+pub(crate) enum Abort {
+    Refused(usize, chrono::Duration),
+    Query(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for Abort {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Query(error)
+    }
+}
+
+/// A guess's transaction's outcome as the port reports it.
+pub(crate) fn tries(
+    counted: Result<Vec<OtpRow>, Abort>,
+) -> Result<passcode_domain::ports::Tries, passcode_domain::InfraError> {
+    use passcode_domain::ports::Tries;
+    match counted {
+        Ok(rows) => Ok(Tries::Counted(
+            rows.into_iter()
+                .map(OtpRow::into_domain)
+                .collect::<Result<_, _>>()?,
+        )),
+        Err(Abort::Refused(budget, retry_after)) => Ok(Tries::Refused {
+            budget,
+            retry_after,
+        }),
+        Err(Abort::Query(error)) => Err(crate::error::query_error(error)),
+    }
+}

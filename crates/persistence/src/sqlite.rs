@@ -177,21 +177,11 @@ mod one_trip {
 
     use super::SqliteStore;
     use crate::error::query_error;
-    use crate::rows::{OtpRow, acquire_query, attempts_limit, limit_name, retry_after};
+    use crate::rows::{
+        Abort, OtpRow, acquire_query, attempts_limit, limit_name, retry_after, tries,
+    };
     use crate::schema::{otp_codes, rate_limits};
     use crate::time::to_millis;
-
-    /// Why a transaction was rolled back.
-    enum Abort {
-        Refused(usize, chrono::Duration),
-        Query(diesel::result::Error),
-    }
-
-    impl From<diesel::result::Error> for Abort {
-        fn from(error: diesel::result::Error) -> Self {
-            Self::Query(error)
-        }
-    }
 
     /// `Throttle::acquire`'s statement, synchronously: `Some(retry_after)` if refused.
     fn reserve(
@@ -271,24 +261,14 @@ mod one_trip {
                         .get_results(conn)?)
                     });
                     match counted {
-                        Ok(rows) => Ok(Ok(rows)),
-                        Err(Abort::Refused(budget, retry_after)) => Ok(Err((budget, retry_after))),
+                        // A database failure is the trip's own error; a refusal is data.
                         Err(Abort::Query(error)) => Err(error),
+                        other => Ok(other),
                     }
                 })
                 .await
                 .map_err(query_error)?;
-            match outcome {
-                Ok(rows) => Ok(Tries::Counted(
-                    rows.into_iter()
-                        .map(OtpRow::into_domain)
-                        .collect::<Result<_, _>>()?,
-                )),
-                Err((budget, retry_after)) => Ok(Tries::Refused {
-                    budget,
-                    retry_after,
-                }),
-            }
+            tries(outcome)
         }
     }
 }
