@@ -47,9 +47,7 @@ async fn guessing_budget_is_not_reset_by_new_codes() {
     for _ in 0..5 {
         assert_eq!(app.validate(&email, wrong_for(&first)).await.status(), 400);
     }
-    let resend = app
-        .post("/api/accounts/resend-otp/", &json!({"email": email}))
-        .await;
+    let resend = app.resend(&email).await;
     assert_eq!(resend.status(), 200);
     let second = app.next_code(&email).await;
     for _ in 0..5 {
@@ -103,23 +101,10 @@ async fn resend_cooldown_is_identical_for_known_and_unknown_addresses_and_mails_
     assert_eq!(app.register(&known).await.status(), 201);
     app.next_mail(&known).await;
     let unknown = unique_email();
-    assert_eq!(
-        app.post("/api/accounts/resend-otp/", &json!({"email": unknown}))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(app.resend(&unknown).await.status(), 200);
 
-    let (known_wait, known_body) = expect_throttled(
-        app.post("/api/accounts/resend-otp/", &json!({"email": known}))
-            .await,
-    )
-    .await;
-    let (unknown_wait, unknown_body) = expect_throttled(
-        app.post("/api/accounts/resend-otp/", &json!({"email": unknown}))
-            .await,
-    )
-    .await;
+    let (known_wait, known_body) = expect_throttled(app.resend(&known).await).await;
+    let (unknown_wait, unknown_body) = expect_throttled(app.resend(&unknown).await).await;
     assert_eq!(known_body, unknown_body);
     assert!((55..=60).contains(&known_wait) && (55..=60).contains(&unknown_wait));
     // Registering again is a resend too.
@@ -137,18 +122,9 @@ async fn resend_cap_limits_mails_per_hour() {
         // Each mail is out before the next code replaces it (a replaced code's waiting
         // mail is dropped).
         app.next_mail(&email).await;
-        assert_eq!(
-            app.post("/api/accounts/resend-otp/", &json!({"email": email}))
-                .await
-                .status(),
-            200
-        );
+        assert_eq!(app.resend(&email).await.status(), 200);
     }
-    let (retry_after, _) = expect_throttled(
-        app.post("/api/accounts/resend-otp/", &json!({"email": email}))
-            .await,
-    )
-    .await;
+    let (retry_after, _) = expect_throttled(app.resend(&email).await).await;
     assert!((3_500..=3_600).contains(&retry_after), "{retry_after}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.mails_to(&email).len(), 3);
@@ -167,15 +143,7 @@ async fn each_client_address_is_limited_per_endpoint() {
     }
     expect_throttled(app.login(&unique_email(), "some password 123").await).await;
     // Malformed requests count too, and the limit is per endpoint.
-    assert_eq!(
-        app.post(
-            "/api/accounts/resend-otp/",
-            &json!({"email": unique_email()})
-        )
-        .await
-        .status(),
-        200
-    );
+    assert_eq!(app.resend(&unique_email()).await.status(), 200);
 }
 
 #[tokio::test]

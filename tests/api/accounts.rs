@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, json_of, spawn_app, unique_email};
+use crate::helpers::{Cli, PASSWORD, TestApp, json_of, spawn_app, unique_email};
 
 async fn delete(app: &TestApp, access: &Value, password: &str) -> reqwest::Response {
     app.client
@@ -48,12 +48,7 @@ async fn an_owner_deletes_the_account_with_the_password_and_the_address_can_regi
     let deleted = json_of(delete(&app, &tokens["access"], PASSWORD).await, 200).await;
     assert_eq!(deleted["message"], "Your account has been deleted.");
     assert_eq!(me(&app, &tokens["access"]).await, 401);
-    let refresh = app
-        .post(
-            "/api/accounts/token/refresh/",
-            &json!({"refresh": tokens["refresh"]}),
-        )
-        .await;
+    let refresh = app.refresh(&tokens["refresh"]).await;
     assert_eq!(refresh.status(), 401);
     assert_eq!(app.login(&email, PASSWORD).await.status(), 401);
     let goodbye = app.next_mail(&email).await;
@@ -87,12 +82,7 @@ async fn a_delete_racing_a_refresh_leaves_no_token_that_works() {
         // The refresh won the race: its pair must not outlive the account.
         let pair: Value = refreshed.json().await.unwrap();
         assert_eq!(me(&app, &pair["access"]).await, 401);
-        let again = app
-            .post(
-                "/api/accounts/token/refresh/",
-                &json!({"refresh": pair["refresh"]}),
-            )
-            .await;
+        let again = app.refresh(&pair["refresh"]).await;
         assert_eq!(again.status(), 401);
     } else {
         assert_eq!(refreshed.status(), 401);
@@ -108,13 +98,7 @@ async fn an_operator_deletes_an_account_with_the_cli() {
     app.users_cli("delete", &email);
     assert_eq!(me(&app, &tokens["access"]).await, 401);
     assert_eq!(app.login(&email, PASSWORD).await.status(), 401);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_passcode"))
-        .args(["users", "delete", &email])
-        .env("APP__LOG__LEVEL", "off")
-        .env("APP__DATABASE__URL", &app.settings.database.url)
-        .env("APP__DATA__DIR", app.data_dir.path())
-        .output()
-        .unwrap();
+    let out = app.cli(&["users", "delete", &email]).output().unwrap();
     assert!(!out.status.success(), "no such account any more");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no account"));
 }
@@ -292,10 +276,7 @@ async fn sessions_of(app: &TestApp, access: &Value) -> Vec<Value> {
 }
 
 async fn refresh_status(app: &TestApp, refresh: &Value) -> u16 {
-    app.post("/api/accounts/token/refresh/", &json!({"refresh": refresh}))
-        .await
-        .status()
-        .as_u16()
+    app.refresh(&refresh).await.status().as_u16()
 }
 
 #[tokio::test]

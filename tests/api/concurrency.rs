@@ -88,9 +88,7 @@ async fn ten_concurrent_registrations_in_default_policy_all_answer_201() {
     for _ in 0..10 {
         app.next_mail(&email).await;
     }
-    let resend = app
-        .post("/api/accounts/resend-otp/", &json!({"email": email}))
-        .await;
+    let resend = app.resend(&email).await;
     assert_eq!(resend.status(), 200);
     let code = app.next_code(&email).await;
     assert_eq!(app.validate(&email, &code).await.status(), 200);

@@ -310,10 +310,7 @@ async fn a_client_generated_from_the_document_registers_verifies_and_logs_in() {
     // on it (the purge task's, at start-up) are driven by it while a request uses them.
     let step = async |args: &[&str]| {
         let out = tokio::process::Command::new(test_python())
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../tests/support/generated_client.py"
-            ))
+            .arg(crate::helpers::support_file("generated_client.py"))
             .args(args)
             .env("PYTHONPATH", dir.path())
             .output()

@@ -26,12 +26,7 @@ async fn whole_flow(app: &TestApp) {
     let login = json_of(app.login(&email, PASSWORD).await, 200).await;
     let refresh = login["refresh"].as_str().expect("refresh").to_owned();
 
-    let refreshed = json_of(
-        app.post("/api/accounts/token/refresh/", &json!({"refresh": refresh}))
-            .await,
-        200,
-    )
-    .await;
+    let refreshed = json_of(app.refresh(&refresh).await, 200).await;
     assert!(refreshed["access"].is_string() && refreshed["refresh"].is_string());
 
     let me = app
@@ -47,12 +42,7 @@ async fn whole_flow(app: &TestApp) {
     assert_eq!(me["email_verified"], true);
     assert!(me["id"].is_string() && me["created_at"].is_string());
 
-    let check = app
-        .post(
-            "/api/accounts/token/verify/",
-            &json!({"token": refreshed["access"]}),
-        )
-        .await;
+    let check = app.verify_token(&refreshed["access"]).await;
     assert_eq!(json_of(check, 200).await, json!({}));
 }
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Mail, PASSWORD, TestApp, json_of, spawn_app, spawn_app_with, unique_email};
+use crate::helpers::{
+    Cli, Mail, PASSWORD, TestApp, json_of, spawn_app, spawn_app_with, unique_email,
+};
 
 const OTHER: &str = "mallory's own password 42";
 
@@ -390,12 +392,7 @@ async fn responses_that_carry_tokens_are_never_cached() {
     let login = app.login(&email, PASSWORD).await;
     assert_eq!(login.headers()["cache-control"], "no-store");
     let tokens = json_of(login, 200).await;
-    let refreshed = app
-        .post(
-            "/api/accounts/token/refresh/",
-            &json!({"refresh": tokens["refresh"]}),
-        )
-        .await;
+    let refreshed = app.refresh(&tokens["refresh"]).await;
     assert_eq!(refreshed.status(), 200);
     assert_eq!(refreshed.headers()["cache-control"], "no-store");
 }
@@ -407,21 +404,11 @@ async fn a_session_ends_at_its_absolute_lifetime_however_often_refreshed() {
     let mut tokens = app.verified_user(&email).await;
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(700)).await;
-        let refreshed = app
-            .post(
-                "/api/accounts/token/refresh/",
-                &json!({"refresh": tokens["refresh"]}),
-            )
-            .await;
+        let refreshed = app.refresh(&tokens["refresh"]).await;
         tokens = json_of(refreshed, 200).await;
     }
     tokio::time::sleep(Duration::from_millis(1_800)).await;
-    let ended = app
-        .post(
-            "/api/accounts/token/refresh/",
-            &json!({"refresh": tokens["refresh"]}),
-        )
-        .await;
+    let ended = app.refresh(&tokens["refresh"]).await;
     assert_eq!(ended.status(), 401, "the session reached its end");
     assert_eq!(
         app.login(&email, PASSWORD).await.status(),

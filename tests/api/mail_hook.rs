@@ -3,7 +3,7 @@
 //! the `standardwebhooks` library: delivery, an outage, a 5xx, a 4xx, a wrong secret.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -47,7 +47,7 @@ impl Receiver {
     }
 
     fn start(&mut self) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/support/mail_hook.py");
+        let script = crate::helpers::support_file("mail_hook.py");
         let mut child = Command::new(test_python())
             .arg(&script)
             .args(["--port", &self.port.to_string(), "--secret", SECRET])

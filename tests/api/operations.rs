@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use serde_json::json;
 
-use crate::helpers::{Mail, PASSWORD, TestApp, spawn_app_with, unique_email};
+use crate::helpers::{Cli, Mail, PASSWORD, TestApp, spawn_app_with, unique_email};
 
 /// The sum of the samples of `name` whose labels include every pair of `labels`.
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -185,12 +185,8 @@ async fn hashing_rejections_are_counted() {
 }
 
 fn audit_cli(app: &TestApp, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_passcode"))
-        .arg("audit")
-        .args(args)
-        .env("APP__LOG__LEVEL", "off")
-        .env("APP__DATABASE__URL", &app.settings.database.url)
-        .env("APP__DATA__DIR", app.data_dir.path())
+    let out = app
+        .cli(&[&["audit"], args].concat())
         .output()
         .expect("passcode audit");
     assert!(
@@ -313,10 +309,10 @@ async fn no_secret_reaches_the_log_even_at_debug() {
         ("APP__MAIL__SMTP__PASSWORD", crate::helpers::SMTP_PASSWORD),
         ("APP__MAIL__SMTP__CA_FILE", ca.as_str()),
     ];
-    let pg_url;
+    let database;
     if crate::helpers::backend_name() == "postgres" {
-        pg_url = crate::helpers::fresh_postgres_database().await;
-        envs.push(("APP__DATABASE__URL", pg_url.as_str()));
+        database = crate::helpers::TestDatabase::create("api").await;
+        envs.push(("APP__DATABASE__URL", database.url()));
     }
     let (mut child, base, lines) = crate::cli::serve(dir.path(), &envs).await;
     let client = reqwest::Client::builder().no_proxy().build().unwrap();

@@ -82,9 +82,7 @@ async fn a_new_code_invalidates_the_previous_one() {
     let email = unique_email();
     app.register(&email).await;
     let first = app.next_code(&email).await;
-    let resend = app
-        .post("/api/accounts/resend-otp/", &json!({"email": email}))
-        .await;
+    let resend = app.resend(&email).await;
     assert_eq!(resend.status(), 200);
     let second = app.next_code(&email).await;
     if first != second {
@@ -127,9 +125,7 @@ async fn resend_answers_the_same_for_unknown_pending_and_verified_addresses() {
 
     let mut bodies = Vec::new();
     for email in [unique_email(), pending.clone(), verified.clone()] {
-        let response = app
-            .post("/api/accounts/resend-otp/", &json!({"email": email}))
-            .await;
+        let response = app.resend(&email).await;
         bodies.push(json_of(response, 200).await);
     }
     assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");

@@ -149,7 +149,7 @@ async fn measure_register_to_mail_arrival_delay() {
         s.mail.outbox = defaults.mail.outbox;
     })
     .await;
-    let new_mail = smtp.dir.join("single/new");
+    let new_mail = smtp.maildir().join("new");
     let count = || std::fs::read_dir(&new_mail).map_or(0, |d| d.count());
     let (mut delays, mut answers) = (Vec::new(), Vec::new());
     for i in 0..100 {

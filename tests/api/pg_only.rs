@@ -6,21 +6,22 @@ use futures::future::join_all;
 use serde_json::json;
 
 use crate::helpers::{
-    Mail, PASSWORD, PgCluster, fresh_postgres_database, spawn_app_with, start_instance,
-    unique_email,
+    Mail, PASSWORD, PgCluster, TestDatabase, spawn_app_with, start_instance, unique_email,
 };
 
 /// Two instances (same settings, one database); returns (first, second) base URLs.
-async fn two_instances() -> (crate::helpers::TestApp, String) {
-    let url = fresh_postgres_database().await;
+/// The database goes with the third value.
+async fn two_instances() -> (crate::helpers::TestApp, String, TestDatabase) {
+    let database = TestDatabase::create("api").await;
+    let url = database.url().to_owned();
     let app = spawn_app_with(Mail::Starttls, |s| s.database.url = url).await;
     let second = start_instance(app.settings.clone()).await;
-    (app, second)
+    (app, second, database)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_right_codes_over_two_instances_give_exactly_one_success() {
-    let (app, second) = two_instances().await;
+    let (app, second, _database) = two_instances().await;
     let email = unique_email();
     app.register(&email).await;
     let code = app.next_code(&email).await;
@@ -57,7 +58,7 @@ async fn twenty_right_codes_over_two_instances_give_exactly_one_success() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_tries_over_two_instances_are_all_counted() {
-    let (app, second) = two_instances().await;
+    let (app, second, _database) = two_instances().await;
     let email = unique_email();
     app.register(&email).await;
     let code = app.next_code(&email).await;
@@ -88,7 +89,8 @@ async fn wrong_tries_over_two_instances_are_all_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_starting_together_on_an_empty_database_all_start() {
-    let url = fresh_postgres_database().await;
+    let database = TestDatabase::create("api").await;
+    let url = database.url().to_owned();
     let app = spawn_app_with(Mail::Starttls, |s| s.database.url = url).await;
     let more = join_all((0..3).map(|_| start_instance(app.settings.clone()))).await;
     for base in more {
@@ -158,7 +160,8 @@ async fn database_down_answers_503_quickly_and_the_service_recovers_by_itself() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_the_guessing_budget_and_the_resend_cooldown() {
-    let url = fresh_postgres_database().await;
+    let database = TestDatabase::create("api").await;
+    let url = database.url().to_owned();
     let app = spawn_app_with(Mail::Starttls, |s| {
         s.database.url = url;
         s.limits.guess_budget = 10;
@@ -207,7 +210,8 @@ async fn two_instances_share_the_guessing_budget_and_the_resend_cooldown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_draining_one_outbox_deliver_every_mail_once() {
     let mut smtp = crate::helpers::ControlledSmtp::down("accept");
-    let url = fresh_postgres_database().await;
+    let database = TestDatabase::create("api").await;
+    let url = database.url().to_owned();
     let app = spawn_app_with(Mail::Starttls, |s| {
         s.database.url = url;
         smtp.configure(s);
@@ -239,7 +243,8 @@ async fn two_instances_draining_one_outbox_deliver_every_mail_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_with_secrets_generated_by_this_instance_warns_at_start() {
-    let url = fresh_postgres_database().await;
+    let database = TestDatabase::create("api").await;
+    let url = database.url().to_owned();
     let dir = tempfile::tempdir().unwrap();
     let (mut child, _, lines) =
         crate::cli::serve(dir.path(), &[("APP__DATABASE__URL", url.as_str())]).await;

@@ -26,8 +26,7 @@ async fn confirm_reset(
 }
 
 async fn refresh(app: &TestApp, token: &Value) -> reqwest::Response {
-    app.post("/api/accounts/token/refresh/", &json!({"refresh": token}))
-        .await
+    app.refresh(&token).await
 }
 
 #[tokio::test]

@@ -4,15 +4,16 @@
 use futures::future::join_all;
 use serde_json::{Value, json};
 
-use crate::helpers::{Mail, PASSWORD, TestApp, json_of, spawn_app, spawn_app_with, unique_email};
+use crate::helpers::{
+    Cli, Mail, PASSWORD, TestApp, json_of, spawn_app, spawn_app_with, unique_email,
+};
 
 async fn login(app: &TestApp, email: &str) -> Value {
     json_of(app.login(email, PASSWORD).await, 200).await
 }
 
 async fn refresh(app: &TestApp, token: &Value) -> reqwest::Response {
-    app.post("/api/accounts/token/refresh/", &json!({"refresh": token}))
-        .await
+    app.refresh(&token).await
 }
 
 async fn no_grace_app() -> TestApp {
@@ -125,11 +126,7 @@ async fn a_deactivated_account_can_neither_log_in_nor_refresh() {
     let email = unique_email();
     let tokens = app.verified_user(&email).await;
     let users = |action: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_passcode"))
-            .args(["users", action, &email])
-            .env("APP__LOG__LEVEL", "off")
-            .env("APP__DATABASE__URL", &app.settings.database.url)
-            .env("APP__DATA__DIR", app.data_dir.path())
+        app.cli(&["users", action, &email])
             .output()
             .expect("passcode users")
     };

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, json_of, spawn_app, unique_email};
+use crate::helpers::{Cli, TestApp, json_of, spawn_app, unique_email};
 
 fn b64(value: &Value) -> String {
     URL_SAFE_NO_PAD.encode(value.to_string())
@@ -152,15 +152,11 @@ async fn forged_stale_and_misused_tokens_are_all_refused() {
 
     for (attack, token) in &corpus {
         assert_eq!(me_status(&app, token).await, 401, "{attack}");
-        let verify = app
-            .post("/api/accounts/token/verify/", &json!({"token": token}))
-            .await;
+        let verify = app.verify_token(&token).await;
         assert_eq!(verify.status(), 401, "token/verify: {attack}");
     }
     // And the reverse misuse: an access token is no refresh token.
-    let as_refresh = app
-        .post("/api/accounts/token/refresh/", &json!({"refresh": access}))
-        .await;
+    let as_refresh = app.refresh(&access).await;
     assert_eq!(as_refresh.status(), 401);
 }
 
@@ -206,12 +202,7 @@ async fn keys_rotate_to_another_algorithm_without_signing_anyone_out() {
     let email = unique_email();
     let before = app.verified_user(&email).await;
     let keys = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_passcode"))
-            .arg("keys")
-            .args(args)
-            .env("APP__LOG__LEVEL", "off")
-            .env("APP__DATABASE__URL", &app.settings.database.url)
-            .env("APP__DATA__DIR", app.data_dir.path())
+        app.cli(&[&["keys"], args].concat())
             .output()
             .expect("passcode keys")
     };
@@ -275,10 +266,8 @@ async fn keys_rotate_to_another_algorithm_without_signing_anyone_out() {
 fn pyjwt_verify(jwks: &Value, token: &Value) -> std::process::Output {
     use std::io::Write;
     let input = json!({"jwks": jwks, "token": token, "issuer": "passcode", "audience": "passcode"});
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/support/verify_jwt.py");
-    let python = std::env::var("PASSCODE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let mut child = std::process::Command::new(python)
+    let script = crate::helpers::support_file("verify_jwt.py");
+    let mut child = std::process::Command::new(crate::helpers::test_python())
         .arg(script)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -33,9 +33,7 @@ async fn refresh_accepts_only_refresh_tokens() {
     let app = spawn_app().await;
     let tokens = app.verified_user(&unique_email()).await;
     for token in [tokens["access"].clone(), json!("x.y.z"), json!("")] {
-        let response = app
-            .post("/api/accounts/token/refresh/", &json!({"refresh": token}))
-            .await;
+        let response = app.refresh(&token).await;
         assert_eq!(
             json_of(response, 401).await["code"],
             "token_invalid",
@@ -48,19 +46,9 @@ async fn refresh_accepts_only_refresh_tokens() {
 async fn token_verify_accepts_only_access_tokens() {
     let app = spawn_app().await;
     let tokens = app.verified_user(&unique_email()).await;
-    let ok = app
-        .post(
-            "/api/accounts/token/verify/",
-            &json!({"token": tokens["access"]}),
-        )
-        .await;
+    let ok = app.verify_token(&tokens["access"]).await;
     assert_eq!(ok.status(), 200);
-    let refresh = app
-        .post(
-            "/api/accounts/token/verify/",
-            &json!({"token": tokens["refresh"]}),
-        )
-        .await;
+    let refresh = app.verify_token(&tokens["refresh"]).await;
     assert_eq!(json_of(refresh, 401).await["code"], "token_invalid");
 }
 

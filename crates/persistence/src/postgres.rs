@@ -3,7 +3,6 @@
 //! so any number of instances can share it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use diesel::ConnectionError;
 use diesel::connection::SimpleConnection;
@@ -120,27 +119,6 @@ impl PgStore {
 }
 
 impl_ports!(PgStore, crate::outbox_rows::CLAIM_POSTGRES);
-
-/// Creates a database on the server of `admin_url` (which names an existing
-/// database) and returns the URL of the new one. For tests and provisioning.
-pub async fn create_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
-    anyhow::ensure!(
-        name.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
-        "database names here are lower-case letters, digits and underscores"
-    );
-    let mut conn = tokio::time::timeout(
-        Duration::from_secs(10),
-        AsyncPgConnection::establish(admin_url),
-    )
-    .await??;
-    conn.batch_execute(&format!("CREATE DATABASE {name}"))
-        .await?;
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .ok_or_else(|| anyhow::anyhow!("the admin URL names no database"))?;
-    Ok(format!("{base}/{name}"))
-}
 
 /// The hot path in fewer round trips: the statements of a guess are pipelined (sent
 /// together, executed in order by the server), between BEGIN and COMMIT or ROLLBACK.

@@ -5,6 +5,7 @@
 mod suite;
 
 use passcode_persistence::{DatabaseSettings, PgStore, SqliteStore};
+use passcode_test_support::TestDatabase;
 
 /// A fresh SQLite database in its own temporary folder, migrated.
 async fn sqlite() -> (SqliteStore, tempfile::TempDir) {
@@ -16,18 +17,12 @@ async fn sqlite() -> (SqliteStore, tempfile::TempDir) {
 }
 
 /// A fresh, migrated database of its own on the PostgreSQL server of `TEST_DATABASE_URL`.
-async fn postgres() -> (PgStore, ()) {
-    let admin = std::env::var("TEST_DATABASE_URL").expect(
-        "TEST_DATABASE_URL is not set: run scripts/test.sh (it starts a throwaway PostgreSQL cluster), \
-         or set it to postgres://USER@HOST:PORT/DB of a server where tests may create databases",
-    );
-    let name = format!("contract_{}", uuid::Uuid::new_v4().simple());
-    let url = passcode_persistence::postgres::create_database(&admin, &name)
-        .await
-        .expect("create database");
-    let store = PgStore::connect(&DatabaseSettings::new(url)).expect("connect");
+/// The database is dropped with the second value.
+async fn postgres() -> (PgStore, TestDatabase) {
+    let database = TestDatabase::create("contract").await;
+    let store = PgStore::connect(&DatabaseSettings::new(database.url())).expect("connect");
     store.migrate().await.expect("migrate");
-    (store, ())
+    (store, database)
 }
 
 /// The same test functions, once per backend.
@@ -209,12 +204,8 @@ async fn sqlite_migrate_again_applies_nothing_and_keeps_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_concurrent_migrations_apply_once_and_all_succeed() {
-    let admin =
-        std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL (run scripts/test.sh)");
-    let name = format!("contract_{}", uuid::Uuid::new_v4().simple());
-    let url = passcode_persistence::postgres::create_database(&admin, &name)
-        .await
-        .unwrap();
+    let database = TestDatabase::create("contract").await;
+    let url = database.url().to_owned();
     let runs: Vec<_> = (0..4)
         .map(|_| {
             let store = PgStore::connect(&DatabaseSettings::new(url.clone())).unwrap();

@@ -1,0 +1,47 @@
+//! What passcode's test suites share: a PostgreSQL test database that drops itself,
+//! the real app on a free port, a typed client with one method per endpoint, real SMTP
+//! servers (aiosmtpd) and a reader for the mail they capture, and the tests' Python
+//! tools. `scripts/test.sh` sets up what these need.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test set-up: a failed expectation is a failed test.
+
+mod app;
+mod client;
+mod database;
+mod mail;
+mod python;
+mod smtp;
+
+pub use app::{
+    Backend, Mail, TestApp, backend, backend_name, spawn_app, spawn_app_with, start_instance,
+    start_instance_with_metrics,
+};
+pub use client::{PASSWORD, json_of, paths, wait_until_ready};
+pub use database::{PgCluster, TestDatabase};
+pub use mail::{CapturedMail, mails_in, parse_mail};
+pub use python::{support_file, test_python, venv_tool};
+pub use smtp::{ControlledSmtp, SMTP_PASSWORD, SMTP_USER, SmtpServers, smtp};
+
+/// A port nothing listens on (yet).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
+/// A fresh address for one test.
+pub fn unique_email() -> String {
+    format!("user-{}@example.com", unique_suffix())
+}
+
+/// Unique within this machine: time, process and a counter.
+pub fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{nanos:x}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
