@@ -1,0 +1,73 @@
+//! Logging in: the same answer and time for unknown addresses, wrong passwords and inactive accounts.
+
+use super::*;
+
+#[test]
+fn login_of_unknown_address_still_verifies_against_a_dummy_hash() {
+    let mut m = Mocks::new().unthrottled();
+    m.users.expect_find_by_email().returning(|_| Ok(None));
+    m.passwords
+        .expect_verify()
+        .withf(|_, hash| hash.is_none())
+        .times(1)
+        .returning(|_, _| Ok(false));
+    assert!(matches!(login(m), Err(LoginError::InvalidCredentials)));
+}
+
+#[test]
+fn login_with_wrong_password_is_refused() {
+    let mut m = Mocks::new().unthrottled();
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(true))));
+    m.passwords.expect_verify().returning(|_, _| Ok(false));
+    m.tokens.expect_issue().never();
+    assert!(matches!(login(m), Err(LoginError::InvalidCredentials)));
+}
+
+#[test]
+fn login_of_unverified_account_is_refused_by_default() {
+    let mut m = Mocks::new().unthrottled();
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(false))));
+    m.passwords.expect_verify().returning(|_, _| Ok(true));
+    m.tokens.expect_issue().never();
+    assert!(matches!(login(m), Err(LoginError::EmailNotVerified)));
+}
+
+#[test]
+fn login_of_unverified_account_works_in_compatibility_policy() {
+    let mut m = Mocks::new().unthrottled();
+    m.policy = RegistrationPolicy::TokensBeforeVerification;
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(false))));
+    m.passwords.expect_verify().returning(|_, _| Ok(true));
+    m.tokens.expect_issue().returning(|_, _| Ok(pair()));
+    assert_eq!(login(m).unwrap(), pair());
+}
+
+#[test]
+fn login_of_inactive_account_is_refused_like_a_wrong_password() {
+    let mut m = Mocks::new().unthrottled();
+    m.users.expect_find_by_email().returning(|_| {
+        let mut u = user(true);
+        u.is_active = false;
+        Ok(Some(u))
+    });
+    m.passwords.expect_verify().returning(|_, _| Ok(true));
+    assert!(matches!(login(m), Err(LoginError::InvalidCredentials)));
+}
+
+#[test]
+fn login_sheds_load_when_hashing_is_busy() {
+    let mut m = Mocks::new().unthrottled();
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(true))));
+    m.passwords
+        .expect_verify()
+        .returning(|_, _| Err(HashError::Busy));
+    assert!(matches!(login(m), Err(LoginError::Busy)));
+}

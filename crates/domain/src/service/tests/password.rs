@@ -1,0 +1,107 @@
+//! Password reset and change.
+
+use super::*;
+
+#[test]
+fn reset_request_mails_a_reset_code_to_known_addresses_only() {
+    let mut m = Mocks::new().unthrottled();
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(true))));
+    let (sent, codes) = capture(&mut m);
+    block_on(m.service().request_password_reset(&email()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(codes.lock().unwrap()[0].purpose, OtpPurpose::ResetPassword);
+    assert!(matches!(
+        sent.lock().unwrap()[0],
+        Mail::Code {
+            purpose: OtpPurpose::ResetPassword,
+            ..
+        }
+    ));
+
+    let mut m = Mocks::new().unthrottled();
+    m.users.expect_find_by_email().returning(|_| Ok(None));
+    m.otps.expect_replace().never();
+    m.otps
+        .expect_decoy()
+        .withf(|_, purpose, _| *purpose == OtpPurpose::ResetPassword)
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    block_on(m.service().request_password_reset(&email()))
+        .unwrap()
+        .unwrap();
+}
+
+#[test]
+fn reset_confirm_sets_the_password_verifies_revokes_and_notifies() {
+    let mut m = Mocks::new().unthrottled();
+    m.hashing_succeeds();
+    m.otps.expect_count_try().returning(|_, purpose, _, _, _| {
+        assert_eq!(purpose, OtpPurpose::ResetPassword);
+        let mut otp = stored_otp("123456", 1, Duration::minutes(5));
+        otp.purpose = OtpPurpose::ResetPassword;
+        otp.code_hash = OtpHasher::new(SECRET.to_vec()).hash(
+            &email(),
+            OtpPurpose::ResetPassword,
+            &OtpCode::new("123456".into()),
+        );
+        Ok(Tries::Counted(vec![otp]))
+    });
+    m.otps.expect_consume().returning(|_, _, _, _| Ok(true));
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(false))));
+    m.users
+        .expect_set_password()
+        .withf(|id, hash, verify, at, audit| {
+            *id == user(false).id
+                && hash.as_str() == "$argon2id$new"
+                && *verify
+                && *at == now()
+                && audit.kind == AuditKind::PasswordReset
+        })
+        .times(1)
+        .returning(|_, _, _, _, _| Ok(()));
+    let sent = capture_mail(&mut m);
+    block_on(m.service().confirm_password_reset(reset_input("123456"))).unwrap();
+    assert!(matches!(
+        sent.lock().unwrap()[0],
+        Mail::PasswordChanged { .. }
+    ));
+}
+
+#[test]
+fn reset_confirm_with_a_wrong_code_changes_nothing() {
+    let mut m = Mocks::new().unthrottled();
+    m.hashing_succeeds();
+    m.otps
+        .expect_count_try()
+        .returning(|_, _, _, _, _| Ok(Tries::Counted(vec![])));
+    m.users.expect_set_password().never();
+    m.outbox.expect_enqueue().never();
+    let error = block_on(m.service().confirm_password_reset(reset_input("123456"))).unwrap_err();
+    assert!(matches!(error, ResetError::InvalidCode));
+}
+
+#[test]
+fn change_password_needs_the_old_password() {
+    let mut m = Mocks::new().unthrottled();
+    m.tokens
+        .expect_verify()
+        .returning(|_, kind, _| Ok(claims(kind)));
+    m.users
+        .expect_find_by_id()
+        .returning(|_| Ok(Some(user(true))));
+    m.passwords.expect_verify().returning(|_, _| Ok(false));
+    m.users.expect_set_password().never();
+    let old = Password::for_login("not the old one".into()).unwrap();
+    let new = Password::parse("a brand new passphrase".into()).unwrap();
+    let error = block_on(
+        m.service()
+            .change_password("a", &old, &new, &RequestContext::default()),
+    )
+    .unwrap_err();
+    assert!(matches!(error, ChangePasswordError::WrongOldPassword));
+}

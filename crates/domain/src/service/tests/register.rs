@@ -1,0 +1,180 @@
+//! Registration: what is stored, what is mailed, the policies and the cooldown.
+
+use super::*;
+
+#[test]
+fn register_new_address_stores_only_the_hash_and_mails_the_code() {
+    let mut m = Mocks::new().unthrottled();
+    m.hashing_succeeds();
+    m.users
+        .expect_create()
+        .times(1)
+        .returning(|_| Ok(user(false)));
+    let (sent, codes) = capture(&mut m);
+
+    let outcome = block_on(m.service().register(register_input())).unwrap();
+
+    match outcome {
+        Registered::PendingVerification {
+            email: e,
+            full_name,
+        } => {
+            assert_eq!(e, email());
+            assert_eq!(full_name.as_str(), "Ada Request", "echoes the request");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let codes = codes.lock().unwrap();
+    assert_eq!(codes.len(), 1);
+    assert_eq!(codes[0].code_hash, code_hash("123456"));
+    assert_eq!(codes[0].purpose, OtpPurpose::VerifyEmail);
+    assert_eq!(codes[0].expires_at, now() + Duration::minutes(10));
+    let sent = sent.lock().unwrap();
+    assert_eq!(sent.len(), 1);
+    match &sent[0] {
+        Mail::Code {
+            code,
+            purpose,
+            valid_for,
+            ..
+        } => {
+            assert_eq!(code.expose(), "123456");
+            assert_eq!(*purpose, OtpPurpose::VerifyEmail);
+            assert_eq!(*valid_for, Duration::minutes(10));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn register_existing_unverified_address_acts_as_resend() {
+    let mut m = Mocks::new().unthrottled();
+    m.hashing_succeeds();
+    m.users
+        .expect_create()
+        .returning(|_| Err(CreateUserError::EmailTaken));
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(false))));
+    let sent = capture_mail(&mut m);
+
+    let outcome = block_on(m.service().register(register_input())).unwrap();
+
+    assert!(
+        matches!(outcome, Registered::PendingVerification { ref full_name, .. } if full_name.as_str() == "Ada Request")
+    );
+    assert!(matches!(sent.lock().unwrap()[0], Mail::Code { .. }));
+}
+
+#[test]
+fn register_existing_verified_address_mails_a_notice_never_a_code() {
+    let mut m = Mocks::new().unthrottled();
+    m.hashing_succeeds();
+    m.users
+        .expect_create()
+        .returning(|_| Err(CreateUserError::EmailTaken));
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(true))));
+    let (sent, codes) = capture(&mut m);
+
+    let outcome = block_on(m.service().register(register_input())).unwrap();
+
+    assert!(matches!(outcome, Registered::PendingVerification { .. }));
+    let sent = sent.lock().unwrap();
+    assert_eq!(sent.len(), 1);
+    assert!(matches!(sent[0], Mail::RegistrationAttempt { .. }));
+    assert!(
+        codes.lock().unwrap().is_empty(),
+        "no code for a verified address"
+    );
+}
+
+#[test]
+fn register_hashes_the_password_even_for_a_taken_address() {
+    let mut m = Mocks::new().unthrottled();
+    m.passwords
+        .expect_hash()
+        .times(1)
+        .returning(|_| Ok(PasswordHash::new("h".into())));
+    m.users
+        .expect_create()
+        .returning(|_| Err(CreateUserError::EmailTaken));
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Ok(Some(user(true))));
+    capture_mail(&mut m);
+    block_on(m.service().register(register_input())).unwrap();
+}
+
+#[test]
+fn register_sheds_load_when_hashing_is_busy() {
+    let mut m = Mocks::new().unthrottled();
+    m.passwords
+        .expect_hash()
+        .returning(|_| Err(HashError::Busy));
+    m.users.expect_create().never();
+    let error = block_on(m.service().register(register_input())).unwrap_err();
+    assert!(matches!(error, RegisterError::Busy));
+}
+
+#[test]
+fn register_in_compatibility_policy_returns_tokens() {
+    let mut m = Mocks::new().unthrottled();
+    m.policy = RegistrationPolicy::TokensBeforeVerification;
+    m.hashing_succeeds();
+    m.users.expect_create().returning(|_| Ok(user(false)));
+    capture_mail(&mut m);
+    m.tokens
+        .expect_issue()
+        .withf(|subject, ids| !subject.email_verified && ids.issued_at == now())
+        .returning(|_, _| Ok(pair()));
+
+    let outcome = block_on(m.service().register(register_input())).unwrap();
+    assert!(matches!(outcome, Registered::WithTokens { ref tokens, .. } if *tokens == pair()));
+}
+
+#[test]
+fn register_in_compatibility_policy_refuses_a_taken_address() {
+    let mut m = Mocks::new().unthrottled();
+    m.policy = RegistrationPolicy::TokensBeforeVerification;
+    m.hashing_succeeds();
+    m.users
+        .expect_create()
+        .returning(|_| Err(CreateUserError::EmailTaken));
+    m.outbox.expect_enqueue().never();
+    m.otps.expect_replace().never();
+    let error = block_on(m.service().register(register_input())).unwrap_err();
+    assert!(matches!(error, RegisterError::EmailTaken));
+}
+
+#[test]
+fn register_within_the_cooldown_is_throttled_before_any_work() {
+    let mut m = Mocks::new();
+    m.throttle
+        .expect_acquire()
+        .withf(|bucket, limit, _| {
+            bucket == "send:verify_email:ada@example.com" && limit.cooldown == Duration::seconds(60)
+        })
+        .returning(|_, _, _| Ok(denied(42)));
+    m.passwords.expect_hash().never();
+    m.users.expect_create().never();
+    m.outbox.expect_enqueue().never();
+    m.otps.expect_replace().never();
+    let error = block_on(m.service().register(register_input())).unwrap_err();
+    assert!(matches!(error, RegisterError::Throttled(t) if t.retry_after == Duration::seconds(42)));
+}
+
+#[test]
+fn register_refuses_a_weak_password_with_the_reason() {
+    let mut m = Mocks::new();
+    m.throttle.expect_acquire().never();
+    m.passwords.expect_hash().never();
+    let mut input = register_input();
+    input.password = Password::parse("password123".into()).unwrap();
+    let error = block_on(m.service().register(input)).unwrap_err();
+    assert!(
+        matches!(error, RegisterError::WeakPassword(ref why) if why.contains("too easy")),
+        "{error:?}"
+    );
+}

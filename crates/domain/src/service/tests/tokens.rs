@@ -1,0 +1,160 @@
+//! Tokens and sessions: refresh, rotation within the grace window, logout, the current user.
+
+use super::*;
+
+#[test]
+fn refresh_issues_a_pair_with_the_accounts_current_facts() {
+    let mut m = Mocks::new().unthrottled();
+    m.tokens
+        .expect_verify()
+        .with(eq("r"), eq(TokenKind::Refresh), eq(now()))
+        .returning(|_, kind, _| Ok(claims(kind)));
+    m.users
+        .expect_find_by_id()
+        .returning(|_| Ok(Some(user(true))));
+    m.tokens
+        .expect_issue()
+        .withf(|subject, _| subject.email_verified)
+        .returning(|_, _| Ok(pair()));
+    m.refresh_tokens
+        .expect_rotate()
+        .withf(|presented, at, grace, _, ids, _| {
+            presented == sessions_hash("r").as_slice()
+                && *at == now()
+                && *grace == Duration::seconds(10)
+                && ids.issued_at == now()
+        })
+        .times(1)
+        .returning(|_, _, _, _, _, _| Ok(Rotation::Rotated));
+    assert_eq!(
+        block_on(m.service().refresh("r", &RequestContext::default())).unwrap(),
+        pair()
+    );
+}
+
+#[test]
+fn refresh_for_a_deleted_account_is_refused() {
+    let mut m = Mocks::new().unthrottled();
+    m.tokens
+        .expect_verify()
+        .returning(|_, kind, _| Ok(claims(kind)));
+    m.users.expect_find_by_id().returning(|_| Ok(None));
+    m.tokens.expect_issue().never();
+    assert!(matches!(
+        block_on(m.service().refresh("r", &RequestContext::default())),
+        Err(RefreshError::InvalidToken)
+    ));
+}
+
+#[test]
+fn refresh_with_an_invalid_token_is_refused() {
+    let mut m = Mocks::new().unthrottled();
+    m.tokens
+        .expect_verify()
+        .returning(|_, _, _| Err(TokenError::Invalid));
+    assert!(matches!(
+        block_on(m.service().refresh("r", &RequestContext::default())),
+        Err(RefreshError::InvalidToken)
+    ));
+}
+
+#[test]
+fn current_user_requires_an_access_token_of_an_active_account() {
+    let mut m = Mocks::new().unthrottled();
+    m.tokens
+        .expect_verify()
+        .with(eq("a"), eq(TokenKind::Access), eq(now()))
+        .returning(|_, kind, _| Ok(claims(kind)));
+    m.users
+        .expect_find_by_id()
+        .returning(|_| Ok(Some(user(true))));
+    assert_eq!(block_on(m.service().current_user("a")).unwrap(), user(true));
+}
+
+#[test]
+fn refresh_refuses_tokens_issued_before_a_password_change() {
+    let mut m = Mocks::new().unthrottled();
+    m.tokens
+        .expect_verify()
+        .returning(|_, kind, _| Ok(claims(kind)));
+    m.users.expect_find_by_id().returning(|_| {
+        let mut u = user(true);
+        u.tokens_valid_after = now();
+        Ok(Some(u))
+    });
+    m.tokens.expect_issue().never();
+    assert!(matches!(
+        block_on(m.service().refresh("r", &RequestContext::default())),
+        Err(RefreshError::InvalidToken)
+    ));
+}
+
+#[test]
+fn refresh_within_the_grace_window_returns_the_pair_already_issued() {
+    let earlier = TokenIds {
+        session_id: Uuid::from_u128(3),
+        access_jti: "a1".into(),
+        refresh_jti: "r1".into(),
+        issued_at: now() - Duration::seconds(2),
+    };
+    let (result, signed) = refresh_with(Rotation::Replayed {
+        ids: earlier.clone(),
+    });
+    assert_eq!(
+        result.unwrap(),
+        TokenPair {
+            access: "a-a1".into(),
+            refresh: "r-r1".into()
+        }
+    );
+    assert_eq!(
+        signed.lock().unwrap().last(),
+        Some(&earlier),
+        "re-signed from the stored ids"
+    );
+}
+
+#[test]
+fn refresh_with_a_reused_or_unknown_token_is_refused() {
+    for rotation in [Rotation::Reused, Rotation::Refused] {
+        let (result, _) = refresh_with(rotation);
+        assert!(matches!(result, Err(RefreshError::InvalidToken)));
+    }
+}
+
+#[test]
+fn logout_revokes_the_family_or_all_of_the_accounts() {
+    for all in [false, true] {
+        let mut m = Mocks::new();
+        m.tokens
+            .expect_verify()
+            .returning(|_, kind, _| Ok(claims(kind)));
+        m.refresh_tokens
+            .expect_family_of()
+            .returning(|_| Ok(Some((Uuid::from_u128(3), UserId(Uuid::from_u128(7))))));
+        if all {
+            m.refresh_tokens
+                .expect_revoke_all()
+                .withf(|user, at, audit| {
+                    *user == UserId(Uuid::from_u128(7))
+                        && *at == now()
+                        && audit
+                            .as_ref()
+                            .is_some_and(|a| a.kind == AuditKind::LogoutAll)
+                })
+                .times(1)
+                .returning(|_, _, _| Ok(()));
+            m.refresh_tokens.expect_revoke_family().never();
+        } else {
+            m.refresh_tokens
+                .expect_revoke_family()
+                .withf(|family, at, audit| {
+                    *family == Uuid::from_u128(3) && *at == now() && audit.kind == AuditKind::Logout
+                })
+                .times(1)
+                .returning(|_, _, _| Ok(()));
+            m.refresh_tokens.expect_revoke_all().never();
+        }
+        block_on(m.service().logout("r", all, &RequestContext::default())).unwrap();
+    }
+}
