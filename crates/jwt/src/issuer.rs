@@ -12,8 +12,8 @@ use passcode_domain::{
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
+use crate::SigningKeySource;
 use crate::claims::Claims;
-use crate::{KeySet, SigningKeySource};
 
 #[derive(Debug, Clone)]
 pub struct JwtSettings {
@@ -84,7 +84,6 @@ impl JwtIssuer {
                     settings,
                 });
             }
-            SigningKeySource::Ed25519(key) => KeySet::single(crate::Key::from_pem(&key.to_pem())?),
             SigningKeySource::KeySet(set) => set,
         };
         let signer = set.signer();
@@ -209,7 +208,6 @@ impl TokenIssuer for JwtIssuer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::Ed25519Key;
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use passcode_domain::EmailAddress;
@@ -256,12 +254,15 @@ mod tests {
         );
     }
 
+    /// A key set of one new Ed25519 key.
+    fn eddsa_keys() -> SigningKeySource {
+        SigningKeySource::KeySet(crate::KeySet::single(
+            crate::Key::generate(jsonwebtoken::Algorithm::EdDSA).unwrap(),
+        ))
+    }
+
     fn ed() -> JwtIssuer {
-        JwtIssuer::new(
-            SigningKeySource::Ed25519(Ed25519Key::generate().unwrap()),
-            settings(),
-        )
-        .unwrap()
+        JwtIssuer::new(eddsa_keys(), settings()).unwrap()
     }
 
     fn payload(token: &str) -> serde_json::Value {
@@ -395,7 +396,7 @@ mod tests {
     #[test]
     fn verify_refuses_wrong_issuer_or_audience() {
         let issuer = ed();
-        let key = SigningKeySource::Ed25519(Ed25519Key::generate().unwrap());
+        let key = eddsa_keys();
         let mut other = settings();
         other.audience = "someone-else".into();
         let foreign = JwtIssuer::new(key, other)
@@ -483,7 +484,7 @@ mod key_set_tests {
 
     fn issuer(dir: &std::path::Path) -> JwtIssuer {
         JwtIssuer::new(
-            SigningKeySource::KeySet(KeySet::load(dir, vec![], None).unwrap()),
+            SigningKeySource::KeySet(crate::KeySet::load(dir, vec![], None).unwrap()),
             settings(),
         )
         .unwrap()

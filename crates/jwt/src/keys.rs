@@ -18,17 +18,16 @@ const PKCS8_V1_PREFIX: [u8; 16] = [
 /// Where the signing key comes from.
 #[derive(Debug)]
 pub enum SigningKeySource {
-    /// EdDSA with this Ed25519 key alone.
-    Ed25519(Ed25519Key),
     /// Asymmetric keys (EdDSA, ES256, RS256): one signs, all verify.
     KeySet(crate::KeySet),
     /// HS256 with a shared secret (at least 32 bytes).
     Hs256(SecretString),
 }
 
-/// An Ed25519 key pair and its key id (the RFC 7638 thumbprint).
+/// An Ed25519 key pair and its key id (the RFC 7638 thumbprint): generates and reads
+/// the PEM of a key set's EdDSA keys.
 #[derive(Clone)]
-pub struct Ed25519Key {
+pub(crate) struct Ed25519Key {
     pub(crate) seed: SecretSlice<u8>,
     pub(crate) public: [u8; 32],
     pub(crate) kid: String,
@@ -62,10 +61,6 @@ impl Ed25519Key {
             .try_fill_bytes(&mut seed)
             .context("operating system RNG")?;
         Ok(Self::from_seed(seed))
-    }
-
-    pub fn kid(&self) -> &str {
-        &self.kid
     }
 
     pub(crate) fn pkcs8_der(&self) -> Vec<u8> {

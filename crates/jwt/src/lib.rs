@@ -8,7 +8,7 @@ mod keys;
 mod keyset;
 
 pub use issuer::{JwtIssuer, JwtSettings};
-pub use keys::{Ed25519Key, SigningKeySource};
+pub use keys::SigningKeySource;
 pub use keyset::{Key, KeySet, activate, store_key};
 
 /// The algorithm names, for callers that choose one.
