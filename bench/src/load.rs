@@ -197,7 +197,10 @@ async fn connection(
         let done = Instant::now();
         match answer {
             Ok((status, body)) => {
-                script.answered(status, &body, SystemTime::now());
+                // Wall time, to compare with the mail files' times (mail delay).
+                #[allow(clippy::disallowed_methods)]
+                let now = SystemTime::now();
+                script.answered(status, &body, now);
                 // Counted by when it was answered, as wrk does.
                 if done >= measure_from && done <= until {
                     let micros =

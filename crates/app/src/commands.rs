@@ -1,9 +1,14 @@
-//! The operator commands besides `serve`: `migrate`, `mail test`, `mail queue`.
+//! The operator commands besides `serve`: `migrate`, `mail test`, `mail queue`,
+//! `users`, `keys` and `audit` (`config check` is in `check.rs`).
 
 use std::fmt::Write;
+use std::sync::Arc;
 
 use chrono::Utc;
+use passcode_domain::ports::Clock;
 use passcode_mail::LettreMailer;
+
+use crate::clock::SystemClock;
 
 use crate::Settings;
 use crate::startup::{assemble, mail_settings, open_store};
@@ -15,7 +20,7 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<Vec<String>> {
 
 /// `passcode mail test ADDRESS`: one message through the configured transport.
 pub async fn mail_test(settings: &Settings, to: &str) -> anyhow::Result<String> {
-    LettreMailer::new(&mail_settings(settings)?)?
+    LettreMailer::new(&mail_settings(settings)?, Arc::new(SystemClock))?
         .send_test(to)
         .await
 }
@@ -26,7 +31,7 @@ pub async fn mail_queue(settings: &Settings, retry_failed: bool) -> anyhow::Resu
     let outbox = open_store(settings)?.outbox();
     let mut out = String::new();
     if retry_failed {
-        let requeued = outbox.retry_failed(Utc::now()).await?;
+        let requeued = outbox.retry_failed(SystemClock.now()).await?;
         writeln!(out, "queued {requeued} failed message(s) again")?;
     }
     let entries = outbox.pending(500).await?;
@@ -246,7 +251,7 @@ fn parse_since(raw: &str) -> anyhow::Result<chrono::DateTime<Utc>> {
             anyhow::bail!("--since {raw:?}: use 2026-12-01T10:00:00Z, 2026-12-01, or 90m, 24h, 7d")
         }
     };
-    Ok(Utc::now() - age)
+    Ok(SystemClock.now() - age)
 }
 
 /// Records that the signing keys were rotated (or another key activated).
@@ -254,7 +259,7 @@ pub async fn record_keys_rotated(settings: &Settings) -> anyhow::Result<()> {
     let store = open_store(settings)?;
     let event = passcode_domain::AuditEvent::new(
         passcode_domain::AuditKind::KeysRotated,
-        Utc::now(),
+        SystemClock.now(),
         None,
         None,
         &passcode_domain::RequestContext::default(),

@@ -2,6 +2,7 @@
 //! and the HTTP server. `main.rs` is only the CLI on top of this.
 
 pub mod check;
+mod clock;
 mod commands;
 mod metrics;
 mod secrets;

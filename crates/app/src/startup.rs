@@ -12,7 +12,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, Utc};
+
 use passcode_domain::otp::OsCodeGenerator;
 use passcode_domain::ports::{Clock, Limit, Throttle};
 use passcode_domain::service::{DeliverySettings, MailDelivery};
@@ -29,19 +29,11 @@ use rand::TryRngCore;
 use rand::rngs::OsRng;
 use secrecy::ExposeSecret;
 
+use crate::clock::SystemClock;
 use crate::secrets::load_or_create;
 use crate::settings::{JwtAlgorithm, PolicySetting, Seconds, Settings, TlsSetting, TransportKind};
 use crate::waking::Waking;
 use crate::worker::MailWorker;
-
-/// The wall clock, the only place passcode reads it.
-struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
 
 /// Every persistence port, from one backend: passcode's own (`Storage::of`) or yours.
 /// Each method's contract is in its port's documentation and in docs/adapters.md; the
@@ -218,12 +210,15 @@ impl Application {
                 (Storage::of(&store), Some(store))
             }
         };
+        let clock: Arc<dyn Clock> = builder.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let own_mailer = builder.mailer.is_none();
         let mailer: Arc<dyn passcode_domain::ports::Mailer> = match builder.mailer {
             Some(mailer) => mailer,
-            None => Arc::new(LettreMailer::new(&mail_settings(&settings)?)?),
+            None => Arc::new(LettreMailer::new(
+                &mail_settings(&settings)?,
+                clock.clone(),
+            )?),
         };
-        let clock: Arc<dyn Clock> = builder.clock.unwrap_or_else(|| Arc::new(SystemClock));
         if own_mailer && settings.mail.transport == TransportKind::Log {
             tracing::warn!(
                 "mail.transport is \"log\": messages, codes included, are written to the log. \

@@ -1,5 +1,5 @@
 //! The request and response type of every endpoint, as the OpenAPI document shows them.
-//! A request holds its fields raw ([`Raw`]) and becomes domain input through its one
+//! A request holds its fields raw (`Raw`) and becomes domain input through its one
 //! conversion, `try_into_domain`, which reports every bad field at once.
 
 use passcode_domain::service::{

@@ -9,7 +9,7 @@ use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use passcode_domain::ports::{Mail, MailError, Mailer};
+use passcode_domain::ports::{Clock, Mail, MailError, Mailer};
 use secrecy::ExposeSecret;
 
 use crate::{MailSettings, Renderer, SmtpSettings, SmtpTls, TransportSettings};
@@ -25,6 +25,8 @@ pub struct LettreMailer {
     from: Mailbox,
     renderer: Renderer,
     transport: Transport,
+    /// The time of a hook's signature.
+    clock: std::sync::Arc<dyn Clock>,
     /// An overall deadline per send: lettre's own timeout does not cover every wait
     /// (a server that never greets, as when STARTTLS meets an implicit-TLS port).
     deadline: std::time::Duration,
@@ -47,7 +49,7 @@ impl std::fmt::Debug for LettreMailer {
 
 impl LettreMailer {
     /// Builds the transport. Must run inside a tokio runtime (the SMTP pool spawns on it).
-    pub fn new(settings: &MailSettings) -> anyhow::Result<Self> {
+    pub fn new(settings: &MailSettings, clock: std::sync::Arc<dyn Clock>) -> anyhow::Result<Self> {
         let from: Mailbox = settings
             .from
             .parse()
@@ -73,6 +75,7 @@ impl LettreMailer {
                 settings.templates_dir.as_deref(),
             )?,
             transport,
+            clock,
             deadline,
         })
     }
@@ -121,7 +124,7 @@ impl LettreMailer {
                     "text": "This message was sent by `passcode mail test`: the mail settings work.\n",
                     "html": "<p>This message was sent by <code>passcode mail test</code>: the mail settings work.</p>",
                 });
-                hook.post(uuid::Uuid::new_v4(), &test, chrono::Utc::now())
+                hook.post(uuid::Uuid::new_v4(), &test, self.clock.now())
                     .await
                     .map_err(|error| match error {
                         MailError::Transient(e) | MailError::Permanent(e) => e,
@@ -225,7 +228,7 @@ impl Mailer for LettreMailer {
             return Ok(());
         }
         let result = if let Transport::Http(hook) = &self.transport {
-            hook.send(id, mail, &rendered, chrono::Utc::now()).await
+            hook.send(id, mail, &rendered, self.clock.now()).await
         } else {
             self.send_mime(mail, rendered).await
         };
@@ -279,6 +282,18 @@ mod tests {
     use chrono::Duration;
     use passcode_domain::{EmailAddress, OtpCode, OtpPurpose};
 
+    struct FixedClock;
+
+    impl Clock for FixedClock {
+        fn now(&self) -> chrono::DateTime<chrono::Utc> {
+            chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap()
+        }
+    }
+
+    fn clock() -> std::sync::Arc<dyn Clock> {
+        std::sync::Arc::new(FixedClock)
+    }
+
     fn code_mail() -> Mail {
         Mail::Code {
             to: EmailAddress::parse("ada@example.com").unwrap(),
@@ -292,14 +307,17 @@ mod tests {
     #[tokio::test]
     async fn file_transport_writes_a_multipart_eml() {
         let dir = tempfile::tempdir().unwrap();
-        let mailer = LettreMailer::new(&MailSettings {
-            from: "Acme <no-reply@acme.example>".into(),
-            product_name: "Acme".into(),
-            templates_dir: None,
-            transport: TransportSettings::File {
-                dir: dir.path().to_owned(),
+        let mailer = LettreMailer::new(
+            &MailSettings {
+                from: "Acme <no-reply@acme.example>".into(),
+                product_name: "Acme".into(),
+                templates_dir: None,
+                transport: TransportSettings::File {
+                    dir: dir.path().to_owned(),
+                },
             },
-        })
+            clock(),
+        )
         .unwrap();
         mailer.send(uuid::Uuid::nil(), &code_mail()).await.unwrap();
 
@@ -330,21 +348,24 @@ mod tests {
 
     #[tokio::test]
     async fn unreachable_smtp_server_is_a_delivery_error_not_a_hang() {
-        let mailer = LettreMailer::new(&MailSettings {
-            from: "no-reply@acme.example".into(),
-            product_name: "Acme".into(),
-            templates_dir: None,
-            transport: TransportSettings::Smtp(SmtpSettings {
-                host: "127.0.0.1".into(),
-                port: 1, // nothing listens here
-                tls: SmtpTls::None,
-                username: None,
-                password: None,
-                timeout: std::time::Duration::from_secs(2),
-                ca_file: None,
-                pool_size: 1,
-            }),
-        })
+        let mailer = LettreMailer::new(
+            &MailSettings {
+                from: "no-reply@acme.example".into(),
+                product_name: "Acme".into(),
+                templates_dir: None,
+                transport: TransportSettings::Smtp(SmtpSettings {
+                    host: "127.0.0.1".into(),
+                    port: 1, // nothing listens here
+                    tls: SmtpTls::None,
+                    username: None,
+                    password: None,
+                    timeout: std::time::Duration::from_secs(2),
+                    ca_file: None,
+                    pool_size: 1,
+                }),
+            },
+            clock(),
+        )
         .unwrap();
         let started = std::time::Instant::now();
         assert!(matches!(
@@ -356,12 +377,15 @@ mod tests {
 
     #[test]
     fn invalid_from_is_a_configuration_error() {
-        let error = LettreMailer::new(&MailSettings {
-            from: "not a mailbox".into(),
-            product_name: "Acme".into(),
-            templates_dir: None,
-            transport: TransportSettings::Log,
-        });
+        let error = LettreMailer::new(
+            &MailSettings {
+                from: "not a mailbox".into(),
+                product_name: "Acme".into(),
+                templates_dir: None,
+                transport: TransportSettings::Log,
+            },
+            clock(),
+        );
         assert!(error.is_err());
     }
 }

@@ -1,6 +1,8 @@
-//! Diesel (diesel-async) persistence for passcode: the user repository and the code
-//! store, on SQLite (`SyncConnectionWrapper`) or PostgreSQL (`AsyncPgConnection`),
-//! chosen by the database URL. Both run the same queries (`queries.rs`).
+//! Diesel (diesel-async) persistence for passcode: the seven storage ports
+//! (`UserRepository`, `OtpStore`, `Outbox`, `RefreshTokenStore`, `Throttle`,
+//! `AuditLog`, `HealthCheck`) on SQLite (`SyncConnectionWrapper`) or PostgreSQL
+//! (`AsyncPgConnection`), chosen by the database URL. Both run the same queries
+//! (`queries.rs`) but for the guess transaction, which each runs its own way.
 
 mod cipher;
 mod error;

@@ -25,7 +25,7 @@ const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postg
 /// Taken around migrations so instances starting together migrate one at a time.
 const MIGRATION_LOCK: i64 = 0x7061_7373_636f_6465; // "passcode"
 
-/// Implements `UserRepository`, `OtpStore` and `HealthCheck` on PostgreSQL.
+/// Implements the seven storage ports (see `Store`) on PostgreSQL.
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool<AsyncPgConnection>,

@@ -871,7 +871,7 @@ macro_rules! impl_ports {
                         refresh_tokens::family_id.eq(token.family_id.to_string()),
                         refresh_tokens::user_id.eq(token.user_id.0.to_string()),
                         refresh_tokens::expires_at.eq(to_millis(token.expires_at)),
-                        refresh_tokens::created_at.eq(to_millis(chrono::Utc::now())),
+                        refresh_tokens::created_at.eq(to_millis(token.created_at)),
                         refresh_tokens::family_expires_at
                             .eq(Some(to_millis(token.family_expires_at))),
                     ))
@@ -887,7 +887,7 @@ macro_rules! impl_ports {
                     token: &NewRefreshToken,
                     event: Option<passcode_domain::AuditEvent>,
                 ) -> Result<(), InfraError> {
-                    let now = to_millis(chrono::Utc::now());
+                    let now = to_millis(token.created_at);
                     let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {

@@ -22,7 +22,7 @@ pub(crate) type Conn = SyncConnectionWrapper<SqliteConnection>;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 
-/// Implements `UserRepository`, `OtpStore` and `HealthCheck` on one SQLite file.
+/// Implements the seven storage ports (see `Store`) on one SQLite file.
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: Pool<Conn>,

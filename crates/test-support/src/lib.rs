@@ -2,7 +2,13 @@
 //! the real app on a free port, a typed client with one method per endpoint, real SMTP
 //! servers (aiosmtpd) and a reader for the mail they capture, and the tests' Python
 //! tools. `scripts/test.sh` sets up what these need.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // Test set-up: a failed expectation is a failed test.
+// Test set-up: a failed expectation is a failed test, and tests may read the wall clock.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 mod app;
 mod client;

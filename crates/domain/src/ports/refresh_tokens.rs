@@ -27,6 +27,8 @@ pub struct NewRefreshToken {
     pub family_id: Uuid,
     pub user_id: UserId,
     pub expires_at: DateTime<Utc>,
+    /// When it was issued (from the domain's clock): the session's start (`insert`).
+    pub created_at: DateTime<Utc>,
     /// When the whole family (the session) ends, however often it is refreshed. A
     /// successor keeps the family's end; the store ignores this field in `rotate`.
     pub family_expires_at: DateTime<Utc>,

@@ -48,6 +48,7 @@ impl AuthService {
                         .tokens
                         .refresh_expiry(ids.issued_at)
                         .min(family_expires_at),
+                    created_at: ids.issued_at,
                     family_expires_at,
                     origin: origin.clone(),
                 },
@@ -95,6 +96,7 @@ impl AuthService {
             user_id: user.id,
             // The store caps both at the family's end.
             expires_at: self.ports.tokens.refresh_expiry(now),
+            created_at: now,
             family_expires_at: now + self.settings.session_max,
             origin: context.clone(),
         };

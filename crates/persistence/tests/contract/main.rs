@@ -1,5 +1,11 @@
 //! The repository contract: one suite of test functions, generic over the store,
-#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed expectation is a failed test.
+// Test code: a failed expectation is a failed test, and tests may read the wall clock.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 //! run against every persistence adapter.
 
 mod suite;

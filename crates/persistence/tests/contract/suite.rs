@@ -805,6 +805,7 @@ fn refresh_token(hash: u8, family: Uuid, user: UserId) -> passcode_domain::ports
         family_id: family,
         user_id: user,
         expires_at: now() + Duration::days(1),
+        created_at: now(),
         family_expires_at: now() + Duration::days(30),
         origin: passcode_domain::RequestContext {
             client: Some("203.0.113.9".into()),
