@@ -2,18 +2,15 @@
 //! (`tests/support/mail_hook.py`) that checks every Standard Webhooks signature with
 //! the `standardwebhooks` library: delivery, an outage, a 5xx, a 4xx, a wrong secret.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use passcode_app::settings::TransportKind;
-use passcode_domain::ports::{OutboxEntry, OutboxStatus};
-use passcode_persistence::{DatabaseSettings, Store};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::helpers::{Mail, TestApp, spawn_app_with, test_python, unique_email};
+use crate::helpers::{Mail, TestApp, closed_port, spawn_app_with, spawn_support, unique_email};
 
 /// 32 bytes, base64, as Standard Webhooks secrets are written.
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwq1VXqT3yR2s=";
@@ -22,6 +19,7 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwq1VXqT3yR2s=";
 struct Receiver {
     port: u16,
     out: PathBuf,
+    _dir: tempfile::TempDir,
     behaviour: String,
     child: Option<Child>,
 }
@@ -31,44 +29,30 @@ impl Receiver {
         let dir = tempfile::Builder::new()
             .prefix("passcode-hook-")
             .tempdir()
-            .expect("temporary folder")
-            .keep();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("address")
-            .port();
+            .expect("temporary folder");
         Self {
-            port,
-            out: dir.join("received.jsonl"),
+            port: closed_port(),
+            out: dir.path().join("received.jsonl"),
+            _dir: dir,
             behaviour: behaviour.to_owned(),
             child: None,
         }
     }
 
     fn start(&mut self) {
-        let script = crate::helpers::support_file("mail_hook.py");
-        let mut child = Command::new(test_python())
-            .arg(&script)
-            .args(["--port", &self.port.to_string(), "--secret", SECRET])
-            .args([
+        let (child, _) = spawn_support(
+            "mail_hook.py",
+            &[
+                "--port",
+                &self.port.to_string(),
+                "--secret",
+                SECRET,
                 "--out",
                 &self.out.to_string_lossy(),
                 "--behaviour",
                 &self.behaviour,
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting the test mail hook (run scripts/test.sh)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the receiver's first line");
-        assert!(
-            line.contains("port"),
-            "the test mail hook did not start (is standardwebhooks installed? run scripts/test.sh): {line:?}"
+            ],
+            "the test mail hook",
         );
         self.child = Some(child);
     }
@@ -126,27 +110,6 @@ async fn app_on(receiver: &Receiver, secret: &str) -> TestApp {
     .await
 }
 
-async fn outbox_of(app: &TestApp) -> Vec<OutboxEntry> {
-    let store =
-        Store::connect(&DatabaseSettings::new(app.settings.database.url.clone())).expect("store");
-    store.outbox().pending(1_000).await.expect("pending")
-}
-
-async fn wait_until_failed(app: &TestApp) -> OutboxEntry {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let entries = outbox_of(app).await;
-        if let Some(entry) = entries.iter().find(|e| e.status == OutboxStatus::Failed) {
-            return entry.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never marked failed: {entries:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_reaches_the_hook_signed_and_its_code_verifies_the_address() {
     let mut receiver = Receiver::down("accept");
@@ -180,7 +143,7 @@ async fn mail_reaches_the_hook_signed_and_its_code_verifies_the_address() {
         )
         .await;
     assert_eq!(verified.status(), 200);
-    assert!(outbox_of(&app).await.is_empty(), "nothing left to send");
+    assert!(app.outbox().await.is_empty(), "nothing left to send");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,7 +155,7 @@ async fn mail_waits_out_a_hook_outage_and_arrives_once() {
     // The receiver is down: the message is retried, not lost.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let entries = outbox_of(&app).await;
+        let entries = app.outbox().await;
         if entries.iter().any(|e| e.attempts >= 2) {
             break;
         }
@@ -233,7 +196,7 @@ async fn a_4xx_fails_the_message_for_good() {
     receiver.start();
     let app = app_on(&receiver, SECRET).await;
     assert_eq!(app.register(&unique_email()).await.status(), 201);
-    let failed = wait_until_failed(&app).await;
+    let failed = app.failed_mail().await;
     assert_eq!(failed.attempts, 1, "a 400 is not retried");
     assert!(
         failed
@@ -254,7 +217,7 @@ async fn a_signature_under_another_secret_is_refused_by_the_receiver() {
     )
     .await;
     assert_eq!(app.register(&unique_email()).await.status(), 201);
-    let failed = wait_until_failed(&app).await;
+    let failed = app.failed_mail().await;
     assert!(
         failed
             .last_error

@@ -4,9 +4,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use passcode_domain::ports::OutboxStatus;
-use passcode_persistence::{DatabaseSettings, Store};
-
 use crate::helpers::{ControlledSmtp, Mail, TestApp, spawn_app_with, unique_email};
 
 async fn app_on(
@@ -32,12 +29,6 @@ async fn wait_for(smtp: &ControlledSmtp, count: usize) -> Vec<crate::helpers::Ca
     }
 }
 
-async fn outbox_of(app: &TestApp) -> Vec<passcode_domain::ports::OutboxEntry> {
-    let store =
-        Store::connect(&DatabaseSettings::new(app.settings.database.url.clone())).expect("store");
-    store.outbox().pending(1_000).await.expect("pending")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registrations_while_smtp_is_down_answer_at_once_and_every_mail_arrives_once() {
     let mut smtp = ControlledSmtp::down("accept");
@@ -53,7 +44,7 @@ async fn registrations_while_smtp_is_down_answer_at_once_and_every_mail_arrives_
         slowest < Duration::from_secs(2),
         "a register waited for SMTP: {slowest:?}"
     );
-    assert_eq!(outbox_of(&app).await.len(), 50, "all 50 wait in the outbox");
+    assert_eq!(app.outbox().await.len(), 50, "all 50 wait in the outbox");
 
     smtp.start();
     let received = wait_for(&smtp, 50).await;
@@ -72,7 +63,7 @@ async fn registrations_while_smtp_is_down_answer_at_once_and_every_mail_arrives_
     for email in &emails {
         assert_eq!(per_recipient.get(email), Some(&1), "{email}: exactly once");
     }
-    assert!(outbox_of(&app).await.is_empty(), "nothing left waiting");
+    assert!(app.outbox().await.is_empty(), "nothing left waiting");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,7 +77,7 @@ async fn a_temporary_refusal_is_retried_until_the_mail_is_accepted() {
     assert_eq!(received.len(), 1, "delivered after two 451 answers");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(smtp.received().len(), 1, "and only once");
-    assert!(outbox_of(&app).await.is_empty());
+    assert!(app.outbox().await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,18 +87,7 @@ async fn a_permanent_refusal_is_kept_as_failed_with_its_error_and_not_retried() 
     let app = app_on(&smtp, |_| {}).await;
     let email = unique_email();
     assert_eq!(app.register(&email).await.status(), 201);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let failed = loop {
-        let entries = outbox_of(&app).await;
-        if let Some(entry) = entries.iter().find(|e| e.status == OutboxStatus::Failed) {
-            break entry.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never marked failed: {entries:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let failed = app.failed_mail().await;
     assert_eq!(failed.recipient, email);
     assert_eq!(failed.attempts, 1, "a 5xx is not retried");
     assert!(
@@ -118,7 +98,7 @@ async fn a_permanent_refusal_is_kept_as_failed_with_its_error_and_not_retried() 
         "{failed:?}"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(outbox_of(&app).await[0].attempts, 1, "still not retried");
+    assert_eq!(app.outbox().await[0].attempts, 1, "still not retried");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,7 +114,7 @@ async fn a_mail_whose_code_expired_while_smtp_was_down_is_not_sent() {
     smtp.start();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert!(smtp.received().is_empty(), "an expired code is not mailed");
-    assert!(outbox_of(&app).await.is_empty(), "and it no longer waits");
+    assert!(app.outbox().await.is_empty(), "and it no longer waits");
 }
 
 /// Prints the delay from a register request to its mail's arrival at the SMTP server

@@ -135,7 +135,12 @@ async fn forged_stale_and_misused_tokens_are_all_refused() {
         h.kid = kid.clone();
         corpus.push((
             "HS256 with the public key",
-            jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(&secret)).expect("sign"),
+            jsonwebtoken::encode(
+                &h,
+                &claims,
+                &EncodingKey::from_secret(&secret).expect("an HMAC key"),
+            )
+            .expect("sign"),
         ));
     }
     // A payload changed after signing: an account of someone else's, say.

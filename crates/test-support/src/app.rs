@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use passcode_app::settings::{TlsSetting, TransportKind};
 use passcode_app::{Application, Settings};
+use passcode_domain::ports::{OutboxEntry, OutboxStatus};
+use passcode_persistence::{DatabaseSettings, Store};
 use secrecy::SecretString;
 
 use crate::database::TestDatabase;
@@ -158,4 +160,29 @@ pub async fn start_instance_with_metrics(settings: Settings) -> (String, Option<
         .map(|port| format!("http://127.0.0.1:{port}"));
     tokio::spawn(app.run_until_stopped());
     (address, metrics)
+}
+
+impl TestApp {
+    /// The outbox's queued and failed messages, read from the app's database.
+    pub async fn outbox(&self) -> Vec<OutboxEntry> {
+        let store = Store::connect(&DatabaseSettings::new(self.settings.database.url.clone()))
+            .expect("the app's database");
+        store.outbox().pending(1_000).await.expect("pending")
+    }
+
+    /// Waits (10 s at most) until a message is marked failed, and returns it.
+    pub async fn failed_mail(&self) -> OutboxEntry {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let entries = self.outbox().await;
+            if let Some(entry) = entries.iter().find(|e| e.status == OutboxStatus::Failed) {
+                return entry.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never marked failed: {entries:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }

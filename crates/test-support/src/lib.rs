@@ -24,7 +24,7 @@ pub use app::{
 pub use client::{PASSWORD, json_of, paths, wait_until_ready};
 pub use database::{PgCluster, TestDatabase};
 pub use mail::{CapturedMail, mails_in, parse_mail};
-pub use python::{support_file, test_python, venv_tool};
+pub use python::{spawn_support, support_file, test_python, venv_tool};
 pub use smtp::{ControlledSmtp, SMTP_PASSWORD, SMTP_USER, SmtpServers, smtp};
 
 /// A port nothing listens on (yet).

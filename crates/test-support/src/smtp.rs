@@ -1,9 +1,8 @@
 //! Real SMTP servers (aiosmtpd, `tests/support/smtp_server.py`) that capture mail into
 //! Maildirs.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Mutex, OnceLock};
 
 use passcode_app::Settings;
@@ -11,7 +10,7 @@ use passcode_app::settings::TlsSetting;
 use serde_json::Value;
 
 use crate::mail::{CapturedMail, parse_mail};
-use crate::python::{support_file, test_python};
+use crate::python::spawn_support;
 
 pub const SMTP_USER: &str = "passcode-test";
 pub const SMTP_PASSWORD: &str = "smtp-secret-pw";
@@ -32,27 +31,25 @@ pub fn smtp() -> &'static SmtpServers {
 }
 
 fn start_smtp() -> SmtpServers {
-    let python = test_python();
     let dir = tempfile::Builder::new()
         .prefix("passcode-smtp-")
         .tempdir()
         .expect("temporary folder")
         .keep();
-    let mut child = Command::new(&python)
-        .arg(support_file("smtp_server.py"))
-        .args(["--dir", &dir.to_string_lossy(), "--user", SMTP_USER, "--password", SMTP_PASSWORD])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start the test SMTP server with {python:?}: {e}. Run the tests with scripts/test.sh, which installs aiosmtpd and trustme in a venv and sets PASSCODE_TEST_PYTHON."));
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("reading the SMTP server's ports");
-    let ports: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
-        panic!("the test SMTP server did not start (is aiosmtpd installed for {python:?}?). Run the tests with scripts/test.sh.")
-    });
+    let (child, line) = spawn_support(
+        "smtp_server.py",
+        &[
+            "--dir",
+            &dir.to_string_lossy(),
+            "--user",
+            SMTP_USER,
+            "--password",
+            SMTP_PASSWORD,
+        ],
+        "the test SMTP servers",
+    );
+    let ports: Value = serde_json::from_str(&line)
+        .unwrap_or_else(|_| panic!("the test SMTP servers did not name their ports: {line:?}"));
     SmtpServers {
         starttls_port: ports["starttls_port"].as_u64().expect("port") as u16,
         implicit_port: ports["implicit_port"].as_u64().expect("port") as u16,
@@ -87,27 +84,17 @@ impl ControlledSmtp {
     }
 
     pub fn start(&mut self) {
-        let mut child = Command::new(test_python())
-            .arg(support_file("smtp_server.py"))
-            .args([
+        let (child, _) = spawn_support(
+            "smtp_server.py",
+            &[
                 "--dir",
                 &self.dir.path().to_string_lossy(),
                 "--single",
                 &self.port.to_string(),
-            ])
-            .args(["--behaviour", &self.behaviour])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting the test SMTP server (run scripts/test.sh)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the SMTP server's first line");
-        assert!(
-            line.contains("port"),
-            "the test SMTP server did not start: {line:?}"
+                "--behaviour",
+                &self.behaviour,
+            ],
+            "a test SMTP server",
         );
         self.child = Some(child);
     }
