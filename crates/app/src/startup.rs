@@ -25,8 +25,8 @@ use passcode_jwt::{JwtIssuer, JwtSettings, Key, KeySet, SigningKeySource};
 use passcode_mail::{LettreMailer, MailSettings, SmtpSettings, SmtpTls, TransportSettings};
 use passcode_password::{Argon2Hasher, HashingSettings};
 use passcode_persistence::{DatabaseSettings, MailKey, Store};
-use rand::TryRngCore;
-use rand::rngs::OsRng;
+use rand::TryRng;
+use rand::rngs::SysRng;
 use secrecy::ExposeSecret;
 
 use crate::clock::SystemClock;
@@ -458,7 +458,7 @@ pub(crate) fn data_file(settings: &Settings, name: &str) -> PathBuf {
 
 fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
     let mut bytes = [0u8; N];
-    OsRng
+    SysRng
         .try_fill_bytes(&mut bytes)
         .context("operating system RNG")?;
     Ok(bytes)

@@ -71,13 +71,13 @@ impl JwtIssuer {
                 );
                 let verifier = Verifier {
                     algorithm: Algorithm::HS256,
-                    decoding: DecodingKey::from_secret(secret),
+                    decoding: DecodingKey::from_secret(secret)?,
                     validation: validation(Algorithm::HS256),
                 };
                 return Ok(Self {
                     algorithm: Algorithm::HS256,
                     kid: None,
-                    encoding: EncodingKey::from_secret(secret),
+                    encoding: EncodingKey::from_secret(secret)?,
                     verifiers: HashMap::from([(None, verifier)]),
                     // A shared secret is never published.
                     jwks: serde_json::json!({ "keys": [] }),

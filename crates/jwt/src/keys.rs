@@ -5,8 +5,8 @@ use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ed25519_dalek::SigningKey;
-use rand::TryRngCore;
-use rand::rngs::OsRng;
+use rand::TryRng;
+use rand::rngs::SysRng;
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use sha2::{Digest, Sha256};
 
@@ -57,7 +57,7 @@ impl Ed25519Key {
 
     pub fn generate() -> anyhow::Result<Self> {
         let mut seed = [0u8; 32];
-        OsRng
+        SysRng
             .try_fill_bytes(&mut seed)
             .context("operating system RNG")?;
         Ok(Self::from_seed(seed))

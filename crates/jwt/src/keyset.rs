@@ -10,6 +10,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, LineEnding};
+use rand::rngs::SysRng;
+use rsa::Generate as _;
 use rsa::pkcs1::EncodeRsaPrivateKey as _;
 use rsa::traits::PublicKeyParts as _;
 use secrecy::{ExposeSecret, SecretString};
@@ -63,10 +65,11 @@ impl Key {
     pub fn generate(algorithm: Algorithm) -> anyhow::Result<Self> {
         let pem = match algorithm {
             Algorithm::EdDSA => Ed25519Key::generate()?.to_pem(),
-            Algorithm::ES256 => p256::ecdsa::SigningKey::random(&mut rand_core06::OsRng)
+            Algorithm::ES256 => p256::ecdsa::SigningKey::try_generate()
+                .context("operating system RNG")?
                 .to_pkcs8_pem(LineEnding::LF)?
                 .to_string(),
-            Algorithm::RS256 => rsa::RsaPrivateKey::new(&mut rand_core06::OsRng, 2048)?
+            Algorithm::RS256 => rsa::PrivateKey::new(&mut SysRng, 2048)?
                 .to_pkcs8_pem(LineEnding::LF)?
                 .to_string(),
             other => anyhow::bail!("{other:?} keys are not supported; use EdDSA, ES256 or RS256"),
@@ -88,7 +91,7 @@ impl Key {
             });
         }
         if let Ok(key) = p256::ecdsa::SigningKey::from_pkcs8_pem(pem) {
-            let point = key.verifying_key().to_encoded_point(false);
+            let point = key.verifying_key().to_sec1_point(false);
             let (x, y) = (
                 b64(point.x().context("P-256 point")?),
                 b64(point.y().context("P-256 point")?),
@@ -105,8 +108,12 @@ impl Key {
                 pem: SecretString::from(pem.to_owned()),
             });
         }
-        if let Ok(key) = rsa::RsaPrivateKey::from_pkcs8_pem(pem) {
-            let (n, e) = (b64(&key.n().to_bytes_be()), b64(&key.e().to_bytes_be()));
+        if let Ok(key) = rsa::PrivateKey::from_pkcs8_pem(pem) {
+            // JWK integers are big-endian without leading zeros (RFC 7518, 6.3.1).
+            let (n, e) = (
+                b64(&key.n().to_be_bytes_trimmed_vartime()),
+                b64(&key.e().to_be_bytes_trimmed_vartime()),
+            );
             let der = key.to_pkcs1_der()?;
             return Ok(Self {
                 kid: thumbprint(&format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#)),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use passcode_domain::ports::{Mail, MailError};
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use sha2::Sha256;
@@ -48,7 +48,7 @@ pub fn signing_key(secret: &str) -> anyhow::Result<Vec<u8>> {
 /// `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`.
 pub fn signature(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     // HMAC takes a key of any length.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
     mac.update(id.as_bytes());
     mac.update(b".");
     mac.update(timestamp.to_string().as_bytes());

@@ -12,13 +12,13 @@ use std::sync::{Arc, Mutex};
 
 use std::cell::RefCell;
 
-use argon2::password_hash::{Output, ParamsString, PasswordHash as PhcHash, SaltString};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash as PhcHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use async_trait::async_trait;
 use passcode_domain::ports::{HashError, PasswordHasher};
 use passcode_domain::{Password, PasswordHash};
-use rand::TryRngCore;
-use rand::rngs::OsRng;
+use rand::TryRng;
+use rand::rngs::SysRng;
 use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 
@@ -80,7 +80,7 @@ impl Argon2Hasher {
         )
         .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let dummy = hash_with(&argon, random_salt()?.as_str())?;
+        let dummy = hash_with(&argon, &random_salt()?.to_string())?;
         let (jobs, queue) = sync_channel::<Job>(settings.max_queued);
         let queue = Arc::new(Mutex::new(queue));
         for n in 0..settings.max_concurrent.max(1) {
@@ -171,10 +171,10 @@ fn work(queue: &Mutex<Receiver<Job>>) {
     }
 }
 
-fn random_salt() -> anyhow::Result<SaltString> {
+fn random_salt() -> anyhow::Result<Salt> {
     let mut bytes = [0u8; 16];
-    OsRng.try_fill_bytes(&mut bytes)?;
-    SaltString::encode_b64(&bytes).map_err(|e| anyhow::anyhow!("salt: {e}"))
+    SysRng.try_fill_bytes(&mut bytes)?;
+    Salt::new(&bytes).map_err(|e| anyhow::anyhow!("salt: {e}"))
 }
 
 thread_local! {
@@ -206,17 +206,13 @@ fn compute(
 fn hash_with(argon: &Argon2<'_>, password: &str) -> anyhow::Result<String> {
     let params = argon.params().clone();
     let salt = random_salt()?;
-    let mut salt_buf = [0u8; 64];
-    let salt_bytes = salt
-        .decode_b64(&mut salt_buf)
-        .map_err(|e| anyhow::anyhow!("salt: {e}"))?;
     let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
-    compute(argon, &params, password.as_bytes(), salt_bytes, &mut out)?;
+    compute(argon, &params, password.as_bytes(), salt.as_ref(), &mut out)?;
     let phc = PhcHash {
-        algorithm: Algorithm::Argon2id.ident(),
+        algorithm: Algorithm::Argon2id.into(),
         version: Some(Version::V0x13.into()),
         params: ParamsString::try_from(&params).map_err(|e| anyhow::anyhow!("params: {e}"))?,
-        salt: Some(salt.as_salt()),
+        salt: Some(salt),
         hash: Some(Output::new(&out).map_err(|e| anyhow::anyhow!("output: {e}"))?),
     };
     Ok(phc.to_string())
@@ -226,8 +222,8 @@ fn hash_with(argon: &Argon2<'_>, password: &str) -> anyhow::Result<String> {
 /// algorithm and cost (so hashes made under older settings keep working).
 fn verify_with(password: &str, phc: &str) -> anyhow::Result<bool> {
     let parsed = PhcHash::new(phc).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
-    let algorithm =
-        Algorithm::try_from(parsed.algorithm).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
+    let algorithm = Algorithm::try_from(parsed.algorithm.as_str())
+        .map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
     let version = match parsed.version {
         Some(v) => Version::try_from(v).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?,
         None => Version::default(),
@@ -239,13 +235,15 @@ fn verify_with(password: &str, phc: &str) -> anyhow::Result<bool> {
     let expected = parsed
         .hash
         .ok_or_else(|| anyhow::anyhow!("stored hash has no output"))?;
-    let mut salt_buf = [0u8; 64];
-    let salt_bytes = salt
-        .decode_b64(&mut salt_buf)
-        .map_err(|e| anyhow::anyhow!("stored salt: {e}"))?;
     let mut out = vec![0u8; expected.len()];
     let argon = Argon2::new(algorithm, version, params.clone());
-    compute(&argon, &params, password.as_bytes(), salt_bytes, &mut out)?;
+    compute(
+        &argon,
+        &params,
+        password.as_bytes(),
+        salt.as_ref(),
+        &mut out,
+    )?;
     Ok(expected.as_bytes().ct_eq(&out).into())
 }
 
@@ -424,7 +422,7 @@ mod compatibility {
                 .is_ok()
         );
         let theirs = argon
-            .hash_password(b"correct horse", &random_salt().unwrap())
+            .hash_password_with_salt(b"correct horse", random_salt().unwrap().as_ref())
             .unwrap()
             .to_string();
         assert!(verify_with("correct horse", &theirs).unwrap());

@@ -5,8 +5,8 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20poly1305::aead::{Aead, Generate, KeyInit, Payload};
+use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use passcode_domain::InfraError;
 
 /// Marks a sealed body; a body without it was written before bodies were sealed.
@@ -35,7 +35,8 @@ impl MailKey {
 
     /// A random key: for a store no other instance reads (tests, tools).
     pub fn random() -> Self {
-        Self(XChaCha20Poly1305::generate_key(&mut OsRng).into())
+        // From the OS RNG, which does not fail on the platforms passcode runs on.
+        Self(Key::generate().into())
     }
 
     pub(crate) fn seal(
@@ -45,7 +46,9 @@ impl MailKey {
         recipient: &str,
     ) -> Result<String, InfraError> {
         let cipher = XChaCha20Poly1305::new((&self.0).into());
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let nonce = XNonce::try_generate().map_err(|e| {
+            InfraError::Unexpected(anyhow::anyhow!("no random nonce for a mail body: {e}"))
+        })?;
         let aad = associated(id, recipient);
         let sealed = cipher
             .encrypt(

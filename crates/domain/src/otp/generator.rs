@@ -1,6 +1,8 @@
 //! Codes drawn from the operating system's CSPRNG, uniformly over all digit strings.
 
-use rand::{Rng, TryRngCore, rngs::OsRng};
+use rand::RngExt;
+use rand::rand_core::UnwrapErr;
+use rand::rngs::SysRng;
 
 use super::OtpCode;
 use crate::ports::CodeGenerator;
@@ -11,7 +13,8 @@ pub struct OsCodeGenerator;
 
 impl CodeGenerator for OsCodeGenerator {
     fn generate(&self, length: u8) -> OtpCode {
-        let mut rng = OsRng.unwrap_err();
+        // The OS CSPRNG; it does not fail on the platforms passcode runs on.
+        let mut rng = UnwrapErr(SysRng);
         let digits: String = (0..length)
             .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
             .collect();

@@ -2,7 +2,7 @@
 //! and purpose, so a leaked table yields neither codes nor a cheap offline search
 //! without the secret.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretSlice};
 use sha2::Sha256;
 use std::fmt;
@@ -56,7 +56,7 @@ impl OtpHasher {
 
     pub fn hash(&self, email: &EmailAddress, purpose: OtpPurpose, code: &OtpCode) -> CodeHash {
         // HMAC accepts keys of any length, so this cannot fail.
-        let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(self.key.expose_secret()) {
+        let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(self.key.expose_secret()) {
             Ok(mac) => mac,
             Err(_) => unreachable!("HMAC takes keys of any length"),
         };

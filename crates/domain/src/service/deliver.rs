@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use futures_util::future::join_all;
-use rand::Rng;
+use rand::RngExt;
 
 use crate::InfraError;
 use crate::ports::{Clock, MailError, Mailer, Outbox, OutboxStatus, QueuedMail};
