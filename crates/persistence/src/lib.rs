@@ -2,13 +2,14 @@
 //! (`UserRepository`, `OtpStore`, `Outbox`, `RefreshTokenStore`, `Throttle`,
 //! `AuditLog`, `HealthCheck`) on SQLite (`SyncConnectionWrapper`) or PostgreSQL
 //! (`AsyncPgConnection`), chosen by the database URL. Both run the same queries
-//! (`queries.rs`) but for the guess transaction, which each runs its own way.
+//! (`ports/`, one module per port) but for the outbox's claim and the guess
+//! transaction, which each runs its own way.
 
 mod cipher;
 mod error;
 mod outbox_rows;
+mod ports;
 pub mod postgres;
-mod queries;
 mod rows;
 mod schema;
 mod settings;

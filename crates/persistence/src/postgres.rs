@@ -18,7 +18,7 @@ use passcode_domain::InfraError;
 use crate::DatabaseSettings;
 use crate::cipher::MailKey;
 use crate::error::pool_error;
-use crate::queries::impl_ports;
+use crate::ports;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 
@@ -118,7 +118,15 @@ impl PgStore {
     }
 }
 
-impl_ports!(PgStore, crate::outbox_rows::CLAIM_POSTGRES);
+// The ports, one macro each (crate::ports); the outbox's claim is this backend's own.
+ports::shared!();
+ports::user_repository!(PgStore);
+ports::otp_store!(PgStore);
+ports::throttle!(PgStore);
+ports::outbox!(PgStore, crate::outbox_rows::CLAIM_POSTGRES);
+ports::refresh_token_store!(PgStore);
+ports::audit_log!(PgStore);
+ports::health_check!(PgStore);
 
 /// The hot path in fewer round trips: the statements of a guess are pipelined (sent
 /// together, executed in order by the server), between BEGIN and COMMIT or ROLLBACK.

@@ -16,7 +16,7 @@ use passcode_domain::InfraError;
 use crate::DatabaseSettings;
 use crate::cipher::MailKey;
 use crate::error::pool_error;
-use crate::queries::impl_ports;
+use crate::ports;
 
 pub(crate) type Conn = SyncConnectionWrapper<SqliteConnection>;
 
@@ -163,7 +163,15 @@ impl std::ops::DerefMut for Writer {
     }
 }
 
-impl_ports!(SqliteStore, crate::outbox_rows::CLAIM_SQLITE);
+// The ports, one macro each (crate::ports); the outbox's claim is this backend's own.
+ports::shared!();
+ports::user_repository!(SqliteStore);
+ports::otp_store!(SqliteStore);
+ports::throttle!(SqliteStore);
+ports::outbox!(SqliteStore, crate::outbox_rows::CLAIM_SQLITE);
+ports::refresh_token_store!(SqliteStore);
+ports::audit_log!(SqliteStore);
+ports::health_check!(SqliteStore);
 
 /// The hot paths in one trip to the blocking thread: each statement through
 /// `SyncConnectionWrapper` is a hand-over to a blocking thread and back, and a

@@ -1,0 +1,30 @@
+//! The port implementations, one module per port, each written once in Diesel's query
+//! builder and instantiated for each backend's store by a macro (the SQL is the same;
+//! the connection types differ). Where a backend differs, it says so where it lives:
+//! the outbox's claim statement is a parameter, and each backend's guess transaction
+//! (`sqlite.rs`, `postgres.rs`) is its own.
+//!
+//! A backend module defines `type Conn` and a store with
+//! `async fn conn(&self) -> Result<impl DerefMut<Target = Conn>, InfraError>` for reads
+//! and `writer()`, of the same type, for anything that writes: on SQLite, where the
+//! database has one writer at a time, writers take turns in memory rather than in
+//! SQLite's busy handler, which polls with sleeps of up to 100 ms. It then invokes
+//! `shared!()` and one macro per port.
+
+mod audit;
+mod health;
+mod otps;
+mod outbox;
+mod refresh_tokens;
+mod shared;
+mod throttle;
+mod users;
+
+pub(crate) use audit::audit_log;
+pub(crate) use health::health_check;
+pub(crate) use otps::otp_store;
+pub(crate) use outbox::outbox;
+pub(crate) use refresh_tokens::refresh_token_store;
+pub(crate) use shared::shared;
+pub(crate) use throttle::throttle;
+pub(crate) use users::user_repository;

@@ -1,0 +1,240 @@
+//! `OtpStore`: codes. A code and the mail that carries it are written together; spending
+//! a code is one conditional statement, so of concurrent spenders only one succeeds.
+
+macro_rules! otp_store {
+    ($store:ty) => {
+        const _: () = {
+            use self::shared::{audit, delete_codes, insert_code};
+            use async_trait::async_trait;
+            use chrono::{DateTime, Utc};
+            use diesel::prelude::*;
+            use diesel_async::{AsyncConnection, RunQueryDsl};
+            use passcode_domain::otp::{NewOtp, StoredOtp};
+            use passcode_domain::ports::{Limit, Mail, OtpStore, Tries};
+            use passcode_domain::{CodeHash, EmailAddress, InfraError, OtpPurpose, UserId};
+            use uuid::Uuid;
+            use $crate::error::query_error;
+            use $crate::outbox_rows::NewOutboxRow;
+            use $crate::rows::{OtpRow, attempts_limit};
+            use $crate::schema::{otp_codes, users};
+            use $crate::time::to_millis;
+
+            #[async_trait]
+            impl OtpStore for $store {
+                async fn replace(&self, otp: &NewOtp, mail: &Mail) -> Result<(), InfraError> {
+                    let code_row = OtpRow::new(otp);
+                    let mail_row = NewOutboxRow::new(
+                        mail,
+                        otp.created_at,
+                        Some(otp.expires_at),
+                        &self.mail_key,
+                        Some(otp.id),
+                    )?;
+                    let now = to_millis(otp.created_at);
+                    let mut conn = self.writer().await?;
+                    // The code and its mail: both or neither; the codes it replaces and
+                    // their waiting mail go in the same step.
+                    (*conn)
+                        .transaction(async |conn| {
+                            delete_codes(conn, &code_row.email, &code_row.purpose, None, now)
+                                .await?;
+                            insert_code(conn, &code_row, &mail_row).await?;
+                            Ok::<(), diesel::result::Error>(())
+                        })
+                        .await
+                        .map_err(query_error)
+                }
+
+                async fn add(
+                    &self,
+                    otp: &NewOtp,
+                    mail: &Mail,
+                    event: &passcode_domain::AuditEvent,
+                ) -> Result<(), InfraError> {
+                    let code_row = OtpRow::new(otp);
+                    let mail_row = NewOutboxRow::new(
+                        mail,
+                        otp.created_at,
+                        Some(otp.expires_at),
+                        &self.mail_key,
+                        Some(otp.id),
+                    )?;
+                    let mut conn = self.writer().await?;
+                    (*conn)
+                        .transaction(async |conn| {
+                            insert_code(conn, &code_row, &mail_row).await?;
+                            audit(conn, event).await?;
+                            Ok::<(), diesel::result::Error>(())
+                        })
+                        .await
+                        .map_err(query_error)
+                }
+
+                async fn decoy(
+                    &self,
+                    email: &EmailAddress,
+                    purpose: OtpPurpose,
+                    now: DateTime<Utc>,
+                ) -> Result<(), InfraError> {
+                    // Its own purpose, already spent, with a random hash: nothing reads
+                    // it as a code, nothing can match it, and the purge removes it.
+                    let id = Uuid::new_v4();
+                    let row = OtpRow {
+                        id: id.to_string(),
+                        email: email.as_str().to_owned(),
+                        purpose: format!("decoy_{}", purpose.as_str()),
+                        code_hash: Uuid::new_v4().as_bytes().repeat(2),
+                        attempts: 0,
+                        consumed_at: Some(to_millis(now)),
+                        created_at: to_millis(now),
+                        expires_at: to_millis(now),
+                        full_name: None,
+                        password_hash: None,
+                        user_id: None,
+                    };
+                    let mail_row = NewOutboxRow::decoy(email, now, id);
+                    let now = to_millis(now);
+                    let mut conn = self.writer().await?;
+                    (*conn)
+                        .transaction(async |conn| {
+                            delete_codes(conn, &row.email, &row.purpose, None, now).await?;
+                            insert_code(conn, &row, &mail_row).await?;
+                            Ok::<(), diesel::result::Error>(())
+                        })
+                        .await
+                        .map_err(query_error)
+                }
+
+                async fn find(
+                    &self,
+                    email: &EmailAddress,
+                    purpose: OtpPurpose,
+                ) -> Result<Option<StoredOtp>, InfraError> {
+                    let mut conn = self.conn().await?;
+                    otp_codes::table
+                        .filter(otp_codes::email.eq(email.as_str()))
+                        .filter(otp_codes::purpose.eq(purpose.as_str()))
+                        .order(otp_codes::created_at.desc())
+                        .select(OtpRow::as_select())
+                        .first(&mut *conn)
+                        .await
+                        .optional()
+                        .map_err(query_error)?
+                        .map(OtpRow::into_domain)
+                        .transpose()
+                }
+
+                async fn count_try(
+                    &self,
+                    email: &EmailAddress,
+                    purpose: OtpPurpose,
+                    now: DateTime<Utc>,
+                    max_attempts: u32,
+                    budgets: &[(String, Limit)],
+                ) -> Result<Tries, InfraError> {
+                    // The hot path of every guess: each backend runs it its own fastest
+                    // way (sqlite.rs: one trip to the blocking thread; postgres.rs:
+                    // pipelined).
+                    self.count_try_tx(email, purpose, now, max_attempts, budgets)
+                        .await
+                }
+
+                async fn consume(
+                    &self,
+                    id: Uuid,
+                    code_hash: &CodeHash,
+                    now: DateTime<Utc>,
+                    max_attempts: u32,
+                ) -> Result<bool, InfraError> {
+                    let mut conn = self.writer().await?;
+                    let updated = spend(&mut *conn, id, code_hash, now, max_attempts)
+                        .await
+                        .map_err(query_error)?;
+                    Ok(updated.is_some())
+                }
+
+                async fn complete_registration(
+                    &self,
+                    id: Uuid,
+                    code_hash: &CodeHash,
+                    user: UserId,
+                    registration: &passcode_domain::Registration,
+                    now: DateTime<Utc>,
+                    max_attempts: u32,
+                    event: &passcode_domain::AuditEvent,
+                ) -> Result<bool, InfraError> {
+                    let now_ms = to_millis(now);
+                    let keep = id.to_string();
+                    let mut conn = self.writer().await?;
+                    (*conn)
+                        .transaction(async |conn| {
+                            let Some(email) = spend(conn, id, code_hash, now, max_attempts).await?
+                            else {
+                                return Ok(false);
+                            };
+                            let applied = diesel::update(
+                                users::table
+                                    .find(user.0.to_string())
+                                    .filter(users::email.eq(&email))
+                                    .filter(users::is_active.eq(true)),
+                            )
+                            .set((
+                                users::full_name.eq(registration.full_name.as_str()),
+                                users::password_hash.eq(registration.password_hash.as_str()),
+                                users::email_verified.eq(true),
+                                users::updated_at.eq(now_ms),
+                            ))
+                            .execute(conn)
+                            .await?;
+                            if applied == 0 {
+                                // Deactivated (or gone) meanwhile: the code stays unspent.
+                                return Err(diesel::result::Error::RollbackTransaction);
+                            }
+                            delete_codes(
+                                conn,
+                                &email,
+                                OtpPurpose::VerifyEmail.as_str(),
+                                Some(&keep),
+                                now_ms,
+                            )
+                            .await?;
+                            audit(conn, event).await?;
+                            Ok::<bool, diesel::result::Error>(true)
+                        })
+                        .await
+                        .or_else(|e| match e {
+                            diesel::result::Error::RollbackTransaction => Ok(false),
+                            other => Err(query_error(other)),
+                        })
+                }
+            }
+
+            /// Marks code `id` spent if it still may be; returns its address if so.
+            /// One conditional statement: the database serialises concurrent spenders
+            /// on the row, and only one still finds it unspent.
+            async fn spend(
+                conn: &mut Conn,
+                id: Uuid,
+                code_hash: &CodeHash,
+                now: DateTime<Utc>,
+                max_attempts: u32,
+            ) -> Result<Option<String>, diesel::result::Error> {
+                diesel::update(
+                    otp_codes::table
+                        .filter(otp_codes::id.eq(id.to_string()))
+                        .filter(otp_codes::code_hash.eq(code_hash.as_bytes()))
+                        .filter(otp_codes::consumed_at.is_null())
+                        .filter(otp_codes::expires_at.gt(to_millis(now)))
+                        .filter(otp_codes::attempts.le(attempts_limit(max_attempts))),
+                )
+                .set(otp_codes::consumed_at.eq(Some(to_millis(now))))
+                .returning(otp_codes::email)
+                .get_result(conn)
+                .await
+                .optional()
+            }
+        };
+    };
+}
+
+pub(crate) use otp_store;

@@ -1,0 +1,178 @@
+//! `Outbox`: mail waiting to be sent. Claiming is the one statement that differs by
+//! backend (`$claim_sql`: each backend's way to lock rows for one worker).
+
+macro_rules! outbox {
+    ($store:ty, $claim_sql:expr) => {
+        const _: () = {
+            use async_trait::async_trait;
+            use chrono::{DateTime, Utc};
+            use diesel::prelude::*;
+            use diesel_async::RunQueryDsl;
+            use passcode_domain::ports::{Mail, Outbox, OutboxEntry, OutboxStatus, QueuedMail};
+            use passcode_domain::InfraError;
+            use uuid::Uuid;
+            use $crate::error::query_error;
+            use $crate::outbox_rows::{ClaimedRow, EntryRow, NewOutboxRow};
+            use $crate::rows::attempts_limit;
+            use $crate::schema::outbox;
+            use $crate::time::from_millis;
+            use $crate::time::to_millis;
+
+            #[async_trait]
+            impl Outbox for $store {
+                async fn stats(&self) -> Result<passcode_domain::ports::OutboxStats, InfraError> {
+                    use diesel::dsl::{count_star, min};
+                    let mut conn = self.conn().await?;
+                    let (unsent, oldest): (i64, Option<i64>) = outbox::table
+                        .filter(outbox::status.eq_any(["queued", "sending"]))
+                        .select((count_star(), min(outbox::created_at)))
+                        .first(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    let failed: i64 = outbox::table
+                        .filter(outbox::status.eq("failed"))
+                        .select(count_star())
+                        .first(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    Ok(passcode_domain::ports::OutboxStats {
+                        unsent: u64::try_from(unsent).unwrap_or(0),
+                        oldest_unsent_at: oldest.map(from_millis),
+                        failed: u64::try_from(failed).unwrap_or(0),
+                    })
+                }
+
+                async fn enqueue(
+                    &self,
+                    mail: &Mail,
+                    now: DateTime<Utc>,
+                    expires_at: Option<DateTime<Utc>>,
+                ) -> Result<(), InfraError> {
+                    let row = NewOutboxRow::new(mail, now, expires_at, &self.mail_key, None)?;
+                    let mut conn = self.writer().await?;
+                    diesel::insert_into(outbox::table)
+                        .values(&row)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    Ok(())
+                }
+
+                async fn claim(
+                    &self,
+                    now: DateTime<Utc>,
+                    lease: chrono::Duration,
+                    max: u32,
+                ) -> Result<Vec<QueuedMail>, InfraError> {
+                    use diesel::sql_types::{BigInt, Integer};
+                    let mut conn = self.writer().await?;
+                    let rows: Vec<ClaimedRow> = diesel::sql_query($claim_sql)
+                        .bind::<BigInt, _>(to_millis(now + lease))
+                        .bind::<BigInt, _>(to_millis(now))
+                        .bind::<Integer, _>(attempts_limit(max))
+                        .load(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    let mut claimed = Vec::with_capacity(rows.len());
+                    for row in rows {
+                        let id = row.id().to_owned();
+                        match row.into_domain(&self.mail_key) {
+                            Ok(mail) => claimed.push(mail),
+                            // Unreadable now means unreadable for good: record why and
+                            // go on with the others instead of failing every claim.
+                            Err(why) => {
+                                tracing::error!(message_id = %id, "{why}");
+                                diesel::sql_query($crate::outbox_rows::FINISH_SQL)
+                                    .bind::<diesel::sql_types::Text, _>(OutboxStatus::Failed.as_str())
+                                    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(Some(why))
+                                    .bind::<BigInt, _>(to_millis(now))
+                                    .bind::<diesel::sql_types::Text, _>(id)
+                                    .execute(&mut *conn)
+                                    .await
+                                    .map_err(query_error)?;
+                            }
+                        }
+                    }
+                    Ok(claimed)
+                }
+
+                async fn mark_sent(&self, id: Uuid, now: DateTime<Utc>) -> Result<(), InfraError> {
+                    self.finish(id, OutboxStatus::Sent, None, now).await
+                }
+
+                async fn retry_later(
+                    &self,
+                    id: Uuid,
+                    next_attempt_at: DateTime<Utc>,
+                    error: &str,
+                ) -> Result<(), InfraError> {
+                    let mut conn = self.writer().await?;
+                    diesel::update(outbox::table.find(id.to_string()))
+                        .set((
+                            outbox::status.eq(OutboxStatus::Queued.as_str()),
+                            outbox::next_attempt_at.eq(to_millis(next_attempt_at)),
+                            outbox::last_error.eq(Some(error)),
+                            outbox::lease_until.eq(None::<i64>),
+                        ))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    Ok(())
+                }
+
+                async fn finish(
+                    &self,
+                    id: Uuid,
+                    status: OutboxStatus,
+                    error: Option<String>,
+                    now: DateTime<Utc>,
+                ) -> Result<(), InfraError> {
+                    use diesel::sql_types::{BigInt, Nullable, Text};
+                    let mut conn = self.writer().await?;
+                    diesel::sql_query($crate::outbox_rows::FINISH_SQL)
+                        .bind::<Text, _>(status.as_str())
+                        .bind::<Nullable<Text>, _>(error)
+                        .bind::<BigInt, _>(to_millis(now))
+                        .bind::<Text, _>(id.to_string())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    Ok(())
+                }
+
+                async fn pending(&self, limit: u32) -> Result<Vec<OutboxEntry>, InfraError> {
+                    let mut conn = self.conn().await?;
+                    let rows: Vec<EntryRow> = outbox::table
+                        .filter(outbox::status.eq_any(["queued", "sending", "failed"]))
+                        .order(outbox::created_at.asc())
+                        .limit(i64::from(limit))
+                        .select(EntryRow::as_select())
+                        .load(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    rows.into_iter().map(EntryRow::into_domain).collect()
+                }
+
+                async fn retry_failed(&self, now: DateTime<Utc>) -> Result<u64, InfraError> {
+                    let mut conn = self.writer().await?;
+                    let requeued = diesel::update(
+                        outbox::table
+                            .filter(outbox::status.eq(OutboxStatus::Failed.as_str()))
+                            .filter(outbox::payload.is_not_null()),
+                    )
+                    .set((
+                        outbox::status.eq(OutboxStatus::Queued.as_str()),
+                        outbox::attempts.eq(0),
+                        outbox::next_attempt_at.eq(to_millis(now)),
+                    ))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_error)?;
+                    Ok(u64::try_from(requeued).unwrap_or(0))
+                }
+            }
+        };
+    };
+}
+
+pub(crate) use outbox;

@@ -1,0 +1,403 @@
+//! `RefreshTokenStore`: sessions and their rotating refresh tokens (SHA-256 only).
+
+macro_rules! refresh_token_store {
+    ($store:ty) => {
+        const _: () = {
+            use self::shared::audit;
+            use async_trait::async_trait;
+            use chrono::{DateTime, Utc};
+            use diesel::prelude::*;
+            use diesel_async::{AsyncConnection, RunQueryDsl};
+            use passcode_domain::ports::{NewRefreshToken, RefreshTokenStore, Rotation, TokenIds};
+            use passcode_domain::{InfraError, UserId};
+            use uuid::Uuid;
+            use $crate::error::query_error;
+            use $crate::schema::{refresh_tokens, sessions};
+            use $crate::time::from_millis;
+            use $crate::time::to_millis;
+
+            async fn insert_token(
+                conn: &mut Conn,
+                token: &NewRefreshToken,
+            ) -> Result<(), diesel::result::Error> {
+                diesel::insert_into(refresh_tokens::table)
+                    .values((
+                        refresh_tokens::token_hash.eq(&token.token_hash),
+                        refresh_tokens::family_id.eq(token.family_id.to_string()),
+                        refresh_tokens::user_id.eq(token.user_id.0.to_string()),
+                        refresh_tokens::expires_at.eq(to_millis(token.expires_at)),
+                        refresh_tokens::created_at.eq(to_millis(token.created_at)),
+                        refresh_tokens::family_expires_at
+                            .eq(Some(to_millis(token.family_expires_at))),
+                    ))
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            }
+
+            #[async_trait]
+            impl RefreshTokenStore for $store {
+                async fn insert(
+                    &self,
+                    token: &NewRefreshToken,
+                    event: Option<passcode_domain::AuditEvent>,
+                ) -> Result<(), InfraError> {
+                    let now = to_millis(token.created_at);
+                    let mut conn = self.writer().await?;
+                    (*conn)
+                        .transaction(async |conn| {
+                            insert_token(conn, token).await?;
+                            // A first token starts a session.
+                            diesel::insert_into(sessions::table)
+                                .values((
+                                    sessions::family_id.eq(token.family_id.to_string()),
+                                    sessions::user_id.eq(token.user_id.0.to_string()),
+                                    sessions::created_at.eq(now),
+                                    sessions::created_client.eq(&token.origin.client),
+                                    sessions::created_user_agent.eq(&token.origin.user_agent),
+                                    sessions::last_used_at.eq(now),
+                                    sessions::last_client.eq(&token.origin.client),
+                                    sessions::last_user_agent.eq(&token.origin.user_agent),
+                                ))
+                                .execute(conn)
+                                .await?;
+                            if let Some(event) = &event {
+                                audit(conn, event).await?;
+                            }
+                            Ok::<(), diesel::result::Error>(())
+                        })
+                        .await
+                        .map_err(query_error)
+                }
+
+                async fn rotate(
+                    &self,
+                    presented: &[u8],
+                    now: DateTime<Utc>,
+                    grace: chrono::Duration,
+                    successor: &NewRefreshToken,
+                    successor_ids: &TokenIds,
+                    reuse_audit: &passcode_domain::AuditEvent,
+                ) -> Result<Rotation, InfraError> {
+                    type Row = (
+                        String,
+                        Option<i64>,
+                        Option<i64>,
+                        Option<String>,
+                        Option<String>,
+                        Option<i64>,
+                    );
+                    let now_ms = to_millis(now);
+                    let presented = presented.to_vec();
+                    let mut conn = self.writer().await?;
+                    (*conn)
+                        .transaction(async |conn| {
+                            // Spend it if it is live and its session has not reached its end:
+                            // one statement, so one caller wins.
+                            let spent: Option<(String, Option<i64>)> = diesel::update(
+                                refresh_tokens::table
+                                    .find(&presented)
+                                    .filter(refresh_tokens::spent_at.is_null())
+                                    .filter(refresh_tokens::revoked_at.is_null())
+                                    .filter(refresh_tokens::expires_at.gt(now_ms))
+                                    .filter(
+                                        refresh_tokens::family_expires_at
+                                            .is_null()
+                                            .or(refresh_tokens::family_expires_at.gt(now_ms)),
+                                    ),
+                            )
+                            .set((
+                                refresh_tokens::spent_at.eq(Some(now_ms)),
+                                refresh_tokens::successor_access_jti
+                                    .eq(Some(&successor_ids.access_jti)),
+                                refresh_tokens::successor_refresh_jti
+                                    .eq(Some(&successor_ids.refresh_jti)),
+                                refresh_tokens::successor_issued_at
+                                    .eq(Some(to_millis(successor_ids.issued_at))),
+                            ))
+                            .returning((
+                                refresh_tokens::family_id,
+                                refresh_tokens::family_expires_at,
+                            ))
+                            .get_result(conn)
+                            .await
+                            .optional()?;
+                            if let Some((family, family_ends)) = spent {
+                                // The successor keeps the session's end.
+                                let expires = to_millis(successor.expires_at);
+                                diesel::insert_into(refresh_tokens::table)
+                                    .values(
+                                        (
+                                            refresh_tokens::token_hash.eq(&successor.token_hash),
+                                            refresh_tokens::family_id.eq(&family),
+                                            refresh_tokens::user_id
+                                                .eq(successor.user_id.0.to_string()),
+                                            refresh_tokens::expires_at
+                                                .eq(family_ends
+                                                    .map_or(expires, |end| expires.min(end))),
+                                            refresh_tokens::created_at.eq(now_ms),
+                                            refresh_tokens::family_expires_at.eq(family_ends),
+                                        ),
+                                    )
+                                    .execute(conn)
+                                    .await?;
+                                diesel::update(sessions::table.find(&family))
+                                    .set((
+                                        sessions::last_used_at.eq(now_ms),
+                                        sessions::last_client.eq(&successor.origin.client),
+                                        sessions::last_user_agent.eq(&successor.origin.user_agent),
+                                    ))
+                                    .execute(conn)
+                                    .await?;
+                                return Ok(Rotation::Rotated);
+                            }
+                            let row: Option<Row> = refresh_tokens::table
+                                .find(&presented)
+                                .select((
+                                    refresh_tokens::family_id,
+                                    refresh_tokens::spent_at,
+                                    refresh_tokens::revoked_at,
+                                    refresh_tokens::successor_access_jti,
+                                    refresh_tokens::successor_refresh_jti,
+                                    refresh_tokens::successor_issued_at,
+                                ))
+                                .first(conn)
+                                .await
+                                .optional()?;
+                            let Some((family, Some(spent_at), None, access, refresh, issued)) = row
+                            else {
+                                // Unknown, revoked, or expired unspent.
+                                return Ok(Rotation::Refused);
+                            };
+                            if now_ms - spent_at <= grace.num_milliseconds()
+                                && let (Some(access_jti), Some(refresh_jti), Some(issued)) =
+                                    (access, refresh, issued)
+                            {
+                                let ids = TokenIds {
+                                    // A family id that is not a UUID was never written.
+                                    session_id: Uuid::parse_str(&family).unwrap_or(Uuid::nil()),
+                                    access_jti,
+                                    refresh_jti,
+                                    issued_at: from_millis(issued),
+                                };
+                                return Ok(Rotation::Replayed { ids });
+                            }
+                            diesel::update(
+                                refresh_tokens::table
+                                    .filter(refresh_tokens::family_id.eq(family))
+                                    .filter(refresh_tokens::revoked_at.is_null()),
+                            )
+                            .set(refresh_tokens::revoked_at.eq(Some(now_ms)))
+                            .execute(conn)
+                            .await?;
+                            audit(conn, reuse_audit).await?;
+                            metrics::counter!("passcode_refresh_reuse_detected_total").increment(1);
+                            Ok::<Rotation, diesel::result::Error>(Rotation::Reused)
+                        })
+                        .await
+                        .map_err(query_error)
+                }
+
+                async fn sessions(
+                    &self,
+                    user: UserId,
+                    now: DateTime<Utc>,
+                ) -> Result<Vec<passcode_domain::ports::SessionInfo>, InfraError> {
+                    type Row = (
+                        String,
+                        i64,
+                        Option<String>,
+                        Option<String>,
+                        i64,
+                        Option<String>,
+                        Option<String>,
+                    );
+                    let now_ms = to_millis(now);
+                    let mut conn = self.conn().await?;
+                    let live = refresh_tokens::table
+                        .filter(refresh_tokens::family_id.eq(sessions::family_id))
+                        .filter(refresh_tokens::revoked_at.is_null())
+                        .filter(refresh_tokens::spent_at.is_null())
+                        .filter(refresh_tokens::expires_at.gt(now_ms));
+                    let rows: Vec<Row> = sessions::table
+                        .filter(sessions::user_id.eq(user.0.to_string()))
+                        .filter(diesel::dsl::exists(live))
+                        .order(sessions::last_used_at.desc())
+                        .select((
+                            sessions::family_id,
+                            sessions::created_at,
+                            sessions::created_client,
+                            sessions::created_user_agent,
+                            sessions::last_used_at,
+                            sessions::last_client,
+                            sessions::last_user_agent,
+                        ))
+                        .load(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    rows.into_iter()
+                        .map(
+                            |(
+                                id,
+                                created_at,
+                                created_client,
+                                created_user_agent,
+                                last_used_at,
+                                last_client,
+                                last_user_agent,
+                            )| {
+                                Ok(passcode_domain::ports::SessionInfo {
+                                    id: Uuid::parse_str(&id)
+                                        .map_err(|e| InfraError::Unexpected(e.into()))?,
+                                    created_at: from_millis(created_at),
+                                    created_client,
+                                    created_user_agent,
+                                    last_used_at: from_millis(last_used_at),
+                                    last_client,
+                                    last_user_agent,
+                                })
+                            },
+                        )
+                        .collect()
+                }
+
+                async fn end_session(
+                    &self,
+                    user: UserId,
+                    session: Uuid,
+                    now: DateTime<Utc>,
+                    event: &passcode_domain::AuditEvent,
+                ) -> Result<bool, InfraError> {
+                    let mut conn = self.writer().await?;
+                    (*conn)
+                        .transaction(async |conn| {
+                            let ended = diesel::update(
+                                refresh_tokens::table
+                                    .filter(refresh_tokens::family_id.eq(session.to_string()))
+                                    .filter(refresh_tokens::user_id.eq(user.0.to_string()))
+                                    .filter(refresh_tokens::revoked_at.is_null()),
+                            )
+                            .set(refresh_tokens::revoked_at.eq(Some(to_millis(now))))
+                            .execute(conn)
+                            .await?;
+                            if ended > 0 {
+                                audit(conn, event).await?;
+                            }
+                            Ok::<bool, diesel::result::Error>(ended > 0)
+                        })
+                        .await
+                        .map_err(query_error)
+                }
+
+                async fn end_other_sessions(
+                    &self,
+                    user: UserId,
+                    keep: Uuid,
+                    now: DateTime<Utc>,
+                    event: &passcode_domain::AuditEvent,
+                ) -> Result<u64, InfraError> {
+                    let mut conn = self.writer().await?;
+                    (*conn)
+                        .transaction(async |conn| {
+                            let families: Vec<String> = refresh_tokens::table
+                                .filter(refresh_tokens::user_id.eq(user.0.to_string()))
+                                .filter(refresh_tokens::family_id.ne(keep.to_string()))
+                                .filter(refresh_tokens::revoked_at.is_null())
+                                .select(refresh_tokens::family_id)
+                                .distinct()
+                                .load(conn)
+                                .await?;
+                            diesel::update(
+                                refresh_tokens::table
+                                    .filter(refresh_tokens::user_id.eq(user.0.to_string()))
+                                    .filter(refresh_tokens::family_id.ne(keep.to_string()))
+                                    .filter(refresh_tokens::revoked_at.is_null()),
+                            )
+                            .set(refresh_tokens::revoked_at.eq(Some(to_millis(now))))
+                            .execute(conn)
+                            .await?;
+                            audit(conn, event).await?;
+                            Ok::<u64, diesel::result::Error>(
+                                u64::try_from(families.len()).unwrap_or(0),
+                            )
+                        })
+                        .await
+                        .map_err(query_error)
+                }
+
+                async fn family_of(
+                    &self,
+                    token_hash: &[u8],
+                ) -> Result<Option<(Uuid, UserId)>, InfraError> {
+                    let mut conn = self.conn().await?;
+                    let row: Option<(String, String)> = refresh_tokens::table
+                        .find(token_hash)
+                        .filter(refresh_tokens::revoked_at.is_null())
+                        .select((refresh_tokens::family_id, refresh_tokens::user_id))
+                        .first(&mut *conn)
+                        .await
+                        .optional()
+                        .map_err(query_error)?;
+                    row.map(|(family, user)| {
+                        let parse = |s: &str| {
+                            Uuid::parse_str(s).map_err(|e| InfraError::Unexpected(e.into()))
+                        };
+                        Ok((parse(&family)?, UserId(parse(&user)?)))
+                    })
+                    .transpose()
+                }
+
+                async fn revoke_family(
+                    &self,
+                    family_id: Uuid,
+                    now: DateTime<Utc>,
+                    event: &passcode_domain::AuditEvent,
+                ) -> Result<(), InfraError> {
+                    let mut conn = self.writer().await?;
+                    (*conn)
+                        .transaction(async |conn| {
+                            diesel::update(
+                                refresh_tokens::table
+                                    .filter(refresh_tokens::family_id.eq(family_id.to_string()))
+                                    .filter(refresh_tokens::revoked_at.is_null()),
+                            )
+                            .set(refresh_tokens::revoked_at.eq(Some(to_millis(now))))
+                            .execute(conn)
+                            .await?;
+                            audit(conn, event).await
+                        })
+                        .await
+                        .map_err(query_error)
+                }
+
+                async fn revoke_all(
+                    &self,
+                    user_id: UserId,
+                    now: DateTime<Utc>,
+                    event: Option<passcode_domain::AuditEvent>,
+                ) -> Result<(), InfraError> {
+                    let mut conn = self.writer().await?;
+                    (*conn)
+                        .transaction(async |conn| {
+                            diesel::update(
+                                refresh_tokens::table
+                                    .filter(refresh_tokens::user_id.eq(user_id.0.to_string()))
+                                    .filter(refresh_tokens::revoked_at.is_null()),
+                            )
+                            .set(refresh_tokens::revoked_at.eq(Some(to_millis(now))))
+                            .execute(conn)
+                            .await?;
+                            if let Some(event) = &event {
+                                audit(conn, event).await?;
+                            }
+                            Ok::<(), diesel::result::Error>(())
+                        })
+                        .await
+                        .map_err(query_error)
+                }
+            }
+        };
+    };
+}
+
+pub(crate) use refresh_token_store;

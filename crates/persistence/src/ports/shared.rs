@@ -1,0 +1,87 @@
+//! Statements that several ports run inside their own transactions.
+
+macro_rules! shared {
+    () => {
+        mod shared {
+            use super::Conn;
+            use diesel::prelude::*;
+            use diesel_async::RunQueryDsl;
+            use passcode_domain::ports::OutboxStatus;
+            use $crate::outbox_rows::NewOutboxRow;
+            use $crate::rows::OtpRow;
+            use $crate::schema::{audit_events, otp_codes, outbox};
+
+            /// Writes a code and the mail that carries it; runs inside the caller's
+            /// transaction (both or neither).
+            pub(super) async fn insert_code(
+                conn: &mut Conn,
+                code: &OtpRow,
+                mail: &NewOutboxRow,
+            ) -> Result<(), diesel::result::Error> {
+                diesel::insert_into(otp_codes::table)
+                    .values(code)
+                    .execute(conn)
+                    .await?;
+                diesel::insert_into(outbox::table)
+                    .values(mail)
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            }
+
+            /// Writes an audit event; runs inside the caller's transaction.
+            pub(super) async fn audit(
+                conn: &mut Conn,
+                event: &passcode_domain::AuditEvent,
+            ) -> Result<(), diesel::result::Error> {
+                diesel::insert_into(audit_events::table)
+                    .values(&$crate::rows::AuditRow::new(event))
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            }
+
+            /// Drops the waiting mail of the address's codes of `purpose` (but `keep`;
+            /// it is never sent), then deletes those codes. Runs inside the caller's transaction.
+            pub(super) async fn delete_codes(
+                conn: &mut Conn,
+                email: &str,
+                purpose: &str,
+                keep: Option<&str>,
+                now: i64,
+            ) -> Result<(), diesel::result::Error> {
+                let doomed = otp_codes::table
+                    .filter(otp_codes::email.eq(email))
+                    .filter(otp_codes::purpose.eq(purpose))
+                    .filter(otp_codes::id.ne(keep.unwrap_or("")))
+                    .select(otp_codes::id);
+                diesel::update(
+                    outbox::table
+                        .filter(outbox::status.eq(OutboxStatus::Queued.as_str()))
+                        .filter(
+                            outbox::otp_id.eq_any(doomed.clone().select(otp_codes::id.nullable())),
+                        ),
+                )
+                .set((
+                    outbox::status.eq(OutboxStatus::Expired.as_str()),
+                    outbox::payload.eq(None::<String>),
+                    outbox::last_error.eq(Some("its code was replaced")),
+                    outbox::updated_at.eq(now),
+                ))
+                .execute(conn)
+                .await?;
+                diesel::delete(
+                    otp_codes::table
+                        .filter(otp_codes::email.eq(email))
+                        .filter(otp_codes::purpose.eq(purpose))
+                        .filter(otp_codes::id.ne(keep.unwrap_or(""))),
+                )
+                .execute(conn)
+                .await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(crate) use shared;

@@ -1,0 +1,152 @@
+//! `Throttle`: limits shared by every instance, counted by one conditional upsert.
+
+macro_rules! throttle {
+    ($store:ty) => {
+        const _: () = {
+            use async_trait::async_trait;
+            use chrono::{DateTime, Utc};
+            use diesel::prelude::*;
+            use diesel_async::RunQueryDsl;
+            use passcode_domain::InfraError;
+            use passcode_domain::ports::{Admission, Limit, Throttle};
+            use $crate::error::query_error;
+            use $crate::rows::attempts_limit;
+            use $crate::schema::{otp_codes, outbox, rate_limits, refresh_tokens, sessions};
+            use $crate::time::to_millis;
+
+            /// Counts one event for `key` if `limit` allows it (one conditional upsert);
+            /// otherwise `Some(retry_after)` and nothing counted.
+            async fn reserve(
+                conn: &mut Conn,
+                key: &str,
+                limit: Limit,
+                now: DateTime<Utc>,
+            ) -> Result<Option<chrono::Duration>, diesel::result::Error> {
+                let now_ms = to_millis(now);
+                let window_ended = now_ms - limit.window.num_milliseconds();
+                // No cooldown: no condition on last_at (requests' clocks need not arrive in order).
+                let cooled_down = if limit.cooldown.is_zero() {
+                    i64::MAX
+                } else {
+                    now_ms - limit.cooldown.num_milliseconds()
+                };
+                let counted = $crate::rows::acquire_query!(
+                    key,
+                    now_ms,
+                    window_ended,
+                    attempts_limit(limit.limit),
+                    cooled_down
+                )
+                .execute(&mut *conn)
+                .await?;
+                if counted == 1 {
+                    return Ok(None);
+                }
+                let (window_start, count, last_at): (i64, i32, i64) = rate_limits::table
+                    .find(key)
+                    .select((
+                        rate_limits::window_start,
+                        rate_limits::count,
+                        rate_limits::last_at,
+                    ))
+                    .first(&mut *conn)
+                    .await?;
+                metrics::counter!(
+                    "passcode_throttle_denials_total",
+                    "limit" => $crate::rows::limit_name(key)
+                )
+                .increment(1);
+                Ok(Some($crate::rows::retry_after(
+                    limit,
+                    now_ms,
+                    window_start,
+                    count,
+                    last_at,
+                )))
+            }
+
+            #[async_trait]
+            impl Throttle for $store {
+                async fn acquire(
+                    &self,
+                    key: &str,
+                    limit: Limit,
+                    now: DateTime<Utc>,
+                ) -> Result<Admission, InfraError> {
+                    let mut conn = self.writer().await?;
+                    Ok(
+                        match reserve(&mut *conn, key, limit, now)
+                            .await
+                            .map_err(query_error)?
+                        {
+                            None => Admission::Allowed,
+                            Some(retry_after) => Admission::Denied { retry_after },
+                        },
+                    )
+                }
+
+                async fn release(&self, key: &str) -> Result<(), InfraError> {
+                    let mut conn = self.writer().await?;
+                    diesel::update(
+                        rate_limits::table
+                            .find(key)
+                            .filter(rate_limits::count.gt(0)),
+                    )
+                    .set(rate_limits::count.eq(rate_limits::count - 1))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_error)?;
+                    Ok(())
+                }
+
+                async fn purge(
+                    &self,
+                    now: DateTime<Utc>,
+                    retention: chrono::Duration,
+                ) -> Result<u64, InfraError> {
+                    let cutoff = to_millis(now - retention);
+                    let mut conn = self.writer().await?;
+                    let limits = diesel::delete(
+                        rate_limits::table
+                            .filter(rate_limits::last_at.lt(cutoff))
+                            .filter(rate_limits::window_start.lt(cutoff)),
+                    )
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_error)?;
+                    let codes =
+                        diesel::delete(otp_codes::table.filter(otp_codes::expires_at.lt(cutoff)))
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(query_error)?;
+                    let mail = diesel::delete(
+                        outbox::table
+                            .filter(outbox::status.eq_any(["sent", "expired"]))
+                            .filter(outbox::updated_at.lt(cutoff)),
+                    )
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_error)?;
+                    let tokens = diesel::delete(
+                        refresh_tokens::table.filter(refresh_tokens::expires_at.lt(cutoff)),
+                    )
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_error)?;
+                    // Sessions whose every token is gone.
+                    let any_token = refresh_tokens::table
+                        .filter(refresh_tokens::family_id.eq(sessions::family_id));
+                    let ended = diesel::delete(
+                        sessions::table.filter(diesel::dsl::not(diesel::dsl::exists(any_token))),
+                    )
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_error)?;
+                    Ok(u64::try_from(limits + codes + mail + tokens + ended).unwrap_or(0))
+                }
+            }
+        };
+    };
+}
+
+pub(crate) use throttle;

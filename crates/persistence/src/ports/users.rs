@@ -1,0 +1,287 @@
+//! `UserRepository`: accounts. Every change that the audit trail records writes its
+//! event in the same transaction.
+
+macro_rules! user_repository {
+    ($store:ty) => {
+        const _: () = {
+            use self::shared::{audit, delete_codes};
+            use async_trait::async_trait;
+            use chrono::{DateTime, Utc};
+            use diesel::prelude::*;
+            use diesel_async::{AsyncConnection, RunQueryDsl};
+            use passcode_domain::ports::{CreateUserError, Mail, UserRepository};
+            use passcode_domain::{EmailAddress, InfraError, NewUser, OtpPurpose, User, UserId};
+            use $crate::error::{create_user_error, query_error};
+            use $crate::outbox_rows::NewOutboxRow;
+            use $crate::rows::UserRow;
+            use $crate::schema::{
+                audit_events, otp_codes, outbox, refresh_tokens, sessions, users,
+            };
+            use $crate::time::to_millis;
+
+            #[async_trait]
+            impl UserRepository for $store {
+                async fn create(&self, user: &NewUser) -> Result<User, CreateUserError> {
+                    let mut conn = self.writer().await?;
+                    let stored = diesel::insert_into(users::table)
+                        .values(&UserRow::new(user))
+                        .returning(UserRow::as_returning())
+                        .get_result(&mut *conn)
+                        .await
+                        .map_err(create_user_error)?;
+                    Ok(stored.into_domain()?)
+                }
+
+                async fn find_by_email(
+                    &self,
+                    email: &EmailAddress,
+                ) -> Result<Option<User>, InfraError> {
+                    let mut conn = self.conn().await?;
+                    users::table
+                        .filter(users::email.eq(email.as_str()))
+                        .select(UserRow::as_select())
+                        .first(&mut *conn)
+                        .await
+                        .optional()
+                        .map_err(query_error)?
+                        .map(UserRow::into_domain)
+                        .transpose()
+                }
+
+                async fn find_by_id(&self, id: UserId) -> Result<Option<User>, InfraError> {
+                    let mut conn = self.conn().await?;
+                    users::table
+                        .find(id.0.to_string())
+                        .select(UserRow::as_select())
+                        .first(&mut *conn)
+                        .await
+                        .optional()
+                        .map_err(query_error)?
+                        .map(UserRow::into_domain)
+                        .transpose()
+                }
+
+                async fn mark_email_verified(
+                    &self,
+                    id: UserId,
+                    at: DateTime<Utc>,
+                ) -> Result<(), InfraError> {
+                    let mut conn = self.writer().await?;
+                    diesel::update(users::table.find(id.0.to_string()))
+                        .set((
+                            users::email_verified.eq(true),
+                            users::updated_at.eq(to_millis(at)),
+                        ))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    Ok(())
+                }
+
+                async fn set_active(
+                    &self,
+                    id: UserId,
+                    active: bool,
+                    at: DateTime<Utc>,
+                    event: &passcode_domain::AuditEvent,
+                ) -> Result<(), InfraError> {
+                    let mut conn = self.writer().await?;
+                    (*conn)
+                        .transaction(async |conn| {
+                            diesel::update(users::table.find(id.0.to_string()))
+                                .set((
+                                    users::is_active.eq(active),
+                                    users::updated_at.eq(to_millis(at)),
+                                ))
+                                .execute(conn)
+                                .await?;
+                            audit(conn, event).await
+                        })
+                        .await
+                        .map_err(query_error)
+                }
+
+                async fn change_email(
+                    &self,
+                    change: &passcode_domain::ports::EmailChange,
+                    now: DateTime<Utc>,
+                    notice: &Mail,
+                    event: &passcode_domain::AuditEvent,
+                ) -> Result<bool, InfraError> {
+                    let now_ms = to_millis(now);
+                    let user = change.user.0.to_string();
+                    let (old, new) = (
+                        change.old.as_str().to_owned(),
+                        change.new.as_str().to_owned(),
+                    );
+                    let keep = change.keep_session.to_string();
+                    let notice_row = NewOutboxRow::new(notice, now, None, &self.mail_key, None)?;
+                    let mut conn = self.writer().await?;
+                    (*conn)
+                        .transaction(async |conn| {
+                            let moved = diesel::update(
+                                users::table.find(&user).filter(users::email.eq(&old)),
+                            )
+                            .set((
+                                users::email.eq(&new),
+                                users::email_verified.eq(true),
+                                users::updated_at.eq(now_ms),
+                            ))
+                            .execute(conn)
+                            .await?;
+                            if moved == 0 {
+                                return Err(diesel::result::Error::RollbackTransaction);
+                            }
+                            diesel::update(
+                                refresh_tokens::table
+                                    .filter(refresh_tokens::user_id.eq(&user))
+                                    .filter(refresh_tokens::family_id.ne(&keep))
+                                    .filter(refresh_tokens::revoked_at.is_null()),
+                            )
+                            .set(refresh_tokens::revoked_at.eq(Some(now_ms)))
+                            .execute(conn)
+                            .await?;
+                            diesel::delete(otp_codes::table.filter(otp_codes::email.eq(&old)))
+                                .execute(conn)
+                                .await?;
+                            audit(conn, event).await?;
+                            diesel::insert_into(outbox::table)
+                                .values(&notice_row)
+                                .execute(conn)
+                                .await?;
+                            Ok::<bool, diesel::result::Error>(true)
+                        })
+                        .await
+                        .or_else(|e| match e {
+                            diesel::result::Error::RollbackTransaction => Ok(false),
+                            // Another account took the address meanwhile.
+                            diesel::result::Error::DatabaseError(
+                                diesel::result::DatabaseErrorKind::UniqueViolation,
+                                _,
+                            ) => Ok(false),
+                            other => Err(query_error(other)),
+                        })
+                }
+
+                async fn delete(
+                    &self,
+                    id: UserId,
+                    email: &EmailAddress,
+                    goodbye: &Mail,
+                    now: DateTime<Utc>,
+                    event: &passcode_domain::AuditEvent,
+                ) -> Result<bool, InfraError> {
+                    use diesel::sql_types::Text;
+                    let address = email.as_str().to_owned();
+                    let user = id.0.to_string();
+                    let goodbye_row = NewOutboxRow::new(goodbye, now, None, &self.mail_key, None)?;
+                    let mut conn = self.writer().await?;
+                    (*conn)
+                        .transaction(async |conn| {
+                            let removed = diesel::delete(users::table.find(&user))
+                                .execute(conn)
+                                .await?;
+                            if removed == 0 {
+                                return Err(diesel::result::Error::RollbackTransaction);
+                            }
+                            diesel::delete(
+                                refresh_tokens::table.filter(refresh_tokens::user_id.eq(&user)),
+                            )
+                            .execute(conn)
+                            .await?;
+                            diesel::delete(sessions::table.filter(sessions::user_id.eq(&user)))
+                                .execute(conn)
+                                .await?;
+                            diesel::delete(otp_codes::table.filter(otp_codes::email.eq(&address)))
+                                .execute(conn)
+                                .await?;
+                            diesel::delete(outbox::table.filter(outbox::recipient.eq(&address)))
+                                .execute(conn)
+                                .await?;
+                            // Limit state keyed by the address: exact keys, and the keys
+                            // per (address, client), matched by prefix without LIKE (an
+                            // address may hold `_` or `%`).
+                            diesel::sql_query($crate::rows::DELETE_ADDRESS_LIMITS_SQL)
+                                .bind::<Text, _>(&address)
+                                .bind::<Text, _>(format!("guess:{address}:"))
+                                .bind::<Text, _>(format!("login:{address}:"))
+                                .bind::<Text, _>(format!("password-check:{user}"))
+                                .execute(conn)
+                                .await?;
+                            diesel::update(
+                                audit_events::table.filter(audit_events::email.eq(&address)),
+                            )
+                            .set(audit_events::email.eq(None::<String>))
+                            .execute(conn)
+                            .await?;
+                            audit(conn, event).await?;
+                            diesel::insert_into(outbox::table)
+                                .values(&goodbye_row)
+                                .execute(conn)
+                                .await?;
+                            Ok::<bool, diesel::result::Error>(true)
+                        })
+                        .await
+                        .or_else(|e| match e {
+                            diesel::result::Error::RollbackTransaction => Ok(false),
+                            other => Err(query_error(other)),
+                        })
+                }
+
+                async fn set_password(
+                    &self,
+                    id: UserId,
+                    hash: &passcode_domain::PasswordHash,
+                    verify_email: bool,
+                    at: DateTime<Utc>,
+                    event: &passcode_domain::AuditEvent,
+                ) -> Result<(), InfraError> {
+                    let cutoff = to_millis(at);
+                    let mut conn = self.writer().await?;
+                    let target = users::table.find(id.0.to_string());
+                    let changes = (
+                        users::password_hash.eq(hash.as_str()),
+                        users::tokens_valid_after.eq(cutoff),
+                        users::updated_at.eq(to_millis(at)),
+                    );
+                    if !verify_email {
+                        return (*conn)
+                            .transaction(async |conn| {
+                                diesel::update(target).set(changes).execute(conn).await?;
+                                audit(conn, event).await
+                            })
+                            .await
+                            .map_err(query_error);
+                    }
+                    // A reset code proved the mailbox: the address is verified, and any
+                    // registration still waiting for its code is void.
+                    (*conn)
+                        .transaction(async |conn| {
+                            audit(conn, event).await?;
+                            let email: Option<String> = diesel::update(target)
+                                .set((changes, users::email_verified.eq(true)))
+                                .returning(users::email)
+                                .get_result(conn)
+                                .await
+                                .optional()?;
+                            if let Some(email) = email {
+                                delete_codes(
+                                    conn,
+                                    &email,
+                                    OtpPurpose::VerifyEmail.as_str(),
+                                    None,
+                                    cutoff,
+                                )
+                                .await?;
+                            }
+                            Ok::<(), diesel::result::Error>(())
+                        })
+                        .await
+                        .map_err(query_error)
+                }
+            }
+        };
+    };
+}
+
+pub(crate) use user_repository;

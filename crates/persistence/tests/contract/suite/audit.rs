@@ -1,0 +1,118 @@
+//! The contract of `AuditLog`: events written in the transaction of the change they describe.
+
+use super::*;
+
+pub async fn each_change_records_its_event_in_its_transaction(store: impl Store) {
+    let user = store.create(&new_user("ada@example.com")).await.unwrap();
+    let otp = registration_otp("ada@example.com", 1, "Ada", "$argon2id$a");
+    store
+        .add(&otp, &mail_for(&otp), &event(AuditKind::Registered))
+        .await
+        .unwrap();
+    assert_eq!(events(&store, AuditKind::Registered).await, 1);
+    // A completion that does not happen records nothing.
+    let reg = otp.registration.clone().unwrap();
+    let wrong = CodeHash::from_bytes(vec![9; 32]);
+    assert!(
+        !store
+            .complete_registration(
+                otp.id,
+                &wrong,
+                user.id,
+                &reg,
+                now(),
+                5,
+                &event(AuditKind::Verified)
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(events(&store, AuditKind::Verified).await, 0);
+    assert!(
+        store
+            .complete_registration(
+                otp.id,
+                &otp.code_hash,
+                user.id,
+                &reg,
+                now(),
+                5,
+                &event(AuditKind::Verified)
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(events(&store, AuditKind::Verified).await, 1);
+    // A refresh-token reuse is recorded only when it is one.
+    let family = Uuid::new_v4();
+    store
+        .insert(
+            &refresh_token(1, family, user.id),
+            Some(event(AuditKind::LoginSucceeded)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(events(&store, AuditKind::LoginSucceeded).await, 1);
+    let reuse = event(AuditKind::RefreshReuseDetected);
+    let grace = Duration::seconds(0);
+    store
+        .rotate(
+            &[1; 32],
+            now(),
+            grace,
+            &refresh_token(2, Uuid::nil(), user.id),
+            &token_ids(2),
+            &reuse,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        events(&store, AuditKind::RefreshReuseDetected).await,
+        0,
+        "a rotation is no reuse"
+    );
+    let later = now() + Duration::seconds(5);
+    store
+        .rotate(
+            &[1; 32],
+            later,
+            grace,
+            &refresh_token(3, Uuid::nil(), user.id),
+            &token_ids(3),
+            &reuse,
+        )
+        .await
+        .unwrap();
+    assert_eq!(events(&store, AuditKind::RefreshReuseDetected).await, 1);
+    store.record(&event(AuditKind::LoginFailed)).await.unwrap();
+    let listed = store
+        .list(&AuditQuery {
+            email: Some(email("ada@example.com")),
+            since: Some(now() - Duration::seconds(1)),
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 5);
+    assert_eq!(listed[0].client.as_deref(), Some("203.0.113.9"));
+    assert_eq!(listed[0].request_id.as_deref(), Some("req-1"));
+    assert!(
+        store
+            .list(&AuditQuery {
+                email: Some(email("other@example.com")),
+                since: None,
+                limit: 100,
+            })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .purge_audit(now() + Duration::seconds(1))
+            .await
+            .unwrap(),
+        5
+    );
+    assert_eq!(events(&store, AuditKind::LoginFailed).await, 0);
+}

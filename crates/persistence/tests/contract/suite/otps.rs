@@ -1,0 +1,313 @@
+//! The contract of `OtpStore`: codes, their tries and budgets, and completing a registration.
+
+use super::*;
+
+pub async fn replace_then_find_returns_the_code(store: impl Store) {
+    let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    let found = store
+        .find(&otp.email, OtpPurpose::VerifyEmail)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, otp.id);
+    assert_eq!(found.code_hash, otp.code_hash);
+    assert_eq!(found.expires_at, otp.expires_at);
+    assert_eq!(found.attempts, 0);
+    assert!(!found.consumed);
+}
+
+pub async fn replace_invalidates_the_previous_code(store: impl Store) {
+    let first = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
+    store.replace(&first, &mail_for(&first)).await.unwrap();
+    count(&store, &first, 5).await;
+    let second = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 2);
+    store.replace(&second, &mail_for(&second)).await.unwrap();
+
+    let found = store
+        .find(&first.email, OtpPurpose::VerifyEmail)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, second.id);
+    assert_eq!(found.attempts, 0, "a new code starts with all its tries");
+    assert!(
+        !store
+            .consume(first.id, &first.code_hash, now(), 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .consume(second.id, &first.code_hash, now(), 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .consume(second.id, &second.code_hash, now(), 5)
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn codes_of_different_purposes_are_separate(store: impl Store) {
+    let verify = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
+    let reset = new_otp("ada@example.com", OtpPurpose::ResetPassword, 2);
+    store.replace(&verify, &mail_for(&verify)).await.unwrap();
+    store.replace(&reset, &mail_for(&reset)).await.unwrap();
+    let found = store
+        .find(&verify.email, OtpPurpose::VerifyEmail)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, verify.id);
+    let found = store
+        .find(&reset.email, OtpPurpose::ResetPassword)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, reset.id);
+}
+
+pub async fn consume_succeeds_once(store: impl Store) {
+    let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    assert!(
+        store
+            .consume(otp.id, &otp.code_hash, now(), 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .consume(otp.id, &otp.code_hash, now(), 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .find(&otp.email, otp.purpose)
+            .await
+            .unwrap()
+            .unwrap()
+            .consumed
+    );
+    assert_eq!(
+        count(&store, &otp, 5).await,
+        None,
+        "a spent code counts no tries"
+    );
+}
+
+pub async fn consume_refuses_wrong_hash_expired_and_exhausted_codes(store: impl Store) {
+    let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    let wrong = CodeHash::from_bytes(vec![9; 32]);
+    assert!(!store.consume(otp.id, &wrong, now(), 5).await.unwrap());
+    assert!(
+        !store
+            .consume(otp.id, &otp.code_hash, otp.expires_at, 5)
+            .await
+            .unwrap(),
+        "expired at expires_at"
+    );
+    for _ in 0..3 {
+        count(&store, &otp, 3).await;
+    }
+    assert_eq!(count(&store, &otp, 3).await, None, "out of tries");
+    assert!(
+        !store
+            .consume(otp.id, &otp.code_hash, now(), 2)
+            .await
+            .unwrap(),
+        "more tries counted than allowed"
+    );
+    assert!(
+        store
+            .consume(otp.id, &otp.code_hash, now(), 5)
+            .await
+            .unwrap(),
+        "still unspent"
+    );
+}
+
+pub async fn concurrent_consumes_have_exactly_one_winner(store: impl Store) {
+    let otp = Arc::new(new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1));
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (store, otp) = (store.clone(), otp.clone());
+            tokio::spawn(async move {
+                store
+                    .consume(otp.id, &otp.code_hash, now(), 5)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+}
+
+pub async fn failed_attempts_are_counted_up_to_the_limit(store: impl Store) {
+    let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    for expected in 1..=5 {
+        assert_eq!(count(&store, &otp, 5).await, Some(expected));
+    }
+    assert_eq!(count(&store, &otp, 5).await, None);
+    assert_eq!(
+        store
+            .find(&otp.email, otp.purpose)
+            .await
+            .unwrap()
+            .unwrap()
+            .attempts,
+        5
+    );
+    assert!(
+        store
+            .count_try(&email("nobody@example.com"), otp.purpose, now(), 5, &[])
+            .await
+            .unwrap()
+            .counted()
+            .is_empty()
+    );
+}
+
+pub async fn concurrent_failed_attempts_never_exceed_the_limit(store: impl Store) {
+    let otp = Arc::new(new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1));
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (store, otp) = (store.clone(), otp.clone());
+            tokio::spawn(async move { count(&store, &otp, 5).await })
+        })
+        .collect();
+    let mut counted = Vec::new();
+    for task in tasks {
+        counted.extend(task.await.unwrap());
+    }
+    counted.sort_unstable();
+    assert_eq!(counted, vec![1, 2, 3, 4, 5]);
+}
+
+pub async fn a_refused_guess_budget_counts_nothing(store: impl Store) {
+    let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    let budgets = [
+        ("guess:ada@example.com:client".to_owned(), per_hour(1)),
+        ("guess:ada@example.com".to_owned(), per_hour(1)),
+    ];
+    // The ceiling is already spent (by another client).
+    assert_eq!(
+        store
+            .acquire(&budgets[1].0, per_hour(1), now())
+            .await
+            .unwrap(),
+        Admission::Allowed
+    );
+    let tries = store
+        .count_try(&otp.email, otp.purpose, now(), 5, &budgets)
+        .await
+        .unwrap();
+    assert!(
+        matches!(tries, Tries::Refused { budget: 1, retry_after } if retry_after == Duration::hours(1)),
+        "{tries:?}"
+    );
+    // Nothing was counted: not the share, not a try on the code.
+    assert_eq!(
+        store
+            .acquire(&budgets[0].0, per_hour(1), now())
+            .await
+            .unwrap(),
+        Admission::Allowed,
+        "the share's reservation was rolled back"
+    );
+    assert_eq!(count(&store, &otp, 5).await, Some(1), "no try was counted");
+    // With room in both budgets, both are counted with the try.
+    let fresh = [
+        ("guess:ada@example.com:other".to_owned(), per_hour(1)),
+        ("guess:ada@example.com:ceiling2".to_owned(), per_hour(1)),
+    ];
+    let open = store
+        .count_try(&otp.email, otp.purpose, now(), 5, &fresh)
+        .await
+        .unwrap()
+        .counted();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].attempts, 2);
+    for (key, limit) in &fresh {
+        assert!(matches!(
+            store.acquire(key, *limit, now()).await.unwrap(),
+            Admission::Denied { .. }
+        ));
+    }
+}
+
+pub async fn added_codes_live_side_by_side_and_each_counts_its_tries(store: impl Store) {
+    let first = registration_otp("ada@example.com", 1, "Mallory", "$argon2id$m");
+    let mut second = registration_otp("ada@example.com", 2, "Ada", "$argon2id$a");
+    second.created_at = now() + Duration::seconds(1);
+    store
+        .add(&first, &mail_for(&first), &event(AuditKind::Registered))
+        .await
+        .unwrap();
+    store
+        .add(&second, &mail_for(&second), &event(AuditKind::Registered))
+        .await
+        .unwrap();
+    let open = store
+        .count_try(&first.email, OtpPurpose::VerifyEmail, now(), 5, &[])
+        .await
+        .unwrap()
+        .counted();
+    assert_eq!(
+        open.len(),
+        2,
+        "a later registration leaves the earlier code valid"
+    );
+    assert!(open.iter().all(|otp| otp.attempts == 1));
+    let mine = open.iter().find(|otp| otp.id == second.id).unwrap();
+    assert_eq!(
+        mine.registration, second.registration,
+        "each code keeps its registration"
+    );
+    let newest = store
+        .find(&first.email, OtpPurpose::VerifyEmail)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(newest.id, second.id, "find gives the newest");
+    let later = now() + Duration::seconds(1);
+    assert_eq!(
+        store
+            .claim(later, Duration::seconds(60), 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+pub async fn replacing_a_code_drops_its_waiting_mail(store: impl Store) {
+    let first = new_otp("ada@example.com", OtpPurpose::ResetPassword, 1);
+    store.replace(&first, &mail_for(&first)).await.unwrap();
+    let second = new_otp("ada@example.com", OtpPurpose::ResetPassword, 2);
+    store.replace(&second, &mail_for(&second)).await.unwrap();
+    let claimed = store.claim(now(), Duration::seconds(60), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1, "the replaced code is never mailed");
+    assert!(
+        store
+            .pending(10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|entry| entry.id == claimed[0].id),
+        "the dropped message is no longer pending"
+    );
+}

@@ -1,0 +1,344 @@
+//! The contract of `RefreshTokenStore`: sessions, rotation and reuse detection.
+
+use super::*;
+
+pub async fn rotation_spends_once_replays_within_grace_then_revokes_on_reuse(store: impl Store) {
+    use passcode_domain::ports::Rotation;
+    let user = UserId::new_random();
+    let family = Uuid::new_v4();
+    store
+        .insert(&refresh_token(1, family, user), None)
+        .await
+        .unwrap();
+    let grace = Duration::seconds(10);
+
+    let rotated = store
+        .rotate(
+            &[1; 32],
+            now(),
+            grace,
+            &refresh_token(2, Uuid::nil(), user),
+            &token_ids(2),
+            &event(AuditKind::RefreshReuseDetected),
+        )
+        .await;
+    assert_eq!(rotated.unwrap(), Rotation::Rotated);
+    assert_eq!(
+        store.family_of(&[2; 32]).await.unwrap(),
+        Some((family, user)),
+        "the successor joins the family"
+    );
+
+    let soon = now() + Duration::seconds(5);
+    let replay = store
+        .rotate(
+            &[1; 32],
+            soon,
+            grace,
+            &refresh_token(3, Uuid::nil(), user),
+            &token_ids(3),
+            &event(AuditKind::RefreshReuseDetected),
+        )
+        .await;
+    let mut replayed = token_ids(2);
+    replayed.session_id = family;
+    assert_eq!(
+        replay.unwrap(),
+        Rotation::Replayed { ids: replayed },
+        "the session's id too"
+    );
+    assert_eq!(
+        store.family_of(&[3; 32]).await.unwrap(),
+        None,
+        "a replay stores nothing new"
+    );
+
+    let later = now() + Duration::seconds(11);
+    let reuse = store
+        .rotate(
+            &[1; 32],
+            later,
+            grace,
+            &refresh_token(4, Uuid::nil(), user),
+            &token_ids(4),
+            &event(AuditKind::RefreshReuseDetected),
+        )
+        .await;
+    assert_eq!(reuse.unwrap(), Rotation::Reused);
+    assert_eq!(
+        store.family_of(&[2; 32]).await.unwrap(),
+        None,
+        "the whole family is revoked"
+    );
+    let after = store
+        .rotate(
+            &[2; 32],
+            later,
+            grace,
+            &refresh_token(5, Uuid::nil(), user),
+            &token_ids(5),
+            &event(AuditKind::RefreshReuseDetected),
+        )
+        .await;
+    assert_eq!(
+        after.unwrap(),
+        Rotation::Refused,
+        "so the newest token no longer refreshes"
+    );
+}
+
+pub async fn rotation_refuses_unknown_and_expired_tokens(store: impl Store) {
+    use passcode_domain::ports::Rotation;
+    let user = UserId::new_random();
+    let grace = Duration::seconds(10);
+    let unknown = store
+        .rotate(
+            &[9; 32],
+            now(),
+            grace,
+            &refresh_token(2, Uuid::nil(), user),
+            &token_ids(2),
+            &event(AuditKind::RefreshReuseDetected),
+        )
+        .await;
+    assert_eq!(unknown.unwrap(), Rotation::Refused);
+    store
+        .insert(&refresh_token(1, Uuid::new_v4(), user), None)
+        .await
+        .unwrap();
+    let expired_at = now() + Duration::days(1);
+    let expired = store
+        .rotate(
+            &[1; 32],
+            expired_at,
+            grace,
+            &refresh_token(3, Uuid::nil(), user),
+            &token_ids(3),
+            &event(AuditKind::RefreshReuseDetected),
+        )
+        .await;
+    assert_eq!(expired.unwrap(), Rotation::Refused);
+}
+
+pub async fn concurrent_rotations_of_one_token_rotate_once_and_replay_the_rest(store: impl Store) {
+    use passcode_domain::ports::Rotation;
+    let user = UserId::new_random();
+    store
+        .insert(&refresh_token(1, Uuid::new_v4(), user), None)
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..10u8)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let successor = refresh_token(10 + n, Uuid::nil(), user);
+                store
+                    .rotate(
+                        &[1; 32],
+                        now(),
+                        Duration::seconds(10),
+                        &successor,
+                        &token_ids(10 + n),
+                        &event(AuditKind::RefreshReuseDetected),
+                    )
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == Rotation::Rotated).count(),
+        1,
+        "{outcomes:?}"
+    );
+    let replays: Vec<_> = outcomes
+        .iter()
+        .filter(|o| matches!(o, Rotation::Replayed { .. }))
+        .collect();
+    assert_eq!(replays.len(), 9, "{outcomes:?}");
+    assert!(
+        replays.windows(2).all(|w| w[0] == w[1]),
+        "all replays get the one successor"
+    );
+}
+
+pub async fn logout_revokes_one_family_or_all_of_an_account(store: impl Store) {
+    let user = UserId::new_random();
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    store
+        .insert(&refresh_token(1, a, user), None)
+        .await
+        .unwrap();
+    store
+        .insert(&refresh_token(2, b, user), None)
+        .await
+        .unwrap();
+    store
+        .revoke_family(a, now(), &event(AuditKind::Logout))
+        .await
+        .unwrap();
+    assert_eq!(store.family_of(&[1; 32]).await.unwrap(), None);
+    assert_eq!(store.family_of(&[2; 32]).await.unwrap(), Some((b, user)));
+    store.revoke_all(user, now(), None).await.unwrap();
+    assert_eq!(store.family_of(&[2; 32]).await.unwrap(), None);
+}
+
+pub async fn a_session_ends_at_its_family_end_however_often_refreshed(store: impl Store) {
+    use passcode_domain::ports::Rotation;
+    let user = UserId::new_random();
+    let family = Uuid::new_v4();
+    let mut first = refresh_token(1, family, user);
+    first.family_expires_at = now() + Duration::hours(1);
+    store.insert(&first, None).await.unwrap();
+    let grace = Duration::seconds(10);
+    // A successor asking for a day still ends with the family.
+    let mut successor = refresh_token(2, Uuid::nil(), user);
+    successor.family_expires_at = now() + Duration::days(90);
+    assert_eq!(
+        store
+            .rotate(
+                &[1; 32],
+                now(),
+                grace,
+                &successor,
+                &token_ids(2),
+                &event(AuditKind::RefreshReuseDetected)
+            )
+            .await
+            .unwrap(),
+        Rotation::Rotated
+    );
+    let later = now() + Duration::hours(1);
+    assert_eq!(
+        store
+            .rotate(
+                &[2; 32],
+                later,
+                grace,
+                &refresh_token(3, Uuid::nil(), user),
+                &token_ids(3),
+                &event(AuditKind::RefreshReuseDetected)
+            )
+            .await
+            .unwrap(),
+        Rotation::Refused,
+        "the family reached its end"
+    );
+    assert_eq!(
+        store
+            .rotate(
+                &[2; 32],
+                later - Duration::milliseconds(1),
+                grace,
+                &refresh_token(3, Uuid::nil(), user),
+                &token_ids(3),
+                &event(AuditKind::RefreshReuseDetected)
+            )
+            .await
+            .unwrap(),
+        Rotation::Rotated,
+        "until then it refreshes"
+    );
+}
+
+pub async fn sessions_are_listed_with_their_origin_and_last_use_and_end_one_or_the_others(
+    store: impl Store,
+) {
+    use passcode_domain::ports::Rotation;
+    let user = UserId::new_random();
+    let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+    store
+        .insert(&refresh_token(1, first, user), None)
+        .await
+        .unwrap();
+    store
+        .insert(&refresh_token(2, second, user), None)
+        .await
+        .unwrap();
+    let someone_else = UserId::new_random();
+    let theirs = Uuid::new_v4();
+    store
+        .insert(&refresh_token(3, theirs, someone_else), None)
+        .await
+        .unwrap();
+    let listed = store.sessions(user, now()).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    let one = listed.iter().find(|s| s.id == first).unwrap();
+    assert_eq!(one.created_client.as_deref(), Some("203.0.113.9"));
+    assert_eq!(one.created_user_agent.as_deref(), Some("agent 1"));
+    // A refresh is the session's last use, with its caller's facts.
+    let mut successor = refresh_token(4, Uuid::nil(), user);
+    successor.origin.client = Some("198.51.100.4".into());
+    successor.origin.user_agent = Some("agent 4".into());
+    let later = now() + Duration::seconds(30);
+    let rotated = store
+        .rotate(
+            &[1; 32],
+            later,
+            Duration::seconds(10),
+            &successor,
+            &token_ids(4),
+            &event(AuditKind::RefreshReuseDetected),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rotated, Rotation::Rotated);
+    let listed = store.sessions(user, later).await.unwrap();
+    let one = listed.iter().find(|s| s.id == first).unwrap();
+    assert_eq!(one.last_client.as_deref(), Some("198.51.100.4"));
+    assert_eq!(one.last_user_agent.as_deref(), Some("agent 4"));
+    assert_eq!(
+        one.created_user_agent.as_deref(),
+        Some("agent 1"),
+        "origin kept"
+    );
+    assert_eq!(listed[0].id, first, "newest use first");
+    // Not someone else's session.
+    assert!(
+        !store
+            .end_session(user, theirs, later, &event(AuditKind::Logout))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .end_session(user, second, later, &event(AuditKind::Logout))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .end_session(user, second, later, &event(AuditKind::Logout))
+            .await
+            .unwrap(),
+        "once"
+    );
+    assert_eq!(store.sessions(user, later).await.unwrap().len(), 1);
+    store
+        .insert(&refresh_token(5, Uuid::new_v4(), user), None)
+        .await
+        .unwrap();
+    store
+        .insert(&refresh_token(6, Uuid::new_v4(), user), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .end_other_sessions(user, first, later, &event(AuditKind::LogoutAll))
+            .await
+            .unwrap(),
+        2
+    );
+    let left = store.sessions(user, later).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id, first);
+    assert_eq!(
+        store.sessions(someone_else, later).await.unwrap().len(),
+        1,
+        "others untouched"
+    );
+}
