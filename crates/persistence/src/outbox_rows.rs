@@ -148,7 +148,8 @@ impl NewOutboxRow {
     }
 }
 
-#[derive(QueryableByName)]
+/// A claimed message: by name from the claim's SQL, or by position (MariaDB's claim).
+#[derive(QueryableByName, Queryable)]
 pub(crate) struct ClaimedRow {
     #[diesel(sql_type = Text)]
     id: String,
@@ -251,10 +252,3 @@ UPDATE outbox SET status = 'sending', lease_until = $1, attempts = attempts + 1,
 WHERE id IN (SELECT id FROM outbox WHERE (status = 'queued' AND next_attempt_at <= $2) \
 OR (status = 'sending' AND lease_until < $2) ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
 RETURNING id, recipient, payload, attempts, expires_at";
-
-/// Ends a message: erases the body, except that of a failed message without a code
-/// (kept so that `passcode mail queue --retry` can send it again).
-pub(crate) const FINISH_SQL: &str = "\
-UPDATE outbox SET status = $1, last_error = $2, lease_until = NULL, updated_at = $3, \
-payload = CASE WHEN $1 = 'failed' AND kind <> 'code' THEN payload ELSE NULL END \
-WHERE id = $4";

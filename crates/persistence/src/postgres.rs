@@ -118,12 +118,14 @@ impl PgStore {
     }
 }
 
-// The ports, one macro each (crate::ports); the outbox's claim is this backend's own.
+// The ports, one macro each (crate::ports), over the dialect of RETURNING and ON CONFLICT
+// with this backend's claim of the outbox.
+ports::returning_dialect!(crate::outbox_rows::CLAIM_POSTGRES);
 ports::shared!();
 ports::user_repository!(PgStore);
 ports::otp_store!(PgStore);
 ports::throttle!(PgStore);
-ports::outbox!(PgStore, crate::outbox_rows::CLAIM_POSTGRES);
+ports::outbox!(PgStore);
 ports::refresh_token_store!(PgStore);
 ports::audit_log!(PgStore);
 ports::health_check!(PgStore);

@@ -170,6 +170,38 @@ macro_rules! acquire_query {
 }
 pub(crate) use acquire_query;
 
+/// Spends refresh token `$presented` if it is live and its session has not reached
+/// its end, recording its successor's ids (`TokenIds`): an UPDATE that affects 1 row
+/// if spent, 0 otherwise.
+macro_rules! spend_token_query {
+    ($presented:expr, $now_ms:expr, $successor:expr) => {{
+        use diesel::{BoolExpressionMethods as _, ExpressionMethods as _, QueryDsl as _};
+        use $crate::schema::refresh_tokens;
+        let now_ms: i64 = $now_ms;
+        let successor: &passcode_domain::ports::TokenIds = $successor;
+        diesel::update(
+            refresh_tokens::table
+                .find($presented)
+                .filter(refresh_tokens::spent_at.is_null())
+                .filter(refresh_tokens::revoked_at.is_null())
+                .filter(refresh_tokens::expires_at.gt(now_ms))
+                .filter(
+                    refresh_tokens::family_expires_at
+                        .is_null()
+                        .or(refresh_tokens::family_expires_at.gt(now_ms)),
+                ),
+        )
+        .set((
+            refresh_tokens::spent_at.eq(Some(now_ms)),
+            refresh_tokens::successor_access_jti.eq(Some(&successor.access_jti)),
+            refresh_tokens::successor_refresh_jti.eq(Some(&successor.refresh_jti)),
+            refresh_tokens::successor_issued_at
+                .eq(Some($crate::time::to_millis(successor.issued_at))),
+        ))
+    }};
+}
+pub(crate) use spend_token_query;
+
 /// Deletes the limit state keyed by an address. Binds: $1 the address, $2 and $3 the
 /// prefixes of its per-client guessing and login keys, $4 the account's
 /// password-check key (numbered in order of first use, as SQLite needs). Keys: see

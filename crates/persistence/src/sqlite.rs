@@ -163,12 +163,14 @@ impl std::ops::DerefMut for Writer {
     }
 }
 
-// The ports, one macro each (crate::ports); the outbox's claim is this backend's own.
+// The ports, one macro each (crate::ports), over the dialect of RETURNING and ON CONFLICT
+// with this backend's claim of the outbox.
+ports::returning_dialect!(crate::outbox_rows::CLAIM_SQLITE);
 ports::shared!();
 ports::user_repository!(SqliteStore);
 ports::otp_store!(SqliteStore);
 ports::throttle!(SqliteStore);
-ports::outbox!(SqliteStore, crate::outbox_rows::CLAIM_SQLITE);
+ports::outbox!(SqliteStore);
 ports::refresh_token_store!(SqliteStore);
 ports::audit_log!(SqliteStore);
 ports::health_check!(SqliteStore);

@@ -12,6 +12,7 @@
 //! `shared!()` and one macro per port.
 
 mod audit;
+mod dialect;
 mod health;
 mod otps;
 mod outbox;
@@ -21,6 +22,7 @@ mod throttle;
 mod users;
 
 pub(crate) use audit::audit_log;
+pub(crate) use dialect::returning_dialect;
 pub(crate) use health::health_check;
 pub(crate) use otps::otp_store;
 pub(crate) use outbox::outbox;

@@ -147,10 +147,9 @@ macro_rules! otp_store {
                     max_attempts: u32,
                 ) -> Result<bool, InfraError> {
                     let mut conn = self.writer().await?;
-                    let updated = spend(&mut *conn, id, code_hash, now, max_attempts)
+                    spend(&mut *conn, id, code_hash, now, max_attempts)
                         .await
-                        .map_err(query_error)?;
-                    Ok(updated.is_some())
+                        .map_err(query_error)
                 }
 
                 async fn complete_registration(
@@ -168,10 +167,14 @@ macro_rules! otp_store {
                     let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
-                            let Some(email) = spend(conn, id, code_hash, now, max_attempts).await?
-                            else {
+                            if !spend(conn, id, code_hash, now, max_attempts).await? {
                                 return Ok(false);
-                            };
+                            }
+                            let email: String = otp_codes::table
+                                .find(&keep)
+                                .select(otp_codes::email)
+                                .first(conn)
+                                .await?;
                             let applied = diesel::update(
                                 users::table
                                     .find(user.0.to_string())
@@ -209,16 +212,16 @@ macro_rules! otp_store {
                 }
             }
 
-            /// Marks code `id` spent if it still may be; returns its address if so.
-            /// One conditional statement: the database serialises concurrent spenders
-            /// on the row, and only one still finds it unspent.
+            /// Marks code `id` spent if it still may be; true if so. One conditional
+            /// statement: the database serialises concurrent spenders on the row, and
+            /// only one still finds it unspent.
             async fn spend(
                 conn: &mut Conn,
                 id: Uuid,
                 code_hash: &CodeHash,
                 now: DateTime<Utc>,
                 max_attempts: u32,
-            ) -> Result<Option<String>, diesel::result::Error> {
+            ) -> Result<bool, diesel::result::Error> {
                 diesel::update(
                     otp_codes::table
                         .filter(otp_codes::id.eq(id.to_string()))
@@ -228,10 +231,9 @@ macro_rules! otp_store {
                         .filter(otp_codes::attempts.le(attempts_limit(max_attempts))),
                 )
                 .set(otp_codes::consumed_at.eq(Some(to_millis(now))))
-                .returning(otp_codes::email)
-                .get_result(conn)
+                .execute(conn)
                 .await
-                .optional()
+                .map(|spent| spent == 1)
             }
         };
     };

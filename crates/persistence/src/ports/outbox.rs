@@ -1,15 +1,15 @@
-//! `Outbox`: mail waiting to be sent. Claiming is the one statement that differs by
-//! backend (`$claim_sql`: each backend's way to lock rows for one worker).
+//! `Outbox`: mail waiting to be sent. Claiming differs by backend (`dialect::claim`:
+//! each backend's way to lock rows for one worker).
 
 macro_rules! outbox {
-    ($store:ty, $claim_sql:expr) => {
+    ($store:ty) => {
         const _: () = {
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
             use diesel::prelude::*;
             use diesel_async::RunQueryDsl;
-            use passcode_domain::ports::{Mail, Outbox, OutboxEntry, OutboxStatus, QueuedMail};
             use passcode_domain::InfraError;
+            use passcode_domain::ports::{Mail, Outbox, OutboxEntry, OutboxStatus, QueuedMail};
             use uuid::Uuid;
             use $crate::error::query_error;
             use $crate::outbox_rows::{ClaimedRow, EntryRow, NewOutboxRow};
@@ -17,6 +17,40 @@ macro_rules! outbox {
             use $crate::schema::outbox;
             use $crate::time::from_millis;
             use $crate::time::to_millis;
+
+            /// Ends a message: erases the body, except that of a failed message without
+            /// a code (kept so that `passcode mail queue --retry` can send it again).
+            async fn finish_row(
+                conn: &mut Conn,
+                id: &str,
+                status: OutboxStatus,
+                error: Option<String>,
+                now: DateTime<Utc>,
+            ) -> Result<usize, diesel::result::Error> {
+                let row = outbox::table.find(id);
+                let ended = (
+                    outbox::status.eq(status.as_str()),
+                    outbox::last_error.eq(error),
+                    outbox::lease_until.eq(None::<i64>),
+                    outbox::updated_at.eq(to_millis(now)),
+                );
+                if status == OutboxStatus::Failed {
+                    let kept = diesel::dsl::case_when(outbox::kind.ne("code"), outbox::payload)
+                        .otherwise(
+                            None::<String>
+                                .into_sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(),
+                        );
+                    diesel::update(row)
+                        .set((ended, outbox::payload.eq(kept)))
+                        .execute(conn)
+                        .await
+                } else {
+                    diesel::update(row)
+                        .set((ended, outbox::payload.eq(None::<String>)))
+                        .execute(conn)
+                        .await
+                }
+            }
 
             #[async_trait]
             impl Outbox for $store {
@@ -64,15 +98,15 @@ macro_rules! outbox {
                     lease: chrono::Duration,
                     max: u32,
                 ) -> Result<Vec<QueuedMail>, InfraError> {
-                    use diesel::sql_types::{BigInt, Integer};
                     let mut conn = self.writer().await?;
-                    let rows: Vec<ClaimedRow> = diesel::sql_query($claim_sql)
-                        .bind::<BigInt, _>(to_millis(now + lease))
-                        .bind::<BigInt, _>(to_millis(now))
-                        .bind::<Integer, _>(attempts_limit(max))
-                        .load(&mut *conn)
-                        .await
-                        .map_err(query_error)?;
+                    let rows: Vec<ClaimedRow> = self::dialect::claim(
+                        &mut *conn,
+                        to_millis(now + lease),
+                        to_millis(now),
+                        attempts_limit(max),
+                    )
+                    .await
+                    .map_err(query_error)?;
                     let mut claimed = Vec::with_capacity(rows.len());
                     for row in rows {
                         let id = row.id().to_owned();
@@ -82,12 +116,7 @@ macro_rules! outbox {
                             // go on with the others instead of failing every claim.
                             Err(why) => {
                                 tracing::error!(message_id = %id, "{why}");
-                                diesel::sql_query($crate::outbox_rows::FINISH_SQL)
-                                    .bind::<diesel::sql_types::Text, _>(OutboxStatus::Failed.as_str())
-                                    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(Some(why))
-                                    .bind::<BigInt, _>(to_millis(now))
-                                    .bind::<diesel::sql_types::Text, _>(id)
-                                    .execute(&mut *conn)
+                                finish_row(&mut *conn, &id, OutboxStatus::Failed, Some(why), now)
                                     .await
                                     .map_err(query_error)?;
                             }
@@ -127,14 +156,8 @@ macro_rules! outbox {
                     error: Option<String>,
                     now: DateTime<Utc>,
                 ) -> Result<(), InfraError> {
-                    use diesel::sql_types::{BigInt, Nullable, Text};
                     let mut conn = self.writer().await?;
-                    diesel::sql_query($crate::outbox_rows::FINISH_SQL)
-                        .bind::<Text, _>(status.as_str())
-                        .bind::<Nullable<Text>, _>(error)
-                        .bind::<BigInt, _>(to_millis(now))
-                        .bind::<Text, _>(id.to_string())
-                        .execute(&mut *conn)
+                    finish_row(&mut *conn, &id.to_string(), status, error, now)
                         .await
                         .map_err(query_error)?;
                     Ok(())

@@ -3,6 +3,7 @@
 macro_rules! refresh_token_store {
     ($store:ty) => {
         const _: () = {
+            use self::dialect;
             use self::shared::audit;
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
@@ -94,34 +95,9 @@ macro_rules! refresh_token_store {
                         .transaction(async |conn| {
                             // Spend it if it is live and its session has not reached its end:
                             // one statement, so one caller wins.
-                            let spent: Option<(String, Option<i64>)> = diesel::update(
-                                refresh_tokens::table
-                                    .find(&presented)
-                                    .filter(refresh_tokens::spent_at.is_null())
-                                    .filter(refresh_tokens::revoked_at.is_null())
-                                    .filter(refresh_tokens::expires_at.gt(now_ms))
-                                    .filter(
-                                        refresh_tokens::family_expires_at
-                                            .is_null()
-                                            .or(refresh_tokens::family_expires_at.gt(now_ms)),
-                                    ),
-                            )
-                            .set((
-                                refresh_tokens::spent_at.eq(Some(now_ms)),
-                                refresh_tokens::successor_access_jti
-                                    .eq(Some(&successor_ids.access_jti)),
-                                refresh_tokens::successor_refresh_jti
-                                    .eq(Some(&successor_ids.refresh_jti)),
-                                refresh_tokens::successor_issued_at
-                                    .eq(Some(to_millis(successor_ids.issued_at))),
-                            ))
-                            .returning((
-                                refresh_tokens::family_id,
-                                refresh_tokens::family_expires_at,
-                            ))
-                            .get_result(conn)
-                            .await
-                            .optional()?;
+                            let spent =
+                                dialect::spend_token(conn, &presented, now_ms, successor_ids)
+                                    .await?;
                             if let Some((family, family_ends)) = spent {
                                 // The successor keeps the session's end.
                                 let expires = to_millis(successor.expires_at);

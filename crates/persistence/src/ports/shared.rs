@@ -9,7 +9,7 @@ macro_rules! shared {
             use passcode_domain::ports::OutboxStatus;
             use $crate::outbox_rows::NewOutboxRow;
             use $crate::rows::OtpRow;
-            use $crate::schema::{audit_events, otp_codes, outbox};
+            use $crate::schema::{audit_events, otp_codes, outbox, rate_limits};
 
             /// Writes a code and the mail that carries it; runs inside the caller's
             /// transaction (both or neither).
@@ -79,6 +79,57 @@ macro_rules! shared {
                 .execute(conn)
                 .await?;
                 Ok(())
+            }
+
+            /// Counts one event for `key` if `limit` allows it (one conditional upsert);
+            /// otherwise `Some(retry_after)` and nothing counted.
+            pub(crate) async fn reserve(
+                conn: &mut Conn,
+                key: &str,
+                limit: passcode_domain::ports::Limit,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Option<chrono::Duration>, diesel::result::Error> {
+                let now_ms = $crate::time::to_millis(now);
+                let window_ended = now_ms - limit.window.num_milliseconds();
+                // No cooldown: no condition on last_at (requests' clocks need not arrive in order).
+                let cooled_down = if limit.cooldown.is_zero() {
+                    i64::MAX
+                } else {
+                    now_ms - limit.cooldown.num_milliseconds()
+                };
+                let counted = super::dialect::acquire(
+                    conn,
+                    key,
+                    now_ms,
+                    window_ended,
+                    $crate::rows::attempts_limit(limit.limit),
+                    cooled_down,
+                )
+                .await?;
+                if counted == 1 {
+                    return Ok(None);
+                }
+                let (window_start, count, last_at): (i64, i32, i64) = rate_limits::table
+                    .find(key)
+                    .select((
+                        rate_limits::window_start,
+                        rate_limits::count,
+                        rate_limits::last_at,
+                    ))
+                    .first(conn)
+                    .await?;
+                metrics::counter!(
+                    "passcode_throttle_denials_total",
+                    "limit" => $crate::rows::limit_name(key)
+                )
+                .increment(1);
+                Ok(Some($crate::rows::retry_after(
+                    limit,
+                    now_ms,
+                    window_start,
+                    count,
+                    last_at,
+                )))
             }
         }
     };

@@ -1,4 +1,5 @@
-//! `Throttle`: limits shared by every instance, counted by one conditional upsert.
+//! `Throttle`: limits shared by every instance, each event counted by one conditional
+//! upsert (`shared::reserve`).
 
 macro_rules! throttle {
     ($store:ty) => {
@@ -10,60 +11,8 @@ macro_rules! throttle {
             use passcode_domain::InfraError;
             use passcode_domain::ports::{Admission, Limit, Throttle};
             use $crate::error::query_error;
-            use $crate::rows::attempts_limit;
             use $crate::schema::{otp_codes, outbox, rate_limits, refresh_tokens, sessions};
             use $crate::time::to_millis;
-
-            /// Counts one event for `key` if `limit` allows it (one conditional upsert);
-            /// otherwise `Some(retry_after)` and nothing counted.
-            async fn reserve(
-                conn: &mut Conn,
-                key: &str,
-                limit: Limit,
-                now: DateTime<Utc>,
-            ) -> Result<Option<chrono::Duration>, diesel::result::Error> {
-                let now_ms = to_millis(now);
-                let window_ended = now_ms - limit.window.num_milliseconds();
-                // No cooldown: no condition on last_at (requests' clocks need not arrive in order).
-                let cooled_down = if limit.cooldown.is_zero() {
-                    i64::MAX
-                } else {
-                    now_ms - limit.cooldown.num_milliseconds()
-                };
-                let counted = $crate::rows::acquire_query!(
-                    key,
-                    now_ms,
-                    window_ended,
-                    attempts_limit(limit.limit),
-                    cooled_down
-                )
-                .execute(&mut *conn)
-                .await?;
-                if counted == 1 {
-                    return Ok(None);
-                }
-                let (window_start, count, last_at): (i64, i32, i64) = rate_limits::table
-                    .find(key)
-                    .select((
-                        rate_limits::window_start,
-                        rate_limits::count,
-                        rate_limits::last_at,
-                    ))
-                    .first(&mut *conn)
-                    .await?;
-                metrics::counter!(
-                    "passcode_throttle_denials_total",
-                    "limit" => $crate::rows::limit_name(key)
-                )
-                .increment(1);
-                Ok(Some($crate::rows::retry_after(
-                    limit,
-                    now_ms,
-                    window_start,
-                    count,
-                    last_at,
-                )))
-            }
 
             #[async_trait]
             impl Throttle for $store {
@@ -75,7 +24,7 @@ macro_rules! throttle {
                 ) -> Result<Admission, InfraError> {
                     let mut conn = self.writer().await?;
                     Ok(
-                        match reserve(&mut *conn, key, limit, now)
+                        match self::shared::reserve(&mut *conn, key, limit, now)
                             .await
                             .map_err(query_error)?
                         {

@@ -4,6 +4,7 @@
 macro_rules! user_repository {
     ($store:ty) => {
         const _: () = {
+            use self::dialect;
             use self::shared::{audit, delete_codes};
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
@@ -23,13 +24,15 @@ macro_rules! user_repository {
             impl UserRepository for $store {
                 async fn create(&self, user: &NewUser) -> Result<User, CreateUserError> {
                     let mut conn = self.writer().await?;
-                    let stored = diesel::insert_into(users::table)
-                        .values(&UserRow::new(user))
-                        .returning(UserRow::as_returning())
-                        .get_result(&mut *conn)
+                    // The row as written is the row stored (no defaults apply), so no
+                    // RETURNING, which MariaDB lacks.
+                    let row = UserRow::new(user);
+                    diesel::insert_into(users::table)
+                        .values(&row)
+                        .execute(&mut *conn)
                         .await
                         .map_err(create_user_error)?;
-                    Ok(stored.into_domain()?)
+                    Ok(row.into_domain()?)
                 }
 
                 async fn find_by_email(
@@ -171,7 +174,6 @@ macro_rules! user_repository {
                     now: DateTime<Utc>,
                     event: &passcode_domain::AuditEvent,
                 ) -> Result<bool, InfraError> {
-                    use diesel::sql_types::Text;
                     let address = email.as_str().to_owned();
                     let user = id.0.to_string();
                     let goodbye_row = NewOutboxRow::new(goodbye, now, None, &self.mail_key, None)?;
@@ -201,13 +203,7 @@ macro_rules! user_repository {
                             // Limit state keyed by the address: exact keys, and the keys
                             // per (address, client), matched by prefix without LIKE (an
                             // address may hold `_` or `%`).
-                            diesel::sql_query($crate::rows::DELETE_ADDRESS_LIMITS_SQL)
-                                .bind::<Text, _>(&address)
-                                .bind::<Text, _>(format!("guess:{address}:"))
-                                .bind::<Text, _>(format!("login:{address}:"))
-                                .bind::<Text, _>(format!("password-check:{user}"))
-                                .execute(conn)
-                                .await?;
+                            dialect::delete_address_limits(conn, &address, &user).await?;
                             diesel::update(
                                 audit_events::table.filter(audit_events::email.eq(&address)),
                             )
@@ -258,12 +254,22 @@ macro_rules! user_repository {
                     (*conn)
                         .transaction(async |conn| {
                             audit(conn, event).await?;
-                            let email: Option<String> = diesel::update(target)
+                            let updated = diesel::update(target)
                                 .set((changes, users::email_verified.eq(true)))
-                                .returning(users::email)
-                                .get_result(conn)
-                                .await
-                                .optional()?;
+                                .execute(conn)
+                                .await?;
+                            // Read after the update, which holds the row: the address
+                            // cannot change in between.
+                            let email: Option<String> = if updated == 0 {
+                                None
+                            } else {
+                                users::table
+                                    .find(id.0.to_string())
+                                    .select(users::email)
+                                    .first(conn)
+                                    .await
+                                    .optional()?
+                            };
                             if let Some(email) = email {
                                 delete_codes(
                                     conn,
