@@ -7,8 +7,8 @@ use futures::future::join_all;
 use serde_json::json;
 
 use crate::helpers::{
-    Backend, Mail, PASSWORD, PgCluster, TestDatabase, spawn_app_with, start_instance,
-    unique_email,
+    Backend, Mail, MariadbServer, PASSWORD, PgCluster, TestDatabase, spawn_app_with,
+    start_instance, unique_email,
 };
 
 /// A database the instances share: on MariaDB when the suite runs on it, else on
@@ -115,9 +115,51 @@ async fn instances_starting_together_on_an_empty_database_all_start() {
     }
 }
 
+/// A database server of the test's own, which it stops and starts again.
+trait Stoppable {
+    fn url(&self) -> String;
+    fn stop(&self);
+    fn resume(&self);
+}
+
+impl Stoppable for PgCluster {
+    fn url(&self) -> String {
+        PgCluster::url(self)
+    }
+    fn stop(&self) {
+        PgCluster::stop(self);
+    }
+    fn resume(&self) {
+        PgCluster::resume(self);
+    }
+}
+
+impl Stoppable for MariadbServer {
+    fn url(&self) -> String {
+        MariadbServer::url(self)
+    }
+    fn stop(&self) {
+        MariadbServer::stop(self);
+    }
+    fn resume(&self) {
+        MariadbServer::resume(self);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_down_answers_503_quickly_and_the_service_recovers_by_itself() {
-    let cluster = PgCluster::start();
+async fn server_down_postgres_answers_503_quickly_and_the_service_recovers_by_itself() {
+    database_down_answers_503_quickly_and_the_service_recovers_by_itself(PgCluster::start()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_down_mariadb_answers_503_quickly_and_the_service_recovers_by_itself() {
+    database_down_answers_503_quickly_and_the_service_recovers_by_itself(MariadbServer::start())
+        .await;
+}
+
+async fn database_down_answers_503_quickly_and_the_service_recovers_by_itself(
+    cluster: impl Stoppable,
+) {
     let url = cluster.url();
     let app = spawn_app_with(Mail::Starttls, |s| {
         s.database.url = url;

@@ -309,9 +309,8 @@ async fn no_secret_reaches_the_log_even_at_debug() {
         ("APP__MAIL__SMTP__PASSWORD", crate::helpers::SMTP_PASSWORD),
         ("APP__MAIL__SMTP__CA_FILE", ca.as_str()),
     ];
-    let database;
-    if crate::helpers::backend_name() == "postgres" {
-        database = crate::helpers::TestDatabase::create("api").await;
+    let database = crate::helpers::server_database().await;
+    if let Some(database) = &database {
         envs.push(("APP__DATABASE__URL", database.url()));
     }
     let (mut child, base, lines) = crate::cli::serve(dir.path(), &envs).await;

@@ -167,13 +167,19 @@ pub fn problems(settings: &Settings) -> Vec<Problem> {
     if url.is_empty() {
         found.add("database.url", "is empty".into());
     } else if url.contains("://")
-        && !["sqlite://", "postgres://", "postgresql://"]
-            .iter()
-            .any(|scheme| url.starts_with(scheme))
+        && ![
+            "sqlite://",
+            "postgres://",
+            "postgresql://",
+            "mysql://",
+            "mariadb://",
+        ]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
     {
         found.add(
             "database.url",
-            "must start with sqlite://, postgres:// or postgresql://".into(),
+            "must start with sqlite://, postgres://, postgresql://, mysql:// or mariadb://".into(),
         );
     }
 

@@ -402,11 +402,11 @@ pub(crate) fn assemble(
     Ok((service, jwks))
 }
 
-/// PostgreSQL means instances may share the database: each must then have the same
-/// code secret and signing key, which a generated one (in this instance's data
-/// folder) is only if the data folder itself is shared.
+/// A database server (PostgreSQL, MariaDB) means instances may share the database:
+/// each must then have the same code secret and signing key, which a generated one
+/// (in this instance's data folder) is only if the data folder itself is shared.
 fn warn_if_generated_secrets_on_shared_database(settings: &Settings, store: &Store) {
-    if !matches!(store, Store::Postgres(_)) {
+    if matches!(store, Store::Sqlite(_)) {
         return;
     }
     let mut generated = Vec::new();

@@ -13,7 +13,8 @@ pub(crate) fn query_error(error: DieselError) -> InfraError {
     let unavailable = match &error {
         DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
         // SQLite busy or locked past busy_timeout; PostgreSQL shutting down, a lost
-        // connection, or statement_timeout: the database is down or overloaded.
+        // connection, or statement_timeout; MariaDB's deadlock victim, lock wait
+        // timeout or max_statement_time: the database is down or overloaded.
         DieselError::DatabaseError(_, info) => {
             let message = info.message().to_ascii_lowercase();
             [
@@ -24,6 +25,9 @@ pub(crate) fn query_error(error: DieselError) -> InfraError {
                 "shutting down",
                 "starting up",
                 "statement timeout",
+                "deadlock",
+                "lock wait timeout",
+                "max_statement_time",
             ]
             .iter()
             .any(|needle| message.contains(needle))

@@ -1,12 +1,14 @@
 //! Diesel (diesel-async) persistence for passcode: the seven storage ports
 //! (`UserRepository`, `OtpStore`, `Outbox`, `RefreshTokenStore`, `Throttle`,
-//! `AuditLog`, `HealthCheck`) on SQLite (`SyncConnectionWrapper`) or PostgreSQL
-//! (`AsyncPgConnection`), chosen by the database URL. Both run the same queries
-//! (`ports/`, one module per port) but for the outbox's claim and the guess
-//! transaction, which each runs its own way.
+//! `AuditLog`, `HealthCheck`) on SQLite (`SyncConnectionWrapper`), PostgreSQL
+//! (`AsyncPgConnection`) or MariaDB (`AsyncMysqlConnection`), chosen by the database
+//! URL. All run the same queries (`ports/`, one module per port) but for the few a
+//! dialect writes its own way (`ports/dialect.rs`, MariaDB's in `mysql.rs`) and the
+//! guess transaction, which each backend runs its fastest way.
 
 mod cipher;
 mod error;
+pub mod mysql;
 mod outbox_rows;
 mod ports;
 pub mod postgres;
@@ -23,6 +25,7 @@ use passcode_domain::ports::{
 };
 
 pub use cipher::MailKey;
+pub use mysql::MysqlStore;
 pub use postgres::PgStore;
 pub use settings::DatabaseSettings;
 pub use sqlite::SqliteStore;
@@ -40,13 +43,17 @@ pub struct PoolStatus {
 pub enum Store {
     Sqlite(SqliteStore),
     Postgres(PgStore),
+    Mysql(MysqlStore),
 }
 
 impl Store {
-    /// `postgres://` or `postgresql://` selects PostgreSQL; `sqlite://` (or a bare path) SQLite.
+    /// `postgres://` or `postgresql://` selects PostgreSQL; `mysql://` or `mariadb://`
+    /// MariaDB (or MySQL); `sqlite://` (or a bare path) SQLite.
     pub fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
         if settings.url.starts_with("postgres://") || settings.url.starts_with("postgresql://") {
             Ok(Self::Postgres(PgStore::connect(settings)?))
+        } else if settings.url.starts_with("mysql://") || settings.url.starts_with("mariadb://") {
+            Ok(Self::Mysql(MysqlStore::connect(settings)?))
         } else {
             Ok(Self::Sqlite(SqliteStore::connect(settings)?))
         }
@@ -56,6 +63,7 @@ impl Store {
         match self {
             Self::Sqlite(store) => store.migrate().await,
             Self::Postgres(store) => store.migrate().await,
+            Self::Mysql(store) => store.migrate().await,
         }
     }
 
@@ -63,6 +71,7 @@ impl Store {
         match self {
             Self::Sqlite(store) => Arc::new(store.clone()),
             Self::Postgres(store) => Arc::new(store.clone()),
+            Self::Mysql(store) => Arc::new(store.clone()),
         }
     }
 
@@ -70,6 +79,7 @@ impl Store {
         match self {
             Self::Sqlite(store) => Arc::new(store.clone()),
             Self::Postgres(store) => Arc::new(store.clone()),
+            Self::Mysql(store) => Arc::new(store.clone()),
         }
     }
 
@@ -77,6 +87,7 @@ impl Store {
         match self {
             Self::Sqlite(store) => Arc::new(store.clone()),
             Self::Postgres(store) => Arc::new(store.clone()),
+            Self::Mysql(store) => Arc::new(store.clone()),
         }
     }
 
@@ -84,6 +95,7 @@ impl Store {
         match self {
             Self::Sqlite(store) => Arc::new(store.clone()),
             Self::Postgres(store) => Arc::new(store.clone()),
+            Self::Mysql(store) => Arc::new(store.clone()),
         }
     }
 
@@ -91,6 +103,7 @@ impl Store {
         match self {
             Self::Sqlite(store) => Arc::new(store.clone()),
             Self::Postgres(store) => Arc::new(store.clone()),
+            Self::Mysql(store) => Arc::new(store.clone()),
         }
     }
 
@@ -99,6 +112,7 @@ impl Store {
         let status = match self {
             Self::Sqlite(store) => store.pool_status(),
             Self::Postgres(store) => store.pool_status(),
+            Self::Mysql(store) => store.pool_status(),
         };
         PoolStatus {
             open: status.size,
@@ -111,6 +125,7 @@ impl Store {
         match self {
             Self::Sqlite(store) => Arc::new(store.clone()),
             Self::Postgres(store) => Arc::new(store.clone()),
+            Self::Mysql(store) => Arc::new(store.clone()),
         }
     }
 
@@ -118,6 +133,7 @@ impl Store {
         match self {
             Self::Sqlite(store) => Arc::new(store.clone()),
             Self::Postgres(store) => Arc::new(store.clone()),
+            Self::Mysql(store) => Arc::new(store.clone()),
         }
     }
 }

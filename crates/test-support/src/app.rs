@@ -23,25 +23,38 @@ pub enum Mail {
     Down,
 }
 
-/// The database the suite runs on: `PASSCODE_TEST_BACKEND=postgres` or SQLite.
+/// The database the suite runs on: `PASSCODE_TEST_BACKEND=postgres`, `mariadb`, or SQLite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,
+    Mariadb,
 }
 
 pub fn backend() -> Backend {
     match std::env::var("PASSCODE_TEST_BACKEND").as_deref() {
         Ok("postgres") => Backend::Postgres,
+        Ok("mariadb") => Backend::Mariadb,
         Ok("sqlite") | Err(_) => Backend::Sqlite,
-        Ok(other) => panic!("PASSCODE_TEST_BACKEND={other:?}: use sqlite or postgres"),
+        Ok(other) => panic!("PASSCODE_TEST_BACKEND={other:?}: use sqlite, postgres or mariadb"),
     }
 }
 
 pub fn backend_name() -> &'static str {
     match backend() {
         Backend::Postgres => "postgres",
+        Backend::Mariadb => "mariadb",
         Backend::Sqlite => "sqlite",
+    }
+}
+
+/// A database of the test's own on the suite's server backend (none for SQLite,
+/// whose file lives in the app's data folder).
+pub async fn server_database() -> Option<TestDatabase> {
+    match backend() {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(TestDatabase::create("api").await),
+        Backend::Mariadb => Some(TestDatabase::mariadb("api").await),
     }
 }
 
@@ -72,17 +85,10 @@ pub async fn spawn_app_with(mail: Mail, customize: impl FnOnce(&mut Settings)) -
     settings.server.port = 0;
     settings.server.workers = 2;
     settings.data.dir = data_dir.path().to_owned();
-    let database = match backend() {
-        Backend::Sqlite => {
-            settings.database.url =
-                format!("sqlite://{}", data_dir.path().join("passcode.db").display());
-            None
-        }
-        Backend::Postgres => {
-            let database = TestDatabase::create("api").await;
-            settings.database.url = database.url().to_owned();
-            Some(database)
-        }
+    let database = server_database().await;
+    settings.database.url = match &database {
+        Some(database) => database.url().to_owned(),
+        None => format!("sqlite://{}", data_dir.path().join("passcode.db").display()),
     };
     settings.log.level = "off".into(); // RUST_LOG overrides, to debug a test.
     settings.mail.transport = TransportKind::Smtp;

@@ -1,39 +1,61 @@
-//! PostgreSQL for tests: a database of one test's own on the shared test server, and a
-//! whole cluster of one test's own that the test may stop and start.
+//! Server databases for tests: a database of one test's own on the shared PostgreSQL
+//! or MariaDB test server, and a whole PostgreSQL cluster of one test's own that the
+//! test may stop and start.
 
 use std::process::Command;
 use std::time::Duration;
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{
+    AsyncConnection, AsyncMysqlConnection, AsyncPgConnection, SimpleAsyncConnection,
+};
 
-/// A new, empty database on the server of `TEST_DATABASE_URL`, dropped (with any
-/// connections still open to it) when this value is.
+/// The server a test database lives on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Server {
+    Postgres,
+    Mariadb,
+}
+
+/// A new, empty database on the server of `TEST_DATABASE_URL` (PostgreSQL) or
+/// `TEST_MARIADB_URL`, dropped (with any connections still open to it) when this
+/// value is.
 #[derive(Debug)]
 pub struct TestDatabase {
+    server: Server,
     admin_url: String,
     name: String,
     url: String,
 }
 
 impl TestDatabase {
-    /// Creates `{prefix}_{unique}`; `prefix` is lower-case letters, digits and `_`.
+    /// Creates `{prefix}_{unique}` on the PostgreSQL test server; `prefix` is
+    /// lower-case letters, digits and `_`.
     pub async fn create(prefix: &str) -> Self {
-        let admin_url = admin_url();
+        Self::create_on(Server::Postgres, prefix).await
+    }
+
+    /// The same on the MariaDB test server.
+    pub async fn mariadb(prefix: &str) -> Self {
+        Self::create_on(Server::Mariadb, prefix).await
+    }
+
+    async fn create_on(server: Server, prefix: &str) -> Self {
+        let admin_url = admin_url(server);
         let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
         assert!(
             name.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
             "test database names are lower-case letters, digits and underscores: {name}"
         );
-        let mut conn = connect(&admin_url).await;
-        conn.batch_execute(&format!("CREATE DATABASE {name}"))
+        execute(server, &admin_url, &format!("CREATE DATABASE {name}"))
             .await
             .unwrap_or_else(|e| panic!("creating the test database {name}: {e}"));
         let (base, _) = admin_url
             .rsplit_once('/')
-            .expect("TEST_DATABASE_URL names a database: postgres://USER@HOST:PORT/DB");
+            .expect("the test server's URL names a database: SCHEME://USER@HOST:PORT/DB");
         let url = format!("{base}/{name}");
         Self {
+            server,
             admin_url,
             name,
             url,
@@ -49,24 +71,17 @@ impl Drop for TestDatabase {
     fn drop(&mut self) {
         // On a thread of its own: the test's runtime may be a current-thread one, and
         // this may run inside it. FORCE ends the connections an app still holds.
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let (server, admin_url, name) = (self.server, self.admin_url.clone(), self.name.clone());
         let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?;
-            runtime.block_on(async {
-                let mut conn = tokio::time::timeout(
-                    Duration::from_secs(10),
-                    AsyncPgConnection::establish(&admin_url),
-                )
-                .await
-                .map_err(|_| "connecting timed out".to_owned())?
-                .map_err(|e| e.to_string())?;
-                conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .map_err(|e| e.to_string())
-            })
+            let drop = match server {
+                Server::Postgres => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                Server::Mariadb => format!("DROP DATABASE IF EXISTS {name}"),
+            };
+            runtime.block_on(execute(server, &admin_url, &drop))
         })
         .join();
         match dropped {
@@ -77,18 +92,44 @@ impl Drop for TestDatabase {
     }
 }
 
-fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL").expect(
-        "TEST_DATABASE_URL is not set: run scripts/test.sh (it starts a throwaway PostgreSQL cluster), \
-         or set it to postgres://USER@HOST:PORT/DB of a server where tests may create databases",
-    )
+fn admin_url(server: Server) -> String {
+    match server {
+        Server::Postgres => std::env::var("TEST_DATABASE_URL").expect(
+            "TEST_DATABASE_URL is not set: run scripts/test.sh (it starts a throwaway PostgreSQL cluster), \
+             or set it to postgres://USER@HOST:PORT/DB of a server where tests may create databases",
+        ),
+        Server::Mariadb => std::env::var("TEST_MARIADB_URL").expect(
+            "TEST_MARIADB_URL is not set: run scripts/test.sh (it starts a throwaway MariaDB server), \
+             or set it to mysql://USER@HOST:PORT/DB of a server where tests may create databases",
+        ),
+    }
 }
 
-async fn connect(url: &str) -> AsyncPgConnection {
-    tokio::time::timeout(Duration::from_secs(10), AsyncPgConnection::establish(url))
+/// Runs one statement on the test server, within 10 seconds.
+async fn execute(server: Server, url: &str, statement: &str) -> Result<(), String> {
+    let run = async {
+        match server {
+            Server::Postgres => {
+                let mut conn = AsyncPgConnection::establish(url)
+                    .await
+                    .map_err(|e| format!("connecting to the test server ({url}): {e}"))?;
+                conn.batch_execute(statement)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Server::Mariadb => {
+                let mut conn = AsyncMysqlConnection::establish(url)
+                    .await
+                    .map_err(|e| format!("connecting to the test server ({url}): {e}"))?;
+                conn.batch_execute(statement)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), run)
         .await
-        .unwrap_or_else(|_| panic!("connecting to the test server ({url}) timed out"))
-        .unwrap_or_else(|e| panic!("connecting to the test server ({url}): {e}"))
+        .map_err(|_| format!("the test server ({url}) did not answer within 10 s"))?
 }
 
 /// A PostgreSQL cluster of one test's own, which the test may stop and start; stopped
@@ -139,6 +180,66 @@ impl PgCluster {
 }
 
 impl Drop for PgCluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A MariaDB server of one test's own, which the test may stop and start; stopped and
+/// removed when this value is dropped.
+pub struct MariadbServer {
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl MariadbServer {
+    const SCRIPT: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/mariadb-server.sh"
+    );
+
+    pub fn start() -> Self {
+        let server = Self {
+            dir: tempfile::Builder::new()
+                .prefix("passcode-mariadb-")
+                .tempdir()
+                .expect("temporary folder"),
+            port: crate::closed_port(),
+        };
+        server.resume();
+        server
+    }
+
+    /// The URL of its empty `passcode` database.
+    pub fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}/passcode", self.port)
+    }
+
+    fn run(&self, args: &[&str]) {
+        let status = Command::new("bash")
+            .arg(Self::SCRIPT)
+            .args(args)
+            .status()
+            .expect("running scripts/mariadb-server.sh");
+        assert!(
+            status.success(),
+            "scripts/mariadb-server.sh {args:?} failed"
+        );
+    }
+
+    /// Starts (or restarts) the server on the same port.
+    pub fn resume(&self) {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        self.run(&["start", &dir, &self.port.to_string()]);
+    }
+
+    pub fn stop(&self) {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        self.run(&["stop", &dir]);
+    }
+}
+
+impl Drop for MariadbServer {
     fn drop(&mut self) {
         self.stop();
     }

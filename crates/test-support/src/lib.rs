@@ -18,11 +18,11 @@ mod python;
 mod smtp;
 
 pub use app::{
-    Backend, Mail, TestApp, backend, backend_name, spawn_app, spawn_app_with, start_instance,
-    start_instance_with_metrics,
+    Backend, Mail, TestApp, backend, backend_name, server_database, spawn_app, spawn_app_with,
+    start_instance, start_instance_with_metrics,
 };
 pub use client::{PASSWORD, json_of, paths, wait_until_ready};
-pub use database::{PgCluster, TestDatabase};
+pub use database::{MariadbServer, PgCluster, TestDatabase};
 pub use mail::{CapturedMail, mails_in, parse_mail};
 pub use python::{spawn_support, support_file, test_python, venv_tool};
 pub use smtp::{ControlledSmtp, SMTP_PASSWORD, SMTP_USER, SmtpServers, smtp};

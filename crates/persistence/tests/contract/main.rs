@@ -10,7 +10,7 @@
 
 mod suite;
 
-use passcode_persistence::{DatabaseSettings, PgStore, SqliteStore};
+use passcode_persistence::{DatabaseSettings, MysqlStore, PgStore, SqliteStore};
 use passcode_test_support::TestDatabase;
 
 /// A fresh SQLite database in its own temporary folder, migrated.
@@ -27,6 +27,14 @@ async fn sqlite() -> (SqliteStore, tempfile::TempDir) {
 async fn postgres() -> (PgStore, TestDatabase) {
     let database = TestDatabase::create("contract").await;
     let store = PgStore::connect(&DatabaseSettings::new(database.url())).expect("connect");
+    store.migrate().await.expect("migrate");
+    (store, database)
+}
+
+/// A fresh, migrated database of its own on the MariaDB server of `TEST_MARIADB_URL`.
+async fn mariadb() -> (MysqlStore, TestDatabase) {
+    let database = TestDatabase::mariadb("contract").await;
+    let store = MysqlStore::connect(&DatabaseSettings::new(database.url())).expect("connect");
     store.migrate().await.expect("migrate");
     (store, database)
 }
@@ -48,6 +56,15 @@ macro_rules! contract {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let (store, _guard) = super::postgres().await;
+                    super::suite::$name(store).await;
+                }
+            )*
+        }
+        mod mariadb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (store, _guard) = super::mariadb().await;
                     super::suite::$name(store).await;
                 }
             )*
@@ -208,14 +225,18 @@ async fn sqlite_migrate_again_applies_nothing_and_keeps_data() {
     assert!(store.find_by_id(user.id).await.unwrap().is_some());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_concurrent_migrations_apply_once_and_all_succeed() {
-    let database = TestDatabase::create("contract").await;
-    let url = database.url().to_owned();
+/// Four instances migrating one empty database at once: all succeed, and each
+/// migration is applied once in all (the servers' migration lock).
+async fn concurrent_migrations_apply_once<S, F>(connect: F, backend: &str)
+where
+    S: Send + 'static,
+    F: Fn() -> S,
+    S: MigratingStore,
+{
     let runs: Vec<_> = (0..4)
         .map(|_| {
-            let store = PgStore::connect(&DatabaseSettings::new(url.clone())).unwrap();
-            tokio::spawn(async move { store.migrate().await })
+            let store = connect();
+            tokio::spawn(async move { store.run_migrations().await })
         })
         .collect();
     let mut applied = 0;
@@ -226,11 +247,50 @@ async fn postgres_concurrent_migrations_apply_once_and_all_succeed() {
             .expect("every instance's migration succeeds")
             .len();
     }
-    let migrations = std::fs::read_dir(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../migrations/postgres"
+    let migrations = std::fs::read_dir(format!(
+        "{}/../../migrations/{backend}",
+        env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap()
     .count();
     assert_eq!(applied, migrations, "each migration is applied once in all");
+}
+
+/// The stores' `migrate`, for the test above.
+trait MigratingStore {
+    fn run_migrations(&self) -> impl Future<Output = anyhow::Result<Vec<String>>> + Send;
+}
+
+impl MigratingStore for PgStore {
+    fn run_migrations(&self) -> impl Future<Output = anyhow::Result<Vec<String>>> + Send {
+        self.migrate()
+    }
+}
+
+impl MigratingStore for MysqlStore {
+    fn run_migrations(&self) -> impl Future<Output = anyhow::Result<Vec<String>>> + Send {
+        self.migrate()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_migrations_apply_once_and_all_succeed() {
+    let database = TestDatabase::create("contract").await;
+    let url = database.url().to_owned();
+    concurrent_migrations_apply_once(
+        || PgStore::connect(&DatabaseSettings::new(url.clone())).unwrap(),
+        "postgres",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_concurrent_migrations_apply_once_and_all_succeed() {
+    let database = TestDatabase::mariadb("contract").await;
+    let url = database.url().to_owned();
+    concurrent_migrations_apply_once(
+        || MysqlStore::connect(&DatabaseSettings::new(url.clone())).unwrap(),
+        "mysql",
+    )
+    .await;
 }

@@ -1,0 +1,454 @@
+//! The MariaDB (and MySQL) adapter: a deadpool pool of diesel-async
+//! `AsyncMysqlConnection`s (mysql_async underneath, pure Rust, no C client library).
+//! Every rule's state lives in the database, so any number of instances can share it.
+//!
+//! MariaDB has neither `RETURNING` on UPDATE nor `ON CONFLICT ... WHERE`, so its
+//! dialect (below) spends, counts and claims in a transaction of two or three
+//! statements where the other backends use one. Sessions run at READ COMMITTED, as
+//! PostgreSQL does, so that a conditional UPDATE sees the latest committed row and
+//! reads take no gap locks.
+
+use std::sync::Arc;
+
+use diesel::ConnectionError;
+use diesel::connection::SimpleConnection;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::{AsyncConnection, AsyncMysqlConnection, SimpleAsyncConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use passcode_domain::InfraError;
+
+use crate::DatabaseSettings;
+use crate::cipher::MailKey;
+use crate::error::pool_error;
+use crate::ports;
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/mysql");
+
+/// Taken around migrations so instances starting together migrate one at a time.
+const MIGRATION_LOCK: &str = "passcode_migrations";
+
+/// Implements the seven storage ports (see `Store`) on MariaDB.
+#[derive(Clone)]
+pub struct MysqlStore {
+    pool: Pool<AsyncMysqlConnection>,
+    url: Arc<str>,
+    mail_key: MailKey,
+}
+
+pub(crate) type Conn = AsyncMysqlConnection;
+
+impl std::fmt::Debug for MysqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlStore").finish_non_exhaustive()
+    }
+}
+
+/// `mariadb://` is accepted as another name of `mysql://` (the driver knows only the latter).
+fn driver_url(url: &str) -> String {
+    match url.strip_prefix("mariadb://") {
+        Some(rest) => format!("mysql://{rest}"),
+        None => url.to_owned(),
+    }
+}
+
+impl MysqlStore {
+    /// Builds the pool; connections are opened lazily, so a database that is down
+    /// now does not stop the service from starting (requests get 503 until it is back).
+    pub fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
+        // MariaDB's limits are in (fractional) seconds; a lock wait ends with the statement.
+        let timeout = settings.statement_timeout.as_secs_f64();
+        let lock_wait = settings.statement_timeout.as_secs().max(1);
+        let session = format!(
+            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; \
+             SET SESSION max_statement_time = {timeout}; \
+             SET SESSION innodb_lock_wait_timeout = {lock_wait}"
+        );
+        let mut config = ManagerConfig::<AsyncMysqlConnection>::default();
+        config.custom_setup = Box::new(move |url| {
+            let url = url.to_owned();
+            let session = session.clone();
+            Box::pin(async move {
+                let mut conn = AsyncMysqlConnection::establish(&url).await?;
+                conn.batch_execute(&session)
+                    .await
+                    .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                Ok(conn)
+            })
+        });
+        // Checked with a round trip at checkout: unlike tokio-postgres, the driver does
+        // not know that the server closed a connection until it is used, so a restarted
+        // server would otherwise leave the pool handing out dead connections for good.
+        config.recycling_method = RecyclingMethod::Verified;
+        let url = driver_url(&settings.url);
+        let manager = AsyncDieselConnectionManager::<AsyncMysqlConnection>::new_with_config(
+            url.as_str(),
+            config,
+        );
+        let pool = Pool::builder(manager)
+            .max_size(settings.max_connections.max(1))
+            .wait_timeout(Some(settings.acquire_timeout))
+            .create_timeout(Some(settings.acquire_timeout))
+            .recycle_timeout(Some(settings.acquire_timeout))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()?;
+        Ok(Self {
+            pool,
+            url: url.into(),
+            mail_key: settings.mail_key.clone(),
+        })
+    }
+
+    /// Applies pending migrations under a named lock: of several instances starting
+    /// at once against an empty database, one migrates, the others wait and then find
+    /// nothing to do.
+    pub async fn migrate(&self) -> anyhow::Result<Vec<String>> {
+        let url = self.url.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
+            let mut conn =
+                <AsyncConnectionWrapper<AsyncMysqlConnection> as diesel::Connection>::establish(
+                    &url,
+                )?;
+            SimpleConnection::batch_execute(
+                &mut conn,
+                &format!("DO GET_LOCK('{MIGRATION_LOCK}', 300)"),
+            )?;
+            let applied = conn
+                .run_pending_migrations(MIGRATIONS)
+                .map(|versions| versions.iter().map(ToString::to_string).collect())
+                .map_err(|e| anyhow::anyhow!("migration failed: {e}"));
+            SimpleConnection::batch_execute(
+                &mut conn,
+                &format!("DO RELEASE_LOCK('{MIGRATION_LOCK}')"),
+            )?;
+            applied
+        })
+        .await?
+    }
+
+    pub(crate) fn pool_status(&self) -> deadpool::Status {
+        self.pool.status()
+    }
+
+    pub(crate) async fn conn(&self) -> Result<Object<AsyncMysqlConnection>, InfraError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// The same as [`MysqlStore::conn`]: InnoDB's row locks let writers run side by side.
+    pub(crate) async fn writer(&self) -> Result<Object<AsyncMysqlConnection>, InfraError> {
+        self.conn().await
+    }
+}
+
+// The ports, one macro each (crate::ports), over MariaDB's own dialect.
+ports::shared!();
+ports::user_repository!(MysqlStore);
+ports::otp_store!(MysqlStore);
+ports::throttle!(MysqlStore);
+ports::outbox!(MysqlStore);
+ports::refresh_token_store!(MysqlStore);
+ports::audit_log!(MysqlStore);
+ports::health_check!(MysqlStore);
+
+/// MariaDB's versions of the statements that differ by dialect (see `ports::dialect`).
+mod dialect {
+    use diesel::prelude::*;
+    use diesel::sql_types::{BigInt, Text};
+    use diesel_async::RunQueryDsl;
+    use passcode_domain::ports::TokenIds;
+
+    use super::Conn;
+    use crate::outbox_rows::ClaimedRow;
+    use crate::schema::{outbox, rate_limits, refresh_tokens};
+
+    /// Counts one event for `key` unless its window is full or its cooldown runs: 1
+    /// if counted, 0 if refused. The same conditional UPDATE as the other backends'
+    /// upsert; a bucket without a row yet is inserted already counted. No placeholder
+    /// row is ever written (the purge could take it between two statements), and the
+    /// insert is tried only when no row exists, so that an existing row is never
+    /// share-locked by a duplicate check and then wanted exclusively (a deadlock).
+    pub(crate) async fn acquire(
+        conn: &mut Conn,
+        key: &str,
+        now_ms: i64,
+        window_ended: i64,
+        limit: i32,
+        cooled_down: i64,
+    ) -> QueryResult<usize> {
+        if count(conn, key, now_ms, window_ended, limit, cooled_down).await? == 1 {
+            return Ok(1);
+        }
+        let exists = rate_limits::table
+            .find(key)
+            .select(rate_limits::bucket)
+            .first::<String>(conn)
+            .await
+            .optional()?
+            .is_some();
+        if exists {
+            // Refused, or created by another request after the UPDATE above looked:
+            // the UPDATE decides again, now that the row is there.
+            return count(conn, key, now_ms, window_ended, limit, cooled_down).await;
+        }
+        let inserted = diesel::insert_or_ignore_into(rate_limits::table)
+            .values((
+                rate_limits::bucket.eq(key),
+                rate_limits::window_start.eq(now_ms),
+                rate_limits::count.eq(1),
+                rate_limits::last_at.eq(now_ms),
+            ))
+            .execute(conn)
+            .await?;
+        if inserted == 1 {
+            return Ok(1);
+        }
+        // Another request created it meanwhile: count against that.
+        count(conn, key, now_ms, window_ended, limit, cooled_down).await
+    }
+
+    /// The conditional UPDATE of `acquire`.
+    async fn count(
+        conn: &mut Conn,
+        key: &str,
+        now_ms: i64,
+        window_ended: i64,
+        limit: i32,
+        cooled_down: i64,
+    ) -> QueryResult<usize> {
+        use diesel::dsl::case_when;
+        use diesel::sql_types::Integer;
+        // MariaDB assigns left to right, each assignment seeing the ones before it:
+        // `count` first, while `window_start` still holds the old window.
+        let window_over = rate_limits::window_start.le(window_ended);
+        diesel::update(
+            rate_limits::table.find(key).filter(
+                window_over
+                    .or(rate_limits::count.lt(limit))
+                    .and(rate_limits::last_at.le(cooled_down)),
+            ),
+        )
+        .set((
+            rate_limits::count
+                .eq(case_when(window_over, 1.into_sql::<Integer>())
+                    .otherwise(rate_limits::count + 1)),
+            rate_limits::window_start.eq(case_when(window_over, now_ms.into_sql::<BigInt>())
+                .otherwise(rate_limits::window_start)),
+            rate_limits::last_at.eq(now_ms),
+        ))
+        .execute(conn)
+        .await
+    }
+
+    /// Spends a live refresh token and records its successor's ids; its family and
+    /// the family's end if spent. The conditional UPDATE decides (one caller wins);
+    /// the winner then reads what the other backends get from `RETURNING`.
+    pub(crate) async fn spend_token(
+        conn: &mut Conn,
+        presented: &[u8],
+        now_ms: i64,
+        successor: &TokenIds,
+    ) -> QueryResult<Option<(String, Option<i64>)>> {
+        let spent = crate::rows::spend_token_query!(presented, now_ms, successor)
+            .execute(conn)
+            .await?;
+        if spent == 0 {
+            return Ok(None);
+        }
+        refresh_tokens::table
+            .find(presented)
+            .select((refresh_tokens::family_id, refresh_tokens::family_expires_at))
+            .first(conn)
+            .await
+            .optional()
+    }
+
+    /// Leases up to `max` due messages until `lease_until`: locks them (skipping rows
+    /// another instance's claim holds), marks them, reads them, in one transaction.
+    /// Two locking reads, each walking the `(status, next_attempt_at)` index in order:
+    /// one read with `OR` and `ORDER BY` would sort, and lock every due row before the
+    /// LIMIT, so that concurrent claims would skip them all.
+    pub(crate) async fn claim(
+        conn: &mut Conn,
+        lease_until: i64,
+        now_ms: i64,
+        max: i32,
+    ) -> QueryResult<Vec<ClaimedRow>> {
+        use diesel_async::AsyncConnection;
+        conn.transaction(async |conn| {
+            // First what a crashed worker left (its lease ran out), then what waits.
+            let mut ids: Vec<String> = outbox::table
+                .filter(outbox::status.eq("sending"))
+                .filter(outbox::lease_until.lt(now_ms))
+                .order(outbox::next_attempt_at)
+                .limit(i64::from(max))
+                .select(outbox::id)
+                .for_update()
+                .skip_locked()
+                .load(conn)
+                .await?;
+            let room = i64::from(max) - i64::try_from(ids.len()).unwrap_or(i64::MAX);
+            if room > 0 {
+                let queued: Vec<String> = outbox::table
+                    .filter(outbox::status.eq("queued"))
+                    .filter(outbox::next_attempt_at.le(now_ms))
+                    .order(outbox::next_attempt_at)
+                    .limit(room)
+                    .select(outbox::id)
+                    .for_update()
+                    .skip_locked()
+                    .load(conn)
+                    .await?;
+                ids.extend(queued);
+            }
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
+                .set((
+                    outbox::status.eq("sending"),
+                    outbox::lease_until.eq(Some(lease_until)),
+                    outbox::attempts.eq(outbox::attempts + 1),
+                    outbox::updated_at.eq(now_ms),
+                ))
+                .execute(conn)
+                .await?;
+            outbox::table
+                .filter(outbox::id.eq_any(&ids))
+                .order(outbox::next_attempt_at)
+                .select((
+                    outbox::id,
+                    outbox::recipient,
+                    outbox::payload,
+                    outbox::attempts,
+                    outbox::expires_at,
+                ))
+                .load::<ClaimedRow>(conn)
+                .await
+        })
+        .await
+    }
+
+    /// Deletes the limit state keyed by an address: its exact keys, and the keys per
+    /// (address, client) matched by prefix without LIKE (an address may hold `_` or
+    /// `%`). CHAR_LENGTH, as LEFT counts characters (LENGTH counts bytes here).
+    pub(crate) async fn delete_address_limits(
+        conn: &mut Conn,
+        address: &str,
+        user: &str,
+    ) -> QueryResult<usize> {
+        let (guesses, logins) = (format!("guess:{address}:"), format!("login:{address}:"));
+        diesel::sql_query(
+            "DELETE FROM rate_limits WHERE bucket IN (?, ?, ?, ?) \
+             OR LEFT(bucket, CHAR_LENGTH(?)) = ? OR LEFT(bucket, CHAR_LENGTH(?)) = ? \
+             OR bucket = ?",
+        )
+        .bind::<Text, _>(format!("guess:{address}"))
+        .bind::<Text, _>(format!("login:{address}"))
+        .bind::<Text, _>(format!("send:verify_email:{address}"))
+        .bind::<Text, _>(format!("send:reset_password:{address}"))
+        .bind::<Text, _>(&guesses)
+        .bind::<Text, _>(&guesses)
+        .bind::<Text, _>(&logins)
+        .bind::<Text, _>(&logins)
+        .bind::<Text, _>(format!("password-check:{user}"))
+        .execute(conn)
+        .await
+    }
+}
+
+/// The guess transaction: every budget counted, then the address's live codes locked
+/// and their tries counted; a refusal rolls all of it back.
+mod guess {
+    /// How often a guess's transaction runs when InnoDB picks it as a deadlock victim.
+    const DEADLOCK_RETRIES: u32 = 3;
+
+    fn is_deadlock(error: &diesel::result::Error) -> bool {
+        matches!(error, diesel::result::Error::DatabaseError(_, info)
+            if info.message().starts_with("Deadlock found"))
+    }
+
+    use chrono::{DateTime, Utc};
+    use diesel::prelude::*;
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    use passcode_domain::ports::{Limit, Tries};
+    use passcode_domain::{EmailAddress, InfraError, OtpPurpose};
+
+    use super::shared::reserve;
+    use super::{AsyncMysqlConnection, MysqlStore};
+    use crate::rows::{Abort, OtpRow, attempts_limit, tries};
+    use crate::schema::otp_codes;
+    use crate::time::to_millis;
+
+    impl MysqlStore {
+        /// `OtpStore::count_try`.
+        pub(crate) async fn count_try_tx(
+            &self,
+            email: &EmailAddress,
+            purpose: OtpPurpose,
+            now: DateTime<Utc>,
+            max_attempts: u32,
+            budgets: &[(String, Limit)],
+        ) -> Result<Tries, InfraError> {
+            let mut conn = self.writer().await?;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let counted = self
+                    .count_try_once(&mut conn, email, purpose, now, max_attempts, budgets)
+                    .await;
+                // InnoDB ends one of two transactions that wait for each other; the
+                // other goes on. Rare here (first use of a bucket by several requests
+                // at once), and the victim's work is undone: run it again.
+                if attempt < DEADLOCK_RETRIES
+                    && matches!(&counted, Err(Abort::Query(e)) if is_deadlock(e))
+                {
+                    continue;
+                }
+                return tries(counted);
+            }
+        }
+
+        async fn count_try_once(
+            &self,
+            conn: &mut AsyncMysqlConnection,
+            email: &EmailAddress,
+            purpose: OtpPurpose,
+            now: DateTime<Utc>,
+            max_attempts: u32,
+            budgets: &[(String, Limit)],
+        ) -> Result<Vec<OtpRow>, Abort> {
+            conn.transaction(async |conn| {
+                for (budget, (key, limit)) in budgets.iter().enumerate() {
+                    if let Some(retry_after) = reserve(conn, key, *limit, now).await? {
+                        return Err(Abort::Refused(budget, retry_after));
+                    }
+                }
+                let mut rows: Vec<OtpRow> = otp_codes::table
+                    .filter(otp_codes::email.eq(email.as_str()))
+                    .filter(otp_codes::purpose.eq(purpose.as_str()))
+                    .filter(otp_codes::consumed_at.is_null())
+                    .filter(otp_codes::expires_at.gt(to_millis(now)))
+                    .filter(otp_codes::attempts.lt(attempts_limit(max_attempts)))
+                    .select(OtpRow::as_select())
+                    .for_update()
+                    .load(conn)
+                    .await?;
+                if !rows.is_empty() {
+                    let ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
+                    diesel::update(otp_codes::table.filter(otp_codes::id.eq_any(ids)))
+                        .set(otp_codes::attempts.eq(otp_codes::attempts + 1))
+                        .execute(conn)
+                        .await?;
+                    for row in &mut rows {
+                        row.attempts += 1;
+                    }
+                }
+                Ok(rows)
+            })
+            .await
+        }
+    }
+}
