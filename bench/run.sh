@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The load benchmark: builds the release binaries, starts a throwaway PostgreSQL
-# cluster (fsync on, as in production), runs passcode-bench on SQLite and PostgreSQL,
-# and stops the cluster. Arguments go to passcode-bench, e.g.
+# cluster and MariaDB server (both durable, as in production), runs passcode-bench on
+# SQLite, PostgreSQL and MariaDB, and stops the servers. Arguments go to passcode-bench, e.g.
 #   bash bench/run.sh --compare http://127.0.0.1:8100    (the tutorial's service)
 #   bash bench/run.sh --backends sqlite --only refresh --duration 5
 set -euo pipefail
@@ -11,13 +11,20 @@ cargo build --release -q -p passcode-app -p passcode-bench
 
 work="$(mktemp -d /tmp/passcode-bench.XXXXXX)"
 chmod 755 "$work"
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+port="$(free_port)"
+maria_port="$(free_port)"
 cleanup() {
     bash scripts/pg-cluster.sh stop "$work/pg" || true
+    bash scripts/mariadb-server.sh stop "$work/mariadb" || true
     rm -rf "$work"
 }
 trap cleanup EXIT
 PG_DURABLE=1 bash scripts/pg-cluster.sh start "$work/pg" "$port"
+MARIADB_DURABLE=1 bash scripts/mariadb-server.sh start "$work/mariadb" "$maria_port"
 
 BENCH_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres" \
+BENCH_MARIADB_URL="mysql://root@127.0.0.1:$maria_port/passcode" \
     target/release/passcode-bench "$@"

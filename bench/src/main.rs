@@ -29,12 +29,15 @@ struct Args {
     /// The passcode binary (built with `cargo build --release -p passcode-app`).
     #[arg(long, default_value = "target/release/passcode")]
     binary: PathBuf,
-    /// Backends to run: sqlite, postgres.
-    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    /// Backends to run: sqlite, postgres, mariadb.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres,mariadb")]
     backends: Vec<String>,
     /// A PostgreSQL database passcode may fill (`bench/run.sh` starts a throwaway one).
     #[arg(long, env = "BENCH_DATABASE_URL")]
     postgres_url: Option<String>,
+    /// A MariaDB database passcode may fill (`bench/run.sh` starts a throwaway one).
+    #[arg(long, env = "BENCH_MARIADB_URL")]
+    mariadb_url: Option<String>,
     /// Another service on the tutorial's paths (e.g. http://127.0.0.1:8100), run first.
     #[arg(long)]
     compare: Option<String>,
@@ -253,6 +256,12 @@ impl Bench {
                     .postgres_url
                     .clone()
                     .context("--postgres-url (or BENCH_DATABASE_URL) is needed for postgres")?,
+            ),
+            "mariadb" => Some(
+                self.args
+                    .mariadb_url
+                    .clone()
+                    .context("--mariadb-url (or BENCH_MARIADB_URL) is needed for mariadb")?,
             ),
             other => bail!("unknown backend {other}"),
         };

@@ -362,14 +362,6 @@ mod dialect {
 /// The guess transaction: every budget counted, then the address's live codes locked
 /// and their tries counted; a refusal rolls all of it back.
 mod guess {
-    /// How often a guess's transaction runs when InnoDB picks it as a deadlock victim.
-    const DEADLOCK_RETRIES: u32 = 3;
-
-    fn is_deadlock(error: &diesel::result::Error) -> bool {
-        matches!(error, diesel::result::Error::DatabaseError(_, info)
-            if info.message().starts_with("Deadlock found"))
-    }
-
     use chrono::{DateTime, Utc};
     use diesel::prelude::*;
     use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -381,6 +373,14 @@ mod guess {
     use crate::rows::{Abort, OtpRow, attempts_limit, tries};
     use crate::schema::otp_codes;
     use crate::time::to_millis;
+
+    /// How often a guess's transaction runs at most when InnoDB ends it as a deadlock victim.
+    const DEADLOCK_ATTEMPTS: u32 = 3;
+
+    fn is_deadlock(error: &diesel::result::Error) -> bool {
+        matches!(error, diesel::result::Error::DatabaseError(_, info)
+            if info.message().starts_with("Deadlock found"))
+    }
 
     impl MysqlStore {
         /// `OtpStore::count_try`.
@@ -402,7 +402,7 @@ mod guess {
                 // InnoDB ends one of two transactions that wait for each other; the
                 // other goes on. Rare here (first use of a bucket by several requests
                 // at once), and the victim's work is undone: run it again.
-                if attempt < DEADLOCK_RETRIES
+                if attempt < DEADLOCK_ATTEMPTS
                     && matches!(&counted, Err(Abort::Query(e)) if is_deadlock(e))
                 {
                     continue;
