@@ -11,7 +11,8 @@ use passcode_mail::LettreMailer;
 use crate::clock::SystemClock;
 
 use crate::Settings;
-use crate::startup::{assemble, mail_settings, open_store};
+use crate::adapters::{mail_settings, open_store};
+use crate::startup::assemble;
 
 /// `passcode migrate`: applies pending migrations and reports them.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<Vec<String>> {
@@ -108,11 +109,11 @@ pub async fn delete_user(settings: &Settings, email: &str) -> anyhow::Result<Str
 /// `passcode keys ...`: the token signing keys. Instances load keys at start, so
 /// after a change restart them (see docs/tokens.md for a rotation without sign-outs).
 pub fn keys(settings: &Settings, action: KeysAction) -> anyhow::Result<String> {
-    let dir = crate::startup::keys_dir(settings);
+    let dir = crate::adapters::keys_dir(settings);
     let algorithm =
         |name: Option<String>| -> anyhow::Result<passcode_jwt::jsonwebtoken_algorithm::Algorithm> {
             match name {
-                None => Ok(crate::startup::jwt_algorithm(settings.jwt.algorithm)),
+                None => Ok(crate::adapters::jwt_algorithm(settings.jwt.algorithm)),
                 Some(name) => name.parse().map_err(|_| {
                     anyhow::anyhow!("unknown algorithm {name:?}: use EdDSA, ES256 or RS256")
                 }),
@@ -120,7 +121,7 @@ pub fn keys(settings: &Settings, action: KeysAction) -> anyhow::Result<String> {
         };
     match action {
         KeysAction::List => {
-            let set = crate::startup::load_keys(settings)?;
+            let set = crate::adapters::load_keys(settings)?;
             let mut out = String::new();
             for key in set.keys() {
                 let active = if key.kid() == set.signer().kid() {
@@ -143,7 +144,7 @@ pub fn keys(settings: &Settings, action: KeysAction) -> anyhow::Result<String> {
             ))
         }
         KeysAction::Activate { kid } => {
-            let set = crate::startup::load_keys(settings)?;
+            let set = crate::adapters::load_keys(settings)?;
             anyhow::ensure!(
                 set.keys().any(|k| k.kid() == kid),
                 "no key {kid} in {}",

@@ -1,6 +1,7 @@
 //! The passcode application: configuration, wiring of the adapters into the domain,
 //! and the HTTP server. `main.rs` is only the CLI on top of this.
 
+mod adapters;
 pub mod check;
 mod clock;
 mod commands;
