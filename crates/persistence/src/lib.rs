@@ -8,6 +8,7 @@
 
 mod cipher;
 mod error;
+mod group_commit;
 pub mod mysql;
 mod outbox_rows;
 mod ports;

@@ -28,6 +28,8 @@ pub struct SqliteStore {
     pool: Pool<Conn>,
     /// One writer at a time (see [`SqliteStore::writer`]).
     writing: Arc<tokio::sync::Semaphore>,
+    /// Hot-path writes waiting to be committed together (see `group_commit`).
+    queue: Arc<crate::group_commit::Queue>,
     acquire_timeout: std::time::Duration,
     path: PathBuf,
     pragmas: Arc<str>,
@@ -94,6 +96,7 @@ impl SqliteStore {
         Ok(Self {
             pool,
             writing: Arc::new(tokio::sync::Semaphore::new(1)),
+            queue: Arc::default(),
             acquire_timeout: settings.acquire_timeout,
             path,
             pragmas,
@@ -131,16 +134,32 @@ impl SqliteStore {
     /// Queued here instead, writers follow each other at once, in arrival order.
     /// Readers do not queue (WAL: reads never wait for the writer).
     pub(crate) async fn writer(&self) -> Result<Writer, InfraError> {
-        let turn = tokio::time::timeout(self.acquire_timeout, self.writing.clone().acquire_owned())
+        let turn = tokio::time::timeout(self.acquire_timeout, self.turn())
             .await
             .map_err(|_| {
                 InfraError::Unavailable(anyhow::anyhow!("timed out waiting for the SQLite writer"))
-            })?
-            .map_err(|e| InfraError::Unexpected(e.into()))?;
+            })??;
         Ok(Writer {
             conn: self.conn().await?,
             _turn: turn,
         })
+    }
+
+    /// The writer's turn, in arrival order, without a timeout.
+    pub(crate) async fn turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit, InfraError> {
+        self.writing
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| InfraError::Unexpected(e.into()))
+    }
+
+    pub(crate) fn queue(&self) -> &crate::group_commit::Queue {
+        &self.queue
+    }
+
+    pub(crate) fn acquire_timeout(&self) -> std::time::Duration {
+        self.acquire_timeout
     }
 }
 
@@ -186,7 +205,6 @@ mod one_trip {
     use passcode_domain::{EmailAddress, InfraError, OtpPurpose};
 
     use super::SqliteStore;
-    use crate::error::query_error;
     use crate::rows::{
         Abort, OtpRow, acquire_query, attempts_limit, limit_name, retry_after, tries,
     };
@@ -249,35 +267,27 @@ mod one_trip {
         ) -> Result<Tries, InfraError> {
             let email = email.as_str().to_owned();
             let budgets = budgets.to_vec();
-            let mut conn = self.writer().await?;
-            let outcome = conn
-                .spawn_blocking(move |conn| {
-                    let counted = conn.immediate_transaction(|conn| {
-                        for (budget, (key, limit)) in budgets.iter().enumerate() {
-                            if let Some(retry_after) = reserve(conn, key, *limit, now)? {
-                                return Err(Abort::Refused(budget, retry_after));
-                            }
+            let outcome = self
+                .batched(move |conn| {
+                    for (budget, (key, limit)) in budgets.iter().enumerate() {
+                        if let Some(retry_after) = reserve(conn, key, *limit, now)? {
+                            // Undoes this guess's earlier reservations (its savepoint).
+                            return Err(Abort::Refused(budget, retry_after));
                         }
-                        Ok(diesel::update(
-                            otp_codes::table
-                                .filter(otp_codes::email.eq(&email))
-                                .filter(otp_codes::purpose.eq(purpose.as_str()))
-                                .filter(otp_codes::consumed_at.is_null())
-                                .filter(otp_codes::expires_at.gt(to_millis(now)))
-                                .filter(otp_codes::attempts.lt(attempts_limit(max_attempts))),
-                        )
-                        .set(otp_codes::attempts.eq(otp_codes::attempts + 1))
-                        .returning(OtpRow::as_returning())
-                        .get_results(conn)?)
-                    });
-                    match counted {
-                        // A database failure is the trip's own error; a refusal is data.
-                        Err(Abort::Query(error)) => Err(error),
-                        other => Ok(other),
                     }
+                    Ok(diesel::update(
+                        otp_codes::table
+                            .filter(otp_codes::email.eq(&email))
+                            .filter(otp_codes::purpose.eq(purpose.as_str()))
+                            .filter(otp_codes::consumed_at.is_null())
+                            .filter(otp_codes::expires_at.gt(to_millis(now)))
+                            .filter(otp_codes::attempts.lt(attempts_limit(max_attempts))),
+                    )
+                    .set(otp_codes::attempts.eq(otp_codes::attempts + 1))
+                    .returning(OtpRow::as_returning())
+                    .get_results(conn)?)
                 })
-                .await
-                .map_err(query_error)?;
+                .await?;
             tries(outcome)
         }
     }
