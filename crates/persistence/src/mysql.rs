@@ -55,6 +55,47 @@ fn driver_url(url: &str) -> String {
     }
 }
 
+/// The server's `VERSION()`, e.g. `10.11.6-MariaDB-0+deb12u1` or `8.0.36`.
+async fn server_version(conn: &mut AsyncMysqlConnection) -> Result<String, diesel::result::Error> {
+    diesel_async::RunQueryDsl::get_result(
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>("VERSION()")),
+        conn,
+    )
+    .await
+}
+
+/// The oldest MariaDB with what the adapter needs (`SKIP LOCKED`, `max_statement_time`).
+const OLDEST_MARIADB: (u32, u32) = (10, 6);
+
+/// Refuses a server the adapter was not built for, by name, instead of failing later
+/// on the first statement it lacks: MySQL itself (no `max_statement_time`, and not
+/// tested) and MariaDB before 10.6.
+fn supported_server(version: &str) -> anyhow::Result<()> {
+    let mut numbers = version
+        .split(['.', '-'])
+        .map(|part| part.parse::<u32>().ok());
+    let (major, minor) = match (numbers.next().flatten(), numbers.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor),
+        _ => anyhow::bail!("the database server reports an unknown version {version:?}"),
+    };
+    if !version.contains("MariaDB") {
+        anyhow::bail!(
+            "the database server is MySQL {version}, which passcode does not support yet: \
+             use MariaDB {}.{} or later, PostgreSQL or SQLite (see docs/deployment.md)",
+            OLDEST_MARIADB.0,
+            OLDEST_MARIADB.1
+        );
+    }
+    if (major, minor) < OLDEST_MARIADB {
+        anyhow::bail!(
+            "the database server is MariaDB {version}; passcode needs {}.{} or later",
+            OLDEST_MARIADB.0,
+            OLDEST_MARIADB.1
+        );
+    }
+    Ok(())
+}
+
 impl MysqlStore {
     /// Builds the pool; connections are opened lazily, so a database that is down
     /// now does not stop the service from starting (requests get 503 until it is back).
@@ -73,6 +114,11 @@ impl MysqlStore {
             let session = session.clone();
             Box::pin(async move {
                 let mut conn = AsyncMysqlConnection::establish(&url).await?;
+                let version = server_version(&mut conn)
+                    .await
+                    .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                supported_server(&version)
+                    .map_err(|refused| ConnectionError::BadConnection(refused.to_string()))?;
                 conn.batch_execute(&session)
                     .await
                     .map_err(ConnectionError::CouldntSetupConfiguration)?;
@@ -112,6 +158,11 @@ impl MysqlStore {
                 <AsyncConnectionWrapper<AsyncMysqlConnection> as diesel::Connection>::establish(
                     &url,
                 )?;
+            let version: String = diesel::RunQueryDsl::get_result(
+                diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>("VERSION()")),
+                &mut conn,
+            )?;
+            supported_server(&version)?;
             SimpleConnection::batch_execute(
                 &mut conn,
                 &format!("DO GET_LOCK('{MIGRATION_LOCK}', 300)"),
@@ -450,5 +501,34 @@ mod guess {
             })
             .await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::supported_server;
+
+    #[test]
+    fn mariadb_from_10_6_is_accepted() {
+        for version in [
+            "10.11.6-MariaDB-0+deb12u1",
+            "10.6.0-MariaDB",
+            "11.4.2-MariaDB-log",
+        ] {
+            supported_server(version).unwrap();
+        }
+    }
+
+    #[test]
+    fn mysql_and_old_mariadb_are_refused_by_name() {
+        let mysql = supported_server("8.0.36").unwrap_err().to_string();
+        assert!(
+            mysql.contains("MySQL 8.0.36") && mysql.contains("MariaDB 10.6"),
+            "{mysql}"
+        );
+        let old = supported_server("10.5.23-MariaDB").unwrap_err().to_string();
+        assert!(old.contains("needs 10.6 or later"), "{old}");
+        let odd = supported_server("unknown").unwrap_err().to_string();
+        assert!(odd.contains("unknown version"), "{odd}");
     }
 }
