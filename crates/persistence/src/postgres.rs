@@ -127,6 +127,7 @@ ports::otp_store!(PgStore);
 ports::throttle!(PgStore);
 ports::outbox!(PgStore);
 ports::refresh_token_store!(PgStore);
+ports::rotate_in_steps!(PgStore);
 ports::audit_log!(PgStore);
 ports::health_check!(PgStore);
 

@@ -194,22 +194,25 @@ ports::refresh_token_store!(SqliteStore);
 ports::audit_log!(SqliteStore);
 ports::health_check!(SqliteStore);
 
-/// The hot paths in one trip to the blocking thread: each statement through
+/// The hot paths (a guess, a refresh) in one trip to the blocking thread and in the
+/// next batch of writes (`group_commit`): each statement through
 /// `SyncConnectionWrapper` is a hand-over to a blocking thread and back, and a
 /// transaction of N statements made N + 2 of them. Here the whole transaction runs on
 /// the blocking thread at once (synchronous Diesel, the same SQL as the shared queries).
 mod one_trip {
     use chrono::{DateTime, Utc};
     use diesel::prelude::*;
-    use passcode_domain::ports::{Limit, Tries};
-    use passcode_domain::{EmailAddress, InfraError, OtpPurpose};
+    use passcode_domain::ports::{Limit, NewRefreshToken, Rotation, TokenIds, Tries};
+    use passcode_domain::{AuditEvent, EmailAddress, InfraError, OtpPurpose};
 
     use super::SqliteStore;
+    use crate::error::query_error;
     use crate::rows::{
-        Abort, OtpRow, acquire_query, attempts_limit, limit_name, retry_after, tries,
+        Abort, AuditRow, OtpRow, acquire_query, attempts_limit, limit_name, retry_after,
+        spend_token_query, tries,
     };
-    use crate::schema::{otp_codes, rate_limits};
-    use crate::time::to_millis;
+    use crate::schema::{audit_events, otp_codes, rate_limits, refresh_tokens, sessions};
+    use crate::time::{from_millis, to_millis};
 
     /// `Throttle::acquire`'s statement, synchronously: `Some(retry_after)` if refused.
     fn reserve(
@@ -255,7 +258,128 @@ mod one_trip {
         )))
     }
 
+    /// `RefreshTokenStore::rotate`'s transaction, synchronously (the same statements as
+    /// `rotate_in_steps!`): spend, then insert the successor and touch the session; or,
+    /// if it was already spent, replay within the grace window or revoke the family.
+    fn rotate(
+        conn: &mut SqliteConnection,
+        presented: &[u8],
+        now: DateTime<Utc>,
+        grace: chrono::Duration,
+        successor: &NewRefreshToken,
+        successor_ids: &TokenIds,
+        reuse_audit: &AuditEvent,
+    ) -> QueryResult<Rotation> {
+        let now_ms = to_millis(now);
+        // One statement, so one caller wins.
+        let spent: Option<(String, Option<i64>)> =
+            spend_token_query!(presented, now_ms, successor_ids)
+                .returning((refresh_tokens::family_id, refresh_tokens::family_expires_at))
+                .get_result(conn)
+                .optional()?;
+        if let Some((family, family_ends)) = spent {
+            // The successor keeps the session's end.
+            let expires = to_millis(successor.expires_at);
+            diesel::insert_into(refresh_tokens::table)
+                .values((
+                    refresh_tokens::token_hash.eq(&successor.token_hash),
+                    refresh_tokens::family_id.eq(&family),
+                    refresh_tokens::user_id.eq(successor.user_id.0.to_string()),
+                    refresh_tokens::expires_at
+                        .eq(family_ends.map_or(expires, |end| expires.min(end))),
+                    refresh_tokens::created_at.eq(now_ms),
+                    refresh_tokens::family_expires_at.eq(family_ends),
+                ))
+                .execute(conn)?;
+            diesel::update(sessions::table.find(&family))
+                .set((
+                    sessions::last_used_at.eq(now_ms),
+                    sessions::last_client.eq(&successor.origin.client),
+                    sessions::last_user_agent.eq(&successor.origin.user_agent),
+                ))
+                .execute(conn)?;
+            return Ok(Rotation::Rotated);
+        }
+        type Row = (
+            String,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+        );
+        let row: Option<Row> = refresh_tokens::table
+            .find(presented)
+            .select((
+                refresh_tokens::family_id,
+                refresh_tokens::spent_at,
+                refresh_tokens::revoked_at,
+                refresh_tokens::successor_access_jti,
+                refresh_tokens::successor_refresh_jti,
+                refresh_tokens::successor_issued_at,
+            ))
+            .first(conn)
+            .optional()?;
+        let Some((family, Some(spent_at), None, access, refresh, issued)) = row else {
+            // Unknown, revoked, or expired unspent.
+            return Ok(Rotation::Refused);
+        };
+        if now_ms - spent_at <= grace.num_milliseconds()
+            && let (Some(access_jti), Some(refresh_jti), Some(issued)) = (access, refresh, issued)
+        {
+            let ids = TokenIds {
+                // A family id that is not a UUID was never written.
+                session_id: uuid::Uuid::parse_str(&family).unwrap_or(uuid::Uuid::nil()),
+                access_jti,
+                refresh_jti,
+                issued_at: from_millis(issued),
+            };
+            return Ok(Rotation::Replayed { ids });
+        }
+        diesel::update(
+            refresh_tokens::table
+                .filter(refresh_tokens::family_id.eq(family))
+                .filter(refresh_tokens::revoked_at.is_null()),
+        )
+        .set(refresh_tokens::revoked_at.eq(Some(now_ms)))
+        .execute(conn)?;
+        diesel::insert_into(audit_events::table)
+            .values(&AuditRow::new(reuse_audit))
+            .execute(conn)?;
+        metrics::counter!("passcode_refresh_reuse_detected_total").increment(1);
+        Ok(Rotation::Reused)
+    }
+
     impl SqliteStore {
+        /// `RefreshTokenStore::rotate` in one trip, in the next batch of writes.
+        pub(crate) async fn rotate_tx(
+            &self,
+            presented: &[u8],
+            now: DateTime<Utc>,
+            grace: chrono::Duration,
+            successor: &NewRefreshToken,
+            successor_ids: &TokenIds,
+            reuse_audit: &AuditEvent,
+        ) -> Result<Rotation, InfraError> {
+            let presented = presented.to_vec();
+            let successor = successor.clone();
+            let successor_ids = successor_ids.clone();
+            let reuse_audit = reuse_audit.clone();
+            self.batched(move |conn| {
+                rotate(
+                    conn,
+                    &presented,
+                    now,
+                    grace,
+                    &successor,
+                    &successor_ids,
+                    &reuse_audit,
+                )
+            })
+            .await?
+            .map_err(query_error)
+        }
+
         /// `OtpStore::count_try` in one trip.
         pub(crate) async fn count_try_tx(
             &self,

@@ -3,7 +3,6 @@
 macro_rules! refresh_token_store {
     ($store:ty) => {
         const _: () = {
-            use self::dialect;
             use self::shared::audit;
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
@@ -80,98 +79,10 @@ macro_rules! refresh_token_store {
                     successor_ids: &TokenIds,
                     reuse_audit: &passcode_domain::AuditEvent,
                 ) -> Result<Rotation, InfraError> {
-                    type Row = (
-                        String,
-                        Option<i64>,
-                        Option<i64>,
-                        Option<String>,
-                        Option<String>,
-                        Option<i64>,
-                    );
-                    let now_ms = to_millis(now);
-                    let presented = presented.to_vec();
-                    let mut conn = self.writer().await?;
-                    (*conn)
-                        .transaction(async |conn| {
-                            // Spend it if it is live and its session has not reached its end:
-                            // one statement, so one caller wins.
-                            let spent =
-                                dialect::spend_token(conn, &presented, now_ms, successor_ids)
-                                    .await?;
-                            if let Some((family, family_ends)) = spent {
-                                // The successor keeps the session's end.
-                                let expires = to_millis(successor.expires_at);
-                                diesel::insert_into(refresh_tokens::table)
-                                    .values(
-                                        (
-                                            refresh_tokens::token_hash.eq(&successor.token_hash),
-                                            refresh_tokens::family_id.eq(&family),
-                                            refresh_tokens::user_id
-                                                .eq(successor.user_id.0.to_string()),
-                                            refresh_tokens::expires_at
-                                                .eq(family_ends
-                                                    .map_or(expires, |end| expires.min(end))),
-                                            refresh_tokens::created_at.eq(now_ms),
-                                            refresh_tokens::family_expires_at.eq(family_ends),
-                                        ),
-                                    )
-                                    .execute(conn)
-                                    .await?;
-                                diesel::update(sessions::table.find(&family))
-                                    .set((
-                                        sessions::last_used_at.eq(now_ms),
-                                        sessions::last_client.eq(&successor.origin.client),
-                                        sessions::last_user_agent.eq(&successor.origin.user_agent),
-                                    ))
-                                    .execute(conn)
-                                    .await?;
-                                return Ok(Rotation::Rotated);
-                            }
-                            let row: Option<Row> = refresh_tokens::table
-                                .find(&presented)
-                                .select((
-                                    refresh_tokens::family_id,
-                                    refresh_tokens::spent_at,
-                                    refresh_tokens::revoked_at,
-                                    refresh_tokens::successor_access_jti,
-                                    refresh_tokens::successor_refresh_jti,
-                                    refresh_tokens::successor_issued_at,
-                                ))
-                                .first(conn)
-                                .await
-                                .optional()?;
-                            let Some((family, Some(spent_at), None, access, refresh, issued)) = row
-                            else {
-                                // Unknown, revoked, or expired unspent.
-                                return Ok(Rotation::Refused);
-                            };
-                            if now_ms - spent_at <= grace.num_milliseconds()
-                                && let (Some(access_jti), Some(refresh_jti), Some(issued)) =
-                                    (access, refresh, issued)
-                            {
-                                let ids = TokenIds {
-                                    // A family id that is not a UUID was never written.
-                                    session_id: Uuid::parse_str(&family).unwrap_or(Uuid::nil()),
-                                    access_jti,
-                                    refresh_jti,
-                                    issued_at: from_millis(issued),
-                                };
-                                return Ok(Rotation::Replayed { ids });
-                            }
-                            diesel::update(
-                                refresh_tokens::table
-                                    .filter(refresh_tokens::family_id.eq(family))
-                                    .filter(refresh_tokens::revoked_at.is_null()),
-                            )
-                            .set(refresh_tokens::revoked_at.eq(Some(now_ms)))
-                            .execute(conn)
-                            .await?;
-                            audit(conn, reuse_audit).await?;
-                            metrics::counter!("passcode_refresh_reuse_detected_total").increment(1);
-                            Ok::<Rotation, diesel::result::Error>(Rotation::Reused)
-                        })
+                    // Each backend's own transaction: in steps on PostgreSQL and MariaDB
+                    // (`rotate_in_steps!`), in one trip and one batch on SQLite.
+                    self.rotate_tx(presented, now, grace, successor, successor_ids, reuse_audit)
                         .await
-                        .map_err(query_error)
                 }
 
                 async fn sessions(
@@ -377,3 +288,130 @@ macro_rules! refresh_token_store {
 }
 
 pub(crate) use refresh_token_store;
+
+/// `RefreshTokenStore::rotate` as a transaction of several statements, each its own
+/// round trip (PostgreSQL, MariaDB). SQLite's runs in one trip (`sqlite.rs`).
+macro_rules! rotate_in_steps {
+    ($store:ty) => {
+        const _: () = {
+            use self::dialect;
+            use self::shared::audit;
+            use chrono::{DateTime, Utc};
+            use diesel::prelude::*;
+            use diesel_async::{AsyncConnection, RunQueryDsl};
+            use passcode_domain::InfraError;
+            use passcode_domain::ports::{NewRefreshToken, Rotation, TokenIds};
+            use uuid::Uuid;
+            use $crate::error::query_error;
+            use $crate::schema::{refresh_tokens, sessions};
+            use $crate::time::{from_millis, to_millis};
+
+            impl $store {
+                pub(crate) async fn rotate_tx(
+                    &self,
+                    presented: &[u8],
+                    now: DateTime<Utc>,
+                    grace: chrono::Duration,
+                    successor: &NewRefreshToken,
+                    successor_ids: &TokenIds,
+                    reuse_audit: &passcode_domain::AuditEvent,
+                ) -> Result<Rotation, InfraError> {
+                    type Row = (
+                        String,
+                        Option<i64>,
+                        Option<i64>,
+                        Option<String>,
+                        Option<String>,
+                        Option<i64>,
+                    );
+                    let now_ms = to_millis(now);
+                    let presented = presented.to_vec();
+                    let mut conn = self.writer().await?;
+                    (*conn)
+                        .transaction(async |conn| {
+                            // Spend it if it is live and its session has not reached its end:
+                            // one statement, so one caller wins.
+                            let spent =
+                                dialect::spend_token(conn, &presented, now_ms, successor_ids)
+                                    .await?;
+                            if let Some((family, family_ends)) = spent {
+                                // The successor keeps the session's end.
+                                let expires = to_millis(successor.expires_at);
+                                diesel::insert_into(refresh_tokens::table)
+                                    .values(
+                                        (
+                                            refresh_tokens::token_hash.eq(&successor.token_hash),
+                                            refresh_tokens::family_id.eq(&family),
+                                            refresh_tokens::user_id
+                                                .eq(successor.user_id.0.to_string()),
+                                            refresh_tokens::expires_at
+                                                .eq(family_ends
+                                                    .map_or(expires, |end| expires.min(end))),
+                                            refresh_tokens::created_at.eq(now_ms),
+                                            refresh_tokens::family_expires_at.eq(family_ends),
+                                        ),
+                                    )
+                                    .execute(conn)
+                                    .await?;
+                                diesel::update(sessions::table.find(&family))
+                                    .set((
+                                        sessions::last_used_at.eq(now_ms),
+                                        sessions::last_client.eq(&successor.origin.client),
+                                        sessions::last_user_agent.eq(&successor.origin.user_agent),
+                                    ))
+                                    .execute(conn)
+                                    .await?;
+                                return Ok(Rotation::Rotated);
+                            }
+                            let row: Option<Row> = refresh_tokens::table
+                                .find(&presented)
+                                .select((
+                                    refresh_tokens::family_id,
+                                    refresh_tokens::spent_at,
+                                    refresh_tokens::revoked_at,
+                                    refresh_tokens::successor_access_jti,
+                                    refresh_tokens::successor_refresh_jti,
+                                    refresh_tokens::successor_issued_at,
+                                ))
+                                .first(conn)
+                                .await
+                                .optional()?;
+                            let Some((family, Some(spent_at), None, access, refresh, issued)) = row
+                            else {
+                                // Unknown, revoked, or expired unspent.
+                                return Ok(Rotation::Refused);
+                            };
+                            if now_ms - spent_at <= grace.num_milliseconds()
+                                && let (Some(access_jti), Some(refresh_jti), Some(issued)) =
+                                    (access, refresh, issued)
+                            {
+                                let ids = TokenIds {
+                                    // A family id that is not a UUID was never written.
+                                    session_id: Uuid::parse_str(&family).unwrap_or(Uuid::nil()),
+                                    access_jti,
+                                    refresh_jti,
+                                    issued_at: from_millis(issued),
+                                };
+                                return Ok(Rotation::Replayed { ids });
+                            }
+                            diesel::update(
+                                refresh_tokens::table
+                                    .filter(refresh_tokens::family_id.eq(family))
+                                    .filter(refresh_tokens::revoked_at.is_null()),
+                            )
+                            .set(refresh_tokens::revoked_at.eq(Some(now_ms)))
+                            .execute(conn)
+                            .await?;
+                            audit(conn, reuse_audit).await?;
+                            metrics::counter!("passcode_refresh_reuse_detected_total").increment(1);
+                            Ok::<Rotation, diesel::result::Error>(Rotation::Reused)
+                        })
+                        .await
+                        .map_err(query_error)
+                }
+            }
+        };
+    };
+}
+
+pub(crate) use rotate_in_steps;
