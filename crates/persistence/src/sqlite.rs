@@ -44,6 +44,51 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// WAL pages after which a committing writer checkpoints the WAL itself (SQLite's
+/// default is 1,000): only when the checkpointer has fallen that far behind.
+const WRITER_CHECKPOINT_PAGES: u32 = 10_000;
+/// The WAL file is truncated to this size when it starts over.
+const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
+/// How often the checkpointer copies the WAL's pages into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Checkpoints the WAL on its own thread while `alive` (the store) lives. With SQLite's
+/// automatic checkpoints, the commit that crosses 1,000 WAL pages copies them into the
+/// database file and syncs it before it answers; that was most of refresh's p99. A
+/// passive checkpoint runs beside readers and writers and never waits for their locks.
+fn checkpointer(
+    path: PathBuf,
+    alive: std::sync::Weak<crate::group_commit::Queue>,
+) -> anyhow::Result<()> {
+    use diesel::connection::SimpleConnection;
+    let url = path.to_string_lossy().into_owned();
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            let mut conn: Option<SqliteConnection> = None;
+            while alive.strong_count() > 0 {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                let connected = match conn.as_mut() {
+                    Some(connected) => connected,
+                    None => match SqliteConnection::establish(&url) {
+                        Ok(opened) => conn.insert(opened),
+                        Err(error) => {
+                            tracing::debug!(%error, "SQLite checkpointer could not connect");
+                            continue;
+                        }
+                    },
+                };
+                // Busy (another checkpoint runs) or failed: the next round tries again,
+                // and the writers checkpoint themselves past WRITER_CHECKPOINT_PAGES.
+                if let Err(error) = connected.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+                    tracing::debug!(%error, "SQLite checkpoint failed");
+                    conn = None;
+                }
+            }
+        })?;
+    Ok(())
+}
+
 /// The file path of a `sqlite://` URL (or a bare path).
 pub fn sqlite_path(url: &str) -> anyhow::Result<PathBuf> {
     let path = url
@@ -68,7 +113,8 @@ impl SqliteStore {
         let pragmas: Arc<str> = format!(
             // busy_timeout first: switching to WAL takes a lock that concurrent openers must wait for.
             // secure_delete: erased mail bodies are overwritten, not left in free pages.
-            "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;",
+            // wal_autocheckpoint: see `checkpointer`; the writers checkpoint only if it falls behind.
+            "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};",
             settings.busy_timeout.as_millis()
         )
         .into();
@@ -93,10 +139,12 @@ impl SqliteStore {
             .create_timeout(Some(settings.acquire_timeout))
             .runtime(deadpool::Runtime::Tokio1)
             .build()?;
+        let queue = Arc::default();
+        checkpointer(path.clone(), Arc::downgrade(&queue))?;
         Ok(Self {
             pool,
             writing: Arc::new(tokio::sync::Semaphore::new(1)),
-            queue: Arc::default(),
+            queue,
             acquire_timeout: settings.acquire_timeout,
             path,
             pragmas,
@@ -413,6 +461,48 @@ mod one_trip {
                 })
                 .await?;
             tries(outcome)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::RunQueryDsl;
+    use diesel::connection::SimpleConnection;
+
+    use super::*;
+
+    /// A committed write reaches the database file itself soon, by the checkpointer,
+    /// although no writer crossed its own checkpoint threshold.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_checkpointer_copies_commits_into_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.db");
+        let store = SqliteStore::connect(&DatabaseSettings::sqlite(&path)).unwrap();
+        let marker = "checkpointed-marker-7f3a";
+        store
+            .batched(move |conn| {
+                conn.batch_execute("CREATE TABLE notes (text TEXT NOT NULL)")?;
+                diesel::sql_query(format!("INSERT INTO notes (text) VALUES ('{marker}')"))
+                    .execute(conn)
+                    .map(drop)
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let in_file = || {
+            std::fs::read(&path)
+                .unwrap()
+                .windows(marker.len())
+                .any(|window| window == marker.as_bytes())
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !in_file() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the commit is still only in the WAL after 5 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
 }
