@@ -139,11 +139,11 @@ fn queue_depth(waiting: i64) {
     metrics::gauge!("passcode_hashing_queue_depth").set(waiting.max(0) as f64);
 }
 
-/// A hashing thread: takes jobs until every sender is gone.
 /// The niceness-mapped priority of hashing threads: below the request threads', so
 /// that a login flood takes the cores only while nothing cheaper is waiting.
 const HASHING_PRIORITY: u8 = 25;
 
+/// A hashing thread: takes jobs until every sender is gone.
 fn work(queue: &Mutex<Receiver<Job>>) {
     let lowered = thread_priority::ThreadPriorityValue::try_from(HASHING_PRIORITY)
         .map_err(|e| format!("{e:?}"))
