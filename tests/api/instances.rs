@@ -45,25 +45,53 @@ async fn twenty_right_codes_over_two_instances_give_exactly_one_success() {
         let body = json!({"email": email, "otp": code});
         let client = app.client.clone();
         async move {
-            let response = client
-                .post(format!("{base}/api/accounts/validate-otp/"))
-                .json(&body)
-                .send()
-                .await
-                .expect("request");
-            response.status().as_u16()
+            let send = || async {
+                let response = client
+                    .post(format!("{base}/api/accounts/validate-otp/"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("request");
+                let retry_after = response.headers().contains_key("retry-after");
+                (response.status().as_u16(), retry_after)
+            };
+            let (status, retry_after) = send().await;
+            if status != 503 {
+                return (status, None);
+            }
+            // On MariaDB, InnoDB may end a transaction that waits in a cycle of row
+            // locks (a deadlock victim): a 503 with Retry-After, which changed
+            // nothing. Sent again, it is answered like the others.
+            assert!(retry_after, "a 503 says when to retry");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            (status, Some(send().await.0))
         }
     });
-    let statuses = join_all(requests).await;
+    let answers = join_all(requests).await;
+    let statuses: Vec<u16> = answers.iter().map(|(first, _)| *first).collect();
     assert_eq!(
         statuses.iter().filter(|&&s| s == 200).count(),
         1,
-        "{statuses:?}"
+        "{answers:?}"
+    );
+    let unavailable: Vec<Option<u16>> = answers
+        .iter()
+        .filter(|(first, _)| *first == 503)
+        .map(|(_, again)| *again)
+        .collect();
+    assert!(
+        matches!(crate::helpers::backend(), Backend::Mariadb) || unavailable.is_empty(),
+        "503 only as MariaDB's deadlock victim: {answers:?}"
+    );
+    assert!(unavailable.len() <= 2, "{answers:?}");
+    assert!(
+        unavailable.iter().all(|again| *again == Some(400)),
+        "a retried request finds the code used: {answers:?}"
     );
     assert_eq!(
-        statuses.iter().filter(|&&s| s == 400).count(),
+        statuses.iter().filter(|&&s| s == 400).count() + unavailable.len(),
         19,
-        "{statuses:?}"
+        "{answers:?}"
     );
 }
 

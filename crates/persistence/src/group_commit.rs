@@ -248,10 +248,8 @@ mod tests {
             .n)
     }
 
-    /// Concurrent writes: each refused one undoes only its own row, each caller hears
-    /// its own outcome, and what a caller heard as done is in the database.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_refused_write_in_a_batch_undoes_only_itself() {
+    /// A new database with an empty table of guesses (the folder goes with it).
+    async fn store_with_guesses() -> (SqliteStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let store =
             SqliteStore::connect(&DatabaseSettings::sqlite(dir.path().join("batch.db"))).unwrap();
@@ -263,6 +261,14 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+        (store, dir)
+    }
+
+    /// Concurrent writes: each refused one undoes only its own row, each caller hears
+    /// its own outcome, and what a caller heard as done is in the database.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_write_in_a_batch_undoes_only_itself() {
+        let (store, _dir) = store_with_guesses().await;
 
         let writes = (0..40).map(|n: i32| {
             let store = store.clone();
@@ -313,17 +319,7 @@ mod tests {
     /// A failing statement fails its own write only; the batch still commits the others.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_statement_fails_only_its_own_write() {
-        let dir = tempfile::tempdir().unwrap();
-        let store =
-            SqliteStore::connect(&DatabaseSettings::sqlite(dir.path().join("batch.db"))).unwrap();
-        store
-            .batched(|conn| {
-                conn.batch_execute("CREATE TABLE guesses (n INTEGER PRIMARY KEY)")
-                    .map_err(Outcome::from)
-            })
-            .await
-            .unwrap()
-            .unwrap();
+        let (store, _dir) = store_with_guesses().await;
         // Every third write repeats a key: its insert fails on the primary key.
         let writes = (0..30).map(|n: i32| {
             let store = store.clone();

@@ -202,6 +202,120 @@ macro_rules! spend_token_query {
 }
 pub(crate) use spend_token_query;
 
+/// Inserts the successor of a token just spent: it joins the family and keeps the
+/// session's end (`$family_ends`, if the family has one).
+macro_rules! insert_successor_query {
+    ($successor:expr, $family:expr, $family_ends:expr, $now_ms:expr) => {{
+        use diesel::ExpressionMethods as _;
+        use $crate::schema::refresh_tokens;
+        let successor: &passcode_domain::ports::NewRefreshToken = $successor;
+        let family_ends: Option<i64> = $family_ends;
+        let expires = $crate::time::to_millis(successor.expires_at);
+        diesel::insert_into(refresh_tokens::table).values((
+            refresh_tokens::token_hash.eq(&successor.token_hash),
+            refresh_tokens::family_id.eq($family),
+            refresh_tokens::user_id.eq(successor.user_id.0.to_string()),
+            refresh_tokens::expires_at.eq(family_ends.map_or(expires, |end| expires.min(end))),
+            refresh_tokens::created_at.eq::<i64>($now_ms),
+            refresh_tokens::family_expires_at.eq(family_ends),
+        ))
+    }};
+}
+pub(crate) use insert_successor_query;
+
+/// Records the session's last use, by the successor's client.
+macro_rules! touch_session_query {
+    ($family:expr, $now_ms:expr, $successor:expr) => {{
+        use diesel::{ExpressionMethods as _, QueryDsl as _};
+        use $crate::schema::sessions;
+        let successor: &passcode_domain::ports::NewRefreshToken = $successor;
+        diesel::update(sessions::table.find($family)).set((
+            sessions::last_used_at.eq::<i64>($now_ms),
+            sessions::last_client.eq(&successor.origin.client),
+            sessions::last_user_agent.eq(&successor.origin.user_agent),
+        ))
+    }};
+}
+pub(crate) use touch_session_query;
+
+/// A token that could not be spent, as a `SpentToken` row.
+macro_rules! unspent_token_query {
+    ($presented:expr) => {{
+        use diesel::QueryDsl as _;
+        use $crate::schema::refresh_tokens;
+        refresh_tokens::table.find($presented).select((
+            refresh_tokens::family_id,
+            refresh_tokens::spent_at,
+            refresh_tokens::revoked_at,
+            refresh_tokens::successor_access_jti,
+            refresh_tokens::successor_refresh_jti,
+            refresh_tokens::successor_issued_at,
+        ))
+    }};
+}
+pub(crate) use unspent_token_query;
+
+/// Revokes every token of family `$family` not revoked yet.
+macro_rules! revoke_family_query {
+    ($family:expr, $now_ms:expr) => {{
+        use diesel::{ExpressionMethods as _, QueryDsl as _};
+        use $crate::schema::refresh_tokens;
+        diesel::update(
+            refresh_tokens::table
+                .filter(refresh_tokens::family_id.eq($family))
+                .filter(refresh_tokens::revoked_at.is_null()),
+        )
+        .set(refresh_tokens::revoked_at.eq(Some::<i64>($now_ms)))
+    }};
+}
+pub(crate) use revoke_family_query;
+
+/// What `unspent_token_query!` reads: family, spent at, revoked at, and the ids and
+/// issue time of the pair its spending issued.
+pub(crate) type SpentToken = (
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
+/// What presenting a token that could not be spent leads to.
+pub(crate) enum Unspendable {
+    /// Refused, or replayed within the grace window.
+    Answer(passcode_domain::ports::Rotation),
+    /// Spent past the grace window: theft. The family must be revoked.
+    Reused { family: String },
+}
+
+/// Decides about a token that could not be spent (`row` is `None` if unknown).
+pub(crate) fn unspendable(
+    row: Option<SpentToken>,
+    now_ms: i64,
+    grace: chrono::Duration,
+) -> Unspendable {
+    use passcode_domain::ports::{Rotation, TokenIds};
+    let Some((family, Some(spent_at), None, access, refresh, issued)) = row else {
+        // Unknown, revoked, or expired unspent.
+        return Unspendable::Answer(Rotation::Refused);
+    };
+    if now_ms - spent_at <= grace.num_milliseconds()
+        && let (Some(access_jti), Some(refresh_jti), Some(issued)) = (access, refresh, issued)
+    {
+        return Unspendable::Answer(Rotation::Replayed {
+            ids: TokenIds {
+                // A family id that is not a UUID was never written.
+                session_id: Uuid::parse_str(&family).unwrap_or(Uuid::nil()),
+                access_jti,
+                refresh_jti,
+                issued_at: from_millis(issued),
+            },
+        });
+    }
+    Unspendable::Reused { family }
+}
+
 /// Deletes the limit state keyed by an address. Binds: $1 the address, $2 and $3 the
 /// prefixes of its per-client guessing and login keys, $4 the account's
 /// password-check key (numbered in order of first use, as SQLite needs). Keys: see

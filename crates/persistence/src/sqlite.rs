@@ -256,11 +256,12 @@ mod one_trip {
     use super::SqliteStore;
     use crate::error::query_error;
     use crate::rows::{
-        Abort, AuditRow, OtpRow, acquire_query, attempts_limit, limit_name, retry_after,
-        spend_token_query, tries,
+        Abort, AuditRow, OtpRow, SpentToken, Unspendable, acquire_query, attempts_limit,
+        insert_successor_query, limit_name, retry_after, revoke_family_query, spend_token_query,
+        touch_session_query, tries, unspendable, unspent_token_query,
     };
-    use crate::schema::{audit_events, otp_codes, rate_limits, refresh_tokens, sessions};
-    use crate::time::{from_millis, to_millis};
+    use crate::schema::{audit_events, otp_codes, rate_limits, refresh_tokens};
+    use crate::time::to_millis;
 
     /// `Throttle::acquire`'s statement, synchronously: `Some(retry_after)` if refused.
     fn reserve(
@@ -326,71 +327,16 @@ mod one_trip {
                 .get_result(conn)
                 .optional()?;
         if let Some((family, family_ends)) = spent {
-            // The successor keeps the session's end.
-            let expires = to_millis(successor.expires_at);
-            diesel::insert_into(refresh_tokens::table)
-                .values((
-                    refresh_tokens::token_hash.eq(&successor.token_hash),
-                    refresh_tokens::family_id.eq(&family),
-                    refresh_tokens::user_id.eq(successor.user_id.0.to_string()),
-                    refresh_tokens::expires_at
-                        .eq(family_ends.map_or(expires, |end| expires.min(end))),
-                    refresh_tokens::created_at.eq(now_ms),
-                    refresh_tokens::family_expires_at.eq(family_ends),
-                ))
-                .execute(conn)?;
-            diesel::update(sessions::table.find(&family))
-                .set((
-                    sessions::last_used_at.eq(now_ms),
-                    sessions::last_client.eq(&successor.origin.client),
-                    sessions::last_user_agent.eq(&successor.origin.user_agent),
-                ))
-                .execute(conn)?;
+            insert_successor_query!(successor, &family, family_ends, now_ms).execute(conn)?;
+            touch_session_query!(&family, now_ms, successor).execute(conn)?;
             return Ok(Rotation::Rotated);
         }
-        type Row = (
-            String,
-            Option<i64>,
-            Option<i64>,
-            Option<String>,
-            Option<String>,
-            Option<i64>,
-        );
-        let row: Option<Row> = refresh_tokens::table
-            .find(presented)
-            .select((
-                refresh_tokens::family_id,
-                refresh_tokens::spent_at,
-                refresh_tokens::revoked_at,
-                refresh_tokens::successor_access_jti,
-                refresh_tokens::successor_refresh_jti,
-                refresh_tokens::successor_issued_at,
-            ))
-            .first(conn)
-            .optional()?;
-        let Some((family, Some(spent_at), None, access, refresh, issued)) = row else {
-            // Unknown, revoked, or expired unspent.
-            return Ok(Rotation::Refused);
+        let row: Option<SpentToken> = unspent_token_query!(presented).first(conn).optional()?;
+        let family = match unspendable(row, now_ms, grace) {
+            Unspendable::Answer(rotation) => return Ok(rotation),
+            Unspendable::Reused { family } => family,
         };
-        if now_ms - spent_at <= grace.num_milliseconds()
-            && let (Some(access_jti), Some(refresh_jti), Some(issued)) = (access, refresh, issued)
-        {
-            let ids = TokenIds {
-                // A family id that is not a UUID was never written.
-                session_id: uuid::Uuid::parse_str(&family).unwrap_or(uuid::Uuid::nil()),
-                access_jti,
-                refresh_jti,
-                issued_at: from_millis(issued),
-            };
-            return Ok(Rotation::Replayed { ids });
-        }
-        diesel::update(
-            refresh_tokens::table
-                .filter(refresh_tokens::family_id.eq(family))
-                .filter(refresh_tokens::revoked_at.is_null()),
-        )
-        .set(refresh_tokens::revoked_at.eq(Some(now_ms)))
-        .execute(conn)?;
+        revoke_family_query!(family, now_ms).execute(conn)?;
         diesel::insert_into(audit_events::table)
             .values(&AuditRow::new(reuse_audit))
             .execute(conn)?;

@@ -301,10 +301,12 @@ macro_rules! rotate_in_steps {
             use diesel_async::{AsyncConnection, RunQueryDsl};
             use passcode_domain::InfraError;
             use passcode_domain::ports::{NewRefreshToken, Rotation, TokenIds};
-            use uuid::Uuid;
             use $crate::error::query_error;
-            use $crate::schema::{refresh_tokens, sessions};
-            use $crate::time::{from_millis, to_millis};
+            use $crate::rows::{
+                SpentToken, Unspendable, insert_successor_query, revoke_family_query,
+                touch_session_query, unspendable, unspent_token_query,
+            };
+            use $crate::time::to_millis;
 
             impl $store {
                 pub(crate) async fn rotate_tx(
@@ -316,14 +318,6 @@ macro_rules! rotate_in_steps {
                     successor_ids: &TokenIds,
                     reuse_audit: &passcode_domain::AuditEvent,
                 ) -> Result<Rotation, InfraError> {
-                    type Row = (
-                        String,
-                        Option<i64>,
-                        Option<i64>,
-                        Option<String>,
-                        Option<String>,
-                        Option<i64>,
-                    );
                     let now_ms = to_millis(now);
                     let presented = presented.to_vec();
                     let mut conn = self.writer().await?;
@@ -335,73 +329,23 @@ macro_rules! rotate_in_steps {
                                 dialect::spend_token(conn, &presented, now_ms, successor_ids)
                                     .await?;
                             if let Some((family, family_ends)) = spent {
-                                // The successor keeps the session's end.
-                                let expires = to_millis(successor.expires_at);
-                                diesel::insert_into(refresh_tokens::table)
-                                    .values(
-                                        (
-                                            refresh_tokens::token_hash.eq(&successor.token_hash),
-                                            refresh_tokens::family_id.eq(&family),
-                                            refresh_tokens::user_id
-                                                .eq(successor.user_id.0.to_string()),
-                                            refresh_tokens::expires_at
-                                                .eq(family_ends
-                                                    .map_or(expires, |end| expires.min(end))),
-                                            refresh_tokens::created_at.eq(now_ms),
-                                            refresh_tokens::family_expires_at.eq(family_ends),
-                                        ),
-                                    )
+                                insert_successor_query!(successor, &family, family_ends, now_ms)
                                     .execute(conn)
                                     .await?;
-                                diesel::update(sessions::table.find(&family))
-                                    .set((
-                                        sessions::last_used_at.eq(now_ms),
-                                        sessions::last_client.eq(&successor.origin.client),
-                                        sessions::last_user_agent.eq(&successor.origin.user_agent),
-                                    ))
+                                touch_session_query!(&family, now_ms, successor)
                                     .execute(conn)
                                     .await?;
                                 return Ok(Rotation::Rotated);
                             }
-                            let row: Option<Row> = refresh_tokens::table
-                                .find(&presented)
-                                .select((
-                                    refresh_tokens::family_id,
-                                    refresh_tokens::spent_at,
-                                    refresh_tokens::revoked_at,
-                                    refresh_tokens::successor_access_jti,
-                                    refresh_tokens::successor_refresh_jti,
-                                    refresh_tokens::successor_issued_at,
-                                ))
+                            let row: Option<SpentToken> = unspent_token_query!(&presented)
                                 .first(conn)
                                 .await
                                 .optional()?;
-                            let Some((family, Some(spent_at), None, access, refresh, issued)) = row
-                            else {
-                                // Unknown, revoked, or expired unspent.
-                                return Ok(Rotation::Refused);
+                            let family = match unspendable(row, now_ms, grace) {
+                                Unspendable::Answer(rotation) => return Ok(rotation),
+                                Unspendable::Reused { family } => family,
                             };
-                            if now_ms - spent_at <= grace.num_milliseconds()
-                                && let (Some(access_jti), Some(refresh_jti), Some(issued)) =
-                                    (access, refresh, issued)
-                            {
-                                let ids = TokenIds {
-                                    // A family id that is not a UUID was never written.
-                                    session_id: Uuid::parse_str(&family).unwrap_or(Uuid::nil()),
-                                    access_jti,
-                                    refresh_jti,
-                                    issued_at: from_millis(issued),
-                                };
-                                return Ok(Rotation::Replayed { ids });
-                            }
-                            diesel::update(
-                                refresh_tokens::table
-                                    .filter(refresh_tokens::family_id.eq(family))
-                                    .filter(refresh_tokens::revoked_at.is_null()),
-                            )
-                            .set(refresh_tokens::revoked_at.eq(Some(now_ms)))
-                            .execute(conn)
-                            .await?;
+                            revoke_family_query!(family, now_ms).execute(conn).await?;
                             audit(conn, reuse_audit).await?;
                             metrics::counter!("passcode_refresh_reuse_detected_total").increment(1);
                             Ok::<Rotation, diesel::result::Error>(Rotation::Reused)
