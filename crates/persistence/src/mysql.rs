@@ -422,9 +422,8 @@ mod guess {
 
     use super::shared::reserve;
     use super::{AsyncMysqlConnection, MysqlStore};
-    use crate::rows::{Abort, OtpRow, attempts_limit, tries};
+    use crate::rows::{Abort, OtpRow, open_codes_query, tries};
     use crate::schema::otp_codes;
-    use crate::time::to_millis;
 
     /// How often a guess's transaction runs at most when InnoDB ends it as a deadlock victim.
     const DEADLOCK_ATTEMPTS: u32 = 3;
@@ -478,16 +477,12 @@ mod guess {
                         return Err(Abort::Refused(budget, retry_after));
                     }
                 }
-                let mut rows: Vec<OtpRow> = otp_codes::table
-                    .filter(otp_codes::email.eq(email.as_str()))
-                    .filter(otp_codes::purpose.eq(purpose.as_str()))
-                    .filter(otp_codes::consumed_at.is_null())
-                    .filter(otp_codes::expires_at.gt(to_millis(now)))
-                    .filter(otp_codes::attempts.lt(attempts_limit(max_attempts)))
-                    .select(OtpRow::as_select())
-                    .for_update()
-                    .load(conn)
-                    .await?;
+                let mut rows: Vec<OtpRow> =
+                    open_codes_query!(email.as_str(), purpose, now, max_attempts)
+                        .select(OtpRow::as_select())
+                        .for_update()
+                        .load(conn)
+                        .await?;
                 if !rows.is_empty() {
                     let ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
                     diesel::update(otp_codes::table.filter(otp_codes::id.eq_any(ids)))

@@ -142,7 +142,8 @@ mod pipelined {
 
     use super::PgStore;
     use crate::rows::{
-        Abort, OtpRow, acquire_query, attempts_limit, limit_name, retry_after, tries,
+        Abort, OtpRow, acquire_query, attempts_limit, limit_name, open_codes_query, retry_after,
+        tries,
     };
     use crate::schema::{otp_codes, rate_limits};
     use crate::time::to_millis;
@@ -205,18 +206,11 @@ mod pipelined {
         now: DateTime<Utc>,
         max_attempts: u32,
     ) -> QueryResult<Vec<OtpRow>> {
-        diesel::update(
-            otp_codes::table
-                .filter(otp_codes::email.eq(email))
-                .filter(otp_codes::purpose.eq(purpose.as_str()))
-                .filter(otp_codes::consumed_at.is_null())
-                .filter(otp_codes::expires_at.gt(to_millis(now)))
-                .filter(otp_codes::attempts.lt(attempts_limit(max_attempts))),
-        )
-        .set(otp_codes::attempts.eq(otp_codes::attempts + 1))
-        .returning(OtpRow::as_returning())
-        .get_results(&mut conn)
-        .await
+        diesel::update(open_codes_query!(email, purpose, now, max_attempts))
+            .set(otp_codes::attempts.eq(otp_codes::attempts + 1))
+            .returning(OtpRow::as_returning())
+            .get_results(&mut conn)
+            .await
     }
 
     impl PgStore {

@@ -202,6 +202,23 @@ macro_rules! spend_token_query {
 }
 pub(crate) use spend_token_query;
 
+/// The codes of `$email` and `$purpose` that still take a try: unused, unexpired, and
+/// under `$max_attempts` tries. A guess counts one try on each of them.
+macro_rules! open_codes_query {
+    ($email:expr, $purpose:expr, $now:expr, $max_attempts:expr) => {{
+        use diesel::{ExpressionMethods as _, QueryDsl as _};
+        use $crate::schema::otp_codes;
+        let purpose: passcode_domain::OtpPurpose = $purpose;
+        otp_codes::table
+            .filter(otp_codes::email.eq($email))
+            .filter(otp_codes::purpose.eq(purpose.as_str()))
+            .filter(otp_codes::consumed_at.is_null())
+            .filter(otp_codes::expires_at.gt($crate::time::to_millis($now)))
+            .filter(otp_codes::attempts.lt($crate::rows::attempts_limit($max_attempts)))
+    }};
+}
+pub(crate) use open_codes_query;
+
 /// Inserts the successor of a token just spent: it joins the family and keeps the
 /// session's end (`$family_ends`, if the family has one).
 macro_rules! insert_successor_query {

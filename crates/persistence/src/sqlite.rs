@@ -257,8 +257,8 @@ mod one_trip {
     use crate::error::query_error;
     use crate::rows::{
         Abort, AuditRow, OtpRow, SpentToken, Unspendable, acquire_query, attempts_limit,
-        insert_successor_query, limit_name, retry_after, revoke_family_query, spend_token_query,
-        touch_session_query, tries, unspendable, unspent_token_query,
+        insert_successor_query, limit_name, open_codes_query, retry_after, revoke_family_query,
+        spend_token_query, touch_session_query, tries, unspendable, unspent_token_query,
     };
     use crate::schema::{audit_events, otp_codes, rate_limits, refresh_tokens};
     use crate::time::to_millis;
@@ -393,17 +393,12 @@ mod one_trip {
                             return Err(Abort::Refused(budget, retry_after));
                         }
                     }
-                    Ok(diesel::update(
-                        otp_codes::table
-                            .filter(otp_codes::email.eq(&email))
-                            .filter(otp_codes::purpose.eq(purpose.as_str()))
-                            .filter(otp_codes::consumed_at.is_null())
-                            .filter(otp_codes::expires_at.gt(to_millis(now)))
-                            .filter(otp_codes::attempts.lt(attempts_limit(max_attempts))),
+                    Ok(
+                        diesel::update(open_codes_query!(&email, purpose, now, max_attempts))
+                            .set(otp_codes::attempts.eq(otp_codes::attempts + 1))
+                            .returning(OtpRow::as_returning())
+                            .get_results(conn)?,
                     )
-                    .set(otp_codes::attempts.eq(otp_codes::attempts + 1))
-                    .returning(OtpRow::as_returning())
-                    .get_results(conn)?)
                 })
                 .await?;
             tries(outcome)
