@@ -213,6 +213,7 @@ mod dialect {
     use passcode_domain::ports::TokenIds;
 
     use super::Conn;
+    use crate::cached::CachedExt as _;
     use crate::outbox_rows::ClaimedRow;
     use crate::schema::{outbox, rate_limits, refresh_tokens};
 
@@ -290,6 +291,7 @@ mod dialect {
                 .otherwise(rate_limits::window_start)),
             rate_limits::last_at.eq(now_ms),
         ))
+        .cached()
         .execute(conn)
         .await
     }
@@ -304,6 +306,7 @@ mod dialect {
         successor: &TokenIds,
     ) -> QueryResult<Option<(String, Option<i64>)>> {
         let spent = crate::rows::spend_token_query!(presented, now_ms, successor)
+            .cached()
             .execute(conn)
             .await?;
         if spent == 0 {

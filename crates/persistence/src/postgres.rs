@@ -141,6 +141,7 @@ mod pipelined {
     use passcode_domain::{EmailAddress, InfraError, OtpPurpose};
 
     use super::PgStore;
+    use crate::cached::CachedExt as _;
     use crate::rows::{
         Abort, OtpRow, acquire_query, attempts_limit, limit_name, open_codes_query, retry_after,
         tries,
@@ -168,6 +169,7 @@ mod pipelined {
             attempts_limit(limit.limit),
             cooled_down
         )
+        .cached()
         .execute(&mut conn)
         .await
     }
@@ -209,6 +211,7 @@ mod pipelined {
         diesel::update(open_codes_query!(email, purpose, now, max_attempts))
             .set(otp_codes::attempts.eq(otp_codes::attempts + 1))
             .returning(OtpRow::as_returning())
+            .cached()
             .get_results(&mut conn)
             .await
     }
@@ -246,5 +249,71 @@ mod pipelined {
                 .await;
             tries(counted)
         }
+    }
+}
+
+#[cfg(test)]
+// Test code: a failed expectation is a failed test, and tests may read the wall clock.
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+mod tests {
+    use chrono::Utc;
+    use diesel::sql_types::{BigInt, Text};
+    use diesel_async::RunQueryDsl;
+    use passcode_domain::ports::{Limit, OtpStore, Throttle};
+    use passcode_domain::{EmailAddress, OtpPurpose};
+    use passcode_test_support::TestDatabase;
+
+    use super::PgStore;
+    use crate::DatabaseSettings;
+
+    #[derive(diesel::QueryableByName)]
+    struct Prepared {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+
+    /// How many statements this connection has prepared that start with `prefix`.
+    async fn prepared(store: &PgStore, prefix: &str) -> i64 {
+        let mut conn = store.conn().await.unwrap();
+        diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_prepared_statements WHERE starts_with(statement, $1)",
+        )
+        .bind::<Text, _>(prefix)
+        .get_result::<Prepared>(&mut *conn)
+        .await
+        .unwrap()
+        .n
+    }
+
+    /// A guess's statements (two budget upserts, the try's UPDATE) and a budget's
+    /// release are prepared once on a connection and then reused (`crate::cached`):
+    /// Diesel on its own prepares every UPDATE and upsert again each time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hot_statements_are_prepared_once_per_connection() {
+        let database = TestDatabase::create("cached").await;
+        let mut settings = DatabaseSettings::new(database.url());
+        settings.max_connections = 1; // one connection, so one statement cache
+        let store = PgStore::connect(&settings).unwrap();
+        store.migrate().await.unwrap();
+        let email = EmailAddress::parse("ada@example.com").unwrap();
+        let limit = Limit {
+            limit: 1_000,
+            window: chrono::Duration::hours(1),
+            cooldown: chrono::Duration::zero(),
+        };
+        let budgets = [
+            ("guess:ada@example.com:client".to_owned(), limit),
+            ("guess:ada@example.com".to_owned(), limit),
+        ];
+        for _ in 0..5 {
+            store
+                .count_try(&email, OtpPurpose::VerifyEmail, Utc::now(), 5, &budgets)
+                .await
+                .unwrap();
+            store.release("guess:ada@example.com").await.unwrap();
+        }
+        assert_eq!(prepared(&store, "INSERT INTO \"rate_limits\"").await, 1);
+        assert_eq!(prepared(&store, "UPDATE \"otp_codes\"").await, 1);
+        assert_eq!(prepared(&store, "UPDATE \"rate_limits\"").await, 1);
     }
 }

@@ -254,6 +254,7 @@ mod one_trip {
     use passcode_domain::{AuditEvent, EmailAddress, InfraError, OtpPurpose};
 
     use super::SqliteStore;
+    use crate::cached::CachedExt as _;
     use crate::error::query_error;
     use crate::rows::{
         Abort, AuditRow, OtpRow, SpentToken, Unspendable, acquire_query, attempts_limit,
@@ -284,6 +285,7 @@ mod one_trip {
             attempts_limit(limit.limit),
             cooled_down
         )
+        .cached()
         .execute(conn)?;
         if counted == 1 {
             return Ok(None);
@@ -324,11 +326,14 @@ mod one_trip {
         let spent: Option<(String, Option<i64>)> =
             spend_token_query!(presented, now_ms, successor_ids)
                 .returning((refresh_tokens::family_id, refresh_tokens::family_expires_at))
+                .cached()
                 .get_result(conn)
                 .optional()?;
         if let Some((family, family_ends)) = spent {
             insert_successor_query!(successor, &family, family_ends, now_ms).execute(conn)?;
-            touch_session_query!(&family, now_ms, successor).execute(conn)?;
+            touch_session_query!(&family, now_ms, successor)
+                .cached()
+                .execute(conn)?;
             return Ok(Rotation::Rotated);
         }
         let row: Option<SpentToken> = unspent_token_query!(presented).first(conn).optional()?;
@@ -336,7 +341,9 @@ mod one_trip {
             Unspendable::Answer(rotation) => return Ok(rotation),
             Unspendable::Reused { family } => family,
         };
-        revoke_family_query!(family, now_ms).execute(conn)?;
+        revoke_family_query!(family, now_ms)
+            .cached()
+            .execute(conn)?;
         diesel::insert_into(audit_events::table)
             .values(&AuditRow::new(reuse_audit))
             .execute(conn)?;
@@ -397,6 +404,7 @@ mod one_trip {
                         diesel::update(open_codes_query!(&email, purpose, now, max_attempts))
                             .set(otp_codes::attempts.eq(otp_codes::attempts + 1))
                             .returning(OtpRow::as_returning())
+                            .cached()
                             .get_results(conn)?,
                     )
                 })

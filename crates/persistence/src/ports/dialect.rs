@@ -13,6 +13,7 @@ macro_rules! returning_dialect {
             use diesel::prelude::*;
             use diesel_async::RunQueryDsl;
             use passcode_domain::ports::TokenIds;
+            use $crate::cached::CachedExt as _;
             use $crate::outbox_rows::ClaimedRow;
             use $crate::schema::refresh_tokens;
 
@@ -27,6 +28,7 @@ macro_rules! returning_dialect {
                 cooled_down: i64,
             ) -> QueryResult<usize> {
                 $crate::rows::acquire_query!(key, now_ms, window_ended, limit, cooled_down)
+                    .cached()
                     .execute(conn)
                     .await
             }
@@ -42,6 +44,7 @@ macro_rules! returning_dialect {
             ) -> QueryResult<Option<(String, Option<i64>)>> {
                 $crate::rows::spend_token_query!(presented, now_ms, successor)
                     .returning((refresh_tokens::family_id, refresh_tokens::family_expires_at))
+                    .cached()
                     .get_result(conn)
                     .await
                     .optional()

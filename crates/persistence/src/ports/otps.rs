@@ -13,6 +13,7 @@ macro_rules! otp_store {
             use passcode_domain::ports::{Limit, Mail, OtpStore, Tries};
             use passcode_domain::{CodeHash, EmailAddress, InfraError, OtpPurpose, UserId};
             use uuid::Uuid;
+            use $crate::cached::CachedExt as _;
             use $crate::error::query_error;
             use $crate::outbox_rows::NewOutboxRow;
             use $crate::rows::{OtpRow, attempts_limit};
@@ -231,6 +232,7 @@ macro_rules! otp_store {
                         .filter(otp_codes::attempts.le(attempts_limit(max_attempts))),
                 )
                 .set(otp_codes::consumed_at.eq(Some(to_millis(now))))
+                .cached()
                 .execute(conn)
                 .await
                 .map(|spent| spent == 1)

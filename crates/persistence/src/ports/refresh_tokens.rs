@@ -301,6 +301,7 @@ macro_rules! rotate_in_steps {
             use diesel_async::{AsyncConnection, RunQueryDsl};
             use passcode_domain::InfraError;
             use passcode_domain::ports::{NewRefreshToken, Rotation, TokenIds};
+            use $crate::cached::CachedExt as _;
             use $crate::error::query_error;
             use $crate::rows::{
                 SpentToken, Unspendable, insert_successor_query, revoke_family_query,
@@ -333,6 +334,7 @@ macro_rules! rotate_in_steps {
                                     .execute(conn)
                                     .await?;
                                 touch_session_query!(&family, now_ms, successor)
+                                    .cached()
                                     .execute(conn)
                                     .await?;
                                 return Ok(Rotation::Rotated);
@@ -345,7 +347,10 @@ macro_rules! rotate_in_steps {
                                 Unspendable::Answer(rotation) => return Ok(rotation),
                                 Unspendable::Reused { family } => family,
                             };
-                            revoke_family_query!(family, now_ms).execute(conn).await?;
+                            revoke_family_query!(family, now_ms)
+                                .cached()
+                                .execute(conn)
+                                .await?;
                             audit(conn, reuse_audit).await?;
                             metrics::counter!("passcode_refresh_reuse_detected_total").increment(1);
                             Ok::<Rotation, diesel::result::Error>(Rotation::Reused)

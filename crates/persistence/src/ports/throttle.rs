@@ -10,6 +10,7 @@ macro_rules! throttle {
             use diesel_async::RunQueryDsl;
             use passcode_domain::InfraError;
             use passcode_domain::ports::{Admission, Limit, Throttle};
+            use $crate::cached::CachedExt as _;
             use $crate::error::query_error;
             use $crate::schema::{otp_codes, outbox, rate_limits, refresh_tokens, sessions};
             use $crate::time::to_millis;
@@ -42,6 +43,7 @@ macro_rules! throttle {
                             .filter(rate_limits::count.gt(0)),
                     )
                     .set(rate_limits::count.eq(rate_limits::count - 1))
+                    .cached()
                     .execute(&mut *conn)
                     .await
                     .map_err(query_error)?;
