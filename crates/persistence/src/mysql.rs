@@ -201,7 +201,7 @@ ports::otp_store!(MysqlStore);
 ports::throttle!(MysqlStore);
 ports::outbox!(MysqlStore);
 ports::refresh_token_store!(MysqlStore);
-ports::rotate_in_steps!(MysqlStore);
+ports::rotate_in_steps!(MysqlStore, rotate_tx);
 ports::audit_log!(MysqlStore);
 ports::health_check!(MysqlStore);
 

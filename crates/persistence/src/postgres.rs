@@ -127,21 +127,23 @@ ports::otp_store!(PgStore);
 ports::throttle!(PgStore);
 ports::outbox!(PgStore);
 ports::refresh_token_store!(PgStore);
-ports::rotate_in_steps!(PgStore);
+ports::rotate_in_steps!(PgStore, rotate_in_steps);
 ports::audit_log!(PgStore);
 ports::health_check!(PgStore);
 
-/// The hot path in fewer round trips: the statements of a guess are pipelined (sent
-/// together, executed in order by the server), between BEGIN and COMMIT or ROLLBACK.
+/// The hot paths in fewer round trips: the statements of a guess are pipelined (sent
+/// together, executed in order by the server), between BEGIN and COMMIT or ROLLBACK;
+/// a refresh rotation is one statement.
 mod pipelined {
     use chrono::{DateTime, Utc};
     use diesel::prelude::*;
     use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-    use passcode_domain::ports::{Limit, Tries};
+    use passcode_domain::ports::{Limit, NewRefreshToken, Rotation, TokenIds, Tries};
     use passcode_domain::{EmailAddress, InfraError, OtpPurpose};
 
     use super::PgStore;
     use crate::cached::CachedExt as _;
+    use crate::error::query_error;
     use crate::rows::{
         Abort, OtpRow, acquire_query, attempts_limit, limit_name, open_codes_query, retry_after,
         tries,
@@ -216,7 +218,81 @@ mod pipelined {
             .await
     }
 
+    /// A refresh rotation that succeeds, as one statement (committed on its own): spend
+    /// the presented token if it is live and its session has not ended (the same
+    /// conditions as `spend_token_query!`, so one of concurrent callers wins), insert
+    /// its successor into the family (keeping the session's end, as
+    /// `insert_successor_query!`) and record the session's last use (as
+    /// `touch_session_query!`). One round trip instead of five (BEGIN, three
+    /// statements, COMMIT). A token it does not spend (spent, revoked, expired,
+    /// unknown) takes the stepwise transaction, which decides between refusal,
+    /// replay and reuse.
+    const ROTATE_SQL: &str = "\
+        WITH spent AS ( \
+            UPDATE refresh_tokens \
+            SET spent_at = $2, successor_access_jti = $3, successor_refresh_jti = $4, \
+                successor_issued_at = $5 \
+            WHERE token_hash = $1 AND spent_at IS NULL AND revoked_at IS NULL \
+                AND expires_at > $2 AND (family_expires_at IS NULL OR family_expires_at > $2) \
+            RETURNING family_id, family_expires_at \
+        ), successor AS ( \
+            INSERT INTO refresh_tokens \
+                (token_hash, family_id, user_id, expires_at, created_at, family_expires_at) \
+            SELECT $6, family_id, $7, LEAST($8, family_expires_at), $2, family_expires_at \
+            FROM spent \
+        ), touched AS ( \
+            UPDATE sessions SET last_used_at = $2, last_client = $9, last_user_agent = $10 \
+            FROM spent WHERE sessions.family_id = spent.family_id \
+        ) \
+        SELECT family_id FROM spent";
+
+    #[derive(diesel::QueryableByName)]
+    struct Spent {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        #[allow(dead_code, reason = "read to know a row came back")]
+        family_id: String,
+    }
+
     impl PgStore {
+        /// `RefreshTokenStore::rotate`: one statement if the token is spent now, the
+        /// stepwise transaction otherwise (see `ROTATE_SQL`).
+        pub(crate) async fn rotate_tx(
+            &self,
+            presented: &[u8],
+            now: DateTime<Utc>,
+            grace: chrono::Duration,
+            successor: &NewRefreshToken,
+            successor_ids: &TokenIds,
+            reuse_audit: &passcode_domain::AuditEvent,
+        ) -> Result<Rotation, InfraError> {
+            use diesel::sql_types::{BigInt, Binary, Nullable, Text};
+            let now_ms = to_millis(now);
+            let spent = {
+                let mut conn = self.writer().await?;
+                diesel::sql_query(ROTATE_SQL)
+                    .bind::<Binary, _>(presented)
+                    .bind::<BigInt, _>(now_ms)
+                    .bind::<Text, _>(&successor_ids.access_jti)
+                    .bind::<Text, _>(&successor_ids.refresh_jti)
+                    .bind::<BigInt, _>(to_millis(successor_ids.issued_at))
+                    .bind::<Binary, _>(&successor.token_hash)
+                    .bind::<Text, _>(successor.user_id.0.to_string())
+                    .bind::<BigInt, _>(to_millis(successor.expires_at))
+                    .bind::<Nullable<Text>, _>(&successor.origin.client)
+                    .bind::<Nullable<Text>, _>(&successor.origin.user_agent)
+                    .cached()
+                    .get_result::<Spent>(&mut *conn)
+                    .await
+                    .optional()
+                    .map_err(query_error)?
+            };
+            if spent.is_some() {
+                return Ok(Rotation::Rotated);
+            }
+            self.rotate_in_steps(presented, now, grace, successor, successor_ids, reuse_audit)
+                .await
+        }
+
         /// `OtpStore::count_try`, pipelined.
         pub(crate) async fn count_try_tx(
             &self,

@@ -79,8 +79,9 @@ macro_rules! refresh_token_store {
                     successor_ids: &TokenIds,
                     reuse_audit: &passcode_domain::AuditEvent,
                 ) -> Result<Rotation, InfraError> {
-                    // Each backend's own transaction: in steps on PostgreSQL and MariaDB
-                    // (`rotate_in_steps!`), in one trip and one batch on SQLite.
+                    // Each backend's own transaction: in steps on MariaDB
+                    // (`rotate_in_steps!`), one statement on PostgreSQL, one trip and one
+                    // batch on SQLite.
                     self.rotate_tx(presented, now, grace, successor, successor_ids, reuse_audit)
                         .await
                 }
@@ -290,9 +291,10 @@ macro_rules! refresh_token_store {
 pub(crate) use refresh_token_store;
 
 /// `RefreshTokenStore::rotate` as a transaction of several statements, each its own
-/// round trip (PostgreSQL, MariaDB). SQLite's runs in one trip (`sqlite.rs`).
+/// round trip, as method `$method` (MariaDB's rotation; PostgreSQL's when its one
+/// statement did not spend the token). SQLite's runs in one trip (`sqlite.rs`).
 macro_rules! rotate_in_steps {
-    ($store:ty) => {
+    ($store:ty, $method:ident) => {
         const _: () = {
             use self::dialect;
             use self::shared::audit;
@@ -310,7 +312,7 @@ macro_rules! rotate_in_steps {
             use $crate::time::to_millis;
 
             impl $store {
-                pub(crate) async fn rotate_tx(
+                pub(crate) async fn $method(
                     &self,
                     presented: &[u8],
                     now: DateTime<Utc>,
