@@ -137,7 +137,8 @@ ports::health_check!(PgStore);
 mod pipelined {
     use chrono::{DateTime, Utc};
     use diesel::prelude::*;
-    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    use diesel_async::pooled_connection::deadpool::Object;
+    use diesel_async::{AsyncPgConnection, RunQueryDsl};
     use passcode_domain::ports::{Limit, NewRefreshToken, Rotation, TokenIds, Tries};
     use passcode_domain::{EmailAddress, InfraError, OtpPurpose};
 
@@ -216,6 +217,43 @@ mod pipelined {
             .cached()
             .get_results(&mut conn)
             .await
+    }
+
+    /// A pooled connection in a transaction begun by hand, so that BEGIN travels with
+    /// the transaction's first statements (diesel-async's `transaction` waits for
+    /// BEGIN's answer first: one round trip more). Until COMMIT or ROLLBACK has been
+    /// answered (`ended`), dropping it (a statement failed, the request was cancelled)
+    /// does not return the connection to the pool: it closes it, and the server rolls
+    /// the transaction back.
+    pub(super) struct HandBegun(pub(super) Option<Object<AsyncPgConnection>>);
+
+    impl HandBegun {
+        pub(super) fn conn(&self) -> Result<&AsyncPgConnection, InfraError> {
+            self.0
+                .as_deref()
+                .ok_or_else(|| query_error(diesel::result::Error::BrokenTransactionManager))
+        }
+
+        /// COMMIT or ROLLBACK was answered: the connection may serve again.
+        pub(super) fn ended(mut self) {
+            drop(self.0.take());
+        }
+    }
+
+    impl Drop for HandBegun {
+        fn drop(&mut self) {
+            if let Some(conn) = self.0.take() {
+                drop(Object::take(conn));
+            }
+        }
+    }
+
+    /// BEGIN, COMMIT or ROLLBACK, as a statement prepared once per connection.
+    pub(super) async fn control(
+        mut conn: &AsyncPgConnection,
+        sql: &'static str,
+    ) -> QueryResult<usize> {
+        diesel::sql_query(sql).cached().execute(&mut conn).await
     }
 
     /// A refresh rotation that succeeds, as one statement (committed on its own): spend
@@ -302,27 +340,37 @@ mod pipelined {
             max_attempts: u32,
             budgets: &[(String, Limit)],
         ) -> Result<Tries, InfraError> {
-            let mut conn = self.writer().await?;
-            let counted = (*conn)
-                .transaction(async |conn| {
-                    let shared: &AsyncPgConnection = conn;
-                    // Every budget's upsert and the try, sent at once; the server runs
-                    // them in order. A refusal rolls all of them back.
-                    let reserves = futures_util::future::try_join_all(
-                        budgets
-                            .iter()
-                            .map(|(key, limit)| upsert(shared, key, *limit, now)),
-                    );
-                    let tries = count(shared, email.as_str(), purpose, now, max_attempts);
-                    let (reserved, rows) = tokio::try_join!(reserves, tries)?;
-                    if let Some(budget) = reserved.iter().position(|&counted| counted != 1) {
-                        let (key, limit) = &budgets[budget];
-                        let retry_after = refusal(shared, key, *limit, now).await?;
-                        return Err(Abort::Refused(budget, retry_after));
-                    }
+            let open = HandBegun(Some(self.writer().await?));
+            let conn = open.conn()?;
+            // BEGIN, every budget's upsert and the try, sent at once; the server runs
+            // them in order (diesel-async sends a connection's statements in the order
+            // they are first polled, and `try_join!` polls in argument order).
+            let reserves = futures_util::future::try_join_all(
+                budgets
+                    .iter()
+                    .map(|(key, limit)| upsert(conn, key, *limit, now)),
+            );
+            let try_counted = count(conn, email.as_str(), purpose, now, max_attempts);
+            let (_, reserved, rows) =
+                tokio::try_join!(control(conn, "BEGIN"), reserves, try_counted)
+                    .map_err(query_error)?;
+            let counted = match reserved.iter().position(|&counted| counted != 1) {
+                // A refusal rolls all of them back.
+                Some(budget) => {
+                    let (key, limit) = &budgets[budget];
+                    let (retry_after, _) = tokio::try_join!(
+                        refusal(conn, key, *limit, now),
+                        control(conn, "ROLLBACK")
+                    )
+                    .map_err(query_error)?;
+                    Err(Abort::Refused(budget, retry_after))
+                }
+                None => {
+                    control(conn, "COMMIT").await.map_err(query_error)?;
                     Ok(rows)
-                })
-                .await;
+                }
+            };
+            open.ended();
             tries(counted)
         }
     }
@@ -391,5 +439,69 @@ mod tests {
         assert_eq!(prepared(&store, "INSERT INTO \"rate_limits\"").await, 1);
         assert_eq!(prepared(&store, "UPDATE \"otp_codes\"").await, 1);
         assert_eq!(prepared(&store, "UPDATE \"rate_limits\"").await, 1);
+    }
+
+    #[derive(diesel::QueryableByName)]
+    struct Pid {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        pid: i32,
+    }
+
+    /// The server process of the pool's (one) connection.
+    async fn backend_pid(store: &PgStore) -> i32 {
+        let mut conn = store.conn().await.unwrap();
+        diesel::sql_query("SELECT pg_backend_pid() AS pid")
+            .get_result::<Pid>(&mut *conn)
+            .await
+            .unwrap()
+            .pid
+    }
+
+    async fn buckets(store: &PgStore) -> i64 {
+        let mut conn = store.conn().await.unwrap();
+        diesel::sql_query("SELECT count(*) AS n FROM rate_limits")
+            .get_result::<Prepared>(&mut *conn)
+            .await
+            .unwrap()
+            .n
+    }
+
+    /// A guess's transaction is begun by hand (`HandBegun`). Ended, its connection
+    /// serves again; dropped unended (a failed statement, a cancelled request), its
+    /// connection is closed rather than pooled, and its writes are gone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_transaction_begun_by_hand_and_not_ended_never_returns_to_the_pool() {
+        use super::pipelined::{HandBegun, control};
+        let database = TestDatabase::create("handbegun").await;
+        let mut settings = DatabaseSettings::new(database.url());
+        settings.max_connections = 1;
+        let store = PgStore::connect(&settings).unwrap();
+        store.migrate().await.unwrap();
+        let insert = "INSERT INTO rate_limits (bucket, window_start, count, last_at) \
+                      VALUES ('b', 0, 1, 0) ON CONFLICT DO NOTHING";
+
+        let first = backend_pid(&store).await;
+        let open = HandBegun(Some(store.writer().await.unwrap()));
+        let conn = open.conn().unwrap();
+        control(conn, "BEGIN").await.unwrap();
+        diesel::sql_query(insert)
+            .execute(&mut &*conn)
+            .await
+            .unwrap();
+        control(conn, "COMMIT").await.unwrap();
+        open.ended();
+        assert_eq!(backend_pid(&store).await, first, "ended: pooled again");
+        assert_eq!(buckets(&store).await, 1);
+
+        let open = HandBegun(Some(store.writer().await.unwrap()));
+        let conn = open.conn().unwrap();
+        control(conn, "BEGIN").await.unwrap();
+        diesel::sql_query("DELETE FROM rate_limits")
+            .execute(&mut &*conn)
+            .await
+            .unwrap();
+        drop(open);
+        assert_ne!(backend_pid(&store).await, first, "not ended: closed");
+        assert_eq!(buckets(&store).await, 1, "its write was rolled back");
     }
 }
