@@ -396,6 +396,17 @@ mod tests {
         n: i64,
     }
 
+    /// A store on a fresh, migrated database with a pool of one connection, so that
+    /// every call uses the same connection (and its statement cache).
+    async fn one_connection(prefix: &str) -> (PgStore, TestDatabase) {
+        let database = TestDatabase::create(prefix).await;
+        let mut settings = DatabaseSettings::new(database.url());
+        settings.max_connections = 1;
+        let store = PgStore::connect(&settings).unwrap();
+        store.migrate().await.unwrap();
+        (store, database)
+    }
+
     /// How many statements this connection has prepared that start with `prefix`.
     async fn prepared(store: &PgStore, prefix: &str) -> i64 {
         let mut conn = store.conn().await.unwrap();
@@ -414,11 +425,7 @@ mod tests {
     /// Diesel on its own prepares every UPDATE and upsert again each time.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hot_statements_are_prepared_once_per_connection() {
-        let database = TestDatabase::create("cached").await;
-        let mut settings = DatabaseSettings::new(database.url());
-        settings.max_connections = 1; // one connection, so one statement cache
-        let store = PgStore::connect(&settings).unwrap();
-        store.migrate().await.unwrap();
+        let (store, _database) = one_connection("cached").await;
         let email = EmailAddress::parse("ada@example.com").unwrap();
         let limit = Limit {
             limit: 1_000,
@@ -472,11 +479,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_transaction_begun_by_hand_and_not_ended_never_returns_to_the_pool() {
         use super::pipelined::{HandBegun, control};
-        let database = TestDatabase::create("handbegun").await;
-        let mut settings = DatabaseSettings::new(database.url());
-        settings.max_connections = 1;
-        let store = PgStore::connect(&settings).unwrap();
-        store.migrate().await.unwrap();
+        let (store, _database) = one_connection("handbegun").await;
         let insert = "INSERT INTO rate_limits (bucket, window_start, count, last_at) \
                       VALUES ('b', 0, 1, 0) ON CONFLICT DO NOTHING";
 
