@@ -25,6 +25,10 @@ pub struct Key {
     pub(crate) algorithm: Algorithm,
     pub(crate) encoding: EncodingKey,
     pub(crate) decoding: DecodingKey,
+    /// An EdDSA key, expanded once: `jsonwebtoken::encode` re-reads the key from its
+    /// DER on every call, deriving its public half again (a second scalar
+    /// multiplication per signature). See `JwtIssuer::sign`.
+    pub(crate) ed25519: Option<ed25519_dalek::SigningKey>,
     pub(crate) public_jwk: serde_json::Value,
     pem: SecretString,
 }
@@ -86,6 +90,10 @@ impl Key {
                 algorithm: Algorithm::EdDSA,
                 encoding: EncodingKey::from_ed_der(&key.pkcs8_der()),
                 decoding: DecodingKey::from_ed_components(&x)?,
+                ed25519: Some(ed25519_dalek::SigningKey::from_bytes(
+                    &<[u8; 32]>::try_from(key.seed.expose_secret())
+                        .context("an Ed25519 seed is 32 bytes")?,
+                )),
                 public_jwk: serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x}),
                 pem: SecretString::from(pem.to_owned()),
             });
@@ -104,6 +112,7 @@ impl Key {
                 algorithm: Algorithm::ES256,
                 encoding: EncodingKey::from_ec_der(der.as_bytes()),
                 decoding: DecodingKey::from_ec_components(&x, &y)?,
+                ed25519: None,
                 public_jwk: serde_json::json!({"kty": "EC", "crv": "P-256", "x": x, "y": y}),
                 pem: SecretString::from(pem.to_owned()),
             });
@@ -120,6 +129,7 @@ impl Key {
                 algorithm: Algorithm::RS256,
                 encoding: EncodingKey::from_rsa_der(der.as_bytes()),
                 decoding: DecodingKey::from_rsa_components(&n, &e)?,
+                ed25519: None,
                 public_jwk: serde_json::json!({"kty": "RSA", "n": n, "e": e}),
                 pem: SecretString::from(pem.to_owned()),
             });
