@@ -62,6 +62,7 @@ macro_rules! returning_dialect {
                     .bind::<BigInt, _>(lease_until)
                     .bind::<BigInt, _>(now_ms)
                     .bind::<Integer, _>(max)
+                    .cached()
                     .load(conn)
                     .await
             }

@@ -11,6 +11,7 @@ macro_rules! outbox {
             use passcode_domain::InfraError;
             use passcode_domain::ports::{Mail, Outbox, OutboxEntry, OutboxStatus, QueuedMail};
             use uuid::Uuid;
+            use $crate::cached::CachedExt as _;
             use $crate::error::query_error;
             use $crate::outbox_rows::{ClaimedRow, EntryRow, NewOutboxRow};
             use $crate::rows::attempts_limit;
@@ -42,11 +43,13 @@ macro_rules! outbox {
                         );
                     diesel::update(row)
                         .set((ended, outbox::payload.eq(kept)))
+                        .cached()
                         .execute(conn)
                         .await
                 } else {
                     diesel::update(row)
                         .set((ended, outbox::payload.eq(None::<String>)))
+                        .cached()
                         .execute(conn)
                         .await
                 }

@@ -7,6 +7,7 @@ macro_rules! shared {
             use diesel::prelude::*;
             use diesel_async::RunQueryDsl;
             use passcode_domain::ports::OutboxStatus;
+            use $crate::cached::CachedExt as _;
             use $crate::outbox_rows::NewOutboxRow;
             use $crate::rows::OtpRow;
             use $crate::schema::{audit_events, otp_codes, outbox, rate_limits};
@@ -20,10 +21,12 @@ macro_rules! shared {
             ) -> Result<(), diesel::result::Error> {
                 diesel::insert_into(otp_codes::table)
                     .values(code)
+                    .cached()
                     .execute(conn)
                     .await?;
                 diesel::insert_into(outbox::table)
                     .values(mail)
+                    .cached()
                     .execute(conn)
                     .await?;
                 Ok(())
@@ -36,6 +39,7 @@ macro_rules! shared {
             ) -> Result<(), diesel::result::Error> {
                 diesel::insert_into(audit_events::table)
                     .values(&$crate::rows::AuditRow::new(event))
+                    .cached()
                     .execute(conn)
                     .await?;
                 Ok(())

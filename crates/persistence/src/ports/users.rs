@@ -12,6 +12,7 @@ macro_rules! user_repository {
             use diesel_async::{AsyncConnection, RunQueryDsl};
             use passcode_domain::ports::{CreateUserError, Mail, UserRepository};
             use passcode_domain::{EmailAddress, InfraError, NewUser, OtpPurpose, User, UserId};
+            use $crate::cached::CachedExt as _;
             use $crate::error::{create_user_error, query_error};
             use $crate::outbox_rows::NewOutboxRow;
             use $crate::rows::UserRow;
@@ -29,6 +30,7 @@ macro_rules! user_repository {
                     let row = UserRow::new(user);
                     diesel::insert_into(users::table)
                         .values(&row)
+                        .cached()
                         .execute(&mut *conn)
                         .await
                         .map_err(create_user_error)?;
