@@ -6,7 +6,8 @@
 //! gets the writer's turn takes every queued job (its own and those that arrived while
 //! the previous batch ran) and runs them in one `BEGIN IMMEDIATE` transaction, each in
 //! its own savepoint, so a job that fails or aborts undoes only its own statements.
-//! Every job's answer is sent only after the batch committed: no caller hears
+//! It keeps the turn for the jobs queued meanwhile, batch after batch, for up to
+//! [`MAX_TURN`]. Every job's answer is sent only after the batch committed: no caller hears
 //! "counted" before it is durable, and a failed commit fails every job in it.
 
 use std::sync::Mutex;
@@ -18,11 +19,14 @@ use diesel::result::Error as DieselError;
 use passcode_domain::InfraError;
 use tokio::sync::oneshot;
 
-use crate::error::query_error;
 use crate::sqlite::SqliteStore;
 
 /// Jobs per transaction at most, so that one batch does not hold the writer for long.
 const MAX_BATCH: usize = 64;
+
+/// How long one writer's turn goes on taking jobs queued meanwhile (see
+/// [`run_while_queued`]) before it leaves the turn to others.
+const MAX_TURN: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// The queue of writes waiting for the writer's turn.
 #[derive(Default)]
@@ -134,6 +138,22 @@ fn run_batch(conn: &mut SqliteConnection, mut jobs: Vec<Box<dyn Job>>) {
     }
 }
 
+/// Runs batches on the writer's turn for as long as jobs keep arriving, up to
+/// [`MAX_TURN`]. Handing the turn on between batches wakes a waiting task and then a
+/// blocking thread, while the writer idles; under load the next batch is already
+/// queued when one commits.
+fn run_while_queued(conn: &mut SqliteConnection, first: Vec<Box<dyn Job>>, queue: &Queue) {
+    let started = std::time::Instant::now();
+    let mut jobs = first;
+    while !jobs.is_empty() {
+        run_batch(conn, jobs);
+        if started.elapsed() >= MAX_TURN {
+            break;
+        }
+        jobs = queue.take();
+    }
+}
+
 impl SqliteStore {
     /// Runs `work` in the next batch of writes and returns its outcome once that
     /// batch has committed. `work` runs in a savepoint: its error (a failed query, or
@@ -165,7 +185,7 @@ impl SqliteStore {
                             drop(turn);
                             return Ok((&mut answer).await);
                         }
-                        let mut conn = match self.conn().await {
+                        let conn = match self.conn().await {
                             Ok(conn) => conn,
                             Err(error) => {
                                 let failure = DieselError::DatabaseError(
@@ -178,19 +198,24 @@ impl SqliteStore {
                                 continue;
                             }
                         };
-                        // The batch answers its jobs itself, on the blocking thread, and
-                        // holds the writer's turn until it ends, even if this caller is
-                        // dropped meanwhile.
-                        let ran = conn
-                            .spawn_blocking(move |conn| {
-                                run_batch(conn, jobs);
-                                drop(turn);
-                                Ok(())
-                            })
-                            .await;
-                        if let Err(error) = ran {
-                            return Err(query_error(error));
-                        }
+                        // The batches answer their jobs themselves, on the blocking thread,
+                        // in a task of their own that holds the writer's turn until they
+                        // end: this caller's answer comes with its batch, not after the
+                        // batches that follow it, and a dropped caller stops nothing.
+                        let queue = self.shared_queue();
+                        tokio::spawn(async move {
+                            let mut conn = conn;
+                            let ran = conn
+                                .spawn_blocking(move |conn| {
+                                    run_while_queued(conn, jobs, &queue);
+                                    drop(turn);
+                                    Ok(())
+                                })
+                                .await;
+                            if let Err(error) = ran {
+                                tracing::error!(%error, "a batch of SQLite writes failed to run");
+                            }
+                        });
                     }
                 }
             }

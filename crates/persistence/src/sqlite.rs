@@ -206,6 +206,10 @@ impl SqliteStore {
         &self.queue
     }
 
+    pub(crate) fn shared_queue(&self) -> Arc<crate::group_commit::Queue> {
+        Arc::clone(&self.queue)
+    }
+
     pub(crate) fn acquire_timeout(&self) -> std::time::Duration {
         self.acquire_timeout
     }
