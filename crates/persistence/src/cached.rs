@@ -10,6 +10,11 @@
 //! changeset whose SQL varies gets one cache entry per shape and is never confused
 //! with another. Use it only on statements of a bounded number of shapes (not on an
 //! `IN` list of varying length).
+//!
+//! On SQLite's synchronous API, `execute` hands Diesel a reference to the statement,
+//! and Diesel's `QueryFragment` for `&T` does not forward the mark; a query (`load`,
+//! `get_result`, so a `RETURNING` clause on a write) keeps it. The async backends'
+//! `execute` keeps it too.
 
 use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};

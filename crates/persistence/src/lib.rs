@@ -139,3 +139,18 @@ impl Store {
         }
     }
 }
+
+/// A guess's two budgets (the client's share and the address's ceiling) for
+/// ada@example.com, roomy enough that no test call is refused.
+#[cfg(test)]
+pub(crate) fn roomy_guess_budgets() -> [(String, passcode_domain::ports::Limit); 2] {
+    let limit = passcode_domain::ports::Limit {
+        limit: 1_000,
+        window: chrono::Duration::hours(1),
+        cooldown: chrono::Duration::zero(),
+    };
+    [
+        ("guess:ada@example.com:client".to_owned(), limit),
+        ("guess:ada@example.com".to_owned(), limit),
+    ]
+}

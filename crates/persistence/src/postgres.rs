@@ -383,7 +383,7 @@ mod tests {
     use chrono::Utc;
     use diesel::sql_types::{BigInt, Text};
     use diesel_async::RunQueryDsl;
-    use passcode_domain::ports::{Limit, OtpStore, Throttle};
+    use passcode_domain::ports::{OtpStore, Throttle};
     use passcode_domain::{EmailAddress, OtpPurpose};
     use passcode_test_support::TestDatabase;
 
@@ -427,15 +427,7 @@ mod tests {
     async fn hot_statements_are_prepared_once_per_connection() {
         let (store, _database) = one_connection("cached").await;
         let email = EmailAddress::parse("ada@example.com").unwrap();
-        let limit = Limit {
-            limit: 1_000,
-            window: chrono::Duration::hours(1),
-            cooldown: chrono::Duration::zero(),
-        };
-        let budgets = [
-            ("guess:ada@example.com:client".to_owned(), limit),
-            ("guess:ada@example.com".to_owned(), limit),
-        ];
+        let budgets = crate::roomy_guess_budgets();
         for _ in 0..5 {
             store
                 .count_try(&email, OtpPurpose::VerifyEmail, Utc::now(), 5, &budgets)

@@ -265,7 +265,7 @@ mod one_trip {
         insert_successor_query, limit_name, open_codes_query, retry_after, revoke_family_query,
         spend_token_query, touch_session_query, tries, unspendable, unspent_token_query,
     };
-    use crate::schema::{audit_events, otp_codes, rate_limits, refresh_tokens};
+    use crate::schema::{audit_events, otp_codes, rate_limits, refresh_tokens, sessions};
     use crate::time::to_millis;
 
     /// `Throttle::acquire`'s statement, synchronously: `Some(retry_after)` if refused.
@@ -282,6 +282,8 @@ mod one_trip {
         } else {
             now_ms - limit.cooldown.num_milliseconds()
         };
+        // RETURNING, so that it runs as a query: see `crate::cached` on SQLite's
+        // `execute`.
         let counted = acquire_query!(
             key,
             now_ms,
@@ -289,9 +291,11 @@ mod one_trip {
             attempts_limit(limit.limit),
             cooled_down
         )
+        .returning(rate_limits::count)
         .cached()
-        .execute(conn)?;
-        if counted == 1 {
+        .get_result::<i32>(conn)
+        .optional()?;
+        if counted.is_some() {
             return Ok(None);
         }
         let (window_start, count, last_at): (i64, i32, i64) = rate_limits::table
@@ -336,8 +340,10 @@ mod one_trip {
         if let Some((family, family_ends)) = spent {
             insert_successor_query!(successor, &family, family_ends, now_ms).execute(conn)?;
             touch_session_query!(&family, now_ms, successor)
+                .returning(sessions::family_id)
                 .cached()
-                .execute(conn)?;
+                .get_result::<String>(conn)
+                .optional()?;
             return Ok(Rotation::Rotated);
         }
         let row: Option<SpentToken> = unspent_token_query!(presented).first(conn).optional()?;
@@ -424,6 +430,69 @@ mod tests {
     use diesel::connection::SimpleConnection;
 
     use super::*;
+
+    /// SQLite's prepared statements, by SQL text: how often each was started and how
+    /// often prepared into a connection's cache (Diesel's instrumentation, installed
+    /// for every connection opened after it; backticks keep PostgreSQL's out).
+    static STATEMENTS: std::sync::Mutex<Vec<(bool, String)>> = std::sync::Mutex::new(Vec::new());
+
+    /// A guess's statements are prepared once per connection, not on every call
+    /// (`crate::cached`): the budget upsert, which Diesel alone prepares every time,
+    /// the try's UPDATE, and a budget's release.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[allow(clippy::disallowed_methods, reason = "a test may read the wall clock")]
+    async fn a_guess_is_prepared_once_per_connection() {
+        use diesel::connection::{InstrumentationEvent, set_default_instrumentation};
+        use passcode_domain::ports::{OtpStore as _, Throttle as _};
+        set_default_instrumentation(|| {
+            Some(Box::new(|event: InstrumentationEvent<'_>| {
+                let (cached, sql) = match event {
+                    InstrumentationEvent::StartQuery { query, .. } => (false, query.to_string()),
+                    InstrumentationEvent::CacheQuery { sql, .. } => (true, sql.to_owned()),
+                    _ => return,
+                };
+                if sql.contains("`rate_limits`") || sql.contains("`otp_codes`") {
+                    STATEMENTS.lock().unwrap().push((cached, sql));
+                }
+            }))
+        })
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = DatabaseSettings::sqlite(dir.path().join("prepared.db"));
+        settings.max_connections = 1; // one connection, so one statement cache
+        let store = SqliteStore::connect(&settings).unwrap();
+        store.migrate().await.unwrap();
+        let email = passcode_domain::EmailAddress::parse("ada@example.com").unwrap();
+        let budgets = crate::roomy_guess_budgets();
+        for _ in 0..5 {
+            let now = chrono::Utc::now();
+            store
+                .count_try(
+                    &email,
+                    passcode_domain::OtpPurpose::VerifyEmail,
+                    now,
+                    5,
+                    &budgets,
+                )
+                .await
+                .unwrap();
+            store.release("guess:ada@example.com").await.unwrap();
+        }
+        let statements = STATEMENTS.lock().unwrap();
+        let count = |cached: bool, prefix: &str| {
+            statements
+                .iter()
+                .filter(|(is_cached, sql)| *is_cached == cached && sql.starts_with(prefix))
+                .count()
+        };
+        assert_eq!(count(false, "INSERT INTO `rate_limits`"), 10);
+        assert_eq!(count(true, "INSERT INTO `rate_limits`"), 1);
+        assert_eq!(count(false, "UPDATE `otp_codes`"), 5);
+        assert_eq!(count(true, "UPDATE `otp_codes`"), 1);
+        // Through diesel-async's wrapper, `execute` keeps the mark.
+        assert_eq!(count(false, "UPDATE `rate_limits`"), 5);
+        assert_eq!(count(true, "UPDATE `rate_limits`"), 1);
+    }
 
     /// A committed write reaches the database file itself soon, by the checkpointer,
     /// although no writer crossed its own checkpoint threshold.
