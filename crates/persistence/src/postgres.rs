@@ -139,15 +139,15 @@ mod pipelined {
     use diesel::prelude::*;
     use diesel_async::pooled_connection::deadpool::Object;
     use diesel_async::{AsyncPgConnection, RunQueryDsl};
-    use passcode_domain::ports::{Limit, NewRefreshToken, Rotation, TokenIds, Tries};
+    use passcode_domain::ports::{Limit, Rotation, Tries};
     use passcode_domain::{EmailAddress, InfraError, OtpPurpose};
 
     use super::PgStore;
     use crate::cached::CachedExt as _;
     use crate::error::query_error;
     use crate::rows::{
-        Abort, OtpRow, acquire_query, attempts_limit, limit_name, open_codes_query, retry_after,
-        tries,
+        Abort, OtpRow, Rotate, acquire_query, attempts_limit, limit_name, open_codes_query,
+        retry_after, tries,
     };
     use crate::schema::{otp_codes, rate_limits};
     use crate::time::to_millis;
@@ -294,17 +294,15 @@ mod pipelined {
     impl PgStore {
         /// `RefreshTokenStore::rotate`: one statement if the token is spent now, the
         /// stepwise transaction otherwise (see `ROTATE_SQL`).
-        pub(crate) async fn rotate_tx(
-            &self,
-            presented: &[u8],
-            now: DateTime<Utc>,
-            grace: chrono::Duration,
-            successor: &NewRefreshToken,
-            successor_ids: &TokenIds,
-            reuse_audit: &passcode_domain::AuditEvent,
-        ) -> Result<Rotation, InfraError> {
+        pub(crate) async fn rotate_tx(&self, rotate: Rotate<'_>) -> Result<Rotation, InfraError> {
             use diesel::sql_types::{BigInt, Binary, Nullable, Text};
-            let now_ms = to_millis(now);
+            let Rotate {
+                presented,
+                successor,
+                successor_ids,
+                ..
+            } = rotate;
+            let now_ms = to_millis(rotate.now);
             let spent = {
                 let mut conn = self.writer().await?;
                 diesel::sql_query(ROTATE_SQL)
@@ -327,8 +325,7 @@ mod pipelined {
             if spent.is_some() {
                 return Ok(Rotation::Rotated);
             }
-            self.rotate_in_steps(presented, now, grace, successor, successor_ids, reuse_audit)
-                .await
+            self.rotate_in_steps(rotate).await
         }
 
         /// `OtpStore::count_try`, pipelined.

@@ -298,6 +298,18 @@ pub(crate) type SpentToken = (
     Option<i64>,
 );
 
+/// `RefreshTokenStore::rotate`'s arguments as one value, which each backend's rotation
+/// (stepwise, one statement, one trip) takes as it is.
+#[derive(Clone, Copy)]
+pub(crate) struct Rotate<'a> {
+    pub(crate) presented: &'a [u8],
+    pub(crate) now: chrono::DateTime<chrono::Utc>,
+    pub(crate) grace: chrono::Duration,
+    pub(crate) successor: &'a passcode_domain::ports::NewRefreshToken,
+    pub(crate) successor_ids: &'a passcode_domain::ports::TokenIds,
+    pub(crate) reuse_audit: &'a passcode_domain::AuditEvent,
+}
+
 /// What presenting a token that could not be spent leads to.
 pub(crate) enum Unspendable {
     /// Refused, or replayed within the grace window.

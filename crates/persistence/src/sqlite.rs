@@ -254,14 +254,14 @@ ports::health_check!(SqliteStore);
 mod one_trip {
     use chrono::{DateTime, Utc};
     use diesel::prelude::*;
-    use passcode_domain::ports::{Limit, NewRefreshToken, Rotation, TokenIds, Tries};
-    use passcode_domain::{AuditEvent, EmailAddress, InfraError, OtpPurpose};
+    use passcode_domain::ports::{Limit, Rotation, Tries};
+    use passcode_domain::{EmailAddress, InfraError, OtpPurpose};
 
     use super::SqliteStore;
     use crate::cached::CachedExt as _;
     use crate::error::query_error;
     use crate::rows::{
-        Abort, AuditRow, OtpRow, SpentToken, Unspendable, acquire_query, attempts_limit,
+        Abort, AuditRow, OtpRow, Rotate, SpentToken, Unspendable, acquire_query, attempts_limit,
         insert_successor_query, limit_name, open_codes_query, retry_after, revoke_family_query,
         spend_token_query, touch_session_query, tries, unspendable, unspent_token_query,
     };
@@ -320,34 +320,29 @@ mod one_trip {
     /// `RefreshTokenStore::rotate`'s transaction, synchronously (the same statements as
     /// `rotate_in_steps!`): spend, then insert the successor and touch the session; or,
     /// if it was already spent, replay within the grace window or revoke the family.
-    fn rotate(
-        conn: &mut SqliteConnection,
-        presented: &[u8],
-        now: DateTime<Utc>,
-        grace: chrono::Duration,
-        successor: &NewRefreshToken,
-        successor_ids: &TokenIds,
-        reuse_audit: &AuditEvent,
-    ) -> QueryResult<Rotation> {
-        let now_ms = to_millis(now);
+    fn rotate(conn: &mut SqliteConnection, rotate: Rotate<'_>) -> QueryResult<Rotation> {
+        let now_ms = to_millis(rotate.now);
         // One statement, so one caller wins.
         let spent: Option<(String, Option<i64>)> =
-            spend_token_query!(presented, now_ms, successor_ids)
+            spend_token_query!(rotate.presented, now_ms, rotate.successor_ids)
                 .returning((refresh_tokens::family_id, refresh_tokens::family_expires_at))
                 .cached()
                 .get_result(conn)
                 .optional()?;
         if let Some((family, family_ends)) = spent {
-            insert_successor_query!(successor, &family, family_ends, now_ms).execute(conn)?;
-            touch_session_query!(&family, now_ms, successor)
+            insert_successor_query!(rotate.successor, &family, family_ends, now_ms)
+                .execute(conn)?;
+            touch_session_query!(&family, now_ms, rotate.successor)
                 .returning(sessions::family_id)
                 .cached()
                 .get_result::<String>(conn)
                 .optional()?;
             return Ok(Rotation::Rotated);
         }
-        let row: Option<SpentToken> = unspent_token_query!(presented).first(conn).optional()?;
-        let family = match unspendable(row, now_ms, grace) {
+        let row: Option<SpentToken> = unspent_token_query!(rotate.presented)
+            .first(conn)
+            .optional()?;
+        let family = match unspendable(row, now_ms, rotate.grace) {
             Unspendable::Answer(rotation) => return Ok(rotation),
             Unspendable::Reused { family } => family,
         };
@@ -355,7 +350,7 @@ mod one_trip {
             .cached()
             .execute(conn)?;
         diesel::insert_into(audit_events::table)
-            .values(&AuditRow::new(reuse_audit))
+            .values(&AuditRow::new(rotate.reuse_audit))
             .execute(conn)?;
         metrics::counter!("passcode_refresh_reuse_detected_total").increment(1);
         Ok(Rotation::Reused)
@@ -363,28 +358,24 @@ mod one_trip {
 
     impl SqliteStore {
         /// `RefreshTokenStore::rotate` in one trip, in the next batch of writes.
-        pub(crate) async fn rotate_tx(
-            &self,
-            presented: &[u8],
-            now: DateTime<Utc>,
-            grace: chrono::Duration,
-            successor: &NewRefreshToken,
-            successor_ids: &TokenIds,
-            reuse_audit: &AuditEvent,
-        ) -> Result<Rotation, InfraError> {
-            let presented = presented.to_vec();
-            let successor = successor.clone();
-            let successor_ids = successor_ids.clone();
-            let reuse_audit = reuse_audit.clone();
+        pub(crate) async fn rotate_tx(&self, rotate: Rotate<'_>) -> Result<Rotation, InfraError> {
+            // The batch runs on the blocking thread: it owns its copy of the arguments.
+            let presented = rotate.presented.to_vec();
+            let successor = rotate.successor.clone();
+            let successor_ids = rotate.successor_ids.clone();
+            let reuse_audit = rotate.reuse_audit.clone();
+            let (now, grace) = (rotate.now, rotate.grace);
             self.batched(move |conn| {
-                rotate(
+                self::rotate(
                     conn,
-                    &presented,
-                    now,
-                    grace,
-                    &successor,
-                    &successor_ids,
-                    &reuse_audit,
+                    Rotate {
+                        presented: &presented,
+                        now,
+                        grace,
+                        successor: &successor,
+                        successor_ids: &successor_ids,
+                        reuse_audit: &reuse_audit,
+                    },
                 )
             })
             .await?

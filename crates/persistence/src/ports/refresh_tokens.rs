@@ -82,8 +82,15 @@ macro_rules! refresh_token_store {
                     // Each backend's own transaction: in steps on MariaDB
                     // (`rotate_in_steps!`), one statement on PostgreSQL, one trip and one
                     // batch on SQLite.
-                    self.rotate_tx(presented, now, grace, successor, successor_ids, reuse_audit)
-                        .await
+                    self.rotate_tx($crate::rows::Rotate {
+                        presented,
+                        now,
+                        grace,
+                        successor,
+                        successor_ids,
+                        reuse_audit,
+                    })
+                    .await
                 }
 
                 async fn sessions(
@@ -298,15 +305,14 @@ macro_rules! rotate_in_steps {
         const _: () = {
             use self::dialect;
             use self::shared::audit;
-            use chrono::{DateTime, Utc};
             use diesel::prelude::*;
             use diesel_async::{AsyncConnection, RunQueryDsl};
             use passcode_domain::InfraError;
-            use passcode_domain::ports::{NewRefreshToken, Rotation, TokenIds};
+            use passcode_domain::ports::Rotation;
             use $crate::cached::CachedExt as _;
             use $crate::error::query_error;
             use $crate::rows::{
-                SpentToken, Unspendable, insert_successor_query, revoke_family_query,
+                Rotate, SpentToken, Unspendable, insert_successor_query, revoke_family_query,
                 touch_session_query, unspendable, unspent_token_query,
             };
             use $crate::time::to_millis;
@@ -314,28 +320,32 @@ macro_rules! rotate_in_steps {
             impl $store {
                 pub(crate) async fn $method(
                     &self,
-                    presented: &[u8],
-                    now: DateTime<Utc>,
-                    grace: chrono::Duration,
-                    successor: &NewRefreshToken,
-                    successor_ids: &TokenIds,
-                    reuse_audit: &passcode_domain::AuditEvent,
+                    rotate: Rotate<'_>,
                 ) -> Result<Rotation, InfraError> {
-                    let now_ms = to_millis(now);
-                    let presented = presented.to_vec();
+                    let now_ms = to_millis(rotate.now);
+                    let presented = rotate.presented.to_vec();
                     let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
                             // Spend it if it is live and its session has not reached its end:
                             // one statement, so one caller wins.
-                            let spent =
-                                dialect::spend_token(conn, &presented, now_ms, successor_ids)
-                                    .await?;
+                            let spent = dialect::spend_token(
+                                conn,
+                                &presented,
+                                now_ms,
+                                rotate.successor_ids,
+                            )
+                            .await?;
                             if let Some((family, family_ends)) = spent {
-                                insert_successor_query!(successor, &family, family_ends, now_ms)
-                                    .execute(conn)
-                                    .await?;
-                                touch_session_query!(&family, now_ms, successor)
+                                insert_successor_query!(
+                                    rotate.successor,
+                                    &family,
+                                    family_ends,
+                                    now_ms
+                                )
+                                .execute(conn)
+                                .await?;
+                                touch_session_query!(&family, now_ms, rotate.successor)
                                     .cached()
                                     .execute(conn)
                                     .await?;
@@ -345,7 +355,7 @@ macro_rules! rotate_in_steps {
                                 .first(conn)
                                 .await
                                 .optional()?;
-                            let family = match unspendable(row, now_ms, grace) {
+                            let family = match unspendable(row, now_ms, rotate.grace) {
                                 Unspendable::Answer(rotation) => return Ok(rotation),
                                 Unspendable::Reused { family } => family,
                             };
@@ -353,7 +363,7 @@ macro_rules! rotate_in_steps {
                                 .cached()
                                 .execute(conn)
                                 .await?;
-                            audit(conn, reuse_audit).await?;
+                            audit(conn, rotate.reuse_audit).await?;
                             metrics::counter!("passcode_refresh_reuse_detected_total").increment(1);
                             Ok::<Rotation, diesel::result::Error>(Rotation::Reused)
                         })
