@@ -147,7 +147,7 @@ mod pipelined {
     use crate::error::query_error;
     use crate::rows::{
         Abort, OtpRow, Rotate, acquire_query, attempts_limit, limit_name, open_codes_query,
-        retry_after, tries,
+        release_query, retry_after, tries,
     };
     use crate::schema::{otp_codes, rate_limits};
     use crate::time::to_millis;
@@ -217,6 +217,111 @@ mod pipelined {
             .cached()
             .get_results(&mut conn)
             .await
+    }
+
+    /// `acquire_query!` as SQL text: inserts `$row` (`$now` is `$1`), or counts one
+    /// more in the bucket's window (a new window if it ended at `$ended`) unless
+    /// `$limit` are counted or the cooldown has not passed (`last_at` after
+    /// `$cooled_down`). Returns 1 if counted.
+    macro_rules! guess_upsert {
+        ($row:literal, $ended:literal, $limit:literal, $cooled_down:literal) => {
+            concat!(
+                "INSERT INTO rate_limits AS r (bucket, window_start, count, last_at) ",
+                $row,
+                " ON CONFLICT (bucket) DO UPDATE SET count = CASE WHEN r.window_start <= ",
+                $ended,
+                " THEN 1 ELSE r.count + 1 END, window_start = CASE WHEN r.window_start <= ",
+                $ended,
+                " THEN $1 ELSE r.window_start END, last_at = $1 WHERE (r.window_start <= ",
+                $ended,
+                " OR r.count < ",
+                $limit,
+                ") AND r.last_at <= ",
+                $cooled_down,
+                " RETURNING 1"
+            )
+        };
+    }
+
+    /// A guess as one statement (committed on its own): reserve a try from the share
+    /// (`$2`, as `acquire_query!`), then, only if the share counted it, from the
+    /// ceiling (`$6`), then, only if both did, count the try on every open code of
+    /// the address (as `open_codes_query!`). The one way to count less than all is a
+    /// share counted and a ceiling refused: the caller gives the share's try back
+    /// (`give_back`). That try is briefly counted on this client's share while the
+    /// address's ceiling is full, so it can refuse nothing the ceiling would allow;
+    /// the share has no cooldown (a refused guess would otherwise leave one behind).
+    /// The final row carries both budgets' answers, and each counted code, if any.
+    const GUESS_SQL: &str = concat!(
+        "WITH share AS (",
+        guess_upsert!("VALUES ($2, $1, 1, $1)", "$3", "$4", "$5"),
+        "), ceiling AS (",
+        guess_upsert!("SELECT $6, $1, 1, $1 FROM share", "$7", "$8", "$9"),
+        "), tried AS ( \
+            UPDATE otp_codes SET attempts = attempts + 1 \
+            WHERE email = $10 AND purpose = $11 AND consumed_at IS NULL \
+                AND expires_at > $1 AND attempts < $12 AND EXISTS (SELECT 1 FROM ceiling) \
+            RETURNING id, email, purpose, code_hash, attempts, consumed_at, created_at, \
+                expires_at, full_name, password_hash, user_id \
+        ) \
+        SELECT (SELECT count(*) FROM share) AS share, (SELECT count(*) FROM ceiling) AS ceiling, \
+            tried.* \
+        FROM (SELECT 1) AS answer LEFT JOIN tried ON true"
+    );
+
+    /// A row of `GUESS_SQL`: the budgets' answers, and a counted code if any.
+    #[derive(diesel::QueryableByName)]
+    struct Guessed {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        share: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        ceiling: i64,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        id: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        email: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        purpose: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Binary>)]
+        code_hash: Option<Vec<u8>>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+        attempts: Option<i32>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+        consumed_at: Option<i64>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+        created_at: Option<i64>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+        expires_at: Option<i64>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        full_name: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        password_hash: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        user_id: Option<String>,
+    }
+
+    impl Guessed {
+        /// The counted code of this row (none if no code was counted).
+        fn into_row(self) -> Option<OtpRow> {
+            Some(OtpRow {
+                id: self.id?,
+                email: self.email?,
+                purpose: self.purpose?,
+                code_hash: self.code_hash?,
+                attempts: self.attempts?,
+                consumed_at: self.consumed_at,
+                created_at: self.created_at?,
+                expires_at: self.expires_at?,
+                full_name: self.full_name,
+                password_hash: self.password_hash,
+                user_id: self.user_id,
+            })
+        }
+    }
+
+    /// `Throttle::release` on this connection.
+    async fn give_back(mut conn: &AsyncPgConnection, key: &str) -> QueryResult<usize> {
+        release_query!(key).cached().execute(&mut conn).await
     }
 
     /// A pooled connection in a transaction begun by hand, so that BEGIN travels with
@@ -328,8 +433,94 @@ mod pipelined {
             self.rotate_in_steps(rotate).await
         }
 
-        /// `OtpStore::count_try`, pipelined.
+        /// `OtpStore::count_try`: one statement for a guess's two budgets (the share,
+        /// without a cooldown, then the ceiling; see `GUESS_SQL`), a pipelined
+        /// transaction otherwise.
         pub(crate) async fn count_try_tx(
+            &self,
+            email: &EmailAddress,
+            purpose: OtpPurpose,
+            now: DateTime<Utc>,
+            max_attempts: u32,
+            budgets: &[(String, Limit)],
+        ) -> Result<Tries, InfraError> {
+            match budgets {
+                [share, ceiling] if share.1.cooldown.is_zero() => {
+                    self.guess(email, purpose, now, max_attempts, [share, ceiling])
+                        .await
+                }
+                _ => {
+                    self.count_try_pipelined(email, purpose, now, max_attempts, budgets)
+                        .await
+                }
+            }
+        }
+
+        async fn guess(
+            &self,
+            email: &EmailAddress,
+            purpose: OtpPurpose,
+            now: DateTime<Utc>,
+            max_attempts: u32,
+            [share, ceiling]: [&(String, Limit); 2],
+        ) -> Result<Tries, InfraError> {
+            use diesel::sql_types::{BigInt, Integer, Text};
+            let now_ms = to_millis(now);
+            let bounds = |limit: Limit| {
+                let cooled_down = if limit.cooldown.is_zero() {
+                    i64::MAX
+                } else {
+                    now_ms - limit.cooldown.num_milliseconds()
+                };
+                (
+                    now_ms - limit.window.num_milliseconds(),
+                    attempts_limit(limit.limit),
+                    cooled_down,
+                )
+            };
+            let (share_ended, share_limit, share_cooled) = bounds(share.1);
+            let (ceiling_ended, ceiling_limit, ceiling_cooled) = bounds(ceiling.1);
+            let conn = self.writer().await?;
+            let rows = diesel::sql_query(GUESS_SQL)
+                .bind::<BigInt, _>(now_ms)
+                .bind::<Text, _>(&share.0)
+                .bind::<BigInt, _>(share_ended)
+                .bind::<Integer, _>(share_limit)
+                .bind::<BigInt, _>(share_cooled)
+                .bind::<Text, _>(&ceiling.0)
+                .bind::<BigInt, _>(ceiling_ended)
+                .bind::<Integer, _>(ceiling_limit)
+                .bind::<BigInt, _>(ceiling_cooled)
+                .bind::<Text, _>(email.as_str())
+                .bind::<Text, _>(purpose.as_str())
+                .bind::<Integer, _>(attempts_limit(max_attempts))
+                .cached()
+                .load::<Guessed>(&mut &*conn)
+                .await
+                .map_err(query_error)?;
+            // Always one row at least (the LEFT JOIN), with the same answers on each.
+            let answers = <[Guessed]>::first(&rows).map(|row| (row.share, row.ceiling));
+            let outcome = if answers.is_none_or(|(share, _)| share != 1) {
+                let retry_after = refusal(&conn, &share.0, share.1, now)
+                    .await
+                    .map_err(query_error)?;
+                Err(Abort::Refused(0, retry_after))
+            } else if answers.is_none_or(|(_, ceiling)| ceiling != 1) {
+                // The share was counted for a guess that did not happen: give it back.
+                let (retry_after, _) = tokio::try_join!(
+                    refusal(&conn, &ceiling.0, ceiling.1, now),
+                    give_back(&conn, &share.0)
+                )
+                .map_err(query_error)?;
+                Err(Abort::Refused(1, retry_after))
+            } else {
+                Ok(rows.into_iter().filter_map(Guessed::into_row).collect())
+            };
+            tries(outcome)
+        }
+
+        /// `OtpStore::count_try`, pipelined in a transaction.
+        async fn count_try_pipelined(
             &self,
             email: &EmailAddress,
             purpose: OtpPurpose,
@@ -417,8 +608,8 @@ mod tests {
         .n
     }
 
-    /// A guess's statements (two budget upserts, the try's UPDATE) and a budget's
-    /// release are prepared once on a connection and then reused (`crate::cached`):
+    /// A guess's statement (`GUESS_SQL`), the pipelined transaction's (a budget
+    /// upsert, the try's UPDATE) and a budget's release are prepared once on a connection and then reused (`crate::cached`):
     /// Diesel on its own prepares every UPDATE and upsert again each time.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hot_statements_are_prepared_once_per_connection() {
@@ -432,9 +623,23 @@ mod tests {
                 .unwrap();
             store.release("guess:ada@example.com").await.unwrap();
         }
+        assert_eq!(prepared(&store, "WITH share AS").await, 1);
+        assert_eq!(prepared(&store, "UPDATE \"rate_limits\"").await, 1);
+        // The pipelined transaction (any other set of budgets): its upsert and its try.
+        for _ in 0..5 {
+            store
+                .count_try(
+                    &email,
+                    OtpPurpose::VerifyEmail,
+                    Utc::now(),
+                    5,
+                    &budgets[..1],
+                )
+                .await
+                .unwrap();
+        }
         assert_eq!(prepared(&store, "INSERT INTO \"rate_limits\"").await, 1);
         assert_eq!(prepared(&store, "UPDATE \"otp_codes\"").await, 1);
-        assert_eq!(prepared(&store, "UPDATE \"rate_limits\"").await, 1);
     }
 
     #[derive(diesel::QueryableByName)]

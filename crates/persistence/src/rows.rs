@@ -170,6 +170,21 @@ macro_rules! acquire_query {
 }
 pub(crate) use acquire_query;
 
+/// `Throttle::release`: gives one event of `$key` back.
+macro_rules! release_query {
+    ($key:expr) => {{
+        use diesel::{ExpressionMethods as _, QueryDsl as _};
+        use $crate::schema::rate_limits;
+        diesel::update(
+            rate_limits::table
+                .find($key)
+                .filter(rate_limits::count.gt(0)),
+        )
+        .set(rate_limits::count.eq(rate_limits::count - 1))
+    }};
+}
+pub(crate) use release_query;
+
 /// Spends refresh token `$presented` if it is live and its session has not reached
 /// its end, recording its successor's ids (`TokenIds`): an UPDATE that affects 1 row
 /// if spent, 0 otherwise.

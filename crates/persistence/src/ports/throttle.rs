@@ -37,16 +37,11 @@ macro_rules! throttle {
 
                 async fn release(&self, key: &str) -> Result<(), InfraError> {
                     let mut conn = self.writer().await?;
-                    diesel::update(
-                        rate_limits::table
-                            .find(key)
-                            .filter(rate_limits::count.gt(0)),
-                    )
-                    .set(rate_limits::count.eq(rate_limits::count - 1))
-                    .cached()
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(query_error)?;
+                    $crate::rows::release_query!(key)
+                        .cached()
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
                     Ok(())
                 }
 

@@ -89,6 +89,8 @@ contract!(
     health_check_answers,
     throttle_allows_up_to_the_limit_then_says_when,
     a_refused_guess_budget_counts_nothing,
+    a_refused_share_leaves_the_ceiling_untouched,
+    concurrent_guesses_never_overrun_a_budget,
     throttle_enforces_the_cooldown,
     throttle_release_gives_back_one_event,
     concurrent_acquires_never_exceed_the_limit,

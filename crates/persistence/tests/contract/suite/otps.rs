@@ -249,6 +249,92 @@ pub async fn a_refused_guess_budget_counts_nothing(store: impl Store) {
     }
 }
 
+pub async fn a_refused_share_leaves_the_ceiling_untouched(store: impl Store) {
+    let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    let budgets = [
+        ("guess:ada@example.com:client".to_owned(), per_hour(1)),
+        ("guess:ada@example.com".to_owned(), per_hour(1)),
+    ];
+    // This client's share is spent.
+    store
+        .acquire(&budgets[0].0, per_hour(1), now())
+        .await
+        .unwrap();
+    let tries = store
+        .count_try(&otp.email, otp.purpose, now(), 5, &budgets)
+        .await
+        .unwrap();
+    assert!(
+        matches!(tries, Tries::Refused { budget: 0, retry_after } if retry_after == Duration::hours(1)),
+        "{tries:?}"
+    );
+    assert_eq!(
+        store
+            .acquire(&budgets[1].0, per_hour(1), now())
+            .await
+            .unwrap(),
+        Admission::Allowed,
+        "the ceiling was not counted"
+    );
+    assert_eq!(count(&store, &otp, 5).await, Some(1), "no try was counted");
+}
+
+/// 20 concurrent guesses from 4 clients (shares of 4) against a ceiling of 6: exactly 6
+/// are counted, each with its try, and no share counts more than 4.
+pub async fn concurrent_guesses_never_overrun_a_budget(store: impl Store) {
+    let otp = Arc::new(new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1));
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|n| {
+            let (store, otp) = (store.clone(), otp.clone());
+            let budgets = [
+                (
+                    format!("guess:ada@example.com:client{}", n % 4),
+                    per_hour(4),
+                ),
+                ("guess:ada@example.com".to_owned(), per_hour(6)),
+            ];
+            tokio::spawn(async move {
+                store
+                    .count_try(&otp.email, otp.purpose, now(), 100, &budgets)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut counted = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Tries::Counted(open) => {
+                assert_eq!(open.len(), 1);
+                counted += 1;
+            }
+            Tries::Refused { budget, .. } => assert!(budget < 2),
+        }
+    }
+    assert_eq!(counted, 6);
+    assert_eq!(
+        count(&store, &otp, 100).await,
+        Some(7),
+        "6 tries, then this one"
+    );
+    // Every share gave back what the ceiling refused: each has room left for what its
+    // client had counted.
+    let mut left = 0;
+    for client in 0..4 {
+        let key = format!("guess:ada@example.com:client{client}");
+        while store.acquire(&key, per_hour(4), now()).await.unwrap() == Admission::Allowed {
+            left += 1;
+        }
+    }
+    assert_eq!(
+        left,
+        4 * 4 - 6,
+        "the shares hold exactly the 6 counted tries"
+    );
+}
+
 pub async fn added_codes_live_side_by_side_and_each_counts_its_tries(store: impl Store) {
     let first = registration_otp("ada@example.com", 1, "Mallory", "$argon2id$m");
     let mut second = registration_otp("ada@example.com", 2, "Ada", "$argon2id$a");
