@@ -485,6 +485,31 @@ mod tests {
         assert_eq!(count(true, "UPDATE `rate_limits`"), 1);
     }
 
+    #[derive(diesel::QueryableByName)]
+    struct CompileOption {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        compile_options: String,
+    }
+
+    /// The bundled SQLite is built with the options `.cargo/config.toml` passes
+    /// (`LIBSQLITE3_FLAGS`): no per-connection mutexes, no global memory statistics.
+    #[test]
+    fn the_bundled_sqlite_is_built_without_per_connection_locks() {
+        let mut conn = SqliteConnection::establish(":memory:").unwrap();
+        let options: Vec<String> = diesel::sql_query("PRAGMA compile_options")
+            .load::<CompileOption>(&mut conn)
+            .unwrap()
+            .into_iter()
+            .map(|option| option.compile_options)
+            .collect();
+        for wanted in ["THREADSAFE=2", "DEFAULT_MEMSTATUS=0"] {
+            assert!(
+                options.iter().any(|option| option == wanted),
+                "{wanted} is not among {options:?}: was .cargo/config.toml read?"
+            );
+        }
+    }
+
     /// A committed write reaches the database file itself soon, by the checkpointer,
     /// although no writer crossed its own checkpoint threshold.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
