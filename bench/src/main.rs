@@ -117,6 +117,7 @@ const FLOOD_LOGIN: &str = "login flood (4 × connections)";
 
 struct Bench {
     args: Args,
+    settings: passcode_app::Settings,
 }
 
 impl Bench {
@@ -313,6 +314,21 @@ impl Bench {
         if self.wanted(REGISTER) {
             report.footer.push(server.mail_delay(&answered).await?);
         }
+        if self.wanted(LOGIN) || self.wanted(REGISTER) {
+            // The machine's speed drifts within a run: compare login and register with
+            // argon2id measured right after them, not only at the start.
+            let raw = tokio::task::block_in_place(|| argon2_rate(&self.settings))?;
+            let share = |scenario| {
+                report
+                    .rate_of(scenario)
+                    .map_or_else(|| "-".to_owned(), |rate| format!("{:.2}", rate / raw))
+            };
+            report.footer.push(format!(
+                "raw argon2id right after: {raw:.1} hashes/s; login {} of it, register {}",
+                share(LOGIN),
+                share(REGISTER)
+            ));
+        }
         if self.wanted(IDLE) || self.wanted(FLOOD) {
             let health = || vec![Box::new(Probe(Call::get("/health/live"))) as Box<dyn Script>];
             let mut idle = self.measure(addr, health()).await;
@@ -370,7 +386,7 @@ impl Bench {
 
 /// argon2id hashes per second on every core, at the configured parameters: what
 /// login and register can at best reach.
-fn argon2_rate(settings: &passcode_app::Settings) -> anyhow::Result<String> {
+fn argon2_rate(settings: &passcode_app::Settings) -> anyhow::Result<f64> {
     let hashing = &settings.hashing;
     let params = argon2::Params::new(
         hashing.memory_kib,
@@ -406,13 +422,7 @@ fn argon2_rate(settings: &passcode_app::Settings) -> anyhow::Result<String> {
         })
         .collect();
     let total: u32 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
-    Ok(format!(
-        "raw argon2id: {:.1} hashes/s on {threads} threads (m={} KiB, t={}, p={})",
-        f64::from(total) / start.elapsed().as_secs_f64(),
-        hashing.memory_kib,
-        hashing.iterations,
-        hashing.parallelism
-    ))
+    Ok(f64::from(total) / start.elapsed().as_secs_f64())
 }
 
 fn ratios(reference: &Report, ours: &Report) {
@@ -431,9 +441,17 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let bench = Bench { args };
+    let hashing = &settings.hashing;
+    println!(
+        "raw argon2id: {:.1} hashes/s on {} threads (m={} KiB, t={}, p={})",
+        argon2_rate(&settings)?,
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        hashing.memory_kib,
+        hashing.iterations,
+        hashing.parallelism
+    );
+    let bench = Bench { args, settings };
     runtime.block_on(async {
-        println!("{}", argon2_rate(&settings)?);
         let reference = match &bench.args.compare {
             Some(url) => {
                 let mut report = bench.compare(url).await?;
