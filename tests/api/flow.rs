@@ -177,6 +177,17 @@ async fn signing_key_is_created_once_with_mode_0600() {
     let _ = metadata;
 }
 
+/// The claims of a JWT (not checked: the tests read what passcode wrote).
+pub fn claims_of(token: &Value) -> Value {
+    let payload = token
+        .as_str()
+        .expect("a token")
+        .split('.')
+        .nth(1)
+        .expect("payload");
+    serde_json::from_slice(&base64_url(payload)).expect("claims")
+}
+
 pub fn base64_url(s: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD

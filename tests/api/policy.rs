@@ -90,6 +90,21 @@ async fn compatibility_policy_returns_tokens_at_registration() {
     );
     let code = app.next_code(&email).await;
     assert_eq!(app.validate(&email, &code).await.status(), 200);
+
+    // The refresh token from before verification names the address unverified: the
+    // rotation sees the account changed, and the new pair says what it is now.
+    let refreshed = app
+        .client
+        .post(app.url("/api/accounts/token/refresh/"))
+        .json(&json!({"refresh": body["token"]["refresh"]}))
+        .send()
+        .await
+        .expect("request");
+    let pair = json_of(refreshed, 200).await;
+    assert_eq!(
+        crate::flow::claims_of(&pair["access"])["email_verified"],
+        true
+    );
 }
 
 #[tokio::test]

@@ -47,6 +47,9 @@ impl fmt::Debug for TokenPair {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenClaims {
     pub user_id: UserId,
+    /// The account's address and its verification when the token was signed.
+    pub email: EmailAddress,
+    pub email_verified: bool,
     pub kind: TokenKind,
     pub jti: String,
     pub issued_at: DateTime<Utc>,

@@ -216,6 +216,9 @@ impl TokenIssuer for JwtIssuer {
         let user_id = Uuid::parse_str(&claims.sub).map_err(|_| TokenError::Invalid)?;
         Ok(TokenClaims {
             user_id: UserId(user_id),
+            // Ours (the signature was checked): written from an `EmailAddress`.
+            email: passcode_domain::EmailAddress::from_trusted(claims.email),
+            email_verified: claims.email_verified,
             kind,
             jti: claims.jti,
             issued_at: match claims.iat_ms {

@@ -362,14 +362,15 @@ mod pipelined {
     }
 
     /// A refresh rotation that succeeds, as one statement (committed on its own): spend
-    /// the presented token if it is live and its session has not ended (the same
-    /// conditions as `spend_token_query!`, so one of concurrent callers wins), insert
+    /// the presented token if it is live, its session has not ended (the same
+    /// conditions as `spend_token_query!`, so one of concurrent callers wins) and its
+    /// account is as the successor was signed for (`account_as_signed_query!`), insert
     /// its successor into the family (keeping the session's end, as
     /// `insert_successor_query!`) and record the session's last use (as
     /// `touch_session_query!`). One round trip instead of five (BEGIN, three
     /// statements, COMMIT). A token it does not spend (spent, revoked, expired,
-    /// unknown) takes the stepwise transaction, which decides between refusal,
-    /// replay and reuse.
+    /// unknown, or its account changed) takes the stepwise transaction, which decides
+    /// between a changed account, refusal, replay and reuse.
     const ROTATE_SQL: &str = "\
         WITH spent AS ( \
             UPDATE refresh_tokens \
@@ -377,6 +378,8 @@ mod pipelined {
                 successor_issued_at = $5 \
             WHERE token_hash = $1 AND spent_at IS NULL AND revoked_at IS NULL \
                 AND expires_at > $2 AND (family_expires_at IS NULL OR family_expires_at > $2) \
+                AND EXISTS (SELECT 1 FROM users WHERE id = $14 AND is_active \
+                    AND email = $11 AND email_verified = $12 AND tokens_valid_after <= $13) \
             RETURNING family_id, family_expires_at \
         ), successor AS ( \
             INSERT INTO refresh_tokens \
@@ -400,11 +403,12 @@ mod pipelined {
         /// `RefreshTokenStore::rotate`: one statement if the token is spent now, the
         /// stepwise transaction otherwise (see `ROTATE_SQL`).
         pub(crate) async fn rotate_tx(&self, rotate: Rotate<'_>) -> Result<Rotation, InfraError> {
-            use diesel::sql_types::{BigInt, Binary, Nullable, Text};
+            use diesel::sql_types::{BigInt, Binary, Bool, Nullable, Text};
             let Rotate {
                 presented,
                 successor,
                 successor_ids,
+                signed_for,
                 ..
             } = rotate;
             let now_ms = to_millis(rotate.now);
@@ -421,6 +425,10 @@ mod pipelined {
                     .bind::<BigInt, _>(to_millis(successor.expires_at))
                     .bind::<Nullable<Text>, _>(&successor.origin.client)
                     .bind::<Nullable<Text>, _>(&successor.origin.user_agent)
+                    .bind::<Text, _>(signed_for.subject.email.as_str())
+                    .bind::<Bool, _>(signed_for.subject.email_verified)
+                    .bind::<BigInt, _>(to_millis(signed_for.presented_issued_at))
+                    .bind::<Text, _>(signed_for.subject.user_id.0.to_string())
                     .cached()
                     .get_result::<Spent>(&mut *conn)
                     .await

@@ -185,6 +185,28 @@ macro_rules! release_query {
 }
 pub(crate) use release_query;
 
+/// The account's id if it still is as `$signed_for` says (`SignedFor`): active, with
+/// that address and verification, and not cutting off tokens issued when the
+/// presented one was (`User::accepts_token_issued_at`).
+macro_rules! account_as_signed_query {
+    ($signed_for:expr) => {{
+        use diesel::{ExpressionMethods as _, QueryDsl as _};
+        use $crate::schema::users;
+        let signed_for: &passcode_domain::ports::SignedFor = $signed_for;
+        users::table
+            .filter(users::id.eq(signed_for.subject.user_id.0.to_string()))
+            .filter(users::is_active.eq(true))
+            .filter(users::email.eq(signed_for.subject.email.as_str()))
+            .filter(users::email_verified.eq(signed_for.subject.email_verified))
+            .filter(
+                users::tokens_valid_after
+                    .le($crate::time::to_millis(signed_for.presented_issued_at)),
+            )
+            .select(users::id)
+    }};
+}
+pub(crate) use account_as_signed_query;
+
 /// Spends refresh token `$presented` if it is live and its session has not reached
 /// its end, recording its successor's ids (`TokenIds`): an UPDATE that affects 1 row
 /// if spent, 0 otherwise.
@@ -322,6 +344,7 @@ pub(crate) struct Rotate<'a> {
     pub(crate) grace: chrono::Duration,
     pub(crate) successor: &'a passcode_domain::ports::NewRefreshToken,
     pub(crate) successor_ids: &'a passcode_domain::ports::TokenIds,
+    pub(crate) signed_for: &'a passcode_domain::ports::SignedFor,
     pub(crate) reuse_audit: &'a passcode_domain::AuditEvent,
 }
 

@@ -261,9 +261,10 @@ mod one_trip {
     use crate::cached::CachedExt as _;
     use crate::error::query_error;
     use crate::rows::{
-        Abort, AuditRow, OtpRow, Rotate, SpentToken, Unspendable, acquire_query, attempts_limit,
-        insert_successor_query, limit_name, open_codes_query, retry_after, revoke_family_query,
-        spend_token_query, touch_session_query, tries, unspendable, unspent_token_query,
+        Abort, AuditRow, OtpRow, Rotate, SpentToken, Unspendable, account_as_signed_query,
+        acquire_query, attempts_limit, insert_successor_query, limit_name, open_codes_query,
+        retry_after, revoke_family_query, spend_token_query, touch_session_query, tries,
+        unspendable, unspent_token_query,
     };
     use crate::schema::{audit_events, otp_codes, rate_limits, refresh_tokens, sessions};
     use crate::time::to_millis;
@@ -322,6 +323,13 @@ mod one_trip {
     /// if it was already spent, replay within the grace window or revoke the family.
     fn rotate(conn: &mut SqliteConnection, rotate: Rotate<'_>) -> QueryResult<Rotation> {
         let now_ms = to_millis(rotate.now);
+        // The account first: as the successor was signed for, or nothing.
+        let account: Option<String> = account_as_signed_query!(rotate.signed_for)
+            .first(conn)
+            .optional()?;
+        if account.is_none() {
+            return Ok(Rotation::AccountChanged);
+        }
         // One statement, so one caller wins.
         let spent: Option<(String, Option<i64>)> =
             spend_token_query!(rotate.presented, now_ms, rotate.successor_ids)
@@ -363,6 +371,7 @@ mod one_trip {
             let presented = rotate.presented.to_vec();
             let successor = rotate.successor.clone();
             let successor_ids = rotate.successor_ids.clone();
+            let signed_for = rotate.signed_for.clone();
             let reuse_audit = rotate.reuse_audit.clone();
             let (now, grace) = (rotate.now, rotate.grace);
             self.batched(move |conn| {
@@ -374,6 +383,7 @@ mod one_trip {
                         grace,
                         successor: &successor,
                         successor_ids: &successor_ids,
+                        signed_for: &signed_for,
                         reuse_audit: &reuse_audit,
                     },
                 )

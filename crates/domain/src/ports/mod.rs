@@ -22,7 +22,9 @@ pub use mailer::{Mail, MailError, Mailer};
 pub use otp_store::{OtpStore, Tries};
 pub use outbox::{Outbox, OutboxEntry, OutboxStats, OutboxStatus, QueuedMail};
 pub use password_hasher::{HashError, PasswordHasher};
-pub use refresh_tokens::{NewRefreshToken, RefreshTokenStore, Rotation, SessionInfo, TokenIds};
+pub use refresh_tokens::{
+    NewRefreshToken, RefreshTokenStore, Rotation, SessionInfo, SignedFor, TokenIds,
+};
 pub use throttle::{Admission, Limit, Throttle, limit_name};
 pub use token_issuer::TokenIssuer;
 pub use user_repository::{CreateUserError, EmailChange, UserRepository};

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
-use crate::{AuditEvent, InfraError, UserId};
+use crate::{AuditEvent, InfraError, TokenSubject, UserId};
 
 /// What makes a token pair: its ids and issue time. Signing is deterministic, so the
 /// same ids, time and account give the same tokens again.
@@ -36,6 +36,16 @@ pub struct NewRefreshToken {
     pub origin: crate::RequestContext,
 }
 
+/// The account as the presented refresh token names it, for which the successor was
+/// signed. A rotation happens only if the account still is so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedFor {
+    pub subject: TokenSubject,
+    /// When the presented token was issued: refused if the account has cut off tokens
+    /// issued before some later time (`User::tokens_valid_after`).
+    pub presented_issued_at: DateTime<Utc>,
+}
+
 /// What presenting a refresh token led to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rotation {
@@ -48,6 +58,9 @@ pub enum Rotation {
     Reused,
     /// Unknown, revoked or expired, or its family (session) reached its end.
     Refused,
+    /// The account is not as the successor was signed for (`SignedFor`): gone,
+    /// inactive, tokens cut off, or another address or verification. Nothing changed.
+    AccountChanged,
 }
 
 /// A session (refresh-token family) as its owner sees it.
@@ -101,8 +114,11 @@ pub trait RefreshTokenStore: Send + Sync {
 
     /// Spends the token of hash `presented` and remembers `successor` (made with
     /// `successor_ids`) in its family, in one atomic step: of concurrent callers, one
-    /// rotates and the others see it spent. See [`Rotation`] for the other outcomes; on
-    /// `Reused`, `reuse_audit` is recorded with the revocation.
+    /// rotates and the others see it spent. The same step checks the account against
+    /// `signed_for` first (so a refresh needs no separate read of the account): if it
+    /// is no longer so, nothing changes (`AccountChanged`). See [`Rotation`] for the
+    /// other outcomes; on `Reused`, `reuse_audit` is recorded with the revocation.
+    #[allow(clippy::too_many_arguments)] // the token, its successor, the account, the event
     async fn rotate(
         &self,
         presented: &[u8],
@@ -110,6 +126,7 @@ pub trait RefreshTokenStore: Send + Sync {
         grace: Duration,
         successor: &NewRefreshToken,
         successor_ids: &TokenIds,
+        signed_for: &SignedFor,
         reuse_audit: &AuditEvent,
     ) -> Result<Rotation, InfraError>;
 

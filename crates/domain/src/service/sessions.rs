@@ -5,11 +5,11 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::ports::{NewRefreshToken, Rotation, TokenIds};
+use crate::ports::{NewRefreshToken, Rotation, SignedFor, TokenIds};
 use crate::service::AuthService;
 use crate::service::refresh::RefreshError;
 use crate::service::register::subject_of;
-use crate::{AuditKind, InfraError, RequestContext, TokenKind, TokenPair, User};
+use crate::{AuditKind, InfraError, RequestContext, TokenKind, TokenPair, TokenSubject, User};
 
 pub(crate) fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
@@ -71,10 +71,6 @@ impl AuthService {
             .ports
             .tokens
             .verify(refresh_token, TokenKind::Refresh, now)?;
-        let user = match self.ports.users.find_by_id(claims.user_id).await? {
-            Some(user) if user.accepts_token_issued_at(claims.issued_at) => user,
-            _ => return Err(RefreshError::InvalidToken),
-        };
         // The session is named in the token; tokens from before that are looked up.
         let session = match claims.session_id {
             Some(session) => session,
@@ -88,18 +84,67 @@ impl AuthService {
                 None => return Err(RefreshError::InvalidToken),
             },
         };
+        // The next pair is signed for the account as the token names it, and the
+        // rotation checks in the same step that the account still is so: no read first.
+        let as_named = SignedFor {
+            subject: TokenSubject {
+                user_id: claims.user_id,
+                email: claims.email,
+                email_verified: claims.email_verified,
+            },
+            presented_issued_at: claims.issued_at,
+        };
+        if let Some(pair) = self
+            .rotate_for(refresh_token, &as_named, session, now, context)
+            .await?
+        {
+            return Ok(pair);
+        }
+        // The account changed since: read it, and sign for it as it is now.
+        let user = match self.ports.users.find_by_id(claims.user_id).await? {
+            Some(user) if user.accepts_token_issued_at(claims.issued_at) => user,
+            _ => return Err(RefreshError::InvalidToken),
+        };
+        let as_it_is = SignedFor {
+            subject: subject_of(&user),
+            presented_issued_at: claims.issued_at,
+        };
+        // Changed again in between: refused (the token is still live; a retry works).
+        self.rotate_for(refresh_token, &as_it_is, session, now, context)
+            .await?
+            .ok_or(RefreshError::InvalidToken)
+    }
+
+    /// One rotation of `refresh_token` for the next pair, signed for `signed_for`;
+    /// `None` if the account is no longer as `signed_for` says (nothing changed).
+    async fn rotate_for(
+        &self,
+        refresh_token: &str,
+        signed_for: &SignedFor,
+        session: Uuid,
+        now: DateTime<Utc>,
+        context: &RequestContext,
+    ) -> Result<Option<TokenPair>, RefreshError> {
+        let subject = &signed_for.subject;
         let ids = new_ids(now, session);
-        let next = self.ports.tokens.issue(&subject_of(&user), &ids)?;
+        let next = self.ports.tokens.issue(subject, &ids)?;
         let successor = NewRefreshToken {
             token_hash: token_hash(&next.refresh),
             family_id: session, // the store keeps the presented token's family
-            user_id: user.id,
+            user_id: subject.user_id,
             // The store caps both at the family's end.
             expires_at: self.ports.tokens.refresh_expiry(now),
             created_at: now,
             family_expires_at: now + self.settings.session_max,
             origin: context.clone(),
         };
+        let reuse_audit = crate::AuditEvent::new(
+            AuditKind::RefreshReuseDetected,
+            now,
+            Some(subject.user_id),
+            Some(&subject.email),
+            context,
+        );
         let rotation = self
             .ports
             .refresh_tokens
@@ -109,22 +154,19 @@ impl AuthService {
                 self.settings.refresh_grace,
                 &successor,
                 &ids,
-                &self.audit_event(
-                    AuditKind::RefreshReuseDetected,
-                    Some(&user),
-                    &user.email,
-                    context,
-                ),
+                signed_for,
+                &reuse_audit,
             )
             .await?;
         match rotation {
-            Rotation::Rotated => Ok(next),
-            Rotation::Replayed { ids } => Ok(self.ports.tokens.issue(&subject_of(&user), &ids)?),
+            Rotation::Rotated => Ok(Some(next)),
+            Rotation::Replayed { ids } => Ok(Some(self.ports.tokens.issue(subject, &ids)?)),
             Rotation::Reused => {
-                tracing::warn!(user = %user.id, "a spent refresh token was presented again; its family is revoked");
+                tracing::warn!(user = %subject.user_id, "a spent refresh token was presented again; its family is revoked");
                 Err(RefreshError::InvalidToken)
             }
             Rotation::Refused => Err(RefreshError::InvalidToken),
+            Rotation::AccountChanged => Ok(None),
         }
     }
 

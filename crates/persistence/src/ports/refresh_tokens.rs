@@ -77,6 +77,7 @@ macro_rules! refresh_token_store {
                     grace: chrono::Duration,
                     successor: &NewRefreshToken,
                     successor_ids: &TokenIds,
+                    signed_for: &passcode_domain::ports::SignedFor,
                     reuse_audit: &passcode_domain::AuditEvent,
                 ) -> Result<Rotation, InfraError> {
                     // Each backend's own transaction: in steps on MariaDB
@@ -88,6 +89,7 @@ macro_rules! refresh_token_store {
                         grace,
                         successor,
                         successor_ids,
+                        signed_for,
                         reuse_audit,
                     })
                     .await
@@ -312,8 +314,8 @@ macro_rules! rotate_in_steps {
             use $crate::cached::CachedExt as _;
             use $crate::error::query_error;
             use $crate::rows::{
-                Rotate, SpentToken, Unspendable, insert_successor_query, revoke_family_query,
-                touch_session_query, unspendable, unspent_token_query,
+                Rotate, SpentToken, Unspendable, account_as_signed_query, insert_successor_query,
+                revoke_family_query, touch_session_query, unspendable, unspent_token_query,
             };
             use $crate::time::to_millis;
 
@@ -327,6 +329,15 @@ macro_rules! rotate_in_steps {
                     let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
+                            // The account first: as the successor was signed for, or nothing.
+                            let account: Option<String> =
+                                account_as_signed_query!(rotate.signed_for)
+                                    .first(conn)
+                                    .await
+                                    .optional()?;
+                            if account.is_none() {
+                                return Ok(Rotation::AccountChanged);
+                            }
                             // Spend it if it is live and its session has not reached its end:
                             // one statement, so one caller wins.
                             let spent = dialect::spend_token(

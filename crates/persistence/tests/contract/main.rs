@@ -104,6 +104,7 @@ contract!(
     set_password_replaces_the_hash_verifies_and_refuses_older_tokens,
     rotation_spends_once_replays_within_grace_then_revokes_on_reuse,
     rotation_refuses_unknown_and_expired_tokens,
+    rotation_of_a_changed_account_changes_nothing,
     concurrent_rotations_of_one_token_rotate_once_and_replay_the_rest,
     logout_revokes_one_family_or_all_of_an_account,
     added_codes_live_side_by_side_and_each_counts_its_tries,

@@ -261,6 +261,8 @@ fn login(m: Mocks) -> Result<TokenPair, LoginError> {
 fn claims(kind: TokenKind) -> TokenClaims {
     TokenClaims {
         user_id: UserId(Uuid::from_u128(7)),
+        email: email(),
+        email_verified: true,
         kind,
         jti: "j".into(),
         issued_at: now() - Duration::minutes(1),
@@ -311,7 +313,7 @@ fn refresh_with(
     });
     m.refresh_tokens
         .expect_rotate()
-        .return_once(move |_, _, _, _, _, _| Ok(rotation));
+        .return_once(move |_, _, _, _, _, _, _| Ok(rotation));
     (
         block_on(m.service().refresh("r", &RequestContext::default())),
         signed,

@@ -3,33 +3,96 @@
 use super::*;
 
 #[test]
-fn refresh_issues_a_pair_with_the_accounts_current_facts() {
+fn refresh_signs_for_the_account_as_the_token_names_it_and_the_store_checks_it() {
     let mut m = Mocks::new().unthrottled();
     m.tokens
         .expect_verify()
         .with(eq("r"), eq(TokenKind::Refresh), eq(now()))
         .returning(|_, kind, _| Ok(claims(kind)));
-    m.users
-        .expect_find_by_id()
-        .returning(|_| Ok(Some(user(true))));
+    // No read of the account: the rotation checks it in the same step.
+    m.users.expect_find_by_id().never();
     m.tokens
         .expect_issue()
-        .withf(|subject, _| subject.email_verified)
+        .withf(|subject, _| subject.email == email() && subject.email_verified)
         .returning(|_, _| Ok(pair()));
     m.refresh_tokens
         .expect_rotate()
-        .withf(|presented, at, grace, _, ids, _| {
+        .withf(|presented, at, grace, successor, ids, signed_for, _| {
             presented == sessions_hash("r").as_slice()
                 && *at == now()
                 && *grace == Duration::seconds(10)
                 && ids.issued_at == now()
+                && successor.user_id == UserId(Uuid::from_u128(7))
+                && signed_for.subject.email == email()
+                && signed_for.subject.email_verified
+                && signed_for.presented_issued_at == claims(TokenKind::Refresh).issued_at
         })
         .times(1)
-        .returning(|_, _, _, _, _, _| Ok(Rotation::Rotated));
+        .returning(|_, _, _, _, _, _, _| Ok(Rotation::Rotated));
     assert_eq!(
         block_on(m.service().refresh("r", &RequestContext::default())).unwrap(),
         pair()
     );
+}
+
+/// The account changed since the token was signed (here its address is no longer
+/// verified): the store refuses the first rotation, the account is read, and the
+/// pair is signed again for it as it is.
+#[test]
+fn refresh_of_a_changed_account_signs_for_the_account_as_it_is() {
+    let mut m = Mocks::new().unthrottled();
+    m.tokens
+        .expect_verify()
+        .returning(|_, kind, _| Ok(claims(kind)));
+    m.users
+        .expect_find_by_id()
+        .times(1)
+        .returning(|_| Ok(Some(user(false))));
+    let signed = Arc::new(Mutex::new(Vec::new()));
+    let record = signed.clone();
+    m.tokens
+        .expect_issue()
+        .times(2)
+        .returning(move |subject, _| {
+            record.lock().unwrap().push(subject.email_verified);
+            Ok(pair())
+        });
+    m.refresh_tokens
+        .expect_rotate()
+        .withf(|_, _, _, _, _, signed_for, _| signed_for.subject.email_verified)
+        .times(1)
+        .returning(|_, _, _, _, _, _, _| Ok(Rotation::AccountChanged));
+    m.refresh_tokens
+        .expect_rotate()
+        .withf(|_, _, _, _, _, signed_for, _| !signed_for.subject.email_verified)
+        .times(1)
+        .returning(|_, _, _, _, _, _, _| Ok(Rotation::Rotated));
+    assert_eq!(
+        block_on(m.service().refresh("r", &RequestContext::default())).unwrap(),
+        pair()
+    );
+    assert_eq!(*signed.lock().unwrap(), vec![true, false]);
+}
+
+/// Changed again between the read and the second rotation: refused, nothing spent.
+#[test]
+fn refresh_of_an_account_changing_twice_is_refused() {
+    let mut m = Mocks::new().unthrottled();
+    m.tokens
+        .expect_verify()
+        .returning(|_, kind, _| Ok(claims(kind)));
+    m.users
+        .expect_find_by_id()
+        .returning(|_| Ok(Some(user(false))));
+    m.tokens.expect_issue().returning(|_, _| Ok(pair()));
+    m.refresh_tokens
+        .expect_rotate()
+        .times(2)
+        .returning(|_, _, _, _, _, _, _| Ok(Rotation::AccountChanged));
+    assert!(matches!(
+        block_on(m.service().refresh("r", &RequestContext::default())),
+        Err(RefreshError::InvalidToken)
+    ));
 }
 
 #[test]
@@ -38,8 +101,15 @@ fn refresh_for_a_deleted_account_is_refused() {
     m.tokens
         .expect_verify()
         .returning(|_, kind, _| Ok(claims(kind)));
+    m.tokens
+        .expect_issue()
+        .times(1)
+        .returning(|_, _| Ok(pair()));
+    m.refresh_tokens
+        .expect_rotate()
+        .times(1)
+        .returning(|_, _, _, _, _, _, _| Ok(Rotation::AccountChanged));
     m.users.expect_find_by_id().returning(|_| Ok(None));
-    m.tokens.expect_issue().never();
     assert!(matches!(
         block_on(m.service().refresh("r", &RequestContext::default())),
         Err(RefreshError::InvalidToken)
@@ -77,12 +147,19 @@ fn refresh_refuses_tokens_issued_before_a_password_change() {
     m.tokens
         .expect_verify()
         .returning(|_, kind, _| Ok(claims(kind)));
+    m.tokens
+        .expect_issue()
+        .times(1)
+        .returning(|_, _| Ok(pair()));
+    m.refresh_tokens
+        .expect_rotate()
+        .times(1)
+        .returning(|_, _, _, _, _, _, _| Ok(Rotation::AccountChanged));
     m.users.expect_find_by_id().returning(|_| {
         let mut u = user(true);
         u.tokens_valid_after = now();
         Ok(Some(u))
     });
-    m.tokens.expect_issue().never();
     assert!(matches!(
         block_on(m.service().refresh("r", &RequestContext::default())),
         Err(RefreshError::InvalidToken)

@@ -44,6 +44,7 @@ pub async fn each_change_records_its_event_in_its_transaction(store: impl Store)
     );
     assert_eq!(events(&store, AuditKind::Verified).await, 1);
     // A refresh-token reuse is recorded only when it is one.
+    let signed = signed_for(&store.find_by_id(user.id).await.unwrap().unwrap());
     let family = Uuid::new_v4();
     store
         .insert(
@@ -62,6 +63,7 @@ pub async fn each_change_records_its_event_in_its_transaction(store: impl Store)
             grace,
             &refresh_token(2, Uuid::nil(), user.id),
             &token_ids(2),
+            &signed,
             &reuse,
         )
         .await
@@ -79,6 +81,7 @@ pub async fn each_change_records_its_event_in_its_transaction(store: impl Store)
             grace,
             &refresh_token(3, Uuid::nil(), user.id),
             &token_ids(3),
+            &signed,
             &reuse,
         )
         .await

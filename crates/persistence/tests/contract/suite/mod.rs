@@ -7,12 +7,12 @@ use chrono::{DateTime, Duration, Utc};
 use passcode_domain::otp::NewOtp;
 use passcode_domain::ports::AuditLog;
 use passcode_domain::ports::{
-    Admission, CreateUserError, HealthCheck, Limit, Mail, OtpStore, Outbox, OutboxStatus, Throttle,
-    Tries, UserRepository,
+    Admission, CreateUserError, HealthCheck, Limit, Mail, OtpStore, Outbox, OutboxStatus,
+    SignedFor, Throttle, Tries, UserRepository,
 };
 use passcode_domain::{
     AuditEvent, AuditKind, AuditQuery, CodeHash, EmailAddress, FullName, NewUser, OtpCode,
-    OtpPurpose, PasswordHash, UserId,
+    OtpPurpose, PasswordHash, TokenSubject, User, UserId,
 };
 use uuid::Uuid;
 
@@ -74,6 +74,24 @@ fn new_user(address: &str) -> NewUser {
         full_name: FullName::parse("Ada Lovelace").unwrap(),
         password_hash: PasswordHash::new("$argon2id$v=19$test".into()),
         created_at: now(),
+    }
+}
+
+/// An account in the store, and the `SignedFor` of a token issued for it now.
+async fn account(store: &impl Store, address: &str) -> (UserId, SignedFor) {
+    let user = store.create(&new_user(address)).await.unwrap();
+    (user.id, signed_for(&user))
+}
+
+/// The `SignedFor` of a token issued now for `user` as it is.
+fn signed_for(user: &User) -> SignedFor {
+    SignedFor {
+        subject: TokenSubject {
+            user_id: user.id,
+            email: user.email.clone(),
+            email_verified: user.email_verified,
+        },
+        presented_issued_at: now(),
     }
 }
 

@@ -4,7 +4,7 @@ use super::*;
 
 pub async fn rotation_spends_once_replays_within_grace_then_revokes_on_reuse(store: impl Store) {
     use passcode_domain::ports::Rotation;
-    let user = UserId::new_random();
+    let (user, signed) = account(&store, "ada@example.com").await;
     let family = Uuid::new_v4();
     store
         .insert(&refresh_token(1, family, user), None)
@@ -19,6 +19,7 @@ pub async fn rotation_spends_once_replays_within_grace_then_revokes_on_reuse(sto
             grace,
             &refresh_token(2, Uuid::nil(), user),
             &token_ids(2),
+            &signed,
             &event(AuditKind::RefreshReuseDetected),
         )
         .await;
@@ -37,6 +38,7 @@ pub async fn rotation_spends_once_replays_within_grace_then_revokes_on_reuse(sto
             grace,
             &refresh_token(3, Uuid::nil(), user),
             &token_ids(3),
+            &signed,
             &event(AuditKind::RefreshReuseDetected),
         )
         .await;
@@ -61,6 +63,7 @@ pub async fn rotation_spends_once_replays_within_grace_then_revokes_on_reuse(sto
             grace,
             &refresh_token(4, Uuid::nil(), user),
             &token_ids(4),
+            &signed,
             &event(AuditKind::RefreshReuseDetected),
         )
         .await;
@@ -77,6 +80,7 @@ pub async fn rotation_spends_once_replays_within_grace_then_revokes_on_reuse(sto
             grace,
             &refresh_token(5, Uuid::nil(), user),
             &token_ids(5),
+            &signed,
             &event(AuditKind::RefreshReuseDetected),
         )
         .await;
@@ -89,7 +93,7 @@ pub async fn rotation_spends_once_replays_within_grace_then_revokes_on_reuse(sto
 
 pub async fn rotation_refuses_unknown_and_expired_tokens(store: impl Store) {
     use passcode_domain::ports::Rotation;
-    let user = UserId::new_random();
+    let (user, signed) = account(&store, "ada@example.com").await;
     let grace = Duration::seconds(10);
     let unknown = store
         .rotate(
@@ -98,6 +102,7 @@ pub async fn rotation_refuses_unknown_and_expired_tokens(store: impl Store) {
             grace,
             &refresh_token(2, Uuid::nil(), user),
             &token_ids(2),
+            &signed,
             &event(AuditKind::RefreshReuseDetected),
         )
         .await;
@@ -114,22 +119,98 @@ pub async fn rotation_refuses_unknown_and_expired_tokens(store: impl Store) {
             grace,
             &refresh_token(3, Uuid::nil(), user),
             &token_ids(3),
+            &signed,
             &event(AuditKind::RefreshReuseDetected),
         )
         .await;
     assert_eq!(expired.unwrap(), Rotation::Refused);
 }
 
+/// The rotation checks the account in the same step: if it is not as the successor
+/// was signed for, nothing changes, and the token still rotates for the account as it is.
+pub async fn rotation_of_a_changed_account_changes_nothing(store: impl Store) {
+    use passcode_domain::ports::Rotation;
+    let (user, signed) = account(&store, "ada@example.com").await;
+    store
+        .insert(&refresh_token(1, Uuid::new_v4(), user), None)
+        .await
+        .unwrap();
+    let rotate = |signed: SignedFor, n: u8| {
+        let store = store.clone();
+        async move {
+            store
+                .rotate(
+                    &[1; 32],
+                    now(),
+                    Duration::seconds(10),
+                    &refresh_token(n, Uuid::nil(), user),
+                    &token_ids(n),
+                    &signed,
+                    &event(AuditKind::RefreshReuseDetected),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let mut verified = signed.clone();
+    verified.subject.email_verified = true;
+    let mut elsewhere = signed.clone();
+    elsewhere.subject.email = email("ada@example.org");
+    let mut someone_else = signed.clone();
+    someone_else.subject.user_id = UserId::new_random();
+    let mut cut_off = signed.clone();
+    cut_off.presented_issued_at = now() - Duration::seconds(1);
+    for (n, changed) in [verified, elsewhere, someone_else].into_iter().enumerate() {
+        assert_eq!(
+            rotate(changed, 2).await,
+            Rotation::AccountChanged,
+            "case {n}"
+        );
+    }
+    store
+        .set_password(
+            user,
+            &PasswordHash::new("$argon2id$new".into()),
+            false,
+            now() - Duration::milliseconds(500),
+            &event(AuditKind::PasswordChanged),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rotate(cut_off, 2).await,
+        Rotation::AccountChanged,
+        "issued before the password change"
+    );
+    store
+        .set_active(user, false, now(), &event(AuditKind::Deactivated))
+        .await
+        .unwrap();
+    assert_eq!(
+        rotate(signed.clone(), 2).await,
+        Rotation::AccountChanged,
+        "inactive"
+    );
+    store
+        .set_active(user, true, now(), &event(AuditKind::Activated))
+        .await
+        .unwrap();
+    // Nothing was spent: the token rotates once, for the account as it is.
+    assert_eq!(rotate(signed.clone(), 3).await, Rotation::Rotated);
+    assert_eq!(store.family_of(&[2; 32]).await.unwrap(), None);
+    assert!(store.family_of(&[3; 32]).await.unwrap().is_some());
+}
+
 pub async fn concurrent_rotations_of_one_token_rotate_once_and_replay_the_rest(store: impl Store) {
     use passcode_domain::ports::Rotation;
-    let user = UserId::new_random();
+    let (user, signed) = account(&store, "ada@example.com").await;
     store
         .insert(&refresh_token(1, Uuid::new_v4(), user), None)
         .await
         .unwrap();
     let tasks: Vec<_> = (0..10u8)
         .map(|n| {
-            let store = store.clone();
+            let (store, signed) = (store.clone(), signed.clone());
             tokio::spawn(async move {
                 let successor = refresh_token(10 + n, Uuid::nil(), user);
                 store
@@ -139,6 +220,7 @@ pub async fn concurrent_rotations_of_one_token_rotate_once_and_replay_the_rest(s
                         Duration::seconds(10),
                         &successor,
                         &token_ids(10 + n),
+                        &signed,
                         &event(AuditKind::RefreshReuseDetected),
                     )
                     .await
@@ -189,7 +271,7 @@ pub async fn logout_revokes_one_family_or_all_of_an_account(store: impl Store) {
 
 pub async fn a_session_ends_at_its_family_end_however_often_refreshed(store: impl Store) {
     use passcode_domain::ports::Rotation;
-    let user = UserId::new_random();
+    let (user, signed) = account(&store, "ada@example.com").await;
     let family = Uuid::new_v4();
     let mut first = refresh_token(1, family, user);
     first.family_expires_at = now() + Duration::hours(1);
@@ -206,6 +288,7 @@ pub async fn a_session_ends_at_its_family_end_however_often_refreshed(store: imp
                 grace,
                 &successor,
                 &token_ids(2),
+                &signed,
                 &event(AuditKind::RefreshReuseDetected)
             )
             .await
@@ -221,6 +304,7 @@ pub async fn a_session_ends_at_its_family_end_however_often_refreshed(store: imp
                 grace,
                 &refresh_token(3, Uuid::nil(), user),
                 &token_ids(3),
+                &signed,
                 &event(AuditKind::RefreshReuseDetected)
             )
             .await
@@ -236,6 +320,7 @@ pub async fn a_session_ends_at_its_family_end_however_often_refreshed(store: imp
                 grace,
                 &refresh_token(3, Uuid::nil(), user),
                 &token_ids(3),
+                &signed,
                 &event(AuditKind::RefreshReuseDetected)
             )
             .await
@@ -249,7 +334,7 @@ pub async fn sessions_are_listed_with_their_origin_and_last_use_and_end_one_or_t
     store: impl Store,
 ) {
     use passcode_domain::ports::Rotation;
-    let user = UserId::new_random();
+    let (user, signed) = account(&store, "ada@example.com").await;
     let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
     store
         .insert(&refresh_token(1, first, user), None)
@@ -282,6 +367,7 @@ pub async fn sessions_are_listed_with_their_origin_and_last_use_and_end_one_or_t
             Duration::seconds(10),
             &successor,
             &token_ids(4),
+            &signed,
             &event(AuditKind::RefreshReuseDetected),
         )
         .await
