@@ -146,8 +146,8 @@ mod pipelined {
     use crate::cached::CachedExt as _;
     use crate::error::query_error;
     use crate::rows::{
-        Abort, OtpRow, Rotate, acquire_query, attempts_limit, limit_name, open_codes_query,
-        release_query, retry_after, tries,
+        Abort, OtpRow, Rotate, acquire_bounds, acquire_query, attempts_limit, limit_name,
+        open_codes_query, release_query, retry_after, tries,
     };
     use crate::schema::{otp_codes, rate_limits};
     use crate::time::to_millis;
@@ -160,21 +160,11 @@ mod pipelined {
         now: DateTime<Utc>,
     ) -> QueryResult<usize> {
         let now_ms = to_millis(now);
-        let cooled_down = if limit.cooldown.is_zero() {
-            i64::MAX
-        } else {
-            now_ms - limit.cooldown.num_milliseconds()
-        };
-        acquire_query!(
-            key,
-            now_ms,
-            now_ms - limit.window.num_milliseconds(),
-            attempts_limit(limit.limit),
-            cooled_down
-        )
-        .cached()
-        .execute(&mut conn)
-        .await
+        let (window_ended, most, cooled_down) = acquire_bounds(limit, now_ms);
+        acquire_query!(key, now_ms, window_ended, most, cooled_down)
+            .cached()
+            .execute(&mut conn)
+            .await
     }
 
     /// When a refused budget frees again.
@@ -474,20 +464,8 @@ mod pipelined {
         ) -> Result<Tries, InfraError> {
             use diesel::sql_types::{BigInt, Integer, Text};
             let now_ms = to_millis(now);
-            let bounds = |limit: Limit| {
-                let cooled_down = if limit.cooldown.is_zero() {
-                    i64::MAX
-                } else {
-                    now_ms - limit.cooldown.num_milliseconds()
-                };
-                (
-                    now_ms - limit.window.num_milliseconds(),
-                    attempts_limit(limit.limit),
-                    cooled_down,
-                )
-            };
-            let (share_ended, share_limit, share_cooled) = bounds(share.1);
-            let (ceiling_ended, ceiling_limit, ceiling_cooled) = bounds(ceiling.1);
+            let (share_ended, share_limit, share_cooled) = acquire_bounds(share.1, now_ms);
+            let (ceiling_ended, ceiling_limit, ceiling_cooled) = acquire_bounds(ceiling.1, now_ms);
             let conn = self.writer().await?;
             let rows = diesel::sql_query(GUESS_SQL)
                 .bind::<BigInt, _>(now_ms)

@@ -129,6 +129,23 @@ pub(crate) fn attempts_limit(max_attempts: u32) -> i32 {
     i32::try_from(max_attempts).unwrap_or(i32::MAX)
 }
 
+/// The bounds `acquire_query!` compares a bucket with at `now_ms`: when the last
+/// window must have started to still run, how many events it holds, and when the last
+/// event must have been for the cooldown to have passed. No cooldown: no condition on
+/// `last_at` (requests' clocks need not arrive in order).
+pub(crate) fn acquire_bounds(limit: passcode_domain::ports::Limit, now_ms: i64) -> (i64, i32, i64) {
+    let cooled_down = if limit.cooldown.is_zero() {
+        i64::MAX
+    } else {
+        now_ms - limit.cooldown.num_milliseconds()
+    };
+    (
+        now_ms - limit.window.num_milliseconds(),
+        attempts_limit(limit.limit),
+        cooled_down,
+    )
+}
+
 /// `Throttle::acquire`'s conditional upsert of `key`: counts one event at `now_ms`
 /// (a new window if the last one ended at `window_ended`) unless the window is full
 /// (`limit` events) or the cooldown has not passed (`last_at` after `cooled_down`).

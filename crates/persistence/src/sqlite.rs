@@ -262,7 +262,7 @@ mod one_trip {
     use crate::error::query_error;
     use crate::rows::{
         Abort, AuditRow, OtpRow, Rotate, SpentToken, Unspendable, account_as_signed_query,
-        acquire_query, attempts_limit, insert_successor_query, limit_name, open_codes_query,
+        acquire_bounds, acquire_query, insert_successor_query, limit_name, open_codes_query,
         retry_after, revoke_family_query, spend_token_query, touch_session_query, tries,
         unspendable, unspent_token_query,
     };
@@ -277,25 +277,14 @@ mod one_trip {
         now: DateTime<Utc>,
     ) -> QueryResult<Option<chrono::Duration>> {
         let now_ms = to_millis(now);
-        let window_ended = now_ms - limit.window.num_milliseconds();
-        let cooled_down = if limit.cooldown.is_zero() {
-            i64::MAX
-        } else {
-            now_ms - limit.cooldown.num_milliseconds()
-        };
+        let (window_ended, most, cooled_down) = acquire_bounds(limit, now_ms);
         // RETURNING, so that it runs as a query: see `crate::cached` on SQLite's
         // `execute`.
-        let counted = acquire_query!(
-            key,
-            now_ms,
-            window_ended,
-            attempts_limit(limit.limit),
-            cooled_down
-        )
-        .returning(rate_limits::count)
-        .cached()
-        .get_result::<i32>(conn)
-        .optional()?;
+        let counted = acquire_query!(key, now_ms, window_ended, most, cooled_down)
+            .returning(rate_limits::count)
+            .cached()
+            .get_result::<i32>(conn)
+            .optional()?;
         if counted.is_some() {
             return Ok(None);
         }

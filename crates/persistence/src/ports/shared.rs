@@ -94,19 +94,13 @@ macro_rules! shared {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<Option<chrono::Duration>, diesel::result::Error> {
                 let now_ms = $crate::time::to_millis(now);
-                let window_ended = now_ms - limit.window.num_milliseconds();
-                // No cooldown: no condition on last_at (requests' clocks need not arrive in order).
-                let cooled_down = if limit.cooldown.is_zero() {
-                    i64::MAX
-                } else {
-                    now_ms - limit.cooldown.num_milliseconds()
-                };
+                let (window_ended, most, cooled_down) = $crate::rows::acquire_bounds(limit, now_ms);
                 let counted = super::dialect::acquire(
                     conn,
                     key,
                     now_ms,
                     window_ended,
-                    $crate::rows::attempts_limit(limit.limit),
+                    most,
                     cooled_down,
                 )
                 .await?;
