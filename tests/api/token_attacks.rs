@@ -287,3 +287,103 @@ fn pyjwt_verify(jwks: &Value, token: &Value) -> std::process::Output {
         .expect("write");
     child.wait_with_output().expect("output")
 }
+
+/// A refresh spends its token by the hash of its exact text, and is answered without a
+/// signature check first when that spends it: so a refresh token that differs from the
+/// one issued in any way, or is not ours, must be refused and spend nothing.
+#[tokio::test]
+async fn forged_refresh_tokens_are_refused_and_spend_nothing() {
+    let app = spawn_app().await;
+    let tokens = app.verified_user(&unique_email()).await;
+    let refresh = tokens["refresh"].as_str().expect("refresh").to_owned();
+    let header = decode_part(&refresh, 0);
+    let claims = decode_part(&refresh, 1);
+    let kid = header["kid"].as_str().map(str::to_owned);
+    let with = |name: &str, value: Value| {
+        let mut c = claims.clone();
+        c[name] = value;
+        c
+    };
+    let parts: Vec<&str> = refresh.split('.').collect();
+    // A signature with one of its bytes changed (a middle character, which decodes to
+    // whole bits of the signature, unlike the last one).
+    let mut signature = parts[2].as_bytes().to_vec();
+    signature[20] = if signature[20] == b'A' { b'B' } else { b'A' };
+    let bad_signature = format!(
+        "{}.{}.{}",
+        parts[0],
+        parts[1],
+        String::from_utf8(signature).expect("ascii")
+    );
+    // An Ed25519 key that is not the service's (PKCS#8 v1 around a fixed seed), under
+    // the service's kid.
+    let mut der = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    der.extend_from_slice(&[7u8; 32]);
+    let mut other_header = Header::new(Algorithm::EdDSA);
+    other_header.kid = kid.clone();
+    let other_key = jsonwebtoken::encode(&other_header, &claims, &EncodingKey::from_ed_der(&der))
+        .expect("sign with another key");
+    let mut hs_header = Header::new(Algorithm::HS256);
+    hs_header.kid = kid.clone();
+
+    let corpus: Vec<(&str, String)> = vec![
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                b64(&json!({"alg": "none", "kid": kid})),
+                b64(&claims)
+            ),
+        ),
+        ("signature changed", bad_signature),
+        ("signed by a key not ours", other_key),
+        (
+            "HS256",
+            jsonwebtoken::encode(
+                &hs_header,
+                &claims,
+                &EncodingKey::from_secret(b"guessable").expect("an HMAC key"),
+            )
+            .expect("sign"),
+        ),
+        (
+            "payload changed: another address",
+            format!(
+                "{}.{}.{}",
+                parts[0],
+                b64(&with("email", json!("someone.else@example.com"))),
+                parts[2]
+            ),
+        ),
+        (
+            "payload changed: unverified",
+            format!(
+                "{}.{}.{}",
+                parts[0],
+                b64(&with("email_verified", json!(false))),
+                parts[2]
+            ),
+        ),
+        ("no signature", format!("{}.{}.", parts[0], parts[1])),
+        (
+            "well signed but expired",
+            sign(&app, kid.clone(), &with("exp", json!(0))),
+        ),
+    ];
+    for (attack, token) in &corpus {
+        let response = app.refresh(token).await;
+        assert_eq!(response.status(), 401, "{attack}");
+    }
+    // None of them spent the genuine token, nor ended its session as a reuse would.
+    let rotated = json_of(app.refresh(&refresh).await, 200).await;
+    let next = rotated["refresh"].as_str().expect("a new refresh token");
+    assert_ne!(next, refresh);
+    assert_eq!(
+        app.refresh(&next).await.status(),
+        200,
+        "the session goes on"
+    );
+}

@@ -193,6 +193,36 @@ impl TokenIssuer for JwtIssuer {
         kind: TokenKind,
         now: DateTime<Utc>,
     ) -> Result<TokenClaims, TokenError> {
+        self.claims(token, kind, now, Signature::Checked)
+    }
+
+    fn read_unverified(
+        &self,
+        token: &str,
+        kind: TokenKind,
+        now: DateTime<Utc>,
+    ) -> Result<TokenClaims, TokenError> {
+        self.claims(token, kind, now, Signature::Unchecked)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Signature {
+    Checked,
+    Unchecked,
+}
+
+impl JwtIssuer {
+    /// The claims of `token` if it is one of ours of `kind`: signed by a key of the set
+    /// with that key's algorithm (unless `signature` is `Unchecked`), for our issuer and
+    /// audience, and valid at `now`.
+    fn claims(
+        &self,
+        token: &str,
+        kind: TokenKind,
+        now: DateTime<Utc>,
+        signature: Signature,
+    ) -> Result<TokenClaims, TokenError> {
         if token.len() > 8 * 1024 {
             return Err(TokenError::Invalid);
         }
@@ -202,9 +232,22 @@ impl TokenIssuer for JwtIssuer {
         if header.alg != verifier.algorithm {
             return Err(TokenError::Invalid);
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &verifier.decoding, &verifier.validation)
-            .map_err(|_| TokenError::Invalid)?;
-        let claims = data.claims;
+        let claims = match signature {
+            Signature::Checked => {
+                jsonwebtoken::decode::<Claims>(token, &verifier.decoding, &verifier.validation)
+                    .map_err(|_| TokenError::Invalid)?
+                    .claims
+            }
+            Signature::Unchecked => {
+                jsonwebtoken::dangerous::insecure_decode::<Claims>(token)
+                    .map_err(|_| TokenError::Invalid)?
+                    .claims
+            }
+        };
+        // Unsigned, nothing else checked them (signed, `validation` did too).
+        if claims.iss != self.settings.issuer || claims.aud != self.settings.audience {
+            return Err(TokenError::Invalid);
+        }
         let leeway = self.settings.leeway.num_seconds();
         let now = now.timestamp();
         if claims.token_type != kind.as_str()
@@ -214,10 +257,16 @@ impl TokenIssuer for JwtIssuer {
             return Err(TokenError::Invalid);
         }
         let user_id = Uuid::parse_str(&claims.sub).map_err(|_| TokenError::Invalid)?;
+        let email = match signature {
+            // Ours: written from an `EmailAddress`.
+            Signature::Checked => passcode_domain::EmailAddress::from_trusted(claims.email),
+            // Anyone's until a store vouches for it.
+            Signature::Unchecked => passcode_domain::EmailAddress::parse(&claims.email)
+                .map_err(|_| TokenError::Invalid)?,
+        };
         Ok(TokenClaims {
             user_id: UserId(user_id),
-            // Ours (the signature was checked): written from an `EmailAddress`.
-            email: passcode_domain::EmailAddress::from_trusted(claims.email),
+            email,
             email_verified: claims.email_verified,
             kind,
             jti: claims.jti,
@@ -450,6 +499,109 @@ mod tests {
                 .verify(&foreign.access, TokenKind::Access, now())
                 .is_err()
         );
+    }
+
+    /// Two issuers with one key, the second with `settings` changed by `change`.
+    fn same_key(change: impl FnOnce(&mut JwtSettings)) -> (JwtIssuer, JwtIssuer) {
+        let key = crate::Key::generate(Algorithm::EdDSA).unwrap();
+        let copy = crate::Key::from_pem(key.pem()).unwrap();
+        let mut changed = settings();
+        change(&mut changed);
+        let issuer = |key, settings| {
+            JwtIssuer::new(
+                SigningKeySource::KeySet(crate::KeySet::single(key)),
+                settings,
+            )
+            .unwrap()
+        };
+        (issuer(key, settings()), issuer(copy, changed))
+    }
+
+    /// What a refresh reads before its store vouches for the token (see
+    /// `TokenIssuer::read_unverified`): every check of `verify` but the signature.
+    #[test]
+    fn read_unverified_checks_all_but_the_signature() {
+        let issuer = ed();
+        let mut at_ids = ids(now() + Duration::milliseconds(250));
+        at_ids.session_id = Uuid::from_u128(9);
+        let pair = issuer.issue(&subject(), &at_ids).unwrap();
+        let at = at_ids.issued_at;
+        let read = issuer
+            .read_unverified(&pair.refresh, TokenKind::Refresh, at)
+            .unwrap();
+        assert_eq!(
+            read,
+            issuer
+                .verify(&pair.refresh, TokenKind::Refresh, at)
+                .unwrap(),
+            "the same claims, the address included"
+        );
+        assert_eq!(read.session_id, Some(Uuid::from_u128(9)));
+
+        // Another signature over the same header and claims: read, but not verified.
+        let mut parts: Vec<String> = pair.refresh.split('.').map(String::from).collect();
+        parts[2] = URL_SAFE_NO_PAD.encode([0u8; 64]);
+        let forged = parts.join(".");
+        assert!(
+            issuer
+                .read_unverified(&forged, TokenKind::Refresh, at)
+                .is_ok()
+        );
+        assert!(issuer.verify(&forged, TokenKind::Refresh, at).is_err());
+
+        // Everything else is still refused.
+        let refused = |token: &str, kind, at| issuer.read_unverified(token, kind, at).is_err();
+        assert!(
+            refused(&pair.access, TokenKind::Refresh, at),
+            "another kind"
+        );
+        assert!(
+            refused(&pair.refresh, TokenKind::Refresh, at + Duration::days(1)),
+            "expired"
+        );
+        assert!(
+            refused(&pair.refresh, TokenKind::Refresh, at - Duration::seconds(1)),
+            "not yet valid"
+        );
+        let another_key = ed().issue(&subject(), &at_ids).unwrap().refresh;
+        assert!(refused(&another_key, TokenKind::Refresh, at), "unknown kid");
+        for (what, change) in [
+            (
+                "another audience",
+                Box::new(|s: &mut JwtSettings| s.audience = "someone-else".into())
+                    as Box<dyn FnOnce(&mut JwtSettings)>,
+            ),
+            (
+                "another issuer",
+                Box::new(|s: &mut JwtSettings| s.issuer = "someone-else".into()),
+            ),
+        ] {
+            let (ours, theirs) = same_key(change);
+            let foreign = theirs.issue(&subject(), &at_ids).unwrap().refresh;
+            assert!(
+                ours.read_unverified(&foreign, TokenKind::Refresh, at)
+                    .is_err(),
+                "{what}"
+            );
+            assert!(
+                ours.verify(&foreign, TokenKind::Refresh, at).is_err(),
+                "{what}"
+            );
+        }
+        let mut claims = payload(&pair.refresh);
+        claims["email"] = "not an address".into();
+        let mut parts: Vec<String> = pair.refresh.split('.').map(String::from).collect();
+        parts[1] = URL_SAFE_NO_PAD.encode(claims.to_string());
+        assert!(
+            refused(&parts.join("."), TokenKind::Refresh, at),
+            "a bad address"
+        );
+        let none_header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
+        let unsigned = format!("{none_header}.{}.", parts[1]);
+        assert!(refused(&unsigned, TokenKind::Refresh, at), "alg none");
+        for garbage in ["", "a.b.c", "not a token", &"x".repeat(10_000)] {
+            assert!(refused(garbage, TokenKind::Refresh, at));
+        }
     }
 
     #[test]

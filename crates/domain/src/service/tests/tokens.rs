@@ -5,8 +5,9 @@ use super::*;
 #[test]
 fn refresh_signs_for_the_account_as_the_token_names_it_and_the_store_checks_it() {
     let mut m = Mocks::new().unthrottled();
+    m.tokens.expect_verify().never();
     m.tokens
-        .expect_verify()
+        .expect_read_unverified()
         .with(eq("r"), eq(TokenKind::Refresh), eq(now()))
         .returning(|_, kind, _| Ok(claims(kind)));
     // No read of the account: the rotation checks it in the same step.
@@ -41,9 +42,7 @@ fn refresh_signs_for_the_account_as_the_token_names_it_and_the_store_checks_it()
 #[test]
 fn refresh_of_a_changed_account_signs_for_the_account_as_it_is() {
     let mut m = Mocks::new().unthrottled();
-    m.tokens
-        .expect_verify()
-        .returning(|_, kind, _| Ok(claims(kind)));
+    unvouched(&mut m);
     m.users
         .expect_find_by_id()
         .times(1)
@@ -78,9 +77,7 @@ fn refresh_of_a_changed_account_signs_for_the_account_as_it_is() {
 #[test]
 fn refresh_of_an_account_changing_twice_is_refused() {
     let mut m = Mocks::new().unthrottled();
-    m.tokens
-        .expect_verify()
-        .returning(|_, kind, _| Ok(claims(kind)));
+    unvouched(&mut m);
     m.users
         .expect_find_by_id()
         .returning(|_| Ok(Some(user(false))));
@@ -95,20 +92,32 @@ fn refresh_of_an_account_changing_twice_is_refused() {
     ));
 }
 
+/// A token the store holds no match for, with the claims of an account that is not as
+/// they say (forged, say): its claims lead to no read before its signature is checked.
+#[test]
+fn refresh_with_a_token_no_store_vouches_for_needs_its_signature() {
+    let mut m = Mocks::new().unthrottled();
+    m.tokens
+        .expect_read_unverified()
+        .returning(|_, kind, _| Ok(claims(kind)));
+    first_rotation_finds_the_account_changed(&mut m);
+    m.tokens
+        .expect_verify()
+        .with(eq("r"), eq(TokenKind::Refresh), eq(now()))
+        .times(1)
+        .returning(|_, _, _| Err(TokenError::Invalid));
+    m.users.expect_find_by_id().never();
+    assert!(matches!(
+        block_on(m.service().refresh("r", &RequestContext::default())),
+        Err(RefreshError::InvalidToken)
+    ));
+}
+
 #[test]
 fn refresh_for_a_deleted_account_is_refused() {
     let mut m = Mocks::new().unthrottled();
-    m.tokens
-        .expect_verify()
-        .returning(|_, kind, _| Ok(claims(kind)));
-    m.tokens
-        .expect_issue()
-        .times(1)
-        .returning(|_, _| Ok(pair()));
-    m.refresh_tokens
-        .expect_rotate()
-        .times(1)
-        .returning(|_, _, _, _, _, _, _| Ok(Rotation::AccountChanged));
+    unvouched(&mut m);
+    first_rotation_finds_the_account_changed(&mut m);
     m.users.expect_find_by_id().returning(|_| Ok(None));
     assert!(matches!(
         block_on(m.service().refresh("r", &RequestContext::default())),
@@ -119,8 +128,9 @@ fn refresh_for_a_deleted_account_is_refused() {
 #[test]
 fn refresh_with_an_invalid_token_is_refused() {
     let mut m = Mocks::new().unthrottled();
+    m.tokens.expect_verify().never();
     m.tokens
-        .expect_verify()
+        .expect_read_unverified()
         .returning(|_, _, _| Err(TokenError::Invalid));
     assert!(matches!(
         block_on(m.service().refresh("r", &RequestContext::default())),
@@ -144,17 +154,8 @@ fn current_user_requires_an_access_token_of_an_active_account() {
 #[test]
 fn refresh_refuses_tokens_issued_before_a_password_change() {
     let mut m = Mocks::new().unthrottled();
-    m.tokens
-        .expect_verify()
-        .returning(|_, kind, _| Ok(claims(kind)));
-    m.tokens
-        .expect_issue()
-        .times(1)
-        .returning(|_, _| Ok(pair()));
-    m.refresh_tokens
-        .expect_rotate()
-        .times(1)
-        .returning(|_, _, _, _, _, _, _| Ok(Rotation::AccountChanged));
+    unvouched(&mut m);
+    first_rotation_finds_the_account_changed(&mut m);
     m.users.expect_find_by_id().returning(|_| {
         let mut u = user(true);
         u.tokens_valid_after = now();
@@ -234,4 +235,30 @@ fn logout_revokes_the_family_or_all_of_the_accounts() {
         }
         block_on(m.service().logout("r", all, &RequestContext::default())).unwrap();
     }
+}
+
+/// The store does not vouch for the presented token (the account changed): its
+/// signature is checked, once, before its claims lead to a read.
+fn unvouched(m: &mut Mocks) {
+    m.tokens
+        .expect_verify()
+        .with(eq("r"), eq(TokenKind::Refresh), eq(now()))
+        .times(1)
+        .returning(|_, kind, _| Ok(claims(kind)));
+    m.tokens
+        .expect_read_unverified()
+        .returning(|_, kind, _| Ok(claims(kind)));
+}
+
+/// The first pair is signed for the account as the token names it, and its rotation
+/// finds the account changed.
+fn first_rotation_finds_the_account_changed(m: &mut Mocks) {
+    m.tokens
+        .expect_issue()
+        .times(1)
+        .returning(|_, _| Ok(pair()));
+    m.refresh_tokens
+        .expect_rotate()
+        .times(1)
+        .returning(|_, _, _, _, _, _, _| Ok(Rotation::AccountChanged));
 }
