@@ -72,19 +72,24 @@ impl Report {
     fn print(&mut self) {
         println!("\n== {}", self.title);
         println!(
-            "{:<44} {:>9} {:>8} {:>8}  statuses",
-            "scenario", "req/s", "p50 ms", "p99 ms"
+            "{:<44} {:>9} {:>8} {:>8} {:>10}  statuses",
+            "scenario", "req/s", "p50 ms", "p99 ms", "CPU µs/req"
         );
         for row in &mut self.rows {
             let rate = row.outcome.rate();
             let p50 = row.outcome.percentile_ms(0.50);
             let p99 = row.outcome.percentile_ms(0.99);
+            let cpu = row
+                .outcome
+                .server_cpu_us()
+                .map_or_else(|| "-".to_owned(), |us| format!("{us:.0}"));
             println!(
-                "{:<44} {:>9.1} {:>8.2} {:>8.2}  {}{}",
+                "{:<44} {:>9.1} {:>8.2} {:>8.2} {:>10}  {}{}",
                 row.scenario,
                 rate,
                 p50,
                 p99,
+                cpu,
                 row.outcome.statuses_text(),
                 if row.note.is_empty() {
                     String::new()
@@ -115,6 +120,14 @@ const IDLE: &str = "health/live probe (200/s), idle";
 const FLOOD: &str = "health/live probe during the login flood";
 const FLOOD_LOGIN: &str = "login flood (4 × connections)";
 
+/// Where a scenario sends its requests, and the server's process where it is known
+/// (to measure its CPU time).
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    addr: SocketAddr,
+    pid: Option<u32>,
+}
+
 struct Bench {
     args: Args,
     settings: passcode_app::Settings,
@@ -125,9 +138,10 @@ impl Bench {
         self.args.only.is_empty() || self.args.only.iter().any(|o| scenario.contains(o.as_str()))
     }
 
-    async fn measure(&self, addr: SocketAddr, scripts: Vec<Box<dyn Script>>) -> Outcome {
+    async fn measure(&self, target: Target, scripts: Vec<Box<dyn Script>>) -> Outcome {
         load::run(
-            addr,
+            target.addr,
+            target.pid,
             scripts,
             Duration::from_secs(self.args.warmup),
             Duration::from_secs(self.args.duration),
@@ -145,7 +159,7 @@ impl Bench {
     /// (`tokens`) and addresses that have an open code (`pending`).
     async fn common(
         &self,
-        addr: SocketAddr,
+        target: Target,
         accounts: &[(String, String)],
         pending: &[String],
         report: &mut Report,
@@ -158,7 +172,7 @@ impl Bench {
                 .collect();
             report.rows.push(Row {
                 scenario: WRONG,
-                outcome: self.measure(addr, scripts).await,
+                outcome: self.measure(target, scripts).await,
                 note: String::new(),
             });
         }
@@ -172,7 +186,7 @@ impl Bench {
                 .collect();
             report.rows.push(Row {
                 scenario: REFRESH,
-                outcome: self.measure(addr, scripts).await,
+                outcome: self.measure(target, scripts).await,
                 note: String::new(),
             });
         }
@@ -182,7 +196,7 @@ impl Bench {
                 .collect();
             report.rows.push(Row {
                 scenario: LOGIN,
-                outcome: self.measure(addr, scripts).await,
+                outcome: self.measure(target, scripts).await,
                 note: String::new(),
             });
         }
@@ -200,7 +214,7 @@ impl Bench {
                 .collect();
             report.rows.push(Row {
                 scenario: REGISTER,
-                outcome: self.measure(addr, scripts).await,
+                outcome: self.measure(target, scripts).await,
                 note: String::new(),
             });
         }
@@ -236,7 +250,8 @@ impl Bench {
             footer: Vec::new(),
         };
         let answered = Answered::default();
-        self.common(addr, &accounts, &pending, &mut report, &answered)
+        let target = Target { addr, pid: None };
+        self.common(target, &accounts, &pending, &mut report, &answered)
             .await;
         // The same request as the fully checked one: this service has no budget.
         if let Some(row) = report.rows.iter().find(|r| r.scenario == WRONG) {
@@ -309,7 +324,11 @@ impl Bench {
             footer: Vec::new(),
         };
         let answered = Answered::default();
-        self.common(addr, &accounts, &pending, &mut report, &answered)
+        let target = Target {
+            addr,
+            pid: server.pid(),
+        };
+        self.common(target, &accounts, &pending, &mut report, &answered)
             .await;
         if self.wanted(REGISTER) {
             report.footer.push(server.mail_delay(&answered).await?);
@@ -331,7 +350,8 @@ impl Bench {
         }
         if self.wanted(IDLE) || self.wanted(FLOOD) {
             let health = || vec![Box::new(Probe(Call::get("/health/live"))) as Box<dyn Script>];
-            let mut idle = self.measure(addr, health()).await;
+            let probe = Target { addr, pid: None };
+            let mut idle = self.measure(probe, health()).await;
             let idle_p99 = idle.percentile_ms(0.99);
             report.rows.push(Row {
                 scenario: IDLE,
@@ -342,7 +362,7 @@ impl Bench {
                 .map(|i| scripts::login(&accounts[i % accounts.len()].0, PASSWORD))
                 .collect();
             let (flood, mut during) =
-                tokio::join!(self.measure(addr, logins), self.measure(addr, health()));
+                tokio::join!(self.measure(target, logins), self.measure(probe, health()));
             report.rows.push(Row {
                 scenario: FLOOD_LOGIN,
                 outcome: flood,
@@ -375,7 +395,15 @@ impl Bench {
                 .collect();
             report.rows.push(Row {
                 scenario: BUDGET,
-                outcome: self.measure(server.addr, scripts).await,
+                outcome: self
+                    .measure(
+                        Target {
+                            addr: server.addr,
+                            pid: server.pid(),
+                        },
+                        scripts,
+                    )
+                    .await,
                 note: "default budgets".into(),
             });
             server.stop().await;

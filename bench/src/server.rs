@@ -219,6 +219,11 @@ impl Passcode {
         ))
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// The server's peak resident memory so far.
     pub fn peak_memory(&self) -> String {
         let peak = self.child.id().and_then(|pid| {
