@@ -2,16 +2,16 @@
 //!
 //! SQLite has one writer. Each transaction's commit appends its changed pages to the
 //! WAL and updates the WAL index, and 16 guesses in flight took 16 commits in turn,
-//! most of them rewriting the same few pages. Here a write is queued as a job; whoever
-//! gets the writer's turn takes every queued job (its own and those that arrived while
-//! the previous batch ran) and runs them in one `BEGIN IMMEDIATE` transaction, each in
-//! its own savepoint, so a job that fails or aborts undoes only its own statements.
-//! It keeps the turn for the jobs queued meanwhile, batch after batch, for up to
-//! [`MAX_TURN`]. Every job's answer is sent only after the batch committed: no caller hears
-//! "counted" before it is durable, and a failed commit fails every job in it.
+//! most of them rewriting the same few pages. Here a write is queued as a job; the
+//! writer thread ([`writer_thread`]) takes the writer's turn, takes every queued job
+//! and runs them in one `BEGIN IMMEDIATE` transaction, each in its own savepoint, so a
+//! job that fails or aborts undoes only its own statements. It keeps the turn for the
+//! jobs queued meanwhile, batch after batch, for up to [`MAX_TURN`]. Every job's answer
+//! is sent only after the batch committed: no caller hears "counted" before it is
+//! durable, and a failed commit fails every job in it.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 
 use diesel::SqliteConnection;
 use diesel::connection::Connection;
@@ -32,6 +32,8 @@ const MAX_TURN: std::time::Duration = std::time::Duration::from_millis(5);
 #[derive(Default)]
 pub(crate) struct Queue {
     jobs: Mutex<Vec<(u64, Box<dyn Job>)>>,
+    /// Signalled when a job is queued (the writer thread waits on it).
+    queued: Condvar,
     next_id: AtomicU64,
 }
 
@@ -45,15 +47,33 @@ impl Queue {
     fn push(&self, job: Box<dyn Job>) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.lock().push((id, job));
+        self.queued.notify_one();
         id
+    }
+
+    /// Waits up to `timeout` for a job, then takes the oldest jobs, up to
+    /// [`MAX_BATCH`] (none if none came).
+    fn wait_take(&self, timeout: std::time::Duration) -> Vec<Box<dyn Job>> {
+        let mut jobs = self.lock();
+        if jobs.is_empty() {
+            jobs = self
+                .queued
+                .wait_timeout(jobs, timeout)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        Self::take_from(&mut jobs)
     }
 
     /// Takes the oldest jobs, up to [`MAX_BATCH`].
     fn take(&self) -> Vec<Box<dyn Job>> {
-        let mut jobs = self.lock();
+        Self::take_from(&mut self.lock())
+    }
+
+    fn take_from(jobs: &mut Vec<(u64, Box<dyn Job>)>) -> Vec<Box<dyn Job>> {
         let taken = jobs.len().min(MAX_BATCH);
         let rest = jobs.split_off(taken);
-        std::mem::replace(&mut *jobs, rest)
+        std::mem::replace(jobs, rest)
             .into_iter()
             .map(|(_, job)| job)
             .collect()
@@ -124,8 +144,9 @@ fn shared(error: &DieselError) -> DieselError {
     }
 }
 
-/// Runs a batch in one transaction, then answers each of its jobs.
-fn run_batch(conn: &mut SqliteConnection, mut jobs: Vec<Box<dyn Job>>) {
+/// Runs a batch in one transaction, then answers each of its jobs; `false` if the
+/// transaction failed.
+fn run_batch(conn: &mut SqliteConnection, mut jobs: Vec<Box<dyn Job>>) -> bool {
     let batch = conn.immediate_transaction(|conn| {
         for job in &mut jobs {
             job.run(conn);
@@ -133,25 +154,32 @@ fn run_batch(conn: &mut SqliteConnection, mut jobs: Vec<Box<dyn Job>>) {
         Ok::<(), DieselError>(())
     });
     metrics::histogram!("passcode_sqlite_batch_jobs").record(jobs.len() as f64);
+    if let Err(error) = &batch {
+        tracing::error!(%error, jobs = jobs.len(), "a batch of SQLite writes failed");
+    }
     for job in jobs {
         job.finish(batch.as_ref().map(|_| ()));
     }
+    batch.is_ok()
 }
 
 /// Runs batches on the writer's turn for as long as jobs keep arriving, up to
-/// [`MAX_TURN`]. Handing the turn on between batches wakes a waiting task and then a
-/// blocking thread, while the writer idles; under load the next batch is already
-/// queued when one commits.
-fn run_while_queued(conn: &mut SqliteConnection, first: Vec<Box<dyn Job>>, queue: &Queue) {
+/// [`MAX_TURN`], so that the other writes (`SqliteStore::writer`) get their turn too;
+/// under load the next batch is already queued when one commits. `false` if a batch
+/// failed (it stops there).
+fn run_while_queued(conn: &mut SqliteConnection, first: Vec<Box<dyn Job>>, queue: &Queue) -> bool {
     let started = std::time::Instant::now();
     let mut jobs = first;
     while !jobs.is_empty() {
-        run_batch(conn, jobs);
+        if !run_batch(conn, jobs) {
+            return false;
+        }
         if started.elapsed() >= MAX_TURN {
             break;
         }
         jobs = queue.take();
     }
+    true
 }
 
 impl SqliteStore {
@@ -166,67 +194,17 @@ impl SqliteStore {
         E: From<DieselError> + Send + 'static,
         F: FnOnce(&mut SqliteConnection) -> Result<T, E> + Send + 'static,
     {
-        let (reply, mut answer) = oneshot::channel();
+        let (reply, answer) = oneshot::channel();
         let id = self.queue().push(Box::new(Typed {
             work: Some(work),
             outcome: None,
             reply,
         }));
-        let waited = tokio::time::timeout(self.acquire_timeout(), async {
-            loop {
-                tokio::select! {
-                    biased;
-                    answered = &mut answer => return Ok(answered),
-                    turn = self.turn() => {
-                        let turn = turn?;
-                        let jobs = self.queue().take();
-                        if jobs.is_empty() {
-                            // A batch already took this job: wait for its answer.
-                            drop(turn);
-                            return Ok((&mut answer).await);
-                        }
-                        let conn = match self.conn().await {
-                            Ok(conn) => conn,
-                            Err(error) => {
-                                let failure = DieselError::DatabaseError(
-                                    diesel::result::DatabaseErrorKind::ClosedConnection,
-                                    Box::new(error.to_string()),
-                                );
-                                for job in jobs {
-                                    job.finish(Err(&failure));
-                                }
-                                continue;
-                            }
-                        };
-                        // The batches answer their jobs themselves, on the blocking thread,
-                        // in a task of their own that holds the writer's turn until they
-                        // end: this caller's answer comes with its batch, not after the
-                        // batches that follow it, and a dropped caller stops nothing.
-                        let queue = self.shared_queue();
-                        tokio::spawn(async move {
-                            let mut conn = conn;
-                            let ran = conn
-                                .spawn_blocking(move |conn| {
-                                    run_while_queued(conn, jobs, &queue);
-                                    drop(turn);
-                                    Ok(())
-                                })
-                                .await;
-                            if let Err(error) = ran {
-                                tracing::error!(%error, "a batch of SQLite writes failed to run");
-                            }
-                        });
-                    }
-                }
-            }
-        })
-        .await;
-        match waited {
-            Ok(Ok(Ok(outcome))) => Ok(outcome),
-            Ok(Ok(Err(_))) => Err(InfraError::Unexpected(anyhow::anyhow!(
+        match tokio::time::timeout(self.acquire_timeout(), answer).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(_)) => Err(InfraError::Unexpected(anyhow::anyhow!(
                 "a batch of SQLite writes ended without answering"
             ))),
-            Ok(Err(error)) => Err(error),
             Err(_) => {
                 let state = if self.queue().withdraw(id) {
                     "withdrawn"
@@ -239,6 +217,66 @@ impl SqliteStore {
             }
         }
     }
+}
+
+/// How long the writer thread waits for jobs before it checks that its store lives.
+const IDLE_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Starts the thread that runs the batches, on a connection of its own, while `alive`
+/// (the store's queue) lives. One thread and one connection: a batch is handed to a
+/// thread that is already there, with no pool checkout and no hand-over to a blocking
+/// thread per batch, and the connection's page cache stays valid (SQLite drops a
+/// connection's cache whenever another connection has written since it last read).
+/// It takes `writing`, the turn other writes take too, for each run of batches.
+pub(crate) fn writer_thread(
+    url: String,
+    pragmas: Arc<str>,
+    writing: Arc<tokio::sync::Mutex<()>>,
+    alive: Weak<Queue>,
+) -> std::io::Result<()> {
+    use diesel::connection::SimpleConnection;
+    std::thread::Builder::new()
+        .name("sqlite-writer".into())
+        .spawn(move || {
+            let mut conn: Option<SqliteConnection> = None;
+            while let Some(queue) = alive.upgrade() {
+                let jobs = queue.wait_take(IDLE_CHECK);
+                if jobs.is_empty() {
+                    continue;
+                }
+                let turn = writing.blocking_lock();
+                let connected = match conn.as_mut() {
+                    Some(connected) => Ok(connected),
+                    None => SqliteConnection::establish(&url)
+                        .map_err(|e| e.to_string())
+                        .and_then(|mut opened| {
+                            opened.batch_execute(&pragmas).map_err(|e| e.to_string())?;
+                            Ok(conn.insert(opened))
+                        }),
+                };
+                match connected {
+                    Ok(connected) => {
+                        if !run_while_queued(connected, jobs, &queue) {
+                            // Opened again for the next batch: whatever state a failed
+                            // commit or rollback left the connection in goes with it.
+                            conn = None;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "the SQLite writer could not connect");
+                        let failure = DieselError::DatabaseError(
+                            diesel::result::DatabaseErrorKind::ClosedConnection,
+                            Box::new(error),
+                        );
+                        for job in jobs {
+                            job.finish(Err(&failure));
+                        }
+                    }
+                }
+                drop(turn);
+            }
+        })?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -339,6 +377,65 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(rows, (0..40).step_by(2).collect::<Vec<_>>());
+    }
+
+    /// The writer thread takes the same turn as the writes that take `writer()`: with no
+    /// busy timeout at all, a write that found the other's transaction open would fail
+    /// with "database is locked" at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batched_writes_and_other_writes_take_turns() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = DatabaseSettings::sqlite(dir.path().join("turns.db"));
+        settings.busy_timeout = std::time::Duration::ZERO;
+        let store = SqliteStore::connect(&settings).unwrap();
+        store
+            .batched(|conn| {
+                conn.batch_execute("CREATE TABLE guesses (n INTEGER PRIMARY KEY)")
+                    .map_err(Outcome::from)
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let writes = (0..60).map(|n: i32| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let insert = format!("INSERT INTO guesses (n) VALUES ({n})");
+                // Each holds SQLite's write lock for a while, so that they would overlap.
+                if n % 2 == 0 {
+                    store
+                        .batched(move |conn| {
+                            diesel::sql_query(insert).execute(conn)?;
+                            std::thread::sleep(std::time::Duration::from_millis(2));
+                            Ok::<_, Outcome>(())
+                        })
+                        .await
+                        .unwrap()
+                        .map_err(|e| format!("{e:?}"))
+                } else {
+                    use diesel_async::SimpleAsyncConnection as _;
+                    let mut writer = store.writer().await.unwrap();
+                    let open = writer
+                        .batch_execute(&format!("BEGIN IMMEDIATE; {insert};"))
+                        .await;
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    let commit = writer.batch_execute("COMMIT").await;
+                    open.and(commit).map_err(|e| e.to_string())
+                }
+            })
+        });
+        for (n, outcome) in futures::future::join_all(writes)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(outcome.unwrap(), Ok(()), "write {n}");
+        }
+        let total = store
+            .batched(|conn| count(conn).map_err(Outcome::from))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(total, 60);
     }
 
     /// A failing statement fails its own write only; the batch still commits the others.

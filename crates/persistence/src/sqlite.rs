@@ -27,7 +27,7 @@ const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlit
 pub struct SqliteStore {
     pool: Pool<Conn>,
     /// One writer at a time (see [`SqliteStore::writer`]).
-    writing: Arc<tokio::sync::Semaphore>,
+    writing: Arc<tokio::sync::Mutex<()>>,
     /// Hot-path writes waiting to be committed together (see `group_commit`).
     queue: Arc<crate::group_commit::Queue>,
     acquire_timeout: std::time::Duration,
@@ -141,9 +141,16 @@ impl SqliteStore {
             .build()?;
         let queue = Arc::default();
         checkpointer(path.clone(), Arc::downgrade(&queue))?;
+        let writing = Arc::new(tokio::sync::Mutex::new(()));
+        crate::group_commit::writer_thread(
+            path.to_string_lossy().into_owned(),
+            pragmas.clone(),
+            writing.clone(),
+            Arc::downgrade(&queue),
+        )?;
         Ok(Self {
             pool,
-            writing: Arc::new(tokio::sync::Semaphore::new(1)),
+            writing,
             queue,
             acquire_timeout: settings.acquire_timeout,
             path,
@@ -194,20 +201,12 @@ impl SqliteStore {
     }
 
     /// The writer's turn, in arrival order, without a timeout.
-    pub(crate) async fn turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit, InfraError> {
-        self.writing
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| InfraError::Unexpected(e.into()))
+    pub(crate) async fn turn(&self) -> Result<tokio::sync::OwnedMutexGuard<()>, InfraError> {
+        Ok(self.writing.clone().lock_owned().await)
     }
 
     pub(crate) fn queue(&self) -> &crate::group_commit::Queue {
         &self.queue
-    }
-
-    pub(crate) fn shared_queue(&self) -> Arc<crate::group_commit::Queue> {
-        Arc::clone(&self.queue)
     }
 
     pub(crate) fn acquire_timeout(&self) -> std::time::Duration {
@@ -218,7 +217,7 @@ impl SqliteStore {
 /// A pooled connection holding the writer's turn until it is dropped.
 pub(crate) struct Writer {
     conn: Object<Conn>,
-    _turn: tokio::sync::OwnedSemaphorePermit,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl std::ops::Deref for Writer {
