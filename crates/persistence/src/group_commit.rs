@@ -313,9 +313,17 @@ mod tests {
 
     /// A new database with an empty table of guesses (the folder goes with it).
     async fn store_with_guesses() -> (SqliteStore, tempfile::TempDir) {
+        store_with_guesses_where(|_| {}).await
+    }
+
+    /// The same, with changed settings.
+    async fn store_with_guesses_where(
+        change: impl FnOnce(&mut DatabaseSettings),
+    ) -> (SqliteStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            SqliteStore::connect(&DatabaseSettings::sqlite(dir.path().join("batch.db"))).unwrap();
+        let mut settings = DatabaseSettings::sqlite(dir.path().join("batch.db"));
+        change(&mut settings);
+        let store = SqliteStore::connect(&settings).unwrap();
         store
             .batched(|conn| {
                 conn.batch_execute("CREATE TABLE guesses (n INTEGER PRIMARY KEY)")
@@ -384,18 +392,8 @@ mod tests {
     /// with "database is locked" at once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn batched_writes_and_other_writes_take_turns() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut settings = DatabaseSettings::sqlite(dir.path().join("turns.db"));
-        settings.busy_timeout = std::time::Duration::ZERO;
-        let store = SqliteStore::connect(&settings).unwrap();
-        store
-            .batched(|conn| {
-                conn.batch_execute("CREATE TABLE guesses (n INTEGER PRIMARY KEY)")
-                    .map_err(Outcome::from)
-            })
-            .await
-            .unwrap()
-            .unwrap();
+        let (store, _dir) =
+            store_with_guesses_where(|s| s.busy_timeout = std::time::Duration::ZERO).await;
         let writes = (0..60).map(|n: i32| {
             let store = store.clone();
             tokio::spawn(async move {
