@@ -237,7 +237,7 @@ mod dialect {
         let exists = rate_limits::table
             .find(key)
             .select(rate_limits::bucket)
-            .first::<String>(conn)
+            .get_result::<String>(conn)
             .await
             .optional()?
             .is_some();
@@ -315,7 +315,7 @@ mod dialect {
         refresh_tokens::table
             .find(presented)
             .select((refresh_tokens::family_id, refresh_tokens::family_expires_at))
-            .first(conn)
+            .get_result(conn)
             .await
             .optional()
     }

@@ -181,7 +181,7 @@ mod pipelined {
                 rate_limits::count,
                 rate_limits::last_at,
             ))
-            .first(&mut conn)
+            .get_result(&mut conn)
             .await?;
         metrics::counter!("passcode_throttle_denials_total", "limit" => limit_name(key))
             .increment(1);

@@ -294,7 +294,7 @@ mod one_trip {
                 rate_limits::count,
                 rate_limits::last_at,
             ))
-            .first(conn)?;
+            .get_result(conn)?;
         metrics::counter!("passcode_throttle_denials_total", "limit" => limit_name(key))
             .increment(1);
         Ok(Some(retry_after(
@@ -313,7 +313,7 @@ mod one_trip {
         let now_ms = to_millis(rotate.now);
         // The account first: as the successor was signed for, or nothing.
         let account: Option<String> = account_as_signed_query!(rotate.signed_for)
-            .first(conn)
+            .get_result(conn)
             .optional()?;
         if account.is_none() {
             return Ok(Rotation::AccountChanged);
@@ -336,7 +336,7 @@ mod one_trip {
             return Ok(Rotation::Rotated);
         }
         let row: Option<SpentToken> = unspent_token_query!(rotate.presented)
-            .first(conn)
+            .get_result(conn)
             .optional()?;
         let family = match unspendable(row, now_ms, rotate.grace) {
             Unspendable::Answer(rotation) => return Ok(rotation),

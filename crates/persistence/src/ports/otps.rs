@@ -117,7 +117,7 @@ macro_rules! otp_store {
                         .filter(otp_codes::purpose.eq(purpose.as_str()))
                         .order(otp_codes::created_at.desc())
                         .select(OtpRow::as_select())
-                        .first(&mut *conn)
+                        .get_result(&mut *conn)
                         .await
                         .optional()
                         .map_err(query_error)?
@@ -174,7 +174,7 @@ macro_rules! otp_store {
                             let email: String = otp_codes::table
                                 .find(&keep)
                                 .select(otp_codes::email)
-                                .first(conn)
+                                .get_result(conn)
                                 .await?;
                             let applied = diesel::update(
                                 users::table

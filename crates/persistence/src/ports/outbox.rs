@@ -63,13 +63,13 @@ macro_rules! outbox {
                     let (unsent, oldest): (i64, Option<i64>) = outbox::table
                         .filter(outbox::status.eq_any(["queued", "sending"]))
                         .select((count_star(), min(outbox::created_at)))
-                        .first(&mut *conn)
+                        .get_result(&mut *conn)
                         .await
                         .map_err(query_error)?;
                     let failed: i64 = outbox::table
                         .filter(outbox::status.eq("failed"))
                         .select(count_star())
-                        .first(&mut *conn)
+                        .get_result(&mut *conn)
                         .await
                         .map_err(query_error)?;
                     Ok(passcode_domain::ports::OutboxStats {

@@ -231,7 +231,7 @@ macro_rules! refresh_token_store {
                         .find(token_hash)
                         .filter(refresh_tokens::revoked_at.is_null())
                         .select((refresh_tokens::family_id, refresh_tokens::user_id))
-                        .first(&mut *conn)
+                        .get_result(&mut *conn)
                         .await
                         .optional()
                         .map_err(query_error)?;
@@ -332,7 +332,7 @@ macro_rules! rotate_in_steps {
                             // The account first: as the successor was signed for, or nothing.
                             let account: Option<String> =
                                 account_as_signed_query!(rotate.signed_for)
-                                    .first(conn)
+                                    .get_result(conn)
                                     .await
                                     .optional()?;
                             if account.is_none() {
@@ -363,7 +363,7 @@ macro_rules! rotate_in_steps {
                                 return Ok(Rotation::Rotated);
                             }
                             let row: Option<SpentToken> = unspent_token_query!(&presented)
-                                .first(conn)
+                                .get_result(conn)
                                 .await
                                 .optional()?;
                             let family = match unspendable(row, now_ms, rotate.grace) {

@@ -114,7 +114,7 @@ macro_rules! shared {
                         rate_limits::count,
                         rate_limits::last_at,
                     ))
-                    .first(conn)
+                    .get_result(conn)
                     .await?;
                 metrics::counter!(
                     "passcode_throttle_denials_total",

@@ -45,7 +45,7 @@ macro_rules! user_repository {
                     users::table
                         .filter(users::email.eq(email.as_str()))
                         .select(UserRow::as_select())
-                        .first(&mut *conn)
+                        .get_result(&mut *conn)
                         .await
                         .optional()
                         .map_err(query_error)?
@@ -58,7 +58,7 @@ macro_rules! user_repository {
                     users::table
                         .find(id.0.to_string())
                         .select(UserRow::as_select())
-                        .first(&mut *conn)
+                        .get_result(&mut *conn)
                         .await
                         .optional()
                         .map_err(query_error)?
@@ -268,7 +268,7 @@ macro_rules! user_repository {
                                 users::table
                                     .find(id.0.to_string())
                                     .select(users::email)
-                                    .first(conn)
+                                    .get_result(conn)
                                     .await
                                     .optional()?
                             };
