@@ -9,6 +9,10 @@ use passcode_app::{
     telemetry,
 };
 
+/// mimalloc instead of glibc's malloc: see docs/performance.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     version,
