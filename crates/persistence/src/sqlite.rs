@@ -189,20 +189,15 @@ impl SqliteStore {
     /// Queued here instead, writers follow each other at once, in arrival order.
     /// Readers do not queue (WAL: reads never wait for the writer).
     pub(crate) async fn writer(&self) -> Result<Writer, InfraError> {
-        let turn = tokio::time::timeout(self.acquire_timeout, self.turn())
+        let turn = tokio::time::timeout(self.acquire_timeout, self.writing.clone().lock_owned())
             .await
             .map_err(|_| {
                 InfraError::Unavailable(anyhow::anyhow!("timed out waiting for the SQLite writer"))
-            })??;
+            })?;
         Ok(Writer {
             conn: self.conn().await?,
             _turn: turn,
         })
-    }
-
-    /// The writer's turn, in arrival order, without a timeout.
-    pub(crate) async fn turn(&self) -> Result<tokio::sync::OwnedMutexGuard<()>, InfraError> {
-        Ok(self.writing.clone().lock_owned().await)
     }
 
     pub(crate) fn queue(&self) -> &crate::group_commit::Queue {
