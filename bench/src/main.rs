@@ -1,8 +1,11 @@
 //! passcode's load benchmark. Starts the release binary on SQLite and on PostgreSQL,
 //! drives each scenario with keep-alive connections, and prints req/s, p50/p99 and
 //! statuses, the raw argon2id rate, mail delay and peak memory. With `--compare URL`
-//! the same scenarios run against another service on the tutorial's paths first, and
-//! a table of ratios follows. `bench/run.sh` builds, starts PostgreSQL and runs it.
+//! the same scenarios run against another service on the tutorial's paths, and a table
+//! of ratios follows: login and register once at the start; the cheap scenarios right
+//! before and right after each of passcode's (this machine's speed drifts by a third
+//! within minutes, so only adjacent measurements make a ratio). `bench/run.sh` builds,
+//! starts PostgreSQL and MariaDB and runs it.
 
 mod load;
 mod scripts;
@@ -60,6 +63,35 @@ struct Row {
     scenario: &'static str,
     outcome: Outcome,
     note: String,
+    /// The compared service's rate on the same scenario, measured right before and
+    /// right after this row (see `Bench::paired`).
+    around: Option<(f64, f64)>,
+}
+
+impl Row {
+    fn new(scenario: &'static str, outcome: Outcome) -> Self {
+        Self {
+            scenario,
+            outcome,
+            note: String::new(),
+            around: None,
+        }
+    }
+}
+
+/// Whether `Bench::common` measures the cheap scenarios, and paired with what.
+enum Cheap<'a> {
+    /// Not here: the compared service's are measured around passcode's.
+    Skip,
+    PairedWith(Option<&'a Reference>),
+}
+
+/// The compared service, set up once: accounts with their refresh tokens (its
+/// refresh does not rotate them) and addresses with an open code.
+struct Reference {
+    target: Target,
+    accounts: Vec<(String, String)>,
+    pending: Vec<String>,
 }
 
 struct Report {
@@ -155,8 +187,56 @@ impl Bench {
             .collect()
     }
 
+    /// The scripts of a cheap scenario (`WRONG`, `BUDGET`: wrong codes; `REFRESH`:
+    /// chained refreshes), given accounts with their refresh tokens and addresses that
+    /// have an open code.
+    fn cheap_scripts(
+        &self,
+        scenario: &str,
+        accounts: &[(String, String)],
+        pending: &[String],
+    ) -> Vec<Box<dyn Script>> {
+        let n = self.args.connections;
+        if scenario == REFRESH {
+            (0..n)
+                .map(|i| {
+                    Box::new(RefreshChain {
+                        token: accounts[i % accounts.len()].1.clone(),
+                    }) as Box<dyn Script>
+                })
+                .collect()
+        } else {
+            (0..n)
+                .map(|i| scripts::wrong_code(&pending[i % pending.len()]))
+                .collect()
+        }
+    }
+
+    /// Measures `ours` with the compared service's same scenario measured right before
+    /// and right after it, so that their ratio comes from adjacent measurements.
+    async fn paired(
+        &self,
+        reference: Option<&Reference>,
+        scenario: &'static str,
+        ours: impl Future<Output = Outcome>,
+    ) -> Row {
+        let Some(reference) = reference else {
+            return Row::new(scenario, ours.await);
+        };
+        let theirs = || self.cheap_scripts(scenario, &reference.accounts, &reference.pending);
+        let before = self.measure(reference.target, theirs()).await.rate();
+        let outcome = ours.await;
+        let after = self.measure(reference.target, theirs()).await.rate();
+        Row {
+            around: Some((before, after)),
+            note: format!("compared service before / after: {before:.0} / {after:.0} req/s"),
+            ..Row::new(scenario, outcome)
+        }
+    }
+
     /// The scenarios both services answer, given accounts with their refresh tokens
-    /// (`tokens`) and addresses that have an open code (`pending`).
+    /// (`tokens`) and addresses that have an open code (`pending`). The cheap ones
+    /// (wrong code, refresh) only for passcode, paired with `reference` if given.
     async fn common(
         &self,
         target: Target,
@@ -164,41 +244,27 @@ impl Bench {
         pending: &[String],
         report: &mut Report,
         answered: &Answered,
+        cheap: Cheap<'_>,
     ) {
         let n = self.args.connections;
-        if self.wanted(WRONG) {
-            let scripts = (0..n)
-                .map(|i| scripts::wrong_code(&pending[i % pending.len()]))
-                .collect();
-            report.rows.push(Row {
-                scenario: WRONG,
-                outcome: self.measure(target, scripts).await,
-                note: String::new(),
-            });
-        }
-        if self.wanted(REFRESH) {
-            let scripts = (0..n)
-                .map(|i| {
-                    Box::new(RefreshChain {
-                        token: accounts[i % accounts.len()].1.clone(),
-                    }) as Box<dyn Script>
-                })
-                .collect();
-            report.rows.push(Row {
-                scenario: REFRESH,
-                outcome: self.measure(target, scripts).await,
-                note: String::new(),
-            });
+        if let Cheap::PairedWith(reference) = cheap {
+            for scenario in [WRONG, REFRESH] {
+                if self.wanted(scenario) {
+                    let scripts = self.cheap_scripts(scenario, accounts, pending);
+                    let row = self
+                        .paired(reference, scenario, self.measure(target, scripts))
+                        .await;
+                    report.rows.push(row);
+                }
+            }
         }
         if self.wanted(LOGIN) {
             let scripts = (0..n)
                 .map(|i| scripts::login(&accounts[i % accounts.len()].0, PASSWORD))
                 .collect();
-            report.rows.push(Row {
-                scenario: LOGIN,
-                outcome: self.measure(target, scripts).await,
-                note: String::new(),
-            });
+            report
+                .rows
+                .push(Row::new(LOGIN, self.measure(target, scripts).await));
         }
         if self.wanted(REGISTER) {
             let run = std::process::id();
@@ -212,16 +278,15 @@ impl Bench {
                     }) as Box<dyn Script>
                 })
                 .collect();
-            report.rows.push(Row {
-                scenario: REGISTER,
-                outcome: self.measure(target, scripts).await,
-                note: String::new(),
-            });
+            report
+                .rows
+                .push(Row::new(REGISTER, self.measure(target, scripts).await));
         }
     }
 
-    /// The tutorial's service: accounts come with tokens from registration.
-    async fn compare(&self, url: &str) -> anyhow::Result<Report> {
+    /// The tutorial's service: accounts come with tokens from registration. Measures
+    /// login and register; the cheap scenarios are measured around passcode's.
+    async fn compare(&self, url: &str) -> anyhow::Result<(Report, Reference)> {
         let addr = url
             .trim_start_matches("http://")
             .trim_end_matches('/')
@@ -245,26 +310,36 @@ impl Bench {
         }
         let pending: Vec<String> = accounts.iter().map(|(e, _)| e.clone()).collect();
         let mut report = Report {
-            title: format!("compared service at {url}"),
+            title: format!("compared service at {url} (its cheap scenarios: around passcode's)"),
             rows: Vec::new(),
             footer: Vec::new(),
         };
         let answered = Answered::default();
         let target = Target { addr, pid: None };
-        self.common(target, &accounts, &pending, &mut report, &answered)
-            .await;
-        // The same request as the fully checked one: this service has no budget.
-        if let Some(row) = report.rows.iter().find(|r| r.scenario == WRONG) {
-            report.rows.push(Row {
-                scenario: BUDGET,
-                outcome: row.outcome.clone(),
-                note: "same request; no budget".into(),
-            });
-        }
-        Ok(report)
+        self.common(
+            target,
+            &accounts,
+            &pending,
+            &mut report,
+            &answered,
+            Cheap::Skip,
+        )
+        .await;
+        Ok((
+            report,
+            Reference {
+                target,
+                accounts,
+                pending,
+            },
+        ))
     }
 
-    async fn passcode(&self, backend: &str) -> anyhow::Result<Report> {
+    async fn passcode(
+        &self,
+        backend: &str,
+        reference: Option<&Reference>,
+    ) -> anyhow::Result<Report> {
         let url = match backend {
             "sqlite" => None,
             "postgres" => Some(
@@ -328,8 +403,15 @@ impl Bench {
             addr,
             pid: server.pid(),
         };
-        self.common(target, &accounts, &pending, &mut report, &answered)
-            .await;
+        self.common(
+            target,
+            &accounts,
+            &pending,
+            &mut report,
+            &answered,
+            Cheap::PairedWith(reference),
+        )
+        .await;
         if self.wanted(REGISTER) {
             report.footer.push(server.mail_delay(&answered).await?);
         }
@@ -353,30 +435,18 @@ impl Bench {
             let probe = Target { addr, pid: None };
             let mut idle = self.measure(probe, health()).await;
             let idle_p99 = idle.percentile_ms(0.99);
-            report.rows.push(Row {
-                scenario: IDLE,
-                outcome: idle,
-                note: String::new(),
-            });
+            report.rows.push(Row::new(IDLE, idle));
             let logins: Vec<Box<dyn Script>> = (0..4 * n)
                 .map(|i| scripts::login(&accounts[i % accounts.len()].0, PASSWORD))
                 .collect();
             let (flood, mut during) =
                 tokio::join!(self.measure(target, logins), self.measure(probe, health()));
-            report.rows.push(Row {
-                scenario: FLOOD_LOGIN,
-                outcome: flood,
-                note: String::new(),
-            });
+            report.rows.push(Row::new(FLOOD_LOGIN, flood));
             report.footer.push(format!(
                 "probe p99 during the login flood / idle: {:.2}",
                 during.percentile_ms(0.99) / idle_p99
             ));
-            report.rows.push(Row {
-                scenario: FLOOD,
-                outcome: during,
-                note: String::new(),
-            });
+            report.rows.push(Row::new(FLOOD, during));
         }
         report.footer.push(server.peak_memory());
         server.stop().await;
@@ -390,22 +460,20 @@ impl Bench {
                 Limits::Budgets,
             )
             .await?;
-            let scripts = (0..n)
-                .map(|i| scripts::wrong_code(&pending[i % pending.len()]))
-                .collect();
-            report.rows.push(Row {
-                scenario: BUDGET,
-                outcome: self
-                    .measure(
-                        Target {
-                            addr: server.addr,
-                            pid: server.pid(),
-                        },
-                        scripts,
-                    )
-                    .await,
-                note: "default budgets".into(),
-            });
+            let scripts = self.cheap_scripts(BUDGET, &accounts, &pending);
+            let target = Target {
+                addr: server.addr,
+                pid: server.pid(),
+            };
+            let mut row = self
+                .paired(reference, BUDGET, self.measure(target, scripts))
+                .await;
+            row.note = if row.note.is_empty() {
+                "default budgets".into()
+            } else {
+                format!("default budgets; {}", row.note)
+            };
+            report.rows.push(row);
             server.stop().await;
         }
         Ok(report)
@@ -453,11 +521,21 @@ fn argon2_rate(settings: &passcode_app::Settings) -> anyhow::Result<f64> {
     Ok(f64::from(total) / start.elapsed().as_secs_f64())
 }
 
+/// passcode's rate over the compared service's: for the cheap scenarios, over the mean
+/// of the compared service's rates right before and right after; for login and
+/// register, over its rate at the start.
 fn ratios(reference: &Report, ours: &Report) {
     println!("\n== ratios: {} / {}", ours.title, reference.title);
     for scenario in [WRONG, BUDGET, REFRESH, LOGIN, REGISTER] {
-        if let (Some(a), Some(b)) = (ours.rate_of(scenario), reference.rate_of(scenario)) {
-            println!("{scenario:<44} {:>7.2}", a / b);
+        let Some(row) = ours.rows.iter().find(|r| r.scenario == scenario) else {
+            continue;
+        };
+        let theirs = match row.around {
+            Some((before, after)) => Some(f64::midpoint(before, after)),
+            None => reference.rate_of(scenario),
+        };
+        if let Some(theirs) = theirs {
+            println!("{scenario:<44} {:>7.2}", row.outcome.rate() / theirs);
         }
     }
 }
@@ -482,19 +560,21 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         let reference = match &bench.args.compare {
             Some(url) => {
-                let mut report = bench.compare(url).await?;
+                let (mut report, reference) = bench.compare(url).await?;
                 report.print();
-                Some(report)
+                Some((report, reference))
             }
             None => None,
         };
         let mut reports = Vec::new();
         for backend in &bench.args.backends {
-            let mut report = bench.passcode(backend).await?;
+            let mut report = bench
+                .passcode(backend, reference.as_ref().map(|(_, r)| r))
+                .await?;
             report.print();
             reports.push(report);
         }
-        if let Some(reference) = &reference {
+        if let Some((reference, _)) = &reference {
             for report in &reports {
                 ratios(reference, report);
             }
