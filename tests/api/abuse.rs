@@ -349,6 +349,13 @@ async fn two_hundred_concurrent_logins_get_answers_in_bounded_memory() {
         probe_latency < Duration::from_secs(2),
         "other endpoints are not starved: {probe_latency:?}"
     );
-    // The stated bound: two argon2 runs of 19 MiB at once, the rest is small.
-    assert!(peak_mib < 128, "peak RSS {peak_mib} MiB");
+    // The stated bound, as growth over the idle service (whose own size moves with the
+    // build and the allocator): two argon2 blocks of 19 MiB at once, plus 26 MiB for 200
+    // connections and mimalloc's per-thread pages. Measured: 50 to 55 MiB; a third
+    // concurrent hash, or memory per queued login, would pass 64.
+    let idle_mib = idle_kib / 1024;
+    assert!(
+        peak_mib.saturating_sub(idle_mib) < 2 * 19 + 26,
+        "peak RSS {peak_mib} MiB, idle {idle_mib} MiB"
+    );
 }
