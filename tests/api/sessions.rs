@@ -59,6 +59,31 @@ async fn reusing_a_spent_refresh_token_revokes_its_family() {
     );
 }
 
+/// Within the grace window only the token just replaced gets the pair again: one two
+/// refreshes old was spent before that, so it revokes the session.
+#[tokio::test]
+async fn a_token_older_than_the_one_just_replaced_revokes_its_session_even_in_grace() {
+    let app = spawn_app().await;
+    let email = unique_email();
+    app.verified_user(&email).await;
+    let first = login(&app, &email).await;
+    let second = json_of(refresh(&app, &first["refresh"]).await, 200).await;
+    let third = json_of(refresh(&app, &second["refresh"]).await, 200).await;
+    let again = json_of(refresh(&app, &second["refresh"]).await, 200).await;
+    assert_eq!(
+        again["refresh"], third["refresh"],
+        "the one just replaced replays"
+    );
+
+    let reuse = refresh(&app, &first["refresh"]).await;
+    assert_eq!(json_of(reuse, 401).await["code"], "token_invalid");
+    assert_eq!(
+        refresh(&app, &third["refresh"]).await.status(),
+        401,
+        "the session's live token is revoked too"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_refreshes_within_the_grace_window_get_the_same_pair() {
     let app = spawn_app().await;

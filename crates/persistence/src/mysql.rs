@@ -3,7 +3,7 @@
 //! Every rule's state lives in the database, so any number of instances can share it.
 //!
 //! MariaDB has neither `RETURNING` on UPDATE nor `ON CONFLICT ... WHERE`, so its
-//! dialect (below) spends, counts and claims in a transaction of two or three
+//! dialect (below) counts and claims in a transaction of two or three
 //! statements where the other backends use one. Sessions run at READ COMMITTED, as
 //! PostgreSQL does, so that a conditional UPDATE sees the latest committed row and
 //! reads take no gap locks.
@@ -201,7 +201,7 @@ ports::otp_store!(MysqlStore);
 ports::throttle!(MysqlStore);
 ports::outbox!(MysqlStore);
 ports::refresh_token_store!(MysqlStore);
-ports::rotate_in_steps!(MysqlStore, rotate_tx);
+ports::rotate_session!(MysqlStore, rotate_tx);
 ports::audit_log!(MysqlStore);
 ports::health_check!(MysqlStore);
 
@@ -210,12 +210,11 @@ mod dialect {
     use diesel::prelude::*;
     use diesel::sql_types::{BigInt, Text};
     use diesel_async::RunQueryDsl;
-    use passcode_domain::ports::TokenIds;
 
     use super::Conn;
     use crate::cached::CachedExt as _;
     use crate::outbox_rows::ClaimedRow;
-    use crate::schema::{outbox, rate_limits, refresh_tokens};
+    use crate::schema::{outbox, rate_limits};
 
     /// Counts one event for `key` unless its window is full or its cooldown runs: 1
     /// if counted, 0 if refused. The same conditional UPDATE as the other backends'
@@ -294,30 +293,6 @@ mod dialect {
         .cached()
         .execute(conn)
         .await
-    }
-
-    /// Spends a live refresh token and records its successor's ids; its family and
-    /// the family's end if spent. The conditional UPDATE decides (one caller wins);
-    /// the winner then reads what the other backends get from `RETURNING`.
-    pub(crate) async fn spend_token(
-        conn: &mut Conn,
-        presented: &[u8],
-        now_ms: i64,
-        successor: &TokenIds,
-    ) -> QueryResult<Option<(String, Option<i64>)>> {
-        let spent = crate::rows::spend_token_query!(presented, now_ms, successor)
-            .cached()
-            .execute(conn)
-            .await?;
-        if spent == 0 {
-            return Ok(None);
-        }
-        refresh_tokens::table
-            .find(presented)
-            .select((refresh_tokens::family_id, refresh_tokens::family_expires_at))
-            .get_result(conn)
-            .await
-            .optional()
     }
 
     /// Leases up to `max` due messages until `lease_until`: locks them (skipping rows

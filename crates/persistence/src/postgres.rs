@@ -127,7 +127,7 @@ ports::otp_store!(PgStore);
 ports::throttle!(PgStore);
 ports::outbox!(PgStore);
 ports::refresh_token_store!(PgStore);
-ports::rotate_in_steps!(PgStore, rotate_in_steps);
+ports::rotate_session!(PgStore, rotate_tx);
 ports::audit_log!(PgStore);
 ports::health_check!(PgStore);
 
@@ -139,15 +139,15 @@ mod pipelined {
     use diesel::prelude::*;
     use diesel_async::pooled_connection::deadpool::Object;
     use diesel_async::{AsyncPgConnection, RunQueryDsl};
-    use passcode_domain::ports::{Limit, Rotation, Tries};
+    use passcode_domain::ports::{Limit, Tries};
     use passcode_domain::{EmailAddress, InfraError, OtpPurpose};
 
     use super::PgStore;
     use crate::cached::CachedExt as _;
     use crate::error::query_error;
     use crate::rows::{
-        Abort, OtpRow, Rotate, acquire_bounds, acquire_query, attempts_limit, limit_name,
-        open_codes_query, release_query, retry_after, tries,
+        Abort, OtpRow, acquire_bounds, acquire_query, attempts_limit, limit_name, open_codes_query,
+        release_query, retry_after, tries,
     };
     use crate::schema::{otp_codes, rate_limits};
     use crate::time::to_millis;
@@ -351,86 +351,7 @@ mod pipelined {
         diesel::sql_query(sql).cached().execute(&mut conn).await
     }
 
-    /// A refresh rotation that succeeds, as one statement (committed on its own): spend
-    /// the presented token if it is live, its session has not ended (the same
-    /// conditions as `spend_token_query!`, so one of concurrent callers wins) and its
-    /// account is as the successor was signed for (`account_as_signed_query!`), insert
-    /// its successor into the family (keeping the session's end, as
-    /// `insert_successor_query!`) and record the session's last use (as
-    /// `touch_session_query!`). One round trip instead of five (BEGIN, three
-    /// statements, COMMIT). A token it does not spend (spent, revoked, expired,
-    /// unknown, or its account changed) takes the stepwise transaction, which decides
-    /// between a changed account, refusal, replay and reuse.
-    const ROTATE_SQL: &str = "\
-        WITH spent AS ( \
-            UPDATE refresh_tokens \
-            SET spent_at = $2, successor_access_jti = $3, successor_refresh_jti = $4, \
-                successor_issued_at = $5 \
-            WHERE token_hash = $1 AND spent_at IS NULL AND revoked_at IS NULL \
-                AND expires_at > $2 AND (family_expires_at IS NULL OR family_expires_at > $2) \
-                AND EXISTS (SELECT 1 FROM users WHERE id = $14 AND is_active \
-                    AND email = $11 AND email_verified = $12 AND tokens_valid_after <= $13) \
-            RETURNING family_id, family_expires_at \
-        ), successor AS ( \
-            INSERT INTO refresh_tokens \
-                (token_hash, family_id, user_id, expires_at, created_at, family_expires_at) \
-            SELECT $6, family_id, $7, LEAST($8, family_expires_at), $2, family_expires_at \
-            FROM spent \
-        ), touched AS ( \
-            UPDATE sessions SET last_used_at = $2, last_client = $9, last_user_agent = $10 \
-            FROM spent WHERE sessions.family_id = spent.family_id \
-        ) \
-        SELECT family_id FROM spent";
-
-    #[derive(diesel::QueryableByName)]
-    struct Spent {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        #[allow(dead_code, reason = "read to know a row came back")]
-        family_id: String,
-    }
-
     impl PgStore {
-        /// `RefreshTokenStore::rotate`: one statement if the token is spent now, the
-        /// stepwise transaction otherwise (see `ROTATE_SQL`).
-        pub(crate) async fn rotate_tx(&self, rotate: Rotate<'_>) -> Result<Rotation, InfraError> {
-            use diesel::sql_types::{BigInt, Binary, Bool, Nullable, Text};
-            let Rotate {
-                presented,
-                successor,
-                successor_ids,
-                signed_for,
-                ..
-            } = rotate;
-            let now_ms = to_millis(rotate.now);
-            let spent = {
-                let mut conn = self.writer().await?;
-                diesel::sql_query(ROTATE_SQL)
-                    .bind::<Binary, _>(presented)
-                    .bind::<BigInt, _>(now_ms)
-                    .bind::<Text, _>(&successor_ids.access_jti)
-                    .bind::<Text, _>(&successor_ids.refresh_jti)
-                    .bind::<BigInt, _>(to_millis(successor_ids.issued_at))
-                    .bind::<Binary, _>(&successor.token_hash)
-                    .bind::<Text, _>(successor.user_id.0.to_string())
-                    .bind::<BigInt, _>(to_millis(successor.expires_at))
-                    .bind::<Nullable<Text>, _>(&successor.origin.client)
-                    .bind::<Nullable<Text>, _>(&successor.origin.user_agent)
-                    .bind::<Text, _>(signed_for.subject.email.as_str())
-                    .bind::<Bool, _>(signed_for.subject.email_verified)
-                    .bind::<BigInt, _>(to_millis(signed_for.presented_issued_at))
-                    .bind::<Text, _>(signed_for.subject.user_id.0.to_string())
-                    .cached()
-                    .get_result::<Spent>(&mut *conn)
-                    .await
-                    .optional()
-                    .map_err(query_error)?
-            };
-            if spent.is_some() {
-                return Ok(Rotation::Rotated);
-            }
-            self.rotate_in_steps(rotate).await
-        }
-
         /// `OtpStore::count_try`: one statement for a guess's two budgets (the share,
         /// without a cooldown, then the ceiling; see `GUESS_SQL`), a pipelined
         /// transaction otherwise.

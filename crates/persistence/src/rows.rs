@@ -224,37 +224,75 @@ macro_rules! account_as_signed_query {
 }
 pub(crate) use account_as_signed_query;
 
-/// Spends refresh token `$presented` if it is live and its session has not reached
-/// its end, recording its successor's ids (`TokenIds`): an UPDATE that affects 1 row
-/// if spent, 0 otherwise.
-macro_rules! spend_token_query {
-    ($presented:expr, $now_ms:expr, $successor:expr) => {{
+/// Rotates session `$successor.family_id` if `$presented` is its live token, the
+/// session has not ended, and its account is as `$signed_for` says
+/// (`account_as_signed_query!`): the presented token becomes the one it replaced, and
+/// `$successor` (with `$ids`) the live one. An UPDATE of one row that affects 1 row if
+/// rotated, 0 otherwise (so one of concurrent callers wins); it changes no indexed
+/// column, so PostgreSQL updates the row in place (heap-only).
+macro_rules! rotate_session_query {
+    ($presented:expr, $now_ms:expr, $successor:expr, $ids:expr, $signed_for:expr) => {{
         use diesel::{BoolExpressionMethods as _, ExpressionMethods as _, QueryDsl as _};
-        use $crate::schema::refresh_tokens;
+        use $crate::schema::session_tokens as sessions;
         let now_ms: i64 = $now_ms;
-        let successor: &passcode_domain::ports::TokenIds = $successor;
+        let successor: &passcode_domain::ports::NewRefreshToken = $successor;
+        let ids: &passcode_domain::ports::TokenIds = $ids;
+        let signed_for: &passcode_domain::ports::SignedFor = $signed_for;
         diesel::update(
-            refresh_tokens::table
-                .find($presented)
-                .filter(refresh_tokens::spent_at.is_null())
-                .filter(refresh_tokens::revoked_at.is_null())
-                .filter(refresh_tokens::expires_at.gt(now_ms))
+            sessions::table
+                .find(successor.family_id.to_string())
+                .filter(sessions::token_hash.eq($presented))
+                .filter(sessions::user_id.eq(signed_for.subject.user_id.0.to_string()))
+                .filter(sessions::revoked_at.is_null())
+                .filter(sessions::expires_at.gt(now_ms))
                 .filter(
-                    refresh_tokens::family_expires_at
+                    sessions::family_expires_at
                         .is_null()
-                        .or(refresh_tokens::family_expires_at.gt(now_ms)),
-                ),
+                        .or(sessions::family_expires_at.gt(now_ms)),
+                )
+                .filter(diesel::dsl::exists($crate::rows::account_as_signed_query!(
+                    signed_for
+                ))),
         )
+        // MariaDB assigns left to right, each assignment seeing the ones before it:
+        // the live token moves to `previous_hash` before it is replaced.
         .set((
-            refresh_tokens::spent_at.eq(Some(now_ms)),
-            refresh_tokens::successor_access_jti.eq(Some(&successor.access_jti)),
-            refresh_tokens::successor_refresh_jti.eq(Some(&successor.refresh_jti)),
-            refresh_tokens::successor_issued_at
-                .eq(Some($crate::time::to_millis(successor.issued_at))),
+            sessions::previous_hash.eq(sessions::token_hash),
+            sessions::previous_spent_at.eq(Some(now_ms)),
+            sessions::token_hash.eq(Some(&successor.token_hash)),
+            sessions::expires_at.eq($crate::time::to_millis(successor.expires_at)),
+            sessions::access_jti.eq(Some(&ids.access_jti)),
+            sessions::refresh_jti.eq(Some(&ids.refresh_jti)),
+            sessions::issued_at.eq(Some($crate::time::to_millis(ids.issued_at))),
+            sessions::last_used_at.eq(now_ms),
+            sessions::last_client.eq(&successor.origin.client),
+            sessions::last_user_agent.eq(&successor.origin.user_agent),
         ))
     }};
 }
-pub(crate) use spend_token_query;
+pub(crate) use rotate_session_query;
+
+/// A session's tokens, as a `SessionTokens` row, to decide about a token that did
+/// not rotate it.
+macro_rules! session_tokens_query {
+    ($session:expr) => {{
+        use diesel::QueryDsl as _;
+        use $crate::schema::session_tokens as sessions;
+        let session: uuid::Uuid = $session;
+        sessions::table.find(session.to_string()).select((
+            sessions::token_hash,
+            sessions::expires_at,
+            sessions::family_expires_at,
+            sessions::revoked_at,
+            sessions::previous_hash,
+            sessions::previous_spent_at,
+            sessions::access_jti,
+            sessions::refresh_jti,
+            sessions::issued_at,
+        ))
+    }};
+}
+pub(crate) use session_tokens_query;
 
 /// The codes of `$email` and `$purpose` that still take a try: unused, unexpired, and
 /// under `$max_attempts` tries. A guess counts one try on each of them.
@@ -273,79 +311,15 @@ macro_rules! open_codes_query {
 }
 pub(crate) use open_codes_query;
 
-/// Inserts the successor of a token just spent: it joins the family and keeps the
-/// session's end (`$family_ends`, if the family has one).
-macro_rules! insert_successor_query {
-    ($successor:expr, $family:expr, $family_ends:expr, $now_ms:expr) => {{
-        use diesel::ExpressionMethods as _;
-        use $crate::schema::refresh_tokens;
-        let successor: &passcode_domain::ports::NewRefreshToken = $successor;
-        let family_ends: Option<i64> = $family_ends;
-        let expires = $crate::time::to_millis(successor.expires_at);
-        diesel::insert_into(refresh_tokens::table).values((
-            refresh_tokens::token_hash.eq(&successor.token_hash),
-            refresh_tokens::family_id.eq($family),
-            refresh_tokens::user_id.eq(successor.user_id.0.to_string()),
-            refresh_tokens::expires_at.eq(family_ends.map_or(expires, |end| expires.min(end))),
-            refresh_tokens::created_at.eq::<i64>($now_ms),
-            refresh_tokens::family_expires_at.eq(family_ends),
-        ))
-    }};
-}
-pub(crate) use insert_successor_query;
-
-/// Records the session's last use, by the successor's client.
-macro_rules! touch_session_query {
-    ($family:expr, $now_ms:expr, $successor:expr) => {{
-        use diesel::{ExpressionMethods as _, QueryDsl as _};
-        use $crate::schema::sessions;
-        let successor: &passcode_domain::ports::NewRefreshToken = $successor;
-        diesel::update(sessions::table.find($family)).set((
-            sessions::last_used_at.eq::<i64>($now_ms),
-            sessions::last_client.eq(&successor.origin.client),
-            sessions::last_user_agent.eq(&successor.origin.user_agent),
-        ))
-    }};
-}
-pub(crate) use touch_session_query;
-
-/// A token that could not be spent, as a `SpentToken` row.
-macro_rules! unspent_token_query {
-    ($presented:expr) => {{
-        use diesel::QueryDsl as _;
-        use $crate::schema::refresh_tokens;
-        refresh_tokens::table.find($presented).select((
-            refresh_tokens::family_id,
-            refresh_tokens::spent_at,
-            refresh_tokens::revoked_at,
-            refresh_tokens::successor_access_jti,
-            refresh_tokens::successor_refresh_jti,
-            refresh_tokens::successor_issued_at,
-        ))
-    }};
-}
-pub(crate) use unspent_token_query;
-
-/// Revokes every token of family `$family` not revoked yet.
-macro_rules! revoke_family_query {
-    ($family:expr, $now_ms:expr) => {{
-        use diesel::{ExpressionMethods as _, QueryDsl as _};
-        use $crate::schema::refresh_tokens;
-        diesel::update(
-            refresh_tokens::table
-                .filter(refresh_tokens::family_id.eq($family))
-                .filter(refresh_tokens::revoked_at.is_null()),
-        )
-        .set(refresh_tokens::revoked_at.eq(Some::<i64>($now_ms)))
-    }};
-}
-pub(crate) use revoke_family_query;
-
-/// What `unspent_token_query!` reads: family, spent at, revoked at, and the ids and
-/// issue time of the pair its spending issued.
-pub(crate) type SpentToken = (
-    String,
+/// What `session_tokens_query!` reads: the live token's hash and end, the session's
+/// end and revocation, the token the live one replaced and when, and the ids and issue
+/// time of the live pair.
+pub(crate) type SessionTokens = (
+    Option<Vec<u8>>,
+    i64,
     Option<i64>,
+    Option<i64>,
+    Option<Vec<u8>>,
     Option<i64>,
     Option<String>,
     Option<String>,
@@ -362,42 +336,44 @@ pub(crate) struct Rotate<'a> {
     pub(crate) successor: &'a passcode_domain::ports::NewRefreshToken,
     pub(crate) successor_ids: &'a passcode_domain::ports::TokenIds,
     pub(crate) signed_for: &'a passcode_domain::ports::SignedFor,
-    pub(crate) reuse_audit: &'a passcode_domain::AuditEvent,
 }
 
-/// What presenting a token that could not be spent leads to.
-pub(crate) enum Unspendable {
-    /// Refused, or replayed within the grace window.
-    Answer(passcode_domain::ports::Rotation),
-    /// Spent past the grace window: theft. The family must be revoked.
-    Reused { family: String },
-}
-
-/// Decides about a token that could not be spent (`row` is `None` if unknown).
-pub(crate) fn unspendable(
-    row: Option<SpentToken>,
-    now_ms: i64,
-    grace: chrono::Duration,
-) -> Unspendable {
+/// What presenting `rotate.presented` leads to when it did not rotate its session
+/// (`row` is `None` if the session is unknown) and the account is as signed for.
+pub(crate) fn unrotated(
+    row: Option<SessionTokens>,
+    rotate: &Rotate<'_>,
+) -> passcode_domain::ports::Rotation {
     use passcode_domain::ports::{Rotation, TokenIds};
-    let Some((family, Some(spent_at), None, access, refresh, issued)) = row else {
-        // Unknown, revoked, or expired unspent.
-        return Unspendable::Answer(Rotation::Refused);
+    let now_ms = to_millis(rotate.now);
+    let Some((live, expires, family_ends, None, previous, spent_at, access, refresh, issued)) = row
+    else {
+        // Unknown or revoked.
+        return Rotation::Refused;
     };
-    if now_ms - spent_at <= grace.num_milliseconds()
+    if expires <= now_ms || family_ends.is_some_and(|end| end <= now_ms) || live.is_none() {
+        // Ended: whatever token this is, nothing is left to protect.
+        return Rotation::Refused;
+    }
+    if live.as_deref() == Some(rotate.presented) {
+        // The live token that did not rotate: its session changed in between.
+        return Rotation::Refused;
+    }
+    if previous.as_deref() == Some(rotate.presented)
+        && let Some(spent_at) = spent_at
+        && now_ms - spent_at <= rotate.grace.num_milliseconds()
         && let (Some(access_jti), Some(refresh_jti), Some(issued)) = (access, refresh, issued)
     {
-        return Unspendable::Answer(Rotation::Replayed {
+        return Rotation::Replayed {
             ids: TokenIds {
-                // A family id that is not a UUID was never written.
-                session_id: Uuid::parse_str(&family).unwrap_or(Uuid::nil()),
+                session_id: rotate.successor.family_id,
                 access_jti,
                 refresh_jti,
                 issued_at: from_millis(issued),
             },
-        });
+        };
     }
-    Unspendable::Reused { family }
+    Rotation::Superseded
 }
 
 /// Deletes the limit state keyed by an address. Binds: $1 the address, $2 and $3 the

@@ -1,6 +1,6 @@
-//! Refresh tokens kept server-side (only a SHA-256 of each), in families: every
-//! refresh spends the presented token and records its successor, so a spent token
-//! presented again reveals theft and revokes the family.
+//! Refresh tokens kept server-side (only a SHA-256 of each), one live token per
+//! session (family): every refresh spends the presented token and records its
+//! successor, so a spent token presented again reveals theft and revokes the session.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -54,8 +54,13 @@ pub enum Rotation {
     /// Already spent, within the grace window: the same client refreshing twice at
     /// once. It gets the pair already issued (`ids`).
     Replayed { ids: TokenIds },
-    /// Already spent, past the grace window: theft. The whole family is now revoked.
-    Reused,
+    /// Not the session's live token, nor the one it replaced within the grace window,
+    /// while the session is live: if the presented token is genuine (signed by this
+    /// service), it was spent, and presenting it again reveals theft; the caller checks
+    /// its signature and then revokes the session. (The store keeps only the live token
+    /// and the one before it, so it cannot tell an earlier genuine token of the session
+    /// from a forged one naming it.) Nothing changed.
+    Superseded,
     /// Unknown, revoked or expired, or its family (session) reached its end.
     Refused,
     /// The account is not as the successor was signed for (`SignedFor`): gone,
@@ -112,13 +117,12 @@ pub trait RefreshTokenStore: Send + Sync {
         audit: Option<AuditEvent>,
     ) -> Result<(), InfraError>;
 
-    /// Spends the token of hash `presented` and remembers `successor` (made with
-    /// `successor_ids`) in its family, in one atomic step: of concurrent callers, one
-    /// rotates and the others see it spent. The same step checks the account against
-    /// `signed_for` first (so a refresh needs no separate read of the account): if it
-    /// is no longer so, nothing changes (`AccountChanged`). See [`Rotation`] for the
-    /// other outcomes; on `Reused`, `reuse_audit` is recorded with the revocation.
-    #[allow(clippy::too_many_arguments)] // the token, its successor, the account, the event
+    /// Spends the token of hash `presented`, if it is the live token of session
+    /// `successor.family_id`, and makes `successor` (made with `successor_ids`) the
+    /// session's live token, in one atomic step: of concurrent callers, one rotates and
+    /// the others see it spent. The same step checks the account against `signed_for`
+    /// (so a refresh needs no separate read of the account): if it is no longer so,
+    /// nothing changes (`AccountChanged`). See [`Rotation`] for the other outcomes.
     async fn rotate(
         &self,
         presented: &[u8],
@@ -127,11 +131,17 @@ pub trait RefreshTokenStore: Send + Sync {
         successor: &NewRefreshToken,
         successor_ids: &TokenIds,
         signed_for: &SignedFor,
-        reuse_audit: &AuditEvent,
     ) -> Result<Rotation, InfraError>;
 
-    /// The family and account of a token, if it is known and not revoked.
-    async fn family_of(&self, token_hash: &[u8]) -> Result<Option<(Uuid, UserId)>, InfraError>;
+    /// The session and account of a refresh token, if the session is not revoked:
+    /// with `session` (the token's signed `sid`), that session, whichever of its tokens
+    /// this is; without (a token from before sessions were named), the session whose
+    /// live token it is, found by a scan (such tokens expire).
+    async fn family_of(
+        &self,
+        token_hash: &[u8],
+        session: Option<Uuid>,
+    ) -> Result<Option<(Uuid, UserId)>, InfraError>;
 
     /// Revokes one family: none of its tokens refreshes again. Records `audit` with it.
     async fn revoke_family(

@@ -11,6 +11,17 @@ use crate::service::refresh::RefreshError;
 use crate::service::register::subject_of;
 use crate::{AuditKind, InfraError, RequestContext, TokenKind, TokenPair, TokenSubject, User};
 
+/// What one rotation attempt came to, as `refresh` acts on it.
+enum Step {
+    Pair(TokenPair),
+    /// Nothing changed; the account is not as the pair was signed for.
+    AccountChanged,
+    /// Unknown, ended, expired or revoked.
+    Refused,
+    /// Not the session's live token (`Rotation::Superseded`): reuse, if genuine.
+    Superseded,
+}
+
 pub(crate) fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
@@ -86,7 +97,7 @@ impl AuthService {
                 match self
                     .ports
                     .refresh_tokens
-                    .family_of(&token_hash(refresh_token))
+                    .family_of(&token_hash(refresh_token), None)
                     .await?
                 {
                     Some((family, _)) => family,
@@ -106,20 +117,25 @@ impl AuthService {
         };
         match self
             .rotate_for(refresh_token, &as_named, session, now, context)
-            .await
+            .await?
         {
-            Ok(Some(pair)) => return Ok(pair),
-            Ok(None) => {}
-            Err(RefreshError::InvalidToken) => {
+            Step::Pair(pair) => return Ok(pair),
+            Step::AccountChanged => {}
+            refused => {
                 // Refused either way; checked so that a token the store does not know
-                // takes as long whatever its claims say (the account changed takes it too).
-                let _ = self
+                // takes as long whatever its claims say (the account changed takes it
+                // too). A genuine earlier token of a live session was spent: reuse.
+                let genuine = self
                     .ports
                     .tokens
-                    .verify(refresh_token, TokenKind::Refresh, now);
+                    .verify(refresh_token, TokenKind::Refresh, now)
+                    .is_ok();
+                if genuine && matches!(refused, Step::Superseded) {
+                    self.revoke_reused(&as_named.subject, session, now, context)
+                        .await?;
+                }
                 return Err(RefreshError::InvalidToken);
             }
-            Err(error) => return Err(error),
         }
         // Not vouched for: its claims count only if it is signed.
         let claims = self
@@ -136,13 +152,46 @@ impl AuthService {
             presented_issued_at: claims.issued_at,
         };
         // Changed again in between: refused (the token is still live; a retry works).
-        self.rotate_for(refresh_token, &as_it_is, session, now, context)
+        match self
+            .rotate_for(refresh_token, &as_it_is, session, now, context)
             .await?
-            .ok_or(RefreshError::InvalidToken)
+        {
+            Step::Pair(pair) => Ok(pair),
+            Step::Superseded => {
+                self.revoke_reused(&as_it_is.subject, session, now, context)
+                    .await?;
+                Err(RefreshError::InvalidToken)
+            }
+            Step::Refused | Step::AccountChanged => Err(RefreshError::InvalidToken),
+        }
     }
 
-    /// One rotation of `refresh_token` for the next pair, signed for `signed_for`;
-    /// `None` if the account is no longer as `signed_for` says (nothing changed).
+    /// Revokes `session`: a spent token of it was presented again (theft, or a client
+    /// that lost its newer token), so no token of it refreshes from now on.
+    async fn revoke_reused(
+        &self,
+        subject: &TokenSubject,
+        session: Uuid,
+        now: DateTime<Utc>,
+        context: &RequestContext,
+    ) -> Result<(), RefreshError> {
+        let audit = crate::AuditEvent::new(
+            AuditKind::RefreshReuseDetected,
+            now,
+            Some(subject.user_id),
+            Some(&subject.email),
+            context,
+        );
+        self.ports
+            .refresh_tokens
+            .revoke_family(session, now, &audit)
+            .await?;
+        metrics::counter!("passcode_refresh_reuse_detected_total").increment(1);
+        tracing::warn!(user = %subject.user_id, "a spent refresh token was presented again; its session is revoked");
+        Ok(())
+    }
+
+    /// One rotation of `refresh_token` for the next pair, signed for `signed_for`.
     async fn rotate_for(
         &self,
         refresh_token: &str,
@@ -150,13 +199,13 @@ impl AuthService {
         session: Uuid,
         now: DateTime<Utc>,
         context: &RequestContext,
-    ) -> Result<Option<TokenPair>, RefreshError> {
+    ) -> Result<Step, RefreshError> {
         let subject = &signed_for.subject;
         let ids = new_ids(now, session);
         let next = self.ports.tokens.issue(subject, &ids)?;
         let successor = NewRefreshToken {
             token_hash: token_hash(&next.refresh),
-            family_id: session, // the store keeps the presented token's family
+            family_id: session, // as the presented token names it
             user_id: subject.user_id,
             // The store caps both at the family's end.
             expires_at: self.ports.tokens.refresh_expiry(now),
@@ -164,13 +213,6 @@ impl AuthService {
             family_expires_at: now + self.settings.session_max,
             origin: context.clone(),
         };
-        let reuse_audit = crate::AuditEvent::new(
-            AuditKind::RefreshReuseDetected,
-            now,
-            Some(subject.user_id),
-            Some(&subject.email),
-            context,
-        );
         let rotation = self
             .ports
             .refresh_tokens
@@ -181,19 +223,15 @@ impl AuthService {
                 &successor,
                 &ids,
                 signed_for,
-                &reuse_audit,
             )
             .await?;
-        match rotation {
-            Rotation::Rotated => Ok(Some(next)),
-            Rotation::Replayed { ids } => Ok(Some(self.ports.tokens.issue(subject, &ids)?)),
-            Rotation::Reused => {
-                tracing::warn!(user = %subject.user_id, "a spent refresh token was presented again; its family is revoked");
-                Err(RefreshError::InvalidToken)
-            }
-            Rotation::Refused => Err(RefreshError::InvalidToken),
-            Rotation::AccountChanged => Ok(None),
-        }
+        Ok(match rotation {
+            Rotation::Rotated => Step::Pair(next),
+            Rotation::Replayed { ids } => Step::Pair(self.ports.tokens.issue(subject, &ids)?),
+            Rotation::Superseded => Step::Superseded,
+            Rotation::Refused => Step::Refused,
+            Rotation::AccountChanged => Step::AccountChanged,
+        })
     }
 
     /// Revokes the family of `refresh_token`, or with `all` every family of its account.
@@ -204,13 +242,14 @@ impl AuthService {
         context: &RequestContext,
     ) -> Result<(), RefreshError> {
         let now = self.ports.clock.now();
-        self.ports
+        let claims = self
+            .ports
             .tokens
             .verify(refresh_token, TokenKind::Refresh, now)?;
         let Some((family, user)) = self
             .ports
             .refresh_tokens
-            .family_of(&token_hash(refresh_token))
+            .family_of(&token_hash(refresh_token), claims.session_id)
             .await?
         else {
             return Err(RefreshError::InvalidToken);

@@ -12,10 +12,8 @@ macro_rules! returning_dialect {
             use super::Conn;
             use diesel::prelude::*;
             use diesel_async::RunQueryDsl;
-            use passcode_domain::ports::TokenIds;
             use $crate::cached::CachedExt as _;
             use $crate::outbox_rows::ClaimedRow;
-            use $crate::schema::refresh_tokens;
 
             /// Counts one event for `key` unless its window is full or its cooldown
             /// runs (see `acquire_query!`): 1 if counted, 0 if refused.
@@ -31,23 +29,6 @@ macro_rules! returning_dialect {
                     .cached()
                     .execute(conn)
                     .await
-            }
-
-            /// Spends a live refresh token (one statement, so one caller wins) and
-            /// records its successor's ids; its family and the family's end if spent.
-            #[allow(dead_code, reason = "SQLite spends in its own one-trip rotation")]
-            pub(crate) async fn spend_token(
-                conn: &mut Conn,
-                presented: &[u8],
-                now_ms: i64,
-                successor: &TokenIds,
-            ) -> QueryResult<Option<(String, Option<i64>)>> {
-                $crate::rows::spend_token_query!(presented, now_ms, successor)
-                    .returning((refresh_tokens::family_id, refresh_tokens::family_expires_at))
-                    .cached()
-                    .get_result(conn)
-                    .await
-                    .optional()
             }
 
             /// Leases up to `max` due messages until `lease_until`.

@@ -1,4 +1,5 @@
-//! `RefreshTokenStore`: sessions and their rotating refresh tokens (SHA-256 only).
+//! `RefreshTokenStore`: sessions, one row each, holding the live refresh token
+//! (SHA-256 only) and the one it replaced.
 
 macro_rules! refresh_token_store {
     ($store:ty) => {
@@ -12,27 +13,18 @@ macro_rules! refresh_token_store {
             use passcode_domain::{InfraError, UserId};
             use uuid::Uuid;
             use $crate::error::query_error;
-            use $crate::schema::{refresh_tokens, sessions};
+            use $crate::schema::sessions;
             use $crate::time::from_millis;
             use $crate::time::to_millis;
 
-            async fn insert_token(
-                conn: &mut Conn,
-                token: &NewRefreshToken,
-            ) -> Result<(), diesel::result::Error> {
-                diesel::insert_into(refresh_tokens::table)
-                    .values((
-                        refresh_tokens::token_hash.eq(&token.token_hash),
-                        refresh_tokens::family_id.eq(token.family_id.to_string()),
-                        refresh_tokens::user_id.eq(token.user_id.0.to_string()),
-                        refresh_tokens::expires_at.eq(to_millis(token.expires_at)),
-                        refresh_tokens::created_at.eq(to_millis(token.created_at)),
-                        refresh_tokens::family_expires_at
-                            .eq(Some(to_millis(token.family_expires_at))),
-                    ))
-                    .execute(conn)
-                    .await?;
-                Ok(())
+            /// Revokes the sessions `$filtered` selects (not revoked yet) at `$now_ms`:
+            /// how many.
+            macro_rules! revoke {
+                ($conn:expr, $filtered:expr, $now_ms:expr) => {
+                    diesel::update($filtered.filter(sessions::revoked_at.is_null()))
+                        .set(sessions::revoked_at.eq(Some::<i64>($now_ms)))
+                        .execute($conn)
+                };
             }
 
             #[async_trait]
@@ -46,7 +38,6 @@ macro_rules! refresh_token_store {
                     let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
-                            insert_token(conn, token).await?;
                             // A first token starts a session.
                             diesel::insert_into(sessions::table)
                                 .values((
@@ -58,6 +49,10 @@ macro_rules! refresh_token_store {
                                     sessions::last_used_at.eq(now),
                                     sessions::last_client.eq(&token.origin.client),
                                     sessions::last_user_agent.eq(&token.origin.user_agent),
+                                    sessions::token_hash.eq(Some(&token.token_hash)),
+                                    sessions::expires_at.eq(to_millis(token.expires_at)),
+                                    sessions::family_expires_at
+                                        .eq(Some(to_millis(token.family_expires_at))),
                                 ))
                                 .execute(conn)
                                 .await?;
@@ -78,11 +73,9 @@ macro_rules! refresh_token_store {
                     successor: &NewRefreshToken,
                     successor_ids: &TokenIds,
                     signed_for: &passcode_domain::ports::SignedFor,
-                    reuse_audit: &passcode_domain::AuditEvent,
                 ) -> Result<Rotation, InfraError> {
-                    // Each backend's own transaction: in steps on MariaDB
-                    // (`rotate_in_steps!`), one statement on PostgreSQL, one trip and one
-                    // batch on SQLite.
+                    // Each backend's own: statement by statement on PostgreSQL and
+                    // MariaDB (`rotate_session!`), in one trip and one batch on SQLite.
                     self.rotate_tx($crate::rows::Rotate {
                         presented,
                         now,
@@ -90,7 +83,6 @@ macro_rules! refresh_token_store {
                         successor,
                         successor_ids,
                         signed_for,
-                        reuse_audit,
                     })
                     .await
                 }
@@ -111,14 +103,16 @@ macro_rules! refresh_token_store {
                     );
                     let now_ms = to_millis(now);
                     let mut conn = self.conn().await?;
-                    let live = refresh_tokens::table
-                        .filter(refresh_tokens::family_id.eq(sessions::family_id))
-                        .filter(refresh_tokens::revoked_at.is_null())
-                        .filter(refresh_tokens::spent_at.is_null())
-                        .filter(refresh_tokens::expires_at.gt(now_ms));
                     let rows: Vec<Row> = sessions::table
                         .filter(sessions::user_id.eq(user.0.to_string()))
-                        .filter(diesel::dsl::exists(live))
+                        .filter(sessions::revoked_at.is_null())
+                        .filter(sessions::token_hash.is_not_null())
+                        .filter(sessions::expires_at.gt(now_ms))
+                        .filter(
+                            sessions::family_expires_at
+                                .is_null()
+                                .or(sessions::family_expires_at.gt(now_ms)),
+                        )
                         .order(sessions::last_used_at.desc())
                         .select((
                             sessions::family_id,
@@ -168,14 +162,13 @@ macro_rules! refresh_token_store {
                     let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
-                            let ended = diesel::update(
-                                refresh_tokens::table
-                                    .filter(refresh_tokens::family_id.eq(session.to_string()))
-                                    .filter(refresh_tokens::user_id.eq(user.0.to_string()))
-                                    .filter(refresh_tokens::revoked_at.is_null()),
+                            let ended = revoke!(
+                                conn,
+                                sessions::table
+                                    .find(session.to_string())
+                                    .filter(sessions::user_id.eq(user.0.to_string())),
+                                to_millis(now)
                             )
-                            .set(refresh_tokens::revoked_at.eq(Some(to_millis(now))))
-                            .execute(conn)
                             .await?;
                             if ended > 0 {
                                 audit(conn, event).await?;
@@ -196,27 +189,16 @@ macro_rules! refresh_token_store {
                     let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
-                            let families: Vec<String> = refresh_tokens::table
-                                .filter(refresh_tokens::user_id.eq(user.0.to_string()))
-                                .filter(refresh_tokens::family_id.ne(keep.to_string()))
-                                .filter(refresh_tokens::revoked_at.is_null())
-                                .select(refresh_tokens::family_id)
-                                .distinct()
-                                .load(conn)
-                                .await?;
-                            diesel::update(
-                                refresh_tokens::table
-                                    .filter(refresh_tokens::user_id.eq(user.0.to_string()))
-                                    .filter(refresh_tokens::family_id.ne(keep.to_string()))
-                                    .filter(refresh_tokens::revoked_at.is_null()),
+                            let ended = revoke!(
+                                conn,
+                                sessions::table
+                                    .filter(sessions::user_id.eq(user.0.to_string()))
+                                    .filter(sessions::family_id.ne(keep.to_string())),
+                                to_millis(now)
                             )
-                            .set(refresh_tokens::revoked_at.eq(Some(to_millis(now))))
-                            .execute(conn)
                             .await?;
                             audit(conn, event).await?;
-                            Ok::<u64, diesel::result::Error>(
-                                u64::try_from(families.len()).unwrap_or(0),
-                            )
+                            Ok::<u64, diesel::result::Error>(u64::try_from(ended).unwrap_or(0))
                         })
                         .await
                         .map_err(query_error)
@@ -225,16 +207,28 @@ macro_rules! refresh_token_store {
                 async fn family_of(
                     &self,
                     token_hash: &[u8],
+                    session: Option<Uuid>,
                 ) -> Result<Option<(Uuid, UserId)>, InfraError> {
                     let mut conn = self.conn().await?;
-                    let row: Option<(String, String)> = refresh_tokens::table
-                        .find(token_hash)
-                        .filter(refresh_tokens::revoked_at.is_null())
-                        .select((refresh_tokens::family_id, refresh_tokens::user_id))
-                        .get_result(&mut *conn)
-                        .await
-                        .optional()
-                        .map_err(query_error)?;
+                    let live = sessions::table.filter(sessions::revoked_at.is_null());
+                    let select = (sessions::family_id, sessions::user_id);
+                    let row: Option<(String, String)> = match session {
+                        Some(session) => {
+                            live.find(session.to_string())
+                                .select(select)
+                                .get_result(&mut *conn)
+                                .await
+                        }
+                        // No index on the token: a scan, for tokens older than `sid`.
+                        None => {
+                            live.filter(sessions::token_hash.eq(token_hash))
+                                .select(select)
+                                .get_result(&mut *conn)
+                                .await
+                        }
+                    }
+                    .optional()
+                    .map_err(query_error)?;
                     row.map(|(family, user)| {
                         let parse = |s: &str| {
                             Uuid::parse_str(s).map_err(|e| InfraError::Unexpected(e.into()))
@@ -253,13 +247,11 @@ macro_rules! refresh_token_store {
                     let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
-                            diesel::update(
-                                refresh_tokens::table
-                                    .filter(refresh_tokens::family_id.eq(family_id.to_string()))
-                                    .filter(refresh_tokens::revoked_at.is_null()),
+                            revoke!(
+                                conn,
+                                sessions::table.find(family_id.to_string()),
+                                to_millis(now)
                             )
-                            .set(refresh_tokens::revoked_at.eq(Some(to_millis(now))))
-                            .execute(conn)
                             .await?;
                             audit(conn, event).await
                         })
@@ -276,13 +268,11 @@ macro_rules! refresh_token_store {
                     let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
-                            diesel::update(
-                                refresh_tokens::table
-                                    .filter(refresh_tokens::user_id.eq(user_id.0.to_string()))
-                                    .filter(refresh_tokens::revoked_at.is_null()),
+                            revoke!(
+                                conn,
+                                sessions::table.filter(sessions::user_id.eq(user_id.0.to_string())),
+                                to_millis(now)
                             )
-                            .set(refresh_tokens::revoked_at.eq(Some(to_millis(now))))
-                            .execute(conn)
                             .await?;
                             if let Some(event) = &event {
                                 audit(conn, event).await?;
@@ -299,23 +289,23 @@ macro_rules! refresh_token_store {
 
 pub(crate) use refresh_token_store;
 
-/// `RefreshTokenStore::rotate` as a transaction of several statements, each its own
-/// round trip, as method `$method` (MariaDB's rotation; PostgreSQL's when its one
-/// statement did not spend the token). SQLite's runs in one trip (`sqlite.rs`).
-macro_rules! rotate_in_steps {
+/// `RefreshTokenStore::rotate` statement by statement, as method `$method`
+/// (PostgreSQL's and MariaDB's; SQLite's runs the same in one trip, `sqlite.rs`). The
+/// rotation is one UPDATE, committed on its own; only a token it did not rotate with
+/// (rare: a replay, reuse, an ended session, a changed account) takes the reads that
+/// say why, and they change nothing.
+macro_rules! rotate_session {
     ($store:ty, $method:ident) => {
         const _: () = {
-            use self::dialect;
-            use self::shared::audit;
             use diesel::prelude::*;
-            use diesel_async::{AsyncConnection, RunQueryDsl};
+            use diesel_async::RunQueryDsl;
             use passcode_domain::InfraError;
             use passcode_domain::ports::Rotation;
             use $crate::cached::CachedExt as _;
             use $crate::error::query_error;
             use $crate::rows::{
-                Rotate, SpentToken, Unspendable, account_as_signed_query, insert_successor_query,
-                revoke_family_query, touch_session_query, unspendable, unspent_token_query,
+                Rotate, SessionTokens, account_as_signed_query, rotate_session_query,
+                session_tokens_query, unrotated,
             };
             use $crate::time::to_millis;
 
@@ -324,66 +314,40 @@ macro_rules! rotate_in_steps {
                     &self,
                     rotate: Rotate<'_>,
                 ) -> Result<Rotation, InfraError> {
-                    let now_ms = to_millis(rotate.now);
-                    let presented = rotate.presented.to_vec();
                     let mut conn = self.writer().await?;
-                    (*conn)
-                        .transaction(async |conn| {
-                            // The account first: as the successor was signed for, or nothing.
-                            let account: Option<String> =
-                                account_as_signed_query!(rotate.signed_for)
-                                    .get_result(conn)
-                                    .await
-                                    .optional()?;
-                            if account.is_none() {
-                                return Ok(Rotation::AccountChanged);
-                            }
-                            // Spend it if it is live and its session has not reached its end:
-                            // one statement, so one caller wins.
-                            let spent = dialect::spend_token(
-                                conn,
-                                &presented,
-                                now_ms,
-                                rotate.successor_ids,
-                            )
-                            .await?;
-                            if let Some((family, family_ends)) = spent {
-                                insert_successor_query!(
-                                    rotate.successor,
-                                    &family,
-                                    family_ends,
-                                    now_ms
-                                )
-                                .execute(conn)
-                                .await?;
-                                touch_session_query!(&family, now_ms, rotate.successor)
-                                    .cached()
-                                    .execute(conn)
-                                    .await?;
-                                return Ok(Rotation::Rotated);
-                            }
-                            let row: Option<SpentToken> = unspent_token_query!(&presented)
-                                .get_result(conn)
-                                .await
-                                .optional()?;
-                            let family = match unspendable(row, now_ms, rotate.grace) {
-                                Unspendable::Answer(rotation) => return Ok(rotation),
-                                Unspendable::Reused { family } => family,
-                            };
-                            revoke_family_query!(family, now_ms)
-                                .cached()
-                                .execute(conn)
-                                .await?;
-                            audit(conn, rotate.reuse_audit).await?;
-                            metrics::counter!("passcode_refresh_reuse_detected_total").increment(1);
-                            Ok::<Rotation, diesel::result::Error>(Rotation::Reused)
-                        })
+                    let rotated = rotate_session_query!(
+                        rotate.presented,
+                        to_millis(rotate.now),
+                        rotate.successor,
+                        rotate.successor_ids,
+                        rotate.signed_for
+                    )
+                    .cached()
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_error)?;
+                    if rotated == 1 {
+                        return Ok(Rotation::Rotated);
+                    }
+                    let account: Option<String> = account_as_signed_query!(rotate.signed_for)
+                        .get_result(&mut *conn)
                         .await
-                        .map_err(query_error)
+                        .optional()
+                        .map_err(query_error)?;
+                    if account.is_none() {
+                        return Ok(Rotation::AccountChanged);
+                    }
+                    let row: Option<SessionTokens> =
+                        session_tokens_query!(rotate.successor.family_id)
+                            .get_result(&mut *conn)
+                            .await
+                            .optional()
+                            .map_err(query_error)?;
+                    Ok(unrotated(row, &rotate))
                 }
             }
         };
     };
 }
 
-pub(crate) use rotate_in_steps;
+pub(crate) use rotate_session;

@@ -12,7 +12,7 @@ macro_rules! throttle {
             use passcode_domain::ports::{Admission, Limit, Throttle};
             use $crate::cached::CachedExt as _;
             use $crate::error::query_error;
-            use $crate::schema::{otp_codes, outbox, rate_limits, refresh_tokens, sessions};
+            use $crate::schema::{otp_codes, outbox, rate_limits, sessions};
             use $crate::time::to_millis;
 
             #[async_trait]
@@ -73,22 +73,20 @@ macro_rules! throttle {
                     .execute(&mut *conn)
                     .await
                     .map_err(query_error)?;
-                    let tokens = diesel::delete(
-                        refresh_tokens::table.filter(refresh_tokens::expires_at.lt(cutoff)),
+                    // Sessions whose live token expired, or that ended or were revoked,
+                    // before the cutoff.
+                    let sessions = diesel::delete(
+                        sessions::table.filter(
+                            sessions::expires_at
+                                .lt(cutoff)
+                                .or(sessions::family_expires_at.lt(cutoff))
+                                .or(sessions::revoked_at.lt(cutoff)),
+                        ),
                     )
                     .execute(&mut *conn)
                     .await
                     .map_err(query_error)?;
-                    // Sessions whose every token is gone.
-                    let any_token = refresh_tokens::table
-                        .filter(refresh_tokens::family_id.eq(sessions::family_id));
-                    let ended = diesel::delete(
-                        sessions::table.filter(diesel::dsl::not(diesel::dsl::exists(any_token))),
-                    )
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(query_error)?;
-                    Ok(u64::try_from(limits + codes + mail + tokens + ended).unwrap_or(0))
+                    Ok(u64::try_from(limits + codes + mail + sessions).unwrap_or(0))
                 }
             }
         };

@@ -16,9 +16,7 @@ macro_rules! user_repository {
             use $crate::error::{create_user_error, query_error};
             use $crate::outbox_rows::NewOutboxRow;
             use $crate::rows::UserRow;
-            use $crate::schema::{
-                audit_events, otp_codes, outbox, refresh_tokens, sessions, users,
-            };
+            use $crate::schema::{audit_events, otp_codes, outbox, sessions, users};
             use $crate::time::to_millis;
 
             #[async_trait]
@@ -138,12 +136,12 @@ macro_rules! user_repository {
                                 return Err(diesel::result::Error::RollbackTransaction);
                             }
                             diesel::update(
-                                refresh_tokens::table
-                                    .filter(refresh_tokens::user_id.eq(&user))
-                                    .filter(refresh_tokens::family_id.ne(&keep))
-                                    .filter(refresh_tokens::revoked_at.is_null()),
+                                sessions::table
+                                    .filter(sessions::user_id.eq(&user))
+                                    .filter(sessions::family_id.ne(&keep))
+                                    .filter(sessions::revoked_at.is_null()),
                             )
-                            .set(refresh_tokens::revoked_at.eq(Some(now_ms)))
+                            .set(sessions::revoked_at.eq(Some(now_ms)))
                             .execute(conn)
                             .await?;
                             diesel::delete(otp_codes::table.filter(otp_codes::email.eq(&old)))
@@ -188,11 +186,6 @@ macro_rules! user_repository {
                             if removed == 0 {
                                 return Err(diesel::result::Error::RollbackTransaction);
                             }
-                            diesel::delete(
-                                refresh_tokens::table.filter(refresh_tokens::user_id.eq(&user)),
-                            )
-                            .execute(conn)
-                            .await?;
                             diesel::delete(sessions::table.filter(sessions::user_id.eq(&user)))
                                 .execute(conn)
                                 .await?;

@@ -301,7 +301,18 @@ fn refresh_with(
         .returning(|_, kind, _| Ok(claims(kind)));
     // Where the store vouches for the token (it matched a token it holds), the
     // signature is not checked; where it refuses, it is (for the time it takes).
-    let vouched = !matches!(rotation, Rotation::Refused | Rotation::Reused);
+    let vouched = !matches!(rotation, Rotation::Refused | Rotation::Superseded);
+    // An earlier token of the session, genuine: the session is revoked.
+    let superseded = rotation == Rotation::Superseded;
+    m.refresh_tokens
+        .expect_revoke_family()
+        .withf(|session, at, audit| {
+            *session == Uuid::from_u128(3)
+                && *at == now()
+                && audit.kind == AuditKind::RefreshReuseDetected
+        })
+        .times(usize::from(superseded))
+        .returning(|_, _, _| Ok(()));
     m.tokens
         .expect_verify()
         .times(usize::from(!vouched))
@@ -320,7 +331,7 @@ fn refresh_with(
     });
     m.refresh_tokens
         .expect_rotate()
-        .return_once(move |_, _, _, _, _, _, _| Ok(rotation));
+        .return_once(move |_, _, _, _, _, _| Ok(rotation));
     (
         block_on(m.service().refresh("r", &RequestContext::default())),
         signed,

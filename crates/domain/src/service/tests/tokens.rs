@@ -18,7 +18,7 @@ fn refresh_signs_for_the_account_as_the_token_names_it_and_the_store_checks_it()
         .returning(|_, _| Ok(pair()));
     m.refresh_tokens
         .expect_rotate()
-        .withf(|presented, at, grace, successor, ids, signed_for, _| {
+        .withf(|presented, at, grace, successor, ids, signed_for| {
             presented == sessions_hash("r").as_slice()
                 && *at == now()
                 && *grace == Duration::seconds(10)
@@ -29,7 +29,7 @@ fn refresh_signs_for_the_account_as_the_token_names_it_and_the_store_checks_it()
                 && signed_for.presented_issued_at == claims(TokenKind::Refresh).issued_at
         })
         .times(1)
-        .returning(|_, _, _, _, _, _, _| Ok(Rotation::Rotated));
+        .returning(|_, _, _, _, _, _| Ok(Rotation::Rotated));
     assert_eq!(
         block_on(m.service().refresh("r", &RequestContext::default())).unwrap(),
         pair()
@@ -58,14 +58,14 @@ fn refresh_of_a_changed_account_signs_for_the_account_as_it_is() {
         });
     m.refresh_tokens
         .expect_rotate()
-        .withf(|_, _, _, _, _, signed_for, _| signed_for.subject.email_verified)
+        .withf(|_, _, _, _, _, signed_for| signed_for.subject.email_verified)
         .times(1)
-        .returning(|_, _, _, _, _, _, _| Ok(Rotation::AccountChanged));
+        .returning(|_, _, _, _, _, _| Ok(Rotation::AccountChanged));
     m.refresh_tokens
         .expect_rotate()
-        .withf(|_, _, _, _, _, signed_for, _| !signed_for.subject.email_verified)
+        .withf(|_, _, _, _, _, signed_for| !signed_for.subject.email_verified)
         .times(1)
-        .returning(|_, _, _, _, _, _, _| Ok(Rotation::Rotated));
+        .returning(|_, _, _, _, _, _| Ok(Rotation::Rotated));
     assert_eq!(
         block_on(m.service().refresh("r", &RequestContext::default())).unwrap(),
         pair()
@@ -85,7 +85,7 @@ fn refresh_of_an_account_changing_twice_is_refused() {
     m.refresh_tokens
         .expect_rotate()
         .times(2)
-        .returning(|_, _, _, _, _, _, _| Ok(Rotation::AccountChanged));
+        .returning(|_, _, _, _, _, _| Ok(Rotation::AccountChanged));
     assert!(matches!(
         block_on(m.service().refresh("r", &RequestContext::default())),
         Err(RefreshError::InvalidToken)
@@ -192,12 +192,39 @@ fn refresh_within_the_grace_window_returns_the_pair_already_issued() {
     );
 }
 
+/// Refused; a genuine earlier token of a live session also revokes it (see
+/// `refresh_with`).
 #[test]
 fn refresh_with_a_reused_or_unknown_token_is_refused() {
-    for rotation in [Rotation::Reused, Rotation::Refused] {
+    for rotation in [Rotation::Superseded, Rotation::Refused] {
         let (result, _) = refresh_with(rotation);
         assert!(matches!(result, Err(RefreshError::InvalidToken)));
     }
+}
+
+/// A token naming a live session that is not its live token, and not signed by this
+/// service: refused, and the session is left alone (else anyone who learns a session
+/// id could end it).
+#[test]
+fn a_forged_token_naming_a_session_does_not_revoke_it() {
+    let mut m = Mocks::new().unthrottled();
+    m.tokens
+        .expect_read_unverified()
+        .returning(|_, kind, _| Ok(claims(kind)));
+    m.tokens
+        .expect_verify()
+        .with(eq("r"), eq(TokenKind::Refresh), eq(now()))
+        .returning(|_, _, _| Err(TokenError::Invalid));
+    m.tokens.expect_issue().returning(|_, _| Ok(pair()));
+    m.refresh_tokens
+        .expect_rotate()
+        .times(1)
+        .returning(|_, _, _, _, _, _| Ok(Rotation::Superseded));
+    m.refresh_tokens.expect_revoke_family().never();
+    assert!(matches!(
+        block_on(m.service().refresh("r", &RequestContext::default())),
+        Err(RefreshError::InvalidToken)
+    ));
 }
 
 #[test]
@@ -207,9 +234,11 @@ fn logout_revokes_the_family_or_all_of_the_accounts() {
         m.tokens
             .expect_verify()
             .returning(|_, kind, _| Ok(claims(kind)));
+        // By the session the token names.
         m.refresh_tokens
             .expect_family_of()
-            .returning(|_| Ok(Some((Uuid::from_u128(3), UserId(Uuid::from_u128(7))))));
+            .withf(|_, session| *session == Some(Uuid::from_u128(3)))
+            .returning(|_, _| Ok(Some((Uuid::from_u128(3), UserId(Uuid::from_u128(7))))));
         if all {
             m.refresh_tokens
                 .expect_revoke_all()
@@ -260,5 +289,5 @@ fn first_rotation_finds_the_account_changed(m: &mut Mocks) {
     m.refresh_tokens
         .expect_rotate()
         .times(1)
-        .returning(|_, _, _, _, _, _, _| Ok(Rotation::AccountChanged));
+        .returning(|_, _, _, _, _, _| Ok(Rotation::AccountChanged));
 }

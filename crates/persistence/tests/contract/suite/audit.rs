@@ -43,7 +43,7 @@ pub async fn each_change_records_its_event_in_its_transaction(store: impl Store)
             .unwrap()
     );
     assert_eq!(events(&store, AuditKind::Verified).await, 1);
-    // A refresh-token reuse is recorded only when it is one.
+    // A refresh-token reuse is recorded with the revocation of its session.
     let signed = signed_for(&store.find_by_id(user.id).await.unwrap().unwrap());
     let family = Uuid::new_v4();
     store
@@ -54,17 +54,15 @@ pub async fn each_change_records_its_event_in_its_transaction(store: impl Store)
         .await
         .unwrap();
     assert_eq!(events(&store, AuditKind::LoginSucceeded).await, 1);
-    let reuse = event(AuditKind::RefreshReuseDetected);
     let grace = Duration::seconds(0);
     store
         .rotate(
             &[1; 32],
             now(),
             grace,
-            &refresh_token(2, Uuid::nil(), user.id),
+            &refresh_token(2, family, user.id),
             &token_ids(2),
             &signed,
-            &reuse,
         )
         .await
         .unwrap();
@@ -73,16 +71,11 @@ pub async fn each_change_records_its_event_in_its_transaction(store: impl Store)
         0,
         "a rotation is no reuse"
     );
-    let later = now() + Duration::seconds(5);
     store
-        .rotate(
-            &[1; 32],
-            later,
-            grace,
-            &refresh_token(3, Uuid::nil(), user.id),
-            &token_ids(3),
-            &signed,
-            &reuse,
+        .revoke_family(
+            family,
+            now() + Duration::seconds(5),
+            &event(AuditKind::RefreshReuseDetected),
         )
         .await
         .unwrap();

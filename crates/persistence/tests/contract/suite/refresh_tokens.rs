@@ -17,15 +17,14 @@ pub async fn rotation_spends_once_replays_within_grace_then_revokes_on_reuse(sto
             &[1; 32],
             now(),
             grace,
-            &refresh_token(2, Uuid::nil(), user),
+            &refresh_token(2, family, user),
             &token_ids(2),
             &signed,
-            &event(AuditKind::RefreshReuseDetected),
         )
         .await;
     assert_eq!(rotated.unwrap(), Rotation::Rotated);
     assert_eq!(
-        store.family_of(&[2; 32]).await.unwrap(),
+        store.family_of(&[2; 32], None).await.unwrap(),
         Some((family, user)),
         "the successor joins the family"
     );
@@ -36,10 +35,9 @@ pub async fn rotation_spends_once_replays_within_grace_then_revokes_on_reuse(sto
             &[1; 32],
             soon,
             grace,
-            &refresh_token(3, Uuid::nil(), user),
+            &refresh_token(3, family, user),
             &token_ids(3),
             &signed,
-            &event(AuditKind::RefreshReuseDetected),
         )
         .await;
     let mut replayed = token_ids(2);
@@ -50,7 +48,7 @@ pub async fn rotation_spends_once_replays_within_grace_then_revokes_on_reuse(sto
         "the session's id too"
     );
     assert_eq!(
-        store.family_of(&[3; 32]).await.unwrap(),
+        store.family_of(&[3; 32], None).await.unwrap(),
         None,
         "a replay stores nothing new"
     );
@@ -61,27 +59,45 @@ pub async fn rotation_spends_once_replays_within_grace_then_revokes_on_reuse(sto
             &[1; 32],
             later,
             grace,
-            &refresh_token(4, Uuid::nil(), user),
+            &refresh_token(4, family, user),
             &token_ids(4),
             &signed,
-            &event(AuditKind::RefreshReuseDetected),
         )
         .await;
-    assert_eq!(reuse.unwrap(), Rotation::Reused);
+    assert_eq!(reuse.unwrap(), Rotation::Superseded);
     assert_eq!(
-        store.family_of(&[2; 32]).await.unwrap(),
-        None,
-        "the whole family is revoked"
+        store.family_of(&[2; 32], None).await.unwrap(),
+        Some((family, user)),
+        "the store revokes nothing: the caller checks the token's signature first"
     );
+    let forged = store
+        .rotate(
+            &[9; 32],
+            later,
+            grace,
+            &refresh_token(6, family, user),
+            &token_ids(6),
+            &signed,
+        )
+        .await;
+    assert_eq!(
+        forged.unwrap(),
+        Rotation::Superseded,
+        "any other token naming the live session"
+    );
+    store
+        .revoke_family(family, later, &event(AuditKind::RefreshReuseDetected))
+        .await
+        .unwrap();
+    assert_eq!(store.family_of(&[2; 32], None).await.unwrap(), None);
     let after = store
         .rotate(
             &[2; 32],
             later,
             grace,
-            &refresh_token(5, Uuid::nil(), user),
+            &refresh_token(5, family, user),
             &token_ids(5),
             &signed,
-            &event(AuditKind::RefreshReuseDetected),
         )
         .await;
     assert_eq!(
@@ -89,26 +105,41 @@ pub async fn rotation_spends_once_replays_within_grace_then_revokes_on_reuse(sto
         Rotation::Refused,
         "so the newest token no longer refreshes"
     );
+    let again = store
+        .rotate(
+            &[1; 32],
+            later,
+            grace,
+            &refresh_token(7, family, user),
+            &token_ids(7),
+            &signed,
+        )
+        .await;
+    assert_eq!(
+        again.unwrap(),
+        Rotation::Refused,
+        "nor does any other: the session is revoked"
+    );
 }
 
 pub async fn rotation_refuses_unknown_and_expired_tokens(store: impl Store) {
     use passcode_domain::ports::Rotation;
     let (user, signed) = account(&store, "ada@example.com").await;
     let grace = Duration::seconds(10);
+    let family = Uuid::new_v4();
     let unknown = store
         .rotate(
             &[9; 32],
             now(),
             grace,
-            &refresh_token(2, Uuid::nil(), user),
+            &refresh_token(2, family, user),
             &token_ids(2),
             &signed,
-            &event(AuditKind::RefreshReuseDetected),
         )
         .await;
     assert_eq!(unknown.unwrap(), Rotation::Refused);
     store
-        .insert(&refresh_token(1, Uuid::new_v4(), user), None)
+        .insert(&refresh_token(1, family, user), None)
         .await
         .unwrap();
     let expired_at = now() + Duration::days(1);
@@ -117,10 +148,9 @@ pub async fn rotation_refuses_unknown_and_expired_tokens(store: impl Store) {
             &[1; 32],
             expired_at,
             grace,
-            &refresh_token(3, Uuid::nil(), user),
+            &refresh_token(3, family, user),
             &token_ids(3),
             &signed,
-            &event(AuditKind::RefreshReuseDetected),
         )
         .await;
     assert_eq!(expired.unwrap(), Rotation::Refused);
@@ -131,8 +161,9 @@ pub async fn rotation_refuses_unknown_and_expired_tokens(store: impl Store) {
 pub async fn rotation_of_a_changed_account_changes_nothing(store: impl Store) {
     use passcode_domain::ports::Rotation;
     let (user, signed) = account(&store, "ada@example.com").await;
+    let family = Uuid::new_v4();
     store
-        .insert(&refresh_token(1, Uuid::new_v4(), user), None)
+        .insert(&refresh_token(1, family, user), None)
         .await
         .unwrap();
     let rotate = |signed: SignedFor, n: u8| {
@@ -143,10 +174,9 @@ pub async fn rotation_of_a_changed_account_changes_nothing(store: impl Store) {
                     &[1; 32],
                     now(),
                     Duration::seconds(10),
-                    &refresh_token(n, Uuid::nil(), user),
+                    &refresh_token(n, family, user),
                     &token_ids(n),
                     &signed,
-                    &event(AuditKind::RefreshReuseDetected),
                 )
                 .await
                 .unwrap()
@@ -197,22 +227,23 @@ pub async fn rotation_of_a_changed_account_changes_nothing(store: impl Store) {
         .unwrap();
     // Nothing was spent: the token rotates once, for the account as it is.
     assert_eq!(rotate(signed.clone(), 3).await, Rotation::Rotated);
-    assert_eq!(store.family_of(&[2; 32]).await.unwrap(), None);
-    assert!(store.family_of(&[3; 32]).await.unwrap().is_some());
+    assert_eq!(store.family_of(&[2; 32], None).await.unwrap(), None);
+    assert!(store.family_of(&[3; 32], None).await.unwrap().is_some());
 }
 
 pub async fn concurrent_rotations_of_one_token_rotate_once_and_replay_the_rest(store: impl Store) {
     use passcode_domain::ports::Rotation;
     let (user, signed) = account(&store, "ada@example.com").await;
+    let family = Uuid::new_v4();
     store
-        .insert(&refresh_token(1, Uuid::new_v4(), user), None)
+        .insert(&refresh_token(1, family, user), None)
         .await
         .unwrap();
     let tasks: Vec<_> = (0..10u8)
         .map(|n| {
             let (store, signed) = (store.clone(), signed.clone());
             tokio::spawn(async move {
-                let successor = refresh_token(10 + n, Uuid::nil(), user);
+                let successor = refresh_token(10 + n, family, user);
                 store
                     .rotate(
                         &[1; 32],
@@ -221,7 +252,6 @@ pub async fn concurrent_rotations_of_one_token_rotate_once_and_replay_the_rest(s
                         &successor,
                         &token_ids(10 + n),
                         &signed,
-                        &event(AuditKind::RefreshReuseDetected),
                     )
                     .await
                     .unwrap()
@@ -263,10 +293,20 @@ pub async fn logout_revokes_one_family_or_all_of_an_account(store: impl Store) {
         .revoke_family(a, now(), &event(AuditKind::Logout))
         .await
         .unwrap();
-    assert_eq!(store.family_of(&[1; 32]).await.unwrap(), None);
-    assert_eq!(store.family_of(&[2; 32]).await.unwrap(), Some((b, user)));
+    assert_eq!(store.family_of(&[1; 32], None).await.unwrap(), None);
+    assert_eq!(
+        store.family_of(&[2; 32], None).await.unwrap(),
+        Some((b, user))
+    );
+    assert_eq!(
+        store.family_of(&[0; 32], Some(b)).await.unwrap(),
+        Some((b, user)),
+        "by the session a token names, whichever token it is"
+    );
+    assert_eq!(store.family_of(&[0; 32], Some(a)).await.unwrap(), None);
     store.revoke_all(user, now(), None).await.unwrap();
-    assert_eq!(store.family_of(&[2; 32]).await.unwrap(), None);
+    assert_eq!(store.family_of(&[2; 32], None).await.unwrap(), None);
+    assert_eq!(store.family_of(&[0; 32], Some(b)).await.unwrap(), None);
 }
 
 pub async fn a_session_ends_at_its_family_end_however_often_refreshed(store: impl Store) {
@@ -278,19 +318,11 @@ pub async fn a_session_ends_at_its_family_end_however_often_refreshed(store: imp
     store.insert(&first, None).await.unwrap();
     let grace = Duration::seconds(10);
     // A successor asking for a day still ends with the family.
-    let mut successor = refresh_token(2, Uuid::nil(), user);
+    let mut successor = refresh_token(2, family, user);
     successor.family_expires_at = now() + Duration::days(90);
     assert_eq!(
         store
-            .rotate(
-                &[1; 32],
-                now(),
-                grace,
-                &successor,
-                &token_ids(2),
-                &signed,
-                &event(AuditKind::RefreshReuseDetected)
-            )
+            .rotate(&[1; 32], now(), grace, &successor, &token_ids(2), &signed,)
             .await
             .unwrap(),
         Rotation::Rotated
@@ -302,10 +334,9 @@ pub async fn a_session_ends_at_its_family_end_however_often_refreshed(store: imp
                 &[2; 32],
                 later,
                 grace,
-                &refresh_token(3, Uuid::nil(), user),
+                &refresh_token(3, family, user),
                 &token_ids(3),
                 &signed,
-                &event(AuditKind::RefreshReuseDetected)
             )
             .await
             .unwrap(),
@@ -318,10 +349,9 @@ pub async fn a_session_ends_at_its_family_end_however_often_refreshed(store: imp
                 &[2; 32],
                 later - Duration::milliseconds(1),
                 grace,
-                &refresh_token(3, Uuid::nil(), user),
+                &refresh_token(3, family, user),
                 &token_ids(3),
                 &signed,
-                &event(AuditKind::RefreshReuseDetected)
             )
             .await
             .unwrap(),
@@ -356,7 +386,7 @@ pub async fn sessions_are_listed_with_their_origin_and_last_use_and_end_one_or_t
     assert_eq!(one.created_client.as_deref(), Some("203.0.113.9"));
     assert_eq!(one.created_user_agent.as_deref(), Some("agent 1"));
     // A refresh is the session's last use, with its caller's facts.
-    let mut successor = refresh_token(4, Uuid::nil(), user);
+    let mut successor = refresh_token(4, first, user);
     successor.origin.client = Some("198.51.100.4".into());
     successor.origin.user_agent = Some("agent 4".into());
     let later = now() + Duration::seconds(30);
@@ -368,7 +398,6 @@ pub async fn sessions_are_listed_with_their_origin_and_last_use_and_end_one_or_t
             &successor,
             &token_ids(4),
             &signed,
-            &event(AuditKind::RefreshReuseDetected),
         )
         .await
         .unwrap();

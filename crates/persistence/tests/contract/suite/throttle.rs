@@ -91,8 +91,22 @@ pub async fn purge_removes_only_what_no_longer_matters(store: impl Store) {
     let mut live = new_otp("live@example.com", OtpPurpose::VerifyEmail, 2);
     live.expires_at = later + Duration::minutes(10);
     store.replace(&live, &mail_for(&live)).await.unwrap();
+    // A session whose token expired a day before, and one live then.
+    let user = UserId::new_random();
+    let (ended, running) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut old_token = refresh_token(1, ended, user);
+    old_token.expires_at = now() + Duration::hours(12);
+    store.insert(&old_token, None).await.unwrap();
+    let mut live_token = refresh_token(2, running, user);
+    live_token.expires_at = later + Duration::hours(1);
+    store.insert(&live_token, None).await.unwrap();
 
-    assert_eq!(store.purge(later, Duration::days(1)).await.unwrap(), 2);
+    assert_eq!(store.purge(later, Duration::days(1)).await.unwrap(), 3);
+    assert_eq!(store.family_of(&[0; 32], Some(ended)).await.unwrap(), None);
+    assert_eq!(
+        store.family_of(&[0; 32], Some(running)).await.unwrap(),
+        Some((running, user))
+    );
     assert!(
         store
             .find(&expired.email, OtpPurpose::VerifyEmail)

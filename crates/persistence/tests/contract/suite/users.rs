@@ -181,7 +181,7 @@ pub async fn deleting_an_account_erases_everything_personal(store: impl Store) {
             .is_none()
     );
     assert_eq!(
-        store.family_of(&[1; 32]).await.unwrap(),
+        store.family_of(&[1; 32], None).await.unwrap(),
         None,
         "sessions gone"
     );
