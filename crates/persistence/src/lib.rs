@@ -10,6 +10,8 @@ mod cached;
 mod cipher;
 mod error;
 mod group_commit;
+#[cfg(test)]
+mod migration_test;
 pub mod mysql;
 mod outbox_rows;
 mod ports;

@@ -505,4 +505,18 @@ mod tests {
         let odd = supported_server("unknown").unwrap_err().to_string();
         assert!(odd.contains("unknown version"), "{odd}");
     }
+
+    crate::migration_test::session_tokens_migration_test!(
+        diesel_async::async_connection_wrapper::AsyncConnectionWrapper<
+            diesel_async::AsyncMysqlConnection,
+        >,
+        super::MIGRATIONS,
+        {
+            let database = passcode_test_support::TestDatabase::mariadb("migrate").await;
+            let url = database.url().to_owned();
+            (database, url)
+        },
+        |url: &str| super::MysqlStore::connect(&crate::DatabaseSettings::new(url)).unwrap(),
+        |byte: u8| format!("x'{byte:02x}'")
+    );
 }

@@ -608,4 +608,18 @@ mod tests {
         assert_ne!(backend_pid(&store).await, first, "not ended: closed");
         assert_eq!(buckets(&store).await, 1, "its write was rolled back");
     }
+
+    crate::migration_test::session_tokens_migration_test!(
+        diesel_async::async_connection_wrapper::AsyncConnectionWrapper<
+            diesel_async::AsyncPgConnection,
+        >,
+        super::MIGRATIONS,
+        {
+            let database = TestDatabase::create("migrate").await;
+            let url = database.url().to_owned();
+            (database, url)
+        },
+        |url: &str| PgStore::connect(&DatabaseSettings::new(url)).unwrap(),
+        |byte: u8| format!("'\\x{byte:02x}'::bytea")
+    );
 }

@@ -519,133 +519,16 @@ mod tests {
         }
     }
 
-    /// Sessions migrate from a row per token to a row per session: the live token
-    /// still rotates, the token it replaced still replays within the grace window,
-    /// an older one is superseded, a revoked family stays revoked; and the migration
-    /// reverts to a row per token.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sessions_migrate_from_a_row_per_token() {
-        use diesel::migration::MigrationSource;
-        use diesel_migrations::MigrationHarness;
-        use passcode_domain::ports::{
-            NewRefreshToken, RefreshTokenStore as _, Rotation, SignedFor, TokenIds,
-        };
-        use passcode_domain::{EmailAddress, RequestContext, TokenSubject, UserId};
-        use uuid::Uuid;
-
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("migrate.db");
-        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
-        let migrations =
-            MigrationSource::<diesel::sqlite::Sqlite>::migrations(&MIGRATIONS).unwrap();
-        let (last, earlier) = migrations.split_last().unwrap();
-        assert!(last.name().to_string().ends_with("_session_tokens"));
-        diesel::migration::MigrationConnection::setup(&mut conn).unwrap();
-        for migration in earlier {
-            conn.run_migration(migration.as_ref()).unwrap();
-        }
-        let (user, live, revoked) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
-        let t = 1_800_000_000_000_i64; // the time of the first refresh below, in ms
-        conn.batch_execute(&format!(
-            "INSERT INTO users (id, email, full_name, password_hash, email_verified, \
-                 is_active, created_at, updated_at, tokens_valid_after) \
-             VALUES ('{user}', 'ada@example.com', 'Ada', 'x', 1, 1, 0, 0, 0);
-             INSERT INTO sessions (family_id, user_id, created_at, last_used_at) \
-             VALUES ('{live}', '{user}', 0, 0), ('{revoked}', '{user}', 0, 0);
-             INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at, \
-                 spent_at, revoked_at, successor_access_jti, successor_refresh_jti, \
-                 successor_issued_at, created_at, family_expires_at) VALUES \
-             (x'00', '{live}', '{user}', {far}, {older}, NULL, 'a1', 'r1', {older}, 0, {far}), \
-             (x'01', '{live}', '{user}', {far}, {recent}, NULL, 'a2', 'r2', {recent}, 0, {far}), \
-             (x'02', '{live}', '{user}', {far}, NULL, NULL, NULL, NULL, NULL, 0, {far}), \
-             (x'05', '{revoked}', '{user}', {far}, NULL, {older}, NULL, NULL, NULL, 0, {far});",
-            far = t + 86_400_000,
-            older = t - 60_000,
-            recent = t - 2_000,
-        ))
-        .unwrap();
-        drop(conn);
-
-        let store = SqliteStore::connect(&DatabaseSettings::sqlite(path.clone())).unwrap();
-        store.migrate().await.unwrap();
-        let now = crate::time::from_millis(t);
-        let signed_for = SignedFor {
-            subject: TokenSubject {
-                user_id: UserId(user),
-                email: EmailAddress::parse("ada@example.com").unwrap(),
-                email_verified: true,
-            },
-            presented_issued_at: now,
-        };
-        let rotate = async |presented: u8, session: Uuid| {
-            let successor = NewRefreshToken {
-                token_hash: vec![9],
-                family_id: session,
-                user_id: UserId(user),
-                expires_at: now + chrono::Duration::days(1),
-                created_at: now,
-                family_expires_at: now + chrono::Duration::days(30),
-                origin: RequestContext::default(),
-            };
-            let ids = TokenIds {
-                session_id: session,
-                access_jti: "a9".into(),
-                refresh_jti: "r9".into(),
-                issued_at: now,
-            };
-            let grace = chrono::Duration::seconds(10);
-            store
-                .rotate(&[presented], now, grace, &successor, &ids, &signed_for)
-                .await
-                .unwrap()
-        };
-        let replayed = TokenIds {
-            session_id: live,
-            access_jti: "a2".into(),
-            refresh_jti: "r2".into(),
-            issued_at: now - chrono::Duration::seconds(2),
-        };
-        assert_eq!(rotate(1, live).await, Rotation::Replayed { ids: replayed });
-        assert_eq!(rotate(0, live).await, Rotation::Superseded);
-        assert_eq!(rotate(5, revoked).await, Rotation::Refused);
-        let sessions = store.sessions(UserId(user), now).await.unwrap();
-        assert_eq!(sessions.iter().map(|s| s.id).collect::<Vec<_>>(), [live]);
-        assert_eq!(rotate(2, live).await, Rotation::Rotated);
-        drop(store);
-
-        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
-        conn.revert_last_migration(MIGRATIONS).unwrap();
-        let tokens: Vec<RevertedToken> = diesel::sql_query(
-            "SELECT token_hash, family_id, spent_at, revoked_at FROM refresh_tokens \
-             ORDER BY token_hash",
-        )
-        .load(&mut conn)
-        .unwrap();
-        let token = |hash: u8, family: Uuid, spent_at, revoked_at| RevertedToken {
-            token_hash: vec![hash],
-            family_id: family.to_string(),
-            spent_at,
-            revoked_at,
-        };
-        assert_eq!(
-            tokens,
-            [
-                token(2, live, Some(t), None),
-                token(5, revoked, None, Some(t - 60_000)),
-                token(9, live, None, None),
-            ]
-        );
-    }
-
-    #[derive(diesel::QueryableByName, Debug, PartialEq)]
-    struct RevertedToken {
-        #[diesel(sql_type = diesel::sql_types::Binary)]
-        token_hash: Vec<u8>,
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        family_id: String,
-        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
-        spent_at: Option<i64>,
-        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
-        revoked_at: Option<i64>,
-    }
+    crate::migration_test::session_tokens_migration_test!(
+        SqliteConnection,
+        super::MIGRATIONS,
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("migrate.db");
+            (dir, path.to_str().unwrap().to_owned())
+        },
+        |url: &str| SqliteStore::connect(&DatabaseSettings::sqlite(std::path::PathBuf::from(url)))
+            .unwrap(),
+        |byte: u8| format!("x'{byte:02x}'")
+    );
 }
