@@ -69,9 +69,10 @@ impl AuthService {
         Ok(pair)
     }
 
-    /// Spends a refresh token for the next pair of its family. A spent token presented
-    /// again within the grace window gets the same next pair; later, it revokes the
-    /// family and is refused, as is every token of that family from then on.
+    /// Spends a refresh token for the next pair of its family. The token just replaced,
+    /// presented again within the grace window, gets the same next pair; any other
+    /// spent token of a live family (genuine, by its signature) revokes the family and
+    /// is refused, as is every token of that family from then on.
     pub async fn refresh(
         &self,
         refresh_token: &str,
