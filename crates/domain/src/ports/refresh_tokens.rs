@@ -30,7 +30,8 @@ pub struct NewRefreshToken {
     /// When it was issued (from the domain's clock): the session's start (`insert`).
     pub created_at: DateTime<Utc>,
     /// When the whole family (the session) ends, however often it is refreshed. A
-    /// successor keeps the family's end; the store ignores this field in `rotate`.
+    /// successor keeps the family's end; the store ignores this field in `rotate`,
+    /// and no token refreshes past it, whatever its own `expires_at`.
     pub family_expires_at: DateTime<Utc>,
     /// Who asked: recorded as the session's origin (`insert`) or last use (`rotate`).
     pub origin: crate::RequestContext,

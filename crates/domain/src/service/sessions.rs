@@ -208,7 +208,7 @@ impl AuthService {
             token_hash: token_hash(&next.refresh),
             family_id: session, // as the presented token names it
             user_id: subject.user_id,
-            // The store caps both at the family's end.
+            // The session keeps its first end; a token lives until the earlier of the two.
             expires_at: self.ports.tokens.refresh_expiry(now),
             created_at: now,
             family_expires_at: now + self.settings.session_max,
