@@ -136,9 +136,10 @@ pub(crate) fn reverted() -> Vec<RevertedToken> {
 
 /// The test, for a backend: `$conn` a synchronous connection type, `$migrations` its
 /// embedded migrations, `$database` an async block giving a guard and the URL of an
-/// empty database, `$store` a store on a URL, `$blob` the dialect's one-byte literal.
+/// empty database, `$store` a store on a URL, `$blob` the dialect's one-byte literal,
+/// `$setup` statements each synchronous connection runs first, if any.
 macro_rules! session_tokens_migration_test {
-    ($conn:ty, $migrations:expr, $database:expr, $store:expr, $blob:expr) => {
+    ($conn:ty, $migrations:expr, $database:expr, $store:expr, $blob:expr, $setup:expr) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn sessions_migrate_from_a_row_per_token_and_back() {
             use diesel::connection::SimpleConnection as _;
@@ -150,6 +151,9 @@ macro_rules! session_tokens_migration_test {
             let before = url.clone();
             tokio::task::spawn_blocking(move || {
                 let mut conn = <$conn as diesel::Connection>::establish(&before).unwrap();
+                if let Some(setup) = $setup {
+                    conn.batch_execute(setup).unwrap();
+                }
                 let migrations = $migrations.migrations().unwrap();
                 let (last, earlier) = migrations.split_last().unwrap();
                 assert!(last.name().to_string().ends_with("_session_tokens"));
@@ -169,6 +173,9 @@ macro_rules! session_tokens_migration_test {
 
             let tokens = tokio::task::spawn_blocking(move || {
                 let mut conn = <$conn as diesel::Connection>::establish(&url).unwrap();
+                if let Some(setup) = $setup {
+                    conn.batch_execute(setup).unwrap();
+                }
                 conn.revert_last_migration($migrations).unwrap();
                 diesel::RunQueryDsl::load::<RevertedToken>(
                     diesel::sql_query(

@@ -517,6 +517,7 @@ mod tests {
             (database, url)
         },
         |url: &str| super::MysqlStore::connect(&crate::DatabaseSettings::new(url)).unwrap(),
-        |byte: u8| format!("x'{byte:02x}'")
+        |byte: u8| format!("x'{byte:02x}'"),
+        None::<&str>
     );
 }

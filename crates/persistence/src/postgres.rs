@@ -620,6 +620,7 @@ mod tests {
             (database, url)
         },
         |url: &str| PgStore::connect(&DatabaseSettings::new(url)).unwrap(),
-        |byte: u8| format!("'\\x{byte:02x}'::bytea")
+        |byte: u8| format!("'\\x{byte:02x}'::bytea"),
+        None::<&str>
     );
 }

@@ -529,6 +529,8 @@ mod tests {
         },
         |url: &str| SqliteStore::connect(&DatabaseSettings::sqlite(std::path::PathBuf::from(url)))
             .unwrap(),
-        |byte: u8| format!("x'{byte:02x}'")
+        |byte: u8| format!("x'{byte:02x}'"),
+        // The dropped store's threads may still hold the file for a moment.
+        Some("PRAGMA busy_timeout = 10000;")
     );
 }
