@@ -53,6 +53,7 @@ pub(crate) fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     Store::connect(&DatabaseSettings {
         url: db.url.clone(),
         max_connections: db.max_connections,
+        groups: http_workers(settings),
         acquire_timeout: db.acquire_timeout_seconds.duration(),
         busy_timeout: db.busy_timeout_ms.duration(),
         statement_timeout: db.statement_timeout_seconds.duration(),
@@ -219,6 +220,14 @@ pub(crate) fn trusted_proxies(settings: &Settings) -> anyhow::Result<Vec<ipnet::
                 })
         })
         .collect()
+}
+
+/// The HTTP worker threads: as configured, or one per core (actix-web's default).
+pub(crate) fn http_workers(settings: &Settings) -> usize {
+    match settings.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        workers => workers,
+    }
 }
 
 pub(crate) fn hashing_settings(settings: &Settings) -> HashingSettings {

@@ -21,8 +21,9 @@ use passcode_password::Argon2Hasher;
 use passcode_persistence::Store;
 
 use crate::adapters::{
-    delivery_settings, hashing_settings, jwt_settings, mail_settings, open_store, otp_secret,
-    service_settings, signing_key, trusted_proxies, warn_if_generated_secrets_on_shared_database,
+    delivery_settings, hashing_settings, http_workers, jwt_settings, mail_settings, open_store,
+    otp_secret, service_settings, signing_key, trusted_proxies,
+    warn_if_generated_secrets_on_shared_database,
 };
 use crate::clock::SystemClock;
 use crate::settings::{Settings, TransportKind};
@@ -265,7 +266,10 @@ impl Application {
             max_age_seconds: usize::try_from(settings.server.cors.max_age_seconds.0)
                 .unwrap_or(usize::MAX),
         };
-        let mut server = HttpServer::new(move || {
+        // Each worker borrows from its own group of database connections (PostgreSQL).
+        let numbered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let server = HttpServer::new(move || {
+            passcode_persistence::affinity::number_this_thread(&numbered);
             App::new()
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
                 // No origins listed: no CORS middleware, so no CORS headers at all.
@@ -278,10 +282,8 @@ impl Application {
                 .default_service(web::to(passcode_http::not_found))
         })
         .shutdown_timeout(settings.server.shutdown_timeout_seconds.0)
+        .workers(http_workers(&settings))
         .listen(listener)?;
-        if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
-        }
         let delivery = MailDelivery::new(
             storage.outbox.clone(),
             mailer,

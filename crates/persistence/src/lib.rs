@@ -6,6 +6,7 @@
 //! dialect writes its own way (`ports/dialect.rs`, MariaDB's in `mysql.rs`) and the
 //! guess transaction, which each backend runs its fastest way.
 
+pub mod affinity;
 mod cached;
 mod cipher;
 mod error;

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use deadpool::managed::{PoolError, TimeoutType, Timeouts};
 use diesel::ConnectionError;
 use diesel::connection::SimpleConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
@@ -28,7 +29,11 @@ const MIGRATION_LOCK: i64 = 0x7061_7373_636f_6465; // "passcode"
 /// Implements the seven storage ports (see `Store`) on PostgreSQL.
 #[derive(Clone)]
 pub struct PgStore {
-    pool: Pool<AsyncPgConnection>,
+    /// One pool per HTTP worker thread (`affinity`), together at most
+    /// `max_connections`.
+    groups: Arc<[Pool<AsyncPgConnection>]>,
+    /// A checkout that takes an idle connection or opens one, and does not wait.
+    at_once: Timeouts,
     url: Arc<str>,
     mail_key: MailKey,
 }
@@ -46,34 +51,49 @@ impl PgStore {
     /// now does not stop the service from starting (requests get 503 until it is back).
     pub fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
         let statement_timeout = settings.statement_timeout.as_millis();
-        let mut config = ManagerConfig::<AsyncPgConnection>::default();
-        config.custom_setup = Box::new(move |url| {
-            let url = url.to_owned();
-            Box::pin(async move {
-                let mut conn = AsyncPgConnection::establish(&url).await?;
-                conn.batch_execute(&format!("SET statement_timeout = {statement_timeout}"))
-                    .await
-                    .map_err(ConnectionError::CouldntSetupConfiguration)?;
-                Ok(conn)
+        let manager = || {
+            let mut config = ManagerConfig::<AsyncPgConnection>::default();
+            config.custom_setup = Box::new(move |url| {
+                let url = url.to_owned();
+                Box::pin(async move {
+                    let mut conn = AsyncPgConnection::establish(&url).await?;
+                    conn.batch_execute(&format!("SET statement_timeout = {statement_timeout}"))
+                        .await
+                        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                    Ok(conn)
+                })
+            });
+            // A connection that died with the server is noticed and replaced at checkout:
+            // its socket is closed (`is_broken`), known without a round trip. (`Verified`
+            // would add a `SELECT 1` round trip to every checkout, that is to every port call.)
+            config.recycling_method = RecyclingMethod::Fast;
+            AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+                settings.url.as_str(),
+                config,
+            )
+        };
+        let max = settings.max_connections.max(1);
+        let count = settings.groups.clamp(1, max);
+        let groups = (0..count)
+            .map(|group| {
+                // The connections shared out as evenly as they go.
+                let size = max / count + usize::from(group < max % count);
+                Pool::builder(manager())
+                    .max_size(size)
+                    .wait_timeout(Some(settings.acquire_timeout))
+                    .create_timeout(Some(settings.acquire_timeout))
+                    .recycle_timeout(Some(settings.acquire_timeout))
+                    .runtime(deadpool::Runtime::Tokio1)
+                    .build()
             })
-        });
-        // A connection that died with the server is noticed and replaced at checkout:
-        // its socket is closed (`is_broken`), known without a round trip. (`Verified`
-        // would add a `SELECT 1` round trip to every checkout, that is to every port call.)
-        config.recycling_method = RecyclingMethod::Fast;
-        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
-            settings.url.as_str(),
-            config,
-        );
-        let pool = Pool::builder(manager)
-            .max_size(settings.max_connections.max(1))
-            .wait_timeout(Some(settings.acquire_timeout))
-            .create_timeout(Some(settings.acquire_timeout))
-            .recycle_timeout(Some(settings.acquire_timeout))
-            .runtime(deadpool::Runtime::Tokio1)
-            .build()?;
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
-            pool,
+            groups: groups.into(),
+            at_once: Timeouts {
+                wait: Some(std::time::Duration::ZERO),
+                create: Some(settings.acquire_timeout),
+                recycle: Some(settings.acquire_timeout),
+            },
             url: settings.url.as_str().into(),
             mail_key: settings.mail_key.clone(),
         })
@@ -104,12 +124,37 @@ impl PgStore {
         .await?
     }
 
+    /// All groups' pools together.
     pub(crate) fn pool_status(&self) -> deadpool::Status {
-        self.pool.status()
+        let mut total = deadpool::Status {
+            max_size: 0,
+            size: 0,
+            available: 0,
+            waiting: 0,
+        };
+        for status in self.groups.iter().map(Pool::status) {
+            total.max_size += status.max_size;
+            total.size += status.size;
+            total.available += status.available;
+            total.waiting += status.waiting;
+        }
+        total
     }
 
+    /// A connection of this thread's group (`affinity`); if it has none to spare at
+    /// once, another group's; if none has, this group's when one is returned.
     pub(crate) async fn conn(&self) -> Result<Object<AsyncPgConnection>, InfraError> {
-        self.pool.get().await.map_err(pool_error)
+        let count = self.groups.len();
+        let own = crate::affinity::group(count);
+        if count > 1 {
+            for group in (0..count).map(|k| (own + k) % count) {
+                match self.groups[group].timeout_get(&self.at_once).await {
+                    Err(PoolError::Timeout(TimeoutType::Wait)) => {}
+                    taken => return taken.map_err(pool_error),
+                }
+            }
+        }
+        self.groups[own].get().await.map_err(pool_error)
     }
 
     /// The same as [`PgStore::conn`]: PostgreSQL's row locks let writers run side by side.
@@ -563,6 +608,76 @@ mod tests {
             .await
             .unwrap()
             .pid
+    }
+
+    /// Runs `work` on a new thread, numbered from `next` as an HTTP worker is, on a
+    /// runtime of its own (which drives the connections opened there).
+    fn on_worker<'s, T: Send + 's>(
+        scope: &'s std::thread::Scope<'s, '_>,
+        next: &'s std::sync::atomic::AtomicUsize,
+        work: impl std::future::Future<Output = T> + Send + 's,
+    ) -> std::thread::ScopedJoinHandle<'s, T> {
+        scope.spawn(move || {
+            crate::affinity::number_this_thread(next);
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(work)
+        })
+    }
+
+    /// Split into groups (one per HTTP worker), a store lends each worker thread its
+    /// own group's connection even while another group's is idle, borrows the
+    /// other's only when its own is taken, and never opens more than
+    /// `max_connections` in all.
+    #[test]
+    fn a_worker_thread_borrows_from_its_own_group_first() {
+        use std::sync::atomic::AtomicUsize;
+        let setup = tokio::runtime::Runtime::new().unwrap();
+        let database = setup.block_on(TestDatabase::create("groups"));
+        let mut settings = DatabaseSettings::new(database.url());
+        settings.max_connections = 2;
+        settings.groups = 2;
+        settings.acquire_timeout = std::time::Duration::from_millis(300);
+        let store = PgStore::connect(&settings).unwrap();
+        let next = AtomicUsize::new(0);
+        let (opened, first_pid) = std::sync::mpsc::channel();
+        let (end, ended) = tokio::sync::oneshot::channel::<()>();
+        let store = &store;
+        std::thread::scope(|scope| {
+            let first = on_worker(scope, &next, async move {
+                let own = backend_pid(store).await;
+                assert_eq!(backend_pid(store).await, own, "its own connection again");
+                opened.send(own).unwrap();
+                // Keeps driving its connection while the second thread borrows it.
+                ended.await.unwrap();
+            });
+            let first_pid = first_pid.recv().unwrap();
+            let second = on_worker(scope, &next, async move {
+                let own = backend_pid(store).await;
+                assert_ne!(
+                    own, first_pid,
+                    "its own group's, not the idle one of the first"
+                );
+                let held = store.conn().await.unwrap();
+                assert_eq!(
+                    backend_pid(store).await,
+                    first_pid,
+                    "its own taken: the other group's idle connection"
+                );
+                let also_held = store.conn().await.unwrap();
+                assert!(
+                    store.conn().await.is_err(),
+                    "both taken: a third is not opened"
+                );
+                assert_eq!(store.pool_status().size, 2);
+                drop((held, also_held));
+                end.send(()).unwrap();
+            });
+            second.join().unwrap();
+            first.join().unwrap();
+        });
     }
 
     async fn buckets(store: &PgStore) -> i64 {

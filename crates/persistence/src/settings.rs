@@ -9,6 +9,9 @@ pub struct DatabaseSettings {
     /// `sqlite://path/to/file.db` (or a bare path), or `postgres://user@host:port/db`.
     pub url: String,
     pub max_connections: usize,
+    /// PostgreSQL: the connections split into this many groups, one per HTTP worker
+    /// thread (`affinity`), at most one per connection; 1 lends any to any thread.
+    pub groups: usize,
     /// How long a request waits for a pooled connection (or to open one) before 503.
     pub acquire_timeout: Duration,
     /// How long SQLite waits on a locked database before giving up.
@@ -25,6 +28,7 @@ impl DatabaseSettings {
         Self {
             url: url.into(),
             max_connections: 8,
+            groups: 1,
             acquire_timeout: Duration::from_secs(5),
             busy_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(10),
