@@ -13,7 +13,7 @@ use std::sync::Arc;
 use diesel::ConnectionError;
 use diesel::connection::SimpleConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::deadpool::Object;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
@@ -22,6 +22,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use passcode_domain::InfraError;
 
 use crate::DatabaseSettings;
+use crate::affinity::Groups;
 use crate::cipher::MailKey;
 use crate::error::pool_error;
 use crate::ports;
@@ -34,7 +35,7 @@ const MIGRATION_LOCK: &str = "passcode_migrations";
 /// Implements the seven storage ports (see `Store`) on MariaDB.
 #[derive(Clone)]
 pub struct MysqlStore {
-    pool: Pool<AsyncMysqlConnection>,
+    groups: Groups<AsyncDieselConnectionManager<AsyncMysqlConnection>>,
     url: Arc<str>,
     mail_key: MailKey,
 }
@@ -108,41 +109,40 @@ impl MysqlStore {
              SET SESSION max_statement_time = {timeout}; \
              SET SESSION innodb_lock_wait_timeout = {lock_wait}"
         );
-        let mut config = ManagerConfig::<AsyncMysqlConnection>::default();
-        config.custom_setup = Box::new(move |url| {
-            let url = url.to_owned();
+        let config = || {
+            let mut config = ManagerConfig::<AsyncMysqlConnection>::default();
             let session = session.clone();
-            Box::pin(async move {
-                let mut conn = AsyncMysqlConnection::establish(&url).await?;
-                let version = server_version(&mut conn)
-                    .await
-                    .map_err(ConnectionError::CouldntSetupConfiguration)?;
-                supported_server(&version)
-                    .map_err(|refused| ConnectionError::BadConnection(refused.to_string()))?;
-                conn.batch_execute(&session)
-                    .await
-                    .map_err(ConnectionError::CouldntSetupConfiguration)?;
-                Ok(conn)
-            })
-        });
-        // Checked with a round trip at checkout: unlike tokio-postgres, the driver does
-        // not know that the server closed a connection until it is used, so a restarted
-        // server would otherwise leave the pool handing out dead connections for good.
-        config.recycling_method = RecyclingMethod::Verified;
+            config.custom_setup = Box::new(move |url| {
+                let url = url.to_owned();
+                let session = session.clone();
+                Box::pin(async move {
+                    let mut conn = AsyncMysqlConnection::establish(&url).await?;
+                    let version = server_version(&mut conn)
+                        .await
+                        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                    supported_server(&version)
+                        .map_err(|refused| ConnectionError::BadConnection(refused.to_string()))?;
+                    conn.batch_execute(&session)
+                        .await
+                        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                    Ok(conn)
+                })
+            });
+            // Checked with a round trip at checkout: unlike tokio-postgres, the driver does
+            // not know that the server closed a connection until it is used, so a restarted
+            // server would otherwise leave the pool handing out dead connections for good.
+            config.recycling_method = RecyclingMethod::Verified;
+            config
+        };
         let url = driver_url(&settings.url);
-        let manager = AsyncDieselConnectionManager::<AsyncMysqlConnection>::new_with_config(
-            url.as_str(),
-            config,
-        );
-        let pool = Pool::builder(manager)
-            .max_size(settings.max_connections.max(1))
-            .wait_timeout(Some(settings.acquire_timeout))
-            .create_timeout(Some(settings.acquire_timeout))
-            .recycle_timeout(Some(settings.acquire_timeout))
-            .runtime(deadpool::Runtime::Tokio1)
-            .build()?;
+        let manager = || {
+            AsyncDieselConnectionManager::<AsyncMysqlConnection>::new_with_config(
+                url.as_str(),
+                config(),
+            )
+        };
         Ok(Self {
-            pool,
+            groups: Groups::build(settings, manager)?,
             url: url.into(),
             mail_key: settings.mail_key.clone(),
         })
@@ -181,11 +181,12 @@ impl MysqlStore {
     }
 
     pub(crate) fn pool_status(&self) -> deadpool::Status {
-        self.pool.status()
+        self.groups.status()
     }
 
+    /// A connection of this thread's group (`affinity`).
     pub(crate) async fn conn(&self) -> Result<Object<AsyncMysqlConnection>, InfraError> {
-        self.pool.get().await.map_err(pool_error)
+        self.groups.get().await.map_err(pool_error)
     }
 
     /// The same as [`MysqlStore::conn`]: InnoDB's row locks let writers run side by side.

@@ -4,11 +4,10 @@
 
 use std::sync::Arc;
 
-use deadpool::managed::{PoolError, TimeoutType, Timeouts};
 use diesel::ConnectionError;
 use diesel::connection::SimpleConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::deadpool::Object;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
@@ -17,6 +16,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use passcode_domain::InfraError;
 
 use crate::DatabaseSettings;
+use crate::affinity::Groups;
 use crate::cipher::MailKey;
 use crate::error::pool_error;
 use crate::ports;
@@ -29,11 +29,7 @@ const MIGRATION_LOCK: i64 = 0x7061_7373_636f_6465; // "passcode"
 /// Implements the seven storage ports (see `Store`) on PostgreSQL.
 #[derive(Clone)]
 pub struct PgStore {
-    /// One pool per HTTP worker thread (`affinity`), together at most
-    /// `max_connections`.
-    groups: Arc<[Pool<AsyncPgConnection>]>,
-    /// A checkout that takes an idle connection or opens one, and does not wait.
-    at_once: Timeouts,
+    groups: Groups<AsyncDieselConnectionManager<AsyncPgConnection>>,
     url: Arc<str>,
     mail_key: MailKey,
 }
@@ -72,28 +68,8 @@ impl PgStore {
                 config,
             )
         };
-        let max = settings.max_connections.max(1);
-        let count = settings.groups.clamp(1, max);
-        let groups = (0..count)
-            .map(|group| {
-                // The connections shared out as evenly as they go.
-                let size = max / count + usize::from(group < max % count);
-                Pool::builder(manager())
-                    .max_size(size)
-                    .wait_timeout(Some(settings.acquire_timeout))
-                    .create_timeout(Some(settings.acquire_timeout))
-                    .recycle_timeout(Some(settings.acquire_timeout))
-                    .runtime(deadpool::Runtime::Tokio1)
-                    .build()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
-            groups: groups.into(),
-            at_once: Timeouts {
-                wait: Some(std::time::Duration::ZERO),
-                create: Some(settings.acquire_timeout),
-                recycle: Some(settings.acquire_timeout),
-            },
+            groups: Groups::build(settings, manager)?,
             url: settings.url.as_str().into(),
             mail_key: settings.mail_key.clone(),
         })
@@ -124,37 +100,13 @@ impl PgStore {
         .await?
     }
 
-    /// All groups' pools together.
     pub(crate) fn pool_status(&self) -> deadpool::Status {
-        let mut total = deadpool::Status {
-            max_size: 0,
-            size: 0,
-            available: 0,
-            waiting: 0,
-        };
-        for status in self.groups.iter().map(Pool::status) {
-            total.max_size += status.max_size;
-            total.size += status.size;
-            total.available += status.available;
-            total.waiting += status.waiting;
-        }
-        total
+        self.groups.status()
     }
 
-    /// A connection of this thread's group (`affinity`); if it has none to spare at
-    /// once, another group's; if none has, this group's when one is returned.
+    /// A connection of this thread's group (`affinity`).
     pub(crate) async fn conn(&self) -> Result<Object<AsyncPgConnection>, InfraError> {
-        let count = self.groups.len();
-        let own = crate::affinity::group(count);
-        if count > 1 {
-            for group in (0..count).map(|k| (own + k) % count) {
-                match self.groups[group].timeout_get(&self.at_once).await {
-                    Err(PoolError::Timeout(TimeoutType::Wait)) => {}
-                    taken => return taken.map_err(pool_error),
-                }
-            }
-        }
-        self.groups[own].get().await.map_err(pool_error)
+        self.groups.get().await.map_err(pool_error)
     }
 
     /// The same as [`PgStore::conn`]: PostgreSQL's row locks let writers run side by side.
