@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash as PhcHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use async_trait::async_trait;
-use passcode_domain::ports::{HashError, PasswordHasher};
+use passcode_domain::ports::{HashError, PasswordCheck, PasswordHasher};
 use passcode_domain::{Password, PasswordHash};
 use rand::TryRng;
 use rand::rngs::SysRng;
@@ -275,6 +275,12 @@ impl PasswordHasher for Argon2Hasher {
         })
         .await
     }
+
+    /// On the hashing threads: an estimate that costs as much as a hash is bounded
+    /// and queued like one, below the request threads' priority.
+    async fn check(&self, check: PasswordCheck) -> Result<Option<String>, HashError> {
+        self.run(move |_| Ok(check())).await
+    }
 }
 
 #[cfg(test)]
@@ -300,6 +306,20 @@ mod tests {
             "hashing nice {theirs}, caller {}",
             niceness()
         );
+    }
+
+    /// A new password's strength estimate runs where hashes run, not on the caller's
+    /// (request) thread.
+    #[tokio::test]
+    async fn password_checks_run_on_the_hashing_threads() {
+        let hasher = Argon2Hasher::new(&fast()).unwrap();
+        let ran_on = hasher
+            .check(Box::new(|| {
+                std::thread::current().name().map(str::to_owned)
+            }))
+            .await
+            .unwrap();
+        assert_eq!(ran_on.as_deref(), Some("argon2-0"));
     }
 
     fn fast() -> HashingSettings {

@@ -21,7 +21,7 @@ pub use health_check::HealthCheck;
 pub use mailer::{Mail, MailError, Mailer};
 pub use otp_store::{OtpStore, Tries};
 pub use outbox::{Outbox, OutboxEntry, OutboxStats, OutboxStatus, QueuedMail};
-pub use password_hasher::{HashError, PasswordHasher};
+pub use password_hasher::{HashError, PasswordCheck, PasswordHasher};
 pub use refresh_tokens::{
     NewRefreshToken, RefreshTokenStore, Rotation, SessionInfo, SignedFor, TokenIds,
 };

@@ -13,6 +13,9 @@ pub enum HashError {
     Unexpected(anyhow::Error),
 }
 
+/// CPU-bound work on a new password (its strength estimate): `Some(reason)` refuses it.
+pub type PasswordCheck = Box<dyn FnOnce() -> Option<String> + Send>;
+
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait PasswordHasher: Send + Sync {
@@ -27,4 +30,11 @@ pub trait PasswordHasher: Send + Sync {
         password: &Password,
         hash: Option<PasswordHash>,
     ) -> Result<bool, HashError>;
+
+    /// Runs `check` where hashes run, under the same bound (`Busy` when the queue is
+    /// full): the strength estimate of a crafted password can cost more than a hash,
+    /// and must not hold a request thread meanwhile. By default it runs in place.
+    async fn check(&self, check: PasswordCheck) -> Result<Option<String>, HashError> {
+        Ok(check())
+    }
 }

@@ -3,7 +3,7 @@
 
 use crate::service::AuthService;
 use crate::service::authenticate::AuthenticateError;
-use crate::{InfraError, Password, password::strength_problem};
+use crate::{InfraError, Password};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChangePasswordError {
@@ -43,9 +43,7 @@ impl AuthService {
     ) -> Result<(), ChangePasswordError> {
         let user = self.current_user(access_token).await?;
         let inputs = [user.email.as_str(), user.full_name.as_str()];
-        if let Some(problem) =
-            strength_problem(new_password, &inputs, self.settings.password_min_score)
-        {
+        if let Some(problem) = self.weak_password(new_password, &inputs).await? {
             return Err(ChangePasswordError::WeakPassword(problem));
         }
         if !self

@@ -73,11 +73,12 @@ use uuid::Uuid;
 
 use crate::otp::NewOtp;
 use crate::ports::{
-    Admission, AuditLog, Clock, CodeGenerator, Limit, Mail, OtpStore, Outbox, PasswordHasher,
-    RefreshTokenStore, Throttle, TokenIssuer, UserRepository,
+    Admission, AuditLog, Clock, CodeGenerator, HashError, Limit, Mail, OtpStore, Outbox,
+    PasswordHasher, RefreshTokenStore, Throttle, TokenIssuer, UserRepository,
 };
 use crate::{
-    EmailAddress, FullName, InfraError, OtpHasher, OtpPurpose, OtpSettings, Registration, User,
+    EmailAddress, FullName, InfraError, OtpHasher, OtpPurpose, OtpSettings, Password, Registration,
+    User,
 };
 
 /// Whether tokens wait for a verified address (see API.md "Registration policy").
@@ -291,6 +292,29 @@ impl AuthService {
 
     pub fn settings(&self) -> &ServiceSettings {
         &self.settings
+    }
+
+    /// Why a new `password` is too easy to guess, if it is (`password_min_score`),
+    /// with the account's own words (`user_inputs`) counted as known. Estimated on the
+    /// hashing threads (`PasswordHasher::check`).
+    pub(crate) async fn weak_password(
+        &self,
+        password: &Password,
+        user_inputs: &[&str],
+    ) -> Result<Option<String>, HashError> {
+        let min_score = self.settings.password_min_score;
+        if min_score == 0 {
+            return Ok(None);
+        }
+        let password = password.clone();
+        let inputs: Vec<String> = user_inputs.iter().map(|&input| input.to_owned()).collect();
+        self.ports
+            .passwords
+            .check(Box::new(move || {
+                let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+                crate::password::strength_problem(&password, &inputs, min_score)
+            }))
+            .await
     }
 
     /// Counts one event against `limit` for `bucket`, or says how long to wait.

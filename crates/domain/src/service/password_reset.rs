@@ -3,10 +3,7 @@
 
 use crate::ports::Mail;
 use crate::service::{AuthService, Throttled};
-use crate::{
-    EmailAddress, InfraError, OtpCode, OtpPurpose, Password, RequestContext,
-    password::strength_problem,
-};
+use crate::{EmailAddress, InfraError, OtpCode, OtpPurpose, Password, RequestContext};
 
 #[derive(Debug)]
 pub struct ResetInput {
@@ -60,11 +57,10 @@ impl AuthService {
     /// Sets a new password with a reset code. Marks the address verified (the code
     /// proved it), refuses every token issued before, and mails a notice.
     pub async fn confirm_password_reset(&self, input: ResetInput) -> Result<(), ResetError> {
-        if let Some(problem) = strength_problem(
-            &input.new_password,
-            &[input.email.as_str()],
-            self.settings.password_min_score,
-        ) {
+        if let Some(problem) = self
+            .weak_password(&input.new_password, &[input.email.as_str()])
+            .await?
+        {
             return Err(ResetError::WeakPassword(problem));
         }
         // Hash before the code is spent: a busy hasher must not cost the user the code.

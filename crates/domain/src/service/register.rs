@@ -1,6 +1,5 @@
 //! Register: create the account and mail a verification code, under either policy.
 
-use crate::password::strength_problem;
 use crate::ports::{CreateUserError, Mail};
 use crate::service::{AuthService, RegistrationPolicy, Throttled};
 use crate::{
@@ -51,9 +50,7 @@ hash_error_into!(RegisterError);
 impl AuthService {
     pub async fn register(&self, input: RegisterInput) -> Result<Registered, RegisterError> {
         let inputs = [input.email.as_str(), input.full_name.as_str()];
-        if let Some(problem) =
-            strength_problem(&input.password, &inputs, self.settings.password_min_score)
-        {
+        if let Some(problem) = self.weak_password(&input.password, &inputs).await? {
             return Err(RegisterError::WeakPassword(problem));
         }
         // Every registration mails the address (a code or a notice): it counts as a send.

@@ -134,6 +134,8 @@ impl Mocks {
     }
 
     fn service(mut self) -> AuthService {
+        // The strength estimate runs where the adapter runs hashes; here, in place.
+        self.passwords.expect_check().returning(|check| Ok(check()));
         // Failed logins are recorded on their own; tests that check it set their own.
         if !self.audit_checked {
             self.audit.expect_record().returning(|_| Ok(()));
