@@ -266,7 +266,8 @@ impl Application {
             max_age_seconds: usize::try_from(settings.server.cors.max_age_seconds.0)
                 .unwrap_or(usize::MAX),
         };
-        // Each worker borrows from its own group of database connections (PostgreSQL).
+        // Each worker borrows from its own group of database connections
+        // (PostgreSQL and MariaDB; `passcode_persistence::affinity`).
         let numbered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let server = HttpServer::new(move || {
             passcode_persistence::affinity::number_this_thread(&numbered);

@@ -9,8 +9,9 @@ pub struct DatabaseSettings {
     /// `sqlite://path/to/file.db` (or a bare path), or `postgres://user@host:port/db`.
     pub url: String,
     pub max_connections: usize,
-    /// PostgreSQL: the connections split into this many groups, one per HTTP worker
-    /// thread (`affinity`), at most one per connection; 1 lends any to any thread.
+    /// PostgreSQL and MariaDB: the connections split into this many groups, one per
+    /// HTTP worker thread (`affinity`), at most one per connection; 1 lends any to
+    /// any thread.
     pub groups: usize,
     /// How long a request waits for a pooled connection (or to open one) before 503.
     pub acquire_timeout: Duration,
