@@ -13,9 +13,11 @@ use std::sync::Arc;
 use diesel::ConnectionError;
 use diesel::connection::SimpleConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_async::pooled_connection::deadpool::Object;
+use std::time::Duration;
+
+use deadpool::managed::{Manager, Metrics, Object, RecycleResult};
 use diesel_async::pooled_connection::{
-    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+    AsyncDieselConnectionManager, ManagerConfig, PoolError, RecyclingMethod,
 };
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -35,7 +37,7 @@ const MIGRATION_LOCK: &str = "passcode_migrations";
 /// Implements the seven storage ports (see `Store`) on MariaDB.
 #[derive(Clone)]
 pub struct MysqlStore {
-    groups: Groups<AsyncDieselConnectionManager<AsyncMysqlConnection>>,
+    groups: Groups<Checked>,
     url: Arc<str>,
     mail_key: MailKey,
 }
@@ -97,6 +99,43 @@ fn supported_server(version: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A connection idle this long is checked with a round trip before it is lent.
+const CHECK_IDLE: Duration = Duration::from_secs(1);
+
+/// The pool's manager, which checks a connection with a round trip at checkout only
+/// when it may have died unseen. Unlike tokio-postgres, the driver does not know that
+/// the server closed a connection until it is used, so a restarted server would
+/// otherwise leave the pool lending dead connections for good. A check at every
+/// checkout (`RecyclingMethod::Verified`) cost five round trips per registration.
+/// So a connection is checked if it sat idle (a restart, `wait_timeout`), or if any
+/// query failed since it was last lent (a connection that died while in use).
+pub(crate) struct Checked(AsyncDieselConnectionManager<AsyncMysqlConnection>);
+
+impl Manager for Checked {
+    type Type = AsyncMysqlConnection;
+    type Error = PoolError;
+
+    async fn create(&self) -> Result<AsyncMysqlConnection, PoolError> {
+        self.0.create().await
+    }
+
+    async fn recycle(
+        &self,
+        conn: &mut AsyncMysqlConnection,
+        metrics: &Metrics,
+    ) -> RecycleResult<PoolError> {
+        // Broken transactions and panics, with no round trip (`RecyclingMethod::Fast`).
+        self.0.recycle(conn, metrics).await?;
+        let lent = metrics.recycled.unwrap_or(metrics.created);
+        if lent.elapsed() >= CHECK_IDLE || crate::error::failed_since(lent) {
+            conn.batch_execute("DO 0")
+                .await
+                .map_err(PoolError::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
 impl MysqlStore {
     /// Builds the pool; connections are opened lazily, so a database that is down
     /// now does not stop the service from starting (requests get 503 until it is back).
@@ -128,17 +167,17 @@ impl MysqlStore {
                     Ok(conn)
                 })
             });
-            // Checked with a round trip at checkout: unlike tokio-postgres, the driver does
-            // not know that the server closed a connection until it is used, so a restarted
-            // server would otherwise leave the pool handing out dead connections for good.
-            config.recycling_method = RecyclingMethod::Verified;
+            // Checked with a round trip only when it may have died unseen (`Checked`).
+            config.recycling_method = RecyclingMethod::Fast;
             config
         };
         let url = driver_url(&settings.url);
         let manager = || {
-            AsyncDieselConnectionManager::<AsyncMysqlConnection>::new_with_config(
-                url.as_str(),
-                config(),
+            Checked(
+                AsyncDieselConnectionManager::<AsyncMysqlConnection>::new_with_config(
+                    url.as_str(),
+                    config(),
+                ),
             )
         };
         Ok(Self {
@@ -185,12 +224,12 @@ impl MysqlStore {
     }
 
     /// A connection of this thread's group (`affinity`).
-    pub(crate) async fn conn(&self) -> Result<Object<AsyncMysqlConnection>, InfraError> {
+    pub(crate) async fn conn(&self) -> Result<Object<Checked>, InfraError> {
         self.groups.get().await.map_err(pool_error)
     }
 
     /// The same as [`MysqlStore::conn`]: InnoDB's row locks let writers run side by side.
-    pub(crate) async fn writer(&self) -> Result<Object<AsyncMysqlConnection>, InfraError> {
+    pub(crate) async fn writer(&self) -> Result<Object<Checked>, InfraError> {
         self.conn().await
     }
 }
@@ -505,6 +544,89 @@ mod tests {
         assert!(old.contains("needs 10.6 or later"), "{old}");
         let odd = supported_server("unknown").unwrap_err().to_string();
         assert!(odd.contains("unknown version"), "{odd}");
+    }
+
+    async fn connection_id(store: &super::MysqlStore) -> Result<u64, diesel::result::Error> {
+        let mut conn = store.conn().await.unwrap();
+        diesel_async::RunQueryDsl::get_result(
+            diesel::select(diesel::dsl::sql::<
+                diesel::sql_types::Unsigned<diesel::sql_types::BigInt>,
+            >("CONNECTION_ID()")),
+            &mut *conn,
+        )
+        .await
+    }
+
+    /// This session's statements so far, counting this one.
+    async fn questions(conn: &mut diesel_async::AsyncMysqlConnection) -> u64 {
+        #[derive(diesel::QueryableByName)]
+        struct Status {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            #[diesel(column_name = Value)]
+            value: String,
+        }
+        let status: Status = diesel_async::RunQueryDsl::get_result(
+            diesel::sql_query("SHOW SESSION STATUS LIKE 'Questions'"),
+            conn,
+        )
+        .await
+        .unwrap();
+        status.value.parse().unwrap()
+    }
+
+    /// A connection lent a moment ago is lent again without a round trip; one that the
+    /// server closed is replaced: at once if it sat idle, after the first failure if
+    /// it was in use.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_is_checked_only_when_it_may_have_died_unseen() {
+        use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+        let database = passcode_test_support::TestDatabase::mariadb("checked").await;
+        let mut settings = crate::DatabaseSettings::new(database.url());
+        settings.max_connections = 1;
+        let store = super::MysqlStore::connect(&settings).unwrap();
+        let mut admin = diesel_async::AsyncMysqlConnection::establish(database.url())
+            .await
+            .unwrap();
+        let mut kill = async |id: u64| {
+            admin.batch_execute(&format!("KILL {id}")).await.unwrap();
+        };
+
+        // Lent again at once: only the statements the test sends reach the server
+        // (an attempt during which any query failed anywhere does not count).
+        let mut checked = 0;
+        for _ in 0..10 {
+            let started = std::time::Instant::now();
+            let before = questions(&mut store.conn().await.unwrap()).await;
+            let after = questions(&mut store.conn().await.unwrap()).await;
+            if crate::error::failed_since(started) {
+                continue;
+            }
+            assert_eq!(after, before + 1, "no check between two checkouts");
+            checked += 1;
+            break;
+        }
+        assert_eq!(checked, 1, "queries kept failing elsewhere");
+
+        // Closed while idle: checked, replaced, and the request never sees it.
+        let first = connection_id(&store).await.unwrap();
+        kill(first).await;
+        tokio::time::sleep(super::CHECK_IDLE + std::time::Duration::from_millis(100)).await;
+        let second = connection_id(&store).await.expect("a live connection");
+        assert_ne!(second, first);
+
+        // Closed while in use: the next query may fail (its error is seen), and
+        // every checkout after that failure checks, so the one after replaces it.
+        kill(second).await;
+        let third = match connection_id(&store).await {
+            Ok(id) => id,
+            Err(failure) => {
+                let _ = crate::error::query_error(failure);
+                connection_id(&store)
+                    .await
+                    .expect("replaced after the failure")
+            }
+        };
+        assert_ne!(third, second);
     }
 
     crate::migration_test::session_tokens_migration_test!(
