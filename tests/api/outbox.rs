@@ -154,3 +154,42 @@ async fn measure_register_to_mail_arrival_delay() {
     );
     assert_eq!(smtp.received().len(), 100);
 }
+
+/// A request that queues mail wakes this instance's worker: with a poll of a minute,
+/// a registration's code and an account's goodbye still arrive within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_queued_by_a_request_leaves_without_waiting_for_the_poll() {
+    let app = spawn_app_with(Mail::Starttls, |s| {
+        s.mail.outbox.poll_interval_ms = 60_000.into();
+    })
+    .await;
+    let email = unique_email();
+    let started = Instant::now();
+    assert_eq!(app.register(&email).await.status(), 201);
+    let code = app.next_code(&email).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the code took {:?}",
+        started.elapsed()
+    );
+    let verified = app.validate(&email, &code).await;
+    assert_eq!(verified.status(), 200);
+    let tokens: serde_json::Value = verified.json().await.expect("json");
+    let started = Instant::now();
+    let deleted = app
+        .client
+        .post(app.url("/api/accounts/delete/"))
+        .bearer_auth(tokens["token"]["access"].as_str().expect("access token"))
+        .json(&serde_json::json!({ "password": crate::helpers::PASSWORD }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(deleted.status(), 200);
+    let goodbye = app.next_mail(&email).await;
+    assert!(goodbye.subject.contains("deleted"), "{}", goodbye.subject);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the goodbye took {:?}",
+        started.elapsed()
+    );
+}

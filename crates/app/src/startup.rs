@@ -376,7 +376,10 @@ pub(crate) fn assemble(
     };
     let service = AuthService::new(
         Ports {
-            users: storage.users.clone(),
+            users: Arc::new(Waking {
+                inner: storage.users.clone(),
+                wake: wake.clone(),
+            }),
             otps: Arc::new(Waking {
                 inner: storage.otps.clone(),
                 wake: wake.clone(),

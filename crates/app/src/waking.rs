@@ -7,18 +7,93 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use passcode_domain::otp::{NewOtp, StoredOtp};
 use passcode_domain::ports::{
-    Mail, OtpStore, Outbox, OutboxEntry, OutboxStats, OutboxStatus, QueuedMail,
+    CreateUserError, EmailChange, FirstCode, Mail, OtpStore, Outbox, OutboxEntry, OutboxStats,
+    OutboxStatus, QueuedMail, UserRepository,
 };
 use passcode_domain::{
-    AuditEvent, CodeHash, EmailAddress, InfraError, OtpPurpose, Registration, UserId,
+    AuditEvent, CodeHash, EmailAddress, InfraError, NewUser, OtpPurpose, PasswordHash,
+    Registration, User, UserId,
 };
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-/// An `OtpStore` and `Outbox` that ring `wake` after each successful enqueue.
+/// A `UserRepository`, `OtpStore` and `Outbox` that ring `wake` after each
+/// successful change that queued mail.
 pub(crate) struct Waking<T: ?Sized> {
     pub(crate) inner: Arc<T>,
     pub(crate) wake: Arc<Notify>,
+}
+
+#[async_trait]
+impl UserRepository for Waking<dyn UserRepository> {
+    async fn create<'a>(
+        &self,
+        user: &NewUser,
+        first_code: Option<&'a FirstCode>,
+    ) -> Result<User, CreateUserError> {
+        let created = self.inner.create(user, first_code).await?;
+        if first_code.is_some() {
+            self.wake.notify_one();
+        }
+        Ok(created)
+    }
+    async fn find_by_email(&self, email: &EmailAddress) -> Result<Option<User>, InfraError> {
+        self.inner.find_by_email(email).await
+    }
+    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, InfraError> {
+        self.inner.find_by_id(id).await
+    }
+    async fn mark_email_verified(&self, id: UserId, at: DateTime<Utc>) -> Result<(), InfraError> {
+        self.inner.mark_email_verified(id, at).await
+    }
+    async fn set_active(
+        &self,
+        id: UserId,
+        active: bool,
+        at: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<(), InfraError> {
+        self.inner.set_active(id, active, at, audit).await
+    }
+    async fn change_email(
+        &self,
+        change: &EmailChange,
+        now: DateTime<Utc>,
+        notice: &Mail,
+        audit: &AuditEvent,
+    ) -> Result<bool, InfraError> {
+        let changed = self.inner.change_email(change, now, notice, audit).await?;
+        if changed {
+            self.wake.notify_one();
+        }
+        Ok(changed)
+    }
+    async fn delete(
+        &self,
+        id: UserId,
+        email: &EmailAddress,
+        goodbye: &Mail,
+        now: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<bool, InfraError> {
+        let deleted = self.inner.delete(id, email, goodbye, now, audit).await?;
+        if deleted {
+            self.wake.notify_one();
+        }
+        Ok(deleted)
+    }
+    async fn set_password(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+        verify_email: bool,
+        at: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<(), InfraError> {
+        self.inner
+            .set_password(id, hash, verify_email, at, audit)
+            .await
+    }
 }
 
 #[async_trait]

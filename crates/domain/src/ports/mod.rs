@@ -27,7 +27,7 @@ pub use refresh_tokens::{
 };
 pub use throttle::{Admission, Limit, Throttle, limit_name};
 pub use token_issuer::TokenIssuer;
-pub use user_repository::{CreateUserError, EmailChange, UserRepository};
+pub use user_repository::{CreateUserError, EmailChange, FirstCode, UserRepository};
 
 #[cfg(any(test, feature = "mocks"))]
 pub use {

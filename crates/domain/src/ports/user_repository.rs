@@ -3,6 +3,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::otp::NewOtp;
+use crate::ports::Mail;
 use crate::{AuditEvent, EmailAddress, InfraError, NewUser, PasswordHash, User, UserId};
 
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +14,15 @@ pub enum CreateUserError {
     EmailTaken,
     #[error(transparent)]
     Infra(#[from] InfraError),
+}
+
+/// A new account's first code, stored with it (`UserRepository::create`): the code,
+/// the mail that carries it (queued), and the audit event of the registration.
+#[derive(Debug, Clone)]
+pub struct FirstCode {
+    pub otp: NewOtp,
+    pub mail: Mail,
+    pub audit: AuditEvent,
 }
 
 /// An account's move to a new address.
@@ -27,9 +38,17 @@ pub struct EmailChange {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait UserRepository: Send + Sync {
-    /// Inserts `user`. Returns `CreateUserError::EmailTaken` if the email is taken,
-    /// also when a concurrent insert of the same email won the race.
-    async fn create(&self, user: &NewUser) -> Result<User, CreateUserError>;
+    /// Inserts `user` and, if given, its first code in the same transaction (one
+    /// commit for a registration): the work of [`OtpStore::add`]. Returns
+    /// `CreateUserError::EmailTaken`, with nothing written, if the email is taken, also
+    /// when a concurrent insert of the same email won the race.
+    ///
+    /// [`OtpStore::add`]: crate::ports::OtpStore::add
+    async fn create<'a>(
+        &self,
+        user: &NewUser,
+        first_code: Option<&'a FirstCode>,
+    ) -> Result<User, CreateUserError>;
 
     /// The account with this email, if any.
     async fn find_by_email(&self, email: &EmailAddress) -> Result<Option<User>, InfraError>;

@@ -1,6 +1,6 @@
 //! Register: create the account and mail a verification code, under either policy.
 
-use crate::ports::{CreateUserError, Mail};
+use crate::ports::{CreateUserError, FirstCode, Mail};
 use crate::service::{AuthService, RegistrationPolicy, Throttled};
 use crate::{
     AuditEvent, AuditKind, EmailAddress, FullName, InfraError, NewUser, OtpPurpose, Password,
@@ -69,33 +69,33 @@ impl AuthService {
             full_name: input.full_name.clone(),
             password_hash: new_user.password_hash.clone(),
         };
-        let created = self.ports.users.create(&new_user).await;
+        // The account and this registration's own code, in one transaction.
+        let (otp, mail) = self.new_code(
+            &new_user.email,
+            &new_user.full_name,
+            OtpPurpose::VerifyEmail,
+            Some(registration.clone()),
+        );
+        let first_code = FirstCode {
+            otp,
+            mail,
+            audit: AuditEvent::new(
+                AuditKind::Registered,
+                new_user.created_at,
+                Some(new_user.id),
+                Some(&new_user.email),
+                &input.context,
+            ),
+        };
+        let created = self.ports.users.create(&new_user, Some(&first_code)).await;
         match (self.settings.policy, created) {
-            (RegistrationPolicy::VerificationRequired, Ok(user)) => {
-                let audit = self.audit_event(
-                    AuditKind::Registered,
-                    Some(&user),
-                    &user.email,
-                    &input.context,
-                );
-                self.send_registration_code(&user.email, registration, &audit)
-                    .await?;
-                Ok(pending(input))
-            }
+            (RegistrationPolicy::VerificationRequired, Ok(_)) => Ok(pending(input)),
             (RegistrationPolicy::VerificationRequired, Err(CreateUserError::EmailTaken)) => {
                 self.register_existing(&input.email, registration, &input.context)
                     .await?;
                 Ok(pending(input))
             }
             (RegistrationPolicy::TokensBeforeVerification, Ok(user)) => {
-                let audit = self.audit_event(
-                    AuditKind::Registered,
-                    Some(&user),
-                    &user.email,
-                    &input.context,
-                );
-                self.send_registration_code(&user.email, registration, &audit)
-                    .await?;
                 let tokens = self.start_session(&user, None, &input.context).await?;
                 Ok(Registered::WithTokens { user, tokens })
             }

@@ -5,33 +5,58 @@ macro_rules! user_repository {
     ($store:ty) => {
         const _: () = {
             use self::dialect;
-            use self::shared::{audit, delete_codes};
+            use self::shared::{audit, delete_codes, insert_code};
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
             use diesel::prelude::*;
             use diesel_async::{AsyncConnection, RunQueryDsl};
-            use passcode_domain::ports::{CreateUserError, Mail, UserRepository};
+            use passcode_domain::ports::{CreateUserError, FirstCode, Mail, UserRepository};
             use passcode_domain::{EmailAddress, InfraError, NewUser, OtpPurpose, User, UserId};
             use $crate::cached::CachedExt as _;
             use $crate::error::{create_user_error, query_error};
             use $crate::outbox_rows::NewOutboxRow;
-            use $crate::rows::UserRow;
+            use $crate::rows::{OtpRow, UserRow};
             use $crate::schema::{audit_events, otp_codes, outbox, sessions, users};
             use $crate::time::to_millis;
 
             #[async_trait]
             impl UserRepository for $store {
-                async fn create(&self, user: &NewUser) -> Result<User, CreateUserError> {
-                    let mut conn = self.writer().await?;
+                async fn create<'a>(
+                    &self,
+                    user: &NewUser,
+                    first_code: Option<&'a FirstCode>,
+                ) -> Result<User, CreateUserError> {
                     // The row as written is the row stored (no defaults apply), so no
                     // RETURNING, which MariaDB lacks.
                     let row = UserRow::new(user);
-                    diesel::insert_into(users::table)
-                        .values(&row)
-                        .cached()
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(create_user_error)?;
+                    let code = first_code
+                        .map(|first| -> Result<_, InfraError> {
+                            let otp = &first.otp;
+                            let mail = NewOutboxRow::new(
+                                &first.mail,
+                                otp.created_at,
+                                Some(otp.expires_at),
+                                &self.mail_key,
+                                Some(otp.id),
+                            )?;
+                            Ok((OtpRow::new(otp), mail, &first.audit))
+                        })
+                        .transpose()?;
+                    let mut conn = self.writer().await?;
+                    let insert = diesel::insert_into(users::table).values(&row).cached();
+                    match code {
+                        None => insert.execute(&mut *conn).await.map(drop),
+                        Some((code, mail, event)) => {
+                            (*conn)
+                                .transaction(async |conn| {
+                                    insert.execute(conn).await?;
+                                    insert_code(conn, &code, &mail).await?;
+                                    audit(conn, event).await
+                                })
+                                .await
+                        }
+                    }
+                    .map_err(create_user_error)?;
                     Ok(row.into_domain()?)
                 }
 

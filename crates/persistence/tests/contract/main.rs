@@ -112,6 +112,7 @@ contract!(
     completing_a_registration_applies_it_and_voids_the_others,
     concurrent_completions_of_one_registration_have_one_winner,
     a_registration_of_a_deactivated_account_is_not_completed,
+    a_new_account_is_stored_with_its_first_code_or_not_at_all,
     each_change_records_its_event_in_its_transaction,
     deleting_an_account_erases_everything_personal,
     sessions_are_listed_with_their_origin_and_last_use_and_end_one_or_the_others,
@@ -223,7 +224,7 @@ async fn sqlite_migrate_again_applies_nothing_and_keeps_data() {
         password_hash: passcode_domain::PasswordHash::new("h".into()),
         created_at: chrono::Utc::now(),
     };
-    store.create(&user).await.unwrap();
+    store.create(&user, None).await.unwrap();
     assert!(store.migrate().await.unwrap().is_empty());
     assert!(store.find_by_id(user.id).await.unwrap().is_some());
 }

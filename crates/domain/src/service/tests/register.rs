@@ -6,11 +6,22 @@ use super::*;
 fn register_new_address_stores_only_the_hash_and_mails_the_code() {
     let mut m = Mocks::new().unthrottled();
     m.hashing_succeeds();
+    m.otps.expect_add().never();
+    let (sent, codes) = capture(&mut m);
+    let (mail, code) = (sent.clone(), codes.clone());
     m.users
         .expect_create()
         .times(1)
-        .returning(|_| Ok(user(false)));
-    let (sent, codes) = capture(&mut m);
+        .returning(move |new_user, first| {
+            // The code is stored with the account, in one transaction.
+            let first = first.expect("the first code");
+            assert_eq!(first.otp.email, new_user.email);
+            assert_eq!(first.audit.kind, AuditKind::Registered);
+            assert_eq!(first.audit.user_id, Some(new_user.id));
+            code.lock().unwrap().push(first.otp.clone());
+            mail.lock().unwrap().push(first.mail.clone());
+            Ok(user(false))
+        });
 
     let outcome = block_on(m.service().register(register_input())).unwrap();
 
@@ -52,7 +63,7 @@ fn register_existing_unverified_address_acts_as_resend() {
     m.hashing_succeeds();
     m.users
         .expect_create()
-        .returning(|_| Err(CreateUserError::EmailTaken));
+        .returning(|_, _| Err(CreateUserError::EmailTaken));
     m.users
         .expect_find_by_email()
         .returning(|_| Ok(Some(user(false))));
@@ -72,7 +83,7 @@ fn register_existing_verified_address_mails_a_notice_never_a_code() {
     m.hashing_succeeds();
     m.users
         .expect_create()
-        .returning(|_| Err(CreateUserError::EmailTaken));
+        .returning(|_, _| Err(CreateUserError::EmailTaken));
     m.users
         .expect_find_by_email()
         .returning(|_| Ok(Some(user(true))));
@@ -99,7 +110,7 @@ fn register_hashes_the_password_even_for_a_taken_address() {
         .returning(|_| Ok(PasswordHash::new("h".into())));
     m.users
         .expect_create()
-        .returning(|_| Err(CreateUserError::EmailTaken));
+        .returning(|_, _| Err(CreateUserError::EmailTaken));
     m.users
         .expect_find_by_email()
         .returning(|_| Ok(Some(user(true))));
@@ -123,7 +134,10 @@ fn register_in_compatibility_policy_returns_tokens() {
     let mut m = Mocks::new().unthrottled();
     m.policy = RegistrationPolicy::TokensBeforeVerification;
     m.hashing_succeeds();
-    m.users.expect_create().returning(|_| Ok(user(false)));
+    m.users
+        .expect_create()
+        .withf(|_, first| first.is_some())
+        .returning(|_, _| Ok(user(false)));
     capture_mail(&mut m);
     m.tokens
         .expect_issue()
@@ -141,7 +155,7 @@ fn register_in_compatibility_policy_refuses_a_taken_address() {
     m.hashing_succeeds();
     m.users
         .expect_create()
-        .returning(|_| Err(CreateUserError::EmailTaken));
+        .returning(|_, _| Err(CreateUserError::EmailTaken));
     m.outbox.expect_enqueue().never();
     m.otps.expect_replace().never();
     let error = block_on(m.service().register(register_input())).unwrap_err();

@@ -3,7 +3,10 @@
 use super::*;
 
 pub async fn each_change_records_its_event_in_its_transaction(store: impl Store) {
-    let user = store.create(&new_user("ada@example.com")).await.unwrap();
+    let user = store
+        .create(&new_user("ada@example.com"), None)
+        .await
+        .unwrap();
     let otp = registration_otp("ada@example.com", 1, "Ada", "$argon2id$a");
     store
         .add(&otp, &mail_for(&otp), &event(AuditKind::Registered))

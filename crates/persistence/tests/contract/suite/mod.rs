@@ -7,8 +7,8 @@ use chrono::{DateTime, Duration, Utc};
 use passcode_domain::otp::NewOtp;
 use passcode_domain::ports::AuditLog;
 use passcode_domain::ports::{
-    Admission, CreateUserError, HealthCheck, Limit, Mail, OtpStore, Outbox, OutboxStatus,
-    SignedFor, Throttle, Tries, UserRepository,
+    Admission, CreateUserError, FirstCode, HealthCheck, Limit, Mail, OtpStore, Outbox,
+    OutboxStatus, SignedFor, Throttle, Tries, UserRepository,
 };
 use passcode_domain::{
     AuditEvent, AuditKind, AuditQuery, CodeHash, EmailAddress, FullName, NewUser, OtpCode,
@@ -79,7 +79,7 @@ fn new_user(address: &str) -> NewUser {
 
 /// An account in the store, and the `SignedFor` of a token issued for it now.
 async fn account(store: &impl Store, address: &str) -> (UserId, SignedFor) {
-    let user = store.create(&new_user(address)).await.unwrap();
+    let user = store.create(&new_user(address), None).await.unwrap();
     (user.id, signed_for(&user))
 }
 

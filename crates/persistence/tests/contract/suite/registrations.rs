@@ -3,7 +3,10 @@
 use super::*;
 
 pub async fn completing_a_registration_applies_it_and_voids_the_others(store: impl Store) {
-    let user = store.create(&new_user("ada@example.com")).await.unwrap();
+    let user = store
+        .create(&new_user("ada@example.com"), None)
+        .await
+        .unwrap();
     let owner = registration_otp("ada@example.com", 1, "Ada Owner", "$argon2id$owner");
     let other = registration_otp("ada@example.com", 2, "Mallory", "$argon2id$mallory");
     store
@@ -83,8 +86,79 @@ pub async fn completing_a_registration_applies_it_and_voids_the_others(store: im
     );
 }
 
+/// A new account and its first code: all of it in one transaction, or, for a taken
+/// address, none of it.
+pub async fn a_new_account_is_stored_with_its_first_code_or_not_at_all(store: impl Store) {
+    let first = |hash: u8, name: &str| {
+        let otp = registration_otp("ada@example.com", hash, name, "$argon2id$owner");
+        FirstCode {
+            mail: mail_for(&otp),
+            otp,
+            audit: event(AuditKind::Registered),
+        }
+    };
+    let owner = first(1, "Ada Owner");
+    let user = store
+        .create(&new_user("ada@example.com"), Some(&owner))
+        .await
+        .unwrap();
+    assert_eq!(events(&store, AuditKind::Registered).await, 1);
+    let other = first(2, "Mallory");
+    assert!(matches!(
+        store
+            .create(&new_user("ada@example.com"), Some(&other))
+            .await,
+        Err(CreateUserError::EmailTaken)
+    ));
+    assert_eq!(
+        events(&store, AuditKind::Registered).await,
+        1,
+        "the taken address records nothing"
+    );
+    let queued = store.claim(now(), Duration::seconds(60), 10).await.unwrap();
+    assert_eq!(
+        queued.len(),
+        1,
+        "one mail: the first code's, not the other's"
+    );
+    let codes = store
+        .count_try(&owner.otp.email, OtpPurpose::VerifyEmail, now(), 5, &[])
+        .await
+        .unwrap()
+        .counted();
+    assert_eq!(codes.len(), 1, "one code: the first's");
+    assert_eq!(codes[0].id, owner.otp.id);
+    let registration = owner.otp.registration.clone().unwrap();
+    assert!(
+        store
+            .complete_registration(
+                owner.otp.id,
+                &owner.otp.code_hash,
+                user.id,
+                &registration,
+                now(),
+                5,
+                &event(AuditKind::Verified)
+            )
+            .await
+            .unwrap(),
+        "the first code completes the registration"
+    );
+    assert!(
+        store
+            .find_by_id(user.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .email_verified
+    );
+}
+
 pub async fn a_registration_of_a_deactivated_account_is_not_completed(store: impl Store) {
-    let user = store.create(&new_user("ada@example.com")).await.unwrap();
+    let user = store
+        .create(&new_user("ada@example.com"), None)
+        .await
+        .unwrap();
     store
         .set_active(user.id, false, now(), &event(AuditKind::Deactivated))
         .await
@@ -124,7 +198,10 @@ pub async fn a_registration_of_a_deactivated_account_is_not_completed(store: imp
 }
 
 pub async fn concurrent_completions_of_one_registration_have_one_winner(store: impl Store) {
-    let user = store.create(&new_user("ada@example.com")).await.unwrap();
+    let user = store
+        .create(&new_user("ada@example.com"), None)
+        .await
+        .unwrap();
     let otp = Arc::new(registration_otp("ada@example.com", 1, "Ada", "$argon2id$a"));
     store
         .add(&otp, &mail_for(&otp), &event(AuditKind::Registered))
@@ -194,7 +271,10 @@ pub async fn a_decoy_leaves_no_code_and_nothing_to_send(store: impl Store) {
 }
 
 pub async fn a_reset_voids_registrations_still_waiting_for_their_code(store: impl Store) {
-    let user = store.create(&new_user("ada@example.com")).await.unwrap();
+    let user = store
+        .create(&new_user("ada@example.com"), None)
+        .await
+        .unwrap();
     let pending = registration_otp("ada@example.com", 1, "Mallory", "$argon2id$m");
     store
         .add(&pending, &mail_for(&pending), &event(AuditKind::Registered))

@@ -3,7 +3,10 @@
 use super::*;
 
 pub async fn create_then_find_by_email_and_id(store: impl Store) {
-    let created = store.create(&new_user("ada@example.com")).await.unwrap();
+    let created = store
+        .create(&new_user("ada@example.com"), None)
+        .await
+        .unwrap();
     assert!(!created.email_verified);
     assert!(created.is_active);
     assert_eq!(created.created_at, now(), "millisecond precision is kept");
@@ -18,8 +21,11 @@ pub async fn create_then_find_by_email_and_id(store: impl Store) {
 }
 
 pub async fn duplicate_email_is_email_taken(store: impl Store) {
-    store.create(&new_user("ada@example.com")).await.unwrap();
-    let again = store.create(&new_user("ADA@example.com")).await;
+    store
+        .create(&new_user("ada@example.com"), None)
+        .await
+        .unwrap();
+    let again = store.create(&new_user("ADA@example.com"), None).await;
     assert!(
         matches!(again, Err(CreateUserError::EmailTaken)),
         "{again:?}"
@@ -30,7 +36,7 @@ pub async fn concurrent_registrations_of_one_address_create_exactly_one(store: i
     let tasks: Vec<_> = (0..10)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move { store.create(&new_user("race@example.com")).await })
+            tokio::spawn(async move { store.create(&new_user("race@example.com"), None).await })
         })
         .collect();
     let mut created = 0;
@@ -69,7 +75,10 @@ pub async fn find_unknown_is_none(store: impl Store) {
 }
 
 pub async fn mark_email_verified_is_idempotent(store: impl Store) {
-    let user = store.create(&new_user("ada@example.com")).await.unwrap();
+    let user = store
+        .create(&new_user("ada@example.com"), None)
+        .await
+        .unwrap();
     store.mark_email_verified(user.id, now()).await.unwrap();
     store.mark_email_verified(user.id, now()).await.unwrap();
     store
@@ -87,7 +96,10 @@ pub async fn mark_email_verified_is_idempotent(store: impl Store) {
 }
 
 pub async fn set_password_replaces_the_hash_verifies_and_refuses_older_tokens(store: impl Store) {
-    let user = store.create(&new_user("ada@example.com")).await.unwrap();
+    let user = store
+        .create(&new_user("ada@example.com"), None)
+        .await
+        .unwrap();
     let at = now() + Duration::milliseconds(400);
     let hash = PasswordHash::new("$argon2id$v=19$new".into());
     store
@@ -119,7 +131,7 @@ pub async fn deleting_an_account_erases_everything_personal(store: impl Store) {
     let address = "ada_l@example.com";
     let mut user = new_user(address);
     user.email = email(address);
-    let user = store.create(&user).await.unwrap();
+    let user = store.create(&user, None).await.unwrap();
     let otp = registration_otp(address, 1, "Ada", "$argon2id$a");
     let mut mine = event(AuditKind::Registered);
     mine.email = Some(email(address));
@@ -228,5 +240,5 @@ pub async fn deleting_an_account_erases_everything_personal(store: impl Store) {
         "once"
     );
     // The address can register again.
-    store.create(&new_user(address)).await.unwrap();
+    store.create(&new_user(address), None).await.unwrap();
 }
