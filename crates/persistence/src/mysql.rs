@@ -376,6 +376,11 @@ mod dialect {
             if ids.is_empty() {
                 return Ok(Vec::new());
             }
+            // Padded to a power of two with repeats of the last id, so that the two
+            // statements below take a few shapes, each prepared once per connection.
+            if let Some(last) = ids.last().cloned() {
+                ids.resize(ids.len().next_power_of_two(), last);
+            }
             diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
                 .set((
                     outbox::status.eq("sending"),
@@ -383,6 +388,7 @@ mod dialect {
                     outbox::attempts.eq(outbox::attempts + 1),
                     outbox::updated_at.eq(now_ms),
                 ))
+                .cached()
                 .execute(conn)
                 .await?;
             outbox::table
@@ -395,6 +401,7 @@ mod dialect {
                     outbox::attempts,
                     outbox::expires_at,
                 ))
+                .cached()
                 .load::<ClaimedRow>(conn)
                 .await
         })
