@@ -9,13 +9,12 @@
 //! reads take no gap locks.
 
 use std::sync::Arc;
-
-use diesel::ConnectionError;
-use diesel::connection::SimpleConnection;
-use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use std::time::Duration;
 
 use deadpool::managed::{Manager, Metrics, Object, RecycleResult};
+use diesel::ConnectionError;
+use diesel::connection::SimpleConnection;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, PoolError, RecyclingMethod,
 };
