@@ -239,6 +239,12 @@ mod pipelined {
     /// address's ceiling is full, so it can refuse nothing the ceiling would allow;
     /// the share has no cooldown (a refused guess would otherwise leave one behind).
     /// The final row carries both budgets' answers, and each counted code, if any.
+    ///
+    /// Its commit does not wait for the WAL flush (`set_config(.., true)`: this
+    /// statement's transaction only). A guess writes only counts, never a code, session
+    /// or mail; if PostgreSQL itself crashes, at most the last few hundred milliseconds
+    /// of counted guesses are forgotten (`wal_writer_delay` times three). Any later
+    /// synchronous commit (a right code's, a refresh's) flushes them with it.
     const GUESS_SQL: &str = concat!(
         "WITH share AS (",
         guess_upsert!("VALUES ($2, $1, 1, $1)", "$3", "$4", "$5"),
@@ -253,12 +259,13 @@ mod pipelined {
         ) \
         SELECT (SELECT count(*) FROM share) AS share, (SELECT count(*) FROM ceiling) AS ceiling, \
             tried.* \
-        FROM (SELECT 1) AS answer LEFT JOIN tried ON true"
+        FROM (SELECT set_config('synchronous_commit', 'off', true)) AS answer \
+            LEFT JOIN tried ON true"
     );
 
     /// A row of `GUESS_SQL`: the budgets' answers, and a counted code if any.
     #[derive(diesel::QueryableByName)]
-    struct Guessed {
+    pub(super) struct Guessed {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         share: i64,
         #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -304,6 +311,37 @@ mod pipelined {
                 user_id: self.user_id,
             })
         }
+    }
+
+    /// `GUESS_SQL` on this connection.
+    pub(super) async fn guessed(
+        mut conn: &AsyncPgConnection,
+        email: &EmailAddress,
+        purpose: OtpPurpose,
+        now: DateTime<Utc>,
+        max_attempts: u32,
+        [share, ceiling]: [&(String, Limit); 2],
+    ) -> QueryResult<Vec<Guessed>> {
+        use diesel::sql_types::{BigInt, Integer, Text};
+        let now_ms = to_millis(now);
+        let (share_ended, share_limit, share_cooled) = acquire_bounds(share.1, now_ms);
+        let (ceiling_ended, ceiling_limit, ceiling_cooled) = acquire_bounds(ceiling.1, now_ms);
+        diesel::sql_query(GUESS_SQL)
+            .bind::<BigInt, _>(now_ms)
+            .bind::<Text, _>(&share.0)
+            .bind::<BigInt, _>(share_ended)
+            .bind::<Integer, _>(share_limit)
+            .bind::<BigInt, _>(share_cooled)
+            .bind::<Text, _>(&ceiling.0)
+            .bind::<BigInt, _>(ceiling_ended)
+            .bind::<Integer, _>(ceiling_limit)
+            .bind::<BigInt, _>(ceiling_cooled)
+            .bind::<Text, _>(email.as_str())
+            .bind::<Text, _>(purpose.as_str())
+            .bind::<Integer, _>(attempts_limit(max_attempts))
+            .cached()
+            .load::<Guessed>(&mut conn)
+            .await
     }
 
     /// `Throttle::release` on this connection.
@@ -380,26 +418,8 @@ mod pipelined {
             max_attempts: u32,
             [share, ceiling]: [&(String, Limit); 2],
         ) -> Result<Tries, InfraError> {
-            use diesel::sql_types::{BigInt, Integer, Text};
-            let now_ms = to_millis(now);
-            let (share_ended, share_limit, share_cooled) = acquire_bounds(share.1, now_ms);
-            let (ceiling_ended, ceiling_limit, ceiling_cooled) = acquire_bounds(ceiling.1, now_ms);
             let conn = self.writer().await?;
-            let rows = diesel::sql_query(GUESS_SQL)
-                .bind::<BigInt, _>(now_ms)
-                .bind::<Text, _>(&share.0)
-                .bind::<BigInt, _>(share_ended)
-                .bind::<Integer, _>(share_limit)
-                .bind::<BigInt, _>(share_cooled)
-                .bind::<Text, _>(&ceiling.0)
-                .bind::<BigInt, _>(ceiling_ended)
-                .bind::<Integer, _>(ceiling_limit)
-                .bind::<BigInt, _>(ceiling_cooled)
-                .bind::<Text, _>(email.as_str())
-                .bind::<Text, _>(purpose.as_str())
-                .bind::<Integer, _>(attempts_limit(max_attempts))
-                .cached()
-                .load::<Guessed>(&mut &*conn)
+            let rows = guessed(&conn, email, purpose, now, max_attempts, [share, ceiling])
                 .await
                 .map_err(query_error)?;
             // Always one row at least (the LEFT JOIN), with the same answers on each.
@@ -443,9 +463,14 @@ mod pipelined {
                     .map(|(key, limit)| upsert(conn, key, *limit, now)),
             );
             let try_counted = count(conn, email.as_str(), purpose, now, max_attempts);
-            let (_, reserved, rows) =
-                tokio::try_join!(control(conn, "BEGIN"), reserves, try_counted)
-                    .map_err(query_error)?;
+            // As `GUESS_SQL`: counts only, committed without waiting for the WAL flush.
+            let (_, _, reserved, rows) = tokio::try_join!(
+                control(conn, "BEGIN"),
+                control(conn, "SET LOCAL synchronous_commit = off"),
+                reserves,
+                try_counted
+            )
+            .map_err(query_error)?;
             let counted = match reserved.iter().position(|&counted| counted != 1) {
                 // A refusal rolls all of them back.
                 Some(budget) => {
@@ -544,6 +569,64 @@ mod tests {
         }
         assert_eq!(prepared(&store, "INSERT INTO \"rate_limits\"").await, 1);
         assert_eq!(prepared(&store, "UPDATE \"otp_codes\"").await, 1);
+    }
+
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = Text)]
+        value: String,
+    }
+
+    async fn synchronous_commit(mut conn: &diesel_async::AsyncPgConnection) -> String {
+        diesel::sql_query("SELECT current_setting('synchronous_commit') AS value")
+            .get_result::<Setting>(&mut conn)
+            .await
+            .unwrap()
+            .value
+    }
+
+    /// A guess commits without waiting for the WAL flush, and only the guess: the
+    /// setting is its transaction's, so the connection's next transactions (a
+    /// rotation, a code consumed) wait for the flush again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_a_guess_commits_without_waiting_for_the_flush() {
+        use super::pipelined::{control, guessed};
+        let (store, _database) = one_connection("relaxed").await;
+        let email = EmailAddress::parse("ada@example.com").unwrap();
+        let budgets = crate::roomy_guess_budgets();
+        {
+            let conn = store.conn().await.unwrap();
+            assert_eq!(
+                synchronous_commit(&conn).await,
+                "on",
+                "the server's default"
+            );
+            control(&conn, "BEGIN").await.unwrap();
+            let [share, ceiling] = &budgets;
+            let rows = guessed(
+                &conn,
+                &email,
+                OtpPurpose::VerifyEmail,
+                Utc::now(),
+                5,
+                [share, ceiling],
+            )
+            .await
+            .unwrap();
+            assert_eq!(rows.len(), 1, "the budgets' answers, no code");
+            assert_eq!(synchronous_commit(&conn).await, "off", "within the guess's");
+            control(&conn, "ROLLBACK").await.unwrap();
+            assert_eq!(synchronous_commit(&conn).await, "on", "after it");
+        }
+        // Through the port: one statement, then the pipelined transaction.
+        for budgets in [&budgets[..], &budgets[..1]] {
+            store
+                .count_try(&email, OtpPurpose::VerifyEmail, Utc::now(), 5, budgets)
+                .await
+                .unwrap();
+            let conn = store.conn().await.unwrap();
+            assert_eq!(synchronous_commit(&conn).await, "on", "after a guess");
+        }
     }
 
     #[derive(diesel::QueryableByName)]
