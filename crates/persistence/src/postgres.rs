@@ -596,11 +596,10 @@ mod tests {
         let budgets = crate::roomy_guess_budgets();
         {
             let conn = store.conn().await.unwrap();
-            assert_eq!(
-                synchronous_commit(&conn).await,
-                "on",
-                "the server's default"
-            );
+            // The test cluster turns it off server-wide (PG_DURABLE unset); the pool's
+            // one connection waits for the flush, as a production server's do.
+            control(&conn, "SET synchronous_commit = on").await.unwrap();
+            assert_eq!(synchronous_commit(&conn).await, "on", "the session's");
             control(&conn, "BEGIN").await.unwrap();
             let [share, ceiling] = &budgets;
             let rows = guessed(
