@@ -170,7 +170,12 @@ impl Bench {
         self.args.only.is_empty() || self.args.only.iter().any(|o| scenario.contains(o.as_str()))
     }
 
-    async fn measure(&self, target: Target, scripts: Vec<Box<dyn Script>>) -> Outcome {
+    /// The measurement of `scripts` against `target`, to be awaited where it should run.
+    fn measurement(
+        &self,
+        target: Target,
+        scripts: Vec<Box<dyn Script>>,
+    ) -> impl Future<Output = Outcome> + Send + 'static {
         load::run(
             target.addr,
             target.pid,
@@ -178,7 +183,10 @@ impl Bench {
             Duration::from_secs(self.args.warmup),
             Duration::from_secs(self.args.duration),
         )
-        .await
+    }
+
+    async fn measure(&self, target: Target, scripts: Vec<Box<dyn Script>>) -> Outcome {
+        self.measurement(target, scripts).await
     }
 
     /// Measures on a thread and runtime of its own, so that the flood's connections,
@@ -189,10 +197,7 @@ impl Bench {
         target: Target,
         scripts: Vec<Box<dyn Script>>,
     ) -> anyhow::Result<Outcome> {
-        let (warmup, duration) = (
-            Duration::from_secs(self.args.warmup),
-            Duration::from_secs(self.args.duration),
-        );
+        let measurement = self.measurement(target, scripts);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -200,14 +205,7 @@ impl Bench {
         std::thread::Builder::new()
             .name("probe".to_owned())
             .spawn(move || {
-                let outcome = runtime.block_on(load::run(
-                    target.addr,
-                    target.pid,
-                    scripts,
-                    warmup,
-                    duration,
-                ));
-                let _ = sender.send(outcome);
+                let _ = sender.send(runtime.block_on(measurement));
             })?;
         receiver
             .await
