@@ -1,11 +1,12 @@
 //! passcode's load benchmark. Starts the release binary on SQLite and on PostgreSQL,
 //! drives each scenario with keep-alive connections, and prints req/s, p50/p99 and
-//! statuses, the raw argon2id rate, mail delay and peak memory. With `--compare URL`
-//! the same scenarios run against another service on the tutorial's paths, and a table
-//! of ratios follows: login and register once at the start; the cheap scenarios right
-//! before and right after each of passcode's (this machine's speed drifts by a third
-//! within minutes, so only adjacent measurements make a ratio). `bench/run.sh` builds,
-//! starts PostgreSQL and MariaDB and runs it.
+//! statuses, the raw argon2id rate (at the start, and right before and after passcode's
+//! login and register, which are measured against it), mail delay and peak memory.
+//! With `--compare URL` the same scenarios run against another service on the
+//! tutorial's paths, and a table of ratios follows: login and register once at the
+//! start; the cheap scenarios right before and right after each of passcode's (this
+//! machine's speed drifts by a third within minutes, so only adjacent measurements make
+//! a ratio). `bench/run.sh` builds, starts PostgreSQL and MariaDB and runs it.
 
 mod load;
 mod scripts;
@@ -66,6 +67,9 @@ struct Row {
     /// The compared service's rate on the same scenario, measured right before and
     /// right after this row (see `Bench::paired`).
     around: Option<(f64, f64)>,
+    /// For passcode's login and register: the raw argon2id rate measured right before
+    /// and right after this row (see `Bench::bracketed`).
+    hashing_around: Option<(f64, f64)>,
 }
 
 impl Row {
@@ -75,7 +79,19 @@ impl Row {
             outcome,
             note: String::new(),
             around: None,
+            hashing_around: None,
         }
+    }
+
+    /// This row's rate over the mean of the argon2id rates measured around it.
+    fn share_of_hashing(&self) -> Option<(f64, f64, f64)> {
+        self.hashing_around.map(|(before, after)| {
+            (
+                before,
+                after,
+                self.outcome.rate() / f64::midpoint(before, after),
+            )
+        })
     }
 }
 
@@ -276,8 +292,11 @@ impl Bench {
         report: &mut Report,
         answered: &Answered,
         cheap: Cheap<'_>,
-    ) {
+    ) -> anyhow::Result<()> {
         let n = self.args.connections;
+        // passcode's login and register are measured against argon2id: its last rate.
+        let mut hashing = matches!(cheap, Cheap::PairedWith(_)).then_some(None);
+        let hashing = &mut hashing;
         if let Cheap::PairedWith(reference) = cheap {
             for scenario in [WRONG, REFRESH] {
                 if self.wanted(scenario) {
@@ -293,9 +312,10 @@ impl Bench {
             let scripts = (0..n)
                 .map(|i| scripts::login(&accounts[i % accounts.len()].0, PASSWORD))
                 .collect();
-            report
-                .rows
-                .push(Row::new(LOGIN, self.measure(target, scripts).await));
+            let row = self
+                .bracketed(hashing, LOGIN, self.measure(target, scripts))
+                .await?;
+            report.rows.push(row);
         }
         if self.wanted(REGISTER) {
             let run = std::process::id();
@@ -309,10 +329,43 @@ impl Bench {
                     }) as Box<dyn Script>
                 })
                 .collect();
-            report
-                .rows
-                .push(Row::new(REGISTER, self.measure(target, scripts).await));
+            let row = self
+                .bracketed(hashing, REGISTER, self.measure(target, scripts))
+                .await?;
+            report.rows.push(row);
         }
+        Ok(())
+    }
+
+    /// Measures `ours`, with the raw argon2id rate measured right before and right
+    /// after it if `hashing` (passcode's login and register): this machine's speed
+    /// drifts within a run, and the share of the mean of two adjacent measurements
+    /// follows the drift, where one measurement at the start or after both does not.
+    async fn bracketed(
+        &self,
+        hashing: &mut Option<Option<f64>>,
+        scenario: &'static str,
+        ours: impl Future<Output = Outcome>,
+    ) -> anyhow::Result<Row> {
+        let Some(last) = hashing else {
+            return Ok(Row::new(scenario, ours.await));
+        };
+        // Register follows login: login's rate after is register's before.
+        let before = match last {
+            Some(rate) => *rate,
+            None => self.hashing_rate()?,
+        };
+        let outcome = ours.await;
+        let after = self.hashing_rate()?;
+        *last = Some(after);
+        Ok(Row {
+            hashing_around: Some((before, after)),
+            ..Row::new(scenario, outcome)
+        })
+    }
+
+    fn hashing_rate(&self) -> anyhow::Result<f64> {
+        tokio::task::block_in_place(|| argon2_rate(&self.settings))
     }
 
     /// The tutorial's service: accounts come with tokens from registration. Measures
@@ -355,7 +408,7 @@ impl Bench {
             &answered,
             Cheap::Skip,
         )
-        .await;
+        .await?;
         Ok((
             report,
             Reference {
@@ -442,24 +495,18 @@ impl Bench {
             &answered,
             Cheap::PairedWith(reference),
         )
-        .await;
+        .await?;
         if self.wanted(REGISTER) {
             report.footer.push(server.mail_delay(&answered).await?);
         }
-        if self.wanted(LOGIN) || self.wanted(REGISTER) {
-            // The machine's speed drifts within a run: compare login and register with
-            // argon2id measured right after them, not only at the start.
-            let raw = tokio::task::block_in_place(|| argon2_rate(&self.settings))?;
-            let share = |scenario| {
-                report
-                    .rate_of(scenario)
-                    .map_or_else(|| "-".to_owned(), |rate| format!("{:.2}", rate / raw))
-            };
-            report.footer.push(format!(
-                "raw argon2id right after: {raw:.1} hashes/s; login {} of it, register {}",
-                share(LOGIN),
-                share(REGISTER)
-            ));
+        for scenario in [LOGIN, REGISTER] {
+            let row = report.rows.iter().find(|r| r.scenario == scenario);
+            if let Some((before, after, share)) = row.and_then(Row::share_of_hashing) {
+                report.footer.push(format!(
+                    "{scenario}: {share:.2} of raw argon2id (measured right before and \
+                     after it: {before:.1}, {after:.1} hashes/s)"
+                ));
+            }
         }
         if self.wanted(IDLE) || self.wanted(FLOOD) {
             let health = || vec![Box::new(Probe(Call::get("/health/live"))) as Box<dyn Script>];
