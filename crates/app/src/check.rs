@@ -91,6 +91,8 @@ pub fn problems(settings: &Settings) -> Vec<Problem> {
     found.at_least("mail.outbox.workers", u64::from(o.workers), 1);
     found.at_least("mail.outbox.max_attempts", u64::from(o.max_attempts), 1);
     found.at_least("mail.outbox.poll_interval_ms", o.poll_interval_ms.0, 10);
+    // Mail is due at its SMTP server within a second of its request.
+    found.at_most("mail.outbox.gather_ms", o.gather_ms.0, 500);
     found.at_least("mail.outbox.lease_seconds", o.lease_seconds.0, 1);
     found.at_least("mail.outbox.backoff_base_ms", o.backoff_base_ms.0, 1);
     found.at_least(
@@ -284,6 +286,12 @@ impl Found {
         self.0.push(Problem { key, message });
     }
 
+    fn at_most(&mut self, key: &'static str, value: u64, most: u64) {
+        if value > most {
+            self.add(key, format!("is {value}; it must be at most {most}"));
+        }
+    }
+
     fn at_least(&mut self, key: &'static str, value: u64, least: u64) {
         if value < least {
             self.add(key, format!("is {value}; it must be at least {least}"));
@@ -339,6 +347,7 @@ mod tests {
         s.jwt.private_key_file = Some("/nonexistent/key.pem".into());
         s.limits.password_min_score = 7;
         s.metrics.listen = Some("nowhere".into());
+        s.mail.outbox.gather_ms = 501.into();
         let keys: Vec<&str> = problems(&s).iter().map(|p| p.key).collect();
         for key in [
             "mail.outbox.workers",
@@ -347,12 +356,17 @@ mod tests {
             "jwt.private_key_file",
             "limits.password_min_score",
             "metrics.listen",
+            "mail.outbox.gather_ms",
         ] {
             assert!(keys.contains(&key), "{key} in {keys:?}");
         }
         let message = ensure_valid(&s).unwrap_err().to_string();
         assert!(
             message.contains("otp.ttl_seconds: is 0; it must be at least 1"),
+            "{message}"
+        );
+        assert!(
+            message.contains("mail.outbox.gather_ms: is 501; it must be at most 500"),
             "{message}"
         );
     }

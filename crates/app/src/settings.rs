@@ -220,6 +220,9 @@ pub struct OutboxSection {
     pub max_attempts: u32,
     /// How often the worker looks for due messages when idle.
     pub poll_interval_ms: Millis,
+    /// How long the worker, once woken by its own instance, waits for more mail
+    /// before claiming.
+    pub gather_ms: Millis,
     /// How long a claimed message is reserved for its worker.
     pub lease_seconds: Seconds,
     /// First retry delay, doubled after each failure up to `backoff_max_ms`.

@@ -294,6 +294,7 @@ impl Application {
         let worker = MailWorker::start(
             delivery,
             settings.mail.outbox.poll_interval_ms.duration(),
+            settings.mail.outbox.gather_ms.duration(),
             wake,
         );
         let metrics = if let Some(listen) = &settings.metrics.listen {

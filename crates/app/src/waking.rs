@@ -184,8 +184,8 @@ impl Outbox for Waking<dyn Outbox> {
     ) -> Result<Vec<QueuedMail>, InfraError> {
         self.inner.claim(now, lease, max).await
     }
-    async fn mark_sent(&self, id: Uuid, now: DateTime<Utc>) -> Result<(), InfraError> {
-        self.inner.mark_sent(id, now).await
+    async fn mark_sent(&self, ids: &[Uuid], now: DateTime<Utc>) -> Result<(), InfraError> {
+        self.inner.mark_sent(ids, now).await
     }
     async fn retry_later(
         &self,

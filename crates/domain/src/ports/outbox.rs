@@ -101,8 +101,8 @@ pub trait Outbox: Send + Sync {
         max: u32,
     ) -> Result<Vec<QueuedMail>, InfraError>;
 
-    /// Delivered: the body (and its code) is erased.
-    async fn mark_sent(&self, id: Uuid, now: DateTime<Utc>) -> Result<(), InfraError>;
+    /// Delivered: the bodies (and their codes) are erased, all in one write.
+    async fn mark_sent(&self, ids: &[Uuid], now: DateTime<Utc>) -> Result<(), InfraError>;
 
     /// Failed for now: due again at `next_attempt_at`.
     async fn retry_later(

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use chrono::Duration;
 use futures_util::future::join_all;
 use rand::RngExt;
+use uuid::Uuid;
 
 use crate::InfraError;
 use crate::ports::{Clock, MailError, Mailer, Outbox, OutboxStatus, QueuedMail};
@@ -61,7 +62,8 @@ impl MailDelivery {
         &self.settings
     }
 
-    /// Claims due messages and delivers them concurrently. Returns how many were claimed.
+    /// Claims due messages and delivers them concurrently, then marks those sent in one
+    /// write. Returns how many were claimed.
     pub async fn deliver_due(&self) -> Result<usize, InfraError> {
         let claimed = self
             .outbox
@@ -72,21 +74,34 @@ impl MailDelivery {
             )
             .await?;
         let count = claimed.len();
+        let mut sent = Vec::with_capacity(count);
+        let mut failed = None;
         for outcome in join_all(claimed.into_iter().map(|queued| self.deliver(queued))).await {
-            outcome?;
+            match outcome {
+                Ok(Some(id)) => sent.push(id),
+                Ok(None) => {}
+                Err(error) => failed = failed.or(Some(error)),
+            }
         }
-        Ok(count)
+        // Whatever else failed, what was delivered is recorded, or it would be sent again.
+        if !sent.is_empty() {
+            self.outbox.mark_sent(&sent, self.clock.now()).await?;
+        }
+        failed.map_or(Ok(count), Err)
     }
 
-    async fn deliver(&self, queued: QueuedMail) -> Result<(), InfraError> {
+    /// Sends one message and records a failure or expiry; `Some(id)` if it was sent,
+    /// for the caller to record with the others.
+    async fn deliver(&self, queued: QueuedMail) -> Result<Option<Uuid>, InfraError> {
         let outbox = &self.outbox;
         if queued.expires_at.is_some_and(|at| at <= self.clock.now()) {
             return outbox
                 .finish(queued.id, OutboxStatus::Expired, None, self.clock.now())
-                .await;
+                .await
+                .map(|()| None);
         }
-        match self.mailer.send(queued.id, &queued.mail).await {
-            Ok(()) => outbox.mark_sent(queued.id, self.clock.now()).await,
+        let recorded = match self.mailer.send(queued.id, &queued.mail).await {
+            Ok(()) => return Ok(Some(queued.id)),
             Err(MailError::Transient(error)) if queued.attempts < self.settings.max_attempts => {
                 let next = self.clock.now() + self.backoff(queued.attempts);
                 outbox
@@ -103,7 +118,8 @@ impl MailDelivery {
                     )
                     .await
             }
-        }
+        };
+        recorded.map(|()| None)
     }
 
     /// `base × 2^(attempts−1)`, capped, then between half and all of it at random
@@ -183,10 +199,40 @@ mod tests {
         mailer.expect_send().times(1).returning(|_, _| Ok(()));
         outbox
             .expect_mark_sent()
-            .with(eq(Uuid::from_u128(1)), eq(now()))
+            .withf(|ids, at| ids == [Uuid::from_u128(1)] && *at == now())
             .times(1)
             .returning(|_, _| Ok(()));
         assert_eq!(block_on(delivery(outbox, mailer).deliver_due()).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_batch_delivered_is_marked_sent_in_one_write_even_if_another_fails() {
+        let (mut outbox, mut mailer) = (MockOutbox::new(), MockMailer::new());
+        let batch: Vec<QueuedMail> = (1..=3)
+            .map(|n| QueuedMail {
+                id: Uuid::from_u128(n),
+                ..queued(1, None)
+            })
+            .collect();
+        outbox.expect_claim().return_once(move |_, _, _| Ok(batch));
+        mailer.expect_send().times(3).returning(|id, _| {
+            if id == Uuid::from_u128(2) {
+                Err(MailError::Transient(anyhow::anyhow!("421 try later")))
+            } else {
+                Ok(())
+            }
+        });
+        // Recording the failure fails: the two sent are still marked, then the error shows.
+        outbox
+            .expect_retry_later()
+            .times(1)
+            .returning(|_, _, _| Err(InfraError::Unavailable(anyhow::anyhow!("down"))));
+        outbox
+            .expect_mark_sent()
+            .withf(|ids, _| ids == [Uuid::from_u128(1), Uuid::from_u128(3)])
+            .times(1)
+            .returning(|_, _| Ok(()));
+        assert!(block_on(delivery(outbox, mailer).deliver_due()).is_err());
     }
 
     #[test]

@@ -128,8 +128,29 @@ macro_rules! outbox {
                     Ok(claimed)
                 }
 
-                async fn mark_sent(&self, id: Uuid, now: DateTime<Utc>) -> Result<(), InfraError> {
-                    self.finish(id, OutboxStatus::Sent, None, now).await
+                async fn mark_sent(
+                    &self,
+                    ids: &[Uuid],
+                    now: DateTime<Utc>,
+                ) -> Result<(), InfraError> {
+                    if ids.is_empty() {
+                        return Ok(());
+                    }
+                    let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+                    let mut conn = self.writer().await?;
+                    // Not `.cached()`: the `IN` list's length varies with the batch.
+                    diesel::update(outbox::table.filter(outbox::id.eq_any(ids)))
+                        .set((
+                            outbox::status.eq(OutboxStatus::Sent.as_str()),
+                            outbox::last_error.eq(None::<String>),
+                            outbox::lease_until.eq(None::<i64>),
+                            outbox::updated_at.eq(to_millis(now)),
+                            outbox::payload.eq(None::<String>),
+                        ))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(query_error)?;
+                    Ok(())
                 }
 
                 async fn retry_later(

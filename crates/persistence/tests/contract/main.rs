@@ -100,6 +100,7 @@ contract!(
     a_claimed_message_is_leased_then_claimable_again,
     concurrent_claims_never_hand_out_a_message_twice,
     sent_and_expired_messages_lose_their_body,
+    a_batch_is_marked_sent_at_once_and_only_that_batch,
     a_failed_notice_can_be_retried_and_a_deferred_message_waits,
     set_password_replaces_the_hash_verifies_and_refuses_older_tokens,
     rotation_spends_once_replays_within_grace_then_revokes_on_reuse,

@@ -79,7 +79,7 @@ pub async fn sent_and_expired_messages_lose_their_body(store: impl Store) {
     let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
     store.replace(&otp, &mail_for(&otp)).await.unwrap();
     let claimed = store.claim(now(), Duration::seconds(60), 10).await.unwrap();
-    store.mark_sent(claimed[0].id, now()).await.unwrap();
+    store.mark_sent(&[claimed[0].id], now()).await.unwrap();
     assert!(store.pending(10).await.unwrap().is_empty());
     let later = now() + Duration::hours(1);
     assert!(
@@ -107,6 +107,29 @@ pub async fn sent_and_expired_messages_lose_their_body(store: impl Store) {
     assert_eq!(pending[0].status, OutboxStatus::Failed);
     assert_eq!(pending[0].last_error.as_deref(), Some("550 no"));
     assert_eq!(store.retry_failed(now()).await.unwrap(), 0);
+}
+
+pub async fn a_batch_is_marked_sent_at_once_and_only_that_batch(store: impl Store) {
+    for to in ["ada@example.com", "bob@example.com", "cy@example.com"] {
+        store.enqueue(&notice(to), now(), None).await.unwrap();
+    }
+    let claimed = store.claim(now(), Duration::seconds(60), 10).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    store.mark_sent(&[], now()).await.unwrap();
+    let sent = [claimed[0].id, claimed[2].id];
+    store.mark_sent(&sent, now()).await.unwrap();
+    let pending = store.pending(10).await.unwrap();
+    assert_eq!(pending.len(), 1, "the message left out stays unsent");
+    assert_eq!(pending[0].id, claimed[1].id);
+    assert_eq!(pending[0].status, OutboxStatus::Sending);
+    // Once the lease runs out, only the message left out is claimed again.
+    let later = now() + Duration::seconds(61);
+    let again = store.claim(later, Duration::seconds(60), 10).await.unwrap();
+    assert_eq!(
+        again.iter().map(|m| m.id).collect::<Vec<_>>(),
+        [claimed[1].id]
+    );
+    assert_eq!(store.stats().await.unwrap().unsent, 1);
 }
 
 pub async fn a_failed_notice_can_be_retried_and_a_deferred_message_waits(store: impl Store) {
