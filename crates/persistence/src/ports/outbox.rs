@@ -11,7 +11,6 @@ macro_rules! outbox {
             use passcode_domain::InfraError;
             use passcode_domain::ports::{Mail, Outbox, OutboxEntry, OutboxStatus, QueuedMail};
             use uuid::Uuid;
-            use $crate::cached::CachedExt as _;
             use $crate::error::query_error;
             use $crate::outbox_rows::{ClaimedRow, EntryRow, NewOutboxRow};
             use $crate::rows::attempts_limit;
@@ -19,16 +18,17 @@ macro_rules! outbox {
             use $crate::time::from_millis;
             use $crate::time::to_millis;
 
-            /// Ends a message: erases the body, except that of a failed message without
-            /// a code (kept so that `passcode mail queue --retry` can send it again).
-            async fn finish_row(
+            /// Ends messages: erases their bodies, except that of a failed message
+            /// without a code (kept so that `passcode mail queue --retry` can send it
+            /// again). Not `.cached()`: the `IN` list's length varies with the batch.
+            async fn finish_rows(
                 conn: &mut Conn,
-                id: &str,
+                ids: &[String],
                 status: OutboxStatus,
                 error: Option<String>,
                 now: DateTime<Utc>,
             ) -> Result<usize, diesel::result::Error> {
-                let row = outbox::table.find(id);
+                let rows = outbox::table.filter(outbox::id.eq_any(ids));
                 let ended = (
                     outbox::status.eq(status.as_str()),
                     outbox::last_error.eq(error),
@@ -41,15 +41,13 @@ macro_rules! outbox {
                             None::<String>
                                 .into_sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(),
                         );
-                    diesel::update(row)
+                    diesel::update(rows)
                         .set((ended, outbox::payload.eq(kept)))
-                        .cached()
                         .execute(conn)
                         .await
                 } else {
-                    diesel::update(row)
+                    diesel::update(rows)
                         .set((ended, outbox::payload.eq(None::<String>)))
-                        .cached()
                         .execute(conn)
                         .await
                 }
@@ -119,9 +117,15 @@ macro_rules! outbox {
                             // go on with the others instead of failing every claim.
                             Err(why) => {
                                 tracing::error!(message_id = %id, "{why}");
-                                finish_row(&mut *conn, &id, OutboxStatus::Failed, Some(why), now)
-                                    .await
-                                    .map_err(query_error)?;
+                                finish_rows(
+                                    &mut *conn,
+                                    &[id],
+                                    OutboxStatus::Failed,
+                                    Some(why),
+                                    now,
+                                )
+                                .await
+                                .map_err(query_error)?;
                             }
                         }
                     }
@@ -138,16 +142,7 @@ macro_rules! outbox {
                     }
                     let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
                     let mut conn = self.writer().await?;
-                    // Not `.cached()`: the `IN` list's length varies with the batch.
-                    diesel::update(outbox::table.filter(outbox::id.eq_any(ids)))
-                        .set((
-                            outbox::status.eq(OutboxStatus::Sent.as_str()),
-                            outbox::last_error.eq(None::<String>),
-                            outbox::lease_until.eq(None::<i64>),
-                            outbox::updated_at.eq(to_millis(now)),
-                            outbox::payload.eq(None::<String>),
-                        ))
-                        .execute(&mut *conn)
+                    finish_rows(&mut *conn, &ids, OutboxStatus::Sent, None, now)
                         .await
                         .map_err(query_error)?;
                     Ok(())
@@ -181,7 +176,7 @@ macro_rules! outbox {
                     now: DateTime<Utc>,
                 ) -> Result<(), InfraError> {
                     let mut conn = self.writer().await?;
-                    finish_row(&mut *conn, &id.to_string(), status, error, now)
+                    finish_rows(&mut *conn, &[id.to_string()], status, error, now)
                         .await
                         .map_err(query_error)?;
                     Ok(())
