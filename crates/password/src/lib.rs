@@ -145,15 +145,7 @@ const HASHING_PRIORITY: u8 = 25;
 
 /// A hashing thread: takes jobs until every sender is gone.
 fn work(queue: &Mutex<Receiver<Job>>) {
-    let lowered = thread_priority::ThreadPriorityValue::try_from(HASHING_PRIORITY)
-        .map_err(|e| format!("{e:?}"))
-        .and_then(|value| {
-            thread_priority::set_current_thread_priority(
-                thread_priority::ThreadPriority::Crossplatform(value),
-            )
-            .map_err(|e| format!("{e:?}"))
-        });
-    if let Err(error) = lowered {
+    if let Err(error) = lower_priority() {
         // Hashing still works, only at the request threads' priority.
         tracing::warn!(%error, "could not lower the hashing threads' priority");
     }
@@ -169,6 +161,39 @@ fn work(queue: &Mutex<Receiver<Job>>) {
         };
         job();
     }
+}
+
+/// Puts the calling (hashing) thread in the normal scheduling class at
+/// `HASHING_PRIORITY`, whatever class it inherited. A service started under a
+/// real-time policy (`chrt -f`, systemd's `CPUSchedulingPolicy=fifo`) keeps its request
+/// threads there, where they preempt hashing at once; a hash at a real-time priority
+/// would instead hold a core for its whole run and starve everything else.
+#[cfg(unix)]
+fn lower_priority() -> Result<(), String> {
+    use thread_priority::unix::{
+        NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
+        thread_native_id,
+    };
+    let value = thread_priority::ThreadPriorityValue::try_from(HASHING_PRIORITY)
+        .map_err(|e| format!("{e:?}"))?;
+    set_thread_priority_and_policy(
+        thread_native_id(),
+        thread_priority::ThreadPriority::Crossplatform(value),
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
+    )
+    .map_err(|e| format!("{e:?}"))
+}
+
+#[cfg(not(unix))]
+fn lower_priority() -> Result<(), String> {
+    thread_priority::ThreadPriorityValue::try_from(HASHING_PRIORITY)
+        .map_err(|e| format!("{e:?}"))
+        .and_then(|value| {
+            thread_priority::set_current_thread_priority(
+                thread_priority::ThreadPriority::Crossplatform(value),
+            )
+            .map_err(|e| format!("{e:?}"))
+        })
 }
 
 fn random_salt() -> anyhow::Result<Salt> {
@@ -306,6 +331,37 @@ mod tests {
             "hashing nice {theirs}, caller {}",
             niceness()
         );
+    }
+
+    /// Hashing threads leave whatever scheduling class they inherit for the normal
+    /// one: started under a real-time policy, a service must not hash at it. The batch
+    /// class stands in for a real-time one, which an unprivileged test cannot enter.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_leave_an_inherited_scheduling_class() {
+        use thread_priority::unix::{
+            NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
+            thread_native_id, thread_schedule_policy,
+        };
+        let batch = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
+        set_thread_priority_and_policy(
+            thread_native_id(),
+            thread_priority::ThreadPriority::Crossplatform(0u8.try_into().unwrap()),
+            batch,
+        )
+        .unwrap();
+        assert_eq!(thread_schedule_policy().unwrap(), batch);
+        let hasher = Argon2Hasher::new(&fast()).unwrap();
+        let theirs = hasher
+            .run(|_| Ok((thread_schedule_policy().unwrap(), niceness())))
+            .await
+            .unwrap();
+        assert_eq!(
+            theirs.0,
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other)
+        );
+        // `HASHING_PRIORITY` is nice 9, as when the class was already the normal one.
+        assert_eq!(theirs.1, 9);
     }
 
     /// A new password's strength estimate runs where hashes run, not on the caller's
