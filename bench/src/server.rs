@@ -51,7 +51,18 @@ impl Passcode {
             .create(true)
             .append(true)
             .open(dir.join("passcode.log"))?;
-        let mut command = Command::new(binary);
+        // A launcher for experiments, e.g. BENCH_LAUNCHER="chrt -f 1" (the binary and its
+        // arguments follow it; it must exec them, so that the PID measured is the server's).
+        let launcher = std::env::var("BENCH_LAUNCHER").unwrap_or_default();
+        let mut launcher = launcher.split_whitespace();
+        let mut command = match launcher.next() {
+            Some(program) => {
+                let mut command = Command::new(program);
+                command.args(launcher).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         // Extra settings for experiments, e.g. BENCH_ENV="APP__DATABASE__MAX_CONNECTIONS=1".
         for pair in std::env::var("BENCH_ENV")
             .unwrap_or_default()
