@@ -467,7 +467,8 @@ impl Bench {
             server.register(email).await?;
         }
         let mut report = Report {
-            title: format!("passcode on {backend}"),
+            // Figures taken with BENCH_ENV or BENCH_LAUNCHER say so in their own output.
+            title: format!("passcode on {backend}{}", experiment_note()),
             rows: Vec::new(),
             footer: Vec::new(),
         };
@@ -653,4 +654,16 @@ fn main() -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// What `BENCH_ENV` and `BENCH_LAUNCHER` change for the server under test, if anything.
+fn experiment_note() -> String {
+    ["BENCH_ENV", "BENCH_LAUNCHER"]
+        .iter()
+        .filter_map(|key| {
+            let value = std::env::var(key).ok()?;
+            let value = value.trim();
+            (!value.is_empty()).then(|| format!(" ({key}=\"{value}\")"))
+        })
+        .collect()
 }
