@@ -168,32 +168,21 @@ fn work(queue: &Mutex<Receiver<Job>>) {
 /// real-time policy (`chrt -f`, systemd's `CPUSchedulingPolicy=fifo`) keeps its request
 /// threads there, where they preempt hashing at once; a hash at a real-time priority
 /// would instead hold a core for its whole run and starve everything else.
-#[cfg(unix)]
 fn lower_priority() -> Result<(), String> {
-    use thread_priority::unix::{
-        NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
-        thread_native_id,
-    };
-    let value = thread_priority::ThreadPriorityValue::try_from(HASHING_PRIORITY)
+    let priority = thread_priority::ThreadPriorityValue::try_from(HASHING_PRIORITY)
+        .map(thread_priority::ThreadPriority::Crossplatform)
         .map_err(|e| format!("{e:?}"))?;
-    set_thread_priority_and_policy(
-        thread_native_id(),
-        thread_priority::ThreadPriority::Crossplatform(value),
-        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
-    )
-    .map_err(|e| format!("{e:?}"))
-}
-
-#[cfg(not(unix))]
-fn lower_priority() -> Result<(), String> {
-    thread_priority::ThreadPriorityValue::try_from(HASHING_PRIORITY)
-        .map_err(|e| format!("{e:?}"))
-        .and_then(|value| {
-            thread_priority::set_current_thread_priority(
-                thread_priority::ThreadPriority::Crossplatform(value),
-            )
-            .map_err(|e| format!("{e:?}"))
-        })
+    #[cfg(unix)]
+    let set = thread_priority::unix::set_thread_priority_and_policy(
+        thread_priority::unix::thread_native_id(),
+        priority,
+        thread_priority::unix::ThreadSchedulePolicy::Normal(
+            thread_priority::unix::NormalThreadSchedulePolicy::Other,
+        ),
+    );
+    #[cfg(not(unix))]
+    let set = thread_priority::set_current_thread_priority(priority);
+    set.map_err(|e| format!("{e:?}"))
 }
 
 fn random_salt() -> anyhow::Result<Salt> {
