@@ -156,6 +156,10 @@ const REGISTER: &str = "register";
 const IDLE: &str = "health/live probe (200/s), idle";
 const FLOOD: &str = "health/live probe during the login flood";
 const FLOOD_LOGIN: &str = "login flood (4 × connections)";
+/// Logins while a wrong-code flood takes the cores: what hashing keeps at its lower
+/// priority (the probe's scenario is the other way round).
+const MIXED: &str = "mixed: login during a wrong-code flood";
+const MIXED_WRONG: &str = "mixed: wrong code beside those logins";
 
 /// Where a scenario sends its requests, and the server's process where it is known
 /// (to measure its CPU time).
@@ -520,6 +524,30 @@ impl Bench {
                 during.percentile_ms(0.99) / idle_p99
             ));
             report.rows.push(Row::new(FLOOD, during));
+        }
+        if self.wanted(MIXED) {
+            let logins: Vec<Box<dyn Script>> = (0..n)
+                .map(|i| scripts::login(&accounts[i % accounts.len()].0, PASSWORD))
+                .collect();
+            let wrong = self.cheap_scripts(WRONG, accounts.as_slice(), &pending);
+            let (logins, wrong) =
+                tokio::join!(self.measure(target, logins), self.measure(target, wrong));
+            // Each against its own rate alone, where this run measured it.
+            let shares = [("login", LOGIN, &logins), ("wrong code", WRONG, &wrong)]
+                .iter()
+                .filter_map(|(name, scenario, outcome)| {
+                    let alone = report.rate_of(scenario)?;
+                    Some(format!("{name} {:.2}", outcome.rate() / alone))
+                })
+                .collect::<Vec<_>>();
+            if !shares.is_empty() {
+                report.footer.push(format!(
+                    "login and wrong code at once, each over its rate alone: {}",
+                    shares.join(", ")
+                ));
+            }
+            report.rows.push(Row::new(MIXED, logins));
+            report.rows.push(Row::new(MIXED_WRONG, wrong));
         }
         report.footer.push(server.peak_memory());
         server.stop().await;
