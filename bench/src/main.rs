@@ -227,6 +227,13 @@ impl Bench {
             .collect()
     }
 
+    /// `connections` login scripts, taking the accounts in turn.
+    fn login_scripts(accounts: &[(String, String)], connections: usize) -> Vec<Box<dyn Script>> {
+        (0..connections)
+            .map(|i| scripts::login(&accounts[i % accounts.len()].0, PASSWORD))
+            .collect()
+    }
+
     /// The scripts of a cheap scenario (`WRONG`, `BUDGET`: wrong codes; `REFRESH`:
     /// chained refreshes), given accounts with their refresh tokens and addresses that
     /// have an open code.
@@ -302,9 +309,7 @@ impl Bench {
             }
         }
         if self.wanted(LOGIN) {
-            let scripts = (0..n)
-                .map(|i| scripts::login(&accounts[i % accounts.len()].0, PASSWORD))
-                .collect();
+            let scripts = Self::login_scripts(accounts, n);
             let row = self
                 .bracketed(hashing, LOGIN, self.measure(target, scripts))
                 .await?;
@@ -510,9 +515,7 @@ impl Bench {
             let mut idle = self.measure_apart(probe, health()).await?;
             let idle_p99 = idle.percentile_ms(0.99);
             report.rows.push(Row::new(IDLE, idle));
-            let logins: Vec<Box<dyn Script>> = (0..4 * n)
-                .map(|i| scripts::login(&accounts[i % accounts.len()].0, PASSWORD))
-                .collect();
+            let logins = Self::login_scripts(&accounts, 4 * n);
             let (flood, during) = tokio::join!(
                 self.measure(target, logins),
                 self.measure_apart(probe, health())
@@ -526,10 +529,8 @@ impl Bench {
             report.rows.push(Row::new(FLOOD, during));
         }
         if self.wanted(MIXED) {
-            let logins: Vec<Box<dyn Script>> = (0..n)
-                .map(|i| scripts::login(&accounts[i % accounts.len()].0, PASSWORD))
-                .collect();
-            let wrong = self.cheap_scripts(WRONG, accounts.as_slice(), &pending);
+            let logins = Self::login_scripts(&accounts, n);
+            let wrong = self.cheap_scripts(WRONG, &accounts, &pending);
             let (logins, wrong) =
                 tokio::join!(self.measure(target, logins), self.measure(target, wrong));
             // Each against its own rate alone, where this run measured it.
