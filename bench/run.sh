@@ -1,13 +1,29 @@
 #!/usr/bin/env bash
 # The load benchmark: builds the release binaries, starts a throwaway PostgreSQL
 # cluster and MariaDB server (both durable, as in production), runs passcode-bench on
-# SQLite, PostgreSQL and MariaDB, and stops the servers. Arguments go to passcode-bench, e.g.
+# SQLite, PostgreSQL and MariaDB, and stops the servers. passcode-bench starts a real
+# SMTP server (aiosmtpd, tests/support/smtp_server.py) for each passcode it runs, from
+# a Python venv with aiosmtpd and trustme that this script installs if it is missing.
+# Arguments go to passcode-bench, e.g.
 #   bash bench/run.sh --compare http://127.0.0.1:8100    (the tutorial's service)
 #   bash bench/run.sh --backends sqlite --only refresh --duration 5
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release -q -p passcode-app -p passcode-bench
+
+# The tests' venv serves if scripts/test.sh made it; otherwise one of the benchmark's own.
+venv="$PWD/target/test-venv"
+if ! "$venv/bin/python" -c 'import aiosmtpd, trustme' 2>/dev/null; then
+    venv="$PWD/target/bench-venv"
+    if ! "$venv/bin/python" -c 'import aiosmtpd, trustme' 2>/dev/null; then
+        echo "== installing aiosmtpd and trustme (the benchmark's SMTP server) into $venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check \
+            $(grep -E '^(aiosmtpd|trustme)==' tests/support/requirements.txt)
+    fi
+fi
+export BENCH_PYTHON="$venv/bin/python"
 
 work="$(mktemp -d /tmp/passcode-bench.XXXXXX)"
 chmod 755 "$work"

@@ -22,7 +22,7 @@ use serde_json::json;
 
 use crate::load::{Call, Outcome, Script};
 use crate::scripts::{Answered, Probe, RefreshChain, Register};
-use crate::server::{Limits, Passcode};
+use crate::server::{Limits, MailSink, Passcode};
 
 /// The password every benchmark account has (strong enough for the default policy).
 pub const PASSWORD: &str = "bench Correct Horse 7 battery staple";
@@ -57,6 +57,19 @@ struct Args {
     /// Only scenarios whose name contains one of these.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// How passcode's mail leaves: `smtp`, to a real SMTP server over implicit TLS with
+    /// AUTH that the benchmark starts for each server, or `file`.
+    #[arg(long, value_enum, default_value = "smtp")]
+    mail: MailArg,
+    /// The Python with aiosmtpd and trustme, for `--mail smtp` (`bench/run.sh` installs one).
+    #[arg(long, env = "BENCH_PYTHON", default_value = "python3")]
+    python: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum MailArg {
+    Smtp,
+    File,
 }
 
 /// One row of a report.
@@ -362,6 +375,16 @@ impl Bench {
         })
     }
 
+    fn mail_sink(&self) -> MailSink {
+        match self.args.mail {
+            MailArg::File => MailSink::File,
+            MailArg::Smtp => MailSink::Smtp {
+                python: self.args.python.clone(),
+                script: PathBuf::from("tests/support/smtp_server.py"),
+            },
+        }
+    }
+
     fn hashing_rate(&self) -> anyhow::Result<f64> {
         tokio::task::block_in_place(|| argon2_rate(&self.settings))
     }
@@ -444,6 +467,7 @@ impl Bench {
             dir.path(),
             url.as_deref(),
             Limits::Raised,
+            &self.mail_sink(),
         )
         .await?;
         let addr = server.addr;
@@ -477,7 +501,14 @@ impl Bench {
         }
         let mut report = Report {
             // Figures taken with BENCH_ENV or BENCH_LAUNCHER say so in their own output.
-            title: format!("passcode on {backend}{}", experiment_note()),
+            title: format!(
+                "passcode on {backend}, mail by {}{}",
+                match self.args.mail {
+                    MailArg::Smtp => "SMTP (implicit TLS, AUTH)",
+                    MailArg::File => "file",
+                },
+                experiment_note()
+            ),
             rows: Vec::new(),
             footer: Vec::new(),
         };
@@ -560,6 +591,7 @@ impl Bench {
                 dir.path(),
                 url.as_deref(),
                 Limits::Budgets,
+                &self.mail_sink(),
             )
             .await?;
             let scripts = self.cheap_scripts(BUDGET, &accounts, &pending);

@@ -1,5 +1,6 @@
-//! The passcode binary under test: started on a free port with its mail written to
-//! files, so that set-up can read codes and the benchmark can time mail.
+//! The passcode binary under test: started on a free port with its mail sent over SMTP
+//! to a real server of the benchmark's own (or written to files), so that set-up can
+//! read codes and the benchmark can time mail.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
 use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::load::{self, Call};
@@ -23,10 +25,26 @@ pub enum Limits {
     Budgets,
 }
 
+/// Where the server under test sends its mail.
+#[derive(Debug, Clone)]
+pub enum MailSink {
+    /// A real SMTP server (aiosmtpd, `tests/support/smtp_server.py`, run by `python`)
+    /// over implicit TLS with AUTH, as the tutorial's Zoho on port 465. A mail's time
+    /// is when that server wrote it into its Maildir.
+    Smtp { python: PathBuf, script: PathBuf },
+    /// The file transport: a mail's time is when passcode wrote its file.
+    File,
+}
+
+const SMTP_USER: &str = "passcode-bench";
+const SMTP_PASSWORD: &str = "bench-smtp-password";
+
 pub struct Passcode {
     pub addr: SocketAddr,
     child: Child,
     mail_dir: PathBuf,
+    /// The SMTP server, if mail goes over SMTP: it stops when dropped.
+    _smtp: Option<Child>,
 }
 
 const HIGH: &str = "1000000000";
@@ -37,6 +55,7 @@ impl Passcode {
         dir: &Path,
         database_url: Option<&str>,
         limits: Limits,
+        mail: &MailSink,
     ) -> anyhow::Result<Self> {
         if !binary.exists() {
             bail!(
@@ -46,7 +65,6 @@ impl Passcode {
         }
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-        let mail_dir = dir.join("mail");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -83,8 +101,6 @@ impl Passcode {
                     str::to_owned,
                 ),
             )
-            .env("APP__MAIL__TRANSPORT", "file")
-            .env("APP__MAIL__FILE_DIR", &mail_dir)
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .kill_on_drop(true);
@@ -103,11 +119,35 @@ impl Passcode {
                 command.env(format!("APP__LIMITS__{key}"), HIGH);
             }
         }
+        let (mail_dir, smtp) = match mail {
+            MailSink::File => {
+                let mail_dir = dir.join("mail");
+                command
+                    .env("APP__MAIL__TRANSPORT", "file")
+                    .env("APP__MAIL__FILE_DIR", &mail_dir);
+                (mail_dir, None)
+            }
+            MailSink::Smtp { python, script } => {
+                let smtp_dir = tempfile::Builder::new().prefix("smtp").tempdir_in(dir)?;
+                let smtp_dir = smtp_dir.keep();
+                let (child, port, ca) = start_smtp(python, script, &smtp_dir).await?;
+                command
+                    .env("APP__MAIL__TRANSPORT", "smtp")
+                    .env("APP__MAIL__SMTP__HOST", "localhost")
+                    .env("APP__MAIL__SMTP__PORT", port.to_string())
+                    .env("APP__MAIL__SMTP__TLS", "implicit")
+                    .env("APP__MAIL__SMTP__USERNAME", SMTP_USER)
+                    .env("APP__MAIL__SMTP__PASSWORD", SMTP_PASSWORD)
+                    .env("APP__MAIL__SMTP__CA_FILE", ca);
+                (smtp_dir.join("implicit").join("new"), Some(child))
+            }
+        };
         let child = command.spawn().context("starting passcode")?;
         let server = Self {
             addr,
             child,
             mail_dir,
+            _smtp: smtp,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -255,6 +295,56 @@ impl Passcode {
         let _ = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await;
         let _ = self.child.kill().await;
     }
+}
+
+/// Starts the SMTP servers of `tests/support/smtp_server.py` delivering under `dir`:
+/// the implicit-TLS one's port and the certificate authority to trust.
+async fn start_smtp(
+    python: &Path,
+    script: &Path,
+    dir: &Path,
+) -> anyhow::Result<(Child, u16, PathBuf)> {
+    let log = std::fs::File::create(dir.join("smtp.log"))?;
+    let mut child = Command::new(python)
+        .arg(script)
+        .arg("--dir")
+        .arg(dir)
+        .args(["--user", SMTP_USER, "--password", SMTP_PASSWORD])
+        // It serves until its standard input closes, so it ends with this process.
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "starting the SMTP server with {} (bench/run.sh installs aiosmtpd and trustme and sets BENCH_PYTHON)",
+                python.display()
+            )
+        })?;
+    let stdout = child.stdout.take().context("the SMTP server's output")?;
+    let line = tokio::time::timeout(
+        Duration::from_secs(30),
+        BufReader::new(stdout).lines().next_line(),
+    )
+    .await
+    .context("the SMTP server did not start within 30 s")??
+    .with_context(|| {
+        format!(
+            "the SMTP server ended before it started; see {}",
+            dir.join("smtp.log").display()
+        )
+    })?;
+    let ports: serde_json::Value = serde_json::from_str(&line)
+        .with_context(|| format!("the SMTP server did not name its ports: {line:?}"))?;
+    let port = ports["implicit_port"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .with_context(|| format!("no implicit_port in {line:?}"))?;
+    let ca = ports["ca"]
+        .as_str()
+        .with_context(|| format!("no ca in {line:?}"))?;
+    Ok((child, port, PathBuf::from(ca)))
 }
 
 fn six_digits(text: &str) -> Option<String> {
