@@ -296,7 +296,8 @@ pub(crate) fn mail_settings(settings: &Settings) -> anyhow::Result<MailSettings>
 pub(crate) fn delivery_settings(settings: &Settings) -> DeliverySettings {
     let o = &settings.mail.outbox;
     DeliverySettings {
-        batch: o.workers,
+        batch: o.batch,
+        concurrency: o.workers,
         max_attempts: o.max_attempts,
         lease: o.lease_seconds.chrono(),
         backoff_base: o.backoff_base_ms.chrono(),

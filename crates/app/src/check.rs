@@ -89,6 +89,9 @@ pub fn problems(settings: &Settings) -> Vec<Problem> {
     );
     let o = &s.mail.outbox;
     found.at_least("mail.outbox.workers", u64::from(o.workers), 1);
+    found.at_least("mail.outbox.batch", u64::from(o.batch), 1);
+    // A claim leases its messages until they are sent: keep one claim's sends short.
+    found.at_most("mail.outbox.batch", u64::from(o.batch), 1_000);
     found.at_least("mail.outbox.max_attempts", u64::from(o.max_attempts), 1);
     found.at_least("mail.outbox.poll_interval_ms", o.poll_interval_ms.0, 10);
     // Mail is due at its SMTP server within a second of its request.
@@ -214,7 +217,17 @@ pub fn problems(settings: &Settings) -> Vec<Problem> {
             found.add("mail.smtp.port", "is 0".into());
         }
         found.at_least("mail.smtp.timeout_seconds", m.smtp.timeout_seconds.0, 1);
-        found.at_least("mail.smtp.pool_size", u64::from(m.smtp.pool_size), 1);
+        // lettre opens a connection for each send beyond its idle ones and closes it
+        // after: a pool smaller than the sends at once would reconnect all the time.
+        if m.smtp.pool_size < m.outbox.workers.max(1) {
+            found.add(
+                "mail.smtp.pool_size",
+                format!(
+                    "is {}; it must be at least mail.outbox.workers ({}), the messages sent at once",
+                    m.smtp.pool_size, m.outbox.workers
+                ),
+            );
+        }
         if let Some(ca_file) = &m.smtp.ca_file
             && let Err(error) = std::fs::read(ca_file)
         {
@@ -348,6 +361,7 @@ mod tests {
         s.limits.password_min_score = 7;
         s.metrics.listen = Some("nowhere".into());
         s.mail.outbox.gather_ms = 501.into();
+        s.mail.outbox.batch = 0;
         let keys: Vec<&str> = problems(&s).iter().map(|p| p.key).collect();
         for key in [
             "mail.outbox.workers",
@@ -357,6 +371,7 @@ mod tests {
             "limits.password_min_score",
             "metrics.listen",
             "mail.outbox.gather_ms",
+            "mail.outbox.batch",
         ] {
             assert!(keys.contains(&key), "{key} in {keys:?}");
         }

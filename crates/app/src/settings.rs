@@ -216,6 +216,8 @@ pub struct HttpHookSection {
 pub struct OutboxSection {
     /// Messages one instance sends at once.
     pub workers: u32,
+    /// Messages one claim takes and one write marks sent.
+    pub batch: u32,
     /// Delivery attempts before a message is marked failed.
     pub max_attempts: u32,
     /// How often the worker looks for due messages when idle.

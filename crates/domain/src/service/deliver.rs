@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use chrono::Duration;
-use futures_util::future::join_all;
+use futures_util::StreamExt;
 use rand::RngExt;
 use uuid::Uuid;
 
@@ -15,8 +15,10 @@ use crate::ports::{Clock, MailError, Mailer, Outbox, OutboxStatus, QueuedMail};
 
 #[derive(Debug, Clone, Copy)]
 pub struct DeliverySettings {
-    /// Messages claimed and sent at once by one worker.
+    /// Messages one claim takes, and one write marks sent.
     pub batch: u32,
+    /// Messages sent at once, out of a claim.
+    pub concurrency: u32,
     /// Delivery attempts before a message is marked failed.
     pub max_attempts: u32,
     /// How long a claim holds; a worker that died is replaced after this.
@@ -62,8 +64,8 @@ impl MailDelivery {
         &self.settings
     }
 
-    /// Claims due messages and delivers them concurrently, then marks those sent in one
-    /// write. Returns how many were claimed.
+    /// Claims due messages and delivers them, `concurrency` at a time, then marks those
+    /// sent in one write. Returns how many were claimed.
     pub async fn deliver_due(&self) -> Result<usize, InfraError> {
         let claimed = self
             .outbox
@@ -76,7 +78,12 @@ impl MailDelivery {
         let count = claimed.len();
         let mut sent = Vec::with_capacity(count);
         let mut failed = None;
-        for outcome in join_all(claimed.into_iter().map(|queued| self.deliver(queued))).await {
+        let outcomes: Vec<_> = futures_util::stream::iter(claimed)
+            .map(|queued| self.deliver(queued))
+            .buffer_unordered(self.settings.concurrency.max(1) as usize)
+            .collect()
+            .await;
+        for outcome in outcomes {
             match outcome {
                 Ok(Some(id)) => sent.push(id),
                 Ok(None) => {}
@@ -152,6 +159,7 @@ mod tests {
     fn settings() -> DeliverySettings {
         DeliverySettings {
             batch: 4,
+            concurrency: 4,
             max_attempts: 3,
             lease: Duration::seconds(60),
             backoff_base: Duration::seconds(10),
@@ -203,6 +211,67 @@ mod tests {
             .times(1)
             .returning(|_, _| Ok(()));
         assert_eq!(block_on(delivery(outbox, mailer).deliver_due()).unwrap(), 1);
+    }
+
+    /// A mailer whose sends each wait once, counting how many are under way at once.
+    #[derive(Default)]
+    struct Counting {
+        now: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Mailer for Counting {
+        async fn send(&self, _: Uuid, _: &Mail) -> Result<(), MailError> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.now.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(now, SeqCst);
+            let mut waited = false;
+            std::future::poll_fn(|cx| {
+                if std::mem::replace(&mut waited, true) {
+                    std::task::Poll::Ready(())
+                } else {
+                    cx.waker().wake_by_ref();
+                    std::task::Poll::Pending
+                }
+            })
+            .await;
+            self.now.fetch_sub(1, SeqCst);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_claim_is_sent_concurrency_at_a_time_and_marked_sent_in_one_write() {
+        let mut outbox = MockOutbox::new();
+        let batch: Vec<QueuedMail> = (1..=10)
+            .map(|n| QueuedMail {
+                id: Uuid::from_u128(n),
+                ..queued(1, None)
+            })
+            .collect();
+        outbox.expect_claim().return_once(move |_, _, _| Ok(batch));
+        outbox
+            .expect_mark_sent()
+            .withf(|ids, _| {
+                let mut ids = ids.to_vec();
+                ids.sort();
+                ids == (1..=10).map(Uuid::from_u128).collect::<Vec<_>>()
+            })
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let mailer = Arc::new(Counting::default());
+        let mut clock = MockClock::new();
+        clock.expect_now().return_const(now());
+        let settings = DeliverySettings {
+            batch: 10,
+            concurrency: 3,
+            ..settings()
+        };
+        let delivery =
+            MailDelivery::new(Arc::new(outbox), mailer.clone(), Arc::new(clock), settings);
+        assert_eq!(block_on(delivery.deliver_due()).unwrap(), 10);
+        assert_eq!(mailer.most.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 
     #[test]
