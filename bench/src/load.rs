@@ -122,7 +122,7 @@ impl Outcome {
 
 /// A process's CPU time so far (user and system, all its threads), from
 /// `/proc/PID/stat`; `None` where that cannot be read (not Linux, or it is gone).
-fn cpu_time(pid: u32) -> Option<Duration> {
+pub fn cpu_time(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces:
     // utime and stime are the 14th and 15th fields of the line, in clock ticks
