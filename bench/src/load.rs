@@ -63,6 +63,9 @@ pub struct Outcome {
     /// CPU time the server process spent (user and system, all threads) over the
     /// measured interval, where its process is known.
     pub server_cpu: Option<Duration>,
+    /// The share of this machine's CPU time its host took for others over the measured
+    /// interval (`steal` in `/proc/stat`), where it can be read: a slowed machine.
+    pub steal: Option<f64>,
 }
 
 impl Outcome {
@@ -120,6 +123,20 @@ impl Outcome {
     }
 }
 
+/// This machine's CPU time so far, in clock ticks: (stolen by its host, all).
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    Some((*ticks.get(7)?, ticks.iter().sum()))
+}
+
 /// A process's CPU time so far (user and system, all its threads), from
 /// `/proc/PID/stat`; `None` where that cannot be read (not Linux, or it is gone).
 pub fn cpu_time(pid: u32) -> Option<Duration> {
@@ -154,6 +171,16 @@ pub async fn run(
             cpu_time(pid)?.checked_sub(before)
         })
     });
+    let steal = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from.into()).await;
+        let (stolen, all) = machine_ticks()?;
+        tokio::time::sleep_until(until.into()).await;
+        let (stolen_after, all_after) = machine_ticks()?;
+        #[allow(clippy::cast_precision_loss)]
+        let share =
+            stolen_after.checked_sub(stolen)? as f64 / all_after.checked_sub(all)?.max(1) as f64;
+        Some(share)
+    });
     let host: Arc<str> = Arc::from(addr.to_string());
     let tasks: Vec<_> = scripts
         .into_iter()
@@ -174,6 +201,7 @@ pub async fn run(
     if let Some(cpu) = cpu {
         total.server_cpu = cpu.await.ok().flatten();
     }
+    total.steal = steal.await.ok().flatten();
     total
 }
 

@@ -134,7 +134,7 @@ impl Report {
                 .server_cpu_us()
                 .map_or_else(|| "-".to_owned(), |us| format!("{us:.0}"));
             println!(
-                "{:<44} {:>9.1} {:>8.2} {:>8.2} {:>10}  {}{}",
+                "{:<44} {:>9.1} {:>8.2} {:>8.2} {:>10}  {}{}{}",
                 row.scenario,
                 rate,
                 p50,
@@ -145,6 +145,13 @@ impl Report {
                     String::new()
                 } else {
                     format!("  ({})", row.note)
+                },
+                // Above a percent: the host slowed this machine, and this row with it.
+                match row.outcome.steal {
+                    Some(share) if share >= 0.01 => {
+                        format!("  [host took {:.0}% of the CPU time]", share * 100.0)
+                    }
+                    _ => String::new(),
                 }
             );
         }
