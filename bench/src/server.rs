@@ -267,7 +267,9 @@ impl Passcode {
             .and_then(Child::id)
             .and_then(load::cpu_time)
             .map(|cpu| {
-                let mails = self.mails().len().max(1);
+                let mails = std::fs::read_dir(&self.mail_dir)
+                    .map_or(0, Iterator::count)
+                    .max(1);
                 #[allow(clippy::cast_precision_loss)]
                 let per_mail = cpu.as_secs_f64() * 1e6 / mails as f64;
                 format!("; the SMTP server's CPU {per_mail:.0} µs per mail ({mails} mails)")

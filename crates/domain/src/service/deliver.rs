@@ -193,6 +193,17 @@ mod tests {
         )
     }
 
+    /// A claim of `n` messages with ids 1 to `n`.
+    fn claim_numbered(outbox: &mut MockOutbox, n: u128) {
+        let batch: Vec<QueuedMail> = (1..=n)
+            .map(|n| QueuedMail {
+                id: Uuid::from_u128(n),
+                ..queued(1, None)
+            })
+            .collect();
+        outbox.expect_claim().return_once(move |_, _, _| Ok(batch));
+    }
+
     fn claim_one(outbox: &mut MockOutbox, message: QueuedMail) {
         outbox
             .expect_claim()
@@ -244,13 +255,7 @@ mod tests {
     #[test]
     fn a_claim_is_sent_concurrency_at_a_time_and_marked_sent_in_one_write() {
         let mut outbox = MockOutbox::new();
-        let batch: Vec<QueuedMail> = (1..=10)
-            .map(|n| QueuedMail {
-                id: Uuid::from_u128(n),
-                ..queued(1, None)
-            })
-            .collect();
-        outbox.expect_claim().return_once(move |_, _, _| Ok(batch));
+        claim_numbered(&mut outbox, 10);
         outbox
             .expect_mark_sent()
             .withf(|ids, _| {
@@ -277,13 +282,7 @@ mod tests {
     #[test]
     fn a_batch_delivered_is_marked_sent_in_one_write_even_if_another_fails() {
         let (mut outbox, mut mailer) = (MockOutbox::new(), MockMailer::new());
-        let batch: Vec<QueuedMail> = (1..=3)
-            .map(|n| QueuedMail {
-                id: Uuid::from_u128(n),
-                ..queued(1, None)
-            })
-            .collect();
-        outbox.expect_claim().return_once(move |_, _, _| Ok(batch));
+        claim_numbered(&mut outbox, 3);
         mailer.expect_send().times(3).returning(|id, _| {
             if id == Uuid::from_u128(2) {
                 Err(MailError::Transient(anyhow::anyhow!("421 try later")))
