@@ -117,6 +117,32 @@ async fn a_mail_whose_code_expired_while_smtp_was_down_is_not_sent() {
     assert!(app.outbox().await.is_empty(), "and it no longer waits");
 }
 
+/// A pooled SMTP connection that the server closed (here by a restart) is noticed
+/// before the next message and replaced: that message goes at its first attempt (a
+/// retry would wait a minute here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_smtp_server_closed_is_replaced_before_the_next_mail() {
+    let mut smtp = ControlledSmtp::down("accept");
+    smtp.start();
+    let app = app_on(&smtp, |s| {
+        s.mail.outbox.backoff_base_ms = 60_000.into();
+        s.mail.outbox.backoff_max_ms = 60_000.into();
+    })
+    .await;
+    assert_eq!(app.register(&unique_email()).await.status(), 201);
+    assert_eq!(wait_for(&smtp, 1).await.len(), 1);
+    smtp.stop();
+    smtp.start();
+    // Idle for over a second: the pool checks the connection before using it again.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let email = unique_email();
+    assert_eq!(app.register(&email).await.status(), 201);
+    let received = wait_for(&smtp, 2).await;
+    assert_eq!(received.len(), 2, "the second mail arrived without a retry");
+    assert_eq!(received.iter().filter(|m| m.to == email).count(), 1);
+    assert!(app.outbox().await.is_empty());
+}
+
 /// Prints the delay from a register request to its mail's arrival at the SMTP server
 /// (median and worst of 100), with the production outbox settings. Asserts only that
 /// every mail arrived, once.

@@ -217,17 +217,8 @@ pub fn problems(settings: &Settings) -> Vec<Problem> {
             found.add("mail.smtp.port", "is 0".into());
         }
         found.at_least("mail.smtp.timeout_seconds", m.smtp.timeout_seconds.0, 1);
-        // lettre opens a connection for each send beyond its idle ones and closes it
-        // after: a pool smaller than the sends at once would reconnect all the time.
-        if m.smtp.pool_size < m.outbox.workers.max(1) {
-            found.add(
-                "mail.smtp.pool_size",
-                format!(
-                    "is {}; it must be at least mail.outbox.workers ({}), the messages sent at once",
-                    m.smtp.pool_size, m.outbox.workers
-                ),
-            );
-        }
+        // The most connections open at once; sends beyond it wait for one.
+        found.at_least("mail.smtp.pool_size", m.smtp.pool_size.into(), 1);
         if let Some(ca_file) = &m.smtp.ca_file
             && let Err(error) = std::fs::read(ca_file)
         {
@@ -347,6 +338,20 @@ mod tests {
                 .to_owned()
                 .into(),
         );
+        assert_eq!(problems(&s), vec![]);
+    }
+
+    #[test]
+    fn an_smtp_pool_needs_a_connection_and_may_be_smaller_than_the_sends_at_once() {
+        let mut s = Settings::defaults().unwrap();
+        s.mail.transport = TransportKind::Smtp;
+        s.mail.smtp.host = Some("smtp.example.com".into());
+        s.mail.smtp.pool_size = 0;
+        let keys: Vec<&str> = problems(&s).iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["mail.smtp.pool_size"]);
+        // A provider's limit on connections: the other sends wait for one.
+        s.mail.smtp.pool_size = 2;
+        s.mail.outbox.workers = 8;
         assert_eq!(problems(&s), vec![]);
     }
 

@@ -4,6 +4,7 @@
 mod hook;
 mod render;
 mod settings;
+mod smtp;
 mod transport;
 
 pub use hook::{HookSettings, signature, signing_key};

@@ -1,21 +1,18 @@
 //! The `Mailer` adapter: builds the MIME message and hands it to the configured
-//! lettre transport.
+//! transport (SMTP by `crate::smtp`, files by lettre, the mail hook, the log).
 
 use anyhow::Context;
 use async_trait::async_trait;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use passcode_domain::ports::{Clock, Mail, MailError, Mailer};
-use secrecy::ExposeSecret;
 
-use crate::{MailSettings, Renderer, SmtpSettings, SmtpTls, TransportSettings};
+use crate::smtp::{SmtpError, SmtpPool};
+use crate::{MailSettings, Renderer, TransportSettings};
 
 enum Transport {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(SmtpPool),
     Http(crate::hook::Hook),
     File(AsyncFileTransport<Tokio1Executor>),
     Log,
@@ -27,8 +24,8 @@ pub struct LettreMailer {
     transport: Transport,
     /// The time of a hook's signature.
     clock: std::sync::Arc<dyn Clock>,
-    /// An overall deadline per send: lettre's own timeout does not cover every wait
-    /// (a server that never greets, as when STARTTLS meets an implicit-TLS port).
+    /// An overall deadline per send: `mail.smtp.timeout` bounds opening a connection,
+    /// lettre has none for the exchange after it.
     deadline: std::time::Duration,
 }
 
@@ -61,7 +58,7 @@ impl LettreMailer {
                     .with_context(|| format!("creating mail folder {}", dir.display()))?;
                 Transport::File(AsyncFileTransport::new(dir))
             }
-            TransportSettings::Smtp(smtp) => Transport::Smtp(smtp_transport(smtp)?),
+            TransportSettings::Smtp(smtp) => Transport::Smtp(SmtpPool::new(smtp)?),
             TransportSettings::Http(hook) => Transport::Http(crate::hook::Hook::new(hook)?),
         };
         let deadline = match &settings.transport {
@@ -96,20 +93,13 @@ impl LettreMailer {
                 "This message was sent by `passcode mail test`: the mail settings work.\n",
             ))?;
         match &self.transport {
-            Transport::Smtp(smtp) => match tokio::time::timeout(self.deadline, smtp.send(message))
-                .await
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "no answer within {:?}: check mail.smtp.tls (465 = implicit, 587 = starttls), mail.smtp.host and mail.smtp.port",
-                        self.deadline
-                    )
-                })? {
+            Transport::Smtp(smtp) => match self.send_smtp(smtp, &message).await {
                 Ok(response) => Ok(format!(
                     "the server accepted the message: {} {}",
                     response.code(),
                     response.message().collect::<Vec<_>>().join(" ")
                 )),
-                Err(error) => Err(anyhow::anyhow!("{}: {error}", explain(&error))),
+                Err(error) => Err(anyhow::anyhow!("{}: {error}", error.explain())),
             },
             Transport::File(file) => {
                 file.send(message).await?;
@@ -160,63 +150,6 @@ impl LettreMailer {
     }
 }
 
-/// What an SMTP failure most likely means, for someone setting up a provider.
-fn explain(error: &lettre::transport::smtp::Error) -> &'static str {
-    let code = error.status().map(|c| c.to_string());
-    match code.as_deref() {
-        Some("535" | "534" | "530") => {
-            "the server refused the login: check mail.smtp.username and mail.smtp.password (many providers want an app password)"
-        }
-        Some(c) if c.starts_with('5') => {
-            "the server refused the message for good: check mail.from (the provider may require a verified sender)"
-        }
-        Some(_) => "the server refused for now: try again later",
-        None if error.is_tls() => {
-            "the TLS handshake failed: check mail.smtp.tls (465 = implicit, 587 = starttls) and the server's certificate"
-        }
-        None if error.is_timeout() => {
-            "the server did not answer in time: check mail.smtp.host and mail.smtp.port, and that a firewall lets SMTP out"
-        }
-        None => {
-            "could not talk to the server: check mail.smtp.host, mail.smtp.port and mail.smtp.tls (465 = implicit, 587 = starttls)"
-        }
-    }
-}
-
-fn smtp_transport(smtp: &SmtpSettings) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
-    let tls_parameters = || -> anyhow::Result<TlsParameters> {
-        let mut builder = TlsParameters::builder(smtp.host.clone());
-        if let Some(ca_file) = &smtp.ca_file {
-            let pem =
-                std::fs::read(ca_file).with_context(|| format!("reading {}", ca_file.display()))?;
-            builder = builder
-                .add_root_certificate(Certificate::from_pem(&pem).context("mail.smtp.ca_file")?);
-        }
-        Ok(builder.build_rustls()?)
-    };
-    let tls = match smtp.tls {
-        SmtpTls::Implicit => Tls::Wrapper(tls_parameters()?),
-        SmtpTls::Starttls => Tls::Required(tls_parameters()?),
-        SmtpTls::None => Tls::None,
-    };
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.as_str())
-        .port(smtp.port)
-        .tls(tls)
-        .timeout(Some(smtp.timeout))
-        .pool_config(PoolConfig::new().max_size(smtp.pool_size.max(1)));
-    match (&smtp.username, &smtp.password) {
-        (Some(user), Some(password)) => {
-            builder = builder.credentials(Credentials::new(
-                user.clone(),
-                password.expose_secret().to_owned(),
-            ));
-        }
-        (None, None) => {}
-        _ => anyhow::bail!("mail.smtp.username and mail.smtp.password go together"),
-    }
-    Ok(builder.build())
-}
-
 #[async_trait]
 impl Mailer for LettreMailer {
     async fn send(&self, id: uuid::Uuid, mail: &Mail) -> Result<(), MailError> {
@@ -251,20 +184,17 @@ impl LettreMailer {
         let message = self.build(mail, rendered).map_err(MailError::Permanent)?;
         match &self.transport {
             Transport::Smtp(smtp) => {
-                match tokio::time::timeout(self.deadline, smtp.send(message)).await {
-                    Ok(sent) => sent.map(drop).map_err(|error| {
+                self.send_smtp(smtp, &message)
+                    .await
+                    .map(drop)
+                    .map_err(|error| {
                         // 5xx answers are final; 4xx, timeouts and connection failures may pass.
                         if error.is_permanent() {
                             MailError::Permanent(error.into())
                         } else {
                             MailError::Transient(error.into())
                         }
-                    }),
-                    Err(_) => Err(MailError::Transient(anyhow::anyhow!(
-                        "the SMTP server did not answer within {:?}",
-                        self.deadline
-                    ))),
-                }
+                    })
             }
             Transport::File(file) => file
                 .send(message)
@@ -276,9 +206,22 @@ impl LettreMailer {
     }
 }
 
+impl LettreMailer {
+    async fn send_smtp(
+        &self,
+        smtp: &SmtpPool,
+        message: &Message,
+    ) -> Result<lettre::transport::smtp::response::Response, SmtpError> {
+        tokio::time::timeout(self.deadline, smtp.send(message))
+            .await
+            .unwrap_or(Err(SmtpError::Timeout(self.deadline)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{SmtpSettings, SmtpTls};
     use chrono::Duration;
     use passcode_domain::{EmailAddress, OtpCode, OtpPurpose};
 
