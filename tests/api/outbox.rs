@@ -143,6 +143,27 @@ async fn a_connection_the_smtp_server_closed_is_replaced_before_the_next_mail() 
     assert!(app.outbox().await.is_empty());
 }
 
+/// A send cut short by its deadline (3 s here) leaves its connection out of step: the
+/// server answers the first RCPT after 3.5 s. The connection is closed and the retry
+/// goes over a new one. Reused, the retry's NOOP would read that late answer as its
+/// own, the exchange would go out of step, and with two attempts the mail would fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_send_was_cut_short_is_not_reused() {
+    let mut smtp = ControlledSmtp::down("stall:3.5");
+    smtp.start();
+    let app = app_on(&smtp, |s| {
+        s.mail.smtp.timeout_seconds = 1.into();
+        s.mail.outbox.max_attempts = 2;
+    })
+    .await;
+    let email = unique_email();
+    assert_eq!(app.register(&email).await.status(), 201);
+    let received = wait_for(&smtp, 1).await;
+    assert_eq!(received.len(), 1, "delivered at the second attempt");
+    assert_eq!(received[0].to, email);
+    assert!(app.outbox().await.is_empty(), "{:?}", app.outbox().await);
+}
+
 /// Prints the delay from a register request to its mail's arrival at the SMTP server
 /// (median and worst of 100), with the production outbox settings. Asserts only that
 /// every mail arrived, once.

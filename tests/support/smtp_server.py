@@ -6,6 +6,7 @@ answers it chooses with --behaviour:
   accept       take every message
   tempfail:N   answer 451 (try again later) to the first N deliveries to each recipient
   reject       answer 550 (permanent) to every message
+  stall:S      answer the first RCPT of its life only after S seconds, then as accept
 
 Otherwise it starts, in one process:
   - STARTTLS required + AUTH required (as on port 587),
@@ -16,6 +17,7 @@ then serves until its standard input closes (so it dies with the test process).
 """
 
 import argparse
+import asyncio
 import json
 import os
 import socket
@@ -41,6 +43,14 @@ class Chosen(Mailbox):
         super().__init__(path)
         self.behaviour = behaviour
         self.failures = {}
+        self.stalled = False
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.behaviour.startswith("stall:") and not self.stalled:
+            self.stalled = True
+            await asyncio.sleep(float(self.behaviour.split(":", 1)[1]))
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         if self.behaviour == "reject":

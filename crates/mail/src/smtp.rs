@@ -34,9 +34,9 @@ use tokio::net::TcpStream;
 
 use crate::{SmtpSettings, SmtpTls};
 
-/// A connection idle this long is checked with `NOOP` before its next message: the
-/// server may have closed it (a restart, its idle timeout). One used more recently is
-/// not, which saves a round trip per message under load.
+/// A connection whose last message began this long ago is checked with `NOOP` before
+/// its next: the server may have closed it (a restart, its idle timeout). One used
+/// more recently is not, which saves a round trip per message under load.
 const CHECK_IDLE: Duration = Duration::from_secs(1);
 /// A connection idle this long is closed with `QUIT`, as lettre's pool does.
 const CLOSE_IDLE: Duration = Duration::from_secs(60);
