@@ -536,13 +536,24 @@ impl Bench {
         if self.wanted(REGISTER) {
             report.footer.push(server.mail_delay(&answered).await?);
         }
-        // Login and register, each against the mean of the argon2id rates around it.
+        // Login and register, each against the mean of the argon2id rates around it;
+        // and a raw hash's CPU over the server's CPU per answer, which the SMTP server
+        // and the load generator on the same cores do not move.
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         for row in &report.rows {
             if let Some((before, after)) = row.hashing_around {
-                let share = row.outcome.rate() / f64::midpoint(before, after);
+                let raw = f64::midpoint(before, after);
+                let share = row.outcome.rate() / raw;
+                let cpu_share = row.outcome.server_cpu_us().map_or(String::new(), |cpu| {
+                    let hash_us = threads as f64 * 1e6 / raw;
+                    format!(
+                        "; a raw hash's CPU ({hash_us:.0} µs) is {:.2} of its CPU per answer",
+                        hash_us / cpu
+                    )
+                });
                 report.footer.push(format!(
                     "{}: {share:.2} of raw argon2id (measured right before and \
-                     after it: {before:.1}, {after:.1} hashes/s)",
+                     after it: {before:.1}, {after:.1} hashes/s){cpu_share}",
                     row.scenario
                 ));
             }
