@@ -17,6 +17,16 @@ async fn app_on(
     .await
 }
 
+/// An app whose outbox retries a failed message only after a minute: a message that
+/// arrives within a test's wait went at its first attempt.
+async fn app_retrying_after_a_minute(smtp: &ControlledSmtp) -> TestApp {
+    app_on(smtp, |s| {
+        s.mail.outbox.backoff_base_ms = 60_000.into();
+        s.mail.outbox.backoff_max_ms = 60_000.into();
+    })
+    .await
+}
+
 /// Waits until `smtp` has received `count` messages (or 30 s pass).
 async fn wait_for(smtp: &ControlledSmtp, count: usize) -> Vec<crate::helpers::CapturedMail> {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -124,11 +134,7 @@ async fn a_mail_whose_code_expired_while_smtp_was_down_is_not_sent() {
 async fn a_connection_the_smtp_server_closed_is_replaced_before_the_next_mail() {
     let mut smtp = ControlledSmtp::down("accept");
     smtp.start();
-    let app = app_on(&smtp, |s| {
-        s.mail.outbox.backoff_base_ms = 60_000.into();
-        s.mail.outbox.backoff_max_ms = 60_000.into();
-    })
-    .await;
+    let app = app_retrying_after_a_minute(&smtp).await;
     assert_eq!(app.register(&unique_email()).await.status(), 201);
     assert_eq!(wait_for(&smtp, 1).await.len(), 1);
     smtp.stop();
@@ -141,6 +147,48 @@ async fn a_connection_the_smtp_server_closed_is_replaced_before_the_next_mail() 
     assert_eq!(received.len(), 2, "the second mail arrived without a retry");
     assert_eq!(received.iter().filter(|m| m.to == email).count(), 1);
     assert!(app.outbox().await.is_empty());
+}
+
+/// A server that closes each connection after its message (a per-connection message
+/// limit; a restart under load looks the same) has closed it a moment after its last
+/// use, too soon for the idle check. The pool sees the closed socket before the next
+/// message, which goes at its first attempt over a new connection (a retry would wait
+/// a minute here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_smtp_server_closed_just_after_a_message_is_not_reused() {
+    let mut smtp = ControlledSmtp::down("one-per-connection");
+    smtp.start();
+    let app = app_retrying_after_a_minute(&smtp).await;
+    for sent in 1..=3 {
+        assert_eq!(app.register(&unique_email()).await.status(), 201);
+        let received = wait_for(&smtp, sent).await;
+        assert_eq!(received.len(), sent, "mail {sent} arrived without a retry");
+    }
+    let peers: std::collections::HashSet<String> =
+        smtp.received().into_iter().map(|mail| mail.peer).collect();
+    assert_eq!(peers.len(), 3, "one connection per message: {peers:?}");
+    assert!(app.outbox().await.is_empty());
+}
+
+/// Messages one after another share one connection, over implicit TLS and over
+/// STARTTLS with AUTH: the pool's look at an idle socket does not mistake it for a
+/// closed one, and each message costs no new handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_one_after_another_share_one_smtp_connection() {
+    for mail in [Mail::Implicit, Mail::Starttls] {
+        let app = spawn_app_with(mail, |_| {}).await;
+        let mut peers = Vec::new();
+        for _ in 0..3 {
+            let email = unique_email();
+            assert_eq!(app.register(&email).await.status(), 201);
+            peers.push(app.next_mail(&email).await.peer);
+        }
+        assert!(!peers[0].is_empty(), "the server names the connection");
+        assert!(
+            peers.iter().all(|peer| *peer == peers[0]),
+            "{mail:?}: {peers:?}"
+        );
+    }
 }
 
 /// A send cut short by its deadline (3 s here) leaves its connection out of step: the

@@ -7,6 +7,9 @@ answers it chooses with --behaviour:
   tempfail:N   answer 451 (try again later) to the first N deliveries to each recipient
   reject       answer 550 (permanent) to every message
   stall:S      answer the first RCPT of its life only after S seconds, then as accept
+  one-per-connection
+               take a message, then close its connection, as servers with a
+               per-connection message limit do
 
 Otherwise it starts, in one process:
   - STARTTLS required + AUTH required (as on port 587),
@@ -37,16 +40,20 @@ def free_port():
 
 
 class Maildir:
-    """Delivers each message into a Maildir as it arrived, after X-MailFrom and
-    X-RcptTo lines. aiosmtpd's own Mailbox handler parses each message and writes it
-    out again: half of this server's CPU during the benchmark's register flood, on
-    the cores the benchmark measures."""
+    """Delivers each message into a Maildir as it arrived, after X-Peer (the
+    client's address and port: one per connection), X-MailFrom and X-RcptTo lines.
+    aiosmtpd's own Mailbox handler parses each message and writes it out again:
+    half of this server's CPU during the benchmark's register flood, on the cores
+    the benchmark measures."""
 
     def __init__(self, path):
         self.mailbox = mailbox.Maildir(path)
 
     async def handle_DATA(self, server, session, envelope):
-        head = f"X-MailFrom: {envelope.mail_from}\nX-RcptTo: {', '.join(envelope.rcpt_tos)}\n"
+        head = (
+            f"X-Peer: {session.peer}\nX-MailFrom: {envelope.mail_from}\n"
+            f"X-RcptTo: {', '.join(envelope.rcpt_tos)}\n"
+        )
         self.mailbox.add(head.encode() + envelope.content.replace(b"\r\n", b"\n"))
         return "250 OK"
 
@@ -76,7 +83,11 @@ class Chosen(Maildir):
             if self.failures.get(key, 0) < limit:
                 self.failures[key] = self.failures.get(key, 0) + 1
                 return "451 4.3.0 Try again later"
-        return await super().handle_DATA(server, session, envelope)
+        answer = await super().handle_DATA(server, session, envelope)
+        if self.behaviour == "one-per-connection":
+            # After the answer is written: closing flushes what is buffered.
+            asyncio.get_running_loop().call_later(0.01, server.transport.close)
+        return answer
 
 
 def single(args):

@@ -8,8 +8,10 @@
 //! with `TCP_NODELAY`, adds implicit TLS (tokio-rustls, as lettre does), and hands it to
 //! lettre's `AsyncSmtpConnection` for the greeting, EHLO, STARTTLS, AUTH and messages.
 //! The pool checks a connection with `NOOP` only when it has been idle for a second or
-//! more; lettre's pool sends one before every message. Drop this module for lettre's
-//! transport once a release sets `TCP_NODELAY`.
+//! more; lettre's pool sends one before every message. Before any reuse it also looks,
+//! without waiting, whether the server has closed the socket or said something
+//! unasked (a `421` before closing): an idle SMTP server sends nothing. Drop this
+//! module for lettre's transport once a release sets `TCP_NODELAY`.
 
 use std::io;
 use std::pin::Pin;
@@ -35,8 +37,9 @@ use tokio::net::TcpStream;
 use crate::{SmtpSettings, SmtpTls};
 
 /// A connection whose last message began this long ago is checked with `NOOP` before
-/// its next: the server may have closed it (a restart, its idle timeout). One used
-/// more recently is not, which saves a round trip per message under load.
+/// its next: the server may be gone without its close having reached us yet (a
+/// dropped network path; a closed socket is seen without it). One used more recently
+/// is not, which saves a round trip per message under load.
 const CHECK_IDLE: Duration = Duration::from_secs(1);
 /// A connection idle this long is closed with `QUIT`, as lettre's pool does.
 const CLOSE_IDLE: Duration = Duration::from_secs(60);
@@ -190,6 +193,19 @@ pub(crate) struct Connection {
     inner: AsyncSmtpConnection,
     /// False while a message is being sent.
     clean: bool,
+    /// The same socket, to peek at without reading what lettre reads.
+    watch: std::net::TcpStream,
+}
+
+impl Connection {
+    /// Whether the server closed the connection, or sent what nobody asked for, while
+    /// it was idle. Peeks without blocking: nothing waiting means it is open.
+    fn server_hung_up(&self) -> bool {
+        !matches!(
+            self.watch.peek(&mut [0u8; 1]),
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock
+        )
+    }
 }
 
 impl Manager for Connector {
@@ -210,6 +226,11 @@ impl Manager for Connector {
         if !connection.clean || connection.inner.has_broken() {
             return Err(RecycleError::message("broken"));
         }
+        // A server that restarted or timed the connection out closed it, and the FIN
+        // is here: no round trip needed, and no message sent into a closed connection.
+        if connection.server_hung_up() {
+            return Err(RecycleError::message("closed by the server"));
+        }
         if metrics.last_used() >= CHECK_IDLE {
             let check = tokio::time::timeout(self.timeout, connection.inner.test_connected());
             if !check.await.unwrap_or(false) {
@@ -227,6 +248,11 @@ impl Connector {
             .map_err(SmtpError::Connect)?;
         // The point of this module: a message's last line is not held back.
         tcp.set_nodelay(true).map_err(SmtpError::Connect)?;
+        // A second handle on the socket, non-blocking like tokio's (they share the flag).
+        let std_tcp = tcp.into_std().map_err(SmtpError::Connect)?;
+        let watch = std_tcp.try_clone().map_err(SmtpError::Connect)?;
+        watch.set_nonblocking(true).map_err(SmtpError::Connect)?;
+        let tcp = TcpStream::from_std(std_tcp).map_err(SmtpError::Connect)?;
         let stream: Box<dyn AsyncTokioStream> = match &self.tls {
             Tls::Implicit(connector, name) => Box::new(TlsStream(
                 connector
@@ -247,7 +273,11 @@ impl Connector {
                 .auth(&[Mechanism::Plain, Mechanism::Login], credentials)
                 .await?;
         }
-        Ok(Connection { inner, clean: true })
+        Ok(Connection {
+            inner,
+            clean: true,
+            watch,
+        })
     }
 }
 

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct CapturedMail {
     pub to: String,
+    /// The client's address and port as the SMTP server saw them: one per connection.
+    pub peer: String,
     pub subject: String,
     pub content_type: String,
     pub text: String,
@@ -62,6 +64,7 @@ pub fn parse_mail(raw: &[u8]) -> Option<CapturedMail> {
     };
     Some(CapturedMail {
         to: header("To"),
+        peer: header("X-Peer"),
         subject: header("Subject"),
         content_type: parsed.ctype.mimetype.clone(),
         text: part("text/plain"),
