@@ -80,9 +80,9 @@ struct Row {
     /// The compared service's rate on the same scenario, measured right before and
     /// right after this row (see `Bench::paired`).
     around: Option<(f64, f64)>,
-    /// For passcode's login and register: the raw argon2id rate measured right before
-    /// and right after this row (see `Bench::bracketed`).
-    hashing_around: Option<(f64, f64)>,
+    /// For passcode's login and register: raw argon2id measured right before and
+    /// right after this row (see `Bench::bracketed`).
+    hashing_around: Option<(RawArgon2, RawArgon2)>,
 }
 
 impl Row {
@@ -361,7 +361,7 @@ impl Bench {
     /// follows the drift, where one measurement at the start or after both does not.
     async fn bracketed(
         &self,
-        hashing: &mut Option<Option<f64>>,
+        hashing: &mut Option<Option<RawArgon2>>,
         scenario: &'static str,
         ours: impl Future<Output = Outcome>,
     ) -> anyhow::Result<Row> {
@@ -392,7 +392,7 @@ impl Bench {
         }
     }
 
-    fn hashing_rate(&self) -> anyhow::Result<f64> {
+    fn hashing_rate(&self) -> anyhow::Result<RawArgon2> {
         tokio::task::block_in_place(|| argon2_rate(&self.settings))
     }
 
@@ -539,22 +539,26 @@ impl Bench {
         // Login and register, each against the mean of the argon2id rates around it;
         // and a raw hash's CPU over the server's CPU per answer, which the SMTP server
         // and the load generator on the same cores do not move.
-        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         for row in &report.rows {
             if let Some((before, after)) = row.hashing_around {
-                let raw = f64::midpoint(before, after);
-                let share = row.outcome.rate() / raw;
-                let cpu_share = row.outcome.server_cpu_us().map_or(String::new(), |cpu| {
-                    let hash_us = threads as f64 * 1e6 / raw;
-                    format!(
-                        "; a raw hash's CPU ({hash_us:.0} µs) is {:.2} of its CPU per answer",
-                        hash_us / cpu
-                    )
-                });
+                let share = row.outcome.rate() / f64::midpoint(before.per_second, after.per_second);
+                let hash_us = before
+                    .cpu_us
+                    .zip(after.cpu_us)
+                    .map(|(b, a)| f64::midpoint(b, a));
+                let cpu_share = hash_us.zip(row.outcome.server_cpu_us()).map_or(
+                    String::new(),
+                    |(hash_us, cpu)| {
+                        format!(
+                            "; a raw hash's CPU ({hash_us:.0} µs) is {:.2} of its CPU per answer",
+                            hash_us / cpu
+                        )
+                    },
+                );
                 report.footer.push(format!(
                     "{}: {share:.2} of raw argon2id (measured right before and \
-                     after it: {before:.1}, {after:.1} hashes/s){cpu_share}",
-                    row.scenario
+                     after it: {:.1}, {:.1} hashes/s){cpu_share}",
+                    row.scenario, before.per_second, after.per_second
                 ));
             }
         }
@@ -632,9 +636,18 @@ impl Bench {
     }
 }
 
-/// argon2id hashes per second on every core, at the configured parameters: what
-/// login and register can at best reach.
-fn argon2_rate(settings: &passcode_app::Settings) -> anyhow::Result<f64> {
+/// Raw argon2id on every core, at the configured parameters.
+#[derive(Debug, Clone, Copy)]
+struct RawArgon2 {
+    /// Hashes per second: what login and register can at best reach.
+    per_second: f64,
+    /// CPU time per hash (this process's, which does nothing else meanwhile), where
+    /// `/proc` tells it: unlike the rate, not lowered by the host taking the CPU.
+    cpu_us: Option<f64>,
+}
+
+/// Measures raw argon2id for 3 s.
+fn argon2_rate(settings: &passcode_app::Settings) -> anyhow::Result<RawArgon2> {
     let hashing = &settings.hashing;
     let params = argon2::Params::new(
         hashing.memory_kib,
@@ -645,6 +658,7 @@ fn argon2_rate(settings: &passcode_app::Settings) -> anyhow::Result<f64> {
     .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let seconds = 3.0;
+    let cpu_before = load::cpu_time(std::process::id());
     let start = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|_| {
@@ -670,7 +684,11 @@ fn argon2_rate(settings: &passcode_app::Settings) -> anyhow::Result<f64> {
         })
         .collect();
     let total: u32 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
-    Ok(f64::from(total) / start.elapsed().as_secs_f64())
+    let per_second = f64::from(total) / start.elapsed().as_secs_f64();
+    let cpu_us = cpu_before
+        .zip(load::cpu_time(std::process::id()))
+        .map(|(before, after)| (after - before).as_secs_f64() * 1e6 / f64::from(total.max(1)));
+    Ok(RawArgon2 { per_second, cpu_us })
 }
 
 /// passcode's rate over the compared service's: for the cheap scenarios, over the mean
@@ -702,7 +720,7 @@ fn main() -> anyhow::Result<()> {
     let hashing = &settings.hashing;
     println!(
         "raw argon2id: {:.1} hashes/s on {} threads (m={} KiB, t={}, p={})",
-        argon2_rate(&settings)?,
+        argon2_rate(&settings)?.per_second,
         std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         hashing.memory_kib,
         hashing.iterations,
