@@ -139,7 +139,8 @@ async fn a_connection_the_smtp_server_closed_is_replaced_before_the_next_mail() 
     assert_eq!(wait_for(&smtp, 1).await.len(), 1);
     smtp.stop();
     smtp.start();
-    // Idle for over a second: the pool checks the connection before using it again.
+    // Idle for over a second: the pool both peeks at the socket and sends NOOP before
+    // using it again (the peek sees this close first).
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let email = unique_email();
     assert_eq!(app.register(&email).await.status(), 201);

@@ -204,9 +204,8 @@ impl LettreMailer {
             Transport::Log | Transport::Http(_) => Ok(()),
         }
     }
-}
 
-impl LettreMailer {
+    /// One SMTP send under the overall deadline.
     async fn send_smtp(
         &self,
         smtp: &SmtpPool,
