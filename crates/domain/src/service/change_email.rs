@@ -116,15 +116,9 @@ impl AuthService {
             return Err(ChangeEmailError::InvalidCode);
         }
         let now = self.ports.clock.now();
-        if !self
-            .ports
-            .otps
-            .consume(otp.id, &otp.code_hash, now, self.settings.otp.max_attempts)
-            .await?
-        {
+        if !self.spend_code(matched, now).await? {
             return Err(ChangeEmailError::InvalidCode);
         }
-        self.release_guesses(matched).await?;
         let change = EmailChange {
             user: user.id,
             old: user.email.clone(),

@@ -71,17 +71,9 @@ impl AuthService {
                 let matched = self
                     .match_code(&user.email, &code, crate::OtpPurpose::SignIn, &client)
                     .await?;
-                let otp = &matched.otp;
-                let now = self.ports.clock.now();
-                if !self
-                    .ports
-                    .otps
-                    .consume(otp.id, &otp.code_hash, now, self.settings.otp.max_attempts)
-                    .await?
-                {
+                if !self.spend_code(matched, self.ports.clock.now()).await? {
                     return Err(DeleteAccountError::InvalidCode);
                 }
-                self.release_guesses(matched).await?;
                 self.erase(&user, context).await?;
                 return Ok(());
             }

@@ -78,16 +78,9 @@ impl AuthService {
             _ => return Err(ResetError::InvalidCode),
         };
         let now = self.ports.clock.now();
-        let otp = &matched.otp;
-        if !self
-            .ports
-            .otps
-            .consume(otp.id, &otp.code_hash, now, self.settings.otp.max_attempts)
-            .await?
-        {
+        if !self.spend_code(matched, now).await? {
             return Err(ResetError::InvalidCode);
         }
-        self.release_guesses(matched).await?;
         // The code proved the mailbox: the address is verified, and any registration
         // still waiting for its code is void (`set_password` deletes their codes).
         let audit = self.audit_event(

@@ -72,16 +72,9 @@ impl AuthService {
             _ => return Err(SignInError::InvalidCode),
         };
         let now = self.ports.clock.now();
-        let otp = &matched.otp;
-        if !self
-            .ports
-            .otps
-            .consume(otp.id, &otp.code_hash, now, self.settings.otp.max_attempts)
-            .await?
-        {
+        if !self.spend_code(matched, now).await? {
             return Err(SignInError::InvalidCode);
         }
-        self.release_guesses(matched).await?;
         let audit = self.audit_event(
             AuditKind::CodeSignIn,
             Some(&user),

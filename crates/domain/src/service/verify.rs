@@ -1,6 +1,8 @@
 //! Verify: check a code for an address, consume it exactly once, put the registration
 //! it belongs to into effect, hand out tokens.
 
+use chrono::{DateTime, Utc};
+
 use crate::otp::StoredOtp;
 use crate::ports::Tries;
 use crate::service::{AuthService, Throttled};
@@ -208,6 +210,27 @@ impl AuthService {
     }
 
     /// A spent code was no guess: its try goes back to both budgets.
+    /// Spends a matched code at `now` and gives its guesses back: `false` if another
+    /// request spent it first (or it ran out of tries meanwhile).
+    pub(crate) async fn spend_code(
+        &self,
+        matched: Matched,
+        now: DateTime<Utc>,
+    ) -> Result<bool, InfraError> {
+        let otp = &matched.otp;
+        let max = self.settings.otp.max_attempts;
+        if !self
+            .ports
+            .otps
+            .consume(otp.id, &otp.code_hash, now, max)
+            .await?
+        {
+            return Ok(false);
+        }
+        self.release_guesses(matched).await?;
+        Ok(true)
+    }
+
     pub(crate) async fn release_guesses(&self, matched: Matched) -> Result<(), InfraError> {
         for bucket in &matched.buckets {
             self.ports.throttle.release(bucket).await?;
