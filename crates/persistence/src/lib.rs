@@ -11,6 +11,7 @@ mod cached;
 mod cipher;
 mod error;
 mod group_commit;
+mod migrate;
 #[cfg(test)]
 mod migration_test;
 pub mod mysql;

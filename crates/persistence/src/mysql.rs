@@ -13,13 +13,12 @@ use std::time::Duration;
 
 use deadpool::managed::{Manager, Metrics, Object, RecycleResult};
 use diesel::ConnectionError;
-use diesel::connection::SimpleConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, PoolError, RecyclingMethod,
 };
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, SimpleAsyncConnection};
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use passcode_domain::InfraError;
 
 use crate::DatabaseSettings;
@@ -201,19 +200,12 @@ impl MysqlStore {
                 &mut conn,
             )?;
             supported_server(&version)?;
-            SimpleConnection::batch_execute(
+            crate::migrate::under_lock(
                 &mut conn,
+                MIGRATIONS,
                 &format!("DO GET_LOCK('{MIGRATION_LOCK}', 300)"),
-            )?;
-            let applied = conn
-                .run_pending_migrations(MIGRATIONS)
-                .map(|versions| versions.iter().map(ToString::to_string).collect())
-                .map_err(|e| anyhow::anyhow!("migration failed: {e}"));
-            SimpleConnection::batch_execute(
-                &mut conn,
                 &format!("DO RELEASE_LOCK('{MIGRATION_LOCK}')"),
-            )?;
-            applied
+            )
         })
         .await?
     }

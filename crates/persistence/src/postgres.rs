@@ -5,14 +5,13 @@
 use std::sync::Arc;
 
 use diesel::ConnectionError;
-use diesel::connection::SimpleConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::Object;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use passcode_domain::InfraError;
 
 use crate::DatabaseSettings;
@@ -83,19 +82,12 @@ impl PgStore {
         tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
             let mut conn =
                 <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)?;
-            SimpleConnection::batch_execute(
+            crate::migrate::under_lock(
                 &mut conn,
+                MIGRATIONS,
                 &format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"),
-            )?;
-            let applied = conn
-                .run_pending_migrations(MIGRATIONS)
-                .map(|versions| versions.iter().map(ToString::to_string).collect())
-                .map_err(|e| anyhow::anyhow!("migration failed: {e}"));
-            SimpleConnection::batch_execute(
-                &mut conn,
                 &format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"),
-            )?;
-            applied
+            )
         })
         .await?
     }
