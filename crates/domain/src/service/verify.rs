@@ -209,7 +209,6 @@ impl AuthService {
         }
     }
 
-    /// A spent code was no guess: its try goes back to both budgets.
     /// Spends a matched code at `now` and gives its guesses back: `false` if another
     /// request spent it first (or it ran out of tries meanwhile).
     pub(crate) async fn spend_code(
@@ -231,6 +230,7 @@ impl AuthService {
         Ok(true)
     }
 
+    /// A spent code was no guess: its try goes back to both budgets.
     pub(crate) async fn release_guesses(&self, matched: Matched) -> Result<(), InfraError> {
         for bucket in &matched.buckets {
             self.ports.throttle.release(bucket).await?;
