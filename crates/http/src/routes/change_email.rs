@@ -6,6 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use crate::body::Body;
 use crate::client::Caller;
 use crate::error::ErrorBody;
+use crate::routes::answers::{DatabaseDown, HashingOrDatabaseDown, JsonBody, NotSignedIn};
 use crate::routes::auth::bearer;
 use crate::types::{ChangeEmailRequest, ConfirmEmailChangeRequest, MessageResponse};
 use crate::{ApiError, HttpState};
@@ -21,11 +22,10 @@ use crate::{ApiError, HttpState};
     responses(
         (status = 200, description = "The same answer for any new address", body = MessageResponse),
         (status = 400, description = "Wrong `password` (field error), validation error or malformed JSON", body = ErrorBody),
-        (status = 401, description = "`not_authenticated` or `token_invalid`", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
+        NotSignedIn,
+        JsonBody,
         (status = 429, description = "The account's budget of wrong passwords, the new address's cooldown or cap, or the client's rate", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Password hashing saturated or the database unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        HashingOrDatabaseDown,
     )
 )]
 pub(crate) async fn request(
@@ -55,11 +55,10 @@ pub(crate) async fn request(
     responses(
         (status = 200, description = "Moved", body = MessageResponse),
         (status = 400, description = "`otp_invalid` (one answer for every failure), validation error or malformed JSON", body = ErrorBody),
-        (status = 401, description = "`not_authenticated` or `token_invalid`", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
+        NotSignedIn,
+        JsonBody,
         (status = 429, description = "The new address's guessing budget (or this client's share), or the client's rate", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The database unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        DatabaseDown,
     )
 )]
 pub(crate) async fn confirm(

@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use crate::body::Body;
 use crate::client::Caller;
 use crate::error::ErrorBody;
+use crate::routes::answers::{HashingOrDatabaseDown, JsonBody, NotSignedIn};
 use crate::routes::auth::bearer;
 use crate::types::{ChangePasswordRequest, MessageResponse};
 use crate::{ApiError, HttpState};
@@ -17,11 +18,10 @@ use crate::{ApiError, HttpState};
     responses(
         (status = 200, description = "Changed; every earlier token is refused and a notice is mailed", body = MessageResponse),
         (status = 400, description = "Wrong `old_password` or weak `new_password` (field errors), validation error or malformed JSON", body = ErrorBody),
-        (status = 401, description = "`not_authenticated` or `token_invalid`", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
+        NotSignedIn,
+        JsonBody,
         (status = 429, description = "The account's budget of wrong old passwords, or the client's rate", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Password hashing saturated or the database unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        HashingOrDatabaseDown,
     )
 )]
 pub(crate) async fn handle(

@@ -6,6 +6,7 @@ use passcode_domain::service::Registered;
 use crate::body::Body;
 use crate::client::Caller;
 use crate::error::ErrorBody;
+use crate::routes::answers::{HashingOrDatabaseDown, JsonBody};
 use crate::routes::no_store;
 use crate::types::{CreatedUser, RegisterRequest, RegisterResponse, RegisteredUser};
 use crate::{ApiError, HttpState};
@@ -22,10 +23,9 @@ use crate::{ApiError, HttpState};
     responses(
         (status = 201, description = "Registration received (or, compatibility policy, the account and its tokens)", body = RegisterResponse),
         (status = 400, description = "Validation error (every bad field), malformed JSON, or (compatibility policy) `email_taken`", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
+        JsonBody,
         (status = 429, description = "Resend cooldown or cap of the address, or the client's rate", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Password hashing saturated or the database unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        HashingOrDatabaseDown,
     )
 )]
 pub(crate) async fn handle(

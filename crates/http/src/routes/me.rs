@@ -3,7 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::SecondsFormat;
 
-use crate::error::ErrorBody;
+use crate::routes::answers::{DatabaseDown, NotSignedIn};
 use crate::routes::auth::bearer;
 use crate::types::MeResponse;
 use crate::{ApiError, HttpState};
@@ -14,8 +14,8 @@ use crate::{ApiError, HttpState};
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The account", body = MeResponse),
-        (status = 401, description = "`not_authenticated` or `token_invalid`", body = ErrorBody),
-        (status = 503, description = "The database unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        NotSignedIn,
+        DatabaseDown,
     )
 )]
 pub(crate) async fn handle(

@@ -1,6 +1,7 @@
 //! Route table: the tutorial's paths, one file per route, and the OpenAPI document
 //! generated from the same handlers and types.
 
+mod answers;
 mod auth;
 mod change_email;
 mod change_password;

@@ -4,6 +4,7 @@ use actix_web::{HttpResponse, web};
 
 use crate::body::Body;
 use crate::error::ErrorBody;
+use crate::routes::answers::{BadInput, DatabaseDown, JsonBody};
 use crate::types::{EmailRequest, MessageResponse};
 use crate::{ApiError, HttpState};
 
@@ -13,11 +14,10 @@ use crate::{ApiError, HttpState};
     request_body = EmailRequest,
     responses(
         (status = 200, description = "The same answer for any address", body = MessageResponse),
-        (status = 400, description = "Validation error or malformed JSON", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
+        BadInput,
+        JsonBody,
         (status = 429, description = "The address's cooldown or hourly cap, or the client's rate", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The database unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        DatabaseDown,
     )
 )]
 pub(crate) async fn handle(

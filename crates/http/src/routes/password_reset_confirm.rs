@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, web};
 use crate::body::Body;
 use crate::client::Caller;
 use crate::error::ErrorBody;
+use crate::routes::answers::{HashingOrDatabaseDown, JsonBody};
 use crate::types::{MessageResponse, ResetConfirmRequest};
 use crate::{ApiError, HttpState};
 
@@ -17,10 +18,9 @@ use crate::{ApiError, HttpState};
     responses(
         (status = 200, description = "Password reset", body = MessageResponse),
         (status = 400, description = "`otp_invalid`, a weak `new_password` (field error), validation error or malformed JSON", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
+        JsonBody,
         (status = 429, description = "The address's guessing budget (or this client's share), or the client's rate", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Password hashing saturated or the database unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        HashingOrDatabaseDown,
     )
 )]
 pub(crate) async fn handle(

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use crate::client::Caller;
 use crate::error::ErrorBody;
+use crate::routes::answers::{ClientRate, DatabaseDown, NotSignedIn};
 use crate::routes::auth::bearer;
 use crate::types::{EndedResponse, MessageResponse, SessionResponse, SessionsResponse};
 use crate::{ApiError, HttpState};
@@ -21,8 +22,8 @@ fn time(at: chrono::DateTime<chrono::Utc>) -> String {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The live sessions", body = SessionsResponse),
-        (status = 401, description = "`not_authenticated` or `token_invalid`", body = ErrorBody),
-        (status = 503, description = "The database unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        NotSignedIn,
+        DatabaseDown,
     )
 )]
 pub(crate) async fn list(
@@ -54,10 +55,10 @@ pub(crate) async fn list(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Ended", body = MessageResponse),
-        (status = 401, description = "`not_authenticated` or `token_invalid`", body = ErrorBody),
+        NotSignedIn,
         (status = 404, description = "No such live session of this account", body = ErrorBody),
-        (status = 429, description = "The client's rate", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The database unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        ClientRate,
+        DatabaseDown,
     )
 )]
 pub(crate) async fn end(
@@ -91,9 +92,9 @@ pub(crate) async fn end(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "How many sessions ended", body = EndedResponse),
-        (status = 401, description = "`not_authenticated` or `token_invalid`", body = ErrorBody),
-        (status = 429, description = "The client's rate", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The database unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        NotSignedIn,
+        ClientRate,
+        DatabaseDown,
     )
 )]
 pub(crate) async fn end_others(

@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, web};
 use crate::body::Body;
 use crate::client::Caller;
 use crate::error::ErrorBody;
+use crate::routes::answers::{BadInput, DatabaseDown, JsonBody};
 use crate::routes::no_store;
 use crate::types::{EmailRequest, MessageResponse, SignInRequest, TokenResponse};
 use crate::{ApiError, HttpState};
@@ -18,12 +19,11 @@ use crate::{ApiError, HttpState};
     request_body = EmailRequest,
     responses(
         (status = 200, description = "The same answer for any address", body = MessageResponse),
-        (status = 400, description = "Validation error or malformed JSON", body = ErrorBody),
+        BadInput,
         (status = 404, description = "Sign-in by code is turned off", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
+        JsonBody,
         (status = 429, description = "The address's cooldown or hourly cap (alike for any address), or the client's rate", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The database unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        DatabaseDown,
     )
 )]
 pub(crate) async fn request_code(
@@ -52,10 +52,9 @@ pub(crate) async fn request_code(
         (status = 200, description = "A new session's token pair", body = TokenResponse, headers(("Cache-Control" = String, description = "no-store"))),
         (status = 400, description = "`otp_invalid` (one answer for every failure), validation error or malformed JSON", body = ErrorBody),
         (status = 404, description = "Sign-in by code is turned off", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
+        JsonBody,
         (status = 429, description = "The address's guessing budget (or this client's share), or the client's rate", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The database unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        DatabaseDown,
     )
 )]
 pub(crate) async fn sign_in(

@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, web};
 use crate::body::Body;
 use crate::client::Caller;
 use crate::error::ErrorBody;
+use crate::routes::answers::{BadInput, HashingOrDatabaseDown, JsonBody};
 use crate::routes::no_store;
 use crate::types::{LoginRequest, TokenResponse};
 use crate::{ApiError, HttpState};
@@ -15,13 +16,12 @@ use crate::{ApiError, HttpState};
     request_body = LoginRequest,
     responses(
         (status = 200, description = "A new session's token pair", body = TokenResponse, headers(("Cache-Control" = String, description = "no-store"))),
-        (status = 400, description = "Validation error or malformed JSON", body = ErrorBody),
+        BadInput,
         (status = 401, description = "`invalid_credentials`: unknown address, wrong password or inactive account (one answer)", body = ErrorBody),
         (status = 403, description = "`email_not_verified` (default policy)", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
+        JsonBody,
         (status = 429, description = "A failed-login budget (per address and client, or per address), or the client's rate", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Password hashing saturated or the database unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        HashingOrDatabaseDown,
     )
 )]
 pub(crate) async fn handle(

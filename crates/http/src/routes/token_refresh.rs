@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, web};
 use crate::body::Body;
 use crate::client::Caller;
 use crate::error::ErrorBody;
+use crate::routes::answers::{BadInput, ClientRate, DatabaseDown, JsonBody};
 use crate::routes::no_store;
 use crate::types::{RefreshRequest, TokenResponse};
 use crate::{ApiError, HttpState};
@@ -18,12 +19,11 @@ use crate::{ApiError, HttpState};
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "The next pair", body = TokenResponse, headers(("Cache-Control" = String, description = "no-store"))),
-        (status = 400, description = "Validation error or malformed JSON", body = ErrorBody),
+        BadInput,
         (status = 401, description = "`token_invalid`: invalid, expired, spent, revoked, or its session ended", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
-        (status = 429, description = "The client's rate", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The database unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        JsonBody,
+        ClientRate,
+        DatabaseDown,
     )
 )]
 pub(crate) async fn handle(

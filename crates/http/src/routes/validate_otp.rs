@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, web};
 use crate::body::Body;
 use crate::client::Caller;
 use crate::error::ErrorBody;
+use crate::routes::answers::{HashingOrDatabaseDown, JsonBody};
 use crate::routes::no_store;
 use crate::types::{ValidateOtpRequest, VerifiedResponse};
 use crate::{ApiError, HttpState};
@@ -19,10 +20,9 @@ use crate::{ApiError, HttpState};
     responses(
         (status = 200, description = "Verified; the first token pair", body = VerifiedResponse, headers(("Cache-Control" = String, description = "no-store"))),
         (status = 400, description = "`otp_invalid` (wrong, expired, spent, out of tries, unknown address: one answer), validation error or malformed JSON", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
+        JsonBody,
         (status = 429, description = "The address's guessing budget (or this client's share of it), or the client's rate", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The database unavailable, or hashing saturated", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        HashingOrDatabaseDown,
     )
 )]
 pub(crate) async fn handle(
