@@ -7,8 +7,7 @@ use futures::future::join_all;
 use serde_json::json;
 
 use crate::helpers::{
-    Backend, Mail, MariadbServer, PASSWORD, PgCluster, TestDatabase, spawn_app_with,
-    start_instance, unique_email,
+    Backend, Mail, OwnServer, PASSWORD, TestDatabase, spawn_app_with, start_instance, unique_email,
 };
 
 /// A database the instances share: on MariaDB when the suite runs on it, else on
@@ -143,52 +142,20 @@ async fn instances_starting_together_on_an_empty_database_all_start() {
     }
 }
 
-/// A database server of the test's own, which it stops and starts again.
-trait Stoppable {
-    fn url(&self) -> String;
-    fn stop(&self);
-    fn resume(&self);
-}
-
-impl Stoppable for PgCluster {
-    fn url(&self) -> String {
-        PgCluster::url(self)
-    }
-    fn stop(&self) {
-        PgCluster::stop(self);
-    }
-    fn resume(&self) {
-        PgCluster::resume(self);
-    }
-}
-
-impl Stoppable for MariadbServer {
-    fn url(&self) -> String {
-        MariadbServer::url(self)
-    }
-    fn stop(&self) {
-        MariadbServer::stop(self);
-    }
-    fn resume(&self) {
-        MariadbServer::resume(self);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_down_postgres_answers_503_quickly_and_the_service_recovers_by_itself() {
-    database_down_answers_503_quickly_and_the_service_recovers_by_itself(PgCluster::start()).await;
+    database_down_answers_503_quickly_and_the_service_recovers_by_itself(OwnServer::postgres())
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_down_mariadb_answers_503_quickly_and_the_service_recovers_by_itself() {
-    database_down_answers_503_quickly_and_the_service_recovers_by_itself(MariadbServer::start())
+    database_down_answers_503_quickly_and_the_service_recovers_by_itself(OwnServer::mariadb())
         .await;
 }
 
-async fn database_down_answers_503_quickly_and_the_service_recovers_by_itself(
-    cluster: impl Stoppable,
-) {
-    let url = cluster.url();
+async fn database_down_answers_503_quickly_and_the_service_recovers_by_itself(server: OwnServer) {
+    let url = server.url();
     let app = spawn_app_with(Mail::Starttls, |s| {
         s.database.url = url;
         s.database.acquire_timeout_seconds = 2.into();
@@ -197,7 +164,7 @@ async fn database_down_answers_503_quickly_and_the_service_recovers_by_itself(
     let email = unique_email();
     app.verified_user(&email).await;
 
-    cluster.stop();
+    server.stop();
     let started = Instant::now();
     let response = app.login(&email, PASSWORD).await;
     assert!(
@@ -217,7 +184,7 @@ async fn database_down_answers_503_quickly_and_the_service_recovers_by_itself(
     let register = app.register(&unique_email()).await;
     assert_eq!(register.status(), 503);
 
-    cluster.resume();
+    server.resume();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let ready = app

@@ -132,99 +132,62 @@ async fn execute(server: Server, url: &str, statement: &str) -> Result<(), Strin
         .map_err(|_| format!("the test server ({url}) did not answer within 10 s"))?
 }
 
-/// A PostgreSQL cluster of one test's own, which the test may stop and start; stopped
-/// and removed when this value is dropped.
-pub struct PgCluster {
+/// A database server of one test's own (a PostgreSQL cluster or a MariaDB server,
+/// started by its script in `scripts/`), which the test may stop and start again;
+/// stopped and removed when this value is dropped.
+pub struct OwnServer {
+    script: &'static str,
     dir: tempfile::TempDir,
-    pub port: u16,
+    port: u16,
+    /// The URL of its database, from the port.
+    url: fn(u16) -> String,
 }
 
-impl PgCluster {
-    const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pg-cluster.sh");
-
-    pub fn start() -> Self {
-        let cluster = Self {
-            dir: tempfile::Builder::new()
-                .prefix("passcode-pg-")
-                .tempdir()
-                .expect("temporary folder"),
-            port: crate::closed_port(),
-        };
-        cluster.resume();
-        cluster
+impl OwnServer {
+    /// A PostgreSQL cluster (`scripts/pg-cluster.sh`).
+    pub fn postgres() -> Self {
+        Self::start("pg-cluster.sh", |port| {
+            format!("postgres://postgres@127.0.0.1:{port}/postgres")
+        })
     }
 
-    pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    /// A MariaDB server (`scripts/mariadb-server.sh`), with an empty `passcode` database.
+    pub fn mariadb() -> Self {
+        Self::start("mariadb-server.sh", |port| {
+            format!("mysql://root@127.0.0.1:{port}/passcode")
+        })
     }
 
-    fn run(&self, args: &[&str]) {
-        let status = Command::new("bash")
-            .arg(Self::SCRIPT)
-            .args(args)
-            .status()
-            .expect("running scripts/pg-cluster.sh");
-        assert!(status.success(), "scripts/pg-cluster.sh {args:?} failed");
-    }
-
-    /// Starts (or restarts) the server on the same port.
-    pub fn resume(&self) {
-        let dir = self.dir.path().to_string_lossy().into_owned();
-        self.run(&["start", &dir, &self.port.to_string()]);
-    }
-
-    pub fn stop(&self) {
-        let dir = self.dir.path().to_string_lossy().into_owned();
-        self.run(&["stop", &dir]);
-    }
-}
-
-impl Drop for PgCluster {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A MariaDB server of one test's own, which the test may stop and start; stopped and
-/// removed when this value is dropped.
-pub struct MariadbServer {
-    dir: tempfile::TempDir,
-    pub port: u16,
-}
-
-impl MariadbServer {
-    const SCRIPT: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../scripts/mariadb-server.sh"
-    );
-
-    pub fn start() -> Self {
+    fn start(script: &'static str, url: fn(u16) -> String) -> Self {
         let server = Self {
+            script,
             dir: tempfile::Builder::new()
-                .prefix("passcode-mariadb-")
+                .prefix("passcode-db-")
                 .tempdir()
                 .expect("temporary folder"),
             port: crate::closed_port(),
+            url,
         };
         server.resume();
         server
     }
 
-    /// The URL of its empty `passcode` database.
     pub fn url(&self) -> String {
-        format!("mysql://root@127.0.0.1:{}/passcode", self.port)
+        (self.url)(self.port)
     }
 
     fn run(&self, args: &[&str]) {
+        let script = format!(
+            "{}/../../scripts/{}",
+            env!("CARGO_MANIFEST_DIR"),
+            self.script
+        );
         let status = Command::new("bash")
-            .arg(Self::SCRIPT)
+            .arg(&script)
             .args(args)
             .status()
-            .expect("running scripts/mariadb-server.sh");
-        assert!(
-            status.success(),
-            "scripts/mariadb-server.sh {args:?} failed"
-        );
+            .unwrap_or_else(|error| panic!("running scripts/{}: {error}", self.script));
+        assert!(status.success(), "scripts/{} {args:?} failed", self.script);
     }
 
     /// Starts (or restarts) the server on the same port.
@@ -239,7 +202,7 @@ impl MariadbServer {
     }
 }
 
-impl Drop for MariadbServer {
+impl Drop for OwnServer {
     fn drop(&mut self) {
         self.stop();
     }

@@ -22,7 +22,7 @@ pub use app::{
     start_instance, start_instance_with_metrics,
 };
 pub use client::{PASSWORD, json_of, paths, wait_until_ready};
-pub use database::{MariadbServer, PgCluster, TestDatabase};
+pub use database::{OwnServer, TestDatabase};
 pub use mail::{CapturedMail, mails_in, parse_mail};
 pub use python::{spawn_support, support_file, test_python, venv_tool};
 pub use smtp::{ControlledSmtp, SMTP_PASSWORD, SMTP_USER, SmtpServers, smtp};
