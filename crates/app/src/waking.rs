@@ -82,17 +82,22 @@ impl UserRepository for Waking<dyn UserRepository> {
         }
         Ok(deleted)
     }
-    async fn set_password(
+    async fn set_password<'a>(
         &self,
         id: UserId,
         hash: &PasswordHash,
         verify_email: bool,
         at: DateTime<Utc>,
         audit: &AuditEvent,
+        notice: Option<&'a Mail>,
     ) -> Result<(), InfraError> {
         self.inner
-            .set_password(id, hash, verify_email, at, audit)
-            .await
+            .set_password(id, hash, verify_email, at, audit, notice)
+            .await?;
+        if notice.is_some() {
+            self.wake.notify_one();
+        }
+        Ok(())
     }
 }
 

@@ -96,13 +96,15 @@ pub trait UserRepository: Send + Sync {
 
     /// Replaces the password hash, marks the email verified if `verify_email` (voiding
     /// registrations still waiting for their code), refuses every token issued before
-    /// `at`, and records `audit`, in one transaction. Unknown ids are ignored.
-    async fn set_password(
+    /// `at` and ends every session, records `audit` and queues `notice`, in one
+    /// transaction: a crash keeps all of it or none. Unknown ids are ignored.
+    async fn set_password<'a>(
         &self,
         id: UserId,
         hash: &PasswordHash,
         verify_email: bool,
         at: DateTime<Utc>,
         audit: &AuditEvent,
+        notice: Option<&'a crate::ports::Mail>,
     ) -> Result<(), InfraError>;
 }

@@ -60,15 +60,11 @@ impl AuthService {
             &user.email,
             context,
         );
+        let notice = Self::password_changed_notice(&user);
         self.ports
             .users
-            .set_password(user.id, &hash, false, now, &audit)
+            .set_password(user.id, &hash, false, now, &audit, Some(&notice))
             .await?;
-        self.ports
-            .refresh_tokens
-            .revoke_all(user.id, now, None)
-            .await?;
-        self.notify_password_changed(&user).await?;
         Ok(())
     }
 }

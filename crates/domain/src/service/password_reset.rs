@@ -89,29 +89,19 @@ impl AuthService {
             &user.email,
             &input.context,
         );
+        let notice = Self::password_changed_notice(&user);
         self.ports
             .users
-            .set_password(user.id, &hash, true, now, &audit)
+            .set_password(user.id, &hash, true, now, &audit, Some(&notice))
             .await?;
-        self.ports
-            .refresh_tokens
-            .revoke_all(user.id, now, None)
-            .await?;
-        self.notify_password_changed(&user).await?;
         Ok(())
     }
 
-    pub(crate) async fn notify_password_changed(
-        &self,
-        user: &crate::User,
-    ) -> Result<(), InfraError> {
-        let notice = Mail::PasswordChanged {
+    /// The mail that tells the owner their password changed, queued with the change.
+    pub(crate) fn password_changed_notice(user: &crate::User) -> Mail {
+        Mail::PasswordChanged {
             to: user.email.clone(),
             full_name: user.full_name.as_str().to_owned(),
-        };
-        self.ports
-            .outbox
-            .enqueue(&notice, self.ports.clock.now(), None)
-            .await
+        }
     }
 }

@@ -86,7 +86,7 @@ impl AuthService {
             // verified may be someone else's: cleared, with pending registrations.
             self.ports
                 .users
-                .set_password(user.id, &PasswordHash::unset(), true, now, &audit)
+                .set_password(user.id, &PasswordHash::unset(), true, now, &audit, None)
                 .await?;
             user.email_verified = true;
             user.password_hash = PasswordHash::unset();

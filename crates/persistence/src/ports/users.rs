@@ -244,53 +244,61 @@ macro_rules! user_repository {
                         })
                 }
 
-                async fn set_password(
+                async fn set_password<'a>(
                     &self,
                     id: UserId,
                     hash: &passcode_domain::PasswordHash,
                     verify_email: bool,
                     at: DateTime<Utc>,
                     event: &passcode_domain::AuditEvent,
+                    notice: Option<&'a Mail>,
                 ) -> Result<(), InfraError> {
                     let cutoff = to_millis(at);
+                    let user = id.0.to_string();
+                    let notice_row = notice
+                        .map(|mail| NewOutboxRow::new(mail, at, None, &self.mail_key, None))
+                        .transpose()?;
                     let mut conn = self.writer().await?;
-                    let target = users::table.find(id.0.to_string());
-                    let changes = (
-                        users::password_hash.eq(hash.as_str()),
-                        users::tokens_valid_after.eq(cutoff),
-                        users::updated_at.eq(to_millis(at)),
-                    );
-                    if !verify_email {
-                        return (*conn)
-                            .transaction(async |conn| {
-                                diesel::update(target).set(changes).execute(conn).await?;
-                                audit(conn, event).await
-                            })
-                            .await
-                            .map_err(query_error);
-                    }
-                    // A reset code proved the mailbox: the address is verified, and any
-                    // registration still waiting for its code is void.
                     (*conn)
                         .transaction(async |conn| {
                             audit(conn, event).await?;
-                            let updated = diesel::update(target)
-                                .set((changes, users::email_verified.eq(true)))
-                                .execute(conn)
-                                .await?;
-                            // Read after the update, which holds the row: the address
-                            // cannot change in between.
-                            let email: Option<String> = if updated == 0 {
-                                None
+                            let target = users::table.find(&user);
+                            let changes = (
+                                users::password_hash.eq(hash.as_str()),
+                                users::tokens_valid_after.eq(cutoff),
+                                users::updated_at.eq(cutoff),
+                            );
+                            let updated = if verify_email {
+                                diesel::update(target)
+                                    .set((changes, users::email_verified.eq(true)))
+                                    .execute(conn)
+                                    .await?
                             } else {
-                                users::table
-                                    .find(id.0.to_string())
+                                diesel::update(target).set(changes).execute(conn).await?
+                            };
+                            if updated == 0 {
+                                return Ok(());
+                            }
+                            // The cutoff refuses their tokens already; ended, they are
+                            // no longer listed as live either.
+                            diesel::update(
+                                sessions::table
+                                    .filter(sessions::user_id.eq(&user))
+                                    .filter(sessions::revoked_at.is_null()),
+                            )
+                            .set(sessions::revoked_at.eq(Some(cutoff)))
+                            .execute(conn)
+                            .await?;
+                            if verify_email {
+                                // A code proved the mailbox: any registration still
+                                // waiting for its code is void. Read after the update,
+                                // which holds the row: the address cannot change in
+                                // between.
+                                let email: String = users::table
+                                    .find(&user)
                                     .select(users::email)
                                     .get_result(conn)
-                                    .await
-                                    .optional()?
-                            };
-                            if let Some(email) = email {
+                                    .await?;
                                 delete_codes(
                                     conn,
                                     &email,
@@ -299,6 +307,12 @@ macro_rules! user_repository {
                                     cutoff,
                                 )
                                 .await?;
+                            }
+                            if let Some(row) = &notice_row {
+                                diesel::insert_into(outbox::table)
+                                    .values(row)
+                                    .execute(conn)
+                                    .await?;
                             }
                             Ok::<(), diesel::result::Error>(())
                         })

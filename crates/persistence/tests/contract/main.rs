@@ -102,7 +102,7 @@ contract!(
     sent_and_expired_messages_lose_their_body,
     a_batch_is_marked_sent_at_once_and_only_that_batch,
     a_failed_notice_can_be_retried_and_a_deferred_message_waits,
-    set_password_replaces_the_hash_verifies_and_refuses_older_tokens,
+    set_password_replaces_the_hash_verifies_ends_sessions_and_queues_the_notice,
     rotation_spends_once_replays_within_grace_then_revokes_on_reuse,
     rotation_refuses_unknown_and_expired_tokens,
     rotation_of_a_changed_account_changes_nothing,

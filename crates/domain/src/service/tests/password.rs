@@ -53,23 +53,9 @@ fn reset_confirm_sets_the_password_verifies_revokes_and_notifies() {
     m.users
         .expect_find_by_email()
         .returning(|_| Ok(Some(user(false))));
-    m.users
-        .expect_set_password()
-        .withf(|id, hash, verify, at, audit| {
-            *id == user(false).id
-                && hash.as_str() == "$argon2id$new"
-                && *verify
-                && *at == now()
-                && audit.kind == AuditKind::PasswordReset
-        })
-        .times(1)
-        .returning(|_, _, _, _, _| Ok(()));
-    let sent = capture_mail(&mut m);
+    // One write: the hash, the verified address, every session ended, the notice.
+    expect_one_password_write(&mut m, true, AuditKind::PasswordReset);
     block_on(m.service().confirm_password_reset(reset_input("123456"))).unwrap();
-    assert!(matches!(
-        sent.lock().unwrap()[0],
-        Mail::PasswordChanged { .. }
-    ));
 }
 
 #[test]
@@ -104,4 +90,45 @@ fn change_password_needs_the_old_password() {
     )
     .unwrap_err();
     assert!(matches!(error, ChangePasswordError::WrongOldPassword));
+}
+
+#[test]
+fn change_password_sets_it_ends_every_session_and_queues_the_notice_in_one_write() {
+    let mut m = Mocks::new().unthrottled();
+    m.hashing_succeeds();
+    m.tokens
+        .expect_verify()
+        .returning(|_, kind, _| Ok(claims(kind)));
+    m.users
+        .expect_find_by_id()
+        .returning(|_| Ok(Some(user(true))));
+    m.passwords.expect_verify().returning(|_, _| Ok(true));
+    expect_one_password_write(&mut m, false, AuditKind::PasswordChanged);
+    let old = Password::for_login("the old passphrase".into()).unwrap();
+    let new = Password::parse("a brand new passphrase".into()).unwrap();
+    block_on(
+        m.service()
+            .change_password("a", &old, &new, &RequestContext::default()),
+    )
+    .unwrap();
+}
+
+/// The new password is set by one `set_password` that also ends the sessions and
+/// queues the notice: nothing else is written.
+fn expect_one_password_write(m: &mut Mocks, verify_email: bool, kind: AuditKind) {
+    m.users
+        .expect_set_password()
+        .withf(move |id, hash, verify, at, audit, notice| {
+            *id == user(false).id
+                && hash.as_str() == "$argon2id$new"
+                && *verify == verify_email
+                && *at == now()
+                && audit.kind == kind
+                && matches!(notice, Some(Mail::PasswordChanged { to, .. }) if *to == email())
+        })
+        .times(1)
+        .returning(|_, _, _, _, _, _| Ok(()));
+    m.outbox.expect_enqueue().never();
+    m.refresh_tokens.checkpoint();
+    m.refresh_tokens.expect_revoke_all().never();
 }

@@ -198,21 +198,6 @@ pub async fn rotation_of_a_changed_account_changes_nothing(store: impl Store) {
         );
     }
     store
-        .set_password(
-            user,
-            &PasswordHash::new("$argon2id$new".into()),
-            false,
-            now() - Duration::milliseconds(500),
-            &event(AuditKind::PasswordChanged),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        rotate(cut_off, 2).await,
-        Rotation::AccountChanged,
-        "issued before the password change"
-    );
-    store
         .set_active(user, false, now(), &event(AuditKind::Deactivated))
         .await
         .unwrap();
@@ -229,6 +214,23 @@ pub async fn rotation_of_a_changed_account_changes_nothing(store: impl Store) {
     assert_eq!(rotate(signed.clone(), 3).await, Rotation::Rotated);
     assert_eq!(store.family_of(&[2; 32], None).await.unwrap(), None);
     assert!(store.family_of(&[3; 32], None).await.unwrap().is_some());
+    // A password change ends the session too; the account is checked first.
+    store
+        .set_password(
+            user,
+            &PasswordHash::new("$argon2id$new".into()),
+            false,
+            now() - Duration::milliseconds(500),
+            &event(AuditKind::PasswordChanged),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rotate(cut_off, 4).await,
+        Rotation::AccountChanged,
+        "issued before the password change"
+    );
 }
 
 pub async fn concurrent_rotations_of_one_token_rotate_once_and_replay_the_rest(store: impl Store) {

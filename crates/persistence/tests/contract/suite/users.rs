@@ -95,7 +95,9 @@ pub async fn mark_email_verified_is_idempotent(store: impl Store) {
     );
 }
 
-pub async fn set_password_replaces_the_hash_verifies_and_refuses_older_tokens(store: impl Store) {
+pub async fn set_password_replaces_the_hash_verifies_ends_sessions_and_queues_the_notice(
+    store: impl Store,
+) {
     let user = store
         .create(&new_user("ada@example.com"), None)
         .await
@@ -103,9 +105,33 @@ pub async fn set_password_replaces_the_hash_verifies_and_refuses_older_tokens(st
     let at = now() + Duration::milliseconds(400);
     let hash = PasswordHash::new("$argon2id$v=19$new".into());
     store
-        .set_password(user.id, &hash, true, at, &event(AuditKind::PasswordReset))
+        .insert(&refresh_token(1, Uuid::new_v4(), user.id), None)
         .await
         .unwrap();
+    assert_eq!(store.sessions(user.id, now()).await.unwrap().len(), 1);
+    let notice = Mail::PasswordChanged {
+        to: email("ada@example.com"),
+        full_name: "Ada".into(),
+    };
+    store
+        .set_password(
+            user.id,
+            &hash,
+            true,
+            at,
+            &event(AuditKind::PasswordReset),
+            Some(&notice),
+        )
+        .await
+        .unwrap();
+    // In the same transaction: every session ended, the notice queued.
+    assert!(store.sessions(user.id, now()).await.unwrap().is_empty());
+    let queued = store.pending(10).await.unwrap();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(
+        (queued[0].recipient.as_str(), queued[0].kind.as_str()),
+        ("ada@example.com", "password_changed")
+    );
     let after = store.find_by_id(user.id).await.unwrap().unwrap();
     assert_eq!(after.password_hash, hash);
     assert!(after.email_verified);
@@ -113,9 +139,21 @@ pub async fn set_password_replaces_the_hash_verifies_and_refuses_older_tokens(st
     assert!(!after.accepts_token_issued_at(at - Duration::milliseconds(1)));
     assert!(after.accepts_token_issued_at(at));
     store
-        .set_password(user.id, &hash, false, at, &event(AuditKind::PasswordReset))
+        .set_password(
+            user.id,
+            &hash,
+            false,
+            at,
+            &event(AuditKind::PasswordReset),
+            None,
+        )
         .await
         .unwrap();
+    assert_eq!(
+        store.pending(10).await.unwrap().len(),
+        1,
+        "no notice: none queued"
+    );
     assert!(
         store
             .find_by_id(user.id)
