@@ -128,15 +128,15 @@ mod pipelined {
     use diesel::prelude::*;
     use diesel_async::pooled_connection::deadpool::Object;
     use diesel_async::{AsyncPgConnection, RunQueryDsl};
-    use passcode_domain::ports::{Limit, Tries};
+    use passcode_domain::ports::{Admissions, Limit, Tries};
     use passcode_domain::{EmailAddress, InfraError, OtpPurpose};
 
     use super::PgStore;
     use crate::cached::CachedExt as _;
     use crate::error::query_error;
     use crate::rows::{
-        Abort, OtpRow, acquire_bounds, acquire_query, attempts_limit, limit_name, open_codes_query,
-        release_query, retry_after, tries,
+        Abort, OtpRow, acquire_bounds, acquire_query, admissions, attempts_limit, limit_name,
+        open_codes_query, release_query, retry_after, tries,
     };
     use crate::schema::{otp_codes, rate_limits};
     use crate::time::to_millis;
@@ -338,7 +338,7 @@ mod pipelined {
 
     /// `Throttle::release` on this connection.
     async fn give_back(mut conn: &AsyncPgConnection, key: &str) -> QueryResult<usize> {
-        release_query!(key).cached().execute(&mut conn).await
+        release_query!([key]).cached().execute(&mut conn).await
     }
 
     /// A pooled connection in a transaction begun by hand, so that BEGIN travels with
@@ -449,11 +449,7 @@ mod pipelined {
             // BEGIN, every budget's upsert and the try, sent at once; the server runs
             // them in order (diesel-async sends a connection's statements in the order
             // they are first polled, and `try_join!` polls in argument order).
-            let reserves = futures_util::future::try_join_all(
-                budgets
-                    .iter()
-                    .map(|(key, limit)| upsert(conn, key, *limit, now)),
-            );
+            let reserves = upserts(conn, budgets, now);
             let try_counted = count(conn, email.as_str(), purpose, now, max_attempts);
             // As `GUESS_SQL`: counts only, committed without waiting for the WAL flush.
             let (_, _, reserved, rows) = tokio::try_join!(
@@ -463,24 +459,73 @@ mod pipelined {
                 try_counted
             )
             .map_err(query_error)?;
-            let counted = match reserved.iter().position(|&counted| counted != 1) {
-                // A refusal rolls all of them back.
-                Some(budget) => {
-                    let (key, limit) = &budgets[budget];
-                    let (retry_after, _) = tokio::try_join!(
-                        refusal(conn, key, *limit, now),
-                        control(conn, "ROLLBACK")
-                    )
-                    .map_err(query_error)?;
-                    Err(Abort::Refused(budget, retry_after))
-                }
-                None => {
-                    control(conn, "COMMIT").await.map_err(query_error)?;
-                    Ok(rows)
-                }
-            };
+            let counted = settle(conn, budgets, &reserved, now)
+                .await
+                .map_err(query_error)?
+                .map(|()| rows);
             open.ended();
             tries(counted)
+        }
+
+        /// `Throttle::acquire_all`: BEGIN and every budget's upsert sent at once, as
+        /// a guess's are (`count_try_pipelined`), and committed as they are, without
+        /// waiting for the WAL flush: they are counts only.
+        pub(crate) async fn acquire_all_tx(
+            &self,
+            budgets: &[(String, Limit)],
+            now: DateTime<Utc>,
+        ) -> Result<Admissions, InfraError> {
+            let open = HandBegun(Some(self.writer().await?));
+            let conn = open.conn()?;
+            let reserves = upserts(conn, budgets, now);
+            let (_, _, reserved) = tokio::try_join!(
+                control(conn, "BEGIN"),
+                control(conn, "SET LOCAL synchronous_commit = off"),
+                reserves
+            )
+            .map_err(query_error)?;
+            let reserved = settle(conn, budgets, &reserved, now)
+                .await
+                .map_err(query_error)?;
+            open.ended();
+            admissions(reserved)
+        }
+    }
+
+    /// Every budget's upsert (1 for each counted), sent in order when first polled.
+    fn upserts<'a>(
+        conn: &'a AsyncPgConnection,
+        budgets: &'a [(String, Limit)],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = QueryResult<Vec<usize>>> + 'a {
+        futures_util::future::try_join_all(
+            budgets
+                .iter()
+                .map(move |(key, limit)| upsert(conn, key, *limit, now)),
+        )
+    }
+
+    /// Ends a hand-begun transaction of `budgets`' upserts (`reserved`: 1 for each
+    /// counted): ROLLBACK at the first refusal, with when that budget frees again;
+    /// COMMIT otherwise.
+    async fn settle(
+        conn: &AsyncPgConnection,
+        budgets: &[(String, Limit)],
+        reserved: &[usize],
+        now: DateTime<Utc>,
+    ) -> QueryResult<Result<(), Abort>> {
+        match reserved.iter().position(|&counted| counted != 1) {
+            // A refusal rolls all of them back.
+            Some(budget) => {
+                let (key, limit) = &budgets[budget];
+                let (retry_after, _) =
+                    tokio::try_join!(refusal(conn, key, *limit, now), control(conn, "ROLLBACK"))?;
+                Ok(Err(Abort::Refused(budget, retry_after)))
+            }
+            None => {
+                control(conn, "COMMIT").await?;
+                Ok(Ok(()))
+            }
         }
     }
 }
@@ -542,7 +587,10 @@ mod tests {
                 .count_try(&email, OtpPurpose::VerifyEmail, Utc::now(), 5, &budgets)
                 .await
                 .unwrap();
-            store.release("guess:ada@example.com").await.unwrap();
+            store
+                .release(&["guess:ada@example.com".to_owned()])
+                .await
+                .unwrap();
         }
         assert_eq!(prepared(&store, "WITH share AS").await, 1);
         assert_eq!(prepared(&store, "UPDATE \"rate_limits\"").await, 1);

@@ -187,14 +187,16 @@ macro_rules! acquire_query {
 }
 pub(crate) use acquire_query;
 
-/// `Throttle::release`: gives one event of `$key` back.
+/// `Throttle::release`: gives one event of each of `$keys` back. One statement; on
+/// PostgreSQL the keys are one array parameter, elsewhere an `IN` list, whose few
+/// lengths (a request gives back one or two budgets) are few cached shapes.
 macro_rules! release_query {
-    ($key:expr) => {{
+    ($keys:expr) => {{
         use diesel::{ExpressionMethods as _, QueryDsl as _};
         use $crate::schema::rate_limits;
         diesel::update(
             rate_limits::table
-                .find($key)
+                .filter(rate_limits::bucket.eq_any($keys))
                 .filter(rate_limits::count.gt(0)),
         )
         .set(rate_limits::count.eq(rate_limits::count - 1))
@@ -463,6 +465,21 @@ pub(crate) enum Abort {
 impl From<diesel::result::Error> for Abort {
     fn from(error: diesel::result::Error) -> Self {
         Self::Query(error)
+    }
+}
+
+/// A reservation's transaction's outcome as `Throttle::acquire_all` reports it.
+pub(crate) fn admissions(
+    reserved: Result<(), Abort>,
+) -> Result<passcode_domain::ports::Admissions, passcode_domain::InfraError> {
+    use passcode_domain::ports::Admissions;
+    match reserved {
+        Ok(()) => Ok(Admissions::Allowed),
+        Err(Abort::Refused(budget, retry_after)) => Ok(Admissions::Denied {
+            budget,
+            retry_after,
+        }),
+        Err(Abort::Query(error)) => Err(crate::error::query_error(error)),
     }
 }
 

@@ -250,7 +250,7 @@ ports::health_check!(SqliteStore);
 mod one_trip {
     use chrono::{DateTime, Utc};
     use diesel::prelude::*;
-    use passcode_domain::ports::{Limit, Rotation, Tries};
+    use passcode_domain::ports::{Admissions, Limit, Rotation, Tries};
     use passcode_domain::{EmailAddress, InfraError, OtpPurpose};
 
     use super::SqliteStore;
@@ -258,7 +258,7 @@ mod one_trip {
     use crate::error::query_error;
     use crate::rows::{
         Abort, OtpRow, Rotate, SessionTokens, account_as_signed_query, acquire_bounds,
-        acquire_query, limit_name, open_codes_query, retry_after, rotate_session_query,
+        acquire_query, admissions, limit_name, open_codes_query, retry_after, rotate_session_query,
         session_tokens_query, tries, unrotated,
     };
     use crate::schema::{otp_codes, rate_limits};
@@ -372,12 +372,7 @@ mod one_trip {
             let budgets = budgets.to_vec();
             let outcome = self
                 .batched(move |conn| {
-                    for (budget, (key, limit)) in budgets.iter().enumerate() {
-                        if let Some(retry_after) = reserve(conn, key, *limit, now)? {
-                            // Undoes this guess's earlier reservations (its savepoint).
-                            return Err(Abort::Refused(budget, retry_after));
-                        }
-                    }
+                    reserve_all(conn, &budgets, now)?;
                     Ok(
                         diesel::update(open_codes_query!(&email, purpose, now, max_attempts))
                             .set(otp_codes::attempts.eq(otp_codes::attempts + 1))
@@ -389,6 +384,34 @@ mod one_trip {
                 .await?;
             tries(outcome)
         }
+
+        /// `Throttle::acquire_all` in one trip.
+        pub(crate) async fn acquire_all_tx(
+            &self,
+            budgets: &[(String, Limit)],
+            now: DateTime<Utc>,
+        ) -> Result<Admissions, InfraError> {
+            let budgets = budgets.to_vec();
+            admissions(
+                self.batched(move |conn| reserve_all(conn, &budgets, now))
+                    .await?,
+            )
+        }
+    }
+
+    /// Counts one event for each of `budgets`, in order; at the first refusal,
+    /// `Abort::Refused`, which undoes the earlier ones (the work's savepoint).
+    fn reserve_all(
+        conn: &mut SqliteConnection,
+        budgets: &[(String, Limit)],
+        now: DateTime<Utc>,
+    ) -> Result<(), Abort> {
+        for (budget, (key, limit)) in budgets.iter().enumerate() {
+            if let Some(retry_after) = reserve(conn, key, *limit, now)? {
+                return Err(Abort::Refused(budget, retry_after));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -444,7 +467,10 @@ mod tests {
                 )
                 .await
                 .unwrap();
-            store.release("guess:ada@example.com").await.unwrap();
+            store
+                .release(&["guess:ada@example.com".to_owned()])
+                .await
+                .unwrap();
         }
         let statements = STATEMENTS.lock().unwrap();
         let count = |cached: bool, prefix: &str| {

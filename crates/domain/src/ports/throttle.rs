@@ -26,6 +26,18 @@ pub enum Admission {
     Denied { retry_after: Duration },
 }
 
+/// The answer to an attempt on several budgets at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admissions {
+    /// Counted on every budget.
+    Allowed,
+    /// Counted on none: `budgets[budget]` refused, free again after `retry_after`.
+    Denied {
+        budget: usize,
+        retry_after: Duration,
+    },
+}
+
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait Throttle: Send + Sync {
@@ -38,9 +50,18 @@ pub trait Throttle: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Admission, InfraError>;
 
-    /// Gives back one event counted for `key` (a reservation that turned out not to
-    /// be spent). Never below zero.
-    async fn release(&self, key: &str) -> Result<(), InfraError>;
+    /// Counts one event for each of `budgets`, in one transaction, if every one allows
+    /// it; otherwise none, and names the first that refused. The same guarantee as
+    /// [`Throttle::acquire`] for each.
+    async fn acquire_all(
+        &self,
+        budgets: &[(String, Limit)],
+        now: DateTime<Utc>,
+    ) -> Result<Admissions, InfraError>;
+
+    /// Gives back one event counted for each of `keys` (reservations that turned out
+    /// not to be spent), in one transaction. Never below zero.
+    async fn release(&self, keys: &[String]) -> Result<(), InfraError>;
 
     /// Deletes limit state and codes that no longer matter at `now` (windows and
     /// cooldowns that ended at least `retention` ago; codes expired that long ago).

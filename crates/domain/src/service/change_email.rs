@@ -64,14 +64,14 @@ impl AuthService {
         {
             Ok(right) => right,
             Err(error) => {
-                self.ports.throttle.release(&bucket).await?;
+                self.ports.throttle.release(&[bucket]).await?;
                 return Err(error.into());
             }
         };
         if !right {
             return Err(ChangeEmailError::WrongPassword);
         }
-        self.ports.throttle.release(&bucket).await?;
+        self.ports.throttle.release(&[bucket]).await?;
         self.admit_send(new_email, OtpPurpose::ChangeEmail)
             .await??;
         let notice = Mail::EmailChangeRequested {

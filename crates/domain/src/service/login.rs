@@ -36,20 +36,17 @@ hash_error_into!(LoginError);
 
 impl AuthService {
     pub async fn login(&self, input: LoginInput) -> Result<TokenPair, LoginError> {
-        // A failure is reserved from both budgets before the password is checked (so
-        // concurrent guesses cannot overrun them) and given back if it was right. The
-        // same statements run for unknown addresses.
+        // A failure is reserved from both budgets (in one write) before the password
+        // is checked, so concurrent guesses cannot overrun them, and given back if it
+        // was right. The same statements run for unknown addresses.
         let share = format!("login:{}:{}", input.email, input.client);
         let ceiling = format!("login:{}", input.email);
-        self.admit(&share, self.settings.limits.login_failures_per_client)
-            .await??;
-        if let Err(throttled) = self
-            .admit(&ceiling, self.settings.limits.login_failures)
-            .await?
-        {
-            self.ports.throttle.release(&share).await?;
-            return Err(throttled.into());
-        }
+        let limits = &self.settings.limits;
+        self.admit_all(&[
+            (share.clone(), limits.login_failures_per_client),
+            (ceiling.clone(), limits.login_failures),
+        ])
+        .await??;
         let user = self.ports.users.find_by_email(&input.email).await?;
         // With no account, verify against a dummy hash: the same time is spent.
         let matches = self
@@ -67,8 +64,7 @@ impl AuthService {
             Ok(matches) => matches,
             Err(error) => {
                 // Shed or failed: no password was checked, nothing is counted.
-                self.ports.throttle.release(&share).await?;
-                self.ports.throttle.release(&ceiling).await?;
+                self.ports.throttle.release(&[share, ceiling]).await?;
                 return Err(error.into());
             }
         };
@@ -85,8 +81,7 @@ impl AuthService {
                 return Err(LoginError::InvalidCredentials);
             }
         };
-        self.ports.throttle.release(&share).await?;
-        self.ports.throttle.release(&ceiling).await?;
+        self.ports.throttle.release(&[share, ceiling]).await?;
         if self.settings.policy == RegistrationPolicy::VerificationRequired && !user.email_verified
         {
             return Err(LoginError::EmailNotVerified);

@@ -73,8 +73,8 @@ use uuid::Uuid;
 
 use crate::otp::NewOtp;
 use crate::ports::{
-    Admission, AuditLog, Clock, CodeGenerator, HashError, Limit, Mail, OtpStore, Outbox,
-    PasswordHasher, RefreshTokenStore, Throttle, TokenIssuer, UserRepository,
+    Admission, Admissions, AuditLog, Clock, CodeGenerator, HashError, Limit, Mail, OtpStore,
+    Outbox, PasswordHasher, RefreshTokenStore, Throttle, TokenIssuer, UserRepository,
 };
 use crate::{
     EmailAddress, FullName, InfraError, OtpHasher, OtpPurpose, OtpSettings, Password, Registration,
@@ -338,6 +338,33 @@ impl AuthService {
         )
     }
 
+    /// Counts one event against each of `budgets` (all or none, in one write), or
+    /// says how long to wait for the first that refuses.
+    pub(crate) async fn admit_all(
+        &self,
+        budgets: &[(String, Limit)],
+    ) -> Result<Result<(), Throttled>, InfraError> {
+        let now = self.ports.clock.now();
+        if let Some(throttled) = budgets
+            .iter()
+            .find_map(|(bucket, _)| self.denials.check(bucket, now))
+        {
+            return Ok(Err(throttled));
+        }
+        Ok(match self.ports.throttle.acquire_all(budgets, now).await? {
+            Admissions::Allowed => Ok(()),
+            Admissions::Denied {
+                budget,
+                retry_after,
+            } => {
+                if let Some((bucket, _)) = budgets.get(budget) {
+                    self.denials.remember(bucket, now, retry_after);
+                }
+                Err(Throttled { retry_after })
+            }
+        })
+    }
+
     /// Checks the signed-in account's own password (change-password, change-email,
     /// delete). A stolen access token must not become an oracle for the password: a
     /// wrong one counts against the account's budget (reserved first, given back when
@@ -356,13 +383,13 @@ impl AuthService {
         let stored = Some(user.password_hash.clone()).filter(crate::PasswordHash::is_set);
         match self.ports.passwords.verify(password, stored).await {
             Ok(true) => {
-                self.ports.throttle.release(&bucket).await?;
+                self.ports.throttle.release(&[bucket]).await?;
                 Ok(true)
             }
             Ok(false) => Ok(false),
             Err(error) => {
                 // Shed or failed: no password was checked, nothing is counted.
-                self.ports.throttle.release(&bucket).await?;
+                self.ports.throttle.release(&[bucket]).await?;
                 Err(error.into())
             }
         }

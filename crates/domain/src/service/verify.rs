@@ -232,9 +232,6 @@ impl AuthService {
 
     /// A spent code was no guess: its try goes back to both budgets.
     pub(crate) async fn release_guesses(&self, matched: Matched) -> Result<(), InfraError> {
-        for bucket in &matched.buckets {
-            self.ports.throttle.release(bucket).await?;
-        }
-        Ok(())
+        self.ports.throttle.release(&matched.buckets).await
     }
 }

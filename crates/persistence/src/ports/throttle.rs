@@ -9,7 +9,7 @@ macro_rules! throttle {
             use diesel::prelude::*;
             use diesel_async::RunQueryDsl;
             use passcode_domain::InfraError;
-            use passcode_domain::ports::{Admission, Limit, Throttle};
+            use passcode_domain::ports::{Admission, Admissions, Limit, Throttle};
             use $crate::cached::CachedExt as _;
             use $crate::error::query_error;
             use $crate::schema::{otp_codes, outbox, rate_limits, sessions};
@@ -35,9 +35,17 @@ macro_rules! throttle {
                     )
                 }
 
-                async fn release(&self, key: &str) -> Result<(), InfraError> {
+                async fn acquire_all(
+                    &self,
+                    budgets: &[(String, Limit)],
+                    now: DateTime<Utc>,
+                ) -> Result<Admissions, InfraError> {
+                    self.acquire_all_tx(budgets, now).await
+                }
+
+                async fn release(&self, keys: &[String]) -> Result<(), InfraError> {
                     let mut conn = self.writer().await?;
-                    $crate::rows::release_query!(key)
+                    $crate::rows::release_query!(keys)
                         .cached()
                         .execute(&mut *conn)
                         .await

@@ -25,13 +25,10 @@ fn verify_spends_a_try_of_both_budgets_and_gives_both_back_on_success() {
         });
     let released = Arc::new(Mutex::new(Vec::new()));
     let gave_back = released.clone();
-    m.throttle
-        .expect_release()
-        .times(2)
-        .returning(move |bucket| {
-            gave_back.lock().unwrap().push(bucket.to_owned());
-            Ok(())
-        });
+    m.throttle.expect_release().times(1).returning(move |keys| {
+        gave_back.lock().unwrap().extend_from_slice(keys);
+        Ok(())
+    });
     m.refresh_tokens.expect_insert().returning(|_, _| Ok(()));
     m.otps
         .expect_complete_registration()
@@ -49,7 +46,11 @@ fn verify_spends_a_try_of_both_budgets_and_gives_both_back_on_success() {
         ],
         "the client's share first, then the address's ceiling"
     );
-    assert_eq!(released.lock().unwrap().len(), 2);
+    assert_eq!(
+        *released.lock().unwrap(),
+        ["guess:ada@example.com:203.0.113.1", "guess:ada@example.com"],
+        "both in one write"
+    );
 }
 
 #[test]
@@ -116,14 +117,22 @@ fn login_spends_both_failure_budgets_and_gives_them_back_on_success() {
     let mut m = Mocks::new();
     let buckets = Arc::new(Mutex::new(Vec::new()));
     let seen = buckets.clone();
+    // Both reserved in one write, and given back in one.
+    m.throttle.expect_acquire().never();
     m.throttle
-        .expect_acquire()
-        .times(2)
-        .returning(move |bucket, limit, _| {
-            seen.lock().unwrap().push((bucket.to_owned(), limit.limit));
-            Ok(Admission::Allowed)
+        .expect_acquire_all()
+        .times(1)
+        .returning(move |budgets, _| {
+            for (bucket, limit) in budgets {
+                seen.lock().unwrap().push((bucket.clone(), limit.limit));
+            }
+            Ok(Admissions::Allowed)
         });
-    m.throttle.expect_release().times(2).returning(|_| Ok(()));
+    m.throttle
+        .expect_release()
+        .times(1)
+        .withf(|keys| keys.len() == 2)
+        .returning(|_| Ok(()));
     m.refresh_tokens.expect_insert().returning(|_, _| Ok(()));
     m.users
         .expect_find_by_email()
@@ -142,11 +151,15 @@ fn login_spends_both_failure_budgets_and_gives_them_back_on_success() {
 
 #[test]
 fn login_with_a_budget_spent_is_throttled_before_any_hashing_for_any_address() {
-    for found in [Some(user(true)), None] {
+    for (found, budget) in [(Some(user(true)), 0), (None, 1)] {
         let mut m = Mocks::new();
-        m.throttle
-            .expect_acquire()
-            .returning(|_, _, _| Ok(denied(120)));
+        m.throttle.expect_acquire_all().returning(move |_, _| {
+            Ok(Admissions::Denied {
+                budget,
+                retry_after: Duration::seconds(120),
+            })
+        });
+        m.throttle.expect_release().never();
         m.users
             .expect_find_by_email()
             .returning(move |_| Ok(found.clone()));
@@ -161,9 +174,9 @@ fn login_with_a_budget_spent_is_throttled_before_any_hashing_for_any_address() {
 fn login_keeps_the_failure_counted_on_a_wrong_password() {
     let mut m = Mocks::new();
     m.throttle
-        .expect_acquire()
-        .times(2)
-        .returning(|_, _, _| Ok(Admission::Allowed));
+        .expect_acquire_all()
+        .times(1)
+        .returning(|_, _| Ok(Admissions::Allowed));
     m.throttle.expect_release().never();
     m.users
         .expect_find_by_email()
@@ -204,5 +217,29 @@ fn a_refused_limit_is_answered_from_memory_until_it_ends() {
             matches!(error, RegisterError::Throttled(t) if t.retry_after <= Duration::seconds(42) && t.retry_after > Duration::zero()),
             "{error:?}"
         );
+    }
+}
+
+#[test]
+fn a_refused_login_budget_is_answered_from_memory_until_it_ends() {
+    let mut m = Mocks::new();
+    // The address's ceiling (budget 1) refuses once; after that the store is not asked.
+    m.throttle.expect_acquire_all().times(1).returning(|_, _| {
+        Ok(Admissions::Denied {
+            budget: 1,
+            retry_after: Duration::seconds(60),
+        })
+    });
+    m.users.expect_find_by_email().never();
+    let service = m.service();
+    for _ in 0..2 {
+        let error = block_on(service.login(LoginInput {
+            email: email(),
+            password: Password::for_login("correct horse battery".into()).unwrap(),
+            client: "198.51.100.7".into(),
+            context: RequestContext::default(),
+        }))
+        .unwrap_err();
+        assert!(matches!(error, LoginError::Throttled(_)), "{error:?}");
     }
 }

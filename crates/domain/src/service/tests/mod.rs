@@ -125,6 +125,9 @@ impl Mocks {
         self.throttle
             .expect_acquire()
             .returning(|_, _, _| Ok(Admission::Allowed));
+        self.throttle
+            .expect_acquire_all()
+            .returning(|_, _| Ok(Admissions::Allowed));
         self.throttle.expect_release().returning(|_| Ok(()));
         self.refresh_tokens.expect_insert().returning(|_, _| Ok(()));
         self.refresh_tokens

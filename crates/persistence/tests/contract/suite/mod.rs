@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use passcode_domain::otp::NewOtp;
 use passcode_domain::ports::AuditLog;
 use passcode_domain::ports::{
-    Admission, CreateUserError, FirstCode, HealthCheck, Limit, Mail, OtpStore, Outbox,
+    Admission, Admissions, CreateUserError, FirstCode, HealthCheck, Limit, Mail, OtpStore, Outbox,
     OutboxStatus, SignedFor, Throttle, Tries, UserRepository,
 };
 use passcode_domain::{

@@ -51,21 +51,136 @@ pub async fn throttle_enforces_the_cooldown(store: impl Store) {
     );
 }
 
-pub async fn throttle_release_gives_back_one_event(store: impl Store) {
+pub async fn throttle_release_gives_back_one_event_of_each_key(store: impl Store) {
+    let keys = ["k".to_owned(), "l".to_owned()];
+    for key in &keys {
+        assert_eq!(
+            store.acquire(key, per_hour(1), now()).await.unwrap(),
+            Admission::Allowed
+        );
+        assert!(matches!(
+            store.acquire(key, per_hour(1), now()).await.unwrap(),
+            Admission::Denied { .. }
+        ));
+    }
+    store.release(&keys[..1]).await.unwrap();
     assert_eq!(
         store.acquire("k", per_hour(1), now()).await.unwrap(),
         Admission::Allowed
     );
+    assert!(
+        matches!(
+            store.acquire("l", per_hour(1), now()).await.unwrap(),
+            Admission::Denied { .. }
+        ),
+        "only the key given back"
+    );
+    // Both at once, one event each; an unknown key, or one at zero, is no error.
+    store
+        .release(&[keys[0].clone(), keys[1].clone(), "unknown".to_owned()])
+        .await
+        .unwrap();
+    for key in &keys {
+        assert_eq!(
+            store.acquire(key, per_hour(1), now()).await.unwrap(),
+            Admission::Allowed,
+            "{key}"
+        );
+    }
+    store.release(&keys).await.unwrap();
+    store.release(&keys).await.unwrap();
+    for key in &keys {
+        assert_eq!(
+            store.acquire(key, per_hour(1), now()).await.unwrap(),
+            Admission::Allowed,
+            "never below zero: {key}"
+        );
+        assert!(matches!(
+            store.acquire(key, per_hour(1), now()).await.unwrap(),
+            Admission::Denied { .. }
+        ));
+    }
+}
+
+/// A share of `share` and a ceiling of `ceiling` events an hour.
+fn pair(share: u32, ceiling: u32) -> Vec<(String, Limit)> {
+    vec![
+        ("share".to_owned(), per_hour(share)),
+        ("ceiling".to_owned(), per_hour(ceiling)),
+    ]
+}
+
+pub async fn acquire_all_counts_on_every_budget_or_on_none(store: impl Store) {
+    assert_eq!(
+        store.acquire_all(&pair(2, 1), now()).await.unwrap(),
+        Admissions::Allowed
+    );
+    // The ceiling refuses: named by its place, and the share is not counted either.
+    match store.acquire_all(&pair(2, 1), now()).await.unwrap() {
+        Admissions::Denied {
+            budget,
+            retry_after,
+        } => assert_eq!((budget, retry_after), (1, Duration::hours(1))),
+        Admissions::Allowed => panic!("over the ceiling"),
+    }
+    assert_eq!(
+        store.acquire("share", per_hour(2), now()).await.unwrap(),
+        Admission::Allowed,
+        "the refused attempt left the share's second event"
+    );
+    // The share refuses first, and the ceiling is not counted.
     assert!(matches!(
-        store.acquire("k", per_hour(1), now()).await.unwrap(),
-        Admission::Denied { .. }
+        store.acquire_all(&pair(2, 5), now()).await.unwrap(),
+        Admissions::Denied { budget: 0, .. }
     ));
-    store.release("k").await.unwrap();
     assert_eq!(
-        store.acquire("k", per_hour(1), now()).await.unwrap(),
-        Admission::Allowed
+        store.acquire("ceiling", per_hour(2), now()).await.unwrap(),
+        Admission::Allowed,
+        "the ceiling's second event is still free"
     );
-    store.release("unknown").await.unwrap();
+    store.release(&["share".to_owned()]).await.unwrap();
+    assert_eq!(
+        store.acquire_all(&pair(2, 3), now()).await.unwrap(),
+        Admissions::Allowed
+    );
+}
+
+pub async fn concurrent_acquire_alls_never_exceed_a_budget(store: impl Store) {
+    let tasks: Vec<_> = (0..30)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                // Three clients' shares of 4 under one ceiling of 10.
+                let budgets = vec![
+                    (format!("share:{}", n % 3), per_hour(4)),
+                    ("ceiling".to_owned(), per_hour(10)),
+                ];
+                store.acquire_all(&budgets, now()).await.unwrap()
+            })
+        })
+        .collect();
+    let mut allowed = 0;
+    for task in tasks {
+        allowed += usize::from(task.await.unwrap() == Admissions::Allowed);
+    }
+    assert_eq!(allowed, 10, "the ceiling");
+    // What the shares counted: what each still admits, taken from 4. A refused
+    // attempt counted nowhere, so the shares hold exactly the 10 admitted.
+    let mut counted = 0;
+    for share in 0..3 {
+        let mut left = 0;
+        while store
+            .acquire(&format!("share:{share}"), per_hour(4), now())
+            .await
+            .unwrap()
+            == Admission::Allowed
+        {
+            left += 1;
+        }
+        assert!(left <= 4);
+        counted += 4 - left;
+    }
+    assert_eq!(counted, 10, "no refused attempt left a count on its share");
 }
 
 pub async fn concurrent_acquires_never_exceed_the_limit(store: impl Store) {
