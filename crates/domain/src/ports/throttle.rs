@@ -50,9 +50,10 @@ pub trait Throttle: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Admission, InfraError>;
 
-    /// Counts one event for each of `budgets`, in one transaction, if every one allows
-    /// it; otherwise none, and names the first that refused. The same guarantee as
-    /// [`Throttle::acquire`] for each.
+    /// Counts one event for each of `budgets` if every one allows it; otherwise none
+    /// (an adapter that counts them one by one gives the earlier back), and names the
+    /// first that refused. The same guarantee as [`Throttle::acquire`] for each. Meant
+    /// to be one write where the database allows.
     async fn acquire_all(
         &self,
         budgets: &[(String, Limit)],
@@ -60,7 +61,7 @@ pub trait Throttle: Send + Sync {
     ) -> Result<Admissions, InfraError>;
 
     /// Gives back one event counted for each of `keys` (reservations that turned out
-    /// not to be spent), in one transaction. Never below zero.
+    /// not to be spent), in one write. Never below zero.
     async fn release(&self, keys: &[String]) -> Result<(), InfraError>;
 
     /// Deletes limit state and codes that no longer matter at `now` (windows and

@@ -36,7 +36,7 @@ hash_error_into!(LoginError);
 
 impl AuthService {
     pub async fn login(&self, input: LoginInput) -> Result<TokenPair, LoginError> {
-        // A failure is reserved from both budgets (in one write) before the password
+        // A failure is reserved from both budgets (at once) before the password
         // is checked, so concurrent guesses cannot overrun them, and given back if it
         // was right. The same statements run for unknown addresses.
         let share = format!("login:{}:{}", input.email, input.client);

@@ -338,7 +338,7 @@ impl AuthService {
         )
     }
 
-    /// Counts one event against each of `budgets` (all or none, in one write), or
+    /// Counts one event against each of `budgets` (all or none), or
     /// says how long to wait for the first that refuses.
     pub(crate) async fn admit_all(
         &self,
