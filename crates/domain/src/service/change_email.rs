@@ -50,28 +50,12 @@ impl AuthService {
         password: &Password,
     ) -> Result<(), ChangeEmailError> {
         let user = self.current_user(access_token).await?;
-        let bucket = format!("password-check:{}", user.id);
-        self.admit(&bucket, self.settings.limits.login_failures_per_client)
-            .await??;
-        let right = match self
-            .ports
-            .passwords
-            .verify(
-                password,
-                Some(user.password_hash.clone()).filter(crate::PasswordHash::is_set),
-            )
-            .await
+        if !self
+            .check_account_password::<ChangeEmailError>(&user, password)
+            .await?
         {
-            Ok(right) => right,
-            Err(error) => {
-                self.ports.throttle.release(&[bucket]).await?;
-                return Err(error.into());
-            }
-        };
-        if !right {
             return Err(ChangeEmailError::WrongPassword);
         }
-        self.ports.throttle.release(&[bucket]).await?;
         self.admit_send(new_email, OtpPurpose::ChangeEmail)
             .await??;
         let notice = Mail::EmailChangeRequested {
