@@ -356,13 +356,23 @@ impl AuthService {
             Admissions::Denied {
                 budget,
                 retry_after,
-            } => {
-                if let Some((bucket, _)) = budgets.get(budget) {
-                    self.denials.remember(bucket, now, retry_after);
-                }
-                Err(Throttled { retry_after })
-            }
+            } => Err(self.refused(budgets, budget, now, retry_after)),
         })
+    }
+
+    /// `budgets[budget]` refused until `retry_after`: remembered, so that this
+    /// instance answers its next requests without asking the store.
+    pub(crate) fn refused(
+        &self,
+        budgets: &[(String, Limit)],
+        budget: usize,
+        now: chrono::DateTime<chrono::Utc>,
+        retry_after: Duration,
+    ) -> Throttled {
+        if let Some((bucket, _)) = budgets.get(budget) {
+            self.denials.remember(bucket, now, retry_after);
+        }
+        Throttled { retry_after }
     }
 
     /// Checks the signed-in account's own password (change-password, change-email,

@@ -185,12 +185,7 @@ impl AuthService {
             Tries::Refused {
                 budget,
                 retry_after,
-            } => {
-                if let Some((bucket, _)) = budgets.get(budget) {
-                    self.denials.remember(bucket, now, retry_after);
-                }
-                return Err(Throttled { retry_after }.into());
-            }
+            } => return Err(self.refused(&budgets, budget, now, retry_after).into()),
         };
         let [(share, _), (ceiling, _)] = budgets;
         let mut found = None;

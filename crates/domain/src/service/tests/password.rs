@@ -74,12 +74,7 @@ fn reset_confirm_with_a_wrong_code_changes_nothing() {
 #[test]
 fn change_password_needs_the_old_password() {
     let mut m = Mocks::new().unthrottled();
-    m.tokens
-        .expect_verify()
-        .returning(|_, kind, _| Ok(claims(kind)));
-    m.users
-        .expect_find_by_id()
-        .returning(|_| Ok(Some(user(true))));
+    signed_in(&mut m);
     m.passwords.expect_verify().returning(|_, _| Ok(false));
     m.users.expect_set_password().never();
     let old = Password::for_login("not the old one".into()).unwrap();
@@ -96,12 +91,7 @@ fn change_password_needs_the_old_password() {
 fn change_password_sets_it_ends_every_session_and_queues_the_notice_in_one_write() {
     let mut m = Mocks::new().unthrottled();
     m.hashing_succeeds();
-    m.tokens
-        .expect_verify()
-        .returning(|_, kind, _| Ok(claims(kind)));
-    m.users
-        .expect_find_by_id()
-        .returning(|_| Ok(Some(user(true))));
+    signed_in(&mut m);
     m.passwords.expect_verify().returning(|_, _| Ok(true));
     expect_one_password_write(&mut m, false, AuditKind::PasswordChanged);
     let old = Password::for_login("the old passphrase".into()).unwrap();
@@ -131,4 +121,14 @@ fn expect_one_password_write(m: &mut Mocks, verify_email: bool, kind: AuditKind)
     m.outbox.expect_enqueue().never();
     m.refresh_tokens.checkpoint();
     m.refresh_tokens.expect_revoke_all().never();
+}
+
+/// Any access token is valid, for the verified account.
+fn signed_in(m: &mut Mocks) {
+    m.tokens
+        .expect_verify()
+        .returning(|_, kind, _| Ok(claims(kind)));
+    m.users
+        .expect_find_by_id()
+        .returning(|_| Ok(Some(user(true))));
 }
