@@ -66,6 +66,9 @@ pub struct Outcome {
     /// The share of this machine's CPU time its host took for others over the measured
     /// interval (`steal` in `/proc/stat`), where it can be read: a slowed machine.
     pub steal: Option<f64>,
+    /// Writing transactions on the server's PostgreSQL over the measured interval,
+    /// where it is PostgreSQL and `psql` can ask it (see [`transaction_ids`]).
+    pub writes: Option<u64>,
 }
 
 impl Outcome {
@@ -156,6 +159,7 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
 pub async fn run(
     addr: SocketAddr,
     server: Option<u32>,
+    postgres: Option<String>,
     scripts: Vec<Box<dyn Script>>,
     warmup: Duration,
     duration: Duration,
@@ -181,6 +185,15 @@ pub async fn run(
             stolen_after.checked_sub(stolen)? as f64 / all_after.checked_sub(all)?.max(1) as f64;
         Some(share)
     });
+    let writes = postgres.map(|url| {
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            let before = transaction_ids(&url).await?;
+            tokio::time::sleep_until(until.into()).await;
+            // The second question takes an id of its own.
+            transaction_ids(&url).await?.checked_sub(before + 1)
+        })
+    });
     let host: Arc<str> = Arc::from(addr.to_string());
     let tasks: Vec<_> = scripts
         .into_iter()
@@ -202,7 +215,27 @@ pub async fn run(
         total.server_cpu = cpu.await.ok().flatten();
     }
     total.steal = steal.await.ok().flatten();
+    if let Some(writes) = writes {
+        total.writes = writes.await.ok().flatten();
+    }
     total
+}
+
+/// The next transaction id of the PostgreSQL server at `url` (`txid_current()`, which
+/// takes one). Only a transaction that writes takes an id, so the difference between
+/// two answers, less one, counts the writing transactions between them, and only
+/// those: reads and `pg_stat_database`'s delay do not enter it.
+async fn transaction_ids(url: &str) -> Option<u64> {
+    let out = tokio::process::Command::new("psql")
+        .args([url, "-Atqc", "SELECT txid_current()"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8(out.stdout).ok()?.trim().parse().ok()
 }
 
 async fn open(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {

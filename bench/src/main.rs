@@ -110,7 +110,7 @@ enum Cheap<'a> {
 /// The compared service, set up once: accounts with their refresh tokens (its
 /// refresh does not rotate them) and addresses with an open code.
 struct Reference {
-    target: Target,
+    target: Target<'static>,
     accounts: Vec<(String, String)>,
     pending: Vec<String>,
 }
@@ -184,12 +184,14 @@ const FLOOD_LOGIN: &str = "login flood (4 × connections)";
 const MIXED: &str = "mixed: login during a wrong-code flood";
 const MIXED_WRONG: &str = "mixed: wrong code beside those logins";
 
-/// Where a scenario sends its requests, and the server's process where it is known
-/// (to measure its CPU time).
+/// Where a scenario sends its requests, the server's process where it is known (to
+/// measure its CPU time), and the PostgreSQL server it writes to, if it does (to count
+/// its writing transactions).
 #[derive(Debug, Clone, Copy)]
-struct Target {
+struct Target<'a> {
     addr: SocketAddr,
     pid: Option<u32>,
+    postgres: Option<&'a str>,
 }
 
 struct Bench {
@@ -205,19 +207,20 @@ impl Bench {
     /// The measurement of `scripts` against `target`, to be awaited where it should run.
     fn measurement(
         &self,
-        target: Target,
+        target: Target<'_>,
         scripts: Vec<Box<dyn Script>>,
     ) -> impl Future<Output = Outcome> + Send + 'static {
         load::run(
             target.addr,
             target.pid,
+            target.postgres.map(str::to_owned),
             scripts,
             Duration::from_secs(self.args.warmup),
             Duration::from_secs(self.args.duration),
         )
     }
 
-    async fn measure(&self, target: Target, scripts: Vec<Box<dyn Script>>) -> Outcome {
+    async fn measure(&self, target: Target<'_>, scripts: Vec<Box<dyn Script>>) -> Outcome {
         self.measurement(target, scripts).await
     }
 
@@ -226,7 +229,7 @@ impl Bench {
     /// figure is the server's latency, not the load generator's queue.
     async fn measure_apart(
         &self,
-        target: Target,
+        target: Target<'_>,
         scripts: Vec<Box<dyn Script>>,
     ) -> anyhow::Result<Outcome> {
         let measurement = self.measurement(target, scripts);
@@ -309,7 +312,7 @@ impl Bench {
     /// (wrong code, refresh) only for passcode, paired with `reference` if given.
     async fn common(
         &self,
-        target: Target,
+        target: Target<'_>,
         accounts: &[(String, String)],
         pending: &[String],
         report: &mut Report,
@@ -430,7 +433,11 @@ impl Bench {
             footer: Vec::new(),
         };
         let answered = Answered::default();
-        let target = Target { addr, pid: None };
+        let target = Target {
+            addr,
+            pid: None,
+            postgres: None,
+        };
         self.common(
             target,
             &accounts,
@@ -526,6 +533,7 @@ impl Bench {
         let target = Target {
             addr,
             pid: server.pid(),
+            postgres: (backend == "postgres").then_some(url.as_deref()).flatten(),
         };
         self.common(
             target,
@@ -567,7 +575,11 @@ impl Bench {
         }
         if self.wanted(IDLE) || self.wanted(FLOOD) {
             let health = || vec![Box::new(Probe(Call::get("/health/live"))) as Box<dyn Script>];
-            let probe = Target { addr, pid: None };
+            let probe = Target {
+                addr,
+                pid: None,
+                postgres: None,
+            };
             let mut idle = self.measure_apart(probe, health()).await?;
             let idle_p99 = idle.percentile_ms(0.99);
             report.rows.push(Row::new(IDLE, idle));
@@ -587,6 +599,11 @@ impl Bench {
         if self.wanted(MIXED) {
             let logins = Self::login_scripts(&accounts, n);
             let wrong = self.cheap_scripts(WRONG, &accounts, &pending);
+            // Not counting writes: each would count the other's too.
+            let target = Target {
+                postgres: None,
+                ..target
+            };
             let (logins, wrong) =
                 tokio::join!(self.measure(target, logins), self.measure(target, wrong));
             // Each against its own rate alone, where this run measured it.
@@ -623,6 +640,7 @@ impl Bench {
             let target = Target {
                 addr: server.addr,
                 pid: server.pid(),
+                postgres: (backend == "postgres").then_some(url.as_deref()).flatten(),
             };
             let mut row = self
                 .paired(reference, BUDGET, self.measure(target, scripts))
@@ -635,8 +653,37 @@ impl Bench {
             report.rows.push(row);
             server.stop().await;
         }
+        if backend == "postgres" {
+            report.footer.push(writes_per_answer(&report.rows));
+        }
         Ok(report)
     }
+}
+
+/// PostgreSQL's writing transactions per answer in each row that counted them: the
+/// requests' commits, and whatever the server wrote besides (its mail worker's).
+#[allow(clippy::cast_precision_loss)]
+fn writes_per_answer(rows: &[Row]) -> String {
+    let counted: Vec<String> = rows
+        .iter()
+        .filter_map(|row| {
+            let writes = row.outcome.writes?;
+            let answers = row.outcome.requests().max(1);
+            Some(format!(
+                "{} {:.2}",
+                row.scenario,
+                writes as f64 / answers as f64
+            ))
+        })
+        .collect();
+    if counted.is_empty() {
+        return "writing transactions per answer: not counted (`psql` did not answer)".into();
+    }
+    format!(
+        "writing transactions per answer (txid_current() around each row; with the mail \
+         worker's): {}",
+        counted.join(", ")
+    )
 }
 
 /// Raw argon2id on every core, at the configured parameters.
