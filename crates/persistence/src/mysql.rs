@@ -458,12 +458,8 @@ mod budgets {
                 else {
                     continue;
                 };
-                let counted: Vec<&str> = budgets[..budget]
-                    .iter()
-                    .map(|(key, _)| key.as_str())
-                    .collect();
-                if !counted.is_empty() {
-                    release_query!(counted)
+                for (key, _) in &budgets[..budget] {
+                    release_query!(key)
                         .cached()
                         .execute(&mut *conn)
                         .await

@@ -338,7 +338,7 @@ mod pipelined {
 
     /// `Throttle::release` on this connection.
     async fn give_back(mut conn: &AsyncPgConnection, key: &str) -> QueryResult<usize> {
-        release_query!([key]).cached().execute(&mut conn).await
+        release_query!(key).cached().execute(&mut conn).await
     }
 
     /// A pooled connection in a transaction begun by hand, so that BEGIN travels with

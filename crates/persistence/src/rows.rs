@@ -187,16 +187,14 @@ macro_rules! acquire_query {
 }
 pub(crate) use acquire_query;
 
-/// `Throttle::release`: gives one event of each of `$keys` back. One statement; on
-/// PostgreSQL the keys are one array parameter, elsewhere an `IN` list, whose few
-/// lengths (a request gives back one or two budgets) are few cached shapes.
+/// `Throttle::release`: gives one event of `$key` back.
 macro_rules! release_query {
-    ($keys:expr) => {{
+    ($key:expr) => {{
         use diesel::{ExpressionMethods as _, QueryDsl as _};
         use $crate::schema::rate_limits;
         diesel::update(
             rate_limits::table
-                .filter(rate_limits::bucket.eq_any($keys))
+                .find($key)
                 .filter(rate_limits::count.gt(0)),
         )
         .set(rate_limits::count.eq(rate_limits::count - 1))

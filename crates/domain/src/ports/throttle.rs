@@ -61,7 +61,9 @@ pub trait Throttle: Send + Sync {
     ) -> Result<Admissions, InfraError>;
 
     /// Gives back one event counted for each of `keys` (reservations that turned out
-    /// not to be spent), in one write. Never below zero.
+    /// not to be spent), in one write, in the order given: the order they were
+    /// reserved in, so that concurrent requests lock them in the same order. Never
+    /// below zero.
     async fn release(&self, keys: &[String]) -> Result<(), InfraError>;
 
     /// Deletes limit state and codes that no longer matter at `now` (windows and

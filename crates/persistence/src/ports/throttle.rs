@@ -44,13 +44,32 @@ macro_rules! throttle {
                 }
 
                 async fn release(&self, keys: &[String]) -> Result<(), InfraError> {
+                    use diesel_async::AsyncConnection as _;
                     let mut conn = self.writer().await?;
-                    $crate::rows::release_query!(keys)
-                        .cached()
-                        .execute(&mut *conn)
+                    if let [key] = keys {
+                        $crate::rows::release_query!(key)
+                            .cached()
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(query_error)?;
+                        return Ok(());
+                    }
+                    // One statement a key, in the order given, which is the order they
+                    // were reserved in (the share, then the ceiling): a statement over
+                    // all of them would lock their rows in the index's order, the
+                    // other way round, and deadlock with concurrent reservations.
+                    (*conn)
+                        .transaction(async |conn| {
+                            for key in keys {
+                                $crate::rows::release_query!(key)
+                                    .cached()
+                                    .execute(conn)
+                                    .await?;
+                            }
+                            Ok::<(), diesel::result::Error>(())
+                        })
                         .await
-                        .map_err(query_error)?;
-                    Ok(())
+                        .map_err(query_error)
                 }
 
                 async fn purge(

@@ -183,6 +183,40 @@ pub async fn concurrent_acquire_alls_never_exceed_a_budget(store: impl Store) {
     assert_eq!(counted, 10, "no refused attempt left a count on its share");
 }
 
+/// Budgets reserved and given back by many requests at once (logins, right codes):
+/// never a deadlock or a lock timeout, and every count given back.
+pub async fn concurrent_reserves_and_releases_all_succeed(store: impl Store) {
+    let budgets = pair(1000, 1000);
+    let keys: Vec<String> = budgets.iter().map(|(key, _)| key.clone()).collect();
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let (store, budgets, keys) = (store.clone(), budgets.clone(), keys.clone());
+            tokio::spawn(async move {
+                for _ in 0..5 {
+                    assert_eq!(
+                        store.acquire_all(&budgets, now()).await.unwrap(),
+                        Admissions::Allowed
+                    );
+                    store.release(&keys).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    // All given back: the ceiling admits its whole limit again.
+    for _ in 0..1000 {
+        assert_eq!(
+            store
+                .acquire("ceiling", per_hour(1000), now())
+                .await
+                .unwrap(),
+            Admission::Allowed
+        );
+    }
+}
+
 pub async fn concurrent_acquires_never_exceed_the_limit(store: impl Store) {
     let tasks: Vec<_> = (0..30)
         .map(|_| {
