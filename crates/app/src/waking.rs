@@ -8,11 +8,11 @@ use chrono::{DateTime, Duration, Utc};
 use passcode_domain::otp::{NewOtp, StoredOtp};
 use passcode_domain::ports::{
     CreateUserError, EmailChange, FirstCode, Mail, OtpStore, Outbox, OutboxEntry, OutboxStats,
-    OutboxStatus, QueuedMail, UserRepository,
+    OutboxStatus, QueuedMail, Spend, UserRepository,
 };
 use passcode_domain::{
-    AuditEvent, CodeHash, EmailAddress, InfraError, NewUser, OtpPurpose, PasswordHash,
-    Registration, User, UserId,
+    AuditEvent, EmailAddress, InfraError, NewUser, OtpPurpose, PasswordHash, Registration, User,
+    UserId,
 };
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -141,28 +141,19 @@ impl OtpStore for Waking<dyn OtpStore> {
             .count_try(email, purpose, now, max, budgets)
             .await
     }
-    async fn complete_registration(
+    async fn complete_registration<'a>(
         &self,
-        id: Uuid,
-        hash: &CodeHash,
+        spend: &Spend<'a>,
         user: UserId,
         registration: &Registration,
-        now: DateTime<Utc>,
-        max: u32,
         audit: &AuditEvent,
     ) -> Result<bool, InfraError> {
         self.inner
-            .complete_registration(id, hash, user, registration, now, max, audit)
+            .complete_registration(spend, user, registration, audit)
             .await
     }
-    async fn consume(
-        &self,
-        id: Uuid,
-        hash: &CodeHash,
-        now: DateTime<Utc>,
-        max: u32,
-    ) -> Result<bool, InfraError> {
-        self.inner.consume(id, hash, now, max).await
+    async fn consume<'a>(&self, spend: &Spend<'a>) -> Result<bool, InfraError> {
+        self.inner.consume(spend).await
     }
 }
 

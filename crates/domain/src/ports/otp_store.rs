@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::otp::{NewOtp, Registration, StoredOtp};
-use crate::ports::{Limit, Mail};
+use crate::ports::{Limit, Mail, NewRefreshToken};
 
 /// What counting a try led to.
 #[derive(Debug, Clone)]
@@ -20,6 +20,35 @@ pub enum Tries {
     },
 }
 use crate::{AuditEvent, CodeHash, EmailAddress, InfraError, OtpPurpose, UserId};
+
+/// Spending a code that matched, and what goes with it in the same transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct Spend<'a> {
+    pub id: Uuid,
+    /// The code spends only if it still has this hash.
+    pub code_hash: &'a CodeHash,
+    pub now: DateTime<Utc>,
+    pub max_attempts: u32,
+    /// `Throttle` keys that each get one event back (a right code was no guess), in
+    /// the order they were reserved in.
+    pub give_back: &'a [String],
+    /// A session started by the spend: its first refresh token, with its audit event.
+    pub session: Option<(&'a NewRefreshToken, Option<&'a AuditEvent>)>,
+}
+
+impl<'a> Spend<'a> {
+    /// Only the spend: nothing given back, no session.
+    pub fn new(id: Uuid, code_hash: &'a CodeHash, now: DateTime<Utc>, max_attempts: u32) -> Self {
+        Self {
+            id,
+            code_hash,
+            now,
+            max_attempts,
+            give_back: &[],
+            session: None,
+        }
+    }
+}
 
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
@@ -69,31 +98,25 @@ pub trait OtpStore: Send + Sync {
         budgets: &[(String, Limit)],
     ) -> Result<Tries, InfraError>;
 
-    /// Marks code `id` spent, in one atomic conditional step, if and only if it still
-    /// has `code_hash`, is unspent, unexpired at `now` and has at most `max_attempts`
-    /// tries counted. Returns `true` to exactly one of any number of concurrent callers.
-    async fn consume(
-        &self,
-        id: Uuid,
-        code_hash: &CodeHash,
-        now: DateTime<Utc>,
-        max_attempts: u32,
-    ) -> Result<bool, InfraError>;
+    /// Marks code `spend.id` spent, in one atomic conditional step, if and only if it
+    /// still has `spend.code_hash`, is unspent, unexpired at `spend.now` and has at most
+    /// `spend.max_attempts` tries counted. Returns `true` to exactly one of any number
+    /// of concurrent callers. In the same transaction it gives `spend.give_back` their
+    /// events back and starts `spend.session` (as [`crate::ports::RefreshTokenStore::insert`]);
+    /// when the code is not spent, none of that happens.
+    async fn consume<'a>(&self, spend: &Spend<'a>) -> Result<bool, InfraError>;
 
-    /// Spends registration code `id` (as [`OtpStore::consume`]) and, in the same
-    /// transaction, puts `registration` into effect on account `user` (if it is
-    /// active): its name and password hash, the address marked verified; the address's
-    /// other verification codes are deleted and their waiting mail dropped; `audit` is
-    /// recorded. `false` (and nothing changed) if the code was not spent here.
-    #[allow(clippy::too_many_arguments)] // the code, the registration, the limits, the event
-    async fn complete_registration(
+    /// Spends registration code `spend.id` (as [`OtpStore::consume`], with what it gives
+    /// back and the session it starts) and, in the same transaction, puts
+    /// `registration` into effect on account `user` (if it is active): its name and
+    /// password hash, the address marked verified; the address's other verification
+    /// codes are deleted and their waiting mail dropped; `audit` is recorded. `false`
+    /// (and nothing changed) if the code was not spent here.
+    async fn complete_registration<'a>(
         &self,
-        id: Uuid,
-        code_hash: &CodeHash,
+        spend: &Spend<'a>,
         user: UserId,
         registration: &Registration,
-        now: DateTime<Utc>,
-        max_attempts: u32,
         audit: &AuditEvent,
     ) -> Result<bool, InfraError>;
 }

@@ -71,7 +71,10 @@ impl AuthService {
                 let matched = self
                     .match_code(&user.email, &code, crate::OtpPurpose::SignIn, &client)
                     .await?;
-                if !self.spend_code(matched, self.ports.clock.now()).await? {
+                if !self
+                    .spend_code(&matched, self.ports.clock.now(), None)
+                    .await?
+                {
                     return Err(DeleteAccountError::InvalidCode);
                 }
                 self.erase(&user, context).await?;

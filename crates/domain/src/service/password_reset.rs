@@ -78,7 +78,7 @@ impl AuthService {
             _ => return Err(ResetError::InvalidCode),
         };
         let now = self.ports.clock.now();
-        if !self.spend_code(matched, now).await? {
+        if !self.spend_code(&matched, now, None).await? {
             return Err(ResetError::InvalidCode);
         }
         // The code proved the mailbox: the address is verified, and any registration

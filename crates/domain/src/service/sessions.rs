@@ -43,30 +43,36 @@ impl AuthService {
         audit: Option<crate::AuditEvent>,
         origin: &RequestContext,
     ) -> Result<TokenPair, InfraError> {
+        let (pair, token) = self.new_session(user, origin)?;
+        self.ports.refresh_tokens.insert(&token, audit).await?;
+        Ok(pair)
+    }
+
+    /// The first pair of a new family for `user`, and the refresh token that starts
+    /// the session once stored.
+    pub(crate) fn new_session(
+        &self,
+        user: &User,
+        origin: &RequestContext,
+    ) -> Result<(TokenPair, NewRefreshToken), InfraError> {
         let family = Uuid::new_v4();
         let ids = new_ids(self.ports.clock.now(), family);
         let pair = self.ports.tokens.issue(&subject_of(user), &ids)?;
         let family_expires_at = ids.issued_at + self.settings.session_max;
-        self.ports
-            .refresh_tokens
-            .insert(
-                &NewRefreshToken {
-                    token_hash: token_hash(&pair.refresh),
-                    family_id: family,
-                    user_id: user.id,
-                    expires_at: self
-                        .ports
-                        .tokens
-                        .refresh_expiry(ids.issued_at)
-                        .min(family_expires_at),
-                    created_at: ids.issued_at,
-                    family_expires_at,
-                    origin: origin.clone(),
-                },
-                audit,
-            )
-            .await?;
-        Ok(pair)
+        let token = NewRefreshToken {
+            token_hash: token_hash(&pair.refresh),
+            family_id: family,
+            user_id: user.id,
+            expires_at: self
+                .ports
+                .tokens
+                .refresh_expiry(ids.issued_at)
+                .min(family_expires_at),
+            created_at: ids.issued_at,
+            family_expires_at,
+            origin: origin.clone(),
+        };
+        Ok((pair, token))
     }
 
     /// Spends a refresh token for the next pair of its family. The token just replaced,

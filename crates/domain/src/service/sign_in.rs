@@ -72,30 +72,37 @@ impl AuthService {
             _ => return Err(SignInError::InvalidCode),
         };
         let now = self.ports.clock.now();
-        if !self.spend_code(matched, now).await? {
-            return Err(SignInError::InvalidCode);
-        }
         let audit = self.audit_event(
             AuditKind::CodeSignIn,
             Some(&user),
             &user.email,
             &input.context,
         );
-        if !user.email_verified {
-            // The mailbox is proven; a password from a registration that was never
-            // verified may be someone else's: cleared, with pending registrations.
-            self.ports
-                .users
-                .set_password(user.id, &PasswordHash::unset(), true, now, &audit, None)
-                .await?;
-            user.email_verified = true;
-            user.password_hash = PasswordHash::unset();
-            // Tokens issued before `now` are refused from here on; this session's
-            // tokens are issued at `now` or later (`>=` accepts them).
-            return Ok(self.start_session(&user, None, &input.context).await?);
+        if user.email_verified {
+            // The code spent, its guesses given back and the session started: one
+            // transaction, so a failure after the spend cannot cost the code.
+            let (tokens, session) = self.new_session(&user, &input.context)?;
+            if !self
+                .spend_code(&matched, now, Some((&session, Some(&audit))))
+                .await?
+            {
+                return Err(SignInError::InvalidCode);
+            }
+            return Ok(tokens);
         }
-        Ok(self
-            .start_session(&user, Some(audit), &input.context)
-            .await?)
+        if !self.spend_code(&matched, now, None).await? {
+            return Err(SignInError::InvalidCode);
+        }
+        // The mailbox is proven; a password from a registration that was never
+        // verified may be someone else's: cleared, with pending registrations.
+        self.ports
+            .users
+            .set_password(user.id, &PasswordHash::unset(), true, now, &audit, None)
+            .await?;
+        user.email_verified = true;
+        user.password_hash = PasswordHash::unset();
+        // Tokens issued before `now` are refused from here on; this session's
+        // tokens are issued at `now` or later (`>=` accepts them).
+        Ok(self.start_session(&user, None, &input.context).await?)
     }
 }

@@ -4,11 +4,11 @@
 use chrono::{DateTime, Utc};
 
 use crate::otp::StoredOtp;
-use crate::ports::Tries;
+use crate::ports::{NewRefreshToken, Spend, Tries};
 use crate::service::{AuthService, Throttled};
 use crate::{
-    AuditKind, EmailAddress, InfraError, OtpCode, OtpPurpose, Password, RequestContext, TokenPair,
-    User,
+    AuditEvent, AuditKind, EmailAddress, InfraError, OtpCode, OtpPurpose, Password, RequestContext,
+    TokenPair, User,
 };
 
 #[derive(Debug)]
@@ -42,7 +42,7 @@ pub enum VerifyOtpError {
 hash_error_into!(VerifyOtpError);
 
 /// A code that matched, with its try counted, not yet spent; and the budget buckets to
-/// give back once it is spent.
+/// give back when it is spent.
 pub(crate) struct Matched {
     pub otp: StoredOtp,
     buckets: [String; 2],
@@ -88,7 +88,14 @@ impl AuthService {
             }
         }
         let now = self.ports.clock.now();
-        let max = self.settings.otp.max_attempts;
+        // The account as the code leaves it, which the session is signed for.
+        if let Some(registration) = &otp.registration {
+            user.full_name = registration.full_name.clone();
+            user.password_hash = registration.password_hash.clone();
+        }
+        user.email_verified = true;
+        let (tokens, session) = self.new_session(&user, &input.context)?;
+        let spend = matched.spend(now, self.settings.otp.max_attempts, Some((&session, None)));
         let spent = match &otp.registration {
             Some(registration) => {
                 let audit = self.audit_event(
@@ -97,32 +104,14 @@ impl AuthService {
                     &user.email,
                     &input.context,
                 );
-                let spent = self
-                    .ports
+                self.ports
                     .otps
-                    .complete_registration(
-                        otp.id,
-                        &otp.code_hash,
-                        user.id,
-                        registration,
-                        now,
-                        max,
-                        &audit,
-                    )
-                    .await?;
-                if spent {
-                    user.full_name = registration.full_name.clone();
-                    user.password_hash = registration.password_hash.clone();
-                }
-                spent
+                    .complete_registration(&spend, user.id, registration, &audit)
+                    .await?
             }
             // A code stored before codes carried their registration.
             None => {
-                let spent = self
-                    .ports
-                    .otps
-                    .consume(otp.id, &otp.code_hash, now, max)
-                    .await?;
+                let spent = self.ports.otps.consume(&spend).await?;
                 if spent {
                     self.ports.users.mark_email_verified(user.id, now).await?;
                 }
@@ -133,9 +122,6 @@ impl AuthService {
             // A concurrent request spent it first.
             return Err(VerifyOtpError::Invalid);
         }
-        self.release_guesses(matched).await?;
-        user.email_verified = true;
-        let tokens = self.start_session(&user, None, &input.context).await?;
         Ok((user, tokens))
     }
 
@@ -204,29 +190,33 @@ impl AuthService {
         }
     }
 
-    /// Spends a matched code at `now` and gives its guesses back: `false` if another
-    /// request spent it first (or it ran out of tries meanwhile).
+    /// Spends a matched code at `now`, gives its guesses back and starts `session`, in
+    /// one transaction: `false` (and none of it done) if another request spent it
+    /// first (or it ran out of tries meanwhile).
     pub(crate) async fn spend_code(
         &self,
-        matched: Matched,
+        matched: &Matched,
         now: DateTime<Utc>,
+        session: Option<(&NewRefreshToken, Option<&AuditEvent>)>,
     ) -> Result<bool, InfraError> {
-        let otp = &matched.otp;
-        let max = self.settings.otp.max_attempts;
-        if !self
-            .ports
-            .otps
-            .consume(otp.id, &otp.code_hash, now, max)
-            .await?
-        {
-            return Ok(false);
-        }
-        self.release_guesses(matched).await?;
-        Ok(true)
+        let spend = matched.spend(now, self.settings.otp.max_attempts, session);
+        self.ports.otps.consume(&spend).await
     }
+}
 
-    /// A spent code was no guess: its try goes back to both budgets.
-    pub(crate) async fn release_guesses(&self, matched: Matched) -> Result<(), InfraError> {
-        self.ports.throttle.release(&matched.buckets).await
+impl Matched {
+    /// Spending this code: a right code was no guess, so its try goes back to both
+    /// budgets, in the order they were reserved in.
+    fn spend<'a>(
+        &'a self,
+        now: DateTime<Utc>,
+        max_attempts: u32,
+        session: Option<(&'a NewRefreshToken, Option<&'a AuditEvent>)>,
+    ) -> Spend<'a> {
+        Spend {
+            give_back: &self.buckets,
+            session,
+            ..Spend::new(self.otp.id, &self.otp.code_hash, now, max_attempts)
+        }
     }
 }

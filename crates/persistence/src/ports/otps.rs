@@ -4,14 +4,14 @@
 macro_rules! otp_store {
     ($store:ty) => {
         const _: () = {
-            use self::shared::{audit, delete_codes, insert_code};
+            use self::shared::{audit, delete_codes, give_back, insert_code, start_session};
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
             use diesel::prelude::*;
             use diesel_async::{AsyncConnection, RunQueryDsl};
             use passcode_domain::otp::{NewOtp, StoredOtp};
-            use passcode_domain::ports::{Limit, Mail, OtpStore, Tries};
-            use passcode_domain::{CodeHash, EmailAddress, InfraError, OtpPurpose, UserId};
+            use passcode_domain::ports::{Limit, Mail, OtpStore, Spend, Tries};
+            use passcode_domain::{EmailAddress, InfraError, OtpPurpose, UserId};
             use uuid::Uuid;
             use $crate::cached::CachedExt as _;
             use $crate::error::query_error;
@@ -140,36 +140,39 @@ macro_rules! otp_store {
                         .await
                 }
 
-                async fn consume(
-                    &self,
-                    id: Uuid,
-                    code_hash: &CodeHash,
-                    now: DateTime<Utc>,
-                    max_attempts: u32,
-                ) -> Result<bool, InfraError> {
+                async fn consume<'a>(&self, spend: &Spend<'a>) -> Result<bool, InfraError> {
                     let mut conn = self.writer().await?;
-                    spend(&mut *conn, id, code_hash, now, max_attempts)
+                    if spend.give_back.is_empty() && spend.session.is_none() {
+                        return spend_code(&mut *conn, spend).await.map_err(query_error);
+                    }
+                    (*conn)
+                        .transaction(async |conn| {
+                            if !given_back_and_spent(conn, spend).await? {
+                                return Err(diesel::result::Error::RollbackTransaction);
+                            }
+                            if let Some((token, event)) = spend.session {
+                                start_session(conn, token, event).await?;
+                            }
+                            Ok::<bool, diesel::result::Error>(true)
+                        })
                         .await
-                        .map_err(query_error)
+                        .or_else(not_spent)
                 }
 
-                async fn complete_registration(
+                async fn complete_registration<'a>(
                     &self,
-                    id: Uuid,
-                    code_hash: &CodeHash,
+                    spend: &Spend<'a>,
                     user: UserId,
                     registration: &passcode_domain::Registration,
-                    now: DateTime<Utc>,
-                    max_attempts: u32,
                     event: &passcode_domain::AuditEvent,
                 ) -> Result<bool, InfraError> {
-                    let now_ms = to_millis(now);
-                    let keep = id.to_string();
+                    let now_ms = to_millis(spend.now);
+                    let keep = spend.id.to_string();
                     let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
-                            if !spend(conn, id, code_hash, now, max_attempts).await? {
-                                return Ok(false);
+                            if !given_back_and_spent(conn, spend).await? {
+                                return Err(diesel::result::Error::RollbackTransaction);
                             }
                             let email: String = otp_codes::table
                                 .find(&keep)
@@ -203,35 +206,53 @@ macro_rules! otp_store {
                             )
                             .await?;
                             audit(conn, event).await?;
+                            if let Some((token, session_event)) = spend.session {
+                                start_session(conn, token, session_event).await?;
+                            }
                             Ok::<bool, diesel::result::Error>(true)
                         })
                         .await
-                        .or_else(|e| match e {
-                            diesel::result::Error::RollbackTransaction => Ok(false),
-                            other => Err(query_error(other)),
-                        })
+                        .or_else(not_spent)
                 }
             }
 
-            /// Marks code `id` spent if it still may be; true if so. One conditional
-            /// statement: the database serialises concurrent spenders on the row, and
-            /// only one still finds it unspent.
-            async fn spend(
+            /// A transaction rolled back because its code was not spent here.
+            fn not_spent(e: diesel::result::Error) -> Result<bool, InfraError> {
+                match e {
+                    diesel::result::Error::RollbackTransaction => Ok(false),
+                    other => Err(query_error(other)),
+                }
+            }
+
+            /// Gives the spend's budgets back, then spends its code; runs inside the
+            /// caller's transaction, which rolls back unless this returns true. The
+            /// budgets' rows are locked before the code's, in the order a guess locks
+            /// them (`count_try`), so the two cannot deadlock.
+            async fn given_back_and_spent(
                 conn: &mut Conn,
-                id: Uuid,
-                code_hash: &CodeHash,
-                now: DateTime<Utc>,
-                max_attempts: u32,
+                spend: &Spend<'_>,
             ) -> Result<bool, diesel::result::Error> {
+                give_back(conn, spend.give_back).await?;
+                spend_code(conn, spend).await
+            }
+
+            /// Marks the spend's code spent if it still may be; true if so. One
+            /// conditional statement: the database serialises concurrent spenders on
+            /// the row, and only one still finds it unspent.
+            async fn spend_code(
+                conn: &mut Conn,
+                spend: &Spend<'_>,
+            ) -> Result<bool, diesel::result::Error> {
+                let now = to_millis(spend.now);
                 diesel::update(
                     otp_codes::table
-                        .filter(otp_codes::id.eq(id.to_string()))
-                        .filter(otp_codes::code_hash.eq(code_hash.as_bytes()))
+                        .filter(otp_codes::id.eq(spend.id.to_string()))
+                        .filter(otp_codes::code_hash.eq(spend.code_hash.as_bytes()))
                         .filter(otp_codes::consumed_at.is_null())
-                        .filter(otp_codes::expires_at.gt(to_millis(now)))
-                        .filter(otp_codes::attempts.le(attempts_limit(max_attempts))),
+                        .filter(otp_codes::expires_at.gt(now))
+                        .filter(otp_codes::attempts.le(attempts_limit(spend.max_attempts))),
                 )
-                .set(otp_codes::consumed_at.eq(Some(to_millis(now))))
+                .set(otp_codes::consumed_at.eq(Some(now)))
                 .cached()
                 .execute(conn)
                 .await

@@ -4,7 +4,7 @@
 macro_rules! refresh_token_store {
     ($store:ty) => {
         const _: () = {
-            use self::shared::audit;
+            use self::shared::{audit, start_session};
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
             use diesel::prelude::*;
@@ -34,33 +34,14 @@ macro_rules! refresh_token_store {
                     token: &NewRefreshToken,
                     event: Option<passcode_domain::AuditEvent>,
                 ) -> Result<(), InfraError> {
-                    let now = to_millis(token.created_at);
                     let mut conn = self.writer().await?;
+                    if event.is_none() {
+                        return start_session(&mut *conn, token, None)
+                            .await
+                            .map_err(query_error);
+                    }
                     (*conn)
-                        .transaction(async |conn| {
-                            // A first token starts a session.
-                            diesel::insert_into(sessions::table)
-                                .values((
-                                    sessions::family_id.eq(token.family_id.to_string()),
-                                    sessions::user_id.eq(token.user_id.0.to_string()),
-                                    sessions::created_at.eq(now),
-                                    sessions::created_client.eq(&token.origin.client),
-                                    sessions::created_user_agent.eq(&token.origin.user_agent),
-                                    sessions::last_used_at.eq(now),
-                                    sessions::last_client.eq(&token.origin.client),
-                                    sessions::last_user_agent.eq(&token.origin.user_agent),
-                                    sessions::token_hash.eq(Some(&token.token_hash)),
-                                    sessions::expires_at.eq(to_millis(token.expires_at)),
-                                    sessions::family_expires_at
-                                        .eq(Some(to_millis(token.family_expires_at))),
-                                ))
-                                .execute(conn)
-                                .await?;
-                            if let Some(event) = &event {
-                                audit(conn, event).await?;
-                            }
-                            Ok::<(), diesel::result::Error>(())
-                        })
+                        .transaction(async |conn| start_session(conn, token, event.as_ref()).await)
                         .await
                         .map_err(query_error)
                 }

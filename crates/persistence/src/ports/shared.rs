@@ -45,6 +45,56 @@ macro_rules! shared {
                 Ok(())
             }
 
+            /// Starts the session of its first refresh token, recording `event` with
+            /// it; runs inside the caller's transaction.
+            pub(super) async fn start_session(
+                conn: &mut Conn,
+                token: &passcode_domain::ports::NewRefreshToken,
+                event: Option<&passcode_domain::AuditEvent>,
+            ) -> Result<(), diesel::result::Error> {
+                use $crate::schema::sessions;
+                use $crate::time::to_millis;
+                let now = to_millis(token.created_at);
+                diesel::insert_into(sessions::table)
+                    .values((
+                        sessions::family_id.eq(token.family_id.to_string()),
+                        sessions::user_id.eq(token.user_id.0.to_string()),
+                        sessions::created_at.eq(now),
+                        sessions::created_client.eq(&token.origin.client),
+                        sessions::created_user_agent.eq(&token.origin.user_agent),
+                        sessions::last_used_at.eq(now),
+                        sessions::last_client.eq(&token.origin.client),
+                        sessions::last_user_agent.eq(&token.origin.user_agent),
+                        sessions::token_hash.eq(Some(&token.token_hash)),
+                        sessions::expires_at.eq(to_millis(token.expires_at)),
+                        sessions::family_expires_at.eq(Some(to_millis(token.family_expires_at))),
+                    ))
+                    .execute(conn)
+                    .await?;
+                if let Some(event) = event {
+                    audit(conn, event).await?;
+                }
+                Ok(())
+            }
+
+            /// Gives one event of each of `keys` back (`Throttle::release`), one
+            /// statement a key in the order given, which is the order they were
+            /// reserved in: a statement over all of them would lock their rows in the
+            /// index's order, the other way round, and deadlock with concurrent
+            /// reservations. Runs inside the caller's transaction.
+            pub(super) async fn give_back(
+                conn: &mut Conn,
+                keys: &[String],
+            ) -> Result<(), diesel::result::Error> {
+                for key in keys {
+                    $crate::rows::release_query!(key)
+                        .cached()
+                        .execute(conn)
+                        .await?;
+                }
+                Ok(())
+            }
+
             /// Drops the waiting mail of the address's codes of `purpose` (but `keep`;
             /// it is never sent), then deletes those codes. Runs inside the caller's transaction.
             pub(super) async fn delete_codes(

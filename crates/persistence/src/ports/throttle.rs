@@ -54,20 +54,8 @@ macro_rules! throttle {
                             .map_err(query_error)?;
                         return Ok(());
                     }
-                    // One statement a key, in the order given, which is the order they
-                    // were reserved in (the share, then the ceiling): a statement over
-                    // all of them would lock their rows in the index's order, the
-                    // other way round, and deadlock with concurrent reservations.
                     (*conn)
-                        .transaction(async |conn| {
-                            for key in keys {
-                                $crate::rows::release_query!(key)
-                                    .cached()
-                                    .execute(conn)
-                                    .await?;
-                            }
-                            Ok::<(), diesel::result::Error>(())
-                        })
+                        .transaction(async |conn| self::shared::give_back(conn, keys).await)
                         .await
                         .map_err(query_error)
                 }

@@ -23,16 +23,18 @@ fn verify_spends_a_try_of_both_budgets_and_gives_both_back_on_success() {
                 "$argon2id$ada",
             )]))
         });
+    // Given back by the spend, in its transaction, in the order reserved.
     let released = Arc::new(Mutex::new(Vec::new()));
     let gave_back = released.clone();
-    m.throttle.expect_release().times(1).returning(move |keys| {
-        gave_back.lock().unwrap().extend_from_slice(keys);
-        Ok(())
-    });
-    m.refresh_tokens.expect_insert().returning(|_, _| Ok(()));
+    m.throttle.expect_release().never();
+    m.refresh_tokens.expect_insert().never();
     m.otps
         .expect_complete_registration()
-        .returning(|_, _, _, _, _, _, _| Ok(true));
+        .times(1)
+        .returning(move |spend, _, _, _| {
+            gave_back.lock().unwrap().extend_from_slice(spend.give_back);
+            Ok(true)
+        });
     m.users
         .expect_find_by_email()
         .returning(|_| Ok(Some(user(false))));
@@ -49,7 +51,7 @@ fn verify_spends_a_try_of_both_budgets_and_gives_both_back_on_success() {
     assert_eq!(
         *released.lock().unwrap(),
         ["guess:ada@example.com:203.0.113.1", "guess:ada@example.com"],
-        "both in one write"
+        "both with the spend"
     );
 }
 

@@ -6,6 +6,7 @@ mod login;
 mod password;
 mod register;
 mod resend;
+mod sign_in;
 mod tokens;
 mod verify;
 

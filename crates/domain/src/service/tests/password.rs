@@ -49,7 +49,10 @@ fn reset_confirm_sets_the_password_verifies_revokes_and_notifies() {
         );
         Ok(Tries::Counted(vec![otp]))
     });
-    m.otps.expect_consume().returning(|_, _, _, _| Ok(true));
+    m.otps
+        .expect_consume()
+        .withf(|spend| spend.session.is_none() && spend.give_back.len() == 2)
+        .returning(|_| Ok(true));
     m.users
         .expect_find_by_email()
         .returning(|_| Ok(Some(user(false))));

@@ -21,19 +21,24 @@ fn verify_puts_the_registration_of_the_entered_code_into_effect() {
         .returning(|_| Ok(Some(user(false))));
     m.otps
         .expect_complete_registration()
-        .withf(|id, hash, user_id, r, at, max, audit| {
+        .withf(|spend, user_id, r, audit| {
             assert_eq!(audit.kind, AuditKind::Verified);
-            *id == Uuid::from_u128(100)
-                && *hash == code_hash("123456")
+            // The session starts in the same transaction, for the account it verified.
+            let (session, session_audit) = spend.session.expect("a session with the spend");
+            spend.id == Uuid::from_u128(100)
+                && *spend.code_hash == code_hash("123456")
+                && session.user_id == UserId(Uuid::from_u128(7))
+                && session_audit.is_none()
                 && *user_id == UserId(Uuid::from_u128(7))
                 && r.password_hash.as_str() == "$argon2id$ada"
                 && r.full_name.as_str() == "Ada Owner"
-                && *at == now()
-                && *max == 5
+                && spend.now == now()
+                && spend.max_attempts == 5
         })
         .times(1)
-        .returning(|_, _, _, _, _, _, _| Ok(true));
+        .returning(|_, _, _, _| Ok(true));
     m.otps.expect_consume().never();
+    m.refresh_tokens.expect_insert().never();
     m.tokens
         .expect_issue()
         .withf(|subject, _| subject.email_verified)
@@ -82,7 +87,7 @@ fn verify_with_the_registrations_own_password_succeeds() {
     m.passwords.expect_verify().returning(|_, _| Ok(true));
     m.otps
         .expect_complete_registration()
-        .returning(|_, _, _, _, _, _, _| Ok(true));
+        .returning(|_, _, _, _| Ok(true));
     m.tokens.expect_issue().returning(|_, _| Ok(pair()));
     verify_with(m, "123456", Some("correct horse battery")).unwrap();
 }
@@ -110,11 +115,15 @@ fn verify_of_a_code_stored_without_its_registration_consumes_and_marks_verified(
     open_codes(&mut m, vec![stored_otp("123456", 1, Duration::minutes(5))]);
     m.otps
         .expect_consume()
-        .withf(|id, hash, at, max| {
-            *id == Uuid::from_u128(99) && *hash == code_hash("123456") && *at == now() && *max == 5
+        .withf(|spend| {
+            spend.id == Uuid::from_u128(99)
+                && *spend.code_hash == code_hash("123456")
+                && spend.now == now()
+                && spend.max_attempts == 5
+                && spend.session.is_some()
         })
         .times(1)
-        .returning(|_, _, _, _| Ok(true));
+        .returning(|_| Ok(true));
     m.users
         .expect_find_by_email()
         .returning(|_| Ok(Some(user(false))));
@@ -161,8 +170,10 @@ fn verify_loses_cleanly_when_a_concurrent_request_spent_the_code() {
         .returning(|_| Ok(Some(user(false))));
     m.otps
         .expect_complete_registration()
-        .returning(|_, _, _, _, _, _, _| Ok(false));
-    m.tokens.expect_issue().never();
+        .returning(|_, _, _, _| Ok(false));
+    // Signed for the session the spend would have started; not handed out.
+    m.tokens.expect_issue().returning(|_, _| Ok(pair()));
+    m.refresh_tokens.expect_insert().never();
     assert!(matches!(verify(m, "123456"), Err(VerifyOtpError::Invalid)));
 }
 

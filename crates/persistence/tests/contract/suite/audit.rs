@@ -3,15 +3,7 @@
 use super::*;
 
 pub async fn each_change_records_its_event_in_its_transaction(store: impl Store) {
-    let user = store
-        .create(&new_user("ada@example.com"), None)
-        .await
-        .unwrap();
-    let otp = registration_otp("ada@example.com", 1, "Ada", "$argon2id$a");
-    store
-        .add(&otp, &mail_for(&otp), &event(AuditKind::Registered))
-        .await
-        .unwrap();
+    let (user, otp) = account_registering(&store, "ada@example.com", 1, "Ada", "$argon2id$a").await;
     assert_eq!(events(&store, AuditKind::Registered).await, 1);
     // A completion that does not happen records nothing.
     let reg = otp.registration.clone().unwrap();
@@ -19,12 +11,9 @@ pub async fn each_change_records_its_event_in_its_transaction(store: impl Store)
     assert!(
         !store
             .complete_registration(
-                otp.id,
-                &wrong,
+                &Spend::new(otp.id, &wrong, now(), 5),
                 user.id,
                 &reg,
-                now(),
-                5,
                 &event(AuditKind::Verified)
             )
             .await
@@ -34,12 +23,9 @@ pub async fn each_change_records_its_event_in_its_transaction(store: impl Store)
     assert!(
         store
             .complete_registration(
-                otp.id,
-                &otp.code_hash,
+                &Spend::new(otp.id, &otp.code_hash, now(), 5),
                 user.id,
                 &reg,
-                now(),
-                5,
                 &event(AuditKind::Verified)
             )
             .await

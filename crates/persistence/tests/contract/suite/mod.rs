@@ -8,7 +8,7 @@ use passcode_domain::otp::NewOtp;
 use passcode_domain::ports::AuditLog;
 use passcode_domain::ports::{
     Admission, Admissions, CreateUserError, FirstCode, HealthCheck, Limit, Mail, OtpStore, Outbox,
-    OutboxStatus, SignedFor, Throttle, Tries, UserRepository,
+    OutboxStatus, SignedFor, Spend, Throttle, Tries, UserRepository,
 };
 use passcode_domain::{
     AuditEvent, AuditKind, AuditQuery, CodeHash, EmailAddress, FullName, NewUser, OtpCode,
@@ -174,6 +174,33 @@ impl CountedExt for Tries {
             Tries::Refused { .. } => panic!("refused with no budget: {self:?}"),
         }
     }
+}
+
+/// An account of `address` with one registration waiting for its code (see
+/// `registration_otp`).
+async fn account_registering(
+    store: &impl Store,
+    address: &str,
+    hash: u8,
+    name: &str,
+    password_hash: &str,
+) -> (User, NewOtp) {
+    let user = store.create(&new_user(address), None).await.unwrap();
+    let otp = registration_otp(address, hash, name, password_hash);
+    store
+        .add(&otp, &mail_for(&otp), &event(AuditKind::Registered))
+        .await
+        .unwrap();
+    (user, otp)
+}
+
+/// How many of the tasks answered `true`.
+async fn winners(tasks: Vec<tokio::task::JoinHandle<bool>>) -> usize {
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.unwrap());
+    }
+    winners
 }
 
 /// Counts one try on the open codes of `otp`'s address and purpose; the count of `otp`'s

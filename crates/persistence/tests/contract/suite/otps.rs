@@ -33,19 +33,19 @@ pub async fn replace_invalidates_the_previous_code(store: impl Store) {
     assert_eq!(found.attempts, 0, "a new code starts with all its tries");
     assert!(
         !store
-            .consume(first.id, &first.code_hash, now(), 5)
+            .consume(&Spend::new(first.id, &first.code_hash, now(), 5))
             .await
             .unwrap()
     );
     assert!(
         !store
-            .consume(second.id, &first.code_hash, now(), 5)
+            .consume(&Spend::new(second.id, &first.code_hash, now(), 5))
             .await
             .unwrap()
     );
     assert!(
         store
-            .consume(second.id, &second.code_hash, now(), 5)
+            .consume(&Spend::new(second.id, &second.code_hash, now(), 5))
             .await
             .unwrap()
     );
@@ -75,13 +75,13 @@ pub async fn consume_succeeds_once(store: impl Store) {
     store.replace(&otp, &mail_for(&otp)).await.unwrap();
     assert!(
         store
-            .consume(otp.id, &otp.code_hash, now(), 5)
+            .consume(&Spend::new(otp.id, &otp.code_hash, now(), 5))
             .await
             .unwrap()
     );
     assert!(
         !store
-            .consume(otp.id, &otp.code_hash, now(), 5)
+            .consume(&Spend::new(otp.id, &otp.code_hash, now(), 5))
             .await
             .unwrap()
     );
@@ -104,10 +104,15 @@ pub async fn consume_refuses_wrong_hash_expired_and_exhausted_codes(store: impl 
     let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
     store.replace(&otp, &mail_for(&otp)).await.unwrap();
     let wrong = CodeHash::from_bytes(vec![9; 32]);
-    assert!(!store.consume(otp.id, &wrong, now(), 5).await.unwrap());
     assert!(
         !store
-            .consume(otp.id, &otp.code_hash, otp.expires_at, 5)
+            .consume(&Spend::new(otp.id, &wrong, now(), 5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .consume(&Spend::new(otp.id, &otp.code_hash, otp.expires_at, 5))
             .await
             .unwrap(),
         "expired at expires_at"
@@ -118,14 +123,14 @@ pub async fn consume_refuses_wrong_hash_expired_and_exhausted_codes(store: impl 
     assert_eq!(count(&store, &otp, 3).await, None, "out of tries");
     assert!(
         !store
-            .consume(otp.id, &otp.code_hash, now(), 2)
+            .consume(&Spend::new(otp.id, &otp.code_hash, now(), 2))
             .await
             .unwrap(),
         "more tries counted than allowed"
     );
     assert!(
         store
-            .consume(otp.id, &otp.code_hash, now(), 5)
+            .consume(&Spend::new(otp.id, &otp.code_hash, now(), 5))
             .await
             .unwrap(),
         "still unspent"
@@ -140,17 +145,13 @@ pub async fn concurrent_consumes_have_exactly_one_winner(store: impl Store) {
             let (store, otp) = (store.clone(), otp.clone());
             tokio::spawn(async move {
                 store
-                    .consume(otp.id, &otp.code_hash, now(), 5)
+                    .consume(&Spend::new(otp.id, &otp.code_hash, now(), 5))
                     .await
                     .unwrap()
             })
         })
         .collect();
-    let mut winners = 0;
-    for task in tasks {
-        winners += usize::from(task.await.unwrap());
-    }
-    assert_eq!(winners, 1);
+    assert_eq!(winners(tasks).await, 1);
 }
 
 pub async fn failed_attempts_are_counted_up_to_the_limit(store: impl Store) {
@@ -396,4 +397,110 @@ pub async fn replacing_a_code_drops_its_waiting_mail(store: impl Store) {
             .all(|entry| entry.id == claimed[0].id),
         "the dropped message is no longer pending"
     );
+}
+
+/// Spends a right code: its guesses go back to both budgets and its session starts, in
+/// the spend's transaction; a spend that does not happen does neither.
+pub async fn a_spend_gives_its_guesses_back_and_starts_its_session(store: impl Store) {
+    let (user, _) = account(&store, "ada@example.com").await;
+    let otp = new_otp("ada@example.com", OtpPurpose::SignIn, 1);
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    // Each budget admits one guess; this try takes it.
+    let budgets = pair_of_budgets(1);
+    let counted = store
+        .count_try(&otp.email, otp.purpose, now(), 5, &budgets)
+        .await
+        .unwrap();
+    assert_eq!(counted.counted().len(), 1);
+    let keys: Vec<String> = budgets.iter().map(|(key, _)| key.clone()).collect();
+    let token = refresh_token(1, Uuid::new_v4(), user);
+    let signed_in = event(AuditKind::CodeSignIn);
+    let wrong = CodeHash::from_bytes(vec![9; 32]);
+    let spend = Spend {
+        give_back: &keys,
+        session: Some((&token, Some(&signed_in))),
+        ..Spend::new(otp.id, &wrong, now(), 5)
+    };
+
+    assert!(
+        !store.consume(&spend).await.unwrap(),
+        "not this code's hash"
+    );
+    assert!(store.sessions(user, now()).await.unwrap().is_empty());
+    assert_eq!(events(&store, AuditKind::CodeSignIn).await, 0);
+    for (key, limit) in &budgets {
+        assert!(
+            matches!(
+                store.acquire(key, *limit, now()).await.unwrap(),
+                Admission::Denied { .. }
+            ),
+            "{key}: nothing given back"
+        );
+    }
+
+    let spend = Spend {
+        code_hash: &otp.code_hash,
+        ..spend
+    };
+    assert!(store.consume(&spend).await.unwrap());
+    let sessions = store.sessions(user, now()).await.unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].id, token.family_id);
+    assert_eq!(events(&store, AuditKind::CodeSignIn).await, 1);
+    for (key, limit) in &budgets {
+        assert_eq!(
+            store.acquire(key, *limit, now()).await.unwrap(),
+            Admission::Allowed,
+            "{key}: given back"
+        );
+    }
+}
+
+/// Wrong guesses and right codes of one address at once: a spend locks the budgets in
+/// the order a guess does, then the code, so none deadlocks or times out, and one
+/// spend wins.
+pub async fn concurrent_guesses_and_spends_of_one_address_all_succeed(store: impl Store) {
+    let (user, _) = account(&store, "ada@example.com").await;
+    let otp = Arc::new(new_otp("ada@example.com", OtpPurpose::SignIn, 1));
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    let budgets = pair_of_budgets(1000);
+    let tasks: Vec<_> = (0..40u8)
+        .map(|n| {
+            let (store, otp, budgets) = (store.clone(), otp.clone(), budgets.clone());
+            tokio::spawn(async move {
+                let keys: Vec<String> = budgets.iter().map(|(key, _)| key.clone()).collect();
+                // Open until the winner spends it.
+                let open = store
+                    .count_try(&otp.email, otp.purpose, now(), 1000, &budgets)
+                    .await
+                    .unwrap();
+                assert!(open.counted().len() <= 1);
+                if n % 2 == 0 {
+                    return false;
+                }
+                let token = refresh_token(n, Uuid::new_v4(), user);
+                store
+                    .consume(&Spend {
+                        give_back: &keys,
+                        session: Some((&token, None)),
+                        ..Spend::new(otp.id, &otp.code_hash, now(), 1000)
+                    })
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    assert_eq!(winners(tasks).await, 1);
+    assert_eq!(store.sessions(user, now()).await.unwrap().len(), 1);
+}
+
+/// A guess's two budgets, each of `limit` an hour.
+fn pair_of_budgets(limit: u32) -> Vec<(String, Limit)> {
+    vec![
+        (
+            "guess:ada@example.com:203.0.113.1".to_owned(),
+            per_hour(limit),
+        ),
+        ("guess:ada@example.com".to_owned(), per_hour(limit)),
+    ]
 }

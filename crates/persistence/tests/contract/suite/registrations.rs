@@ -21,12 +21,9 @@ pub async fn completing_a_registration_applies_it_and_voids_the_others(store: im
     assert!(
         !store
             .complete_registration(
-                owner.id,
-                &other.code_hash,
+                &Spend::new(owner.id, &other.code_hash, now(), 5),
                 user.id,
                 &reg,
-                now(),
-                5,
                 &event(AuditKind::Verified)
             )
             .await
@@ -36,12 +33,9 @@ pub async fn completing_a_registration_applies_it_and_voids_the_others(store: im
     assert!(
         store
             .complete_registration(
-                owner.id,
-                &owner.code_hash,
+                &Spend::new(owner.id, &owner.code_hash, now(), 5),
                 user.id,
                 &reg,
-                now(),
-                5,
                 &event(AuditKind::Verified)
             )
             .await
@@ -63,12 +57,9 @@ pub async fn completing_a_registration_applies_it_and_voids_the_others(store: im
     assert!(
         !store
             .complete_registration(
-                owner.id,
-                &owner.code_hash,
+                &Spend::new(owner.id, &owner.code_hash, now(), 5),
                 user.id,
                 &reg,
-                now(),
-                5,
                 &event(AuditKind::Verified)
             )
             .await
@@ -132,12 +123,9 @@ pub async fn a_new_account_is_stored_with_its_first_code_or_not_at_all(store: im
     assert!(
         store
             .complete_registration(
-                owner.otp.id,
-                &owner.otp.code_hash,
+                &Spend::new(owner.otp.id, &owner.otp.code_hash, now(), 5),
                 user.id,
                 &registration,
-                now(),
-                5,
                 &event(AuditKind::Verified)
             )
             .await
@@ -172,12 +160,9 @@ pub async fn a_registration_of_a_deactivated_account_is_not_completed(store: imp
     assert!(
         !store
             .complete_registration(
-                otp.id,
-                &otp.code_hash,
+                &Spend::new(otp.id, &otp.code_hash, now(), 5),
                 user.id,
                 &reg,
-                now(),
-                5,
                 &event(AuditKind::Verified)
             )
             .await
@@ -214,12 +199,9 @@ pub async fn concurrent_completions_of_one_registration_have_one_winner(store: i
                 let reg = otp.registration.clone().unwrap();
                 store
                     .complete_registration(
-                        otp.id,
-                        &otp.code_hash,
+                        &Spend::new(otp.id, &otp.code_hash, now(), 5),
                         user.id,
                         &reg,
-                        now(),
-                        5,
                         &event(AuditKind::Verified),
                     )
                     .await
@@ -227,11 +209,7 @@ pub async fn concurrent_completions_of_one_registration_have_one_winner(store: i
             })
         })
         .collect();
-    let mut winners = 0;
-    for task in tasks {
-        winners += usize::from(task.await.unwrap());
-    }
-    assert_eq!(winners, 1);
+    assert_eq!(winners(tasks).await, 1);
 }
 
 pub async fn a_decoy_leaves_no_code_and_nothing_to_send(store: impl Store) {
@@ -271,15 +249,8 @@ pub async fn a_decoy_leaves_no_code_and_nothing_to_send(store: impl Store) {
 }
 
 pub async fn a_reset_voids_registrations_still_waiting_for_their_code(store: impl Store) {
-    let user = store
-        .create(&new_user("ada@example.com"), None)
-        .await
-        .unwrap();
-    let pending = registration_otp("ada@example.com", 1, "Mallory", "$argon2id$m");
-    store
-        .add(&pending, &mail_for(&pending), &event(AuditKind::Registered))
-        .await
-        .unwrap();
+    let (user, pending) =
+        account_registering(&store, "ada@example.com", 1, "Mallory", "$argon2id$m").await;
     let hash = PasswordHash::new("$argon2id$v=19$reset".into());
     store
         .set_password(
@@ -306,5 +277,64 @@ pub async fn a_reset_voids_registrations_still_waiting_for_their_code(store: imp
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+/// The completion gives the code's guesses back and starts the session in its own
+/// transaction; a completion that does not happen (the account deactivated) neither.
+pub async fn completing_a_registration_starts_its_session_with_the_spend(store: impl Store) {
+    let (user, otp) = account_registering(&store, "ada@example.com", 1, "Ada", "$argon2id$a").await;
+    let budget = vec![("guess:ada@example.com".to_owned(), per_hour(1))];
+    store
+        .count_try(&otp.email, otp.purpose, now(), 5, &budget)
+        .await
+        .unwrap();
+    let keys = vec![budget[0].0.clone()];
+    let token = refresh_token(1, Uuid::new_v4(), user.id);
+    let reg = otp.registration.clone().unwrap();
+    let spend = Spend {
+        give_back: &keys,
+        session: Some((&token, None)),
+        ..Spend::new(otp.id, &otp.code_hash, now(), 5)
+    };
+    let verified = event(AuditKind::Verified);
+
+    // Refused after the code was spent in the transaction: all of it rolled back.
+    store
+        .set_active(user.id, false, now(), &event(AuditKind::Deactivated))
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .complete_registration(&spend, user.id, &reg, &verified)
+            .await
+            .unwrap()
+    );
+    assert!(store.sessions(user.id, now()).await.unwrap().is_empty());
+    assert!(
+        matches!(
+            store.acquire(&keys[0], per_hour(1), now()).await.unwrap(),
+            Admission::Denied { .. }
+        ),
+        "nothing given back"
+    );
+
+    store
+        .set_active(user.id, true, now(), &event(AuditKind::Activated))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .complete_registration(&spend, user.id, &reg, &verified)
+            .await
+            .unwrap()
+    );
+    let sessions = store.sessions(user.id, now()).await.unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].id, token.family_id);
+    assert_eq!(
+        store.acquire(&keys[0], per_hour(1), now()).await.unwrap(),
+        Admission::Allowed,
+        "given back"
     );
 }
