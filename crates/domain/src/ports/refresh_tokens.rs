@@ -111,11 +111,14 @@ pub trait RefreshTokenStore: Send + Sync {
     ) -> Result<u64, InfraError>;
 
     /// Remembers a refresh token that starts a family (at login or verification), and
-    /// records `audit` with it.
+    /// records `audit` with it; in the same transaction, first gives each of
+    /// `give_back` (`Throttle` keys, in the order they were reserved in) one event back,
+    /// as `Throttle::release` does: a right password was no failure.
     async fn insert(
         &self,
         token: &NewRefreshToken,
         audit: Option<AuditEvent>,
+        give_back: &[String],
     ) -> Result<(), InfraError>;
 
     /// Spends the token of hash `presented`, if it is the live token of session

@@ -81,9 +81,11 @@ impl AuthService {
                 return Err(LoginError::InvalidCredentials);
             }
         };
-        self.ports.throttle.release(&[share, ceiling]).await?;
+        // A right password was no failure: both budgets get their event back.
+        let budgets = [share, ceiling];
         if self.settings.policy == RegistrationPolicy::VerificationRequired && !user.email_verified
         {
+            self.ports.throttle.release(&budgets).await?;
             return Err(LoginError::EmailNotVerified);
         }
         let audit = self.audit_event(
@@ -92,8 +94,9 @@ impl AuthService {
             &user.email,
             &input.context,
         );
+        // Given back in the session's transaction: one write.
         Ok(self
-            .start_session(&user, Some(audit), &input.context)
+            .start_session(&user, Some(audit), &input.context, &budgets)
             .await?)
     }
 }

@@ -96,7 +96,7 @@ impl AuthService {
                 Ok(pending(input))
             }
             (RegistrationPolicy::TokensBeforeVerification, Ok(user)) => {
-                let tokens = self.start_session(&user, None, &input.context).await?;
+                let tokens = self.start_session(&user, None, &input.context, &[]).await?;
                 Ok(Registered::WithTokens { user, tokens })
             }
             (RegistrationPolicy::TokensBeforeVerification, Err(CreateUserError::EmailTaken)) => {

@@ -36,15 +36,20 @@ fn new_ids(now: DateTime<Utc>, session_id: Uuid) -> TokenIds {
 }
 
 impl AuthService {
-    /// Issues the first pair of a new family for `user`, recording `audit` with it.
+    /// Issues the first pair of a new family for `user`, recording `audit` with it and
+    /// giving `give_back`'s budgets their event back, in one transaction.
     pub(crate) async fn start_session(
         &self,
         user: &User,
         audit: Option<crate::AuditEvent>,
         origin: &RequestContext,
+        give_back: &[String],
     ) -> Result<TokenPair, InfraError> {
         let (pair, token) = self.new_session(user, origin)?;
-        self.ports.refresh_tokens.insert(&token, audit).await?;
+        self.ports
+            .refresh_tokens
+            .insert(&token, audit, give_back)
+            .await?;
         Ok(pair)
     }
 

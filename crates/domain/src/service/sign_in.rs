@@ -103,6 +103,6 @@ impl AuthService {
         user.password_hash = PasswordHash::unset();
         // Tokens issued before `now` are refused from here on; this session's
         // tokens are issued at `now` or later (`>=` accepts them).
-        Ok(self.start_session(&user, None, &input.context).await?)
+        Ok(self.start_session(&user, None, &input.context, &[]).await?)
     }
 }

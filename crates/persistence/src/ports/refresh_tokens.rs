@@ -4,7 +4,7 @@
 macro_rules! refresh_token_store {
     ($store:ty) => {
         const _: () = {
-            use self::shared::{audit, start_session};
+            use self::shared::{audit, give_back, start_session};
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
             use diesel::prelude::*;
@@ -33,15 +33,21 @@ macro_rules! refresh_token_store {
                     &self,
                     token: &NewRefreshToken,
                     event: Option<passcode_domain::AuditEvent>,
+                    keys: &[String],
                 ) -> Result<(), InfraError> {
                     let mut conn = self.writer().await?;
-                    if event.is_none() {
+                    if event.is_none() && keys.is_empty() {
                         return start_session(&mut *conn, token, None)
                             .await
                             .map_err(query_error);
                     }
+                    // The budgets' rows first, in the order they were reserved in, as
+                    // every reservation locks them.
                     (*conn)
-                        .transaction(async |conn| start_session(conn, token, event.as_ref()).await)
+                        .transaction(async |conn| {
+                            give_back(conn, keys).await?;
+                            start_session(conn, token, event.as_ref()).await
+                        })
                         .await
                         .map_err(query_error)
                 }

@@ -100,6 +100,7 @@ contract!(
     acquire_all_counts_on_every_budget_or_on_none,
     concurrent_acquire_alls_never_exceed_a_budget,
     concurrent_reserves_and_releases_all_succeed,
+    sessions_started_give_their_budgets_back_in_their_transaction,
     purge_removes_only_what_no_longer_matters,
     throttle_without_cooldown_admits_events_arriving_out_of_order,
     storing_a_code_queues_its_mail_with_the_code_and_its_expiry,

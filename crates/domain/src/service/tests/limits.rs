@@ -119,7 +119,7 @@ fn login_spends_both_failure_budgets_and_gives_them_back_on_success() {
     let mut m = Mocks::new();
     let buckets = Arc::new(Mutex::new(Vec::new()));
     let seen = buckets.clone();
-    // Both reserved in one write, and given back in one.
+    // Both reserved in one write, and given back with the session.
     m.throttle.expect_acquire().never();
     m.throttle
         .expect_acquire_all()
@@ -130,12 +130,19 @@ fn login_spends_both_failure_budgets_and_gives_them_back_on_success() {
             }
             Ok(Admissions::Allowed)
         });
-    m.throttle
-        .expect_release()
+    m.throttle.expect_release().never();
+    m.refresh_tokens
+        .expect_insert()
         .times(1)
-        .withf(|keys| keys.len() == 2)
-        .returning(|_| Ok(()));
-    m.refresh_tokens.expect_insert().returning(|_, _| Ok(()));
+        .withf(|_, audit, give_back| {
+            audit.as_ref().map(|a| a.kind) == Some(AuditKind::LoginSucceeded)
+                && give_back
+                    == [
+                        "login:ada@example.com:203.0.113.1".to_owned(),
+                        "login:ada@example.com".to_owned(),
+                    ]
+        })
+        .returning(|_, _, _| Ok(()));
     m.users
         .expect_find_by_email()
         .returning(|_| Ok(Some(user(true))));

@@ -27,7 +27,17 @@ fn login_with_wrong_password_is_refused() {
 
 #[test]
 fn login_of_unverified_account_is_refused_by_default() {
-    let mut m = Mocks::new().unthrottled();
+    let mut m = Mocks::new();
+    m.throttle
+        .expect_acquire_all()
+        .returning(|_, _| Ok(Admissions::Allowed));
+    // The right password was no failure: its budgets are given back, with no session.
+    m.throttle
+        .expect_release()
+        .withf(|keys| keys.len() == 2)
+        .times(1)
+        .returning(|_| Ok(()));
+    m.refresh_tokens.expect_insert().never();
     m.users
         .expect_find_by_email()
         .returning(|_| Ok(Some(user(false))));

@@ -130,7 +130,9 @@ impl Mocks {
             .expect_acquire_all()
             .returning(|_, _| Ok(Admissions::Allowed));
         self.throttle.expect_release().returning(|_| Ok(()));
-        self.refresh_tokens.expect_insert().returning(|_, _| Ok(()));
+        self.refresh_tokens
+            .expect_insert()
+            .returning(|_, _, _| Ok(()));
         self.refresh_tokens
             .expect_revoke_all()
             .returning(|_, _, _| Ok(()));

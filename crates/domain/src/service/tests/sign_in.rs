@@ -104,7 +104,7 @@ fn sign_in_of_an_unverified_account_clears_its_password_before_the_session() {
     m.refresh_tokens
         .expect_insert()
         .times(1)
-        .returning(move |_, _| {
+        .returning(move |_, _, _| {
             started.lock().unwrap().push("session");
             Ok(())
         });

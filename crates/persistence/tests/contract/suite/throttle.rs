@@ -217,6 +217,67 @@ pub async fn concurrent_reserves_and_releases_all_succeed(store: impl Store) {
     }
 }
 
+/// Logins at once: each reserves both budgets, then starts its session and gives them
+/// back in one transaction. None deadlocks, every session starts, every count comes
+/// back; a session that fails to start gives nothing back.
+pub async fn sessions_started_give_their_budgets_back_in_their_transaction(store: impl Store) {
+    let (user, _) = account(&store, "ada@example.com").await;
+    let budgets = pair(1000, 1000);
+    let keys: Vec<String> = budgets.iter().map(|(key, _)| key.clone()).collect();
+    let tasks: Vec<_> = (0..40u8)
+        .map(|n| {
+            let (store, budgets, keys) = (store.clone(), budgets.clone(), keys.clone());
+            tokio::spawn(async move {
+                assert_eq!(
+                    store.acquire_all(&budgets, now()).await.unwrap(),
+                    Admissions::Allowed
+                );
+                let token = refresh_token(n, Uuid::new_v4(), user);
+                store
+                    .insert(&token, Some(event(AuditKind::LoginSucceeded)), &keys)
+                    .await
+                    .unwrap();
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(store.sessions(user, now()).await.unwrap().len(), 40);
+    assert_eq!(events(&store, AuditKind::LoginSucceeded).await, 40);
+    for (key, _) in &budgets {
+        for _ in 0..1000 {
+            assert_eq!(
+                store.acquire(key, per_hour(1000), now()).await.unwrap(),
+                Admission::Allowed,
+                "{key}: every count given back"
+            );
+        }
+    }
+
+    // A session that cannot start (its family exists) gives nothing back.
+    let budget = vec![("one".to_owned(), per_hour(1))];
+    assert_eq!(
+        store.acquire_all(&budget, now()).await.unwrap(),
+        Admissions::Allowed
+    );
+    let family = Uuid::new_v4();
+    store
+        .insert(&refresh_token(100, family, user), None, &[])
+        .await
+        .unwrap();
+    assert!(
+        store
+            .insert(&refresh_token(101, family, user), None, &["one".to_owned()])
+            .await
+            .is_err()
+    );
+    assert!(matches!(
+        store.acquire("one", per_hour(1), now()).await.unwrap(),
+        Admission::Denied { .. }
+    ));
+}
+
 pub async fn concurrent_acquires_never_exceed_the_limit(store: impl Store) {
     let tasks: Vec<_> = (0..30)
         .map(|_| {
@@ -245,10 +306,10 @@ pub async fn purge_removes_only_what_no_longer_matters(store: impl Store) {
     let (ended, running) = (Uuid::new_v4(), Uuid::new_v4());
     let mut old_token = refresh_token(1, ended, user);
     old_token.expires_at = now() + Duration::hours(12);
-    store.insert(&old_token, None).await.unwrap();
+    store.insert(&old_token, None, &[]).await.unwrap();
     let mut live_token = refresh_token(2, running, user);
     live_token.expires_at = later + Duration::hours(1);
-    store.insert(&live_token, None).await.unwrap();
+    store.insert(&live_token, None, &[]).await.unwrap();
 
     assert_eq!(store.purge(later, Duration::days(1)).await.unwrap(), 3);
     assert_eq!(store.family_of(&[0; 32], Some(ended)).await.unwrap(), None);

@@ -105,7 +105,7 @@ pub async fn set_password_replaces_the_hash_verifies_ends_sessions_and_queues_th
     let at = now() + Duration::milliseconds(400);
     let hash = PasswordHash::new("$argon2id$v=19$new".into());
     store
-        .insert(&refresh_token(1, Uuid::new_v4(), user.id), None)
+        .insert(&refresh_token(1, Uuid::new_v4(), user.id), None, &[])
         .await
         .unwrap();
     assert_eq!(store.sessions(user.id, now()).await.unwrap().len(), 1);
@@ -175,7 +175,7 @@ pub async fn deleting_an_account_erases_everything_personal(store: impl Store) {
     mine.email = Some(email(address));
     store.add(&otp, &mail_for(&otp), &mine).await.unwrap();
     store
-        .insert(&refresh_token(1, Uuid::new_v4(), user.id), None)
+        .insert(&refresh_token(1, Uuid::new_v4(), user.id), None, &[])
         .await
         .unwrap();
     let one = Limit {
