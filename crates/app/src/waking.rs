@@ -153,7 +153,16 @@ impl OtpStore for Waking<dyn OtpStore> {
             .await
     }
     async fn consume<'a>(&self, spend: &Spend<'a>) -> Result<bool, InfraError> {
-        self.inner.consume(spend).await
+        let spent = self.inner.consume(spend).await?;
+        // A password set by the spend may have queued its notice.
+        if spent
+            && spend
+                .password
+                .is_some_and(|password| password.notice.is_some())
+        {
+            self.wake.notify_one();
+        }
+        Ok(spent)
     }
 }
 

@@ -19,7 +19,7 @@ pub enum Tries {
         retry_after: chrono::Duration,
     },
 }
-use crate::{AuditEvent, CodeHash, EmailAddress, InfraError, OtpPurpose, UserId};
+use crate::{AuditEvent, CodeHash, EmailAddress, InfraError, OtpPurpose, PasswordHash, UserId};
 
 /// Spending a code that matched, and what goes with it in the same transaction.
 #[derive(Debug, Clone, Copy)]
@@ -32,8 +32,22 @@ pub struct Spend<'a> {
     /// `Throttle` keys that each get one event back (a right code was no guess), in
     /// the order they were reserved in.
     pub give_back: &'a [String],
+    /// A password set by the spend, before its session starts.
+    pub password: Option<PasswordSet<'a>>,
     /// A session started by the spend: its first refresh token, with its audit event.
     pub session: Option<(&'a NewRefreshToken, Option<&'a AuditEvent>)>,
+}
+
+/// A password that a spent code sets, as [`crate::ports::UserRepository::set_password`]
+/// sets it at the spend's `now`: every session of the account ended, its event
+/// recorded, its notice queued.
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordSet<'a> {
+    pub user: UserId,
+    pub hash: &'a PasswordHash,
+    pub verify_email: bool,
+    pub audit: &'a AuditEvent,
+    pub notice: Option<&'a Mail>,
 }
 
 impl<'a> Spend<'a> {
@@ -45,6 +59,7 @@ impl<'a> Spend<'a> {
             now,
             max_attempts,
             give_back: &[],
+            password: None,
             session: None,
         }
     }
@@ -102,12 +117,13 @@ pub trait OtpStore: Send + Sync {
     /// still has `spend.code_hash`, is unspent, unexpired at `spend.now` and has at most
     /// `spend.max_attempts` tries counted. Returns `true` to exactly one of any number
     /// of concurrent callers. In the same transaction it gives `spend.give_back` their
-    /// events back and starts `spend.session` (as [`crate::ports::RefreshTokenStore::insert`]);
-    /// when the code is not spent, none of that happens.
+    /// events back, sets `spend.password` and then starts `spend.session` (as
+    /// [`crate::ports::RefreshTokenStore::insert`]); when the code is not spent, none of
+    /// that happens.
     async fn consume<'a>(&self, spend: &Spend<'a>) -> Result<bool, InfraError>;
 
-    /// Spends registration code `spend.id` (as [`OtpStore::consume`], with what it gives
-    /// back and the session it starts) and, in the same transaction, puts
+    /// Spends registration code `spend.id` (as [`OtpStore::consume`], with all that goes
+    /// with it) and, in the same transaction, puts
     /// `registration` into effect on account `user` (if it is active): its name and
     /// password hash, the address marked verified; the address's other verification
     /// codes are deleted and their waiting mail dropped; `audit` is recorded. `false`

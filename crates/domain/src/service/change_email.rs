@@ -100,7 +100,7 @@ impl AuthService {
             return Err(ChangeEmailError::InvalidCode);
         }
         let now = self.ports.clock.now();
-        if !self.spend_code(&matched, now, None).await? {
+        if !self.spend_code(&matched, now).await? {
             return Err(ChangeEmailError::InvalidCode);
         }
         let change = EmailChange {

@@ -71,10 +71,7 @@ impl AuthService {
                 let matched = self
                     .match_code(&user.email, &code, crate::OtpPurpose::SignIn, &client)
                     .await?;
-                if !self
-                    .spend_code(&matched, self.ports.clock.now(), None)
-                    .await?
-                {
+                if !self.spend_code(&matched, self.ports.clock.now()).await? {
                     return Err(DeleteAccountError::InvalidCode);
                 }
                 self.erase(&user, context).await?;

@@ -1,7 +1,7 @@
 //! Password reset by code: ask for a `reset_password` code by mail, then confirm it
 //! with a new password. The same code rules, budgets and answers as verification.
 
-use crate::ports::Mail;
+use crate::ports::{Mail, PasswordSet, Spend};
 use crate::service::{AuthService, Throttled};
 use crate::{EmailAddress, InfraError, OtpCode, OtpPurpose, Password, RequestContext};
 
@@ -78,11 +78,8 @@ impl AuthService {
             _ => return Err(ResetError::InvalidCode),
         };
         let now = self.ports.clock.now();
-        if !self.spend_code(&matched, now, None).await? {
-            return Err(ResetError::InvalidCode);
-        }
         // The code proved the mailbox: the address is verified, and any registration
-        // still waiting for its code is void (`set_password` deletes their codes).
+        // still waiting for its code is void (their codes are deleted).
         let audit = self.audit_event(
             crate::AuditKind::PasswordReset,
             Some(&user),
@@ -90,10 +87,21 @@ impl AuthService {
             &input.context,
         );
         let notice = Self::password_changed_notice(&user);
-        self.ports
-            .users
-            .set_password(user.id, &hash, true, now, &audit, Some(&notice))
-            .await?;
+        // The code spent and the password set in one transaction: a failure cannot
+        // spend the code without setting the password.
+        let spend = Spend {
+            password: Some(PasswordSet {
+                user: user.id,
+                hash: &hash,
+                verify_email: true,
+                audit: &audit,
+                notice: Some(&notice),
+            }),
+            ..self.spending(&matched, now)
+        };
+        if !self.ports.otps.consume(&spend).await? {
+            return Err(ResetError::InvalidCode);
+        }
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 //! cleared (the pre-registration takeover: only the mailbox owner's later choice of
 //! password may count).
 
+use crate::ports::{PasswordSet, Spend};
 use crate::service::{AuthService, Throttled};
 use crate::{
     AuditKind, EmailAddress, InfraError, OtpCode, OtpPurpose, PasswordHash, RequestContext,
@@ -78,31 +79,34 @@ impl AuthService {
             &user.email,
             &input.context,
         );
-        if user.email_verified {
-            // The code spent, its guesses given back and the session started: one
-            // transaction, so a failure after the spend cannot cost the code.
-            let (tokens, session) = self.new_session(&user, &input.context)?;
-            if !self
-                .spend_code(&matched, now, Some((&session, Some(&audit))))
-                .await?
-            {
-                return Err(SignInError::InvalidCode);
-            }
-            return Ok(tokens);
+        // The mailbox is proven; a password from a registration that was never
+        // verified may be someone else's: cleared, with pending registrations, every
+        // session ended, before this one starts. Tokens issued before `now` are
+        // refused from then on; this session's are issued at `now` or later (`>=`
+        // accepts them).
+        let unverified = !user.email_verified;
+        let cleared = PasswordHash::unset();
+        if unverified {
+            user.email_verified = true;
+            user.password_hash = cleared.clone();
         }
-        if !self.spend_code(&matched, now, None).await? {
+        let (tokens, session) = self.new_session(&user, &input.context)?;
+        // The code spent, its guesses given back, the password cleared and the session
+        // started: one transaction, so a failure cannot spend the code alone.
+        let spend = Spend {
+            password: unverified.then_some(PasswordSet {
+                user: user.id,
+                hash: &cleared,
+                verify_email: true,
+                audit: &audit,
+                notice: None,
+            }),
+            session: Some((&session, (!unverified).then_some(&audit))),
+            ..self.spending(&matched, now)
+        };
+        if !self.ports.otps.consume(&spend).await? {
             return Err(SignInError::InvalidCode);
         }
-        // The mailbox is proven; a password from a registration that was never
-        // verified may be someone else's: cleared, with pending registrations.
-        self.ports
-            .users
-            .set_password(user.id, &PasswordHash::unset(), true, now, &audit, None)
-            .await?;
-        user.email_verified = true;
-        user.password_hash = PasswordHash::unset();
-        // Tokens issued before `now` are refused from here on; this session's
-        // tokens are issued at `now` or later (`>=` accepts them).
-        Ok(self.start_session(&user, None, &input.context, &[]).await?)
+        Ok(tokens)
     }
 }

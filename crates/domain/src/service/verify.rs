@@ -4,11 +4,11 @@
 use chrono::{DateTime, Utc};
 
 use crate::otp::StoredOtp;
-use crate::ports::{NewRefreshToken, Spend, Tries};
+use crate::ports::{Spend, Tries};
 use crate::service::{AuthService, Throttled};
 use crate::{
-    AuditEvent, AuditKind, EmailAddress, InfraError, OtpCode, OtpPurpose, Password, RequestContext,
-    TokenPair, User,
+    AuditKind, EmailAddress, InfraError, OtpCode, OtpPurpose, Password, RequestContext, TokenPair,
+    User,
 };
 
 #[derive(Debug)]
@@ -95,7 +95,10 @@ impl AuthService {
         }
         user.email_verified = true;
         let (tokens, session) = self.new_session(&user, &input.context)?;
-        let spend = matched.spend(now, self.settings.otp.max_attempts, Some((&session, None)));
+        let spend = Spend {
+            session: Some((&session, None)),
+            ..self.spending(&matched, now)
+        };
         let spent = match &otp.registration {
             Some(registration) => {
                 let audit = self.audit_event(
@@ -190,33 +193,29 @@ impl AuthService {
         }
     }
 
-    /// Spends a matched code at `now`, gives its guesses back and starts `session`, in
-    /// one transaction: `false` (and none of it done) if another request spent it
-    /// first (or it ran out of tries meanwhile).
+    /// Spends a matched code at `now` and gives its guesses back, in one transaction:
+    /// `false` (and neither done) if another request spent it first (or it ran out of
+    /// tries meanwhile).
     pub(crate) async fn spend_code(
         &self,
         matched: &Matched,
         now: DateTime<Utc>,
-        session: Option<(&NewRefreshToken, Option<&AuditEvent>)>,
     ) -> Result<bool, InfraError> {
-        let spend = matched.spend(now, self.settings.otp.max_attempts, session);
-        self.ports.otps.consume(&spend).await
+        self.ports.otps.consume(&self.spending(matched, now)).await
     }
-}
 
-impl Matched {
-    /// Spending this code: a right code was no guess, so its try goes back to both
-    /// budgets, in the order they were reserved in.
-    fn spend<'a>(
-        &'a self,
-        now: DateTime<Utc>,
-        max_attempts: u32,
-        session: Option<(&'a NewRefreshToken, Option<&'a AuditEvent>)>,
-    ) -> Spend<'a> {
+    /// Spending `matched` at `now`: a right code was no guess, so its try goes back to
+    /// both budgets, in the order they were reserved in. Whatever else goes with the
+    /// spend is the caller's to add.
+    pub(crate) fn spending<'a>(&self, matched: &'a Matched, now: DateTime<Utc>) -> Spend<'a> {
         Spend {
-            give_back: &self.buckets,
-            session,
-            ..Spend::new(self.otp.id, &self.otp.code_hash, now, max_attempts)
+            give_back: &matched.buckets,
+            ..Spend::new(
+                matched.otp.id,
+                &matched.otp.code_hash,
+                now,
+                self.settings.otp.max_attempts,
+            )
         }
     }
 }

@@ -4,7 +4,9 @@
 macro_rules! otp_store {
     ($store:ty) => {
         const _: () = {
-            use self::shared::{audit, delete_codes, give_back, insert_code, start_session};
+            use self::shared::{
+                audit, delete_codes, give_back, insert_code, set_password, start_session,
+            };
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
             use diesel::prelude::*;
@@ -141,8 +143,12 @@ macro_rules! otp_store {
                 }
 
                 async fn consume<'a>(&self, spend: &Spend<'a>) -> Result<bool, InfraError> {
+                    let notice = notice_row(spend, &self.mail_key)?;
                     let mut conn = self.writer().await?;
-                    if spend.give_back.is_empty() && spend.session.is_none() {
+                    if spend.give_back.is_empty()
+                        && spend.password.is_none()
+                        && spend.session.is_none()
+                    {
                         return spend_code(&mut *conn, spend).await.map_err(query_error);
                     }
                     (*conn)
@@ -150,9 +156,7 @@ macro_rules! otp_store {
                             if !given_back_and_spent(conn, spend).await? {
                                 return Err(diesel::result::Error::RollbackTransaction);
                             }
-                            if let Some((token, event)) = spend.session {
-                                start_session(conn, token, event).await?;
-                            }
+                            after_spend(conn, spend, notice.as_ref()).await?;
                             Ok::<bool, diesel::result::Error>(true)
                         })
                         .await
@@ -168,6 +172,7 @@ macro_rules! otp_store {
                 ) -> Result<bool, InfraError> {
                     let now_ms = to_millis(spend.now);
                     let keep = spend.id.to_string();
+                    let notice = notice_row(spend, &self.mail_key)?;
                     let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
@@ -206,9 +211,7 @@ macro_rules! otp_store {
                             )
                             .await?;
                             audit(conn, event).await?;
-                            if let Some((token, session_event)) = spend.session {
-                                start_session(conn, token, session_event).await?;
-                            }
+                            after_spend(conn, spend, notice.as_ref()).await?;
                             Ok::<bool, diesel::result::Error>(true)
                         })
                         .await
@@ -234,6 +237,44 @@ macro_rules! otp_store {
             ) -> Result<bool, diesel::result::Error> {
                 give_back(conn, spend.give_back).await?;
                 spend_code(conn, spend).await
+            }
+
+            /// What goes with a spend once its code is spent: its password set (with
+            /// `notice`, its sealed notice), then its session started. Runs inside the
+            /// caller's transaction.
+            async fn after_spend(
+                conn: &mut Conn,
+                spend: &Spend<'_>,
+                notice: Option<&NewOutboxRow>,
+            ) -> Result<(), diesel::result::Error> {
+                if let Some(password) = spend.password {
+                    set_password(
+                        conn,
+                        &password.user.0.to_string(),
+                        password.hash,
+                        password.verify_email,
+                        to_millis(spend.now),
+                        password.audit,
+                        notice,
+                    )
+                    .await?;
+                }
+                if let Some((token, event)) = spend.session {
+                    start_session(conn, token, event).await?;
+                }
+                Ok(())
+            }
+
+            /// The outbox row of the notice of the password a spend sets, if any.
+            fn notice_row(
+                spend: &Spend<'_>,
+                key: &$crate::cipher::MailKey,
+            ) -> Result<Option<NewOutboxRow>, InfraError> {
+                spend
+                    .password
+                    .and_then(|password| password.notice)
+                    .map(|mail| NewOutboxRow::new(mail, spend.now, None, key, None))
+                    .transpose()
             }
 
             /// Marks the spend's code spent if it still may be; true if so. One

@@ -77,6 +77,79 @@ macro_rules! shared {
                 Ok(())
             }
 
+            /// Sets account `user`'s password hash (and marks its address verified if
+            /// `verify_email`, deleting the verification codes still waiting), refuses
+            /// every token issued before `cutoff` and ends every session, records
+            /// `event` and queues `notice` (`UserRepository::set_password`). Runs
+            /// inside the caller's transaction; an unknown account changes nothing.
+            #[allow(clippy::too_many_arguments)] // the account, the change, its event and notice
+            pub(super) async fn set_password(
+                conn: &mut Conn,
+                user: &str,
+                hash: &passcode_domain::PasswordHash,
+                verify_email: bool,
+                cutoff: i64,
+                event: &passcode_domain::AuditEvent,
+                notice: Option<&NewOutboxRow>,
+            ) -> Result<(), diesel::result::Error> {
+                use $crate::schema::{sessions, users};
+                use passcode_domain::OtpPurpose;
+                audit(conn, event).await?;
+                let target = users::table.find(&user);
+                let changes = (
+                    users::password_hash.eq(hash.as_str()),
+                    users::tokens_valid_after.eq(cutoff),
+                    users::updated_at.eq(cutoff),
+                );
+                let updated = if verify_email {
+                    diesel::update(target)
+                        .set((changes, users::email_verified.eq(true)))
+                        .execute(conn)
+                        .await?
+                } else {
+                    diesel::update(target).set(changes).execute(conn).await?
+                };
+                if updated == 0 {
+                    return Ok(());
+                }
+                // The cutoff refuses their tokens already; ended, they are
+                // no longer listed as live either.
+                diesel::update(
+                    sessions::table
+                        .filter(sessions::user_id.eq(&user))
+                        .filter(sessions::revoked_at.is_null()),
+                )
+                .set(sessions::revoked_at.eq(Some(cutoff)))
+                .execute(conn)
+                .await?;
+                if verify_email {
+                    // A code proved the mailbox: any registration still
+                    // waiting for its code is void. Read after the update,
+                    // which holds the row: the address cannot change in
+                    // between.
+                    let email: String = users::table
+                        .find(&user)
+                        .select(users::email)
+                        .get_result(conn)
+                        .await?;
+                    delete_codes(
+                        conn,
+                        &email,
+                        OtpPurpose::VerifyEmail.as_str(),
+                        None,
+                        cutoff,
+                    )
+                    .await?;
+                }
+                if let Some(row) = notice {
+                    diesel::insert_into(outbox::table)
+                        .values(row)
+                        .execute(conn)
+                        .await?;
+                }
+                Ok(())
+            }
+
             /// Gives one event of each of `keys` back (`Throttle::release`), one
             /// statement a key in the order given, which is the order they were
             /// reserved in: a statement over all of them would lock their rows in the

@@ -5,13 +5,13 @@ macro_rules! user_repository {
     ($store:ty) => {
         const _: () = {
             use self::dialect;
-            use self::shared::{audit, delete_codes, insert_code};
+            use self::shared::{audit, insert_code, set_password};
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
             use diesel::prelude::*;
             use diesel_async::{AsyncConnection, RunQueryDsl};
             use passcode_domain::ports::{CreateUserError, FirstCode, Mail, UserRepository};
-            use passcode_domain::{EmailAddress, InfraError, NewUser, OtpPurpose, User, UserId};
+            use passcode_domain::{EmailAddress, InfraError, NewUser, User, UserId};
             use $crate::cached::CachedExt as _;
             use $crate::error::{create_user_error, query_error};
             use $crate::outbox_rows::NewOutboxRow;
@@ -261,60 +261,16 @@ macro_rules! user_repository {
                     let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
-                            audit(conn, event).await?;
-                            let target = users::table.find(&user);
-                            let changes = (
-                                users::password_hash.eq(hash.as_str()),
-                                users::tokens_valid_after.eq(cutoff),
-                                users::updated_at.eq(cutoff),
-                            );
-                            let updated = if verify_email {
-                                diesel::update(target)
-                                    .set((changes, users::email_verified.eq(true)))
-                                    .execute(conn)
-                                    .await?
-                            } else {
-                                diesel::update(target).set(changes).execute(conn).await?
-                            };
-                            if updated == 0 {
-                                return Ok(());
-                            }
-                            // The cutoff refuses their tokens already; ended, they are
-                            // no longer listed as live either.
-                            diesel::update(
-                                sessions::table
-                                    .filter(sessions::user_id.eq(&user))
-                                    .filter(sessions::revoked_at.is_null()),
+                            set_password(
+                                conn,
+                                &user,
+                                hash,
+                                verify_email,
+                                cutoff,
+                                event,
+                                notice_row.as_ref(),
                             )
-                            .set(sessions::revoked_at.eq(Some(cutoff)))
-                            .execute(conn)
-                            .await?;
-                            if verify_email {
-                                // A code proved the mailbox: any registration still
-                                // waiting for its code is void. Read after the update,
-                                // which holds the row: the address cannot change in
-                                // between.
-                                let email: String = users::table
-                                    .find(&user)
-                                    .select(users::email)
-                                    .get_result(conn)
-                                    .await?;
-                                delete_codes(
-                                    conn,
-                                    &email,
-                                    OtpPurpose::VerifyEmail.as_str(),
-                                    None,
-                                    cutoff,
-                                )
-                                .await?;
-                            }
-                            if let Some(row) = &notice_row {
-                                diesel::insert_into(outbox::table)
-                                    .values(row)
-                                    .execute(conn)
-                                    .await?;
-                            }
-                            Ok::<(), diesel::result::Error>(())
+                            .await
                         })
                         .await
                         .map_err(query_error)

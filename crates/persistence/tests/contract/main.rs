@@ -85,6 +85,7 @@ contract!(
     consume_refuses_wrong_hash_expired_and_exhausted_codes,
     concurrent_consumes_have_exactly_one_winner,
     a_spend_gives_its_guesses_back_and_starts_its_session,
+    a_spend_sets_its_password_before_its_session,
     concurrent_guesses_and_spends_of_one_address_all_succeed,
     completing_a_registration_starts_its_session_with_the_spend,
     failed_attempts_are_counted_up_to_the_limit,

@@ -49,15 +49,30 @@ fn reset_confirm_sets_the_password_verifies_revokes_and_notifies() {
         );
         Ok(Tries::Counted(vec![otp]))
     });
-    m.otps
-        .expect_consume()
-        .withf(|spend| spend.session.is_none() && spend.give_back.len() == 2)
-        .returning(|_| Ok(true));
     m.users
         .expect_find_by_email()
         .returning(|_| Ok(Some(user(false))));
-    // One write: the hash, the verified address, every session ended, the notice.
-    expect_one_password_write(&mut m, true, AuditKind::PasswordReset);
+    // One write: the code spent with its guesses given back, the hash, the verified
+    // address, every session ended, the notice.
+    m.otps
+        .expect_consume()
+        .withf(|spend| {
+            let Some(password) = spend.password else {
+                return false;
+            };
+            spend.session.is_none()
+                && spend.give_back.len() == 2
+                && spend.now == now()
+                && password.user == user(false).id
+                && password.hash.as_str() == "$argon2id$new"
+                && password.verify_email
+                && password.audit.kind == AuditKind::PasswordReset
+                && matches!(password.notice, Some(Mail::PasswordChanged { to, .. }) if *to == email())
+        })
+        .times(1)
+        .returning(|_| Ok(true));
+    m.users.expect_set_password().never();
+    m.outbox.expect_enqueue().never();
     block_on(m.service().confirm_password_reset(reset_input("123456"))).unwrap();
 }
 

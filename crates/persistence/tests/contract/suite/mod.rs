@@ -8,7 +8,7 @@ use passcode_domain::otp::NewOtp;
 use passcode_domain::ports::AuditLog;
 use passcode_domain::ports::{
     Admission, Admissions, CreateUserError, FirstCode, HealthCheck, Limit, Mail, OtpStore, Outbox,
-    OutboxStatus, SignedFor, Spend, Throttle, Tries, UserRepository,
+    OutboxStatus, PasswordSet, SignedFor, Spend, Throttle, Tries, UserRepository,
 };
 use passcode_domain::{
     AuditEvent, AuditKind, AuditQuery, CodeHash, EmailAddress, FullName, NewUser, OtpCode,

@@ -504,3 +504,56 @@ fn pair_of_budgets(limit: u32) -> Vec<(String, Limit)> {
         ("guess:ada@example.com".to_owned(), per_hour(limit)),
     ]
 }
+
+/// A spend that sets a password (a reset, or a sign-in clearing an unverified
+/// account's): in its transaction the password set, every earlier session ended, the
+/// notice queued, then its own session started; a spend that does not happen changes
+/// none of it.
+pub async fn a_spend_sets_its_password_before_its_session(store: impl Store) {
+    let (user, _) = account(&store, "ada@example.com").await;
+    store
+        .insert(&refresh_token(1, Uuid::new_v4(), user), None, &[])
+        .await
+        .unwrap();
+    let otp = new_otp("ada@example.com", OtpPurpose::ResetPassword, 1);
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    let before = store.pending(10).await.unwrap().len();
+    let hash = PasswordHash::new("$argon2id$v=19$new".into());
+    let reset = event(AuditKind::PasswordReset);
+    let notice = notice("ada@example.com");
+    let token = refresh_token(2, Uuid::new_v4(), user);
+    let wrong = CodeHash::from_bytes(vec![9; 32]);
+    let spend = Spend {
+        password: Some(PasswordSet {
+            user,
+            hash: &hash,
+            verify_email: true,
+            audit: &reset,
+            notice: Some(&notice),
+        }),
+        session: Some((&token, None)),
+        ..Spend::new(otp.id, &wrong, now(), 5)
+    };
+
+    assert!(!store.consume(&spend).await.unwrap());
+    assert_ne!(
+        store.find_by_id(user).await.unwrap().unwrap().password_hash,
+        hash
+    );
+    assert_eq!(store.sessions(user, now()).await.unwrap().len(), 1);
+    assert_eq!(store.pending(10).await.unwrap().len(), before);
+
+    let spend = Spend {
+        code_hash: &otp.code_hash,
+        ..spend
+    };
+    assert!(store.consume(&spend).await.unwrap());
+    let after = store.find_by_id(user).await.unwrap().unwrap();
+    assert_eq!(after.password_hash, hash);
+    assert!(after.email_verified);
+    let sessions = store.sessions(user, now()).await.unwrap();
+    assert_eq!(sessions.len(), 1, "the earlier session ended");
+    assert_eq!(sessions[0].id, token.family_id, "its own session live");
+    assert_eq!(store.pending(10).await.unwrap().len(), before + 1);
+    assert_eq!(events(&store, AuditKind::PasswordReset).await, 1);
+}
