@@ -132,8 +132,8 @@ impl AuthService {
     /// a try is reserved from the (address, client) share and from the address's
     /// ceiling and counted on every open code, in one transaction (one commit), and
     /// only then are codes compared, so no concurrency can overrun a budget or a
-    /// code's tries. The caller spends the
-    /// match and then gives the budget back with [`AuthService::release_guesses`].
+    /// code's tries. The caller spends the match, which gives the budgets back in
+    /// the spend's transaction ([`AuthService::spending`]).
     pub(crate) async fn match_code(
         &self,
         email: &EmailAddress,
