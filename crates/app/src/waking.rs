@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use passcode_domain::otp::{NewOtp, StoredOtp};
 use passcode_domain::ports::{
-    CreateUserError, EmailChange, FirstCode, Mail, OtpStore, Outbox, OutboxEntry, OutboxStats,
-    OutboxStatus, QueuedMail, Spend, UserRepository,
+    CreateUserError, FirstCode, Mail, OtpStore, Outbox, OutboxEntry, OutboxStats, OutboxStatus,
+    QueuedMail, Spend, UserRepository,
 };
 use passcode_domain::{
     AuditEvent, EmailAddress, InfraError, NewUser, OtpPurpose, PasswordHash, Registration, User,
@@ -54,19 +54,6 @@ impl UserRepository for Waking<dyn UserRepository> {
         audit: &AuditEvent,
     ) -> Result<(), InfraError> {
         self.inner.set_active(id, active, at, audit).await
-    }
-    async fn change_email(
-        &self,
-        change: &EmailChange,
-        now: DateTime<Utc>,
-        notice: &Mail,
-        audit: &AuditEvent,
-    ) -> Result<bool, InfraError> {
-        let changed = self.inner.change_email(change, now, notice, audit).await?;
-        if changed {
-            self.wake.notify_one();
-        }
-        Ok(changed)
     }
     async fn delete(
         &self,
@@ -154,12 +141,8 @@ impl OtpStore for Waking<dyn OtpStore> {
     }
     async fn consume<'a>(&self, spend: &Spend<'a>) -> Result<bool, InfraError> {
         let spent = self.inner.consume(spend).await?;
-        // A password set by the spend may have queued its notice.
-        if spent
-            && spend
-                .password
-                .is_some_and(|password| password.notice.is_some())
-        {
+        // The spend's account change may have queued its mail.
+        if spent && spend.account.is_some_and(|change| change.mail().is_some()) {
             self.wake.notify_one();
         }
         Ok(spent)

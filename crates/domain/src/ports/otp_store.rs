@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::otp::{NewOtp, Registration, StoredOtp};
-use crate::ports::{Limit, Mail, NewRefreshToken};
+use crate::ports::{EmailChange, Limit, Mail, NewRefreshToken};
 
 /// What counting a try led to.
 #[derive(Debug, Clone)]
@@ -32,10 +32,45 @@ pub struct Spend<'a> {
     /// `Throttle` keys that each get one event back (a right code was no guess), in
     /// the order they were reserved in.
     pub give_back: &'a [String],
-    /// A password set by the spend, before its session starts.
-    pub password: Option<PasswordSet<'a>>,
+    /// What the spend does to its account, before its session starts.
+    pub account: Option<AccountChange<'a>>,
     /// A session started by the spend: its first refresh token, with its audit event.
     pub session: Option<(&'a NewRefreshToken, Option<&'a AuditEvent>)>,
+}
+
+/// What a spent code does to its account, in the spend's transaction. A change that
+/// is refused rolls the whole spend back: the code stays unspent.
+#[derive(Debug, Clone, Copy)]
+pub enum AccountChange<'a> {
+    /// A password set; never refused.
+    Password(PasswordSet<'a>),
+    /// The account moved to `change.new` (verified), if it still has `change.old` and
+    /// no account has `change.new`: every session but `change.keep_session` ended,
+    /// the old address's codes deleted, `audit` recorded and `notice` queued.
+    Email {
+        change: &'a EmailChange,
+        notice: &'a Mail,
+        audit: &'a AuditEvent,
+    },
+    /// The account erased, as [`crate::ports::UserRepository::delete`] erases it at
+    /// the spend's `now`; refused if it is already gone.
+    Delete {
+        user: UserId,
+        email: &'a EmailAddress,
+        goodbye: &'a Mail,
+        audit: &'a AuditEvent,
+    },
+}
+
+impl<'a> AccountChange<'a> {
+    /// The mail the change queues, if any.
+    pub fn mail(&self) -> Option<&'a Mail> {
+        match *self {
+            Self::Password(password) => password.notice,
+            Self::Email { notice, .. } => Some(notice),
+            Self::Delete { goodbye, .. } => Some(goodbye),
+        }
+    }
 }
 
 /// A password that a spent code sets, as [`crate::ports::UserRepository::set_password`]
@@ -59,7 +94,7 @@ impl<'a> Spend<'a> {
             now,
             max_attempts,
             give_back: &[],
-            password: None,
+            account: None,
             session: None,
         }
     }
@@ -117,9 +152,10 @@ pub trait OtpStore: Send + Sync {
     /// still has `spend.code_hash`, is unspent, unexpired at `spend.now` and has at most
     /// `spend.max_attempts` tries counted. Returns `true` to exactly one of any number
     /// of concurrent callers. In the same transaction it gives `spend.give_back` their
-    /// events back, sets `spend.password` and then starts `spend.session` (as
+    /// events back, makes `spend.account`'s change and then starts `spend.session` (as
     /// [`crate::ports::RefreshTokenStore::insert`]); when the code is not spent, none of
-    /// that happens.
+    /// that happens. `false` (and nothing changed) also when the account change is
+    /// refused.
     async fn consume<'a>(&self, spend: &Spend<'a>) -> Result<bool, InfraError>;
 
     /// Spends registration code `spend.id` (as [`OtpStore::consume`], with all that goes

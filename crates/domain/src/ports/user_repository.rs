@@ -25,7 +25,8 @@ pub struct FirstCode {
     pub audit: AuditEvent,
 }
 
-/// An account's move to a new address.
+/// An account's move to a new address, made by spending a code sent to it
+/// ([`crate::ports::AccountChange::Email`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailChange {
     pub user: UserId,
@@ -67,18 +68,6 @@ pub trait UserRepository: Send + Sync {
         at: DateTime<Utc>,
         audit: &AuditEvent,
     ) -> Result<(), InfraError>;
-
-    /// Moves the account to `change.new` in one transaction, if it still has
-    /// `change.old` and no account has `change.new`: the address (verified), every
-    /// session but `change.keep_session` ended, the old address's codes deleted,
-    /// `audit` recorded and `notice` queued. `false` (and nothing changed) otherwise.
-    async fn change_email(
-        &self,
-        change: &EmailChange,
-        now: DateTime<Utc>,
-        notice: &crate::ports::Mail,
-        audit: &AuditEvent,
-    ) -> Result<bool, InfraError>;
 
     /// Erases account `id` (of address `email`) and everything personal of it, in one
     /// transaction: its sessions, codes, queued mail, the limit state keyed by the

@@ -3,7 +3,7 @@
 //! moves the account atomically, ends every other session and tells the old address.
 //! Whether the new address has an account is never revealed.
 
-use crate::ports::{EmailChange, Mail};
+use crate::ports::{AccountChange, EmailChange, Mail, Spend};
 use crate::service::authenticate::AuthenticateError;
 use crate::service::{AuthService, Throttled};
 use crate::{AuditKind, EmailAddress, InfraError, OtpCode, OtpPurpose, Password, RequestContext};
@@ -100,9 +100,6 @@ impl AuthService {
             return Err(ChangeEmailError::InvalidCode);
         }
         let now = self.ports.clock.now();
-        if !self.spend_code(&matched, now).await? {
-            return Err(ChangeEmailError::InvalidCode);
-        }
         let change = EmailChange {
             user: user.id,
             old: user.email.clone(),
@@ -114,13 +111,18 @@ impl AuthService {
             full_name: user.full_name.as_str().to_owned(),
         };
         let audit = self.audit_event(AuditKind::EmailChanged, Some(&user), new_email, context);
-        if !self
-            .ports
-            .users
-            .change_email(&change, now, &notice, &audit)
-            .await?
-        {
-            // Taken meanwhile (or the account changed under us): the one answer.
+        // The code spent and the account moved in one transaction: a failure cannot
+        // spend the code alone, and a move refused (the address taken meanwhile, or
+        // the account changed under us) leaves it unspent.
+        let spend = Spend {
+            account: Some(AccountChange::Email {
+                change: &change,
+                notice: &notice,
+                audit: &audit,
+            }),
+            ..self.spending(&matched, now)
+        };
+        if !self.ports.otps.consume(&spend).await? {
             return Err(ChangeEmailError::InvalidCode);
         }
         Ok(())

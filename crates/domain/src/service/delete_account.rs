@@ -1,7 +1,9 @@
 //! Delete the account: the signed-in user confirms with the password; everything
 //! personal is erased in one transaction, and the address gets a last message.
 
-use crate::ports::Mail;
+use chrono::{DateTime, Utc};
+
+use crate::ports::{AccountChange, Mail, Spend};
 use crate::service::AuthService;
 use crate::service::authenticate::AuthenticateError;
 use crate::{AuditEvent, AuditKind, EmailAddress, InfraError, Password, RequestContext, User};
@@ -71,10 +73,22 @@ impl AuthService {
                 let matched = self
                     .match_code(&user.email, &code, crate::OtpPurpose::SignIn, &client)
                     .await?;
-                if !self.spend_code(&matched, self.ports.clock.now()).await? {
+                // The code spent and the account erased in one transaction: a
+                // failure cannot spend the code alone.
+                let now = self.ports.clock.now();
+                let (audit, goodbye) = Self::erasure(&user, now, context);
+                let spend = Spend {
+                    account: Some(AccountChange::Delete {
+                        user: user.id,
+                        email: &user.email,
+                        goodbye: &goodbye,
+                        audit: &audit,
+                    }),
+                    ..self.spending(&matched, now)
+                };
+                if !self.ports.otps.consume(&spend).await? {
                     return Err(DeleteAccountError::InvalidCode);
                 }
-                self.erase(&user, context).await?;
                 return Ok(());
             }
         };
@@ -100,15 +114,21 @@ impl AuthService {
 
     async fn erase(&self, user: &User, context: &RequestContext) -> Result<bool, InfraError> {
         let now = self.ports.clock.now();
+        let (audit, goodbye) = Self::erasure(user, now, context);
+        self.ports
+            .users
+            .delete(user.id, &user.email, &goodbye, now, &audit)
+            .await
+    }
+
+    /// The audit event of erasing `user` at `now`, and the last message its address gets.
+    fn erasure(user: &User, now: DateTime<Utc>, context: &RequestContext) -> (AuditEvent, Mail) {
         // Kept: the account id, never the address.
         let audit = AuditEvent::new(AuditKind::AccountDeleted, now, Some(user.id), None, context);
         let goodbye = Mail::AccountDeleted {
             to: user.email.clone(),
             full_name: user.full_name.as_str().to_owned(),
         };
-        self.ports
-            .users
-            .delete(user.id, &user.email, &goodbye, now, &audit)
-            .await
+        (audit, goodbye)
     }
 }

@@ -1,7 +1,7 @@
 //! Password reset by code: ask for a `reset_password` code by mail, then confirm it
 //! with a new password. The same code rules, budgets and answers as verification.
 
-use crate::ports::{Mail, PasswordSet, Spend};
+use crate::ports::{AccountChange, Mail, PasswordSet, Spend};
 use crate::service::{AuthService, Throttled};
 use crate::{EmailAddress, InfraError, OtpCode, OtpPurpose, Password, RequestContext};
 
@@ -90,13 +90,13 @@ impl AuthService {
         // The code spent and the password set in one transaction: a failure cannot
         // spend the code without setting the password.
         let spend = Spend {
-            password: Some(PasswordSet {
+            account: Some(AccountChange::Password(PasswordSet {
                 user: user.id,
                 hash: &hash,
                 verify_email: true,
                 audit: &audit,
                 notice: Some(&notice),
-            }),
+            })),
             ..self.spending(&matched, now)
         };
         if !self.ports.otps.consume(&spend).await? {

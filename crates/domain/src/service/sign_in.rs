@@ -4,7 +4,7 @@
 //! cleared (the pre-registration takeover: only the mailbox owner's later choice of
 //! password may count).
 
-use crate::ports::{PasswordSet, Spend};
+use crate::ports::{AccountChange, PasswordSet, Spend};
 use crate::service::{AuthService, Throttled};
 use crate::{
     AuditKind, EmailAddress, InfraError, OtpCode, OtpPurpose, PasswordHash, RequestContext,
@@ -94,13 +94,13 @@ impl AuthService {
         // The code spent, its guesses given back, the password cleared and the session
         // started: one transaction, so a failure cannot spend the code alone.
         let spend = Spend {
-            password: unverified.then_some(PasswordSet {
+            account: unverified.then_some(AccountChange::Password(PasswordSet {
                 user: user.id,
                 hash: &cleared,
                 verify_email: true,
                 audit: &audit,
                 notice: None,
-            }),
+            })),
             session: Some((&session, (!unverified).then_some(&audit))),
             ..self.spending(&matched, now)
         };

@@ -193,17 +193,6 @@ impl AuthService {
         }
     }
 
-    /// Spends a matched code at `now` and gives its guesses back, in one transaction:
-    /// `false` (and neither done) if another request spent it first (or it ran out of
-    /// tries meanwhile).
-    pub(crate) async fn spend_code(
-        &self,
-        matched: &Matched,
-        now: DateTime<Utc>,
-    ) -> Result<bool, InfraError> {
-        self.ports.otps.consume(&self.spending(matched, now)).await
-    }
-
     /// Spending `matched` at `now`: a right code was no guess, so its try goes back to
     /// both budgets, in the order they were reserved in. Whatever else goes with the
     /// spend is the caller's to add.

@@ -5,15 +5,18 @@ macro_rules! otp_store {
     ($store:ty) => {
         const _: () = {
             use self::shared::{
-                audit, delete_codes, give_back, insert_code, set_password, start_session,
+                audit, delete_codes, erase, give_back, insert_code, move_email, refused,
+                set_password, start_session,
             };
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
             use diesel::prelude::*;
             use diesel_async::{AsyncConnection, RunQueryDsl};
             use passcode_domain::otp::{NewOtp, StoredOtp};
-            use passcode_domain::ports::{Limit, Mail, OtpStore, Spend, Tries};
-            use passcode_domain::{EmailAddress, InfraError, OtpPurpose, UserId};
+            use passcode_domain::ports::{
+                AccountChange, EmailChange, Limit, Mail, OtpStore, PasswordSet, Spend, Tries,
+            };
+            use passcode_domain::{AuditEvent, EmailAddress, InfraError, OtpPurpose, UserId};
             use uuid::Uuid;
             use $crate::cached::CachedExt as _;
             use $crate::error::query_error;
@@ -143,10 +146,10 @@ macro_rules! otp_store {
                 }
 
                 async fn consume<'a>(&self, spend: &Spend<'a>) -> Result<bool, InfraError> {
-                    let notice = notice_row(spend, &self.mail_key)?;
+                    let change = seal(spend, &self.mail_key)?;
                     let mut conn = self.writer().await?;
                     if spend.give_back.is_empty()
-                        && spend.password.is_none()
+                        && spend.account.is_none()
                         && spend.session.is_none()
                     {
                         return spend_code(&mut *conn, spend).await.map_err(query_error);
@@ -156,11 +159,11 @@ macro_rules! otp_store {
                             if !given_back_and_spent(conn, spend).await? {
                                 return Err(diesel::result::Error::RollbackTransaction);
                             }
-                            after_spend(conn, spend, notice.as_ref()).await?;
+                            after_spend(conn, spend, change.as_ref()).await?;
                             Ok::<bool, diesel::result::Error>(true)
                         })
                         .await
-                        .or_else(not_spent)
+                        .or_else(refused)
                 }
 
                 async fn complete_registration<'a>(
@@ -172,7 +175,7 @@ macro_rules! otp_store {
                 ) -> Result<bool, InfraError> {
                     let now_ms = to_millis(spend.now);
                     let keep = spend.id.to_string();
-                    let notice = notice_row(spend, &self.mail_key)?;
+                    let change = seal(spend, &self.mail_key)?;
                     let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
@@ -211,19 +214,11 @@ macro_rules! otp_store {
                             )
                             .await?;
                             audit(conn, event).await?;
-                            after_spend(conn, spend, notice.as_ref()).await?;
+                            after_spend(conn, spend, change.as_ref()).await?;
                             Ok::<bool, diesel::result::Error>(true)
                         })
                         .await
-                        .or_else(not_spent)
-                }
-            }
-
-            /// A transaction rolled back because its code was not spent here.
-            fn not_spent(e: diesel::result::Error) -> Result<bool, InfraError> {
-                match e {
-                    diesel::result::Error::RollbackTransaction => Ok(false),
-                    other => Err(query_error(other)),
+                        .or_else(refused)
                 }
             }
 
@@ -239,42 +234,73 @@ macro_rules! otp_store {
                 spend_code(conn, spend).await
             }
 
-            /// What goes with a spend once its code is spent: its password set (with
-            /// `notice`, its sealed notice), then its session started. Runs inside the
-            /// caller's transaction.
+            /// A spend's account change, with its mail sealed for the outbox.
+            enum Sealed<'a> {
+                Password(PasswordSet<'a>, Option<NewOutboxRow>),
+                Email(&'a EmailChange, &'a AuditEvent, NewOutboxRow),
+                Delete(UserId, &'a EmailAddress, &'a AuditEvent, NewOutboxRow),
+            }
+
+            /// Seals the mail of the spend's account change, before its transaction.
+            fn seal<'a>(
+                spend: &Spend<'a>,
+                key: &$crate::cipher::MailKey,
+            ) -> Result<Option<Sealed<'a>>, InfraError> {
+                let row = |mail| NewOutboxRow::new(mail, spend.now, None, key, None);
+                Ok(match spend.account {
+                    None => None,
+                    Some(AccountChange::Password(password)) => Some(Sealed::Password(
+                        password,
+                        password.notice.map(row).transpose()?,
+                    )),
+                    Some(AccountChange::Email {
+                        change,
+                        notice,
+                        audit,
+                    }) => Some(Sealed::Email(change, audit, row(notice)?)),
+                    Some(AccountChange::Delete {
+                        user,
+                        email,
+                        goodbye,
+                        audit,
+                    }) => Some(Sealed::Delete(user, email, audit, row(goodbye)?)),
+                })
+            }
+
+            /// What goes with a spend once its code is spent: its account change
+            /// (`change`, sealed), then its session started. Runs inside the caller's
+            /// transaction; a refused change rolls it back.
             async fn after_spend(
                 conn: &mut Conn,
                 spend: &Spend<'_>,
-                notice: Option<&NewOutboxRow>,
+                change: Option<&Sealed<'_>>,
             ) -> Result<(), diesel::result::Error> {
-                if let Some(password) = spend.password {
-                    set_password(
-                        conn,
-                        &password.user.0.to_string(),
-                        password.hash,
-                        password.verify_email,
-                        to_millis(spend.now),
-                        password.audit,
-                        notice,
-                    )
-                    .await?;
+                let now = to_millis(spend.now);
+                match change {
+                    None => {}
+                    Some(Sealed::Password(password, notice)) => {
+                        set_password(
+                            conn,
+                            &password.user.0.to_string(),
+                            password.hash,
+                            password.verify_email,
+                            now,
+                            password.audit,
+                            notice.as_ref(),
+                        )
+                        .await?
+                    }
+                    Some(Sealed::Email(change, event, notice)) => {
+                        move_email(conn, change, now, event, notice).await?
+                    }
+                    Some(Sealed::Delete(user, email, event, goodbye)) => {
+                        erase(conn, &user.0.to_string(), email.as_str(), event, goodbye).await?
+                    }
                 }
                 if let Some((token, event)) = spend.session {
                     start_session(conn, token, event).await?;
                 }
                 Ok(())
-            }
-
-            /// The outbox row of the notice of the password a spend sets, if any.
-            fn notice_row(
-                spend: &Spend<'_>,
-                key: &$crate::cipher::MailKey,
-            ) -> Result<Option<NewOutboxRow>, InfraError> {
-                spend
-                    .password
-                    .and_then(|password| password.notice)
-                    .map(|mail| NewOutboxRow::new(mail, spend.now, None, key, None))
-                    .transpose()
             }
 
             /// Marks the spend's code spent if it still may be; true if so. One

@@ -150,6 +150,113 @@ macro_rules! shared {
                 Ok(())
             }
 
+            /// Moves account `change.user` to `change.new` (verified) if it still has
+            /// `change.old`: every session but `change.keep_session` ended, the old
+            /// address's codes deleted, `event` recorded and `notice` queued. Runs
+            /// inside the caller's transaction; refused with
+            /// `RollbackTransaction` if the account no longer has `change.old` or
+            /// another account has `change.new`.
+            pub(super) async fn move_email(
+                conn: &mut Conn,
+                change: &passcode_domain::ports::EmailChange,
+                now: i64,
+                event: &passcode_domain::AuditEvent,
+                notice: &NewOutboxRow,
+            ) -> Result<(), diesel::result::Error> {
+                use diesel::result::{DatabaseErrorKind, Error};
+                use $crate::schema::{sessions, users};
+                let user = change.user.0.to_string();
+                let old = change.old.as_str();
+                let moved = diesel::update(users::table.find(&user).filter(users::email.eq(old)))
+                    .set((
+                        users::email.eq(change.new.as_str()),
+                        users::email_verified.eq(true),
+                        users::updated_at.eq(now),
+                    ))
+                    .execute(conn)
+                    .await
+                    .map_err(|e| match e {
+                        // Another account took the address meanwhile.
+                        Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                            Error::RollbackTransaction
+                        }
+                        other => other,
+                    })?;
+                if moved == 0 {
+                    return Err(Error::RollbackTransaction);
+                }
+                diesel::update(
+                    sessions::table
+                        .filter(sessions::user_id.eq(&user))
+                        .filter(sessions::family_id.ne(change.keep_session.to_string()))
+                        .filter(sessions::revoked_at.is_null()),
+                )
+                .set(sessions::revoked_at.eq(Some(now)))
+                .execute(conn)
+                .await?;
+                diesel::delete(otp_codes::table.filter(otp_codes::email.eq(old)))
+                    .execute(conn)
+                    .await?;
+                audit(conn, event).await?;
+                diesel::insert_into(outbox::table)
+                    .values(notice)
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            }
+
+            /// Erases account `user` (of `address`) and everything personal of it:
+            /// its sessions, codes, queued mail, the limit state keyed by the
+            /// address; audit events keep their account id but lose the address.
+            /// Then records `event` and queues `goodbye`. Runs inside the caller's
+            /// transaction; refused with `RollbackTransaction` if there is no such
+            /// account.
+            pub(super) async fn erase(
+                conn: &mut Conn,
+                user: &str,
+                address: &str,
+                event: &passcode_domain::AuditEvent,
+                goodbye: &NewOutboxRow,
+            ) -> Result<(), diesel::result::Error> {
+                use $crate::schema::{sessions, users};
+                let removed = diesel::delete(users::table.find(user)).execute(conn).await?;
+                if removed == 0 {
+                    return Err(diesel::result::Error::RollbackTransaction);
+                }
+                diesel::delete(sessions::table.filter(sessions::user_id.eq(user)))
+                    .execute(conn)
+                    .await?;
+                diesel::delete(otp_codes::table.filter(otp_codes::email.eq(address)))
+                    .execute(conn)
+                    .await?;
+                diesel::delete(outbox::table.filter(outbox::recipient.eq(address)))
+                    .execute(conn)
+                    .await?;
+                // Limit state keyed by the address: exact keys, and the keys per
+                // (address, client), matched by prefix without LIKE (an address may
+                // hold `_` or `%`).
+                super::dialect::delete_address_limits(conn, address, user).await?;
+                diesel::update(audit_events::table.filter(audit_events::email.eq(address)))
+                    .set(audit_events::email.eq(None::<String>))
+                    .execute(conn)
+                    .await?;
+                audit(conn, event).await?;
+                diesel::insert_into(outbox::table)
+                    .values(goodbye)
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            }
+
+            /// A transaction that rolled back because what it was to do was refused
+            /// (`RollbackTransaction`): `false`, nothing changed.
+            pub(super) fn refused(e: diesel::result::Error) -> Result<bool, passcode_domain::InfraError> {
+                match e {
+                    diesel::result::Error::RollbackTransaction => Ok(false),
+                    other => Err($crate::error::query_error(other)),
+                }
+            }
+
             /// Gives one event of each of `keys` back (`Throttle::release`), one
             /// statement a key in the order given, which is the order they were
             /// reserved in: a statement over all of them would lock their rows in the

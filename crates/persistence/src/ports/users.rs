@@ -4,8 +4,7 @@
 macro_rules! user_repository {
     ($store:ty) => {
         const _: () = {
-            use self::dialect;
-            use self::shared::{audit, insert_code, set_password};
+            use self::shared::{audit, erase, insert_code, refused, set_password};
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
             use diesel::prelude::*;
@@ -16,7 +15,7 @@ macro_rules! user_repository {
             use $crate::error::{create_user_error, query_error};
             use $crate::outbox_rows::NewOutboxRow;
             use $crate::rows::{OtpRow, UserRow};
-            use $crate::schema::{audit_events, otp_codes, outbox, sessions, users};
+            use $crate::schema::users;
             use $crate::time::to_millis;
 
             #[async_trait]
@@ -129,68 +128,6 @@ macro_rules! user_repository {
                         .map_err(query_error)
                 }
 
-                async fn change_email(
-                    &self,
-                    change: &passcode_domain::ports::EmailChange,
-                    now: DateTime<Utc>,
-                    notice: &Mail,
-                    event: &passcode_domain::AuditEvent,
-                ) -> Result<bool, InfraError> {
-                    let now_ms = to_millis(now);
-                    let user = change.user.0.to_string();
-                    let (old, new) = (
-                        change.old.as_str().to_owned(),
-                        change.new.as_str().to_owned(),
-                    );
-                    let keep = change.keep_session.to_string();
-                    let notice_row = NewOutboxRow::new(notice, now, None, &self.mail_key, None)?;
-                    let mut conn = self.writer().await?;
-                    (*conn)
-                        .transaction(async |conn| {
-                            let moved = diesel::update(
-                                users::table.find(&user).filter(users::email.eq(&old)),
-                            )
-                            .set((
-                                users::email.eq(&new),
-                                users::email_verified.eq(true),
-                                users::updated_at.eq(now_ms),
-                            ))
-                            .execute(conn)
-                            .await?;
-                            if moved == 0 {
-                                return Err(diesel::result::Error::RollbackTransaction);
-                            }
-                            diesel::update(
-                                sessions::table
-                                    .filter(sessions::user_id.eq(&user))
-                                    .filter(sessions::family_id.ne(&keep))
-                                    .filter(sessions::revoked_at.is_null()),
-                            )
-                            .set(sessions::revoked_at.eq(Some(now_ms)))
-                            .execute(conn)
-                            .await?;
-                            diesel::delete(otp_codes::table.filter(otp_codes::email.eq(&old)))
-                                .execute(conn)
-                                .await?;
-                            audit(conn, event).await?;
-                            diesel::insert_into(outbox::table)
-                                .values(&notice_row)
-                                .execute(conn)
-                                .await?;
-                            Ok::<bool, diesel::result::Error>(true)
-                        })
-                        .await
-                        .or_else(|e| match e {
-                            diesel::result::Error::RollbackTransaction => Ok(false),
-                            // Another account took the address meanwhile.
-                            diesel::result::Error::DatabaseError(
-                                diesel::result::DatabaseErrorKind::UniqueViolation,
-                                _,
-                            ) => Ok(false),
-                            other => Err(query_error(other)),
-                        })
-                }
-
                 async fn delete(
                     &self,
                     id: UserId,
@@ -205,43 +142,11 @@ macro_rules! user_repository {
                     let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
-                            let removed = diesel::delete(users::table.find(&user))
-                                .execute(conn)
-                                .await?;
-                            if removed == 0 {
-                                return Err(diesel::result::Error::RollbackTransaction);
-                            }
-                            diesel::delete(sessions::table.filter(sessions::user_id.eq(&user)))
-                                .execute(conn)
-                                .await?;
-                            diesel::delete(otp_codes::table.filter(otp_codes::email.eq(&address)))
-                                .execute(conn)
-                                .await?;
-                            diesel::delete(outbox::table.filter(outbox::recipient.eq(&address)))
-                                .execute(conn)
-                                .await?;
-                            // Limit state keyed by the address: exact keys, and the keys
-                            // per (address, client), matched by prefix without LIKE (an
-                            // address may hold `_` or `%`).
-                            dialect::delete_address_limits(conn, &address, &user).await?;
-                            diesel::update(
-                                audit_events::table.filter(audit_events::email.eq(&address)),
-                            )
-                            .set(audit_events::email.eq(None::<String>))
-                            .execute(conn)
-                            .await?;
-                            audit(conn, event).await?;
-                            diesel::insert_into(outbox::table)
-                                .values(&goodbye_row)
-                                .execute(conn)
-                                .await?;
+                            erase(conn, &user, &address, event, &goodbye_row).await?;
                             Ok::<bool, diesel::result::Error>(true)
                         })
                         .await
-                        .or_else(|e| match e {
-                            diesel::result::Error::RollbackTransaction => Ok(false),
-                            other => Err(query_error(other)),
-                        })
+                        .or_else(refused)
                 }
 
                 async fn set_password<'a>(

@@ -1,6 +1,7 @@
 //! Unit tests of the use cases against mocked ports and a fixed clock, one file per
 //! use case; the fixtures they share are here.
 
+mod account;
 mod limits;
 mod login;
 mod password;
@@ -277,6 +278,17 @@ fn claims(kind: TokenKind) -> TokenClaims {
         expires_at: now() + Duration::days(1),
         session_id: Some(Uuid::from_u128(3)),
     }
+}
+
+/// Any access token is valid, for the verified account
+/// (`user(true)`).
+fn signed_in(m: &mut Mocks) {
+    m.tokens
+        .expect_verify()
+        .returning(|_, kind, _| Ok(claims(kind)));
+    m.users
+        .expect_find_by_id()
+        .returning(|_| Ok(Some(user(true))));
 }
 
 fn denied(seconds: i64) -> Admission {

@@ -57,7 +57,7 @@ fn reset_confirm_sets_the_password_verifies_revokes_and_notifies() {
     m.otps
         .expect_consume()
         .withf(|spend| {
-            let Some(password) = spend.password else {
+            let Some(AccountChange::Password(password)) = spend.account else {
                 return false;
             };
             spend.session.is_none()
@@ -139,14 +139,4 @@ fn expect_one_password_write(m: &mut Mocks, verify_email: bool, kind: AuditKind)
     m.outbox.expect_enqueue().never();
     m.refresh_tokens.checkpoint();
     m.refresh_tokens.expect_revoke_all().never();
-}
-
-/// Any access token is valid, for the verified account.
-fn signed_in(m: &mut Mocks) {
-    m.tokens
-        .expect_verify()
-        .returning(|_, kind, _| Ok(claims(kind)));
-    m.users
-        .expect_find_by_id()
-        .returning(|_| Ok(Some(user(true))));
 }

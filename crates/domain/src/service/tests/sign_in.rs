@@ -85,7 +85,7 @@ fn sign_in_of_an_unverified_account_clears_its_password_with_the_spend() {
     m.otps
         .expect_consume()
         .withf(|spend| {
-            let Some(password) = spend.password else {
+            let Some(AccountChange::Password(password)) = spend.account else {
                 return false;
             };
             let Some((session, None)) = spend.session else {

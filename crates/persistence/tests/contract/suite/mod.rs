@@ -7,8 +7,9 @@ use chrono::{DateTime, Duration, Utc};
 use passcode_domain::otp::NewOtp;
 use passcode_domain::ports::AuditLog;
 use passcode_domain::ports::{
-    Admission, Admissions, CreateUserError, FirstCode, HealthCheck, Limit, Mail, OtpStore, Outbox,
-    OutboxStatus, PasswordSet, SignedFor, Spend, Throttle, Tries, UserRepository,
+    AccountChange, Admission, Admissions, CreateUserError, EmailChange, FirstCode, HealthCheck,
+    Limit, Mail, OtpStore, Outbox, OutboxStatus, PasswordSet, SignedFor, Spend, Throttle, Tries,
+    UserRepository,
 };
 use passcode_domain::{
     AuditEvent, AuditKind, AuditQuery, CodeHash, EmailAddress, FullName, NewUser, OtpCode,

@@ -524,13 +524,13 @@ pub async fn a_spend_sets_its_password_before_its_session(store: impl Store) {
     let token = refresh_token(2, Uuid::new_v4(), user);
     let wrong = CodeHash::from_bytes(vec![9; 32]);
     let spend = Spend {
-        password: Some(PasswordSet {
+        account: Some(AccountChange::Password(PasswordSet {
             user,
             hash: &hash,
             verify_email: true,
             audit: &reset,
             notice: Some(&notice),
-        }),
+        })),
         session: Some((&token, None)),
         ..Spend::new(otp.id, &wrong, now(), 5)
     };
@@ -556,4 +556,217 @@ pub async fn a_spend_sets_its_password_before_its_session(store: impl Store) {
     assert_eq!(sessions[0].id, token.family_id, "its own session live");
     assert_eq!(store.pending(10).await.unwrap().len(), before + 1);
     assert_eq!(events(&store, AuditKind::PasswordReset).await, 1);
+}
+
+/// A spend that moves its account to the code's address: in its transaction the
+/// address moved and verified, every other session ended, the old address's codes
+/// deleted, the event recorded and the notice queued; a spend that does not happen
+/// changes none of it.
+pub async fn a_spend_moves_its_account_to_its_new_address(store: impl Store) {
+    let (user, _) = account(&store, "ada@example.com").await;
+    let kept = refresh_token(1, Uuid::new_v4(), user);
+    store.insert(&kept, None, &[]).await.unwrap();
+    store
+        .insert(&refresh_token(2, Uuid::new_v4(), user), None, &[])
+        .await
+        .unwrap();
+    let old_code = new_otp("ada@example.com", OtpPurpose::ResetPassword, 3);
+    store
+        .replace(&old_code, &mail_for(&old_code))
+        .await
+        .unwrap();
+    let otp = change_otp(user);
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    let before = store.pending(10).await.unwrap().len();
+    let (change, notice, moved) = email_change(user, "ada@example.com", kept.family_id);
+    let wrong = CodeHash::from_bytes(vec![9; 32]);
+    let spend = Spend {
+        account: Some(AccountChange::Email {
+            change: &change,
+            notice: &notice,
+            audit: &moved,
+        }),
+        ..Spend::new(otp.id, &wrong, now(), 5)
+    };
+
+    assert!(!store.consume(&spend).await.unwrap());
+    assert_eq!(
+        store.find_by_id(user).await.unwrap().unwrap().email,
+        email("ada@example.com")
+    );
+    assert_eq!(store.sessions(user, now()).await.unwrap().len(), 2);
+    assert_eq!(events(&store, AuditKind::EmailChanged).await, 0);
+
+    let spend = Spend {
+        code_hash: &otp.code_hash,
+        ..spend
+    };
+    assert!(store.consume(&spend).await.unwrap());
+    let after = store.find_by_id(user).await.unwrap().unwrap();
+    assert_eq!(after.email, otp.email);
+    assert!(after.email_verified);
+    let sessions = store.sessions(user, now()).await.unwrap();
+    assert_eq!(sessions.len(), 1, "every other session ended");
+    assert_eq!(sessions[0].id, kept.family_id);
+    assert!(
+        store
+            .find(&old_code.email, OtpPurpose::ResetPassword)
+            .await
+            .unwrap()
+            .is_none(),
+        "the old address's codes deleted"
+    );
+    let pending = store.pending(10).await.unwrap();
+    assert_eq!(pending.len(), before + 1, "the notice queued");
+    assert!(
+        pending
+            .iter()
+            .any(|entry| entry.recipient == "ada@example.com" && entry.kind == "email_changed")
+    );
+    assert_eq!(events(&store, AuditKind::EmailChanged).await, 1);
+    assert!(!store.consume(&spend).await.unwrap(), "once");
+}
+
+/// A move refused (the account no longer has the old address, or another account took
+/// the new one) rolls its spend back: the code stays unspent, its guesses are not
+/// given back, nothing moves.
+pub async fn a_spend_whose_move_is_refused_leaves_its_code_unspent(store: impl Store) {
+    let (user, _) = account(&store, "ada@example.com").await;
+    let otp = change_otp(user);
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    let budgets = pair_of_budgets(1);
+    let Tries::Counted(_) = store
+        .count_try(&otp.email, OtpPurpose::ChangeEmail, now(), 5, &budgets)
+        .await
+        .unwrap()
+    else {
+        panic!("the first guess is counted");
+    };
+    let give_back: Vec<String> = budgets.iter().map(|(key, _)| key.clone()).collect();
+    let moved_away = email_change(user, "grace@example.com", Uuid::nil());
+    let taken = email_change(user, "ada@example.com", Uuid::nil());
+    store
+        .create(&new_user("lovelace@example.com"), None)
+        .await
+        .unwrap();
+
+    for (change, notice, audit) in [&moved_away, &taken] {
+        let spend = Spend {
+            give_back: &give_back,
+            account: Some(AccountChange::Email {
+                change,
+                notice,
+                audit,
+            }),
+            ..Spend::new(otp.id, &otp.code_hash, now(), 5)
+        };
+        assert!(!store.consume(&spend).await.unwrap(), "{change:?}");
+        let code = store
+            .find(&otp.email, OtpPurpose::ChangeEmail)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!code.consumed, "{change:?}");
+    }
+    assert_eq!(
+        store.find_by_id(user).await.unwrap().unwrap().email,
+        email("ada@example.com")
+    );
+    assert_eq!(events(&store, AuditKind::EmailChanged).await, 0);
+    assert!(
+        matches!(
+            store
+                .count_try(&otp.email, OtpPurpose::ChangeEmail, now(), 5, &budgets)
+                .await
+                .unwrap(),
+            Tries::Refused { .. }
+        ),
+        "no guess given back"
+    );
+}
+
+/// A spend that deletes its account erases it in the spend's transaction, with its
+/// goodbye queued; a spend for an account already gone changes nothing, and its code
+/// stays unspent.
+pub async fn a_spend_deletes_its_account(store: impl Store) {
+    let address = "ada@example.com";
+    let (user, _) = account(&store, address).await;
+    store
+        .insert(&refresh_token(1, Uuid::new_v4(), user), None, &[])
+        .await
+        .unwrap();
+    let otp = new_otp(address, OtpPurpose::SignIn, 1);
+    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    let goodbye = Mail::AccountDeleted {
+        to: email(address),
+        full_name: "Ada".into(),
+    };
+    let deleted = event(AuditKind::AccountDeleted);
+    let deleting = |user, code_hash| Spend {
+        account: Some(AccountChange::Delete {
+            user,
+            email: &otp.email,
+            goodbye: &goodbye,
+            audit: &deleted,
+        }),
+        ..Spend::new(otp.id, code_hash, now(), 5)
+    };
+
+    let wrong = CodeHash::from_bytes(vec![9; 32]);
+    assert!(!store.consume(&deleting(user, &wrong)).await.unwrap());
+    assert!(store.find_by_id(user).await.unwrap().is_some());
+    assert!(
+        !store
+            .consume(&deleting(UserId::new_random(), &otp.code_hash))
+            .await
+            .unwrap(),
+        "no such account"
+    );
+    let code = store.find(&otp.email, OtpPurpose::SignIn).await.unwrap();
+    assert!(!code.unwrap().consumed);
+    assert_eq!(events(&store, AuditKind::AccountDeleted).await, 0);
+
+    assert!(
+        store
+            .consume(&deleting(user, &otp.code_hash))
+            .await
+            .unwrap()
+    );
+    assert!(store.find_by_id(user).await.unwrap().is_none());
+    assert!(store.sessions(user, now()).await.unwrap().is_empty());
+    assert!(
+        store
+            .find(&otp.email, OtpPurpose::SignIn)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let queued = store.claim(now(), Duration::seconds(60), 10).await.unwrap();
+    assert_eq!(queued.len(), 1, "only the goodbye is queued");
+    assert!(matches!(&queued[0].mail, Mail::AccountDeleted { to, .. } if *to == otp.email));
+    assert_eq!(events(&store, AuditKind::AccountDeleted).await, 1);
+}
+
+/// A change-email code for `user`, sent to lovelace@example.com.
+fn change_otp(user: UserId) -> NewOtp {
+    NewOtp {
+        account: Some(user),
+        ..new_otp("lovelace@example.com", OtpPurpose::ChangeEmail, 1)
+    }
+}
+
+/// `user`'s move from `old` to lovelace@example.com, keeping session `keep`, with the
+/// notice to the old address and the event.
+fn email_change(user: UserId, old: &str, keep: Uuid) -> (EmailChange, Mail, AuditEvent) {
+    let change = EmailChange {
+        user,
+        old: email(old),
+        new: email("lovelace@example.com"),
+        keep_session: keep,
+    };
+    let notice = Mail::EmailChanged {
+        to: email(old),
+        full_name: "Ada".into(),
+    };
+    (change, notice, event(AuditKind::EmailChanged))
 }

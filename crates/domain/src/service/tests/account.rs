@@ -1,0 +1,162 @@
+//! Changing the address and deleting the account by code: the code spent and the
+//! account changed in one write, so a failure cannot spend the code alone.
+
+use super::*;
+
+const NEW: &str = "lovelace@example.com";
+
+/// A signed-in account with one open code of `purpose`, "123456", sent to `to`
+/// (for `account`, if the code names one).
+fn confirming(purpose: OtpPurpose, to: &str, account: Option<UserId>) -> Mocks {
+    let mut m = Mocks::new();
+    signed_in(&mut m);
+    let to = EmailAddress::parse(to).unwrap();
+    m.otps
+        .expect_count_try()
+        .withf(move |_, p, _, _, _| *p == purpose)
+        .times(1)
+        .returning(move |email, _, _, _, _| {
+            let mut otp = stored_otp("123456", 1, Duration::minutes(5));
+            otp.email = to.clone();
+            otp.purpose = purpose;
+            otp.account = account;
+            otp.code_hash = OtpHasher::new(SECRET.to_vec()).hash(
+                email,
+                purpose,
+                &OtpCode::new("123456".into()),
+            );
+            Ok(Tries::Counted(vec![otp]))
+        });
+    m
+}
+
+fn confirm_change(m: Mocks) -> Result<(), ChangeEmailError> {
+    block_on(m.service().confirm_email_change(
+        "access",
+        &EmailAddress::parse(NEW).unwrap(),
+        &OtpCode::new("123456".into()),
+        CLIENT,
+        &RequestContext::default(),
+    ))
+}
+
+fn delete_by_code(m: Mocks) -> Result<(), DeleteAccountError> {
+    block_on(m.service().delete_account(
+        "access",
+        DeleteConfirmation::Code {
+            code: OtpCode::new("123456".into()),
+            client: CLIENT.into(),
+        },
+        &RequestContext::default(),
+    ))
+}
+
+/// The account without a password: it confirms a deletion with a code.
+fn passwordless(m: &mut Mocks) {
+    m.users.checkpoint();
+    m.users.expect_find_by_id().returning(|_| {
+        Ok(Some(User {
+            password_hash: PasswordHash::unset(),
+            ..user(true)
+        }))
+    });
+}
+
+#[test]
+fn confirming_an_email_change_spends_the_code_and_moves_the_account_in_one_write() {
+    let mut m = confirming(OtpPurpose::ChangeEmail, NEW, Some(user(true).id));
+    m.otps
+        .expect_consume()
+        .withf(|spend| {
+            let Some(AccountChange::Email {
+                change,
+                notice,
+                audit,
+            }) = spend.account
+            else {
+                return false;
+            };
+            spend.id == Uuid::from_u128(99)
+                && spend.give_back.len() == 2
+                && spend.session.is_none()
+                && spend.now == now()
+                && change.user == user(true).id
+                && change.old == email()
+                && change.new.as_str() == NEW
+                && change.keep_session == Uuid::from_u128(3)
+                && matches!(notice, Mail::EmailChanged { to, .. } if *to == email())
+                && audit.kind == AuditKind::EmailChanged
+        })
+        .times(1)
+        .returning(|_| Ok(true));
+    m.throttle.expect_release().never();
+    m.outbox.expect_enqueue().never();
+    confirm_change(m).unwrap();
+}
+
+#[test]
+fn an_email_change_that_is_not_spent_is_the_one_answer() {
+    let mut m = confirming(OtpPurpose::ChangeEmail, NEW, Some(user(true).id));
+    // Spent meanwhile, or the move refused (the address taken): both roll back.
+    m.otps.expect_consume().times(1).returning(|_| Ok(false));
+    assert!(matches!(
+        confirm_change(m),
+        Err(ChangeEmailError::InvalidCode)
+    ));
+}
+
+#[test]
+fn an_email_change_code_of_another_account_is_not_spent() {
+    let mut m = confirming(
+        OtpPurpose::ChangeEmail,
+        NEW,
+        Some(UserId(Uuid::from_u128(8))),
+    );
+    m.otps.expect_consume().never();
+    assert!(matches!(
+        confirm_change(m),
+        Err(ChangeEmailError::InvalidCode)
+    ));
+}
+
+#[test]
+fn deleting_by_code_spends_the_code_and_erases_the_account_in_one_write() {
+    let mut m = confirming(OtpPurpose::SignIn, "ada@example.com", None);
+    passwordless(&mut m);
+    m.otps
+        .expect_consume()
+        .withf(|spend| {
+            let Some(AccountChange::Delete {
+                user: id,
+                email: address,
+                goodbye,
+                audit,
+            }) = spend.account
+            else {
+                return false;
+            };
+            spend.give_back.len() == 2
+                && spend.session.is_none()
+                && id == user(true).id
+                && *address == email()
+                && matches!(goodbye, Mail::AccountDeleted { to, .. } if *to == email())
+                && audit.kind == AuditKind::AccountDeleted
+                && audit.email.is_none()
+        })
+        .times(1)
+        .returning(|_| Ok(true));
+    m.users.expect_delete().never();
+    delete_by_code(m).unwrap();
+}
+
+#[test]
+fn a_deletion_whose_code_is_not_spent_erases_nothing() {
+    let mut m = confirming(OtpPurpose::SignIn, "ada@example.com", None);
+    passwordless(&mut m);
+    m.otps.expect_consume().times(1).returning(|_| Ok(false));
+    m.users.expect_delete().never();
+    assert!(matches!(
+        delete_by_code(m),
+        Err(DeleteAccountError::InvalidCode)
+    ));
+}
