@@ -77,9 +77,10 @@ impl UserRepository for Waking<dyn UserRepository> {
         at: DateTime<Utc>,
         audit: &AuditEvent,
         notice: Option<&'a Mail>,
+        give_back: &'a [String],
     ) -> Result<(), InfraError> {
         self.inner
-            .set_password(id, hash, verify_email, at, audit, notice)
+            .set_password(id, hash, verify_email, at, audit, notice, give_back)
             .await?;
         if notice.is_some() {
             self.wake.notify_one();

@@ -85,8 +85,10 @@ pub trait UserRepository: Send + Sync {
 
     /// Replaces the password hash, marks the email verified if `verify_email` (voiding
     /// registrations still waiting for their code), refuses every token issued before
-    /// `at` and ends every session, records `audit` and queues `notice`, in one
-    /// transaction: a crash keeps all of it or none. Unknown ids are ignored.
+    /// `at` and ends every session, records `audit`, queues `notice` and gives
+    /// `give_back` (`Throttle` keys) one event each back, in one transaction: a crash
+    /// keeps all of it or none. Unknown ids are ignored.
+    #[allow(clippy::too_many_arguments)] // the account, the change, its event, notice and give-back
     async fn set_password<'a>(
         &self,
         id: UserId,
@@ -95,5 +97,6 @@ pub trait UserRepository: Send + Sync {
         at: DateTime<Utc>,
         audit: &AuditEvent,
         notice: Option<&'a crate::ports::Mail>,
+        give_back: &'a [String],
     ) -> Result<(), InfraError>;
 }

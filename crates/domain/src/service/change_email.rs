@@ -50,12 +50,13 @@ impl AuthService {
         password: &Password,
     ) -> Result<(), ChangeEmailError> {
         let user = self.current_user(access_token).await?;
-        if !self
+        let Some(budget) = self
             .check_account_password::<ChangeEmailError>(&user, password)
             .await?
-        {
+        else {
             return Err(ChangeEmailError::WrongPassword);
-        }
+        };
+        self.ports.throttle.release(&[budget]).await?;
         self.admit_send(new_email, OtpPurpose::ChangeEmail)
             .await??;
         let notice = Mail::EmailChangeRequested {

@@ -46,12 +46,12 @@ impl AuthService {
         if let Some(problem) = self.weak_password(new_password, &inputs).await? {
             return Err(ChangePasswordError::WeakPassword(problem));
         }
-        if !self
+        let Some(budget) = self
             .check_account_password::<ChangePasswordError>(&user, old_password)
             .await?
-        {
+        else {
             return Err(ChangePasswordError::WrongOldPassword);
-        }
+        };
         let hash = self.ports.passwords.hash(new_password).await?;
         let now = self.ports.clock.now();
         let audit = self.audit_event(
@@ -63,7 +63,7 @@ impl AuthService {
         let notice = Self::password_changed_notice(&user);
         self.ports
             .users
-            .set_password(user.id, &hash, false, now, &audit, Some(&notice))
+            .set_password(user.id, &hash, false, now, &audit, Some(&notice), &[budget])
             .await?;
         Ok(())
     }

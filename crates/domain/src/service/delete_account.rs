@@ -92,9 +92,11 @@ impl AuthService {
                 return Ok(());
             }
         };
-        if !self
+        // The budget is not given back: erasing the account erases its row.
+        if self
             .check_account_password::<DeleteAccountError>(&user, &password)
             .await?
+            .is_none()
         {
             return Err(DeleteAccountError::WrongPassword);
         }

@@ -377,13 +377,14 @@ impl AuthService {
 
     /// Checks the signed-in account's own password (change-password, change-email,
     /// delete). A stolen access token must not become an oracle for the password: a
-    /// wrong one counts against the account's budget (reserved first, given back when
-    /// right). An account without a password has none to match.
+    /// wrong one counts against the account's budget (reserved first). An account
+    /// without a password has none to match. A right one answers the budget's key,
+    /// whose event the caller gives back: in its own write's transaction where it can.
     pub(crate) async fn check_account_password<E>(
         &self,
         user: &User,
         password: &crate::Password,
-    ) -> Result<bool, E>
+    ) -> Result<Option<String>, E>
     where
         E: From<Throttled> + From<crate::ports::HashError> + From<InfraError>,
     {
@@ -392,11 +393,8 @@ impl AuthService {
             .await??;
         let stored = Some(user.password_hash.clone()).filter(crate::PasswordHash::is_set);
         match self.ports.passwords.verify(password, stored).await {
-            Ok(true) => {
-                self.ports.throttle.release(&[bucket]).await?;
-                Ok(true)
-            }
-            Ok(false) => Ok(false),
+            Ok(true) => Ok(Some(bucket)),
+            Ok(false) => Ok(None),
             Err(error) => {
                 // Shed or failed: no password was checked, nothing is counted.
                 self.ports.throttle.release(&[bucket]).await?;

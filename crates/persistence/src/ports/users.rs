@@ -4,7 +4,7 @@
 macro_rules! user_repository {
     ($store:ty) => {
         const _: () = {
-            use self::shared::{audit, erase, insert_code, refused, set_password};
+            use self::shared::{audit, erase, give_back, insert_code, refused, set_password};
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
             use diesel::prelude::*;
@@ -157,6 +157,7 @@ macro_rules! user_repository {
                     at: DateTime<Utc>,
                     event: &passcode_domain::AuditEvent,
                     notice: Option<&'a Mail>,
+                    returned: &'a [String],
                 ) -> Result<(), InfraError> {
                     let cutoff = to_millis(at);
                     let user = id.0.to_string();
@@ -175,7 +176,10 @@ macro_rules! user_repository {
                                 event,
                                 notice_row.as_ref(),
                             )
-                            .await
+                            .await?;
+                            // After the account's row: erasing an account locks its
+                            // row, then its limits' rows.
+                            give_back(conn, returned).await
                         })
                         .await
                         .map_err(query_error)

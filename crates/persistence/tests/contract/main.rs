@@ -85,6 +85,7 @@ contract!(
     consume_refuses_wrong_hash_expired_and_exhausted_codes,
     concurrent_consumes_have_exactly_one_winner,
     a_spend_gives_its_guesses_back_and_starts_its_session,
+    a_password_set_gives_its_budget_back,
     a_spend_deletes_its_account,
     a_spend_moves_its_account_to_its_new_address,
     a_spend_sets_its_password_before_its_session,

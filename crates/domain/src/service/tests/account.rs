@@ -160,3 +160,31 @@ fn a_deletion_whose_code_is_not_spent_erases_nothing() {
         Err(DeleteAccountError::InvalidCode)
     ));
 }
+
+#[test]
+fn deleting_by_password_erases_the_account_with_its_budget_in_one_write() {
+    let mut m = Mocks::new();
+    signed_in(&mut m);
+    m.hashing_succeeds();
+    m.passwords.expect_verify().returning(|_, _| Ok(true));
+    m.throttle
+        .expect_acquire()
+        .withf(|key, _, _| key == format!("password-check:{}", user(true).id))
+        .times(1)
+        .returning(|_, _, _| Ok(Admission::Allowed));
+    // The erasure erases the budget's row: nothing to give back first.
+    m.throttle.expect_release().never();
+    m.users
+        .expect_delete()
+        .withf(|id, address, _, _, audit| {
+            *id == user(true).id && *address == email() && audit.kind == AuditKind::AccountDeleted
+        })
+        .times(1)
+        .returning(|_, _, _, _, _| Ok(true));
+    block_on(m.service().delete_account(
+        "access",
+        DeleteConfirmation::Password(Password::for_login("the passphrase".into()).unwrap()),
+        &RequestContext::default(),
+    ))
+    .unwrap();
+}

@@ -107,7 +107,12 @@ fn change_password_needs_the_old_password() {
 
 #[test]
 fn change_password_sets_it_ends_every_session_and_queues_the_notice_in_one_write() {
-    let mut m = Mocks::new().unthrottled();
+    let mut m = Mocks::new();
+    m.throttle
+        .expect_acquire()
+        .withf(|key, _, _| key == format!("password-check:{}", user(false).id))
+        .times(1)
+        .returning(|_, _, _| Ok(Admission::Allowed));
     m.hashing_succeeds();
     signed_in(&mut m);
     m.passwords.expect_verify().returning(|_, _| Ok(true));
@@ -121,21 +126,23 @@ fn change_password_sets_it_ends_every_session_and_queues_the_notice_in_one_write
     .unwrap();
 }
 
-/// The new password is set by one `set_password` that also ends the sessions and
-/// queues the notice: nothing else is written.
+/// The new password is set by one `set_password` that also ends the sessions, queues
+/// the notice and gives back the try the old password cost: nothing else is written.
 fn expect_one_password_write(m: &mut Mocks, verify_email: bool, kind: AuditKind) {
     m.users
         .expect_set_password()
-        .withf(move |id, hash, verify, at, audit, notice| {
+        .withf(move |id, hash, verify, at, audit, notice, give_back| {
             *id == user(false).id
                 && hash.as_str() == "$argon2id$new"
                 && *verify == verify_email
                 && *at == now()
                 && audit.kind == kind
                 && matches!(notice, Some(Mail::PasswordChanged { to, .. }) if *to == email())
+                && give_back == [format!("password-check:{}", user(false).id)]
         })
         .times(1)
-        .returning(|_, _, _, _, _, _| Ok(()));
+        .returning(|_, _, _, _, _, _, _| Ok(()));
+    m.throttle.expect_release().never();
     m.outbox.expect_enqueue().never();
     m.refresh_tokens.checkpoint();
     m.refresh_tokens.expect_revoke_all().never();

@@ -223,6 +223,7 @@ pub async fn rotation_of_a_changed_account_changes_nothing(store: impl Store) {
             now() - Duration::milliseconds(500),
             &event(AuditKind::PasswordChanged),
             None,
+            &[],
         )
         .await
         .unwrap();

@@ -260,6 +260,7 @@ pub async fn a_reset_voids_registrations_still_waiting_for_their_code(store: imp
             now(),
             &event(AuditKind::PasswordReset),
             None,
+            &[],
         )
         .await
         .unwrap();

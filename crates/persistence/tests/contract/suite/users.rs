@@ -121,6 +121,7 @@ pub async fn set_password_replaces_the_hash_verifies_ends_sessions_and_queues_th
             at,
             &event(AuditKind::PasswordReset),
             Some(&notice),
+            &[],
         )
         .await
         .unwrap();
@@ -146,6 +147,7 @@ pub async fn set_password_replaces_the_hash_verifies_ends_sessions_and_queues_th
             at,
             &event(AuditKind::PasswordReset),
             None,
+            &[],
         )
         .await
         .unwrap();
@@ -279,4 +281,88 @@ pub async fn deleting_an_account_erases_everything_personal(store: impl Store) {
     );
     // The address can register again.
     store.create(&new_user(address), None).await.unwrap();
+}
+
+/// A password set gives its keys' events back in its transaction (a change of password
+/// gives back the try its old password cost). Concurrent changes and an erasure of one
+/// account all finish: the change locks the account's row before the limits' rows,
+/// the order an erasure locks them in.
+pub async fn a_password_set_gives_its_budget_back(store: impl Store) {
+    let (user, _) = account(&store, "ada@example.com").await;
+    let key = format!("password-check:{user}");
+    let limit = per_hour(20);
+    let hash = PasswordHash::new("$argon2id$v=19$new".into());
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (store, key, hash) = (store.clone(), key.clone(), hash.clone());
+            tokio::spawn(async move {
+                assert_eq!(
+                    store.acquire(&key, limit, now()).await.unwrap(),
+                    Admission::Allowed
+                );
+                change_password(&store, user, &hash, key).await;
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for _ in 0..20 {
+        assert_eq!(
+            store.acquire(&key, limit, now()).await.unwrap(),
+            Admission::Allowed,
+            "every count given back"
+        );
+    }
+    assert_ne!(
+        store.acquire(&key, limit, now()).await.unwrap(),
+        Admission::Allowed
+    );
+
+    let (other, _) = account(&store, "grace@example.com").await;
+    let key = format!("password-check:{other}");
+    let goodbye = Mail::AccountDeleted {
+        to: email("grace@example.com"),
+        full_name: "Grace".into(),
+    };
+    let mut tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let (store, key, hash) = (store.clone(), key.clone(), hash.clone());
+            tokio::spawn(async move {
+                store.acquire(&key, limit, now()).await.unwrap();
+                change_password(&store, other, &hash, key).await;
+            })
+        })
+        .collect();
+    let eraser = store.clone();
+    tasks.insert(
+        5,
+        tokio::spawn(async move {
+            let erased = event(AuditKind::AccountDeleted);
+            eraser
+                .delete(other, &email("grace@example.com"), &goodbye, now(), &erased)
+                .await
+                .unwrap();
+        }),
+    );
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert!(store.find_by_id(other).await.unwrap().is_none());
+}
+
+/// Sets `user`'s password to `hash`, giving `key`'s event back.
+async fn change_password(store: &impl Store, user: UserId, hash: &PasswordHash, key: String) {
+    store
+        .set_password(
+            user,
+            hash,
+            false,
+            now(),
+            &event(AuditKind::PasswordChanged),
+            None,
+            &[key],
+        )
+        .await
+        .unwrap();
 }
