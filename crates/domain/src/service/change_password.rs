@@ -52,7 +52,14 @@ impl AuthService {
         else {
             return Err(ChangePasswordError::WrongOldPassword);
         };
-        let hash = self.ports.passwords.hash(new_password).await?;
+        let hash = match self.ports.passwords.hash(new_password).await {
+            Ok(hash) => hash,
+            Err(error) => {
+                // Shed or failed: the old password was right, so its try goes back.
+                self.ports.throttle.release(&[budget]).await?;
+                return Err(error.into());
+            }
+        };
         let now = self.ports.clock.now();
         let audit = self.audit_event(
             crate::AuditKind::PasswordChanged,

@@ -126,6 +126,33 @@ fn change_password_sets_it_ends_every_session_and_queues_the_notice_in_one_write
     .unwrap();
 }
 
+#[test]
+fn change_password_shed_while_hashing_gives_the_old_passwords_try_back() {
+    let mut m = Mocks::new();
+    signed_in(&mut m);
+    m.passwords.expect_verify().returning(|_, _| Ok(true));
+    m.passwords
+        .expect_hash()
+        .returning(|_| Err(HashError::Busy));
+    m.throttle
+        .expect_acquire()
+        .returning(|_, _, _| Ok(Admission::Allowed));
+    m.throttle
+        .expect_release()
+        .withf(|keys| keys == [format!("password-check:{}", user(false).id)])
+        .times(1)
+        .returning(|_| Ok(()));
+    m.users.expect_set_password().never();
+    let old = Password::for_login("the old passphrase".into()).unwrap();
+    let new = Password::parse("a brand new passphrase".into()).unwrap();
+    let error = block_on(
+        m.service()
+            .change_password("a", &old, &new, &RequestContext::default()),
+    )
+    .unwrap_err();
+    assert!(matches!(error, ChangePasswordError::Busy), "{error:?}");
+}
+
 /// The new password is set by one `set_password` that also ends the sessions, queues
 /// the notice and gives back the try the old password cost: nothing else is written.
 fn expect_one_password_write(m: &mut Mocks, verify_email: bool, kind: AuditKind) {
