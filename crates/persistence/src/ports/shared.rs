@@ -24,6 +24,14 @@ macro_rules! shared {
                     .cached()
                     .execute(conn)
                     .await?;
+                queue(conn, mail).await
+            }
+
+            /// Queues a sealed mail; runs inside the caller's transaction.
+            async fn queue(
+                conn: &mut Conn,
+                mail: &NewOutboxRow,
+            ) -> Result<(), diesel::result::Error> {
                 diesel::insert_into(outbox::table)
                     .values(mail)
                     .cached()
@@ -142,10 +150,7 @@ macro_rules! shared {
                     .await?;
                 }
                 if let Some(row) = notice {
-                    diesel::insert_into(outbox::table)
-                        .values(row)
-                        .execute(conn)
-                        .await?;
+                    queue(conn, row).await?;
                 }
                 Ok(())
             }
@@ -198,11 +203,7 @@ macro_rules! shared {
                     .execute(conn)
                     .await?;
                 audit(conn, event).await?;
-                diesel::insert_into(outbox::table)
-                    .values(notice)
-                    .execute(conn)
-                    .await?;
-                Ok(())
+                queue(conn, notice).await
             }
 
             /// Erases account `user` (of `address`) and everything personal of it:
@@ -241,11 +242,7 @@ macro_rules! shared {
                     .execute(conn)
                     .await?;
                 audit(conn, event).await?;
-                diesel::insert_into(outbox::table)
-                    .values(goodbye)
-                    .execute(conn)
-                    .await?;
-                Ok(())
+                queue(conn, goodbye).await
             }
 
             /// A transaction that rolled back because what it was to do was refused
