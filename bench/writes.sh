@@ -100,6 +100,9 @@ for i in $(seq "$rounds"); do
     a="a$i@example.com" b="b$i@example.com" c="c$i@example.com"
     measure "register" /api/accounts/create/ \
         "{\"email\":\"$a\",\"full_name\":\"A $i\",\"password\":\"$pw\"}"
+    sleep 1.1
+    measure "resend-otp" /api/accounts/resend-otp/ "{\"email\":\"$a\"}"
+    measure "resend-otp, unknown address" /api/accounts/resend-otp/ "{\"email\":\"u$i@example.com\"}"
     measure "validate-otp, right code" /api/accounts/validate-otp/ \
         "{\"email\":\"$a\",\"otp\":\"$(code "$a")\"}"
     measure "validate-otp, wrong code" /api/accounts/validate-otp/ \
@@ -114,10 +117,11 @@ for i in $(seq "$rounds"); do
         "{\"old_password\":\"$pw\",\"new_password\":\"$pw 2\"}" "$token"
     post /api/accounts/token/ "{\"email\":\"$a\",\"password\":\"$pw 2\"}" >/dev/null
     token="$(access)"
-    post /api/accounts/change-email/ "{\"new_email\":\"$b\",\"password\":\"$pw 2\"}" "$token" >/dev/null
+    measure "change-email request" /api/accounts/change-email/ \
+        "{\"new_email\":\"$b\",\"password\":\"$pw 2\"}" "$token"
     measure "change-email confirm" /api/accounts/change-email/confirm/ \
         "{\"new_email\":\"$b\",\"otp\":\"$(code "$b")\"}" "$token"
-    post /api/accounts/password-reset/ "{\"email\":\"$b\"}" >/dev/null
+    measure "password-reset request" /api/accounts/password-reset/ "{\"email\":\"$b\"}"
     measure "password-reset confirm" /api/accounts/password-reset/confirm/ \
         "{\"email\":\"$b\",\"otp\":\"$(code "$b")\",\"new_password\":\"$pw\"}"
     post /api/accounts/token/ "{\"email\":\"$b\",\"password\":\"$pw\"}" >/dev/null
@@ -126,7 +130,7 @@ for i in $(seq "$rounds"); do
     post /api/accounts/create/ "{\"email\":\"$c\",\"full_name\":\"C $i\",\"password\":\"$pw\"}" >/dev/null
     code "$c" >/dev/null
     sleep 1.1
-    post /api/accounts/sign-in/code/ "{\"email\":\"$c\"}" >/dev/null
+    measure "sign-in code request" /api/accounts/sign-in/code/ "{\"email\":\"$c\"}"
     measure "sign-in by code, unverified" /api/accounts/sign-in/ \
         "{\"email\":\"$c\",\"otp\":\"$(code "$c")\"}"
     token="$(access)"

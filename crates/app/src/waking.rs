@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use passcode_domain::otp::{NewOtp, StoredOtp};
 use passcode_domain::ports::{
-    CreateUserError, FirstCode, Mail, OtpStore, Outbox, OutboxEntry, OutboxStats, OutboxStatus,
-    QueuedMail, Spend, UserRepository,
+    Admission, CreateUserError, FirstCode, Issue, Mail, OtpStore, Outbox, OutboxEntry, OutboxStats,
+    OutboxStatus, QueuedMail, Spend, UserRepository,
 };
 use passcode_domain::{
     AuditEvent, EmailAddress, InfraError, NewUser, OtpPurpose, PasswordHash, Registration, User,
@@ -91,24 +91,37 @@ impl UserRepository for Waking<dyn UserRepository> {
 
 #[async_trait]
 impl OtpStore for Waking<dyn OtpStore> {
-    async fn replace(&self, otp: &NewOtp, mail: &Mail) -> Result<(), InfraError> {
-        self.inner.replace(otp, mail).await?;
-        self.wake.notify_one();
-        Ok(())
+    async fn replace<'a>(
+        &self,
+        otp: &NewOtp,
+        mail: &Mail,
+        issue: &Issue<'a>,
+    ) -> Result<Admission, InfraError> {
+        let admission = self.inner.replace(otp, mail, issue).await?;
+        if admission == Admission::Allowed {
+            self.wake.notify_one();
+        }
+        Ok(admission)
     }
     async fn add(&self, otp: &NewOtp, mail: &Mail, audit: &AuditEvent) -> Result<(), InfraError> {
         self.inner.add(otp, mail, audit).await?;
         self.wake.notify_one();
         Ok(())
     }
-    async fn decoy(
+    async fn decoy<'a>(
         &self,
         email: &EmailAddress,
         purpose: OtpPurpose,
         now: DateTime<Utc>,
-    ) -> Result<(), InfraError> {
-        // Nothing to send: no wake-up, which would be work a real code causes later.
-        self.inner.decoy(email, purpose, now).await
+        issue: &Issue<'a>,
+    ) -> Result<Admission, InfraError> {
+        let admission = self.inner.decoy(email, purpose, now, issue).await?;
+        // Nothing to send but a notice: no other wake-up, which would be work a real
+        // code causes later.
+        if admission == Admission::Allowed && issue.notice.is_some() {
+            self.wake.notify_one();
+        }
+        Ok(admission)
     }
     async fn find(
         &self,

@@ -19,7 +19,7 @@ pub use clock::Clock;
 pub use code_generator::CodeGenerator;
 pub use health_check::HealthCheck;
 pub use mailer::{Mail, MailError, Mailer};
-pub use otp_store::{AccountChange, OtpStore, PasswordSet, Spend, Tries};
+pub use otp_store::{AccountChange, Issue, OtpStore, PasswordSet, Spend, Tries};
 pub use outbox::{Outbox, OutboxEntry, OutboxStats, OutboxStatus, QueuedMail};
 pub use password_hasher::{HashError, PasswordCheck, PasswordHasher};
 pub use refresh_tokens::{

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::otp::{NewOtp, Registration, StoredOtp};
-use crate::ports::{EmailChange, Limit, Mail, NewRefreshToken};
+use crate::ports::{Admission, EmailChange, Limit, Mail, NewRefreshToken};
 
 /// What counting a try led to.
 #[derive(Debug, Clone)]
@@ -85,6 +85,21 @@ pub struct PasswordSet<'a> {
     pub notice: Option<&'a Mail>,
 }
 
+/// What goes with a new code (or its decoy) in the code's transaction.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Issue<'a> {
+    /// The address's send limit (a `Throttle` key and its limit), counted first: when
+    /// it refuses, nothing at all is written. An adapter whose database deadlocks on
+    /// a limit's first use inside a larger transaction may count it in a commit of its
+    /// own, just before.
+    pub send: Option<(&'a str, Limit)>,
+    /// `Throttle` keys that each get one event back, in the order they were reserved in.
+    pub give_back: &'a [String],
+    /// Another mail queued with the code, to another address (a change's notice); it
+    /// never expires.
+    pub notice: Option<&'a Mail>,
+}
+
 impl<'a> Spend<'a> {
     /// Only the spend: nothing given back, no session.
     pub fn new(id: Uuid, code_hash: &'a CodeHash, now: DateTime<Utc>, max_attempts: u32) -> Self {
@@ -106,8 +121,16 @@ pub trait OtpStore: Send + Sync {
     /// Stores `otp` as the only code for its (email, purpose), deleting every earlier
     /// one, and queues `mail` (which carries the code) in the outbox, expiring with the
     /// code: both or neither, in one transaction. Mail of the deleted codes that is
-    /// still waiting is dropped (never sent). Errors only on infrastructure failure.
-    async fn replace(&self, otp: &NewOtp, mail: &Mail) -> Result<(), InfraError>;
+    /// still waiting is dropped (never sent). `issue`'s send limit is counted, its keys
+    /// given back and its notice queued in the same transaction; when the limit
+    /// refuses, nothing is written and the refusal is answered. Errors only on
+    /// infrastructure failure.
+    async fn replace<'a>(
+        &self,
+        otp: &NewOtp,
+        mail: &Mail,
+        issue: &Issue<'a>,
+    ) -> Result<Admission, InfraError>;
 
     /// Stores `otp` beside the address's other codes of its purpose (each registration
     /// keeps its own verification code), queues `mail` and records `audit`, in one
@@ -115,15 +138,17 @@ pub trait OtpStore: Send + Sync {
     async fn add(&self, otp: &NewOtp, mail: &Mail, audit: &AuditEvent) -> Result<(), InfraError>;
 
     /// The same database work as [`OtpStore::replace`] (a code row and an outbox row,
-    /// in one transaction), leaving nothing usable: no code matches the row and the
-    /// message is recorded as already expired, so nothing is sent. Lets an address with
-    /// no account cost the same time as one with an account.
-    async fn decoy(
+    /// with `issue`, in one transaction), leaving nothing usable: no code matches the
+    /// row and the message is recorded as already expired, so nothing is sent (but
+    /// `issue`'s notice). Lets an address with no account cost the same time as one
+    /// with an account.
+    async fn decoy<'a>(
         &self,
         email: &EmailAddress,
         purpose: OtpPurpose,
         now: DateTime<Utc>,
-    ) -> Result<(), InfraError>;
+        issue: &Issue<'a>,
+    ) -> Result<Admission, InfraError>;
 
     /// The newest code for (email, purpose), spent or expired ones included; `None` if
     /// there is none.

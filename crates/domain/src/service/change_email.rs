@@ -56,26 +56,32 @@ impl AuthService {
         else {
             return Err(ChangeEmailError::WrongPassword);
         };
-        self.ports.throttle.release(&[budget]).await?;
-        self.admit_send(new_email, OtpPurpose::ChangeEmail)
-            .await??;
+        let purpose = OtpPurpose::ChangeEmail;
+        let give_back = [budget];
+        if let Some(throttled) = self.send_refused(new_email, purpose) {
+            self.ports.throttle.release(&give_back).await?;
+            return Err(throttled.into());
+        }
         let notice = Mail::EmailChangeRequested {
             to: user.email.clone(),
             full_name: user.full_name.as_str().to_owned(),
         };
-        self.ports
-            .outbox
-            .enqueue(&notice, self.ports.clock.now(), None)
-            .await?;
         let taken =
             *new_email == user.email || self.ports.users.find_by_email(new_email).await?.is_some();
-        if taken {
-            self.send_decoy(new_email, OtpPurpose::ChangeEmail).await?;
-        } else {
-            let (mut otp, mail) =
-                self.new_code(new_email, &user.full_name, OtpPurpose::ChangeEmail, None);
+        let code = (!taken).then(|| {
+            let (mut otp, mail) = self.new_code(new_email, &user.full_name, purpose, None);
             otp.account = Some(user.id);
-            self.ports.otps.replace(&otp, &mail).await?;
+            (otp, mail)
+        });
+        // One write: the send counted, the password's try given back, the notice and
+        // the code (or, if the address is taken, its decoy) queued.
+        if let Err(throttled) = self
+            .issue(new_email, purpose, code, &give_back, Some(&notice))
+            .await?
+        {
+            // Refused: nothing was written, the try is still to give back.
+            self.ports.throttle.release(&give_back).await?;
+            return Err(throttled.into());
         }
         // The request itself changes nothing: the audit trail records the move.
         Ok(())

@@ -73,7 +73,7 @@ use uuid::Uuid;
 
 use crate::otp::NewOtp;
 use crate::ports::{
-    Admission, Admissions, AuditLog, Clock, CodeGenerator, HashError, Limit, Mail, OtpStore,
+    Admission, Admissions, AuditLog, Clock, CodeGenerator, HashError, Issue, Limit, Mail, OtpStore,
     Outbox, PasswordHasher, RefreshTokenStore, Throttle, TokenIssuer, UserRepository,
 };
 use crate::{
@@ -404,29 +404,74 @@ impl AuthService {
     }
 
     /// The resend cooldown and cap of (address, purpose), counted whether or not
-    /// the address has an account, so throttling reveals nothing.
+    /// the address has an account, so throttling reveals nothing. Only a registration
+    /// counts it on its own (before it hashes); other sends count it in their code's
+    /// transaction ([`AuthService::issue`]).
     pub(crate) async fn admit_send(
         &self,
         email: &EmailAddress,
         purpose: OtpPurpose,
     ) -> Result<Result<(), Throttled>, InfraError> {
-        self.admit(
-            &format!("send:{}:{email}", purpose.as_str()),
-            self.settings.limits.sends,
-        )
-        .await
+        self.admit(&send_key(email, purpose), self.settings.limits.sends)
+            .await
+    }
+
+    /// The send limit of (address, purpose) if this instance already knows it refuses:
+    /// checked before any other work, as [`AuthService::admit`] does.
+    pub(crate) fn send_refused(
+        &self,
+        email: &EmailAddress,
+        purpose: OtpPurpose,
+    ) -> Option<Throttled> {
+        self.denials
+            .check(&send_key(email, purpose), self.ports.clock.now())
+    }
+
+    /// Stores `code` (a fresh code and its mail, [`AuthService::new_code`]) for
+    /// (`email`, `purpose`), or where none is due (`None`) a decoy that costs the same
+    /// work; in the same transaction the address's send limit is counted, `give_back`'s
+    /// keys are given back and `notice` is queued. A refusal writes nothing and is
+    /// remembered, as [`AuthService::admit`] remembers it.
+    pub(crate) async fn issue(
+        &self,
+        email: &EmailAddress,
+        purpose: OtpPurpose,
+        code: Option<(NewOtp, Mail)>,
+        give_back: &[String],
+        notice: Option<&Mail>,
+    ) -> Result<Result<(), Throttled>, InfraError> {
+        let key = send_key(email, purpose);
+        let issue = Issue {
+            send: Some((&key, self.settings.limits.sends)),
+            give_back,
+            notice,
+        };
+        let admission = match code {
+            Some((otp, mail)) => self.ports.otps.replace(&otp, &mail, &issue).await?,
+            None => self.send_decoy(email, purpose, &issue).await?,
+        };
+        Ok(match admission {
+            Admission::Allowed => Ok(()),
+            Admission::Denied { retry_after } => {
+                self.denials
+                    .remember(&key, self.ports.clock.now(), retry_after);
+                Err(Throttled { retry_after })
+            }
+        })
     }
 
     /// Issues a fresh code for `user` and `purpose` (invalidating the previous ones)
-    /// and queues its mail, in one transaction. The plaintext exists only in the
-    /// queued mail, which is encrypted at rest and erased once sent, failed or expired.
+    /// and queues its mail, in one transaction with the address's send limit. The
+    /// plaintext exists only in the queued mail, which is encrypted at rest and erased
+    /// once sent, failed or expired.
     pub(crate) async fn send_code(
         &self,
         user: &User,
         purpose: OtpPurpose,
-    ) -> Result<(), InfraError> {
-        let (otp, mail) = self.new_code(&user.email, &user.full_name, purpose, None);
-        self.ports.otps.replace(&otp, &mail).await
+    ) -> Result<Result<(), Throttled>, InfraError> {
+        let code = self.new_code(&user.email, &user.full_name, purpose, None);
+        self.issue(&user.email, purpose, Some(code), &[], None)
+            .await
     }
 
     /// An audit event of `kind` now, for `user` (or just an address).
@@ -482,13 +527,19 @@ impl AuthService {
         &self,
         email: &EmailAddress,
         purpose: OtpPurpose,
-    ) -> Result<(), InfraError> {
+        issue: &Issue<'_>,
+    ) -> Result<Admission, InfraError> {
         // The same hashing work as a real code, too.
         let code = self.ports.codes.generate(self.settings.otp.length);
         let _ = self.otp_hasher.hash(email, purpose, &code);
         self.ports
             .otps
-            .decoy(email, purpose, self.ports.clock.now())
+            .decoy(email, purpose, self.ports.clock.now(), issue)
             .await
     }
+}
+
+/// The `Throttle` key of (address, purpose)'s send limit.
+fn send_key(email: &EmailAddress, purpose: OtpPurpose) -> String {
+    format!("send:{}:{email}", purpose.as_str())
 }

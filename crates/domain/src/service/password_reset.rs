@@ -42,16 +42,14 @@ impl AuthService {
         &self,
         email: &EmailAddress,
     ) -> Result<Result<(), Throttled>, InfraError> {
-        if let Err(throttled) = self.admit_send(email, OtpPurpose::ResetPassword).await? {
+        let purpose = OtpPurpose::ResetPassword;
+        if let Some(throttled) = self.send_refused(email, purpose) {
             return Ok(Err(throttled));
         }
         match self.ports.users.find_by_email(email).await? {
-            Some(user) if user.is_active => {
-                self.send_code(&user, OtpPurpose::ResetPassword).await?;
-            }
-            _ => self.send_decoy(email, OtpPurpose::ResetPassword).await?,
+            Some(user) if user.is_active => self.send_code(&user, purpose).await,
+            _ => self.issue(email, purpose, None, &[], None).await,
         }
-        Ok(Ok(()))
     }
 
     /// Sets a new password with a reset code. Marks the address verified (the code

@@ -1,6 +1,6 @@
 //! Register: create the account and mail a verification code, under either policy.
 
-use crate::ports::{CreateUserError, FirstCode, Mail};
+use crate::ports::{CreateUserError, FirstCode, Issue, Mail};
 use crate::service::{AuthService, RegistrationPolicy, Throttled};
 use crate::{
     AuditEvent, AuditKind, EmailAddress, FullName, InfraError, NewUser, OtpPurpose, Password,
@@ -119,6 +119,13 @@ impl AuthService {
         self.ports.otps.add(&otp, &mail, audit).await
     }
 
+    /// A decoy where a registration mails nothing: its send was counted before it hashed.
+    async fn registration_decoy(&self, email: &EmailAddress) -> Result<(), InfraError> {
+        self.send_decoy(email, OtpPurpose::VerifyEmail, &Issue::default())
+            .await
+            .map(drop)
+    }
+
     /// An existing unverified account gets this registration's own code; its stored
     /// name and password stay until a code is entered. A verified account gets a notice
     /// instead, never a code; a deactivated one nothing (the same work is done).
@@ -130,10 +137,10 @@ impl AuthService {
     ) -> Result<(), RegisterError> {
         let Some(user) = self.ports.users.find_by_email(email).await? else {
             // Deleted between the insert and this read: nothing to tell anyone.
-            return Ok(self.send_decoy(email, OtpPurpose::VerifyEmail).await?);
+            return Ok(self.registration_decoy(email).await?);
         };
         if !user.is_active {
-            Ok(self.send_decoy(email, OtpPurpose::VerifyEmail).await?)
+            Ok(self.registration_decoy(email).await?)
         } else if user.email_verified {
             let notice = Mail::RegistrationAttempt {
                 to: user.email.clone(),

@@ -18,7 +18,10 @@ impl AuthService {
     /// password), as the code it replaces did. For any other address it does the same
     /// database work with nothing usable left behind. The caller answers the same either way.
     pub async fn resend_verification(&self, email: &EmailAddress) -> Result<(), ResendError> {
-        self.admit_send(email, OtpPurpose::VerifyEmail).await??;
+        let purpose = OtpPurpose::VerifyEmail;
+        if let Some(throttled) = self.send_refused(email, purpose) {
+            return Err(throttled.into());
+        }
         let user = self.ports.users.find_by_email(email).await?;
         // Read for every address alike: the time taken must not depend on the answer.
         let newest = self.ports.otps.find(email, OtpPurpose::VerifyEmail).await?;
@@ -31,15 +34,17 @@ impl AuthService {
                             full_name: user.full_name.clone(),
                             password_hash: user.password_hash.clone(),
                         });
-                let (otp, mail) = self.new_code(
+                let code = self.new_code(
                     &user.email,
                     &registration.full_name,
-                    OtpPurpose::VerifyEmail,
+                    purpose,
                     Some(registration.clone()),
                 );
-                Ok(self.ports.otps.replace(&otp, &mail).await?)
+                Ok(self
+                    .issue(&user.email, purpose, Some(code), &[], None)
+                    .await??)
             }
-            _ => Ok(self.send_decoy(email, OtpPurpose::VerifyEmail).await?),
+            _ => Ok(self.issue(email, purpose, None, &[], None).await??),
         }
     }
 }

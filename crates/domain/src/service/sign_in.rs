@@ -49,14 +49,14 @@ impl AuthService {
         if !self.settings.sign_in_by_code {
             return Err(SignInError::Disabled);
         }
-        if let Err(throttled) = self.admit_send(email, OtpPurpose::SignIn).await? {
+        let purpose = OtpPurpose::SignIn;
+        if let Some(throttled) = self.send_refused(email, purpose) {
             return Ok(Err(throttled));
         }
-        match self.ports.users.find_by_email(email).await? {
-            Some(user) if user.is_active => self.send_code(&user, OtpPurpose::SignIn).await?,
-            _ => self.send_decoy(email, OtpPurpose::SignIn).await?,
-        }
-        Ok(Ok(()))
+        Ok(match self.ports.users.find_by_email(email).await? {
+            Some(user) if user.is_active => self.send_code(&user, purpose).await?,
+            _ => self.issue(email, purpose, None, &[], None).await?,
+        })
     }
 
     /// Exchanges a sign-in code for a new session, within the guessing budgets that

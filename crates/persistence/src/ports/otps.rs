@@ -5,8 +5,8 @@ macro_rules! otp_store {
     ($store:ty) => {
         const _: () = {
             use self::shared::{
-                audit, delete_codes, erase, give_back, insert_code, move_email, refused,
-                set_password, start_session,
+                audit, delete_codes, erase, give_back, insert_code, move_email, queue, refused,
+                reserve, set_password, start_session,
             };
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
@@ -14,20 +14,26 @@ macro_rules! otp_store {
             use diesel_async::{AsyncConnection, RunQueryDsl};
             use passcode_domain::otp::{NewOtp, StoredOtp};
             use passcode_domain::ports::{
-                AccountChange, EmailChange, Limit, Mail, OtpStore, PasswordSet, Spend, Tries,
+                AccountChange, Admission, EmailChange, Issue, Limit, Mail, OtpStore, PasswordSet,
+                Spend, Tries,
             };
             use passcode_domain::{AuditEvent, EmailAddress, InfraError, OtpPurpose, UserId};
             use uuid::Uuid;
             use $crate::cached::CachedExt as _;
             use $crate::error::query_error;
             use $crate::outbox_rows::NewOutboxRow;
-            use $crate::rows::{OtpRow, attempts_limit};
+            use $crate::rows::{Abort, OtpRow, attempts_limit};
             use $crate::schema::{otp_codes, users};
             use $crate::time::to_millis;
 
             #[async_trait]
             impl OtpStore for $store {
-                async fn replace(&self, otp: &NewOtp, mail: &Mail) -> Result<(), InfraError> {
+                async fn replace<'a>(
+                    &self,
+                    otp: &NewOtp,
+                    mail: &Mail,
+                    issue: &Issue<'a>,
+                ) -> Result<Admission, InfraError> {
                     let code_row = OtpRow::new(otp);
                     let mail_row = NewOutboxRow::new(
                         mail,
@@ -36,19 +42,7 @@ macro_rules! otp_store {
                         &self.mail_key,
                         Some(otp.id),
                     )?;
-                    let now = to_millis(otp.created_at);
-                    let mut conn = self.writer().await?;
-                    // The code and its mail: both or neither; the codes it replaces and
-                    // their waiting mail go in the same step.
-                    (*conn)
-                        .transaction(async |conn| {
-                            delete_codes(conn, &code_row.email, &code_row.purpose, None, now)
-                                .await?;
-                            insert_code(conn, &code_row, &mail_row).await?;
-                            Ok::<(), diesel::result::Error>(())
-                        })
-                        .await
-                        .map_err(query_error)
+                    issued(self, &code_row, &mail_row, issue, otp.created_at).await
                 }
 
                 async fn add(
@@ -76,12 +70,13 @@ macro_rules! otp_store {
                         .map_err(query_error)
                 }
 
-                async fn decoy(
+                async fn decoy<'a>(
                     &self,
                     email: &EmailAddress,
                     purpose: OtpPurpose,
                     now: DateTime<Utc>,
-                ) -> Result<(), InfraError> {
+                    issue: &Issue<'a>,
+                ) -> Result<Admission, InfraError> {
                     // Its own purpose, already spent, with a random hash: nothing reads
                     // it as a code, nothing can match it, and the purge removes it.
                     let id = Uuid::new_v4();
@@ -99,16 +94,7 @@ macro_rules! otp_store {
                         user_id: None,
                     };
                     let mail_row = NewOutboxRow::decoy(email, now, id);
-                    let now = to_millis(now);
-                    let mut conn = self.writer().await?;
-                    (*conn)
-                        .transaction(async |conn| {
-                            delete_codes(conn, &row.email, &row.purpose, None, now).await?;
-                            insert_code(conn, &row, &mail_row).await?;
-                            Ok::<(), diesel::result::Error>(())
-                        })
-                        .await
-                        .map_err(query_error)
+                    issued(self, &row, &mail_row, issue, now).await
                 }
 
                 async fn find(
@@ -219,6 +205,55 @@ macro_rules! otp_store {
                         })
                         .await
                         .or_else(refused)
+                }
+            }
+
+            /// Writes a code's (or a decoy's) row and its mail with `issue`, in one
+            /// transaction: the send limit counted first (a refusal rolls everything
+            /// back), `issue`'s keys given back, the earlier codes of the row's address
+            /// and purpose deleted with their waiting mail, the notice queued.
+            async fn issued(
+                store: &$store,
+                code: &OtpRow,
+                mail: &NewOutboxRow,
+                issue: &Issue<'_>,
+                now: DateTime<Utc>,
+            ) -> Result<Admission, InfraError> {
+                let notice = issue
+                    .notice
+                    .map(|notice| NewOutboxRow::new(notice, now, None, &store.mail_key, None))
+                    .transpose()?;
+                let mut conn = store.writer().await?;
+                let mut send = issue.send;
+                if !self::dialect::LIMITS_IN_TRANSACTION
+                    && let Some((key, limit)) = send.take()
+                    && let Some(retry_after) = reserve(&mut *conn, key, limit, now)
+                        .await
+                        .map_err(query_error)?
+                {
+                    return Ok(Admission::Denied { retry_after });
+                }
+                let now_ms = to_millis(now);
+                let written = (*conn)
+                    .transaction(async |conn| {
+                        if let Some((key, limit)) = send
+                            && let Some(retry_after) = reserve(conn, key, limit, now).await?
+                        {
+                            return Err(Abort::Refused(0, retry_after));
+                        }
+                        give_back(conn, issue.give_back).await?;
+                        delete_codes(conn, &code.email, &code.purpose, None, now_ms).await?;
+                        insert_code(conn, code, mail).await?;
+                        if let Some(notice) = &notice {
+                            queue(conn, notice).await?;
+                        }
+                        Ok::<(), Abort>(())
+                    })
+                    .await;
+                match written {
+                    Ok(()) => Ok(Admission::Allowed),
+                    Err(Abort::Refused(_, retry_after)) => Ok(Admission::Denied { retry_after }),
+                    Err(Abort::Query(error)) => Err(query_error(error)),
                 }
             }
 

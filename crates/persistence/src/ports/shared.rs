@@ -28,7 +28,7 @@ macro_rules! shared {
             }
 
             /// Queues a sealed mail; runs inside the caller's transaction.
-            async fn queue(
+            pub(super) async fn queue(
                 conn: &mut Conn,
                 mail: &NewOutboxRow,
             ) -> Result<(), diesel::result::Error> {

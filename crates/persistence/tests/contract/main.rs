@@ -130,6 +130,8 @@ contract!(
     deleting_an_account_erases_everything_personal,
     sessions_are_listed_with_their_origin_and_last_use_and_end_one_or_the_others,
     a_decoy_leaves_no_code_and_nothing_to_send,
+    an_issue_counts_its_send_gives_back_and_queues_its_notice_or_writes_nothing,
+    concurrent_issues_of_one_address_send_exactly_one,
     a_reset_voids_registrations_still_waiting_for_their_code,
     a_session_ends_at_its_family_end_however_often_refreshed,
 );
@@ -161,7 +163,10 @@ async fn sqlite_keeps_no_code_in_plaintext_on_disk() {
         purpose: OtpPurpose::VerifyEmail,
         valid_for: Duration::minutes(10),
     };
-    store.replace(&otp, &mail).await.unwrap();
+    store
+        .replace(&otp, &mail, &passcode_domain::ports::Issue::default())
+        .await
+        .unwrap();
     let on_disk = || {
         let mut bytes = Vec::new();
         for entry in std::fs::read_dir(dir.path()).unwrap() {

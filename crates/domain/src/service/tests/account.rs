@@ -188,3 +188,96 @@ fn deleting_by_password_erases_the_account_with_its_budget_in_one_write() {
     ))
     .unwrap();
 }
+
+/// A change-email request with the right password, for `NEW` (taken or not).
+fn requesting_change(taken: bool) -> Mocks {
+    let mut m = Mocks::new();
+    signed_in(&mut m);
+    m.hashing_succeeds();
+    m.passwords.expect_verify().returning(|_, _| Ok(true));
+    let budget = format!("password-check:{}", user(true).id);
+    m.throttle
+        .expect_acquire()
+        .withf(move |key, _, _| key == budget)
+        .times(1)
+        .returning(|_, _, _| Ok(Admission::Allowed));
+    m.users
+        .expect_find_by_email()
+        .withf(|address| address.as_str() == NEW)
+        .returning(move |_| Ok(taken.then(|| user(true))));
+    m
+}
+
+fn request_change(m: Mocks) -> Result<(), ChangeEmailError> {
+    block_on(m.service().request_email_change(
+        "access",
+        &EmailAddress::parse(NEW).unwrap(),
+        &Password::for_login("the passphrase".into()).unwrap(),
+    ))
+}
+
+/// The one write of a change-email request: its send counted, the password's try
+/// given back, the old address's notice.
+fn is_the_request_write(issue: &Issue<'_>) -> bool {
+    issue
+        .send
+        .is_some_and(|(key, _)| key == format!("send:change_email:{NEW}"))
+        && issue.give_back == [format!("password-check:{}", user(true).id)]
+        && matches!(issue.notice, Some(Mail::EmailChangeRequested { to, .. }) if *to == email())
+}
+
+#[test]
+fn an_email_change_request_sends_its_code_notice_and_give_back_in_one_write() {
+    let mut m = requesting_change(false);
+    m.otps
+        .expect_replace()
+        .withf(|otp, mail, issue| {
+            otp.account == Some(user(true).id)
+                && matches!(mail, Mail::Code { to, purpose: OtpPurpose::ChangeEmail, .. } if to.as_str() == NEW)
+                && is_the_request_write(issue)
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(Admission::Allowed));
+    m.otps.expect_decoy().never();
+    m.throttle.expect_release().never();
+    m.outbox.expect_enqueue().never();
+    request_change(m).unwrap();
+}
+
+#[test]
+fn an_email_change_request_to_a_taken_address_does_the_same_write_with_a_decoy() {
+    let mut m = requesting_change(true);
+    m.otps.expect_replace().never();
+    m.otps
+        .expect_decoy()
+        .withf(|address, purpose, _, issue| {
+            address.as_str() == NEW
+                && *purpose == OtpPurpose::ChangeEmail
+                && is_the_request_write(issue)
+        })
+        .times(1)
+        .returning(|_, _, _, _| Ok(Admission::Allowed));
+    m.throttle.expect_release().never();
+    m.outbox.expect_enqueue().never();
+    request_change(m).unwrap();
+}
+
+#[test]
+fn an_email_change_request_refused_by_its_send_limit_gives_the_try_back() {
+    let mut m = requesting_change(false);
+    m.otps
+        .expect_replace()
+        .times(1)
+        .returning(|_, _, _| Ok(denied(30)));
+    // The refused write wrote nothing: the password's try is given back on its own.
+    m.throttle
+        .expect_release()
+        .withf(|keys| keys == [format!("password-check:{}", user(true).id)])
+        .times(1)
+        .returning(|_| Ok(()));
+    m.outbox.expect_enqueue().never();
+    assert!(matches!(
+        request_change(m),
+        Err(ChangeEmailError::Throttled(t)) if t.retry_after == Duration::seconds(30)
+    ));
+}

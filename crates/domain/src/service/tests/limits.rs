@@ -195,18 +195,35 @@ fn login_keeps_the_failure_counted_on_a_wrong_password() {
 }
 
 #[test]
-fn resend_is_throttled_alike_for_any_address_and_sends_nothing() {
+fn resend_is_throttled_alike_for_any_address_and_then_answered_from_memory() {
     for found in [Some(user(false)), Some(user(true)), None] {
         let mut m = Mocks::new();
-        m.throttle
-            .expect_acquire()
+        // The send limit is counted in the code's (or decoy's) own write, which the
+        // store refuses whole; the next request is refused before any work.
+        m.users
+            .expect_find_by_email()
+            .times(1)
+            .returning(move |_| Ok(found.clone()));
+        m.otps.expect_find().times(1).returning(|_, _| Ok(None));
+        let key = "send:verify_email:ada@example.com";
+        m.otps
+            .expect_replace()
+            .withf(move |_, _, issue| issue.send.is_some_and(|(k, _)| k == key))
             .returning(|_, _, _| Ok(denied(30)));
-        m.users.expect_find_by_email().never();
+        m.otps
+            .expect_decoy()
+            .withf(move |_, _, _, issue| issue.send.is_some_and(|(k, _)| k == key))
+            .returning(|_, _, _, _| Ok(denied(30)));
         m.outbox.expect_enqueue().never();
-        m.otps.expect_replace().never();
-        let _ = found;
-        let error = block_on(m.service().resend_verification(&email())).unwrap_err();
-        assert!(matches!(error, ResendError::Throttled(_)));
+        m.throttle.expect_acquire().never();
+        let service = m.service();
+        for _ in 0..2 {
+            let error = block_on(service.resend_verification(&email())).unwrap_err();
+            assert!(
+                matches!(error, ResendError::Throttled(t) if t.retry_after == Duration::seconds(30)),
+                "{error:?}"
+            );
+        }
     }
 }
 

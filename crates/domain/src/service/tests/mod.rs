@@ -211,17 +211,25 @@ fn capture(mocks: &mut Mocks) -> (Captured<Mail>, Captured<NewOtp>) {
     let codes = Arc::new(Mutex::new(Vec::new()));
     let (with_code, alone, stored) = (sent.clone(), sent.clone(), codes.clone());
     let (added_mail, added) = (sent.clone(), codes.clone());
-    mocks.otps.expect_replace().returning(move |otp, mail| {
-        stored.lock().unwrap().push(otp.clone());
-        with_code.lock().unwrap().push(mail.clone());
-        Ok(())
-    });
+    let (notices, decoy_notices) = (sent.clone(), sent.clone());
+    mocks
+        .otps
+        .expect_replace()
+        .returning(move |otp, mail, issue| {
+            stored.lock().unwrap().push(otp.clone());
+            with_code.lock().unwrap().push(mail.clone());
+            notices.lock().unwrap().extend(issue.notice.cloned());
+            Ok(Admission::Allowed)
+        });
     mocks.otps.expect_add().returning(move |otp, mail, _| {
         added.lock().unwrap().push(otp.clone());
         added_mail.lock().unwrap().push(mail.clone());
         Ok(())
     });
-    mocks.otps.expect_decoy().returning(|_, _, _| Ok(()));
+    mocks.otps.expect_decoy().returning(move |_, _, _, issue| {
+        decoy_notices.lock().unwrap().extend(issue.notice.cloned());
+        Ok(Admission::Allowed)
+    });
     mocks.outbox.expect_enqueue().returning(move |mail, _, _| {
         alone.lock().unwrap().push(mail.clone());
         Ok(())

@@ -26,9 +26,9 @@ fn reset_request_mails_a_reset_code_to_known_addresses_only() {
     m.otps.expect_replace().never();
     m.otps
         .expect_decoy()
-        .withf(|_, purpose, _| *purpose == OtpPurpose::ResetPassword)
+        .withf(|_, purpose, _, _| *purpose == OtpPurpose::ResetPassword)
         .times(1)
-        .returning(|_, _, _| Ok(()));
+        .returning(|_, _, _, _| Ok(Admission::Allowed));
     block_on(m.service().request_password_reset(&email()))
         .unwrap()
         .unwrap();

@@ -43,11 +43,14 @@ fn resend_to_a_verified_deactivated_or_unknown_address_does_the_same_work_and_ma
         m.otps.expect_find().times(1).returning(|_, _| Ok(None));
         m.otps
             .expect_decoy()
-            .withf(|e, purpose, at| {
-                *e == email() && *purpose == OtpPurpose::VerifyEmail && *at == now()
+            .withf(|e, purpose, at, issue| {
+                *e == email()
+                    && *purpose == OtpPurpose::VerifyEmail
+                    && *at == now()
+                    && issue.send.is_some()
             })
             .times(1)
-            .returning(|_, _, _| Ok(()));
+            .returning(|_, _, _, _| Ok(Admission::Allowed));
         block_on(m.service().resend_verification(&email())).unwrap();
     }
 }

@@ -8,8 +8,8 @@ use passcode_domain::otp::NewOtp;
 use passcode_domain::ports::AuditLog;
 use passcode_domain::ports::{
     AccountChange, Admission, Admissions, CreateUserError, EmailChange, FirstCode, HealthCheck,
-    Limit, Mail, OtpStore, Outbox, OutboxStatus, PasswordSet, SignedFor, Spend, Throttle, Tries,
-    UserRepository,
+    Issue, Limit, Mail, OtpStore, Outbox, OutboxStatus, PasswordSet, SignedFor, Spend, Throttle,
+    Tries, UserRepository,
 };
 use passcode_domain::{
     AuditEvent, AuditKind, AuditQuery, CodeHash, EmailAddress, FullName, NewUser, OtpCode,

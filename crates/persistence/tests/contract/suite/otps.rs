@@ -4,7 +4,10 @@ use super::*;
 
 pub async fn replace_then_find_returns_the_code(store: impl Store) {
     let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
-    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    store
+        .replace(&otp, &mail_for(&otp), &Issue::default())
+        .await
+        .unwrap();
     let found = store
         .find(&otp.email, OtpPurpose::VerifyEmail)
         .await
@@ -19,10 +22,16 @@ pub async fn replace_then_find_returns_the_code(store: impl Store) {
 
 pub async fn replace_invalidates_the_previous_code(store: impl Store) {
     let first = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
-    store.replace(&first, &mail_for(&first)).await.unwrap();
+    store
+        .replace(&first, &mail_for(&first), &Issue::default())
+        .await
+        .unwrap();
     count(&store, &first, 5).await;
     let second = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 2);
-    store.replace(&second, &mail_for(&second)).await.unwrap();
+    store
+        .replace(&second, &mail_for(&second), &Issue::default())
+        .await
+        .unwrap();
 
     let found = store
         .find(&first.email, OtpPurpose::VerifyEmail)
@@ -54,8 +63,14 @@ pub async fn replace_invalidates_the_previous_code(store: impl Store) {
 pub async fn codes_of_different_purposes_are_separate(store: impl Store) {
     let verify = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
     let reset = new_otp("ada@example.com", OtpPurpose::ResetPassword, 2);
-    store.replace(&verify, &mail_for(&verify)).await.unwrap();
-    store.replace(&reset, &mail_for(&reset)).await.unwrap();
+    store
+        .replace(&verify, &mail_for(&verify), &Issue::default())
+        .await
+        .unwrap();
+    store
+        .replace(&reset, &mail_for(&reset), &Issue::default())
+        .await
+        .unwrap();
     let found = store
         .find(&verify.email, OtpPurpose::VerifyEmail)
         .await
@@ -72,7 +87,10 @@ pub async fn codes_of_different_purposes_are_separate(store: impl Store) {
 
 pub async fn consume_succeeds_once(store: impl Store) {
     let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
-    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    store
+        .replace(&otp, &mail_for(&otp), &Issue::default())
+        .await
+        .unwrap();
     assert!(
         store
             .consume(&Spend::new(otp.id, &otp.code_hash, now(), 5))
@@ -102,7 +120,10 @@ pub async fn consume_succeeds_once(store: impl Store) {
 
 pub async fn consume_refuses_wrong_hash_expired_and_exhausted_codes(store: impl Store) {
     let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
-    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    store
+        .replace(&otp, &mail_for(&otp), &Issue::default())
+        .await
+        .unwrap();
     let wrong = CodeHash::from_bytes(vec![9; 32]);
     assert!(
         !store
@@ -139,7 +160,10 @@ pub async fn consume_refuses_wrong_hash_expired_and_exhausted_codes(store: impl 
 
 pub async fn concurrent_consumes_have_exactly_one_winner(store: impl Store) {
     let otp = Arc::new(new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1));
-    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    store
+        .replace(&otp, &mail_for(&otp), &Issue::default())
+        .await
+        .unwrap();
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let (store, otp) = (store.clone(), otp.clone());
@@ -156,7 +180,10 @@ pub async fn concurrent_consumes_have_exactly_one_winner(store: impl Store) {
 
 pub async fn failed_attempts_are_counted_up_to_the_limit(store: impl Store) {
     let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
-    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    store
+        .replace(&otp, &mail_for(&otp), &Issue::default())
+        .await
+        .unwrap();
     for expected in 1..=5 {
         assert_eq!(count(&store, &otp, 5).await, Some(expected));
     }
@@ -182,7 +209,10 @@ pub async fn failed_attempts_are_counted_up_to_the_limit(store: impl Store) {
 
 pub async fn concurrent_failed_attempts_never_exceed_the_limit(store: impl Store) {
     let otp = Arc::new(new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1));
-    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    store
+        .replace(&otp, &mail_for(&otp), &Issue::default())
+        .await
+        .unwrap();
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let (store, otp) = (store.clone(), otp.clone());
@@ -199,7 +229,10 @@ pub async fn concurrent_failed_attempts_never_exceed_the_limit(store: impl Store
 
 pub async fn a_refused_guess_budget_counts_nothing(store: impl Store) {
     let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
-    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    store
+        .replace(&otp, &mail_for(&otp), &Issue::default())
+        .await
+        .unwrap();
     let budgets = [
         ("guess:ada@example.com:client".to_owned(), per_hour(1)),
         ("guess:ada@example.com".to_owned(), per_hour(1)),
@@ -252,7 +285,10 @@ pub async fn a_refused_guess_budget_counts_nothing(store: impl Store) {
 
 pub async fn a_refused_share_leaves_the_ceiling_untouched(store: impl Store) {
     let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
-    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    store
+        .replace(&otp, &mail_for(&otp), &Issue::default())
+        .await
+        .unwrap();
     let budgets = [
         ("guess:ada@example.com:client".to_owned(), per_hour(1)),
         ("guess:ada@example.com".to_owned(), per_hour(1)),
@@ -285,7 +321,10 @@ pub async fn a_refused_share_leaves_the_ceiling_untouched(store: impl Store) {
 /// are counted, each with its try, and no share counts more than 4.
 pub async fn concurrent_guesses_never_overrun_a_budget(store: impl Store) {
     let otp = Arc::new(new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1));
-    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    store
+        .replace(&otp, &mail_for(&otp), &Issue::default())
+        .await
+        .unwrap();
     let tasks: Vec<_> = (0..20)
         .map(|n| {
             let (store, otp) = (store.clone(), otp.clone());
@@ -383,9 +422,15 @@ pub async fn added_codes_live_side_by_side_and_each_counts_its_tries(store: impl
 
 pub async fn replacing_a_code_drops_its_waiting_mail(store: impl Store) {
     let first = new_otp("ada@example.com", OtpPurpose::ResetPassword, 1);
-    store.replace(&first, &mail_for(&first)).await.unwrap();
+    store
+        .replace(&first, &mail_for(&first), &Issue::default())
+        .await
+        .unwrap();
     let second = new_otp("ada@example.com", OtpPurpose::ResetPassword, 2);
-    store.replace(&second, &mail_for(&second)).await.unwrap();
+    store
+        .replace(&second, &mail_for(&second), &Issue::default())
+        .await
+        .unwrap();
     let claimed = store.claim(now(), Duration::seconds(60), 10).await.unwrap();
     assert_eq!(claimed.len(), 1, "the replaced code is never mailed");
     assert!(
@@ -404,7 +449,10 @@ pub async fn replacing_a_code_drops_its_waiting_mail(store: impl Store) {
 pub async fn a_spend_gives_its_guesses_back_and_starts_its_session(store: impl Store) {
     let (user, _) = account(&store, "ada@example.com").await;
     let otp = new_otp("ada@example.com", OtpPurpose::SignIn, 1);
-    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    store
+        .replace(&otp, &mail_for(&otp), &Issue::default())
+        .await
+        .unwrap();
     // Each budget admits one guess; this try takes it.
     let budgets = pair_of_budgets(1);
     let counted = store
@@ -462,7 +510,10 @@ pub async fn a_spend_gives_its_guesses_back_and_starts_its_session(store: impl S
 pub async fn concurrent_guesses_and_spends_of_one_address_all_succeed(store: impl Store) {
     let (user, _) = account(&store, "ada@example.com").await;
     let otp = Arc::new(new_otp("ada@example.com", OtpPurpose::SignIn, 1));
-    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    store
+        .replace(&otp, &mail_for(&otp), &Issue::default())
+        .await
+        .unwrap();
     let budgets = pair_of_budgets(1000);
     let tasks: Vec<_> = (0..40u8)
         .map(|n| {
@@ -516,7 +567,10 @@ pub async fn a_spend_sets_its_password_before_its_session(store: impl Store) {
         .await
         .unwrap();
     let otp = new_otp("ada@example.com", OtpPurpose::ResetPassword, 1);
-    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    store
+        .replace(&otp, &mail_for(&otp), &Issue::default())
+        .await
+        .unwrap();
     let before = store.pending(10).await.unwrap().len();
     let hash = PasswordHash::new("$argon2id$v=19$new".into());
     let reset = event(AuditKind::PasswordReset);
@@ -572,11 +626,14 @@ pub async fn a_spend_moves_its_account_to_its_new_address(store: impl Store) {
         .unwrap();
     let old_code = new_otp("ada@example.com", OtpPurpose::ResetPassword, 3);
     store
-        .replace(&old_code, &mail_for(&old_code))
+        .replace(&old_code, &mail_for(&old_code), &Issue::default())
         .await
         .unwrap();
     let otp = change_otp(user);
-    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    store
+        .replace(&otp, &mail_for(&otp), &Issue::default())
+        .await
+        .unwrap();
     let before = store.pending(10).await.unwrap().len();
     let (change, notice, moved) = email_change(user, "ada@example.com", kept.family_id);
     let wrong = CodeHash::from_bytes(vec![9; 32]);
@@ -633,7 +690,10 @@ pub async fn a_spend_moves_its_account_to_its_new_address(store: impl Store) {
 pub async fn a_spend_whose_move_is_refused_leaves_its_code_unspent(store: impl Store) {
     let (user, _) = account(&store, "ada@example.com").await;
     let otp = change_otp(user);
-    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    store
+        .replace(&otp, &mail_for(&otp), &Issue::default())
+        .await
+        .unwrap();
     let budgets = pair_of_budgets(1);
     let Tries::Counted(_) = store
         .count_try(&otp.email, OtpPurpose::ChangeEmail, now(), 5, &budgets)
@@ -696,7 +756,10 @@ pub async fn a_spend_deletes_its_account(store: impl Store) {
         .await
         .unwrap();
     let otp = new_otp(address, OtpPurpose::SignIn, 1);
-    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    store
+        .replace(&otp, &mail_for(&otp), &Issue::default())
+        .await
+        .unwrap();
     let goodbye = Mail::AccountDeleted {
         to: email(address),
         full_name: "Ada".into(),
@@ -769,4 +832,139 @@ fn email_change(user: UserId, old: &str, keep: Uuid) -> (EmailChange, Mail, Audi
         full_name: "Ada".into(),
     };
     (change, notice, event(AuditKind::EmailChanged))
+}
+
+/// Whom the mail claimed at `at` goes to, each marked sent; sorted.
+async fn sent_to(store: &impl Store, at: DateTime<Utc>) -> Vec<String> {
+    let claimed = store.claim(at, Duration::seconds(60), 10).await.unwrap();
+    let ids: Vec<Uuid> = claimed.iter().map(|queued| queued.id).collect();
+    store.mark_sent(&ids, at).await.unwrap();
+    let mut to: Vec<String> = claimed
+        .iter()
+        .map(|queued| match &queued.mail {
+            Mail::Code { to, .. } => format!("code to {to}"),
+            Mail::RegistrationAttempt { to, .. } => format!("notice to {to}"),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    to.sort();
+    to
+}
+
+pub async fn an_issue_counts_its_send_gives_back_and_queues_its_notice_or_writes_nothing(
+    store: impl Store,
+) {
+    let send = Limit {
+        limit: 5,
+        window: Duration::hours(1),
+        cooldown: Duration::seconds(60),
+    };
+    let check = "password-check:ada".to_owned();
+    let give_back = [check.clone()];
+    let notice = notice("grace@example.com");
+    let issue = Issue {
+        send: Some(("send:change_email:ada@example.com", send)),
+        give_back: &give_back,
+        notice: Some(&notice),
+    };
+    let spend_check = async |at| store.acquire(&check, per_hour(1), at).await.unwrap();
+    assert_eq!(spend_check(now()).await, Admission::Allowed);
+
+    let first = new_otp("ada@example.com", OtpPurpose::ChangeEmail, 1);
+    assert_eq!(
+        store
+            .replace(&first, &mail_for(&first), &issue)
+            .await
+            .unwrap(),
+        Admission::Allowed
+    );
+    assert_eq!(spend_check(now()).await, Admission::Allowed, "given back");
+    assert_eq!(
+        sent_to(&store, now()).await,
+        ["code to ada@example.com", "notice to grace@example.com"]
+    );
+
+    // Within the send's cooldown a code, or a decoy, is refused and writes nothing:
+    // the first code stands, nothing is given back, no mail is queued.
+    let second = new_otp("ada@example.com", OtpPurpose::ChangeEmail, 2);
+    let soon = now() + Duration::seconds(20);
+    let refused = Admission::Denied {
+        retry_after: Duration::seconds(40),
+    };
+    let at_soon = NewOtp {
+        created_at: soon,
+        ..second.clone()
+    };
+    assert_eq!(
+        store
+            .replace(&at_soon, &mail_for(&at_soon), &issue)
+            .await
+            .unwrap(),
+        refused
+    );
+    let email = email("ada@example.com");
+    assert_eq!(
+        store
+            .decoy(&email, OtpPurpose::ChangeEmail, soon, &issue)
+            .await
+            .unwrap(),
+        refused
+    );
+    let found = store.find(&email, OtpPurpose::ChangeEmail).await.unwrap();
+    assert_eq!(found.map(|otp| otp.id), Some(first.id));
+    assert!(matches!(spend_check(soon).await, Admission::Denied { .. }));
+    assert!(sent_to(&store, soon).await.is_empty());
+
+    // After it, a decoy counts the send, gives back and queues the notice; it leaves
+    // the code alone and sends no code.
+    let later = now() + Duration::seconds(61);
+    assert_eq!(
+        store
+            .decoy(&email, OtpPurpose::ChangeEmail, later, &issue)
+            .await
+            .unwrap(),
+        Admission::Allowed
+    );
+    assert_eq!(spend_check(later).await, Admission::Allowed, "given back");
+    assert_eq!(
+        sent_to(&store, later).await,
+        ["notice to grace@example.com"]
+    );
+    let found = store.find(&email, OtpPurpose::ChangeEmail).await.unwrap();
+    assert_eq!(found.map(|otp| otp.id), Some(first.id));
+    let refused_again = store
+        .decoy(&email, OtpPurpose::ChangeEmail, later, &issue)
+        .await
+        .unwrap();
+    assert!(matches!(refused_again, Admission::Denied { .. }), "counted");
+}
+
+pub async fn concurrent_issues_of_one_address_send_exactly_one(store: impl Store) {
+    let send = Limit {
+        limit: 5,
+        window: Duration::hours(1),
+        cooldown: Duration::seconds(60),
+    };
+    let tasks: Vec<_> = (0..12u8)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let issue = Issue {
+                    send: Some(("send:reset_password:ada@example.com", send)),
+                    ..Issue::default()
+                };
+                let admission = if n % 3 == 0 {
+                    let email = email("ada@example.com");
+                    store
+                        .decoy(&email, OtpPurpose::ResetPassword, now(), &issue)
+                        .await
+                } else {
+                    let otp = new_otp("ada@example.com", OtpPurpose::ResetPassword, n);
+                    store.replace(&otp, &mail_for(&otp), &issue).await
+                };
+                admission.unwrap() == Admission::Allowed
+            })
+        })
+        .collect();
+    assert_eq!(winners(tasks).await, 1);
 }

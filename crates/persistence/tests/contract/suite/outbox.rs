@@ -4,7 +4,10 @@ use super::*;
 
 pub async fn storing_a_code_queues_its_mail_with_the_code_and_its_expiry(store: impl Store) {
     let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
-    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    store
+        .replace(&otp, &mail_for(&otp), &Issue::default())
+        .await
+        .unwrap();
     let claimed = store.claim(now(), Duration::seconds(60), 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].attempts, 1);
@@ -77,7 +80,10 @@ pub async fn concurrent_claims_never_hand_out_a_message_twice(store: impl Store)
 
 pub async fn sent_and_expired_messages_lose_their_body(store: impl Store) {
     let otp = new_otp("ada@example.com", OtpPurpose::VerifyEmail, 1);
-    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    store
+        .replace(&otp, &mail_for(&otp), &Issue::default())
+        .await
+        .unwrap();
     let claimed = store.claim(now(), Duration::seconds(60), 10).await.unwrap();
     store.mark_sent(&[claimed[0].id], now()).await.unwrap();
     assert!(store.pending(10).await.unwrap().is_empty());
@@ -91,7 +97,10 @@ pub async fn sent_and_expired_messages_lose_their_body(store: impl Store) {
     );
     // A failed code mail is kept for inspection, but without its code: not retryable.
     let otp = new_otp("bob@example.com", OtpPurpose::VerifyEmail, 2);
-    store.replace(&otp, &mail_for(&otp)).await.unwrap();
+    store
+        .replace(&otp, &mail_for(&otp), &Issue::default())
+        .await
+        .unwrap();
     let claimed = store.claim(now(), Duration::seconds(60), 10).await.unwrap();
     store
         .finish(

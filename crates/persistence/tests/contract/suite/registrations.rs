@@ -215,11 +215,11 @@ pub async fn concurrent_completions_of_one_registration_have_one_winner(store: i
 pub async fn a_decoy_leaves_no_code_and_nothing_to_send(store: impl Store) {
     for purpose in [OtpPurpose::VerifyEmail, OtpPurpose::ResetPassword] {
         store
-            .decoy(&email("ada@example.com"), purpose, now())
+            .decoy(&email("ada@example.com"), purpose, now(), &Issue::default())
             .await
             .unwrap();
         store
-            .decoy(&email("ada@example.com"), purpose, now())
+            .decoy(&email("ada@example.com"), purpose, now(), &Issue::default())
             .await
             .unwrap();
         assert!(

@@ -295,12 +295,18 @@ pub async fn concurrent_acquires_never_exceed_the_limit(store: impl Store) {
 pub async fn purge_removes_only_what_no_longer_matters(store: impl Store) {
     store.acquire("old", per_hour(5), now()).await.unwrap();
     let expired = new_otp("old@example.com", OtpPurpose::VerifyEmail, 1);
-    store.replace(&expired, &mail_for(&expired)).await.unwrap();
+    store
+        .replace(&expired, &mail_for(&expired), &Issue::default())
+        .await
+        .unwrap();
     let later = now() + Duration::days(2);
     store.acquire("fresh", per_hour(5), later).await.unwrap();
     let mut live = new_otp("live@example.com", OtpPurpose::VerifyEmail, 2);
     live.expires_at = later + Duration::minutes(10);
-    store.replace(&live, &mail_for(&live)).await.unwrap();
+    store
+        .replace(&live, &mail_for(&live), &Issue::default())
+        .await
+        .unwrap();
     // A session whose token expired a day before, and one live then.
     let user = UserId::new_random();
     let (ended, running) = (Uuid::new_v4(), Uuid::new_v4());
