@@ -113,6 +113,12 @@ for i in $(seq "$rounds"); do
     measure "login, wrong password" /api/accounts/token/ \
         "{\"email\":\"$a\",\"password\":\"not the password\"}"
     measure "token/refresh" /api/accounts/token/refresh/ "{\"refresh\":\"$renewal\"}"
+    post /api/accounts/token/ "{\"email\":\"$a\",\"password\":\"$pw\"}" >/dev/null
+    second="$(access)" renewal="$(refresh)"
+    measure "sessions/end-others" /api/accounts/sessions/end-others/ "{}" "$second"
+    measure "logout" /api/accounts/logout/ "{\"refresh\":\"$renewal\"}"
+    post /api/accounts/token/ "{\"email\":\"$a\",\"password\":\"$pw\"}" >/dev/null
+    token="$(access)"
     measure "change-password" /api/accounts/change-password/ \
         "{\"old_password\":\"$pw\",\"new_password\":\"$pw 2\"}" "$token"
     post /api/accounts/token/ "{\"email\":\"$a\",\"password\":\"$pw 2\"}" >/dev/null

@@ -22,7 +22,7 @@ use clap::Parser;
 use serde_json::json;
 
 use crate::load::{Call, Outcome, Script};
-use crate::scripts::{Answered, Probe, RefreshChain, Register};
+use crate::scripts::{Answered, Probe, RefreshChain, Register, ResendNew};
 use crate::server::{Limits, MailSink, Passcode};
 
 /// The password every benchmark account has (strong enough for the default policy).
@@ -174,6 +174,8 @@ impl Report {
 const WRONG: &str = "validate-otp, wrong code, fully checked";
 const BUDGET: &str = "validate-otp, answered by the guess budget";
 const REFRESH: &str = "token/refresh, chained";
+/// passcode only: the compared service answers an unknown address without writing.
+const RESEND: &str = "resend-otp, a new unknown address each";
 const LOGIN: &str = "login";
 const REGISTER: &str = "register";
 const IDLE: &str = "health/live probe (200/s), idle";
@@ -332,6 +334,20 @@ impl Bench {
                         .await;
                     report.rows.push(row);
                 }
+            }
+            if self.wanted(RESEND) {
+                let run = std::process::id();
+                let scripts = (0..n)
+                    .map(|i| {
+                        Box::new(ResendNew {
+                            prefix: format!("resend-{run}-{i}"),
+                            next: 0,
+                        }) as Box<dyn Script>
+                    })
+                    .collect();
+                report
+                    .rows
+                    .push(Row::new(RESEND, self.measure(target, scripts).await));
             }
         }
         if self.wanted(LOGIN) {

@@ -73,6 +73,23 @@ impl Script for RefreshChain {
     }
 }
 
+/// resend-otp for a new address with every request: an address without an account,
+/// answered as any other (a decoy written with the address's send limit counted).
+pub struct ResendNew {
+    pub prefix: String,
+    pub next: u64,
+}
+
+impl Script for ResendNew {
+    fn next(&mut self) -> Call {
+        self.next += 1;
+        Call::post(
+            "/api/accounts/resend-otp/",
+            json!({"email": format!("{}-{}@bench.example.com", self.prefix, self.next)}),
+        )
+    }
+}
+
 /// When each registration was answered, by address (to time its mail).
 pub type Answered = Arc<Mutex<HashMap<String, SystemTime>>>;
 
