@@ -6,7 +6,9 @@
 use crate::ports::{AccountChange, EmailChange, Mail, Spend};
 use crate::service::authenticate::AuthenticateError;
 use crate::service::{AuthService, Throttled};
-use crate::{AuditKind, EmailAddress, InfraError, OtpCode, OtpPurpose, Password, RequestContext};
+use crate::{
+    AuditKind, EmailAddress, InfraError, OtpCode, OtpPurpose, Password, RequestContext, User,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeEmailError {
@@ -56,11 +58,28 @@ impl AuthService {
         else {
             return Err(ChangeEmailError::WrongPassword);
         };
-        let purpose = OtpPurpose::ChangeEmail;
         let give_back = [budget];
-        if let Some(throttled) = self.send_refused(new_email, purpose) {
+        if let Err(throttled) = self.send_change_code(&user, new_email, &give_back).await? {
+            // Refused before any write, or by it: the try is still to give back.
             self.ports.throttle.release(&give_back).await?;
             return Err(throttled.into());
+        }
+        // The request itself changes nothing: the audit trail records the move.
+        Ok(())
+    }
+
+    /// The change's code to `new_email` (or, if the address is taken, its decoy) and
+    /// the notice to the old address, in one write with the send counted and
+    /// `give_back` given back; unless the send limit refuses.
+    async fn send_change_code(
+        &self,
+        user: &User,
+        new_email: &EmailAddress,
+        give_back: &[String],
+    ) -> Result<Result<(), Throttled>, InfraError> {
+        let purpose = OtpPurpose::ChangeEmail;
+        if let Some(throttled) = self.send_refused(new_email, purpose) {
+            return Ok(Err(throttled));
         }
         let notice = Mail::EmailChangeRequested {
             to: user.email.clone(),
@@ -73,18 +92,8 @@ impl AuthService {
             otp.account = Some(user.id);
             (otp, mail)
         });
-        // One write: the send counted, the password's try given back, the notice and
-        // the code (or, if the address is taken, its decoy) queued.
-        if let Err(throttled) = self
-            .issue(new_email, purpose, code, &give_back, Some(&notice))
-            .await?
-        {
-            // Refused: nothing was written, the try is still to give back.
-            self.ports.throttle.release(&give_back).await?;
-            return Err(throttled.into());
-        }
-        // The request itself changes nothing: the audit trail records the move.
-        Ok(())
+        self.issue(new_email, purpose, code, give_back, Some(&notice))
+            .await
     }
 
     /// Confirms the move with the code mailed to `new_email`: the account moves (if
