@@ -1,10 +1,11 @@
 //! argon2id password hashing for passcode. Hashing runs on a dedicated pool of
 //! `max_concurrent` threads, with at most `max_queued` jobs waiting; past that,
 //! callers get `HashError::Busy` at once, so a login flood can neither starve the
-//! async workers nor grow memory without bound. Each hashing thread allocates its
-//! argon2 memory once and reuses it for every hash: left to the allocator, glibc's
+//! async workers nor grow memory without bound. Each hashing thread takes its argon2
+//! memory as it starts and reuses it for every hash: left to the allocator, glibc's
 //! dynamic mmap threshold keeps every freed 19 MiB block resident and memory grows
-//! with each login. Hashing memory is thus `max_concurrent × memory_kib`, fixed.
+//! with each login. Hashing memory is thus `max_concurrent × memory_kib`, fixed from
+//! the start; no other thread hashes (the dummy hash too is computed on the pool).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -80,15 +81,27 @@ impl Argon2Hasher {
         )
         .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let dummy = hash_with(&argon, &random_salt()?.to_string())?;
         let (jobs, queue) = sync_channel::<Job>(settings.max_queued);
         let queue = Arc::new(Mutex::new(queue));
+        let blocks = argon.params().block_count();
         for n in 0..settings.max_concurrent.max(1) {
             let queue = queue.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
-                .spawn(move || work(&queue))?;
+                .spawn(move || work(&queue, blocks))?;
         }
+        // The dummy hash on a hashing thread, so that no other thread keeps argon2
+        // memory for the process's lifetime.
+        let (done, dummy) = std::sync::mpsc::channel();
+        let salt = random_salt()?.to_string();
+        let dummy_argon = argon.clone();
+        jobs.send(Box::new(move || {
+            let _ = done.send(hash_with(&dummy_argon, &salt));
+        }))
+        .map_err(|_| anyhow::anyhow!("the hashing threads have stopped"))?;
+        let dummy = dummy
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the dummy hash was lost"))??;
         Ok(Self {
             inner: Arc::new(Inner { argon, dummy }),
             jobs,
@@ -143,12 +156,14 @@ fn queue_depth(waiting: i64) {
 /// that a login flood takes the cores only while nothing cheaper is waiting.
 const HASHING_PRIORITY: u8 = 25;
 
-/// A hashing thread: takes jobs until every sender is gone.
-fn work(queue: &Mutex<Receiver<Job>>) {
+/// A hashing thread: takes its memory for `blocks`, then jobs until every sender is
+/// gone.
+fn work(queue: &Mutex<Receiver<Job>>, blocks: usize) {
     if let Err(error) = lower_priority() {
         // Hashing still works, only at the request threads' priority.
         tracing::warn!(%error, "could not lower the hashing threads' priority");
     }
+    reserve(blocks);
     loop {
         let job = {
             let receiver = queue
@@ -196,6 +211,16 @@ thread_local! {
     static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Grows this thread's argon2 memory to `blocks`, written so that it is resident.
+fn reserve(blocks: usize) {
+    MEMORY.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::default());
+        }
+    });
+}
+
 /// Runs argon2 with this thread's reusable memory.
 fn compute(
     argon: &Argon2<'_>,
@@ -204,12 +229,10 @@ fn compute(
     salt: &[u8],
     out: &mut [u8],
 ) -> anyhow::Result<()> {
+    let blocks = params.block_count();
+    reserve(blocks);
     MEMORY.with(|memory| {
         let mut memory = memory.borrow_mut();
-        let blocks = params.block_count();
-        if memory.len() < blocks {
-            memory.resize(blocks, Block::default());
-        }
         argon
             .hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
             .map_err(|e| anyhow::anyhow!("argon2: {e}"))
@@ -365,6 +388,44 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ran_on.as_deref(), Some("argon2-0"));
+    }
+
+    /// Hashing memory is the hashing threads' alone, taken as they start: the thread
+    /// that builds the hasher keeps none (it computed the dummy hash until
+    /// 2026-12-06, and kept its 19 MiB for the process's lifetime), and a hashing
+    /// thread holds its whole memory before its first hash.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_hashing_threads_hold_argon2_memory_taken_as_they_start() {
+        let hasher = Argon2Hasher::new(&fast()).unwrap();
+        assert_eq!(MEMORY.with(|memory| memory.borrow().len()), 0);
+        let two = Argon2Hasher::new(&HashingSettings {
+            max_concurrent: 2,
+            max_queued: 2,
+            ..fast()
+        })
+        .unwrap();
+        // Both threads of `two` at once (each holds its job while the other takes
+        // one): one computed the dummy hash, the other has not hashed.
+        let held = futures_join((0..2).map(|_| {
+            let two = two.clone();
+            tokio::spawn(async move {
+                two.run(|_| {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    Ok((
+                        std::thread::current().name().map(str::to_owned),
+                        MEMORY.with(|memory| memory.borrow().len()),
+                    ))
+                })
+                .await
+                .unwrap()
+            })
+        }))
+        .await;
+        let blocks = hasher.inner.argon.params().block_count();
+        let mut threads: Vec<_> = held.iter().map(|(name, _)| name.clone()).collect();
+        threads.sort();
+        assert_eq!(threads, [Some("argon2-0".into()), Some("argon2-1".into())]);
+        assert!(held.iter().all(|&(_, len)| len == blocks), "{held:?}");
     }
 
     fn fast() -> HashingSettings {
