@@ -232,6 +232,7 @@ ports::otp_store!(MysqlStore);
 ports::throttle!(MysqlStore);
 ports::outbox!(MysqlStore);
 ports::refresh_token_store!(MysqlStore);
+ports::insert_session!(MysqlStore, start_session_tx);
 ports::rotate_session!(MysqlStore, rotate_tx);
 ports::audit_log!(MysqlStore);
 ports::health_check!(MysqlStore);

@@ -116,6 +116,7 @@ ports::otp_store!(PgStore);
 ports::throttle!(PgStore);
 ports::outbox!(PgStore);
 ports::refresh_token_store!(PgStore);
+ports::insert_session!(PgStore, start_session_tx);
 ports::rotate_session!(PgStore, rotate_tx);
 ports::audit_log!(PgStore);
 ports::health_check!(PgStore);

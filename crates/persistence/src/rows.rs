@@ -272,6 +272,32 @@ macro_rules! rotate_session_query {
 }
 pub(crate) use rotate_session_query;
 
+/// Starts the session of its first refresh token `$token` (a `NewRefreshToken`): the
+/// INSERT of its row.
+macro_rules! new_session_query {
+    ($token:expr) => {{
+        use diesel::ExpressionMethods as _;
+        use $crate::schema::sessions;
+        use $crate::time::to_millis;
+        let token: &passcode_domain::ports::NewRefreshToken = $token;
+        let now = to_millis(token.created_at);
+        diesel::insert_into(sessions::table).values((
+            sessions::family_id.eq(token.family_id.to_string()),
+            sessions::user_id.eq(token.user_id.0.to_string()),
+            sessions::created_at.eq(now),
+            sessions::created_client.eq(&token.origin.client),
+            sessions::created_user_agent.eq(&token.origin.user_agent),
+            sessions::last_used_at.eq(now),
+            sessions::last_client.eq(&token.origin.client),
+            sessions::last_user_agent.eq(&token.origin.user_agent),
+            sessions::token_hash.eq(Some(&token.token_hash)),
+            sessions::expires_at.eq(to_millis(token.expires_at)),
+            sessions::family_expires_at.eq(Some(to_millis(token.family_expires_at))),
+        ))
+    }};
+}
+pub(crate) use new_session_query;
+
 /// A session's tokens, as a `SessionTokens` row, to decide about a token that did
 /// not rotate it.
 macro_rules! session_tokens_query {

@@ -242,26 +242,26 @@ ports::refresh_token_store!(SqliteStore);
 ports::audit_log!(SqliteStore);
 ports::health_check!(SqliteStore);
 
-/// The hot paths (a guess, a refresh) in one trip to the blocking thread and in the
-/// next batch of writes (`group_commit`): each statement through
+/// The hot paths (a guess, a refresh, a login's session) in one trip to the blocking
+/// thread and in the next batch of writes (`group_commit`): each statement through
 /// `SyncConnectionWrapper` is a hand-over to a blocking thread and back, and a
 /// transaction of N statements made N + 2 of them. Here the whole transaction runs on
 /// the blocking thread at once (synchronous Diesel, the same SQL as the shared queries).
 mod one_trip {
     use chrono::{DateTime, Utc};
     use diesel::prelude::*;
-    use passcode_domain::ports::{Admissions, Limit, Rotation, Tries};
-    use passcode_domain::{EmailAddress, InfraError, OtpPurpose};
+    use passcode_domain::ports::{Admissions, Limit, NewRefreshToken, Rotation, Tries};
+    use passcode_domain::{AuditEvent, EmailAddress, InfraError, OtpPurpose};
 
     use super::SqliteStore;
     use crate::cached::CachedExt as _;
     use crate::error::query_error;
     use crate::rows::{
-        Abort, OtpRow, Rotate, SessionTokens, account_as_signed_query, acquire_bounds,
-        acquire_query, admissions, limit_name, open_codes_query, retry_after, rotate_session_query,
-        session_tokens_query, tries, unrotated,
+        Abort, AuditRow, OtpRow, Rotate, SessionTokens, account_as_signed_query, acquire_bounds,
+        acquire_query, admissions, limit_name, new_session_query, open_codes_query, release_query,
+        retry_after, rotate_session_query, session_tokens_query, tries, unrotated,
     };
-    use crate::schema::{otp_codes, rate_limits};
+    use crate::schema::{audit_events, otp_codes, rate_limits};
     use crate::time::to_millis;
 
     /// `Throttle::acquire`'s statement, synchronously: `Some(retry_after)` if refused.
@@ -354,6 +354,37 @@ mod one_trip {
                         signed_for: &signed_for,
                     },
                 )
+            })
+            .await?
+            .map_err(query_error)
+        }
+
+        /// `RefreshTokenStore::insert` in one trip, in the next batch of writes: the
+        /// budgets given back (in the order they were reserved in), the session and
+        /// its event. A login's last write, which took six trips statement by statement.
+        pub(crate) async fn start_session_tx(
+            &self,
+            token: &NewRefreshToken,
+            event: Option<AuditEvent>,
+            keys: &[String],
+        ) -> Result<(), InfraError> {
+            let token = token.clone();
+            let keys = keys.to_vec();
+            self.batched(move |conn| -> QueryResult<()> {
+                for key in &keys {
+                    // RETURNING, so that it runs as a query: see `crate::cached`.
+                    release_query!(key)
+                        .returning(rate_limits::count)
+                        .cached()
+                        .load::<i32>(conn)?;
+                }
+                new_session_query!(&token).execute(conn)?;
+                if let Some(event) = &event {
+                    diesel::insert_into(audit_events::table)
+                        .values(&AuditRow::new(event))
+                        .execute(conn)?;
+                }
+                Ok(())
             })
             .await?
             .map_err(query_error)

@@ -26,7 +26,7 @@ pub(crate) use dialect::returning_dialect;
 pub(crate) use health::health_check;
 pub(crate) use otps::otp_store;
 pub(crate) use outbox::outbox;
-pub(crate) use refresh_tokens::{refresh_token_store, rotate_session};
+pub(crate) use refresh_tokens::{insert_session, refresh_token_store, rotate_session};
 pub(crate) use shared::shared;
 pub(crate) use throttle::throttle;
 pub(crate) use users::user_repository;

@@ -4,7 +4,7 @@
 macro_rules! refresh_token_store {
     ($store:ty) => {
         const _: () = {
-            use self::shared::{audit, give_back, start_session};
+            use self::shared::audit;
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
             use diesel::prelude::*;
@@ -35,21 +35,9 @@ macro_rules! refresh_token_store {
                     event: Option<passcode_domain::AuditEvent>,
                     keys: &[String],
                 ) -> Result<(), InfraError> {
-                    let mut conn = self.writer().await?;
-                    if event.is_none() && keys.is_empty() {
-                        return start_session(&mut *conn, token, None)
-                            .await
-                            .map_err(query_error);
-                    }
-                    // The budgets' rows first, in the order they were reserved in, as
-                    // every reservation locks them.
-                    (*conn)
-                        .transaction(async |conn| {
-                            give_back(conn, keys).await?;
-                            start_session(conn, token, event.as_ref()).await
-                        })
-                        .await
-                        .map_err(query_error)
+                    // Each backend's own: statement by statement on PostgreSQL and
+                    // MariaDB (`insert_session!`), in one trip and one batch on SQLite.
+                    self.start_session_tx(token, event, keys).await
                 }
 
                 async fn rotate(
@@ -281,6 +269,46 @@ pub(crate) use refresh_token_store;
 /// rotation is one UPDATE, committed on its own; only a token it did not rotate with
 /// (rare: a replay, reuse, an ended session, a changed account) takes the reads that
 /// say why, and they change nothing.
+/// `RefreshTokenStore::insert` statement by statement, as the method `$method` of
+/// `$store`: the budgets given back, the session and its event, in one transaction.
+macro_rules! insert_session {
+    ($store:ty, $method:ident) => {
+        const _: () = {
+            use self::shared::{give_back, start_session};
+            use diesel_async::AsyncConnection;
+            use passcode_domain::InfraError;
+            use passcode_domain::ports::NewRefreshToken;
+            use $crate::error::query_error;
+
+            impl $store {
+                pub(crate) async fn $method(
+                    &self,
+                    token: &NewRefreshToken,
+                    event: Option<passcode_domain::AuditEvent>,
+                    keys: &[String],
+                ) -> Result<(), InfraError> {
+                    let mut conn = self.writer().await?;
+                    if event.is_none() && keys.is_empty() {
+                        return start_session(&mut *conn, token, None)
+                            .await
+                            .map_err(query_error);
+                    }
+                    // The budgets' rows first, in the order they were reserved in, as
+                    // every reservation locks them.
+                    (*conn)
+                        .transaction(async |conn| {
+                            give_back(conn, keys).await?;
+                            start_session(conn, token, event.as_ref()).await
+                        })
+                        .await
+                        .map_err(query_error)
+                }
+            }
+        };
+    };
+}
+pub(crate) use insert_session;
+
 macro_rules! rotate_session {
     ($store:ty, $method:ident) => {
         const _: () = {

@@ -60,23 +60,7 @@ macro_rules! shared {
                 token: &passcode_domain::ports::NewRefreshToken,
                 event: Option<&passcode_domain::AuditEvent>,
             ) -> Result<(), diesel::result::Error> {
-                use $crate::schema::sessions;
-                use $crate::time::to_millis;
-                let now = to_millis(token.created_at);
-                diesel::insert_into(sessions::table)
-                    .values((
-                        sessions::family_id.eq(token.family_id.to_string()),
-                        sessions::user_id.eq(token.user_id.0.to_string()),
-                        sessions::created_at.eq(now),
-                        sessions::created_client.eq(&token.origin.client),
-                        sessions::created_user_agent.eq(&token.origin.user_agent),
-                        sessions::last_used_at.eq(now),
-                        sessions::last_client.eq(&token.origin.client),
-                        sessions::last_user_agent.eq(&token.origin.user_agent),
-                        sessions::token_hash.eq(Some(&token.token_hash)),
-                        sessions::expires_at.eq(to_millis(token.expires_at)),
-                        sessions::family_expires_at.eq(Some(to_millis(token.family_expires_at))),
-                    ))
+                $crate::rows::new_session_query!(token)
                     .execute(conn)
                     .await?;
                 if let Some(event) = event {
