@@ -228,6 +228,7 @@ impl MysqlStore {
 // The ports, one macro each (crate::ports), over MariaDB's own dialect.
 ports::shared!();
 ports::user_repository!(MysqlStore);
+ports::create_user!(MysqlStore, create_user_tx);
 ports::otp_store!(MysqlStore);
 ports::throttle!(MysqlStore);
 ports::outbox!(MysqlStore);

@@ -112,6 +112,7 @@ impl PgStore {
 ports::returning_dialect!(crate::outbox_rows::CLAIM_POSTGRES);
 ports::shared!();
 ports::user_repository!(PgStore);
+ports::create_user!(PgStore, create_user_tx);
 ports::otp_store!(PgStore);
 ports::throttle!(PgStore);
 ports::outbox!(PgStore);

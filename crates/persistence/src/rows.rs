@@ -433,6 +433,14 @@ pub(crate) fn retry_after(
     chrono::Duration::milliseconds(wait_ms.max(1_000))
 }
 
+/// A new account's first code as rows: the code, its sealed mail and the event that
+/// records the registration (`UserRepository::create`).
+pub(crate) struct FirstCodeRows {
+    pub code: OtpRow,
+    pub mail: crate::outbox_rows::NewOutboxRow,
+    pub event: AuditRow,
+}
+
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = crate::schema::audit_events)]
 pub(crate) struct AuditRow {

@@ -242,7 +242,7 @@ ports::refresh_token_store!(SqliteStore);
 ports::audit_log!(SqliteStore);
 ports::health_check!(SqliteStore);
 
-/// The hot paths (a guess, a refresh, a login's session) in one trip to the blocking
+/// The hot paths (a guess, a refresh, a login's session, a registration) in one trip to the blocking
 /// thread and in the next batch of writes (`group_commit`): each statement through
 /// `SyncConnectionWrapper` is a hand-over to a blocking thread and back, and a
 /// transaction of N statements made N + 2 of them. Here the whole transaction runs on
@@ -250,18 +250,21 @@ ports::health_check!(SqliteStore);
 mod one_trip {
     use chrono::{DateTime, Utc};
     use diesel::prelude::*;
-    use passcode_domain::ports::{Admissions, Limit, NewRefreshToken, Rotation, Tries};
+    use passcode_domain::ports::{
+        Admissions, CreateUserError, Limit, NewRefreshToken, Rotation, Tries,
+    };
     use passcode_domain::{AuditEvent, EmailAddress, InfraError, OtpPurpose};
 
     use super::SqliteStore;
     use crate::cached::CachedExt as _;
-    use crate::error::query_error;
+    use crate::error::{create_user_error, query_error};
     use crate::rows::{
-        Abort, AuditRow, OtpRow, Rotate, SessionTokens, account_as_signed_query, acquire_bounds,
-        acquire_query, admissions, limit_name, new_session_query, open_codes_query, release_query,
-        retry_after, rotate_session_query, session_tokens_query, tries, unrotated,
+        Abort, AuditRow, FirstCodeRows, OtpRow, Rotate, SessionTokens, UserRow,
+        account_as_signed_query, acquire_bounds, acquire_query, admissions, limit_name,
+        new_session_query, open_codes_query, release_query, retry_after, rotate_session_query,
+        session_tokens_query, tries, unrotated,
     };
-    use crate::schema::{audit_events, otp_codes, rate_limits};
+    use crate::schema::{audit_events, otp_codes, outbox, rate_limits, users};
     use crate::time::to_millis;
 
     /// `Throttle::acquire`'s statement, synchronously: `Some(retry_after)` if refused.
@@ -388,6 +391,35 @@ mod one_trip {
             })
             .await?
             .map_err(query_error)
+        }
+
+        /// `UserRepository::create` in one trip, in the next batch of writes: the
+        /// account, and its first code with the code's mail and its event. A
+        /// registration's write, which took six trips statement by statement.
+        pub(crate) async fn create_user_tx(
+            &self,
+            row: UserRow,
+            first_code: Option<FirstCodeRows>,
+        ) -> Result<UserRow, CreateUserError> {
+            self.batched(move |conn| -> QueryResult<UserRow> {
+                diesel::insert_into(users::table)
+                    .values(&row)
+                    .execute(conn)?;
+                if let Some(first) = &first_code {
+                    diesel::insert_into(otp_codes::table)
+                        .values(&first.code)
+                        .execute(conn)?;
+                    diesel::insert_into(outbox::table)
+                        .values(&first.mail)
+                        .execute(conn)?;
+                    diesel::insert_into(audit_events::table)
+                        .values(&first.event)
+                        .execute(conn)?;
+                }
+                Ok(row)
+            })
+            .await?
+            .map_err(create_user_error)
         }
 
         /// `OtpStore::count_try` in one trip.

@@ -29,4 +29,4 @@ pub(crate) use outbox::outbox;
 pub(crate) use refresh_tokens::{insert_session, refresh_token_store, rotate_session};
 pub(crate) use shared::shared;
 pub(crate) use throttle::throttle;
-pub(crate) use users::user_repository;
+pub(crate) use users::{create_user, user_repository};

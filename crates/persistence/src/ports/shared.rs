@@ -45,8 +45,16 @@ macro_rules! shared {
                 conn: &mut Conn,
                 event: &passcode_domain::AuditEvent,
             ) -> Result<(), diesel::result::Error> {
+                audit_row(conn, &$crate::rows::AuditRow::new(event)).await
+            }
+
+            /// Writes an audit event's row; runs inside the caller's transaction.
+            pub(super) async fn audit_row(
+                conn: &mut Conn,
+                row: &$crate::rows::AuditRow,
+            ) -> Result<(), diesel::result::Error> {
                 diesel::insert_into(audit_events::table)
-                    .values(&$crate::rows::AuditRow::new(event))
+                    .values(row)
                     .cached()
                     .execute(conn)
                     .await?;

@@ -4,17 +4,16 @@
 macro_rules! user_repository {
     ($store:ty) => {
         const _: () = {
-            use self::shared::{audit, erase, give_back, insert_code, refused, set_password};
+            use self::shared::{audit, erase, give_back, refused, set_password};
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
             use diesel::prelude::*;
             use diesel_async::{AsyncConnection, RunQueryDsl};
             use passcode_domain::ports::{CreateUserError, FirstCode, Mail, UserRepository};
             use passcode_domain::{EmailAddress, InfraError, NewUser, User, UserId};
-            use $crate::cached::CachedExt as _;
-            use $crate::error::{create_user_error, query_error};
+            use $crate::error::query_error;
             use $crate::outbox_rows::NewOutboxRow;
-            use $crate::rows::{OtpRow, UserRow};
+            use $crate::rows::{AuditRow, FirstCodeRows, OtpRow, UserRow};
             use $crate::schema::users;
             use $crate::time::to_millis;
 
@@ -38,25 +37,16 @@ macro_rules! user_repository {
                                 &self.mail_key,
                                 Some(otp.id),
                             )?;
-                            Ok((OtpRow::new(otp), mail, &first.audit))
+                            Ok(FirstCodeRows {
+                                code: OtpRow::new(otp),
+                                mail,
+                                event: AuditRow::new(&first.audit),
+                            })
                         })
                         .transpose()?;
-                    let mut conn = self.writer().await?;
-                    let insert = diesel::insert_into(users::table).values(&row).cached();
-                    match code {
-                        None => insert.execute(&mut *conn).await.map(drop),
-                        Some((code, mail, event)) => {
-                            (*conn)
-                                .transaction(async |conn| {
-                                    insert.execute(conn).await?;
-                                    insert_code(conn, &code, &mail).await?;
-                                    audit(conn, event).await
-                                })
-                                .await
-                        }
-                    }
-                    .map_err(create_user_error)?;
-                    Ok(row.into_domain()?)
+                    // Each backend's own: statement by statement on PostgreSQL and
+                    // MariaDB (`create_user!`), in one trip and one batch on SQLite.
+                    Ok(self.create_user_tx(row, code).await?.into_domain()?)
                 }
 
                 async fn find_by_email(
@@ -190,3 +180,46 @@ macro_rules! user_repository {
 }
 
 pub(crate) use user_repository;
+
+/// `UserRepository::create` statement by statement, as the method `$method` of
+/// `$store`: the account, and its first code with the code's mail and its event, in
+/// one transaction. Answers the row as written.
+macro_rules! create_user {
+    ($store:ty, $method:ident) => {
+        const _: () = {
+            use self::shared::{audit_row, insert_code};
+            use diesel_async::{AsyncConnection, RunQueryDsl};
+            use passcode_domain::ports::CreateUserError;
+            use $crate::cached::CachedExt as _;
+            use $crate::error::create_user_error;
+            use $crate::rows::{FirstCodeRows, UserRow};
+            use $crate::schema::users;
+
+            impl $store {
+                pub(crate) async fn $method(
+                    &self,
+                    row: UserRow,
+                    first_code: Option<FirstCodeRows>,
+                ) -> Result<UserRow, CreateUserError> {
+                    let mut conn = self.writer().await?;
+                    let insert = diesel::insert_into(users::table).values(&row).cached();
+                    match &first_code {
+                        None => insert.execute(&mut *conn).await.map(drop),
+                        Some(first) => {
+                            (*conn)
+                                .transaction(async |conn| {
+                                    insert.execute(conn).await?;
+                                    insert_code(conn, &first.code, &first.mail).await?;
+                                    audit_row(conn, &first.event).await
+                                })
+                                .await
+                        }
+                    }
+                    .map_err(create_user_error)?;
+                    Ok(row)
+                }
+            }
+        };
+    };
+}
+pub(crate) use create_user;
