@@ -27,10 +27,33 @@ pub use mail::{CapturedMail, mails_in, parse_mail};
 pub use python::{spawn_support, support_file, test_python, venv_tool};
 pub use smtp::{ControlledSmtp, SMTP_PASSWORD, SMTP_USER, SmtpServers, smtp};
 
-/// A port nothing listens on (yet).
+/// A port nothing listens on (yet), never handed out twice in this process, and below
+/// the kernel's range of ephemeral ports. A port from `bind(0)` lies inside that range,
+/// where any outgoing connection may take it as its local port (or a client retrying
+/// a server that is still down may connect to itself on it) before the test starts
+/// its server there: that server then cannot bind, and the test fails for nothing.
 pub fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").port()
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    const LOWEST: u16 = 10_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768)
+        .max(LOWEST + 1_000);
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for _ in 0..1_000 {
+        let bytes = *uuid::Uuid::new_v4().as_bytes();
+        let random = u16::from_le_bytes([bytes[0], bytes[1]]);
+        let port = LOWEST + random % (ephemeral - LOWEST);
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range ({LOWEST} to {ephemeral})")
 }
 
 /// A fresh address for one test.
