@@ -33,6 +33,11 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
+# How long a server may take to start: aiosmtpd's default (5 s) was seen to run out
+# on a CI machine busy with the rest of the suite.
+READY_TIMEOUT = 60.0
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -91,7 +96,12 @@ class Chosen(Maildir):
 
 
 def single(args):
-    server = Controller(Chosen(os.path.join(args.dir, "single"), args.behaviour), hostname="127.0.0.1", port=args.single)
+    server = Controller(
+        Chosen(os.path.join(args.dir, "single"), args.behaviour),
+        hostname="127.0.0.1",
+        port=args.single,
+        ready_timeout=READY_TIMEOUT,
+    )
     server.start()
     print(json.dumps({"port": args.single}), flush=True)
     sys.stdin.read()
@@ -131,6 +141,7 @@ def main():
         Maildir(os.path.join(args.dir, "starttls")),
         hostname="127.0.0.1",
         port=starttls_port,
+        ready_timeout=READY_TIMEOUT,
         tls_context=context,
         require_starttls=True,
         authenticator=authenticator,
@@ -140,6 +151,7 @@ def main():
         Maildir(os.path.join(args.dir, "implicit")),
         hostname="127.0.0.1",
         port=implicit_port,
+        ready_timeout=READY_TIMEOUT,
         ssl_context=context,
         authenticator=authenticator,
         auth_required=True,

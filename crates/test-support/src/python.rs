@@ -29,12 +29,14 @@ pub fn support_file(name: &str) -> PathBuf {
 /// first line, which names its port(s). `what` names it in failure messages.
 pub fn spawn_support(script: &str, args: &[&str], what: &str) -> (Child, String) {
     let python = test_python();
+    // Its errors, kept to explain a server that did not start.
+    let errors = tempfile::tempfile().expect("a temporary file");
     let mut child = Command::new(&python)
         .arg(support_file(script))
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(errors.try_clone().expect("a temporary file"))
         .spawn()
         .unwrap_or_else(|e| {
             panic!("cannot start {what} with {python:?}: {e}. Run the tests with scripts/test.sh, which installs the tests' Python tools and sets PASSCODE_TEST_PYTHON.")
@@ -43,9 +45,16 @@ pub fn spawn_support(script: &str, args: &[&str], what: &str) -> (Child, String)
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
         .unwrap_or_else(|e| panic!("reading the first line of {what}: {e}"));
-    assert!(
-        line.contains("port"),
-        "{what} did not start (are the tests' Python tools installed? run scripts/test.sh): {line:?}"
-    );
+    if !line.contains("port") {
+        let _ = child.wait();
+        let mut said = String::new();
+        let mut errors = errors;
+        let _ = std::io::Seek::rewind(&mut errors);
+        let _ = std::io::Read::read_to_string(&mut errors, &mut said);
+        panic!(
+            "{what} did not start (are the tests' Python tools installed? run scripts/test.sh): \
+             {line:?}; it said: {said}"
+        );
+    }
     (child, line)
 }
