@@ -4,8 +4,9 @@
 //! async workers nor grow memory without bound. Each hashing thread takes its argon2
 //! memory as it starts and reuses it for every hash: left to the allocator, glibc's
 //! dynamic mmap threshold keeps every freed 19 MiB block resident and memory grows
-//! with each login. Hashing memory is thus `max_concurrent × memory_kib`, fixed from
-//! the start; no other thread hashes (the dummy hash too is computed on the pool).
+//! with each login. Hashing memory is thus `max_concurrent × memory_kib`, held before
+//! `Argon2Hasher::new` returns; no other thread hashes (the dummy hash too is computed
+//! on the pool).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -84,11 +85,22 @@ impl Argon2Hasher {
         let (jobs, queue) = sync_channel::<Job>(settings.max_queued);
         let queue = Arc::new(Mutex::new(queue));
         let blocks = argon.params().block_count();
-        for n in 0..settings.max_concurrent.max(1) {
+        let threads = settings.max_concurrent.max(1);
+        let (holding, held) = std::sync::mpsc::channel();
+        for n in 0..threads {
             let queue = queue.clone();
+            let holding = holding.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
-                .spawn(move || work(&queue, blocks))?;
+                .spawn(move || work(&queue, blocks, &holding))?;
+        }
+        drop(holding);
+        // Back only once every thread holds its memory, so that a service that says it
+        // is ready already has its fixed hashing memory, and what it measures idle is
+        // what it keeps.
+        for _ in 0..threads {
+            held.recv()
+                .map_err(|_| anyhow::anyhow!("a hashing thread stopped as it started"))?;
         }
         // The dummy hash on a hashing thread, so that no other thread keeps argon2
         // memory for the process's lifetime.
@@ -156,14 +168,15 @@ fn queue_depth(waiting: i64) {
 /// that a login flood takes the cores only while nothing cheaper is waiting.
 const HASHING_PRIORITY: u8 = 25;
 
-/// A hashing thread: takes its memory for `blocks`, then jobs until every sender is
-/// gone.
-fn work(queue: &Mutex<Receiver<Job>>, blocks: usize) {
+/// A hashing thread: takes its memory for `blocks` and says so on `holding`, then
+/// runs jobs until every sender is gone.
+fn work(queue: &Mutex<Receiver<Job>>, blocks: usize, holding: &std::sync::mpsc::Sender<()>) {
     if let Err(error) = lower_priority() {
         // Hashing still works, only at the request threads' priority.
         tracing::warn!(%error, "could not lower the hashing threads' priority");
     }
     reserve(blocks);
+    let _ = holding.send(());
     loop {
         let job = {
             let receiver = queue
@@ -426,6 +439,39 @@ mod tests {
         threads.sort();
         assert_eq!(threads, [Some("argon2-0".into()), Some("argon2-1".into())]);
         assert!(held.iter().all(|&(_, len)| len == blocks), "{held:?}");
+    }
+
+    /// `new` returns only once every hashing thread holds its memory: a service's idle
+    /// size already includes it (until 2026-12-06 only the thread that computed the
+    /// dummy hash was sure to, and a memory bound measured from idle could count the
+    /// other's 19 MiB as growth).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_new_hasher_already_holds_every_threads_memory() {
+        let before = resident_kib();
+        let hasher = Argon2Hasher::new(&HashingSettings {
+            memory_kib: 16 * 1024,
+            max_concurrent: 3,
+            max_queued: 1,
+            ..fast()
+        })
+        .unwrap();
+        let grown = resident_kib().saturating_sub(before);
+        // Three threads of 16 MiB; other tests in this process may free a few MiB.
+        assert!(grown >= 40 * 1024, "grew {grown} KiB");
+        drop(hasher);
+    }
+
+    /// Resident memory (VmRSS) of this process, in KiB.
+    #[cfg(target_os = "linux")]
+    fn resident_kib() -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap()
     }
 
     fn fast() -> HashingSettings {
