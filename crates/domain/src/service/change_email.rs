@@ -59,7 +59,8 @@ impl AuthService {
             return Err(ChangeEmailError::WrongPassword);
         };
         let give_back = [budget];
-        if let Err(throttled) = self.send_change_code(&user, new_email, &give_back).await? {
+        let sent = self.send_change_code(&user, new_email, &give_back).await;
+        if let Err(throttled) = self.give_back_on_failure(&give_back, sent).await? {
             // Refused before any write, or by it: the try is still to give back.
             self.ports.throttle.release(&give_back).await?;
             return Err(throttled.into());

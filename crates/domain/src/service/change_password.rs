@@ -68,10 +68,13 @@ impl AuthService {
             context,
         );
         let notice = Self::password_changed_notice(&user);
-        self.ports
+        let budgets = [budget];
+        let set = self
+            .ports
             .users
-            .set_password(user.id, &hash, false, now, &audit, Some(&notice), &[budget])
-            .await?;
+            .set_password(user.id, &hash, false, now, &audit, Some(&notice), &budgets)
+            .await;
+        self.give_back_on_failure(&budgets, set).await?;
         Ok(())
     }
 }

@@ -93,15 +93,16 @@ impl AuthService {
             }
         };
         // The budget is not given back: erasing the account erases its row.
-        if self
+        let Some(budget) = self
             .check_account_password::<DeleteAccountError>(&user, &password)
             .await?
-            .is_none()
-        {
+        else {
             return Err(DeleteAccountError::WrongPassword);
-        }
-        // Already gone (a concurrent delete) is the outcome the caller asked for.
-        self.erase(&user, context).await?;
+        };
+        // Already gone (a concurrent delete) is the outcome the caller asked for. The
+        // erasure deletes the budget's row; failed, it leaves the row with the try.
+        let erased = self.erase(&user, context).await;
+        self.give_back_on_failure(&[budget], erased).await?;
         Ok(())
     }
 

@@ -47,7 +47,9 @@ impl AuthService {
             (ceiling.clone(), limits.login_failures),
         ])
         .await??;
-        let user = self.ports.users.find_by_email(&input.email).await?;
+        let budgets = [share, ceiling];
+        let found = self.ports.users.find_by_email(&input.email).await;
+        let user = self.give_back_on_failure(&budgets, found).await?;
         // With no account, verify against a dummy hash: the same time is spent.
         let matches = self
             .ports
@@ -64,7 +66,7 @@ impl AuthService {
             Ok(matches) => matches,
             Err(error) => {
                 // Shed or failed: no password was checked, nothing is counted.
-                self.ports.throttle.release(&[share, ceiling]).await?;
+                self.ports.throttle.release(&budgets).await?;
                 return Err(error.into());
             }
         };
@@ -82,7 +84,6 @@ impl AuthService {
             }
         };
         // A right password was no failure: both budgets get their event back.
-        let budgets = [share, ceiling];
         if self.settings.policy == RegistrationPolicy::VerificationRequired && !user.email_verified
         {
             self.ports.throttle.release(&budgets).await?;
@@ -95,8 +96,9 @@ impl AuthService {
             &input.context,
         );
         // Given back in the session's transaction: one write.
-        Ok(self
+        let started = self
             .start_session(&user, Some(audit), &input.context, &budgets)
-            .await?)
+            .await;
+        Ok(self.give_back_on_failure(&budgets, started).await?)
     }
 }

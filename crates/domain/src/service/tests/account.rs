@@ -164,14 +164,8 @@ fn a_deletion_whose_code_is_not_spent_erases_nothing() {
 #[test]
 fn deleting_by_password_erases_the_account_with_its_budget_in_one_write() {
     let mut m = Mocks::new();
-    signed_in(&mut m);
+    password_proves_right(&mut m);
     m.hashing_succeeds();
-    m.passwords.expect_verify().returning(|_, _| Ok(true));
-    m.throttle
-        .expect_acquire()
-        .withf(|key, _, _| key == format!("password-check:{}", user(true).id))
-        .times(1)
-        .returning(|_, _, _| Ok(Admission::Allowed));
     // The erasure erases the budget's row: nothing to give back first.
     m.throttle.expect_release().never();
     m.users
@@ -189,13 +183,33 @@ fn deleting_by_password_erases_the_account_with_its_budget_in_one_write() {
     .unwrap();
 }
 
+#[test]
+fn deleting_by_password_whose_erasure_fails_gives_the_try_back() {
+    let mut m = Mocks::new();
+    password_proves_right(&mut m);
+    m.users
+        .expect_delete()
+        .times(1)
+        .returning(|_, _, _, _, _| Err(InfraError::Unavailable(anyhow::anyhow!("down"))));
+    password_try_given_back(&mut m);
+    let deleted = block_on(m.service().delete_account(
+        "access",
+        DeleteConfirmation::Password(Password::for_login("the passphrase".into()).unwrap()),
+        &RequestContext::default(),
+    ));
+    assert!(matches!(
+        deleted,
+        Err(DeleteAccountError::Infra(InfraError::Unavailable(_)))
+    ));
+}
+
 /// A change-email request with the right password, for `NEW` (taken or not).
 fn requesting_change(taken: bool) -> Mocks {
     let mut m = Mocks::new();
     signed_in(&mut m);
     m.hashing_succeeds();
     m.passwords.expect_verify().returning(|_, _| Ok(true));
-    let budget = format!("password-check:{}", user(true).id);
+    let budget = password_budget();
     m.throttle
         .expect_acquire()
         .withf(move |key, _, _| key == budget)
@@ -222,7 +236,7 @@ fn is_the_request_write(issue: &Issue<'_>) -> bool {
     issue
         .send
         .is_some_and(|(key, _)| key == format!("send:change_email:{NEW}"))
-        && issue.give_back == [format!("password-check:{}", user(true).id)]
+        && issue.give_back == [password_budget()]
         && matches!(issue.notice, Some(Mail::EmailChangeRequested { to, .. }) if *to == email())
 }
 
@@ -270,14 +284,25 @@ fn an_email_change_request_refused_by_its_send_limit_gives_the_try_back() {
         .times(1)
         .returning(|_, _, _| Ok(denied(30)));
     // The refused write wrote nothing: the password's try is given back on its own.
-    m.throttle
-        .expect_release()
-        .withf(|keys| keys == [format!("password-check:{}", user(true).id)])
-        .times(1)
-        .returning(|_| Ok(()));
+    password_try_given_back(&mut m);
     m.outbox.expect_enqueue().never();
     assert!(matches!(
         request_change(m),
         Err(ChangeEmailError::Throttled(t)) if t.retry_after == Duration::seconds(30)
+    ));
+}
+
+#[test]
+fn an_email_change_request_whose_write_fails_gives_the_try_back() {
+    let mut m = requesting_change(false);
+    m.otps
+        .expect_replace()
+        .times(1)
+        .returning(|_, _, _| Err(InfraError::Unavailable(anyhow::anyhow!("down"))));
+    // The failed write gave nothing back: the password's try is given back on its own.
+    password_try_given_back(&mut m);
+    assert!(matches!(
+        request_change(m),
+        Err(ChangeEmailError::Infra(InfraError::Unavailable(_)))
     ));
 }

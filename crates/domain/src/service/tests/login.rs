@@ -81,3 +81,60 @@ fn login_sheds_load_when_hashing_is_busy() {
         .returning(|_, _| Err(HashError::Busy));
     assert!(matches!(login(m), Err(LoginError::Busy)));
 }
+
+/// A login with both budgets reserved, the right password, and the account found
+/// (`found` says whether looking it up worked).
+fn login_reserved(found: bool) -> Mocks {
+    let mut m = Mocks::new();
+    m.throttle
+        .expect_acquire_all()
+        .returning(|_, _| Ok(Admissions::Allowed));
+    m.users.expect_find_by_email().returning(move |_| {
+        if found {
+            Ok(Some(user(true)))
+        } else {
+            Err(InfraError::Unavailable(anyhow::anyhow!("pool timeout")))
+        }
+    });
+    m.passwords.expect_verify().returning(|_, _| Ok(true));
+    m.tokens.expect_issue().returning(|_, _| Ok(pair()));
+    m.tokens.expect_refresh_expiry().returning(|at| at);
+    m
+}
+
+/// The session's transaction would have given the budgets back; it failed, so they
+/// are given back on their own: a database failure costs no try.
+#[test]
+fn a_login_whose_session_cannot_be_stored_gives_its_budgets_back() {
+    let mut m = login_reserved(true);
+    m.refresh_tokens
+        .expect_insert()
+        .withf(|_, _, give_back| give_back.len() == 2)
+        .times(1)
+        .returning(|_, _, _| Err(InfraError::Unavailable(anyhow::anyhow!("pool timeout"))));
+    m.throttle
+        .expect_release()
+        .withf(|keys| keys.len() == 2 && keys[1] == format!("login:{}", email()))
+        .times(1)
+        .returning(|_| Ok(()));
+    assert!(matches!(
+        login(m),
+        Err(LoginError::Infra(InfraError::Unavailable(_)))
+    ));
+}
+
+#[test]
+fn a_login_whose_account_cannot_be_looked_up_gives_its_budgets_back() {
+    let mut m = login_reserved(false);
+    m.passwords.checkpoint();
+    m.passwords.expect_verify().never();
+    m.throttle
+        .expect_release()
+        .withf(|keys| keys.len() == 2)
+        .times(1)
+        .returning(|_| Ok(()));
+    assert!(matches!(
+        login(m),
+        Err(LoginError::Infra(InfraError::Unavailable(_)))
+    ));
+}

@@ -290,6 +290,31 @@ fn claims(kind: TokenKind) -> TokenClaims {
 
 /// Any access token is valid, for the verified account
 /// (`user(true)`).
+/// The signed-in account's password budget (`password-check:` its id).
+fn password_budget() -> String {
+    format!("password-check:{}", user(true).id)
+}
+
+/// Signed in, and the account's password proves right, its try reserved once first.
+fn password_proves_right(m: &mut Mocks) {
+    signed_in(m);
+    m.passwords.expect_verify().returning(|_, _| Ok(true));
+    m.throttle
+        .expect_acquire()
+        .withf(|key, _, _| key == password_budget())
+        .times(1)
+        .returning(|_, _, _| Ok(Admission::Allowed));
+}
+
+/// Its password's try given back on its own, once.
+fn password_try_given_back(m: &mut Mocks) {
+    m.throttle
+        .expect_release()
+        .withf(|keys| keys == [password_budget()])
+        .times(1)
+        .returning(|_| Ok(()));
+}
+
 fn signed_in(m: &mut Mocks) {
     m.tokens
         .expect_verify()

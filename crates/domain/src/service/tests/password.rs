@@ -95,13 +95,7 @@ fn change_password_needs_the_old_password() {
     signed_in(&mut m);
     m.passwords.expect_verify().returning(|_, _| Ok(false));
     m.users.expect_set_password().never();
-    let old = Password::for_login("not the old one".into()).unwrap();
-    let new = Password::parse("a brand new passphrase".into()).unwrap();
-    let error = block_on(
-        m.service()
-            .change_password("a", &old, &new, &RequestContext::default()),
-    )
-    .unwrap_err();
+    let error = change_password(m, "not the old one").unwrap_err();
     assert!(matches!(error, ChangePasswordError::WrongOldPassword));
 }
 
@@ -110,20 +104,14 @@ fn change_password_sets_it_ends_every_session_and_queues_the_notice_in_one_write
     let mut m = Mocks::new();
     m.throttle
         .expect_acquire()
-        .withf(|key, _, _| key == format!("password-check:{}", user(false).id))
+        .withf(|key, _, _| key == password_budget())
         .times(1)
         .returning(|_, _, _| Ok(Admission::Allowed));
     m.hashing_succeeds();
     signed_in(&mut m);
     m.passwords.expect_verify().returning(|_, _| Ok(true));
     expect_one_password_write(&mut m, false, AuditKind::PasswordChanged);
-    let old = Password::for_login("the old passphrase".into()).unwrap();
-    let new = Password::parse("a brand new passphrase".into()).unwrap();
-    block_on(
-        m.service()
-            .change_password("a", &old, &new, &RequestContext::default()),
-    )
-    .unwrap();
+    change_password(m, "the old passphrase").unwrap();
 }
 
 #[test]
@@ -137,19 +125,9 @@ fn change_password_shed_while_hashing_gives_the_old_passwords_try_back() {
     m.throttle
         .expect_acquire()
         .returning(|_, _, _| Ok(Admission::Allowed));
-    m.throttle
-        .expect_release()
-        .withf(|keys| keys == [format!("password-check:{}", user(false).id)])
-        .times(1)
-        .returning(|_| Ok(()));
+    password_try_given_back(&mut m);
     m.users.expect_set_password().never();
-    let old = Password::for_login("the old passphrase".into()).unwrap();
-    let new = Password::parse("a brand new passphrase".into()).unwrap();
-    let error = block_on(
-        m.service()
-            .change_password("a", &old, &new, &RequestContext::default()),
-    )
-    .unwrap_err();
+    let error = change_password(m, "the old passphrase").unwrap_err();
     assert!(matches!(error, ChangePasswordError::Busy), "{error:?}");
 }
 
@@ -165,7 +143,7 @@ fn expect_one_password_write(m: &mut Mocks, verify_email: bool, kind: AuditKind)
                 && *at == now()
                 && audit.kind == kind
                 && matches!(notice, Some(Mail::PasswordChanged { to, .. }) if *to == email())
-                && give_back == [format!("password-check:{}", user(false).id)]
+                && give_back == [password_budget()]
         })
         .times(1)
         .returning(|_, _, _, _, _, _, _| Ok(()));
@@ -173,4 +151,34 @@ fn expect_one_password_write(m: &mut Mocks, verify_email: bool, kind: AuditKind)
     m.outbox.expect_enqueue().never();
     m.refresh_tokens.checkpoint();
     m.refresh_tokens.expect_revoke_all().never();
+}
+
+#[test]
+fn change_password_whose_write_fails_gives_the_old_passwords_try_back() {
+    let mut m = Mocks::new();
+    password_proves_right(&mut m);
+    m.hashing_succeeds();
+    m.users
+        .expect_set_password()
+        .times(1)
+        .returning(|_, _, _, _, _, _, _| Err(InfraError::Unavailable(anyhow::anyhow!("down"))));
+    password_try_given_back(&mut m);
+    let error = change_password(m, "the old passphrase").unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ChangePasswordError::Infra(InfraError::Unavailable(_))
+        ),
+        "{error:?}"
+    );
+}
+
+/// Changes the signed-in account's password from `old` to a strong new one.
+fn change_password(m: Mocks, old: &str) -> Result<(), ChangePasswordError> {
+    let old = Password::for_login(old.into()).unwrap();
+    let new = Password::parse("a brand new passphrase".into()).unwrap();
+    block_on(
+        m.service()
+            .change_password("a", &old, &new, &RequestContext::default()),
+    )
 }
