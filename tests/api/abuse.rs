@@ -266,16 +266,21 @@ async fn login_takes_as_long_for_unknown_addresses_as_for_known_ones() {
 
 /// Peak resident memory (VmHWM) of process `pid`, in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
+    status_field(pid, "VmHWM:")
+}
+
+/// A number from `/proc/PID/status` (`field` with its colon).
+fn status_field(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
             status
                 .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.split_whitespace().next())
                 .and_then(|n| n.parse().ok())
         })
-        .expect("VmHWM of the service")
+        .unwrap_or_else(|| panic!("{field} of the service"))
 }
 
 /// The real binary in its own process, so that its memory is measured alone.
@@ -304,6 +309,7 @@ async fn two_hundred_concurrent_logins_get_answers_in_bounded_memory() {
         .expect("client");
     crate::helpers::wait_until_ready(&client, &base).await;
     let idle_kib = peak_rss_kib(service.id());
+    let idle_threads = status_field(service.id(), "Threads:");
     let started = Instant::now();
     let logins = (0..200).map(|i| {
         client
@@ -331,11 +337,12 @@ async fn two_hundred_concurrent_logins_get_answers_in_bounded_memory() {
         .collect();
     let elapsed = started.elapsed();
     let peak_mib = peak_rss_kib(service.id()) / 1024;
+    let threads = status_field(service.id(), "Threads:");
     let _ = service.kill();
     let _ = service.wait();
     let shed = statuses.iter().filter(|&&s| s == 503).count();
     println!(
-        "200 concurrent logins: {} answered 401, {shed} shed with 503, in {elapsed:?}; peak RSS {peak_mib} MiB (idle {} MiB); token/verify during the flood answered in {probe_latency:?}",
+        "200 concurrent logins: {} answered 401, {shed} shed with 503, in {elapsed:?}; peak RSS {peak_mib} MiB (idle {} MiB); token/verify during the flood answered in {probe_latency:?}; {threads} threads (idle {idle_threads})",
         200 - shed,
         idle_kib / 1024
     );

@@ -32,6 +32,11 @@ pub fn problems(settings: &Settings) -> Vec<Problem> {
         1_024,
     );
     found.at_least(
+        "server.blocking_threads",
+        s.server.blocking_threads as u64,
+        1,
+    );
+    found.at_least(
         "database.max_connections",
         s.database.max_connections as u64,
         1,
@@ -367,8 +372,10 @@ mod tests {
         s.metrics.listen = Some("nowhere".into());
         s.mail.outbox.gather_ms = 501.into();
         s.mail.outbox.batch = 0;
+        s.server.blocking_threads = 0;
         let keys: Vec<&str> = problems(&s).iter().map(|p| p.key).collect();
         for key in [
+            "server.blocking_threads",
             "mail.outbox.workers",
             "otp.ttl_seconds",
             "jwt.access_ttl_seconds",

@@ -284,6 +284,11 @@ impl Application {
         })
         .shutdown_timeout(settings.server.shutdown_timeout_seconds.0)
         .workers(http_workers(&settings))
+        // SQLite runs each statement on a blocking thread of the worker's runtime.
+        // Left at tokio's default, a flood grows dozens, and each keeps its own
+        // allocator heap on a 2 MiB huge page; two per worker answered as fast
+        // (docs/performance.md, "Blocking threads").
+        .worker_max_blocking_threads(settings.server.blocking_threads)
         .listen(listener)?;
         let delivery = MailDelivery::new(
             storage.outbox.clone(),
