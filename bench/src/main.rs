@@ -1,8 +1,8 @@
 //! passcode's load benchmark. Starts the release binary on SQLite and on PostgreSQL,
 //! drives each scenario with keep-alive connections, and prints req/s, p50/p99 and
 //! statuses, the raw argon2id rate (each thread reusing its memory from the same
-//! allocator, as passcode does; at the start, and right before and after passcode's login and register, which are
-//! measured against it), mail delay and peak memory.
+//! allocator, as passcode does; at the start, and right before and after passcode's
+//! login and register, which are measured against it), mail delay and peak memory.
 //! With `--compare URL` the same scenarios run against another service on the
 //! tutorial's paths, and a table of ratios follows: login and register once at the
 //! start; the cheap scenarios right before and right after each of passcode's (this
@@ -28,7 +28,7 @@ use crate::server::{Limits, MailSink, Passcode};
 /// passcode's allocator (`crates/app/src/main.rs`), so that raw argon2id's memory comes
 /// from where passcode's hashing threads take theirs. On this machine that is the
 /// difference between 4 KiB pages (glibc's) and transparent huge pages (mimalloc's
-/// arenas): about 5% of argon2id's rate, which the baseline would otherwise give away.
+/// arenas): about 7% of argon2id's rate, which the baseline would otherwise give away.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

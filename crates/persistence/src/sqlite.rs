@@ -245,8 +245,9 @@ ports::health_check!(SqliteStore);
 /// The hot paths (a guess, a refresh, a login's session, a registration) in one trip
 /// to the blocking thread and in the next batch of writes (`group_commit`): each
 /// statement through `SyncConnectionWrapper` is a hand-over to a blocking thread and
-/// back, and a transaction of N statements made N + 2 of them. Here the whole transaction runs on
-/// the blocking thread at once (synchronous Diesel, the same SQL as the shared queries).
+/// back, and a transaction of N statements made N + 2 of them. Here the whole
+/// transaction runs on the blocking thread at once (synchronous Diesel, the same SQL as
+/// the shared queries).
 mod one_trip {
     use chrono::{DateTime, Utc};
     use diesel::prelude::*;

@@ -264,13 +264,9 @@ macro_rules! refresh_token_store {
 
 pub(crate) use refresh_token_store;
 
-/// `RefreshTokenStore::rotate` statement by statement, as method `$method`
-/// (PostgreSQL's and MariaDB's; SQLite's runs the same in one trip, `sqlite.rs`). The
-/// rotation is one UPDATE, committed on its own; only a token it did not rotate with
-/// (rare: a replay, reuse, an ended session, a changed account) takes the reads that
-/// say why, and they change nothing.
 /// `RefreshTokenStore::insert` statement by statement, as the method `$method` of
-/// `$store`: the budgets given back, the session and its event, in one transaction.
+/// `$store` (PostgreSQL's and MariaDB's; SQLite's runs in one trip, `sqlite.rs`): the
+/// budgets given back, the session and its event, in one transaction.
 macro_rules! insert_session {
     ($store:ty, $method:ident) => {
         const _: () = {
@@ -309,6 +305,11 @@ macro_rules! insert_session {
 }
 pub(crate) use insert_session;
 
+/// `RefreshTokenStore::rotate` statement by statement, as method `$method`
+/// (PostgreSQL's and MariaDB's; SQLite's runs the same in one trip, `sqlite.rs`). The
+/// rotation is one UPDATE, committed on its own; only a token it did not rotate with
+/// (rare: a replay, reuse, an ended session, a changed account) takes the reads that
+/// say why, and they change nothing.
 macro_rules! rotate_session {
     ($store:ty, $method:ident) => {
         const _: () = {

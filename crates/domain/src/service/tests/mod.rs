@@ -288,8 +288,6 @@ fn claims(kind: TokenKind) -> TokenClaims {
     }
 }
 
-/// Any access token is valid, for the verified account
-/// (`user(true)`).
 /// The signed-in account's password budget (`password-check:` its id).
 fn password_budget() -> String {
     format!("password-check:{}", user(true).id)
@@ -315,6 +313,8 @@ fn password_try_given_back(m: &mut Mocks) {
         .returning(|_| Ok(()));
 }
 
+/// Any access token is valid, for the verified account
+/// (`user(true)`).
 fn signed_in(m: &mut Mocks) {
     m.tokens
         .expect_verify()
