@@ -89,16 +89,26 @@ impl<M: Manager> Groups<M> {
     /// another group's; if none has, this group's when one is returned.
     pub(crate) async fn get(&self) -> Result<Object<M>, PoolError<M::Error>> {
         let count = self.pools.len();
+        if count > 1
+            && let Some(conn) = self.get_at_once().await?
+        {
+            return Ok(conn);
+        }
+        self.pools[group(count)].get().await
+    }
+
+    /// A connection as [`Groups::get`] would lend it, if one is idle or can be opened
+    /// now; `None` rather than waiting for one to be returned.
+    pub(crate) async fn get_at_once(&self) -> Result<Option<Object<M>>, PoolError<M::Error>> {
+        let count = self.pools.len();
         let own = group(count);
-        if count > 1 {
-            for group in (0..count).map(|k| (own + k) % count) {
-                match self.pools[group].timeout_get(&self.at_once).await {
-                    Err(PoolError::Timeout(TimeoutType::Wait)) => {}
-                    taken => return taken,
-                }
+        for group in (0..count).map(|k| (own + k) % count) {
+            match self.pools[group].timeout_get(&self.at_once).await {
+                Err(PoolError::Timeout(TimeoutType::Wait)) => {}
+                taken => return taken.map(Some),
             }
         }
-        self.pools[own].get().await
+        Ok(None)
     }
 
     /// All groups' pools together.

@@ -223,6 +223,11 @@ impl MysqlStore {
     pub(crate) async fn writer(&self) -> Result<Object<Checked>, InfraError> {
         self.conn().await
     }
+
+    /// [`MysqlStore::writer`] if a connection is free now; `None` rather than waiting.
+    pub(crate) async fn writer_at_once(&self) -> Result<Option<Object<Checked>>, InfraError> {
+        self.groups.get_at_once().await.map_err(pool_error)
+    }
 }
 
 // The ports, one macro each (crate::ports), over MariaDB's own dialect.
@@ -681,6 +686,20 @@ mod tests {
             }
         };
         assert_ne!(third, second);
+    }
+
+    /// A give-back after a failure takes a connection at once, or gives nothing back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_give_back_at_once_does_not_wait_for_a_connection() {
+        let database = passcode_test_support::TestDatabase::mariadb("atonce").await;
+        let mut settings = crate::DatabaseSettings::new(database.url());
+        settings.max_connections = 1;
+        let store = super::MysqlStore::connect(&settings).unwrap();
+        store.migrate().await.unwrap();
+        crate::ports::throttle::check_release_at_once(&store, async |store: &super::MysqlStore| {
+            store.conn().await.unwrap()
+        })
+        .await;
     }
 
     crate::migration_test::session_tokens_migration_test!(

@@ -105,6 +105,13 @@ impl PgStore {
     pub(crate) async fn writer(&self) -> Result<Object<AsyncPgConnection>, InfraError> {
         self.conn().await
     }
+
+    /// [`PgStore::writer`] if a connection is free now; `None` rather than waiting.
+    pub(crate) async fn writer_at_once(
+        &self,
+    ) -> Result<Option<Object<AsyncPgConnection>>, InfraError> {
+        self.groups.get_at_once().await.map_err(pool_error)
+    }
 }
 
 // The ports, one macro each (crate::ports), over the dialect of RETURNING and ON CONFLICT
@@ -798,6 +805,16 @@ mod tests {
         drop(open);
         assert_ne!(backend_pid(&store).await, first, "not ended: closed");
         assert_eq!(buckets(&store).await, 1, "its write was rolled back");
+    }
+
+    /// A give-back after a failure takes a connection at once, or gives nothing back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_give_back_at_once_does_not_wait_for_a_connection() {
+        let (store, _database) = one_connection("atonce").await;
+        crate::ports::throttle::check_release_at_once(&store, async |store: &PgStore| {
+            store.conn().await.unwrap()
+        })
+        .await;
     }
 
     crate::migration_test::session_tokens_migration_test!(

@@ -202,6 +202,26 @@ impl SqliteStore {
         })
     }
 
+    /// [`SqliteStore::writer`] if the writer's turn and a connection are free now;
+    /// `None` rather than waiting for them.
+    pub(crate) async fn writer_at_once(&self) -> Result<Option<Writer>, InfraError> {
+        let Ok(turn) = self.writing.clone().try_lock_owned() else {
+            return Ok(None);
+        };
+        let at_once = deadpool::managed::Timeouts {
+            wait: Some(std::time::Duration::ZERO),
+            create: Some(self.acquire_timeout),
+            recycle: Some(self.acquire_timeout),
+        };
+        match self.pool.timeout_get(&at_once).await {
+            Ok(conn) => Ok(Some(Writer { conn, _turn: turn })),
+            Err(deadpool::managed::PoolError::Timeout(deadpool::managed::TimeoutType::Wait)) => {
+                Ok(None)
+            }
+            Err(error) => Err(pool_error(error)),
+        }
+    }
+
     pub(crate) fn queue(&self) -> &crate::group_commit::Queue {
         &self.queue
     }
@@ -638,6 +658,26 @@ mod tests {
             );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+    }
+
+    /// A give-back after a failure takes the writer's turn and a connection at once,
+    /// or gives nothing back: it waits for neither.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_give_back_at_once_waits_for_neither_the_writer_nor_a_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = DatabaseSettings::sqlite(dir.path().join("at-once.db"));
+        settings.max_connections = 1;
+        let store = SqliteStore::connect(&settings).unwrap();
+        store.migrate().await.unwrap();
+        use crate::ports::throttle::check_release_at_once;
+        check_release_at_once(&store, async |store: &SqliteStore| {
+            store.writer().await.unwrap()
+        })
+        .await;
+        check_release_at_once(&store, async |store: &SqliteStore| {
+            store.conn().await.unwrap()
+        })
+        .await;
     }
 
     crate::migration_test::session_tokens_migration_test!(

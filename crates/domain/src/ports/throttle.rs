@@ -66,6 +66,14 @@ pub trait Throttle: Send + Sync {
     /// below zero.
     async fn release(&self, keys: &[String]) -> Result<(), InfraError>;
 
+    /// [`Throttle::release`], if the store can write at once (a free connection, and
+    /// on SQLite the writer's turn); `Ok(false)` without waiting when it cannot. For
+    /// a request that already failed: a give-back that queued again behind the demand
+    /// that made it fail would double that demand and the failed answer's wait.
+    async fn release_at_once(&self, keys: &[String]) -> Result<bool, InfraError> {
+        self.release(keys).await.map(|()| true)
+    }
+
     /// Deletes limit state and codes that no longer matter at `now` (windows and
     /// cooldowns that ended at least `retention` ago; codes expired that long ago).
     /// Returns the number of rows removed.

@@ -406,18 +406,25 @@ impl AuthService {
     /// `result` of work after `budgets` were reserved that would have given them back
     /// (in its own transaction, or by the password proving right). On an
     /// infrastructure failure that never happened, so they are given back on their
-    /// own if the store lets us: a database that failed once must not also cost the
-    /// client a try. The failure is the answer either way. (Should the write have
-    /// committed after all, a give-back counts no budget below zero.)
+    /// own if the store can take the write at once: a database that failed once must
+    /// not also cost the client a try, and a store out of connections must not be
+    /// asked to wait for one twice. The failure is the answer either way. (Should the
+    /// write have committed after all, a give-back counts no budget below zero.)
     pub(crate) async fn give_back_on_failure<T>(
         &self,
         budgets: &[String],
         result: Result<T, InfraError>,
     ) -> Result<T, InfraError> {
-        if result.is_err()
-            && let Err(error) = self.ports.throttle.release(budgets).await
-        {
-            tracing::debug!(%error, "a failed request's budgets were not given back");
+        if result.is_err() {
+            match self.ports.throttle.release_at_once(budgets).await {
+                Ok(true) => {}
+                Ok(false) => tracing::debug!(
+                    "a failed request's budgets were not given back: the store was busy"
+                ),
+                Err(error) => {
+                    tracing::debug!(%error, "a failed request's budgets were not given back")
+                }
+            }
         }
         result
     }

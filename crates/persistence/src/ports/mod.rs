@@ -8,8 +8,9 @@
 //! `async fn conn(&self) -> Result<impl DerefMut<Target = Conn>, InfraError>` for reads
 //! and `writer()`, of the same type, for anything that writes: on SQLite, where the
 //! database has one writer at a time, writers take turns in memory rather than in
-//! SQLite's busy handler, which polls with sleeps of up to 100 ms. It then invokes
-//! `shared!()` and one macro per port.
+//! SQLite's busy handler, which polls with sleeps of up to 100 ms. `writer_at_once()`
+//! answers `None` where `writer()` would wait. It then invokes `shared!()` and one
+//! macro per port.
 
 mod audit;
 mod dialect;
@@ -18,7 +19,7 @@ mod otps;
 mod outbox;
 mod refresh_tokens;
 mod shared;
-mod throttle;
+pub(crate) mod throttle;
 mod users;
 
 pub(crate) use audit::audit_log;

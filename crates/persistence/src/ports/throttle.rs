@@ -15,6 +15,23 @@ macro_rules! throttle {
             use $crate::schema::{otp_codes, outbox, rate_limits, sessions};
             use $crate::time::to_millis;
 
+            /// One event of each of `keys` given back on `conn`: one statement for
+            /// one key, one transaction for several.
+            async fn release_on(conn: &mut Conn, keys: &[String]) -> Result<(), InfraError> {
+                use diesel_async::AsyncConnection as _;
+                if let [key] = keys {
+                    $crate::rows::release_query!(key)
+                        .cached()
+                        .execute(conn)
+                        .await
+                        .map_err(query_error)?;
+                    return Ok(());
+                }
+                conn.transaction(async |conn| self::shared::give_back(conn, keys).await)
+                    .await
+                    .map_err(query_error)
+            }
+
             #[async_trait]
             impl Throttle for $store {
                 async fn acquire(
@@ -44,20 +61,15 @@ macro_rules! throttle {
                 }
 
                 async fn release(&self, keys: &[String]) -> Result<(), InfraError> {
-                    use diesel_async::AsyncConnection as _;
                     let mut conn = self.writer().await?;
-                    if let [key] = keys {
-                        $crate::rows::release_query!(key)
-                            .cached()
-                            .execute(&mut *conn)
-                            .await
-                            .map_err(query_error)?;
-                        return Ok(());
-                    }
-                    (*conn)
-                        .transaction(async |conn| self::shared::give_back(conn, keys).await)
-                        .await
-                        .map_err(query_error)
+                    release_on(&mut conn, keys).await
+                }
+
+                async fn release_at_once(&self, keys: &[String]) -> Result<bool, InfraError> {
+                    let Some(mut conn) = self.writer_at_once().await? else {
+                        return Ok(false);
+                    };
+                    release_on(&mut conn, keys).await.map(|()| true)
                 }
 
                 async fn purge(
@@ -109,3 +121,51 @@ macro_rules! throttle {
 }
 
 pub(crate) use throttle;
+
+/// What every backend's `release_at_once` must do, given a migrated `store` and
+/// `hold`, which takes what a write needs (a connection, SQLite's writer's turn) and
+/// keeps it until dropped: while it is held, give nothing back and answer at once
+/// (a store that waited would answer its acquire timeout's error, or never); once
+/// free, give back. Leaves the budget as it found it.
+#[cfg(test)]
+pub(crate) async fn check_release_at_once<S, H>(store: &S, hold: impl AsyncFn(&S) -> H)
+where
+    S: passcode_domain::ports::Throttle,
+{
+    use passcode_domain::ports::{Admission, Limit};
+    let limit = Limit {
+        limit: 1,
+        window: chrono::Duration::hours(1),
+        cooldown: chrono::Duration::zero(),
+    };
+    let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let keys = ["at-once".to_owned()];
+    assert_eq!(
+        store.acquire(&keys[0], limit, now).await.unwrap(),
+        Admission::Allowed
+    );
+    let held = hold(store).await;
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        store.release_at_once(&keys).await
+    })
+    .await
+    .expect("answered without waiting for what is held");
+    assert!(!answer.unwrap(), "nothing free: nothing given back");
+    drop(held);
+    assert!(
+        matches!(
+            store.acquire(&keys[0], limit, now).await.unwrap(),
+            Admission::Denied { .. }
+        ),
+        "the event is still counted"
+    );
+    assert!(
+        store.release_at_once(&keys).await.unwrap(),
+        "free: given back"
+    );
+    assert_eq!(
+        store.acquire(&keys[0], limit, now).await.unwrap(),
+        Admission::Allowed
+    );
+    store.release(&keys).await.unwrap();
+}

@@ -191,7 +191,7 @@ fn deleting_by_password_whose_erasure_fails_gives_the_try_back() {
         .expect_delete()
         .times(1)
         .returning(|_, _, _, _, _| Err(InfraError::Unavailable(anyhow::anyhow!("down"))));
-    password_try_given_back(&mut m);
+    password_try_given_back_after_failure(&mut m);
     let deleted = block_on(m.service().delete_account(
         "access",
         DeleteConfirmation::Password(Password::for_login("the passphrase".into()).unwrap()),
@@ -300,7 +300,7 @@ fn an_email_change_request_whose_write_fails_gives_the_try_back() {
         .times(1)
         .returning(|_, _, _| Err(InfraError::Unavailable(anyhow::anyhow!("down"))));
     // The failed write gave nothing back: the password's try is given back on its own.
-    password_try_given_back(&mut m);
+    password_try_given_back_after_failure(&mut m);
     assert!(matches!(
         request_change(m),
         Err(ChangeEmailError::Infra(InfraError::Unavailable(_)))

@@ -113,10 +113,10 @@ fn a_login_whose_session_cannot_be_stored_gives_its_budgets_back() {
         .times(1)
         .returning(|_, _, _| Err(InfraError::Unavailable(anyhow::anyhow!("pool timeout"))));
     m.throttle
-        .expect_release()
+        .expect_release_at_once()
         .withf(|keys| keys.len() == 2 && keys[1] == format!("login:{}", email()))
         .times(1)
-        .returning(|_| Ok(()));
+        .returning(|_| Ok(true));
     assert!(matches!(
         login(m),
         Err(LoginError::Infra(InfraError::Unavailable(_)))
@@ -129,10 +129,26 @@ fn a_login_whose_account_cannot_be_looked_up_gives_its_budgets_back() {
     m.passwords.checkpoint();
     m.passwords.expect_verify().never();
     m.throttle
-        .expect_release()
+        .expect_release_at_once()
         .withf(|keys| keys.len() == 2)
         .times(1)
-        .returning(|_| Ok(()));
+        .returning(|_| Ok(true));
+    assert!(matches!(
+        login(m),
+        Err(LoginError::Infra(InfraError::Unavailable(_)))
+    ));
+}
+
+/// A store with no connection free gives nothing back and is not asked to wait for
+/// one: the failure is the answer at once, the try stays counted.
+#[test]
+fn a_failed_login_does_not_wait_to_give_its_budgets_back() {
+    let mut m = login_reserved(false);
+    m.throttle
+        .expect_release_at_once()
+        .times(1)
+        .returning(|_| Ok(false));
+    m.throttle.expect_release().never();
     assert!(matches!(
         login(m),
         Err(LoginError::Infra(InfraError::Unavailable(_)))

@@ -313,6 +313,17 @@ fn password_try_given_back(m: &mut Mocks) {
         .returning(|_| Ok(()));
 }
 
+/// Its password's try given back after a failed write, once, and only if the store
+/// can take it without waiting.
+fn password_try_given_back_after_failure(m: &mut Mocks) {
+    m.throttle
+        .expect_release_at_once()
+        .withf(|keys| keys == [password_budget()])
+        .times(1)
+        .returning(|_| Ok(true));
+    m.throttle.expect_release().never();
+}
+
 /// Any access token is valid, for the verified account
 /// (`user(true)`).
 fn signed_in(m: &mut Mocks) {

@@ -162,7 +162,7 @@ fn change_password_whose_write_fails_gives_the_old_passwords_try_back() {
         .expect_set_password()
         .times(1)
         .returning(|_, _, _, _, _, _, _| Err(InfraError::Unavailable(anyhow::anyhow!("down"))));
-    password_try_given_back(&mut m);
+    password_try_given_back_after_failure(&mut m);
     let error = change_password(m, "the old passphrase").unwrap_err();
     assert!(
         matches!(
