@@ -664,12 +664,12 @@ mod tests {
     /// or gives nothing back: it waits for neither.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_give_back_at_once_waits_for_neither_the_writer_nor_a_connection() {
+        use crate::ports::throttle::check_release_at_once;
         let dir = tempfile::tempdir().unwrap();
         let mut settings = DatabaseSettings::sqlite(dir.path().join("at-once.db"));
         settings.max_connections = 1;
         let store = SqliteStore::connect(&settings).unwrap();
         store.migrate().await.unwrap();
-        use crate::ports::throttle::check_release_at_once;
         check_release_at_once(&store, async |store: &SqliteStore| {
             store.writer().await.unwrap()
         })
