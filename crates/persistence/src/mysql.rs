@@ -633,16 +633,23 @@ mod tests {
         status.value.parse().unwrap()
     }
 
+    /// A store of one connection on a database of its own (not migrated).
+    async fn one_connection(
+        prefix: &str,
+    ) -> (super::MysqlStore, passcode_test_support::TestDatabase) {
+        let database = passcode_test_support::TestDatabase::mariadb(prefix).await;
+        let mut settings = crate::DatabaseSettings::new(database.url());
+        settings.max_connections = 1;
+        (super::MysqlStore::connect(&settings).unwrap(), database)
+    }
+
     /// A connection lent a moment ago is lent again without a round trip; one that the
     /// server closed is replaced: at once if it sat idle, after the first failure if
     /// it was in use.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_connection_is_checked_only_when_it_may_have_died_unseen() {
         use diesel_async::{AsyncConnection, SimpleAsyncConnection};
-        let database = passcode_test_support::TestDatabase::mariadb("checked").await;
-        let mut settings = crate::DatabaseSettings::new(database.url());
-        settings.max_connections = 1;
-        let store = super::MysqlStore::connect(&settings).unwrap();
+        let (store, database) = one_connection("checked").await;
         let mut admin = diesel_async::AsyncMysqlConnection::establish(database.url())
             .await
             .unwrap();
@@ -691,10 +698,7 @@ mod tests {
     /// A give-back after a failure takes a connection at once, or gives nothing back.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_give_back_at_once_does_not_wait_for_a_connection() {
-        let database = passcode_test_support::TestDatabase::mariadb("atonce").await;
-        let mut settings = crate::DatabaseSettings::new(database.url());
-        settings.max_connections = 1;
-        let store = super::MysqlStore::connect(&settings).unwrap();
+        let (store, _database) = one_connection("atonce").await;
         store.migrate().await.unwrap();
         crate::ports::throttle::check_release_at_once(&store, async |store: &super::MysqlStore| {
             store.conn().await.unwrap()
