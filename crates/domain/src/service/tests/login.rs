@@ -102,6 +102,21 @@ fn login_reserved(found: bool) -> Mocks {
     m
 }
 
+/// The login fails with a 503, and its two budgets are offered back once, without
+/// waiting (`taken`: whether the store could take them); `release` is never called.
+fn fails_and_offers_its_budgets_back(mut m: Mocks, taken: bool) {
+    m.throttle
+        .expect_release_at_once()
+        .withf(|keys| keys.len() == 2 && keys[1] == format!("login:{}", email()))
+        .times(1)
+        .returning(move |_| Ok(taken));
+    m.throttle.expect_release().never();
+    assert!(matches!(
+        login(m),
+        Err(LoginError::Infra(InfraError::Unavailable(_)))
+    ));
+}
+
 /// The session's transaction would have given the budgets back; it failed, so they
 /// are given back on their own: a database failure costs no try.
 #[test]
@@ -112,15 +127,7 @@ fn a_login_whose_session_cannot_be_stored_gives_its_budgets_back() {
         .withf(|_, _, give_back| give_back.len() == 2)
         .times(1)
         .returning(|_, _, _| Err(InfraError::Unavailable(anyhow::anyhow!("pool timeout"))));
-    m.throttle
-        .expect_release_at_once()
-        .withf(|keys| keys.len() == 2 && keys[1] == format!("login:{}", email()))
-        .times(1)
-        .returning(|_| Ok(true));
-    assert!(matches!(
-        login(m),
-        Err(LoginError::Infra(InfraError::Unavailable(_)))
-    ));
+    fails_and_offers_its_budgets_back(m, true);
 }
 
 #[test]
@@ -128,29 +135,12 @@ fn a_login_whose_account_cannot_be_looked_up_gives_its_budgets_back() {
     let mut m = login_reserved(false);
     m.passwords.checkpoint();
     m.passwords.expect_verify().never();
-    m.throttle
-        .expect_release_at_once()
-        .withf(|keys| keys.len() == 2)
-        .times(1)
-        .returning(|_| Ok(true));
-    assert!(matches!(
-        login(m),
-        Err(LoginError::Infra(InfraError::Unavailable(_)))
-    ));
+    fails_and_offers_its_budgets_back(m, true);
 }
 
 /// A store with no connection free gives nothing back and is not asked to wait for
 /// one: the failure is the answer at once, the try stays counted.
 #[test]
 fn a_failed_login_does_not_wait_to_give_its_budgets_back() {
-    let mut m = login_reserved(false);
-    m.throttle
-        .expect_release_at_once()
-        .times(1)
-        .returning(|_| Ok(false));
-    m.throttle.expect_release().never();
-    assert!(matches!(
-        login(m),
-        Err(LoginError::Infra(InfraError::Unavailable(_)))
-    ));
+    fails_and_offers_its_budgets_back(login_reserved(false), false);
 }
