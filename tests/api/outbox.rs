@@ -195,16 +195,18 @@ async fn messages_one_after_another_share_one_smtp_connection() {
     }
 }
 
-/// A send cut short by its deadline (3 s here) leaves its connection out of step: the
-/// server answers the first RCPT after 3.5 s. The connection is closed and the retry
+/// A send cut short by its deadline (6 s here) leaves its connection out of step: the
+/// server answers the first RCPT after 6.5 s. The connection is closed and the retry
 /// goes over a new one. Reused, the retry's NOOP would read that late answer as its
 /// own, the exchange would go out of step, and with two attempts the mail would fail.
+/// (Each step may take 2 s: with 1 s, a first connection slowed by a busy machine
+/// failed before its RCPT, the retry met the stall, and the mail failed.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_whose_send_was_cut_short_is_not_reused() {
-    let mut smtp = ControlledSmtp::down("stall:3.5");
+    let mut smtp = ControlledSmtp::down("stall:6.5");
     smtp.start();
     let app = app_on(&smtp, |s| {
-        s.mail.smtp.timeout_seconds = 1.into();
+        s.mail.smtp.timeout_seconds = 2.into();
         s.mail.outbox.max_attempts = 2;
     })
     .await;
