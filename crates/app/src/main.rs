@@ -112,9 +112,8 @@ enum MailCommand {
     },
 }
 
-#[actix_web::main]
-async fn main() -> ExitCode {
-    match run().await {
+fn main() -> ExitCode {
+    match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = %format!("{error:#}"), "passcode stopped");
@@ -124,7 +123,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run() -> anyhow::Result<()> {
+fn run() -> anyhow::Result<()> {
     // A missing .env file is normal.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
@@ -134,7 +133,18 @@ async fn run() -> anyhow::Result<()> {
     let settings = Settings::load(&cli.config_dir)?;
     passcode_app::check::ensure_valid(&settings)?;
     telemetry::init(&settings.log);
-    match cli.command.unwrap_or(Command::Serve) {
+    // The main runtime (the mail worker, the SQLite statements it runs, a command's
+    // work) gets the same cap on blocking threads as each HTTP worker's runtime.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(settings.server.blocking_threads)
+        .build()?;
+    actix_web::rt::System::with_tokio_rt(|| runtime)
+        .block_on(command(cli.command.unwrap_or(Command::Serve), settings))
+}
+
+async fn command(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
         Command::Serve => {
             Application::build(settings)
                 .await?

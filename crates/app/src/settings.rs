@@ -33,7 +33,8 @@ pub struct ServerSettings {
     pub body_limit_bytes: usize,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
-    /// Threads each HTTP worker may run blocking work on (SQLite's statements).
+    /// Threads each HTTP worker, and the main runtime, may run blocking work on
+    /// (SQLite's statements).
     pub blocking_threads: usize,
     pub shutdown_timeout_seconds: Seconds,
     /// The API page (Swagger UI) at `/docs`.
