@@ -508,7 +508,8 @@ mod tests {
 
     /// SQLite's prepared statements, by SQL text: how often each was started and how
     /// often prepared into a connection's cache (Diesel's instrumentation, installed
-    /// for every connection opened after it; backticks keep PostgreSQL's out).
+    /// for every connection opened after it; only the connections to this test's
+    /// database file count, as other tests run alongside in the same process).
     static STATEMENTS: std::sync::Mutex<Vec<(bool, String)>> = std::sync::Mutex::new(Vec::new());
 
     /// A guess's statements are prepared once per connection, not on every call
@@ -520,20 +521,25 @@ mod tests {
         use diesel::connection::{InstrumentationEvent, set_default_instrumentation};
         use passcode_domain::ports::{OtpStore as _, Throttle as _};
         set_default_instrumentation(|| {
-            Some(Box::new(|event: InstrumentationEvent<'_>| {
+            let mut ours = false;
+            Some(Box::new(move |event: InstrumentationEvent<'_>| {
                 let (cached, sql) = match event {
+                    InstrumentationEvent::StartEstablishConnection { url, .. } => {
+                        ours = url.ends_with("prepared-once.db");
+                        return;
+                    }
                     InstrumentationEvent::StartQuery { query, .. } => (false, query.to_string()),
                     InstrumentationEvent::CacheQuery { sql, .. } => (true, sql.to_owned()),
                     _ => return,
                 };
-                if sql.contains("`rate_limits`") || sql.contains("`otp_codes`") {
+                if ours && (sql.contains("`rate_limits`") || sql.contains("`otp_codes`")) {
                     STATEMENTS.lock().unwrap().push((cached, sql));
                 }
             }))
         })
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let mut settings = DatabaseSettings::sqlite(dir.path().join("prepared.db"));
+        let mut settings = DatabaseSettings::sqlite(dir.path().join("prepared-once.db"));
         settings.max_connections = 1; // one connection, so one statement cache
         let store = SqliteStore::connect(&settings).unwrap();
         store.migrate().await.unwrap();
