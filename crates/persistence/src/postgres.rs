@@ -119,35 +119,37 @@ impl PgStore {
 ports::returning_dialect!(crate::outbox_rows::CLAIM_POSTGRES);
 ports::shared!();
 ports::user_repository!(PgStore);
-ports::create_user!(PgStore, create_user_tx);
 ports::otp_store!(PgStore);
 ports::throttle!(PgStore);
 ports::outbox!(PgStore);
 ports::refresh_token_store!(PgStore);
-ports::insert_session!(PgStore, start_session_tx);
 ports::rotate_session!(PgStore, rotate_tx);
 ports::audit_log!(PgStore);
 ports::health_check!(PgStore);
 
 /// The hot paths in fewer round trips: the statements of a guess are pipelined (sent
 /// together, executed in order by the server), between BEGIN and COMMIT or ROLLBACK;
-/// a refresh rotation is one statement.
+/// a login's session and a registration's account are sent with their BEGIN and
+/// COMMIT at once; a refresh rotation is one statement.
 mod pipelined {
     use chrono::{DateTime, Utc};
+    use diesel::insert_into;
     use diesel::prelude::*;
     use diesel_async::pooled_connection::deadpool::Object;
     use diesel_async::{AsyncPgConnection, RunQueryDsl};
-    use passcode_domain::ports::{Admissions, Limit, Tries};
-    use passcode_domain::{EmailAddress, InfraError, OtpPurpose};
+    use futures_util::future::BoxFuture;
+    use passcode_domain::ports::{Admissions, CreateUserError, Limit, NewRefreshToken, Tries};
+    use passcode_domain::{AuditEvent, EmailAddress, InfraError, OtpPurpose};
 
     use super::PgStore;
     use crate::cached::CachedExt as _;
-    use crate::error::query_error;
+    use crate::error::{create_user_error, query_error};
     use crate::rows::{
-        Abort, OtpRow, acquire_bounds, acquire_query, admissions, attempts_limit, limit_name,
-        open_codes_query, release_query, retry_after, tries,
+        Abort, AuditRow, FirstCodeRows, OtpRow, UserRow, acquire_bounds, acquire_query, admissions,
+        attempts_limit, limit_name, new_session_query, open_codes_query, release_query,
+        retry_after, tries,
     };
-    use crate::schema::{otp_codes, rate_limits};
+    use crate::schema::{audit_events, otp_codes, outbox, rate_limits, users};
     use crate::time::to_millis;
 
     /// `Throttle::acquire`'s conditional upsert: 1 if counted.
@@ -501,6 +503,107 @@ mod pipelined {
         }
     }
 
+    /// A transaction whose statements are all known in advance, sent at once with its
+    /// BEGIN and COMMIT: one round trip where, statement by statement, it took one
+    /// for each. A statement that fails aborts the transaction, the ones after it fail
+    /// with it, and the server answers the COMMIT by rolling back; every answer is read
+    /// before the first failure is returned, so the connection may serve again.
+    async fn in_one_trip<'a>(
+        conn: &'a AsyncPgConnection,
+        statements: Vec<BoxFuture<'a, QueryResult<usize>>>,
+    ) -> QueryResult<()> {
+        // `join!` first polls its futures in order, and each sends its statement when
+        // first polled: BEGIN, the statements and COMMIT reach the server in that order.
+        let (begun, answers, committed) = tokio::join!(
+            control(conn, "BEGIN"),
+            futures_util::future::join_all(statements),
+            control(conn, "COMMIT")
+        );
+        begun?;
+        for answer in answers {
+            answer?;
+        }
+        committed.map(drop)
+    }
+
+    /// Runs `statement` on `conn` (a shared reference, so that statements pipeline).
+    fn on<'a, Q>(mut conn: &'a AsyncPgConnection, statement: Q) -> BoxFuture<'a, QueryResult<usize>>
+    where
+        Q: diesel_async::methods::ExecuteDsl<&'a AsyncPgConnection> + Send + 'a,
+    {
+        Box::pin(async move { statement.execute(&mut conn).await })
+    }
+
+    impl PgStore {
+        /// `RefreshTokenStore::insert` in one round trip (`in_one_trip`): the budgets
+        /// given back, in the order they were reserved in (as every reservation locks
+        /// them), the session and its event. Statement by statement, a login's took five.
+        pub(crate) async fn start_session_tx(
+            &self,
+            token: &NewRefreshToken,
+            event: Option<AuditEvent>,
+            keys: &[String],
+        ) -> Result<(), InfraError> {
+            let open = HandBegun(Some(self.writer().await?));
+            let conn = open.conn()?;
+            let event = event.as_ref().map(AuditRow::new);
+            let mut statements: Vec<_> = keys
+                .iter()
+                .map(|key| on(conn, release_query!(key).cached()))
+                .collect();
+            statements.push(on(conn, new_session_query!(token)));
+            if let Some(event) = &event {
+                statements.push(on(
+                    conn,
+                    insert_into(audit_events::table).values(event).cached(),
+                ));
+            }
+            let started = in_one_trip(conn, statements).await;
+            open.ended();
+            started.map_err(query_error)
+        }
+
+        /// `UserRepository::create`: the account alone in one statement, or with its
+        /// first code, the code's mail and its event in one round trip (`in_one_trip`;
+        /// six statement by statement). An address taken fails as the account's INSERT.
+        pub(crate) async fn create_user_tx(
+            &self,
+            row: UserRow,
+            first_code: Option<FirstCodeRows>,
+        ) -> Result<UserRow, CreateUserError> {
+            let open = HandBegun(Some(self.writer().await?));
+            let conn = open.conn()?;
+            let account = on(conn, insert_into(users::table).values(&row).cached());
+            let created = match &first_code {
+                None => account.await.map(drop),
+                Some(first) => {
+                    let statements = vec![
+                        account,
+                        on(
+                            conn,
+                            insert_into(otp_codes::table).values(&first.code).cached(),
+                        ),
+                        on(
+                            conn,
+                            insert_into(outbox::table).values(&first.mail).cached(),
+                        ),
+                        on(
+                            conn,
+                            insert_into(audit_events::table)
+                                .values(&first.event)
+                                .cached(),
+                        ),
+                    ];
+                    in_one_trip(conn, statements).await
+                }
+            };
+            // Answered, failed or not: the connection may serve again.
+            open.ended();
+            created.map_err(create_user_error)?;
+            Ok(row)
+        }
+    }
+
     /// Every budget's upsert (1 for each counted), sent in order when first polled.
     fn upserts<'a>(
         conn: &'a AsyncPgConnection,
@@ -805,6 +908,62 @@ mod tests {
         drop(open);
         assert_ne!(backend_pid(&store).await, first, "not ended: closed");
         assert_eq!(buckets(&store).await, 1, "its write was rolled back");
+    }
+
+    /// A transaction sent in one trip (`in_one_trip`) reads every answer, so its
+    /// connection serves again after it whether it committed or failed; a failed one
+    /// leaves nothing behind (here a session whose family exists, after a give-back
+    /// that is rolled back with it).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_transaction_in_one_trip_returns_its_connection_failed_or_not() {
+        use passcode_domain::ports::{
+            Admission, Limit, NewRefreshToken, RefreshTokenStore, UserRepository,
+        };
+        use passcode_domain::{FullName, NewUser, PasswordHash, RequestContext, UserId};
+        let (store, _database) = one_connection("onetrip").await;
+        let first = backend_pid(&store).await;
+        let user = NewUser {
+            id: UserId::new_random(),
+            email: EmailAddress::parse("ada@example.com").unwrap(),
+            full_name: FullName::parse("Ada Lovelace").unwrap(),
+            password_hash: PasswordHash::new("$argon2id$v=19$test".into()),
+            created_at: Utc::now(),
+        };
+        store.create(&user, None).await.unwrap();
+        let token = |hash: u8, family_id| NewRefreshToken {
+            token_hash: vec![hash; 32],
+            family_id,
+            user_id: user.id,
+            expires_at: Utc::now() + chrono::Duration::days(1),
+            created_at: Utc::now(),
+            family_expires_at: Utc::now() + chrono::Duration::days(30),
+            origin: RequestContext::default(),
+        };
+        let limit = Limit {
+            limit: 1,
+            window: chrono::Duration::hours(1),
+            cooldown: chrono::Duration::zero(),
+        };
+        let key = ["login:ada@example.com".to_owned()];
+        let counted = async || store.acquire(&key[0], limit, Utc::now()).await.unwrap();
+        assert_eq!(counted().await, Admission::Allowed);
+        let family = uuid::Uuid::new_v4();
+        store.insert(&token(1, family), None, &[]).await.unwrap();
+
+        assert!(store.insert(&token(2, family), None, &key).await.is_err());
+        assert_eq!(backend_pid(&store).await, first, "failed: pooled again");
+        assert!(
+            matches!(counted().await, Admission::Denied { .. }),
+            "its give-back was rolled back with it"
+        );
+
+        store
+            .insert(&token(3, uuid::Uuid::new_v4()), None, &key)
+            .await
+            .unwrap();
+        assert_eq!(backend_pid(&store).await, first, "committed: pooled again");
+        assert_eq!(counted().await, Admission::Allowed, "given back");
+        assert_eq!(store.sessions(user.id, Utc::now()).await.unwrap().len(), 2);
     }
 
     /// A give-back after a failure takes a connection at once, or gives nothing back.

@@ -35,8 +35,9 @@ macro_rules! refresh_token_store {
                     event: Option<passcode_domain::AuditEvent>,
                     keys: &[String],
                 ) -> Result<(), InfraError> {
-                    // Each backend's own: statement by statement on PostgreSQL and
-                    // MariaDB (`insert_session!`), in one trip and one batch on SQLite.
+                    // Each backend's own: pipelined in one round trip on PostgreSQL,
+                    // statement by statement on MariaDB (`insert_session!`), in one
+                    // trip and one batch on SQLite.
                     self.start_session_tx(token, event, keys).await
                 }
 
@@ -265,8 +266,8 @@ macro_rules! refresh_token_store {
 pub(crate) use refresh_token_store;
 
 /// `RefreshTokenStore::insert` statement by statement, as the method `$method` of
-/// `$store` (PostgreSQL's and MariaDB's; SQLite's runs in one trip, `sqlite.rs`): the
-/// budgets given back, the session and its event, in one transaction.
+/// `$store` (MariaDB's; PostgreSQL's and SQLite's run in one trip, `postgres.rs` and
+/// `sqlite.rs`): the budgets given back, the session and its event, in one transaction.
 macro_rules! insert_session {
     ($store:ty, $method:ident) => {
         const _: () = {

@@ -44,8 +44,9 @@ macro_rules! user_repository {
                             })
                         })
                         .transpose()?;
-                    // Each backend's own: statement by statement on PostgreSQL and
-                    // MariaDB (`create_user!`), in one trip and one batch on SQLite.
+                    // Each backend's own: pipelined in one round trip on PostgreSQL,
+                    // statement by statement on MariaDB (`create_user!`), in one trip
+                    // and one batch on SQLite.
                     Ok(self.create_user_tx(row, code).await?.into_domain()?)
                 }
 
@@ -182,7 +183,7 @@ macro_rules! user_repository {
 pub(crate) use user_repository;
 
 /// `UserRepository::create` statement by statement, as the method `$method` of
-/// `$store`: the account, and its first code with the code's mail and its event, in
+/// `$store` (MariaDB's; PostgreSQL's and SQLite's run in one trip): the account, and its first code with the code's mail and its event, in
 /// one transaction. Answers the row as written.
 macro_rules! create_user {
     ($store:ty, $method:ident) => {
