@@ -10,6 +10,7 @@
 //! a ratio). `bench/run.sh` builds, starts PostgreSQL and MariaDB and runs it.
 
 mod load;
+mod relay;
 mod scripts;
 mod server;
 
@@ -74,6 +75,11 @@ struct Args {
     /// The Python with aiosmtpd and trustme, for `--mail smtp` (`bench/run.sh` installs one).
     #[arg(long, env = "BENCH_PYTHON", default_value = "python3")]
     python: PathBuf,
+    /// PostgreSQL and MariaDB as if on another host: passcode reaches them through a
+    /// relay that holds every chunk this many milliseconds each way (at least; the
+    /// timer counts whole milliseconds). 0: directly.
+    #[arg(long, default_value_t = 0)]
+    db_delay_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -501,6 +507,19 @@ impl Bench {
             ),
             other => bail!("unknown backend {other}"),
         };
+        // The benchmark's own readings (writes per answer) go to the database directly.
+        let direct = url.clone();
+        let url = match url {
+            Some(url) if self.args.db_delay_ms > 0 => {
+                let delay = Duration::from_millis(self.args.db_delay_ms);
+                println!(
+                    "(passcode reaches {backend} through a relay that holds each chunk {} ms each way)",
+                    self.args.db_delay_ms
+                );
+                Some(relay::delayed(&url, delay).await?)
+            }
+            url => url,
+        };
         let dir = tempfile::tempdir()?;
         let server = Passcode::start(
             &self.args.binary,
@@ -556,7 +575,9 @@ impl Bench {
         let target = Target {
             addr,
             pid: server.pid(),
-            postgres: (backend == "postgres").then_some(url.as_deref()).flatten(),
+            postgres: (backend == "postgres")
+                .then_some(direct.as_deref())
+                .flatten(),
         };
         self.common(
             target,
@@ -663,7 +684,9 @@ impl Bench {
             let target = Target {
                 addr: server.addr,
                 pid: server.pid(),
-                postgres: (backend == "postgres").then_some(url.as_deref()).flatten(),
+                postgres: (backend == "postgres")
+                    .then_some(direct.as_deref())
+                    .flatten(),
             };
             let mut row = self
                 .paired(reference, BUDGET, self.measure(target, scripts))
