@@ -266,6 +266,50 @@ mod pipelined {
             LEFT JOIN tried ON true"
     );
 
+    /// Two budgets as one statement, committed without waiting for the WAL flush:
+    /// `GUESS_SQL` without the try (a login's share, without a cooldown, then its
+    /// ceiling). The same one way to count less than both, and the same give-back.
+    const BUDGETS_SQL: &str = concat!(
+        "WITH share AS (",
+        guess_upsert!("VALUES ($2, $1, 1, $1)", "$3", "$4", "$5"),
+        "), ceiling AS (",
+        guess_upsert!("SELECT $6, $1, 1, $1 FROM share", "$7", "$8", "$9"),
+        ") SELECT (SELECT count(*) FROM share) AS share, \
+            (SELECT count(*) FROM ceiling) AS ceiling \
+        FROM (SELECT set_config('synchronous_commit', 'off', true)) AS answer"
+    );
+
+    /// The row of `BUDGETS_SQL`: each budget's answer (1 if counted).
+    #[derive(diesel::QueryableByName)]
+    struct Budgeted {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        share: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        ceiling: i64,
+    }
+
+    /// `$query` (`GUESS_SQL` or `BUDGETS_SQL`) with its first nine parameters bound:
+    /// `$now`, then each budget's key and bounds.
+    macro_rules! with_budgets {
+        ($query:expr, $now:expr, [$share:expr, $ceiling:expr]) => {{
+            use diesel::sql_types::{BigInt, Integer, Text};
+            let now_ms = to_millis($now);
+            let (share, ceiling): (&(String, Limit), &(String, Limit)) = ($share, $ceiling);
+            let (share_ended, share_limit, share_cooled) = acquire_bounds(share.1, now_ms);
+            let (ceiling_ended, ceiling_limit, ceiling_cooled) = acquire_bounds(ceiling.1, now_ms);
+            $query
+                .bind::<BigInt, _>(now_ms)
+                .bind::<Text, _>(&share.0)
+                .bind::<BigInt, _>(share_ended)
+                .bind::<Integer, _>(share_limit)
+                .bind::<BigInt, _>(share_cooled)
+                .bind::<Text, _>(&ceiling.0)
+                .bind::<BigInt, _>(ceiling_ended)
+                .bind::<Integer, _>(ceiling_limit)
+                .bind::<BigInt, _>(ceiling_cooled)
+        }};
+    }
+
     /// A row of `GUESS_SQL`: the budgets' answers, and a counted code if any.
     #[derive(diesel::QueryableByName)]
     pub(super) struct Guessed {
@@ -325,26 +369,52 @@ mod pipelined {
         max_attempts: u32,
         [share, ceiling]: [&(String, Limit); 2],
     ) -> QueryResult<Vec<Guessed>> {
-        use diesel::sql_types::{BigInt, Integer, Text};
-        let now_ms = to_millis(now);
-        let (share_ended, share_limit, share_cooled) = acquire_bounds(share.1, now_ms);
-        let (ceiling_ended, ceiling_limit, ceiling_cooled) = acquire_bounds(ceiling.1, now_ms);
-        diesel::sql_query(GUESS_SQL)
-            .bind::<BigInt, _>(now_ms)
-            .bind::<Text, _>(&share.0)
-            .bind::<BigInt, _>(share_ended)
-            .bind::<Integer, _>(share_limit)
-            .bind::<BigInt, _>(share_cooled)
-            .bind::<Text, _>(&ceiling.0)
-            .bind::<BigInt, _>(ceiling_ended)
-            .bind::<Integer, _>(ceiling_limit)
-            .bind::<BigInt, _>(ceiling_cooled)
+        use diesel::sql_types::{Integer, Text};
+        with_budgets!(diesel::sql_query(GUESS_SQL), now, [share, ceiling])
             .bind::<Text, _>(email.as_str())
             .bind::<Text, _>(purpose.as_str())
             .bind::<Integer, _>(attempts_limit(max_attempts))
             .cached()
             .load::<Guessed>(&mut conn)
             .await
+    }
+
+    /// `BUDGETS_SQL` on this connection: each budget's answer (1 if counted).
+    async fn budgeted(
+        mut conn: &AsyncPgConnection,
+        now: DateTime<Utc>,
+        [share, ceiling]: [&(String, Limit); 2],
+    ) -> QueryResult<Option<(i64, i64)>> {
+        let row = with_budgets!(diesel::sql_query(BUDGETS_SQL), now, [share, ceiling])
+            .cached()
+            .get_result::<Budgeted>(&mut conn)
+            .await
+            .optional()?;
+        Ok(row.map(|row| (row.share, row.ceiling)))
+    }
+
+    /// After a statement that counted `share` and then, only if it counted, `ceiling`
+    /// (`answers`: 1 for each counted; none if no row came back): the refusal, if
+    /// either refused, with when that budget frees again. A share counted for an
+    /// event that its ceiling refused is given back.
+    async fn pair_refusal(
+        conn: &AsyncPgConnection,
+        answers: Option<(i64, i64)>,
+        [share, ceiling]: [&(String, Limit); 2],
+        now: DateTime<Utc>,
+    ) -> QueryResult<Option<Abort>> {
+        if answers.is_none_or(|(share, _)| share != 1) {
+            let retry_after = refusal(conn, &share.0, share.1, now).await?;
+            Ok(Some(Abort::Refused(0, retry_after)))
+        } else if answers.is_none_or(|(_, ceiling)| ceiling != 1) {
+            let (retry_after, _) = tokio::try_join!(
+                refusal(conn, &ceiling.0, ceiling.1, now),
+                give_back(conn, &share.0)
+            )?;
+            Ok(Some(Abort::Refused(1, retry_after)))
+        } else {
+            Ok(None)
+        }
     }
 
     /// `Throttle::release` on this connection.
@@ -427,21 +497,12 @@ mod pipelined {
                 .map_err(query_error)?;
             // Always one row at least (the LEFT JOIN), with the same answers on each.
             let answers = <[Guessed]>::first(&rows).map(|row| (row.share, row.ceiling));
-            let outcome = if answers.is_none_or(|(share, _)| share != 1) {
-                let retry_after = refusal(&conn, &share.0, share.1, now)
-                    .await
-                    .map_err(query_error)?;
-                Err(Abort::Refused(0, retry_after))
-            } else if answers.is_none_or(|(_, ceiling)| ceiling != 1) {
-                // The share was counted for a guess that did not happen: give it back.
-                let (retry_after, _) = tokio::try_join!(
-                    refusal(&conn, &ceiling.0, ceiling.1, now),
-                    give_back(&conn, &share.0)
-                )
-                .map_err(query_error)?;
-                Err(Abort::Refused(1, retry_after))
-            } else {
-                Ok(rows.into_iter().filter_map(Guessed::into_row).collect())
+            let outcome = match pair_refusal(&conn, answers, [share, ceiling], now)
+                .await
+                .map_err(query_error)?
+            {
+                Some(refused) => Err(refused),
+                None => Ok(rows.into_iter().filter_map(Guessed::into_row).collect()),
             };
             tries(outcome)
         }
@@ -478,10 +539,33 @@ mod pipelined {
             tries(counted)
         }
 
+        /// `Throttle::acquire_all`: a login's two budgets (a share without a
+        /// cooldown, then its ceiling) in one statement (`BUDGETS_SQL`), any other
+        /// set pipelined in a transaction (`acquire_all_pipelined`).
+        pub(crate) async fn acquire_all_tx(
+            &self,
+            budgets: &[(String, Limit)],
+            now: DateTime<Utc>,
+        ) -> Result<Admissions, InfraError> {
+            match budgets {
+                [share, ceiling] if share.1.cooldown.is_zero() => {
+                    let conn = self.writer().await?;
+                    let answers = budgeted(&conn, now, [share, ceiling])
+                        .await
+                        .map_err(query_error)?;
+                    let refused = pair_refusal(&conn, answers, [share, ceiling], now)
+                        .await
+                        .map_err(query_error)?;
+                    admissions(refused.map_or(Ok(()), Err))
+                }
+                _ => self.acquire_all_pipelined(budgets, now).await,
+            }
+        }
+
         /// `Throttle::acquire_all`: BEGIN and every budget's upsert sent at once, as
         /// a guess's are (`count_try_pipelined`), and committed as they are, without
         /// waiting for the WAL flush: they are counts only.
-        pub(crate) async fn acquire_all_tx(
+        async fn acquire_all_pipelined(
             &self,
             budgets: &[(String, Limit)],
             now: DateTime<Utc>,
@@ -721,6 +805,15 @@ mod tests {
         }
         assert_eq!(prepared(&store, "INSERT INTO \"rate_limits\"").await, 1);
         assert_eq!(prepared(&store, "UPDATE \"otp_codes\"").await, 1);
+        // A login's two budgets: a statement of their own (`BUDGETS_SQL`).
+        for _ in 0..5 {
+            store.acquire_all(&budgets, Utc::now()).await.unwrap();
+        }
+        assert_eq!(
+            prepared(&store, "WITH share AS").await,
+            2,
+            "a guess's statement and a login's"
+        );
     }
 
     #[derive(diesel::QueryableByName)]
@@ -737,9 +830,9 @@ mod tests {
             .value
     }
 
-    /// A guess commits without waiting for the WAL flush, and only the guess: the
-    /// setting is its transaction's, so the connection's next transactions (a
-    /// rotation, a code consumed) wait for the flush again.
+    /// A guess (and a login's budgets) commits without waiting for the WAL flush,
+    /// and only that: the setting is its transaction's, so the connection's next
+    /// transactions (a rotation, a code consumed) wait for the flush again.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn only_a_guess_commits_without_waiting_for_the_flush() {
         use super::pipelined::{control, guessed};
@@ -778,6 +871,14 @@ mod tests {
             let conn = store.conn().await.unwrap();
             assert_eq!(synchronous_commit(&conn).await, "on", "after a guess");
         }
+        // A login's budgets are counts too (`BUDGETS_SQL`), and as their own.
+        store.acquire_all(&budgets, Utc::now()).await.unwrap();
+        let conn = store.conn().await.unwrap();
+        assert_eq!(
+            synchronous_commit(&conn).await,
+            "on",
+            "after a login's budgets"
+        );
     }
 
     #[derive(diesel::QueryableByName)]
