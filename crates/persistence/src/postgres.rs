@@ -233,6 +233,20 @@ mod pipelined {
         };
     }
 
+    /// The two budgets of `GUESS_SQL` and `BUDGETS_SQL` as CTEs: the share (`$2`, its
+    /// bounds `$3` to `$5`), then, only if it counted, the ceiling (`$6`, `$7` to `$9`).
+    macro_rules! budget_ctes {
+        () => {
+            concat!(
+                "WITH share AS (",
+                guess_upsert!("VALUES ($2, $1, 1, $1)", "$3", "$4", "$5"),
+                "), ceiling AS (",
+                guess_upsert!("SELECT $6, $1, 1, $1 FROM share", "$7", "$8", "$9"),
+                ")"
+            )
+        };
+    }
+
     /// A guess as one statement (committed on its own): reserve a try from the share
     /// (`$2`, as `acquire_query!`), then, only if the share counted it, from the
     /// ceiling (`$6`), then, only if both did, count the try on every open code of
@@ -249,11 +263,8 @@ mod pipelined {
     /// of counted guesses are forgotten (`wal_writer_delay` times three). Any later
     /// synchronous commit (a right code's, a refresh's) flushes them with it.
     const GUESS_SQL: &str = concat!(
-        "WITH share AS (",
-        guess_upsert!("VALUES ($2, $1, 1, $1)", "$3", "$4", "$5"),
-        "), ceiling AS (",
-        guess_upsert!("SELECT $6, $1, 1, $1 FROM share", "$7", "$8", "$9"),
-        "), tried AS ( \
+        budget_ctes!(),
+        ", tried AS ( \
             UPDATE otp_codes SET attempts = attempts + 1 \
             WHERE email = $10 AND purpose = $11 AND consumed_at IS NULL \
                 AND expires_at > $1 AND attempts < $12 AND EXISTS (SELECT 1 FROM ceiling) \
@@ -270,11 +281,8 @@ mod pipelined {
     /// `GUESS_SQL` without the try (a login's share, without a cooldown, then its
     /// ceiling). The same one way to count less than both, and the same give-back.
     const BUDGETS_SQL: &str = concat!(
-        "WITH share AS (",
-        guess_upsert!("VALUES ($2, $1, 1, $1)", "$3", "$4", "$5"),
-        "), ceiling AS (",
-        guess_upsert!("SELECT $6, $1, 1, $1 FROM share", "$7", "$8", "$9"),
-        ") SELECT (SELECT count(*) FROM share) AS share, \
+        budget_ctes!(),
+        " SELECT (SELECT count(*) FROM share) AS share, \
             (SELECT count(*) FROM ceiling) AS ceiling \
         FROM (SELECT set_config('synchronous_commit', 'off', true)) AS answer"
     );
