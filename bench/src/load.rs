@@ -66,6 +66,9 @@ pub struct Outcome {
     /// The share of this machine's CPU time its host took for others over the measured
     /// interval (`steal` in `/proc/stat`), where it can be read: a slowed machine.
     pub steal: Option<f64>,
+    /// CPU time the database server on this machine spent over the measured interval
+    /// (its process and its children: PostgreSQL's backends), where it is known.
+    pub database_cpu: Option<Duration>,
     /// Writing transactions on the server's PostgreSQL over the measured interval,
     /// where it is PostgreSQL and `psql` can ask it (see [`transaction_ids`]).
     pub writes: Option<u64>,
@@ -102,6 +105,13 @@ impl Outcome {
     #[allow(clippy::cast_precision_loss)]
     pub fn server_cpu_us(&self) -> Option<f64> {
         let cpu = self.server_cpu?;
+        (self.requests() > 0).then(|| cpu.as_secs_f64() * 1e6 / self.requests() as f64)
+    }
+
+    /// The database server's CPU time per answer, in microseconds.
+    #[allow(clippy::cast_precision_loss)]
+    pub fn database_cpu_us(&self) -> Option<f64> {
+        let cpu = self.database_cpu?;
         (self.requests() > 0).then(|| cpu.as_secs_f64() * 1e6 / self.requests() as f64)
     }
 
@@ -143,22 +153,96 @@ fn machine_ticks() -> Option<(u64, u64)> {
 /// A process's CPU time so far (user and system, all its threads), from
 /// `/proc/PID/stat`; `None` where that cannot be read (not Linux, or it is gone).
 pub fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may hold spaces:
-    // utime and stime are the 14th and 15th fields of the line, in clock ticks
-    // (USER_HZ, 100 per second on Linux).
-    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split(' ').skip(11);
-    let user: u64 = fields.next()?.parse().ok()?;
-    let system: u64 = fields.next()?.parse().ok()?;
-    Some(Duration::from_millis((user + system) * 10))
+    let stat = ProcStat::read(pid)?;
+    Some(ticks(stat.user + stat.system))
+}
+
+/// Clock ticks (USER_HZ, 100 per second on Linux) as a duration.
+fn ticks(n: u64) -> Duration {
+    Duration::from_millis(n * 10)
+}
+
+/// The fields of `/proc/PID/stat` the benchmark reads.
+struct ProcStat {
+    parent: u32,
+    user: u64,
+    system: u64,
+    /// User and system time of its children that ended and were waited for.
+    children: u64,
+}
+
+impl ProcStat {
+    fn read(pid: u32) -> Option<Self> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name, which is in parentheses and may hold
+        // spaces: state, ppid, ..., then utime, stime, cutime and cstime (the 14th to
+        // 17th fields of the line).
+        let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+        let number = |i: usize| fields.get(i)?.parse::<u64>().ok();
+        Some(Self {
+            parent: u32::try_from(number(1)?).ok()?,
+            user: number(11)?,
+            system: number(12)?,
+            children: number(13)? + number(14)?,
+        })
+    }
+}
+
+/// The process listening on TCP `port` on this machine (from `/proc/net/tcp*` and
+/// each process's open sockets), where `/proc` tells it: a database server's
+/// postmaster or `mariadbd`.
+pub fn listener(port: u16) -> Option<u32> {
+    let inode = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .find_map(|table| {
+            let text = std::fs::read_to_string(table).ok()?;
+            text.lines().skip(1).find_map(|line| {
+                // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let local_port = fields.get(1)?.rsplit(':').next()?;
+                (u16::from_str_radix(local_port, 16).ok()? == port && *fields.get(3)? == "0A")
+                    .then(|| fields.get(9).map(|inode| format!("socket:[{inode}]")))
+                    .flatten()
+            })
+        })?;
+    processes().find(|pid| {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+            fds.flatten().any(|fd| {
+                std::fs::read_link(fd.path())
+                    .is_ok_and(|target| target.as_os_str() == inode.as_str())
+            })
+        })
+    })
+}
+
+fn processes() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+}
+
+/// The CPU time so far of process `root` and its children, living or ended (a
+/// PostgreSQL server's postmaster and its backends).
+pub fn tree_cpu_time(root: u32) -> Option<Duration> {
+    let stat = ProcStat::read(root)?;
+    let children: u64 = processes()
+        .filter_map(ProcStat::read)
+        .filter(|child| child.parent == root)
+        .map(|child| child.user + child.system)
+        .sum();
+    Some(ticks(stat.user + stat.system + stat.children + children))
 }
 
 /// Runs `scripts.len()` connections against `addr` for `warmup + duration`; answers
 /// during the warm-up are not counted. With `server` (its process id), the server's
-/// CPU time over the measured interval is recorded too.
+/// CPU time over the measured interval is recorded too, and with `database` (its
+/// database server's process id) the database server's.
 pub async fn run(
     addr: SocketAddr,
     server: Option<u32>,
+    database: Option<u32>,
     postgres: Option<String>,
     scripts: Vec<Box<dyn Script>>,
     warmup: Duration,
@@ -173,6 +257,14 @@ pub async fn run(
             let before = cpu_time(pid)?;
             tokio::time::sleep_until(until.into()).await;
             cpu_time(pid)?.checked_sub(before)
+        })
+    });
+    let database_cpu = database.map(|pid| {
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            let before = tree_cpu_time(pid)?;
+            tokio::time::sleep_until(until.into()).await;
+            tree_cpu_time(pid)?.checked_sub(before)
         })
     });
     let steal = tokio::spawn(async move {
@@ -213,6 +305,9 @@ pub async fn run(
     }
     if let Some(cpu) = cpu {
         total.server_cpu = cpu.await.ok().flatten();
+    }
+    if let Some(cpu) = database_cpu {
+        total.database_cpu = cpu.await.ok().flatten();
     }
     total.steal = steal.await.ok().flatten();
     if let Some(writes) = writes {
@@ -330,4 +425,19 @@ pub async fn once(addr: SocketAddr, call: Call) -> anyhow::Result<(u16, serde_js
     let body = response.into_body().collect().await?.to_bytes();
     let value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
     Ok((status, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{listener, tree_cpu_time};
+
+    #[test]
+    fn the_process_listening_on_a_port_is_found_and_its_cpu_time_read() {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = socket.local_addr().unwrap().port();
+        assert_eq!(listener(port), Some(std::process::id()));
+        drop(socket);
+        assert_eq!(listener(port), None, "nothing listens there any more");
+        assert!(tree_cpu_time(std::process::id()).is_some());
+    }
 }

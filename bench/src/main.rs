@@ -200,12 +200,14 @@ const MIXED: &str = "mixed: login during a wrong-code flood";
 const MIXED_WRONG: &str = "mixed: wrong code beside those logins";
 
 /// Where a scenario sends its requests, the server's process where it is known (to
-/// measure its CPU time), and the PostgreSQL server it writes to, if it does (to count
-/// its writing transactions).
+/// measure its CPU time), the process of the database server it writes to where that
+/// runs on this machine (the same), and the PostgreSQL server it writes to, if it
+/// does (to count its writing transactions).
 #[derive(Debug, Clone, Copy)]
 struct Target<'a> {
     addr: SocketAddr,
     pid: Option<u32>,
+    database: Option<u32>,
     postgres: Option<&'a str>,
 }
 
@@ -228,6 +230,7 @@ impl Bench {
         load::run(
             target.addr,
             target.pid,
+            target.database,
             target.postgres.map(str::to_owned),
             scripts,
             Duration::from_secs(self.args.warmup),
@@ -465,6 +468,7 @@ impl Bench {
         let target = Target {
             addr,
             pid: None,
+            database: None,
             postgres: None,
         };
         self.common(
@@ -509,6 +513,10 @@ impl Bench {
         };
         // The benchmark's own readings (writes per answer) go to the database directly.
         let direct = url.clone();
+        let database = direct
+            .as_deref()
+            .and_then(local_port)
+            .and_then(load::listener);
         let url = match url {
             Some(url) if self.args.db_delay_ms > 0 => {
                 let delay = Duration::from_millis(self.args.db_delay_ms);
@@ -575,6 +583,7 @@ impl Bench {
         let target = Target {
             addr,
             pid: server.pid(),
+            database,
             postgres: (backend == "postgres")
                 .then_some(direct.as_deref())
                 .flatten(),
@@ -604,8 +613,17 @@ impl Bench {
                 let cpu_share = hash_us.zip(row.outcome.server_cpu_us()).map_or(
                     String::new(),
                     |(hash_us, cpu)| {
+                        // The database server's share of the same cores, where measured.
+                        let with_database =
+                            row.outcome.database_cpu_us().map_or(String::new(), |db| {
+                                format!(
+                                    ", {:.2} of it with the database server's ({db:.0} µs)",
+                                    hash_us / (cpu + db)
+                                )
+                            });
                         format!(
-                            "; a raw hash's CPU ({hash_us:.0} µs) is {:.2} of its CPU per answer",
+                            "; a raw hash's CPU ({hash_us:.0} µs) is {:.2} of its CPU per \
+                             answer{with_database}",
                             hash_us / cpu
                         )
                     },
@@ -622,6 +640,7 @@ impl Bench {
             let probe = Target {
                 addr,
                 pid: None,
+                database: None,
                 postgres: None,
             };
             let mut idle = self.measure_apart(probe, health()).await?;
@@ -643,8 +662,9 @@ impl Bench {
         if self.wanted(MIXED) {
             let logins = Self::login_scripts(&accounts, n);
             let wrong = self.cheap_scripts(WRONG, &accounts, &pending);
-            // Not counting writes: each would count the other's too.
+            // Not counting writes or the database's CPU: each would count the other's too.
             let target = Target {
+                database: None,
                 postgres: None,
                 ..target
             };
@@ -684,6 +704,7 @@ impl Bench {
             let target = Target {
                 addr: server.addr,
                 pid: server.pid(),
+                database,
                 postgres: (backend == "postgres")
                     .then_some(direct.as_deref())
                     .flatten(),
@@ -699,11 +720,47 @@ impl Bench {
             report.rows.push(row);
             server.stop().await;
         }
+        if let Some(line) = database_cpu_per_answer(backend, &report.rows) {
+            report.footer.push(line);
+        }
         if backend == "postgres" {
             report.footer.push(writes_per_answer(&report.rows));
         }
         Ok(report)
     }
+}
+
+/// The port of a database URL whose host is this machine (`scheme://[user@]host:port/...`).
+fn local_port(url: &str) -> Option<u16> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = host_port.rsplit_once(':')?;
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+        .then(|| port.parse().ok())
+        .flatten()
+}
+
+/// The database server's CPU time per answer in each row that measured it: what the
+/// database adds to each answer on the same cores (the login and register ratios
+/// count it; a production database has cores of its own).
+fn database_cpu_per_answer(backend: &str, rows: &[Row]) -> Option<String> {
+    let measured: Vec<String> = rows
+        .iter()
+        .filter_map(|row| {
+            Some(format!(
+                "{} {:.0}",
+                row.scenario,
+                row.outcome.database_cpu_us()?
+            ))
+        })
+        .collect();
+    (!measured.is_empty()).then(|| {
+        format!(
+            "the {backend} server's CPU per answer, µs (its processes on this machine): {}",
+            measured.join(", ")
+        )
+    })
 }
 
 /// PostgreSQL's writing transactions per answer in each row that counted them: the
@@ -920,4 +977,24 @@ fn experiment_note() -> String {
             (!value.is_empty()).then(|| format!(" ({key}=\"{value}\")"))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_port;
+
+    #[test]
+    fn a_database_url_on_this_machine_gives_its_port() {
+        assert_eq!(
+            local_port("postgres://postgres@127.0.0.1:55432/postgres"),
+            Some(55432)
+        );
+        assert_eq!(
+            local_port("mysql://root:pw@localhost:3306/db?ssl=false"),
+            Some(3306)
+        );
+        assert_eq!(local_port("postgres://[::1]:5433"), Some(5433));
+        assert_eq!(local_port("postgres://db.example.com:5432/postgres"), None);
+        assert_eq!(local_port("postgres://127.0.0.1/postgres"), None);
+    }
 }
