@@ -251,22 +251,17 @@ pub async fn run(
     let start = Instant::now();
     let measure_from = start + warmup;
     let until = measure_from + duration;
-    let cpu = server.map(|pid| {
+    // A process's CPU time over the measured interval, as `read` gives it.
+    let cpu_over_interval = |pid: u32, read: fn(u32) -> Option<Duration>| {
         tokio::spawn(async move {
             tokio::time::sleep_until(measure_from.into()).await;
-            let before = cpu_time(pid)?;
+            let before = read(pid)?;
             tokio::time::sleep_until(until.into()).await;
-            cpu_time(pid)?.checked_sub(before)
+            read(pid)?.checked_sub(before)
         })
-    });
-    let database_cpu = database.map(|pid| {
-        tokio::spawn(async move {
-            tokio::time::sleep_until(measure_from.into()).await;
-            let before = tree_cpu_time(pid)?;
-            tokio::time::sleep_until(until.into()).await;
-            tree_cpu_time(pid)?.checked_sub(before)
-        })
-    });
+    };
+    let cpu = server.map(|pid| cpu_over_interval(pid, cpu_time));
+    let database_cpu = database.map(|pid| cpu_over_interval(pid, tree_cpu_time));
     let steal = tokio::spawn(async move {
         tokio::time::sleep_until(measure_from.into()).await;
         let (stolen, all) = machine_ticks()?;
