@@ -102,16 +102,17 @@ impl Outcome {
 
     /// The server's CPU time per answer, in microseconds: less noisy than req/s on a
     /// shared machine, for changes that save CPU.
-    #[allow(clippy::cast_precision_loss)]
     pub fn server_cpu_us(&self) -> Option<f64> {
-        let cpu = self.server_cpu?;
-        (self.requests() > 0).then(|| cpu.as_secs_f64() * 1e6 / self.requests() as f64)
+        self.per_answer_us(self.server_cpu?)
     }
 
     /// The database server's CPU time per answer, in microseconds.
-    #[allow(clippy::cast_precision_loss)]
     pub fn database_cpu_us(&self) -> Option<f64> {
-        let cpu = self.database_cpu?;
+        self.per_answer_us(self.database_cpu?)
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    fn per_answer_us(&self, cpu: Duration) -> Option<f64> {
         (self.requests() > 0).then(|| cpu.as_secs_f64() * 1e6 / self.requests() as f64)
     }
 
