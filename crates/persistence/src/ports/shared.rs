@@ -314,27 +314,39 @@ macro_rules! shared {
             ) -> Result<Option<chrono::Duration>, diesel::result::Error> {
                 let now_ms = $crate::time::to_millis(now);
                 let (window_ended, most, cooled_down) = $crate::rows::acquire_bounds(limit, now_ms);
-                let counted = super::dialect::acquire(
-                    conn,
-                    key,
-                    now_ms,
-                    window_ended,
-                    most,
-                    cooled_down,
-                )
-                .await?;
-                if counted == 1 {
-                    return Ok(None);
-                }
-                let (window_start, count, last_at): (i64, i32, i64) = rate_limits::table
-                    .find(key)
-                    .select((
-                        rate_limits::window_start,
-                        rate_limits::count,
-                        rate_limits::last_at,
-                    ))
-                    .get_result(conn)
+                let mut attempt = 0;
+                let (window_start, count, last_at): (i64, i32, i64) = loop {
+                    attempt += 1;
+                    let counted = super::dialect::acquire(
+                        conn,
+                        key,
+                        now_ms,
+                        window_ended,
+                        most,
+                        cooled_down,
+                    )
                     .await?;
+                    if counted == 1 {
+                        return Ok(None);
+                    }
+                    let refused_by = rate_limits::table
+                        .find(key)
+                        .select((
+                            rate_limits::window_start,
+                            rate_limits::count,
+                            rate_limits::last_at,
+                        ))
+                        .get_result(conn)
+                        .await
+                        .optional()?;
+                    match refused_by {
+                        Some(row) => break row,
+                        // MariaDB counts in several statements: the bucket can be
+                        // erased (with its account) between them. It is free now.
+                        None if attempt < 3 => continue,
+                        None => return Err(diesel::result::Error::NotFound),
+                    }
+                };
                 metrics::counter!(
                     "passcode_throttle_denials_total",
                     "limit" => $crate::rows::limit_name(key)
