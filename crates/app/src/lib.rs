@@ -5,6 +5,7 @@ mod adapters;
 pub mod check;
 mod clock;
 mod commands;
+mod give_back;
 mod metrics;
 mod secrets;
 pub mod settings;

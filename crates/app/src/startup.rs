@@ -26,6 +26,7 @@ use crate::adapters::{
     warn_if_generated_secrets_on_shared_database,
 };
 use crate::clock::SystemClock;
+use crate::give_back::GiveBackLater;
 use crate::settings::{Settings, TransportKind};
 use crate::waking::Waking;
 use crate::worker::MailWorker;
@@ -396,7 +397,7 @@ pub(crate) fn assemble(
             }),
             tokens,
             passwords,
-            throttle: storage.throttle.clone(),
+            throttle: Arc::new(GiveBackLater::new(storage.throttle.clone())),
             refresh_tokens: storage.refresh_tokens.clone(),
             clock: replaced.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             codes: Arc::new(OsCodeGenerator),

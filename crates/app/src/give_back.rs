@@ -1,0 +1,346 @@
+//! Tries given back later, when a failed request could not give them back at once.
+//!
+//! A request that reserved tries (a login, a guess) and then failed for the service's
+//! own reasons (the store busy, the hashing pool full) gives them back only if the
+//! store can write at once (`Throttle::release_at_once`): queued behind the demand
+//! that made it fail, the give-back would double that demand and the failed answer's
+//! wait. Dropped, though, the tries stay counted, and a client whose requests failed
+//! through no fault of its own finds its budget spent. So what cannot be written at
+//! once waits here, in a bounded queue, and one task writes it after the answer has
+//! gone: at most one write of this kind at a time, whatever the load.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use passcode_domain::InfraError;
+use passcode_domain::ports::{Admission, Admissions, Limit, Throttle};
+use tokio::sync::mpsc;
+
+/// Failed requests whose tries may wait at once; past that, a give-back is dropped
+/// (and counted), as before this queue.
+const QUEUED: usize = 1024;
+/// Writes of one give-back before it is dropped, and the pause between two.
+const TRIES: u32 = 3;
+const PAUSE: Duration = Duration::from_secs(1);
+
+/// A `Throttle` whose `release_at_once` queues what the store cannot write at once.
+pub(crate) struct GiveBackLater {
+    inner: Arc<dyn Throttle>,
+    queue: mpsc::Sender<Vec<String>>,
+}
+
+impl GiveBackLater {
+    /// Must run inside a tokio runtime: spawns the task that writes the queue, which
+    /// ends once this is dropped and the queue is empty.
+    pub(crate) fn new(inner: Arc<dyn Throttle>) -> Self {
+        Self::with(inner, QUEUED, PAUSE)
+    }
+
+    fn with(inner: Arc<dyn Throttle>, capacity: usize, pause: Duration) -> Self {
+        let (queue, mut pending) = mpsc::channel::<Vec<String>>(capacity);
+        let store = inner.clone();
+        tokio::spawn(async move {
+            while let Some(keys) = pending.recv().await {
+                write(store.as_ref(), &keys, pause).await;
+            }
+        });
+        Self { inner, queue }
+    }
+}
+
+/// Gives `keys` back, waiting for the store as any write does; tries `TRIES` times.
+async fn write(store: &dyn Throttle, keys: &[String], pause: Duration) {
+    for attempt in 1..=TRIES {
+        match store.release(keys).await {
+            Ok(()) => {
+                metrics::counter!("passcode_give_backs_total", "when" => "later").increment(1);
+                return;
+            }
+            // The keys name addresses: only the error is logged.
+            Err(error) if attempt == TRIES => {
+                metrics::counter!("passcode_give_backs_total", "when" => "dropped").increment(1);
+                tracing::warn!(%error, "a failed request's tries were not given back");
+            }
+            Err(_) => tokio::time::sleep(pause).await,
+        }
+    }
+}
+
+#[async_trait]
+impl Throttle for GiveBackLater {
+    async fn acquire(
+        &self,
+        key: &str,
+        limit: Limit,
+        now: DateTime<Utc>,
+    ) -> Result<Admission, InfraError> {
+        self.inner.acquire(key, limit, now).await
+    }
+
+    async fn acquire_all(
+        &self,
+        budgets: &[(String, Limit)],
+        now: DateTime<Utc>,
+    ) -> Result<Admissions, InfraError> {
+        self.inner.acquire_all(budgets, now).await
+    }
+
+    async fn release(&self, keys: &[String]) -> Result<(), InfraError> {
+        self.inner.release(keys).await
+    }
+
+    /// `true` once the tries are given back or queued to be; `false` (or the store's
+    /// error) only when the queue is full.
+    async fn release_at_once(&self, keys: &[String]) -> Result<bool, InfraError> {
+        let now = self.inner.release_at_once(keys).await;
+        if let Ok(true) = now {
+            return now;
+        }
+        match self.queue.try_send(keys.to_vec()) {
+            Ok(()) => Ok(true),
+            Err(_) => {
+                metrics::counter!("passcode_give_backs_total", "when" => "dropped").increment(1);
+                now
+            }
+        }
+    }
+
+    async fn purge(
+        &self,
+        now: DateTime<Utc>,
+        retention: chrono::Duration,
+    ) -> Result<u64, InfraError> {
+        self.inner.purge(now, retention).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+    use passcode_persistence::{DatabaseSettings, Store};
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    /// A real store that is busy while `busy` is set: its `release_at_once` then gives
+    /// nothing back, and its `release` waits until `busy` is cleared, as a write waits
+    /// for the writer. Its first `failures` releases fail.
+    struct Busy {
+        store: Arc<dyn Throttle>,
+        busy: AtomicBool,
+        freed: Semaphore,
+        failures: AtomicU32,
+        released: Mutex<Vec<Vec<String>>>,
+    }
+
+    impl Busy {
+        fn new(store: Arc<dyn Throttle>, failures: u32) -> Arc<Self> {
+            Arc::new(Self {
+                store,
+                busy: AtomicBool::new(true),
+                freed: Semaphore::new(0),
+                failures: AtomicU32::new(failures),
+                released: Mutex::new(Vec::new()),
+            })
+        }
+
+        fn free(&self) {
+            self.busy.store(false, Ordering::SeqCst);
+            self.freed.add_permits(Semaphore::MAX_PERMITS);
+        }
+    }
+
+    /// Only the give-backs are the shim's own; the tests count on the store itself.
+    #[async_trait]
+    impl Throttle for Busy {
+        async fn acquire(
+            &self,
+            _: &str,
+            _: Limit,
+            _: DateTime<Utc>,
+        ) -> Result<Admission, InfraError> {
+            unreachable!("the queue only gives back")
+        }
+        async fn acquire_all(
+            &self,
+            _: &[(String, Limit)],
+            _: DateTime<Utc>,
+        ) -> Result<Admissions, InfraError> {
+            unreachable!("the queue only gives back")
+        }
+        async fn release(&self, keys: &[String]) -> Result<(), InfraError> {
+            let _turn = self.freed.acquire().await.unwrap();
+            if self
+                .failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(InfraError::Unavailable(anyhow::anyhow!("the store failed")));
+            }
+            self.released.lock().unwrap().push(keys.to_vec());
+            self.store.release(keys).await
+        }
+        async fn release_at_once(&self, keys: &[String]) -> Result<bool, InfraError> {
+            if self.busy.load(Ordering::SeqCst) {
+                return Ok(false);
+            }
+            self.store.release_at_once(keys).await
+        }
+        async fn purge(&self, _: DateTime<Utc>, _: chrono::Duration) -> Result<u64, InfraError> {
+            unreachable!("the queue only gives back")
+        }
+    }
+
+    const ONE: Limit = Limit {
+        limit: 1,
+        window: chrono::Duration::hours(1),
+        cooldown: chrono::Duration::zero(),
+    };
+
+    /// The busy shim over a migrated SQLite store, and the queue over the shim.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Arc<dyn Throttle>,
+        busy: Arc<Busy>,
+        later: GiveBackLater,
+    }
+
+    async fn fixture(failures: u32, capacity: usize) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&DatabaseSettings::sqlite(dir.path().join("later.db"))).unwrap();
+        store.migrate().await.unwrap();
+        let store = store.throttle();
+        let busy = Busy::new(store.clone(), failures);
+        let later = GiveBackLater::with(busy.clone(), capacity, Duration::from_millis(10));
+        Fixture {
+            _dir: dir,
+            store,
+            busy,
+            later,
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    /// Whether the first key's budget (of one) has room: counts it if so.
+    async fn counts(store: &dyn Throttle) -> bool {
+        store.acquire(&keys()[0], ONE, now()).await.unwrap() == Admission::Allowed
+    }
+
+    fn keys() -> Vec<String> {
+        vec![
+            "login:ada@example.com:10.0.0.1".into(),
+            "login:ada@example.com".into(),
+        ]
+    }
+
+    async fn spent(store: &dyn Throttle, now: DateTime<Utc>) -> bool {
+        let budgets: Vec<_> = keys().into_iter().map(|key| (key, ONE)).collect();
+        match store.acquire_all(&budgets, now).await.unwrap() {
+            Admissions::Allowed => {
+                store.release(&keys()).await.unwrap();
+                false
+            }
+            Admissions::Denied { .. } => true,
+        }
+    }
+
+    /// Eventually true, or fails after 10 s.
+    async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !check().await {
+            assert!(tokio::time::Instant::now() < deadline, "{what} after 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tries_the_busy_store_could_not_take_are_given_back_once_it_is_free() {
+        let Fixture {
+            store, busy, later, ..
+        } = &fixture(0, 8).await;
+        let budgets: Vec<_> = keys().into_iter().map(|key| (key, ONE)).collect();
+        assert_eq!(
+            store.acquire_all(&budgets, now()).await.unwrap(),
+            Admissions::Allowed
+        );
+        assert!(spent(store.as_ref(), now()).await, "the try is counted");
+
+        assert!(later.release_at_once(&keys()).await.unwrap(), "queued");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            spent(store.as_ref(), now()).await,
+            "still counted while the store is busy"
+        );
+
+        busy.free();
+        eventually("the try given back", async || {
+            !spent(store.as_ref(), now()).await
+        })
+        .await;
+        assert_eq!(
+            *busy.released.lock().unwrap(),
+            vec![keys()],
+            "given back once"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_write_is_tried_again() {
+        let Fixture {
+            store, busy, later, ..
+        } = &fixture(TRIES - 1, 8).await;
+        assert!(counts(store.as_ref()).await);
+        assert!(later.release_at_once(&keys()[..1]).await.unwrap());
+        busy.free();
+        eventually("given back on the last try", async || {
+            counts(store.as_ref()).await
+        })
+        .await;
+        assert_eq!(
+            busy.failures.load(Ordering::SeqCst),
+            0,
+            "both failures were met"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_gives_nothing_back_and_says_so() {
+        let Fixture { busy, later, .. } = &fixture(0, 1).await;
+        // The task takes the first off the queue and waits for the store with it; the
+        // second fills the queue.
+        assert!(later.release_at_once(&keys()).await.unwrap());
+        eventually("the first taken off the queue", async || {
+            later.queue.capacity() == 1
+        })
+        .await;
+        assert!(later.release_at_once(&keys()).await.unwrap());
+        assert!(!later.release_at_once(&keys()).await.unwrap(), "full");
+        busy.free();
+        eventually("both queued given back", async || {
+            busy.released.lock().unwrap().len() == 2
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_free_store_gives_back_at_once_without_the_queue() {
+        let Fixture {
+            store, busy, later, ..
+        } = &fixture(0, 8).await;
+        busy.free();
+        assert!(counts(store.as_ref()).await);
+        assert!(later.release_at_once(&keys()[..1]).await.unwrap());
+        assert!(counts(store.as_ref()).await, "given back at once");
+        assert!(
+            busy.released.lock().unwrap().is_empty(),
+            "nothing went through the queue"
+        );
+    }
+}
