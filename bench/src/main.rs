@@ -725,6 +725,7 @@ impl Bench {
         }
         if backend == "postgres" {
             report.footer.push(writes_per_answer(&report.rows));
+            report.footer.push(analyzed(&report.rows));
         }
         Ok(report)
     }
@@ -787,6 +788,23 @@ fn writes_per_answer(rows: &[Row]) -> String {
          worker's): {}",
         counted.join(", ")
     )
+}
+
+/// Whether each row's warm-up brought PostgreSQL's statistics up to date.
+fn analyzed(rows: &[Row]) -> String {
+    let missed: Vec<&str> = rows
+        .iter()
+        .filter(|row| row.outcome.writes.is_some() && !row.outcome.analyzed)
+        .map(|row| row.scenario)
+        .collect();
+    if missed.is_empty() {
+        "statistics: ANALYZE halfway through each row's warm-up".into()
+    } else {
+        format!(
+            "statistics: ANALYZE did not answer in {} (plans may date from emptier tables)",
+            missed.join(", ")
+        )
+    }
 }
 
 /// Raw argon2id on every core, at the configured parameters.
