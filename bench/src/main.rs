@@ -798,7 +798,8 @@ fn analyzed(rows: &[Row]) -> String {
         .map(|row| row.scenario)
         .collect();
     if missed.is_empty() {
-        "statistics: ANALYZE halfway through each row's warm-up".into()
+        "statistics: ANALYZE halfway through the warm-up of each row whose writes are counted"
+            .into()
     } else {
         format!(
             "statistics: ANALYZE did not answer in {} (plans may date from emptier tables)",
