@@ -597,8 +597,11 @@ impl Bench {
             Cheap::PairedWith(reference),
         )
         .await?;
+        let mut smtp_per_mail = None;
         if self.wanted(REGISTER) {
-            report.footer.push(server.mail_delay(&answered).await?);
+            let (line, per_mail) = server.mail_delay(&answered).await?;
+            report.footer.push(line);
+            smtp_per_mail = per_mail;
         }
         // Login and register, each against the mean of the argon2id rates around it;
         // and a raw hash's CPU over the server's CPU per answer, which the SMTP server
@@ -633,6 +636,11 @@ impl Bench {
                      after it: {:.1}, {:.1} hashes/s){cpu_share}",
                     row.scenario, before.per_second, after.per_second
                 ));
+                if row.scenario == REGISTER
+                    && let Some(line) = cpu_budget(&row.outcome, hash_us, smtp_per_mail)
+                {
+                    report.footer.push(line);
+                }
             }
         }
         if self.wanted(IDLE) || self.wanted(FLOOD) {
@@ -788,6 +796,47 @@ fn writes_per_answer(rows: &[Row]) -> String {
          worker's): {}",
         counted.join(", ")
     )
+}
+
+/// Where the machine's CPU went per answer of a hashing row (register): what all its
+/// cores could give each answer at the row's rate, and how much of it passcode (a raw
+/// hash's share apart), the SMTP server and the database server took. The rest is the
+/// load generator, the kernel's own work and idle time. The SMTP server's CPU is its
+/// average per mail over its life, nearly all of it in this row.
+fn cpu_budget(outcome: &Outcome, hash_us: Option<f64>, smtp_us: Option<f64>) -> Option<String> {
+    #[allow(clippy::cast_precision_loss)]
+    let cores = std::thread::available_parallelism().ok()?.get() as f64;
+    let rate = outcome.rate();
+    if rate <= 0.0 {
+        return None;
+    }
+    let ms = |us: f64| us / 1000.0;
+    let available = cores * 1e6 / rate;
+    let server = outcome.server_cpu_us()?;
+    let mut parts = vec![format!(
+        "passcode {:.1}{}",
+        ms(server),
+        hash_us.map_or(String::new(), |hash| format!(
+            " (a raw hash {:.1})",
+            ms(hash)
+        ))
+    )];
+    let mut used = server;
+    if let Some(smtp) = smtp_us {
+        parts.push(format!("the SMTP server {:.1}", ms(smtp)));
+        used += smtp;
+    }
+    if let Some(database) = outcome.database_cpu_us() {
+        parts.push(format!("the database server {:.1}", ms(database)));
+        used += database;
+    }
+    Some(format!(
+        "register, CPU per answer in ms: {:.1} on {cores} cores at its rate; {}; the rest \
+         {:.1} (the load generator, the kernel, idle)",
+        ms(available),
+        parts.join(", "),
+        ms(available - used)
+    ))
 }
 
 /// Whether each row's warm-up brought PostgreSQL's statistics up to date.
@@ -1000,7 +1049,41 @@ fn experiment_note() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::local_port;
+    use super::{cpu_budget, local_port};
+    use crate::load::Outcome;
+    use std::time::Duration;
+
+    /// 1,000 answers in 10 s, each costing passcode 15 ms and the database 1.5 ms;
+    /// the SMTP server 1 ms a mail.
+    #[test]
+    fn a_registration_s_cpu_is_shared_out_and_the_rest_is_what_is_left() {
+        let outcome = Outcome {
+            latencies_us: vec![1; 1_000],
+            measured: Duration::from_secs(10),
+            server_cpu: Some(Duration::from_secs(15)),
+            database_cpu: Some(Duration::from_millis(1_500)),
+            ..Outcome::default()
+        };
+        let cores = std::thread::available_parallelism().unwrap().get();
+        #[allow(clippy::cast_precision_loss)]
+        let available = cores as f64 * 10.0;
+        let line = cpu_budget(&outcome, Some(13_000.0), Some(1_000.0)).unwrap();
+        assert_eq!(
+            line,
+            format!(
+                "register, CPU per answer in ms: {available:.1} on {cores} cores at its rate; \
+                 passcode 15.0 (a raw hash 13.0), the SMTP server 1.0, the database server \
+                 1.5; the rest {:.1} (the load generator, the kernel, idle)",
+                available - 17.5
+            )
+        );
+        let without = cpu_budget(&outcome, None, None).unwrap();
+        assert!(without.contains("; passcode 15.0, the database server 1.5; the rest"));
+        assert!(
+            cpu_budget(&Outcome::default(), None, None).is_none(),
+            "no answers"
+        );
+    }
 
     #[test]
     fn a_database_url_on_this_machine_gives_its_port() {

@@ -232,7 +232,9 @@ impl Passcode {
     }
 
     /// How long after each registration's answer its mail was written.
-    pub async fn mail_delay(&self, answered: &Answered) -> anyhow::Result<String> {
+    /// How long after its answer each registration's mail reached the SMTP server, as
+    /// a line; and the SMTP server's CPU per mail in µs, where it is known.
+    pub async fn mail_delay(&self, answered: &Answered) -> anyhow::Result<(String, Option<f64>)> {
         let wanted = answered.lock().map(|a| a.clone()).unwrap_or_default();
         let started = Instant::now();
         let mut delays;
@@ -261,27 +263,29 @@ impl Passcode {
             delays.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
         };
         // The SMTP server shares the machine with passcode: what it costs a mail.
-        let smtp_cpu = self
+        let mails = std::fs::read_dir(&self.mail_dir)
+            .map_or(0, Iterator::count)
+            .max(1);
+        #[allow(clippy::cast_precision_loss)]
+        let per_mail = self
             .smtp
             .as_ref()
             .and_then(Child::id)
             .and_then(load::cpu_time)
-            .map(|cpu| {
-                let mails = std::fs::read_dir(&self.mail_dir)
-                    .map_or(0, Iterator::count)
-                    .max(1);
-                #[allow(clippy::cast_precision_loss)]
-                let per_mail = cpu.as_secs_f64() * 1e6 / mails as f64;
-                format!("; the SMTP server's CPU {per_mail:.0} µs per mail ({mails} mails)")
-            })
-            .unwrap_or_default();
-        Ok(format!(
-            "register mail: {} of {} written; delay after the answer p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms{smtp_cpu}",
-            delays.len(),
-            wanted.len(),
-            pick(0.5),
-            pick(0.99),
-            pick(1.0)
+            .map(|cpu| cpu.as_secs_f64() * 1e6 / mails as f64);
+        let smtp_cpu = per_mail.map_or(String::new(), |per_mail| {
+            format!("; the SMTP server's CPU {per_mail:.0} µs per mail ({mails} mails)")
+        });
+        Ok((
+            format!(
+                "register mail: {} of {} written; delay after the answer p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms{smtp_cpu}",
+                delays.len(),
+                wanted.len(),
+                pick(0.5),
+                pick(0.99),
+                pick(1.0)
+            ),
+            per_mail,
         ))
     }
 
