@@ -143,7 +143,7 @@ async fn mail_reaches_the_hook_signed_and_its_code_verifies_the_address() {
         )
         .await;
     assert_eq!(verified.status(), 200);
-    assert!(app.outbox().await.is_empty(), "nothing left to send");
+    app.outbox_drained("nothing left to send").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,7 +73,7 @@ async fn registrations_while_smtp_is_down_answer_at_once_and_every_mail_arrives_
     for email in &emails {
         assert_eq!(per_recipient.get(email), Some(&1), "{email}: exactly once");
     }
-    assert!(app.outbox().await.is_empty(), "nothing left waiting");
+    app.outbox_drained("nothing left waiting").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,7 +87,7 @@ async fn a_temporary_refusal_is_retried_until_the_mail_is_accepted() {
     assert_eq!(received.len(), 1, "delivered after two 451 answers");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(smtp.received().len(), 1, "and only once");
-    assert!(app.outbox().await.is_empty());
+    app.outbox_drained("sent").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,7 +124,7 @@ async fn a_mail_whose_code_expired_while_smtp_was_down_is_not_sent() {
     smtp.start();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert!(smtp.received().is_empty(), "an expired code is not mailed");
-    assert!(app.outbox().await.is_empty(), "and it no longer waits");
+    app.outbox_drained("and it no longer waits").await;
 }
 
 /// A pooled SMTP connection that the server closed (here by a restart) is noticed
@@ -147,7 +147,7 @@ async fn a_connection_the_smtp_server_closed_is_replaced_before_the_next_mail() 
     let received = wait_for(&smtp, 2).await;
     assert_eq!(received.len(), 2, "the second mail arrived without a retry");
     assert_eq!(received.iter().filter(|m| m.to == email).count(), 1);
-    assert!(app.outbox().await.is_empty());
+    app.outbox_drained("sent").await;
 }
 
 /// A server that closes each connection after its message (a per-connection message
@@ -171,7 +171,7 @@ async fn a_connection_the_smtp_server_closed_just_after_a_message_is_not_reused(
     let peers: std::collections::HashSet<String> =
         smtp.received().into_iter().map(|mail| mail.peer).collect();
     assert_eq!(peers.len(), 3, "one connection per message: {peers:?}");
-    assert!(app.outbox().await.is_empty());
+    app.outbox_drained("sent").await;
 }
 
 /// Messages one after another share one connection, over implicit TLS and over
@@ -215,7 +215,7 @@ async fn a_connection_whose_send_was_cut_short_is_not_reused() {
     let received = wait_for(&smtp, 1).await;
     assert_eq!(received.len(), 1, "delivered at the second attempt");
     assert_eq!(received[0].to, email);
-    assert!(app.outbox().await.is_empty(), "{:?}", app.outbox().await);
+    app.outbox_drained("sent at the second attempt").await;
 }
 
 /// Prints the delay from a register request to its mail's arrival at the SMTP server

@@ -176,6 +176,25 @@ impl TestApp {
         store.outbox().pending(1_000).await.expect("pending")
     }
 
+    /// Waits (10 s at most) until no message is left queued or failed, and fails the
+    /// test with `what` and what is left if some still is. The mail worker marks a
+    /// message sent only after the SMTP server has taken it, so right after the server
+    /// has it, the outbox may still hold it for a moment.
+    pub async fn outbox_drained(&self, what: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let entries = self.outbox().await;
+            if entries.is_empty() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: still in the outbox after 10 s: {entries:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits (10 s at most) until a message is marked failed, and returns it.
     pub async fn failed_mail(&self) -> OutboxEntry {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
