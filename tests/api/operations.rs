@@ -422,3 +422,62 @@ async fn no_secret_reaches_the_log_even_at_debug() {
         assert!(!log.contains(secret), "the {what} reached the log");
     }
 }
+
+/// A login whose session cannot be written (another writer holds the store past the
+/// app's timeout) answers 503. Its tries cannot be given back at once either, as the
+/// store is still held: they are queued and given back once it is free, so the
+/// client's budget (one failure here) is whole again, and the metric counts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_that_failed_on_a_busy_store_gets_its_tries_back_later() {
+    let app = spawn_app_with(
+        Mail::Starttls,
+        with_metrics(|s| {
+            s.limits.login_failures = 1;
+            s.limits.login_failures_per_client = 1;
+            s.database.busy_timeout_ms = 300.into();
+            s.database.statement_timeout_seconds = 1.into();
+            // A hash long enough (about 0.3 s) for the test to take the store
+            // between the login's reservation and its session.
+            s.hashing.iterations = 40;
+        }),
+    )
+    .await;
+    // The recorder is the process's: other tests count too.
+    let later = |metrics: &str| sample(metrics, "passcode_give_backs_total", &[("when", "later")]);
+    let before = later(&scrape(&app).await);
+    let email = unique_email();
+    app.verified_user(&email).await;
+    let mut database = app.database().await;
+    let reserved = format!(
+        "SELECT COUNT(*) AS n FROM rate_limits WHERE bucket LIKE 'login:{email}%' AND count > 0"
+    );
+
+    let (answer, ()) = tokio::join!(app.login(&email, PASSWORD), async {
+        database
+            .wait_for_count(&reserved, 2, "the login's two budgets reserved")
+            .await;
+        database.hold_writes(&["rate_limits", "sessions"]).await;
+    });
+    assert_eq!(answer.status(), 503, "{:?}", answer.text().await);
+    assert!(answer.headers().contains_key("retry-after"));
+    assert_eq!(
+        database.count(&reserved).await,
+        2,
+        "nothing could be given back while the store was held"
+    );
+    database.release().await;
+
+    database
+        .wait_for_count(&reserved, 0, "the tries given back later")
+        .await;
+    assert_eq!(
+        app.login(&email, PASSWORD).await.status(),
+        200,
+        "the budget of one failure is whole again"
+    );
+    let after = later(&scrape(&app).await);
+    assert!(
+        after >= before + 1.0,
+        "given back later: {before} -> {after}"
+    );
+}

@@ -176,6 +176,11 @@ impl TestApp {
         store.outbox().pending(1_000).await.expect("pending")
     }
 
+    /// A connection of the test's own to the app's database.
+    pub async fn database(&self) -> crate::DatabaseConnection {
+        crate::DatabaseConnection::open(&self.settings.database.url).await
+    }
+
     /// Waits (10 s at most) until no message is left queued or failed, and fails the
     /// test with `what` and what is left if some still is. The mail worker marks a
     /// message sent only after the SMTP server has taken it, so right after the server

@@ -13,6 +13,7 @@
 mod app;
 mod client;
 mod database;
+mod hold;
 mod mail;
 mod python;
 mod smtp;
@@ -23,6 +24,7 @@ pub use app::{
 };
 pub use client::{PASSWORD, json_of, paths, wait_until_ready};
 pub use database::{OwnServer, TestDatabase};
+pub use hold::DatabaseConnection;
 pub use mail::{CapturedMail, mails_in, parse_mail};
 pub use python::{spawn_support, support_file, test_python, venv_tool};
 pub use smtp::{ControlledSmtp, SMTP_PASSWORD, SMTP_USER, SmtpServers, smtp};
