@@ -267,25 +267,35 @@ async fn mail_queued_when_the_service_is_killed_is_delivered_after_a_restart() {
     .await;
 }
 
+/// Sends SIGTERM to `service`; returns when.
+fn sigterm(service: &std::process::Child) -> Instant {
+    let status = Command::new("kill")
+        .args(["-TERM", &service.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    Instant::now()
+}
+
+/// How `service` ended, waiting until 15 s after `started`.
+fn exit_of(service: &mut std::process::Child, started: Instant) -> std::process::ExitStatus {
+    loop {
+        if let Some(exit) = service.try_wait().unwrap() {
+            return exit;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_service_cleanly_and_keeps_unsent_mail_queued() {
     queued_mail_survives(|service| {
-        let status = Command::new("kill")
-            .args(["-TERM", &service.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let started = Instant::now();
-        let exit = loop {
-            if let Some(exit) = service.try_wait().unwrap() {
-                break exit;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(15),
-                "no exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let started = sigterm(service);
+        let exit = exit_of(service, started);
         assert!(exit.success(), "a clean exit: {exit:?}");
     })
     .await;
@@ -473,5 +483,86 @@ fn bad_values_are_refused_all_at_once_by_config_check_and_at_start() {
     assert!(
         stderr.contains("yaml") && stderr.contains("log.format"),
         "{stderr}"
+    );
+}
+
+/// A login that failed on a busy store leaves its tries queued to be given back. A
+/// SIGTERM stops the server at once, but the process waits (a few seconds at most)
+/// for the store to take them before it ends, so the client's budget is whole after
+/// a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_gives_back_the_queued_tries_of_failed_requests_before_the_end() {
+    use crate::helpers::paths;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut service, base, _lines) = serve(
+        dir.path(),
+        &[
+            ("APP__REGISTRATION__POLICY", "tokens_before_verification"),
+            ("APP__LIMITS__LOGIN_FAILURES", "1"),
+            ("APP__LIMITS__LOGIN_FAILURES_PER_CLIENT", "1"),
+            ("APP__DATABASE__BUSY_TIMEOUT_MS", "300"),
+            // A hash long enough (about 0.3 s) for the test to take the store between
+            // the login's reservation and its session.
+            ("APP__HASHING__ITERATIONS", "40"),
+            ("APP__SERVER__SHUTDOWN_TIMEOUT_SECONDS", "2"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let account = json!({"full_name": "Grace", "email": "grace@example.com", "password": "correct horse battery"});
+    let registered = client
+        .post(format!("{base}{}", paths::REGISTER))
+        .json(&account)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201);
+
+    let url = format!("sqlite://{}", dir.path().join("data/passcode.db").display());
+    let mut database = crate::helpers::DatabaseConnection::open(&url).await;
+    let reserved = "SELECT COUNT(*) AS n FROM rate_limits \
+                    WHERE bucket LIKE 'login:grace@example.com%' AND count > 0";
+    let login = client
+        .post(format!("{base}{}", paths::LOGIN))
+        .json(&account)
+        .send();
+    let (answer, ()) = tokio::join!(login, async {
+        database
+            .wait_for_count(reserved, 2, "the login's two budgets reserved")
+            .await;
+        database.hold_writes(&["rate_limits", "sessions"]).await;
+    });
+    assert_eq!(answer.unwrap().status(), 503);
+    // The give-back's first write waits `busy_timeout` for the store, then fails; the
+    // next comes a second later.
+    let first_write_failed = Instant::now() + Duration::from_millis(700);
+
+    let started = sigterm(&service);
+    while client
+        .get(format!("{base}/health/live"))
+        .send()
+        .await
+        .is_ok()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still serving after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep_until(first_write_failed.into()).await;
+    assert!(
+        service.try_wait().unwrap().is_none(),
+        "the process waits for the store"
+    );
+    assert_eq!(database.count(reserved).await, 2, "not given back yet");
+    database.release().await;
+
+    let exit = exit_of(&mut service, started);
+    assert!(exit.success(), "a clean exit: {exit:?}");
+    assert_eq!(
+        database.count(reserved).await,
+        0,
+        "the tries were given back before the end"
     );
 }

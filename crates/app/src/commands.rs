@@ -68,7 +68,7 @@ pub async fn set_user_active(
     let email = passcode_domain::EmailAddress::parse(email)
         .map_err(|e| anyhow::anyhow!("{email:?}: {e}"))?;
     let store = open_store(settings)?;
-    let (service, _) = assemble(
+    let (service, _, _) = assemble(
         settings,
         &crate::startup::Storage::of(&store),
         crate::startup::Replaced::default(),
@@ -91,7 +91,7 @@ pub async fn delete_user(settings: &Settings, email: &str) -> anyhow::Result<Str
     let email = passcode_domain::EmailAddress::parse(email)
         .map_err(|e| anyhow::anyhow!("{email:?}: {e}"))?;
     let store = open_store(settings)?;
-    let (service, _) = assemble(
+    let (service, _, _) = assemble(
         settings,
         &crate::startup::Storage::of(&store),
         crate::startup::Replaced::default(),

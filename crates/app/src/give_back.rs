@@ -8,6 +8,8 @@
 //! through no fault of its own finds its budget spent. So what cannot be written at
 //! once waits here, in a bounded queue, and one task writes it after the answer has
 //! gone: at most one write of this kind at a time, whatever the load.
+//! A graceful shutdown writes what is still queued before the process ends
+//! ([`GiveBackTask::finish`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +18,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use passcode_domain::InfraError;
 use passcode_domain::ports::{Admission, Admissions, Limit, Throttle};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
 
 /// Failed requests whose tries may wait at once; past that, a give-back is dropped
 /// (and counted), as before this queue.
@@ -31,22 +34,72 @@ pub(crate) struct GiveBackLater {
     queue: mpsc::Sender<Vec<String>>,
 }
 
+/// The task that writes the queue, to finish at shutdown.
+pub(crate) struct GiveBackTask {
+    queue: mpsc::Sender<Vec<String>>,
+    closing: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
 impl GiveBackLater {
-    /// Must run inside a tokio runtime: spawns the task that writes the queue, which
-    /// ends once this is dropped and the queue is empty.
-    pub(crate) fn new(inner: Arc<dyn Throttle>) -> Self {
+    /// Must run inside a tokio runtime: spawns the task that writes the queue.
+    pub(crate) fn new(inner: Arc<dyn Throttle>) -> (Self, GiveBackTask) {
         Self::with(inner, QUEUED, PAUSE)
     }
 
-    fn with(inner: Arc<dyn Throttle>, capacity: usize, pause: Duration) -> Self {
+    fn with(inner: Arc<dyn Throttle>, capacity: usize, pause: Duration) -> (Self, GiveBackTask) {
         let (queue, mut pending) = mpsc::channel::<Vec<String>>(capacity);
+        let closing = Arc::new(Notify::new());
         let store = inner.clone();
-        tokio::spawn(async move {
-            while let Some(keys) = pending.recv().await {
+        let close = closing.clone();
+        let task = tokio::spawn(async move {
+            let mut open = true;
+            loop {
+                let keys = if open {
+                    tokio::select! {
+                        keys = pending.recv() => keys,
+                        () = close.notified() => {
+                            // What is queued is still received, then `None`.
+                            pending.close();
+                            open = false;
+                            continue;
+                        }
+                    }
+                } else {
+                    pending.recv().await
+                };
+                let Some(keys) = keys else { return };
                 write(store.as_ref(), &keys, pause).await;
             }
         });
-        Self { inner, queue }
+        let finish = GiveBackTask {
+            queue: queue.clone(),
+            closing,
+            task,
+        };
+        (Self { inner, queue }, finish)
+    }
+}
+
+impl GiveBackTask {
+    /// Takes no more give-backs and writes those queued, for at most `within`; what
+    /// is left then is dropped (counted, and logged). For after the server has
+    /// stopped: its requests have ended, so nothing more is queued.
+    pub(crate) async fn finish(self, within: Duration) {
+        let mut task = self.task;
+        self.closing.notify_one();
+        if tokio::time::timeout(within, &mut task).await.is_ok() {
+            return;
+        }
+        task.abort();
+        // The queued, and the one whose write was cut short.
+        let left = self.queue.max_capacity() - self.queue.capacity() + 1;
+        metrics::counter!("passcode_give_backs_total", "when" => "dropped")
+            .increment(u64::try_from(left).unwrap_or(u64::MAX));
+        tracing::warn!(
+            left,
+            "failed requests' tries still queued at shutdown were not given back"
+        );
     }
 }
 
@@ -207,6 +260,7 @@ mod tests {
         store: Arc<dyn Throttle>,
         busy: Arc<Busy>,
         later: GiveBackLater,
+        task: GiveBackTask,
     }
 
     async fn fixture(failures: u32, capacity: usize) -> Fixture {
@@ -215,12 +269,13 @@ mod tests {
         store.migrate().await.unwrap();
         let store = store.throttle();
         let busy = Busy::new(store.clone(), failures);
-        let later = GiveBackLater::with(busy.clone(), capacity, Duration::from_millis(10));
+        let (later, task) = GiveBackLater::with(busy.clone(), capacity, Duration::from_millis(10));
         Fixture {
             _dir: dir,
             store,
             busy,
             later,
+            task,
         }
     }
 
@@ -342,5 +397,69 @@ mod tests {
             busy.released.lock().unwrap().is_empty(),
             "nothing went through the queue"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_writes_what_is_queued_and_takes_no_more() {
+        let Fixture {
+            store,
+            busy,
+            later,
+            task,
+            _dir,
+        } = fixture(0, 8).await;
+        assert!(counts(store.as_ref()).await);
+        assert!(later.release_at_once(&keys()[..1]).await.unwrap(), "queued");
+        let freed = busy.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            freed.free();
+        });
+        let started = tokio::time::Instant::now();
+        task.finish(Duration::from_secs(10)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "finished once the queue was written: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(*busy.released.lock().unwrap(), vec![keys()[..1].to_vec()]);
+        assert!(counts(store.as_ref()).await, "given back before the end");
+        assert!(
+            later.release_at_once(&keys()[..1]).await.unwrap(),
+            "the free store still gives back at once"
+        );
+        busy.busy.store(true, Ordering::SeqCst);
+        assert!(
+            !later.release_at_once(&keys()[..1]).await.unwrap(),
+            "after shutdown nothing is queued"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_waits_for_a_busy_store_only_so_long() {
+        let Fixture {
+            store,
+            busy,
+            later,
+            task,
+            _dir,
+        } = fixture(0, 8).await;
+        assert!(counts(store.as_ref()).await);
+        assert!(later.release_at_once(&keys()[..1]).await.unwrap(), "queued");
+        assert!(later.release_at_once(&keys()[..1]).await.unwrap(), "queued");
+        let started = tokio::time::Instant::now();
+        task.finish(Duration::from_millis(300)).await;
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+        busy.free();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            busy.released.lock().unwrap().is_empty(),
+            "the cut-short writes stay undone"
+        );
+        assert!(!counts(store.as_ref()).await, "still counted");
     }
 }

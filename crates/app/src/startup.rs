@@ -26,7 +26,7 @@ use crate::adapters::{
     warn_if_generated_secrets_on_shared_database,
 };
 use crate::clock::SystemClock;
-use crate::give_back::GiveBackLater;
+use crate::give_back::{GiveBackLater, GiveBackTask};
 use crate::settings::{Settings, TransportKind};
 use crate::waking::Waking;
 use crate::worker::MailWorker;
@@ -151,6 +151,7 @@ pub struct Application {
     port: u16,
     server: Server,
     worker: MailWorker,
+    give_backs: GiveBackTask,
     metrics: Option<(u16, Server)>,
 }
 
@@ -223,7 +224,7 @@ impl Application {
         }
         let trusted_proxies = trusted_proxies(&settings)?;
         let wake = Arc::new(tokio::sync::Notify::new());
-        let (service, jwks) = assemble(
+        let (service, jwks, give_backs) = assemble(
             &settings,
             &storage,
             Replaced {
@@ -319,6 +320,7 @@ impl Application {
             port,
             server: server.run(),
             worker,
+            give_backs,
             metrics,
         })
     }
@@ -333,8 +335,10 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM. Graceful: the server stops taking connections and
-    /// lets in-flight requests finish; then the mail worker finishes the sends it has
-    /// started and stops. Messages not sent stay queued for the next start.
+    /// lets in-flight requests finish; then the tries of failed requests still queued
+    /// are given back (for up to `GIVE_BACKS_AT_SHUTDOWN`), and the mail worker
+    /// finishes the sends it has started and stops. Messages not sent stay queued for
+    /// the next start.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let metrics = self.metrics.map(|(_, server)| {
             let handle = server.handle();
@@ -345,10 +349,17 @@ impl Application {
         if let Some(metrics) = metrics {
             metrics.stop(true).await;
         }
-        self.worker.stop().await;
+        tokio::join!(
+            self.give_backs.finish(GIVE_BACKS_AT_SHUTDOWN),
+            self.worker.stop()
+        );
         served
     }
 }
+
+/// How long a shutdown waits for the store to take the tries still queued to be given
+/// back: three tries a second apart, with room for each write's own wait.
+const GIVE_BACKS_AT_SHUTDOWN: Duration = Duration::from_secs(5);
 
 /// Adapters replaced through the [`Builder`] (the others come from the settings).
 #[derive(Default)]
@@ -361,14 +372,15 @@ pub(crate) struct Replaced {
     pub clock: Option<Arc<dyn Clock>>,
 }
 
-/// The domain service on the configured adapters (and the JWKS to publish). `wake`
-/// rings when a request queues mail.
+/// The domain service on the configured adapters, the JWKS to publish, and the task
+/// that gives back failed requests' tries later. `wake` rings when a request queues
+/// mail.
 pub(crate) fn assemble(
     settings: &Settings,
     storage: &Storage,
     replaced: Replaced,
     wake: Arc<tokio::sync::Notify>,
-) -> anyhow::Result<(AuthService, Arc<serde_json::Value>)> {
+) -> anyhow::Result<(AuthService, Arc<serde_json::Value>, GiveBackTask)> {
     let (tokens, jwks): (Arc<dyn passcode_domain::ports::TokenIssuer>, _) = match replaced.tokens {
         Some((issuer, jwks)) => (issuer, Arc::new(jwks)),
         None => {
@@ -381,6 +393,7 @@ pub(crate) fn assemble(
         Some(hasher) => hasher,
         None => Arc::new(Argon2Hasher::new(&hashing_settings(settings))?),
     };
+    let (throttle, give_backs) = GiveBackLater::new(storage.throttle.clone());
     let service = AuthService::new(
         Ports {
             users: Arc::new(Waking {
@@ -397,7 +410,7 @@ pub(crate) fn assemble(
             }),
             tokens,
             passwords,
-            throttle: Arc::new(GiveBackLater::new(storage.throttle.clone())),
+            throttle: Arc::new(throttle),
             refresh_tokens: storage.refresh_tokens.clone(),
             clock: replaced.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             codes: Arc::new(OsCodeGenerator),
@@ -406,7 +419,7 @@ pub(crate) fn assemble(
         OtpHasher::new(otp_secret(settings)?),
         service_settings(settings)?,
     );
-    Ok((service, jwks))
+    Ok((service, jwks, give_backs))
 }
 
 /// Drops per-client limit state of clients idle for a window, so that memory follows
