@@ -5,10 +5,6 @@
 use std::process::Command;
 use std::time::Duration;
 
-use diesel_async::{
-    AsyncConnection, AsyncMysqlConnection, AsyncPgConnection, SimpleAsyncConnection,
-};
-
 /// The server a test database lives on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Server {
@@ -47,7 +43,7 @@ impl TestDatabase {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
             "test database names are lower-case letters, digits and underscores: {name}"
         );
-        execute(server, &admin_url, &format!("CREATE DATABASE {name}"))
+        execute(&admin_url, &format!("CREATE DATABASE {name}"))
             .await
             .unwrap_or_else(|e| panic!("creating the test database {name}: {e}"));
         let (base, _) = admin_url
@@ -81,7 +77,7 @@ impl Drop for TestDatabase {
                 Server::Postgres => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
                 Server::Mariadb => format!("DROP DATABASE IF EXISTS {name}"),
             };
-            runtime.block_on(execute(server, &admin_url, &drop))
+            runtime.block_on(execute(&admin_url, &drop))
         })
         .join();
         match dropped {
@@ -106,26 +102,12 @@ fn admin_url(server: Server) -> String {
 }
 
 /// Runs one statement on the test server, within 10 seconds.
-async fn execute(server: Server, url: &str, statement: &str) -> Result<(), String> {
+async fn execute(url: &str, statement: &str) -> Result<(), String> {
     let run = async {
-        match server {
-            Server::Postgres => {
-                let mut conn = AsyncPgConnection::establish(url)
-                    .await
-                    .map_err(|e| format!("connecting to the test server ({url}): {e}"))?;
-                conn.batch_execute(statement)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            Server::Mariadb => {
-                let mut conn = AsyncMysqlConnection::establish(url)
-                    .await
-                    .map_err(|e| format!("connecting to the test server ({url}): {e}"))?;
-                conn.batch_execute(statement)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        }
+        crate::DatabaseConnection::connect(url)
+            .await?
+            .run(statement)
+            .await
     };
     tokio::time::timeout(Duration::from_secs(10), run)
         .await

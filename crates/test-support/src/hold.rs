@@ -29,33 +29,44 @@ pub struct DatabaseConnection {
 
 impl DatabaseConnection {
     pub async fn open(url: &str) -> Self {
+        Self::connect(url).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `open`, saying what failed instead of failing the test.
+    pub async fn connect(url: &str) -> Result<Self, String> {
+        let failed = |e: diesel::ConnectionError| format!("connecting to {url}: {e}");
         let conn = if let Some(path) = url.strip_prefix("sqlite://") {
             let mut conn = SyncConnectionWrapper::<SqliteConnection>::establish(path)
                 .await
-                .expect(path);
+                .map_err(failed)?;
             // Waits its turn to write, as the app's connections do.
             conn.batch_execute("PRAGMA busy_timeout = 10000")
                 .await
-                .expect("busy_timeout");
+                .map_err(|e| e.to_string())?;
             Conn::Sqlite(conn)
         } else if url.starts_with("postgres") {
             Conn::Postgres(Box::new(
-                AsyncPgConnection::establish(url).await.expect(url),
+                AsyncPgConnection::establish(url).await.map_err(failed)?,
             ))
         } else {
-            Conn::Mariadb(AsyncMysqlConnection::establish(url).await.expect(url))
+            Conn::Mariadb(AsyncMysqlConnection::establish(url).await.map_err(failed)?)
         };
-        Self { conn }
+        Ok(Self { conn })
     }
 
     /// Runs `sql` (statements without results).
     pub async fn execute(&mut self, sql: &str) {
+        self.run(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// `execute`, saying what failed instead of failing the test.
+    pub async fn run(&mut self, sql: &str) -> Result<(), String> {
         match &mut self.conn {
             Conn::Sqlite(conn) => conn.batch_execute(sql).await,
             Conn::Postgres(conn) => conn.batch_execute(sql).await,
             Conn::Mariadb(conn) => conn.batch_execute(sql).await,
         }
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        .map_err(|e| e.to_string())
     }
 
     /// The `n` (a `COUNT(*) AS n`) that `sql` selects.
