@@ -399,6 +399,17 @@ mod tests {
         );
     }
 
+    /// A fixture whose store is busy and holds one counted try, queued to be given back.
+    async fn one_try_queued() -> Fixture {
+        let fixture = fixture(0, 8).await;
+        assert!(counts(fixture.store.as_ref()).await);
+        assert!(
+            fixture.later.release_at_once(&keys()[..1]).await.unwrap(),
+            "queued"
+        );
+        fixture
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn shutdown_writes_what_is_queued_and_takes_no_more() {
         let Fixture {
@@ -407,9 +418,7 @@ mod tests {
             later,
             task,
             _dir,
-        } = fixture(0, 8).await;
-        assert!(counts(store.as_ref()).await);
-        assert!(later.release_at_once(&keys()[..1]).await.unwrap(), "queued");
+        } = one_try_queued().await;
         let freed = busy.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -443,9 +452,7 @@ mod tests {
             later,
             task,
             _dir,
-        } = fixture(0, 8).await;
-        assert!(counts(store.as_ref()).await);
-        assert!(later.release_at_once(&keys()[..1]).await.unwrap(), "queued");
+        } = one_try_queued().await;
         assert!(later.release_at_once(&keys()[..1]).await.unwrap(), "queued");
         let started = tokio::time::Instant::now();
         task.finish(Duration::from_millis(300)).await;
