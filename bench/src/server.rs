@@ -231,7 +231,6 @@ impl Passcode {
         }
     }
 
-    /// How long after each registration's answer its mail was written.
     /// How long after its answer each registration's mail reached the SMTP server, as
     /// a line; and the SMTP server's CPU per mail in µs, where it is known.
     pub async fn mail_delay(&self, answered: &Answered) -> anyhow::Result<(String, Option<f64>)> {

@@ -412,20 +412,15 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn shutdown_writes_what_is_queued_and_takes_no_more() {
-        let Fixture {
-            store,
-            busy,
-            later,
-            task,
-            _dir,
-        } = one_try_queued().await;
+        let queued = one_try_queued().await;
+        let (store, busy, later) = (&queued.store, &queued.busy, &queued.later);
         let freed = busy.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(200)).await;
             freed.free();
         });
         let started = tokio::time::Instant::now();
-        task.finish(Duration::from_secs(10)).await;
+        queued.task.finish(Duration::from_secs(10)).await;
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "finished once the queue was written: {:?}",
@@ -446,16 +441,11 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn shutdown_waits_for_a_busy_store_only_so_long() {
-        let Fixture {
-            store,
-            busy,
-            later,
-            task,
-            _dir,
-        } = one_try_queued().await;
+        let queued = one_try_queued().await;
+        let (store, busy, later) = (&queued.store, &queued.busy, &queued.later);
         assert!(later.release_at_once(&keys()[..1]).await.unwrap(), "queued");
         let started = tokio::time::Instant::now();
-        task.finish(Duration::from_millis(300)).await;
+        queued.task.finish(Duration::from_millis(300)).await;
         let took = started.elapsed();
         assert!(
             took >= Duration::from_millis(300) && took < Duration::from_secs(5),

@@ -186,33 +186,26 @@ impl TestApp {
     /// message sent only after the SMTP server has taken it, so right after the server
     /// has it, the outbox may still hold it for a moment.
     pub async fn outbox_drained(&self, what: &str) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
+        crate::within_10s(Duration::from_millis(50), async || {
             let entries = self.outbox().await;
             if entries.is_empty() {
-                return;
+                Ok(())
+            } else {
+                Err(format!("{what}: still in the outbox: {entries:?}"))
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{what}: still in the outbox after 10 s: {entries:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await;
     }
 
     /// Waits (10 s at most) until a message is marked failed, and returns it.
     pub async fn failed_mail(&self) -> OutboxEntry {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
+        crate::within_10s(Duration::from_millis(50), async || {
             let entries = self.outbox().await;
-            if let Some(entry) = entries.iter().find(|e| e.status == OutboxStatus::Failed) {
-                return entry.clone();
+            match entries.iter().find(|e| e.status == OutboxStatus::Failed) {
+                Some(entry) => Ok(entry.clone()),
+                None => Err(format!("never marked failed: {entries:?}")),
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "never marked failed: {entries:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 }

@@ -1,7 +1,7 @@
 //! A connection of the test's own to the app's database, to read what the app wrote
 //! and to hold its writes back, as a long write of another instance would.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use diesel::sql_types::BigInt;
 use diesel::{QueryableByName, SqliteConnection};
@@ -84,18 +84,15 @@ impl DatabaseConnection {
     /// Waits (10 s at most) until `sql`'s count is `expected`; fails the test with
     /// `what` if it never is.
     pub async fn wait_for_count(&mut self, sql: &str, expected: i64, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        crate::within_10s(Duration::from_millis(2), async || {
             let n = self.count(sql).await;
             if n == expected {
-                return;
+                Ok(())
+            } else {
+                Err(format!("{what}: still {n} (not {expected}): {sql}"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: still {n} (not {expected}) after 10 s: {sql}"
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        })
+        .await;
     }
 
     /// Opens a transaction that holds every write to `tables` until `release`: the

@@ -29,6 +29,22 @@ pub use mail::{CapturedMail, mails_in, parse_mail};
 pub use python::{spawn_support, support_file, test_python, venv_tool};
 pub use smtp::{ControlledSmtp, SMTP_PASSWORD, SMTP_USER, SmtpServers, smtp};
 
+/// Asks `probe` every `every` until it answers `Ok`, and returns that; fails the test
+/// with its last `Err` (what it saw) if 10 s pass first.
+pub(crate) async fn within_10s<T>(
+    every: std::time::Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match probe().await {
+            Ok(found) => return found,
+            Err(seen) => assert!(std::time::Instant::now() < deadline, "{seen}, after 10 s"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// A port nothing listens on (yet), never handed out twice in this process, and below
 /// the kernel's range of ephemeral ports. A port from `bind(0)` lies inside that range,
 /// where any outgoing connection may take it as its local port (or a client retrying
