@@ -31,12 +31,19 @@ const PAUSE: Duration = Duration::from_secs(1);
 /// A `Throttle` whose `release_at_once` queues what the store cannot write at once.
 pub(crate) struct GiveBackLater {
     inner: Arc<dyn Throttle>,
-    queue: mpsc::Sender<Vec<String>>,
+    queue: mpsc::Sender<Queued>,
+}
+
+/// A give-back waiting in the queue: its keys, and when they were counted, so that
+/// one written after its window ended leaves the next window alone.
+struct Queued {
+    keys: Vec<String>,
+    reserved_at: DateTime<Utc>,
 }
 
 /// The task that writes the queue, to finish at shutdown.
 pub(crate) struct GiveBackTask {
-    queue: mpsc::Sender<Vec<String>>,
+    queue: mpsc::Sender<Queued>,
     closing: Arc<Notify>,
     task: JoinHandle<()>,
 }
@@ -48,16 +55,16 @@ impl GiveBackLater {
     }
 
     fn with(inner: Arc<dyn Throttle>, capacity: usize, pause: Duration) -> (Self, GiveBackTask) {
-        let (queue, mut pending) = mpsc::channel::<Vec<String>>(capacity);
+        let (queue, mut pending) = mpsc::channel::<Queued>(capacity);
         let closing = Arc::new(Notify::new());
         let store = inner.clone();
         let close = closing.clone();
         let task = tokio::spawn(async move {
             let mut open = true;
             loop {
-                let keys = if open {
+                let queued = if open {
                     tokio::select! {
-                        keys = pending.recv() => keys,
+                        queued = pending.recv() => queued,
                         () = close.notified() => {
                             // What is queued is still received, then `None`.
                             pending.close();
@@ -68,8 +75,8 @@ impl GiveBackLater {
                 } else {
                     pending.recv().await
                 };
-                let Some(keys) = keys else { return };
-                write(store.as_ref(), &keys, pause).await;
+                let Some(queued) = queued else { return };
+                write(store.as_ref(), &queued, pause).await;
             }
         });
         let finish = GiveBackTask {
@@ -103,10 +110,10 @@ impl GiveBackTask {
     }
 }
 
-/// Gives `keys` back, waiting for the store as any write does; tries `TRIES` times.
-async fn write(store: &dyn Throttle, keys: &[String], pause: Duration) {
+/// Gives `queued` back, waiting for the store as any write does; tries `TRIES` times.
+async fn write(store: &dyn Throttle, queued: &Queued, pause: Duration) {
     for attempt in 1..=TRIES {
-        match store.release(keys).await {
+        match store.release(&queued.keys, queued.reserved_at).await {
             Ok(()) => {
                 metrics::counter!("passcode_give_backs_total", "when" => "later").increment(1);
                 return;
@@ -140,18 +147,26 @@ impl Throttle for GiveBackLater {
         self.inner.acquire_all(budgets, now).await
     }
 
-    async fn release(&self, keys: &[String]) -> Result<(), InfraError> {
-        self.inner.release(keys).await
+    async fn release(&self, keys: &[String], reserved_at: DateTime<Utc>) -> Result<(), InfraError> {
+        self.inner.release(keys, reserved_at).await
     }
 
     /// `true` once the tries are given back or queued to be; `false` (or the store's
     /// error) only when the queue is full.
-    async fn release_at_once(&self, keys: &[String]) -> Result<bool, InfraError> {
-        let now = self.inner.release_at_once(keys).await;
+    async fn release_at_once(
+        &self,
+        keys: &[String],
+        reserved_at: DateTime<Utc>,
+    ) -> Result<bool, InfraError> {
+        let now = self.inner.release_at_once(keys, reserved_at).await;
         if let Ok(true) = now {
             return now;
         }
-        match self.queue.try_send(keys.to_vec()) {
+        let queued = Queued {
+            keys: keys.to_vec(),
+            reserved_at,
+        };
+        match self.queue.try_send(queued) {
             Ok(()) => Ok(true),
             Err(_) => {
                 metrics::counter!("passcode_give_backs_total", "when" => "dropped").increment(1);
@@ -225,7 +240,11 @@ mod tests {
         ) -> Result<Admissions, InfraError> {
             unreachable!("the queue only gives back")
         }
-        async fn release(&self, keys: &[String]) -> Result<(), InfraError> {
+        async fn release(
+            &self,
+            keys: &[String],
+            reserved_at: DateTime<Utc>,
+        ) -> Result<(), InfraError> {
             let _turn = self.freed.acquire().await.unwrap();
             if self
                 .failures
@@ -235,13 +254,17 @@ mod tests {
                 return Err(InfraError::Unavailable(anyhow::anyhow!("the store failed")));
             }
             self.released.lock().unwrap().push(keys.to_vec());
-            self.store.release(keys).await
+            self.store.release(keys, reserved_at).await
         }
-        async fn release_at_once(&self, keys: &[String]) -> Result<bool, InfraError> {
+        async fn release_at_once(
+            &self,
+            keys: &[String],
+            reserved_at: DateTime<Utc>,
+        ) -> Result<bool, InfraError> {
             if self.busy.load(Ordering::SeqCst) {
                 return Ok(false);
             }
-            self.store.release_at_once(keys).await
+            self.store.release_at_once(keys, reserved_at).await
         }
         async fn purge(&self, _: DateTime<Utc>, _: chrono::Duration) -> Result<u64, InfraError> {
             unreachable!("the queue only gives back")
@@ -299,7 +322,7 @@ mod tests {
         let budgets: Vec<_> = keys().into_iter().map(|key| (key, ONE)).collect();
         match store.acquire_all(&budgets, now).await.unwrap() {
             Admissions::Allowed => {
-                store.release(&keys()).await.unwrap();
+                store.release(&keys(), now).await.unwrap();
                 false
             }
             Admissions::Denied { .. } => true,
@@ -327,7 +350,10 @@ mod tests {
         );
         assert!(spent(store.as_ref(), now()).await, "the try is counted");
 
-        assert!(later.release_at_once(&keys()).await.unwrap(), "queued");
+        assert!(
+            later.release_at_once(&keys(), now()).await.unwrap(),
+            "queued"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(
             spent(store.as_ref(), now()).await,
@@ -346,13 +372,38 @@ mod tests {
         );
     }
 
+    /// Queued for so long that its window ended and the next one counted an event:
+    /// written at last, it leaves that event alone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_give_back_written_after_its_window_leaves_the_next_window_alone() {
+        let queued = one_try_queued().await;
+        let (store, busy) = (&queued.store, &queued.busy);
+        let next = now() + ONE.window;
+        assert_eq!(
+            store.acquire(&keys()[0], ONE, next).await.unwrap(),
+            Admission::Allowed,
+            "the next window's event"
+        );
+        busy.free();
+        // Returns once the queue is written.
+        queued.task.finish(Duration::from_secs(10)).await;
+        assert_eq!(*busy.released.lock().unwrap(), vec![keys()[..1].to_vec()]);
+        assert!(
+            matches!(
+                store.acquire(&keys()[0], ONE, next).await.unwrap(),
+                Admission::Denied { .. }
+            ),
+            "the next window keeps its event"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_write_is_tried_again() {
         let Fixture {
             store, busy, later, ..
         } = &fixture(TRIES - 1, 8).await;
         assert!(counts(store.as_ref()).await);
-        assert!(later.release_at_once(&keys()[..1]).await.unwrap());
+        assert!(later.release_at_once(&keys()[..1], now()).await.unwrap());
         busy.free();
         eventually("given back on the last try", async || {
             counts(store.as_ref()).await
@@ -370,13 +421,16 @@ mod tests {
         let Fixture { busy, later, .. } = &fixture(0, 1).await;
         // The task takes the first off the queue and waits for the store with it; the
         // second fills the queue.
-        assert!(later.release_at_once(&keys()).await.unwrap());
+        assert!(later.release_at_once(&keys(), now()).await.unwrap());
         eventually("the first taken off the queue", async || {
             later.queue.capacity() == 1
         })
         .await;
-        assert!(later.release_at_once(&keys()).await.unwrap());
-        assert!(!later.release_at_once(&keys()).await.unwrap(), "full");
+        assert!(later.release_at_once(&keys(), now()).await.unwrap());
+        assert!(
+            !later.release_at_once(&keys(), now()).await.unwrap(),
+            "full"
+        );
         busy.free();
         eventually("both queued given back", async || {
             busy.released.lock().unwrap().len() == 2
@@ -391,7 +445,7 @@ mod tests {
         } = &fixture(0, 8).await;
         busy.free();
         assert!(counts(store.as_ref()).await);
-        assert!(later.release_at_once(&keys()[..1]).await.unwrap());
+        assert!(later.release_at_once(&keys()[..1], now()).await.unwrap());
         assert!(counts(store.as_ref()).await, "given back at once");
         assert!(
             busy.released.lock().unwrap().is_empty(),
@@ -404,7 +458,11 @@ mod tests {
         let fixture = fixture(0, 8).await;
         assert!(counts(fixture.store.as_ref()).await);
         assert!(
-            fixture.later.release_at_once(&keys()[..1]).await.unwrap(),
+            fixture
+                .later
+                .release_at_once(&keys()[..1], now())
+                .await
+                .unwrap(),
             "queued"
         );
         fixture
@@ -429,12 +487,12 @@ mod tests {
         assert_eq!(*busy.released.lock().unwrap(), vec![keys()[..1].to_vec()]);
         assert!(counts(store.as_ref()).await, "given back before the end");
         assert!(
-            later.release_at_once(&keys()[..1]).await.unwrap(),
+            later.release_at_once(&keys()[..1], now()).await.unwrap(),
             "the free store still gives back at once"
         );
         busy.busy.store(true, Ordering::SeqCst);
         assert!(
-            !later.release_at_once(&keys()[..1]).await.unwrap(),
+            !later.release_at_once(&keys()[..1], now()).await.unwrap(),
             "after shutdown nothing is queued"
         );
     }
@@ -443,7 +501,10 @@ mod tests {
     async fn shutdown_waits_for_a_busy_store_only_so_long() {
         let queued = one_try_queued().await;
         let (store, busy, later) = (&queued.store, &queued.busy, &queued.later);
-        assert!(later.release_at_once(&keys()[..1]).await.unwrap(), "queued");
+        assert!(
+            later.release_at_once(&keys()[..1], now()).await.unwrap(),
+            "queued"
+        );
         let started = tokio::time::Instant::now();
         queued.task.finish(Duration::from_millis(300)).await;
         let took = started.elapsed();

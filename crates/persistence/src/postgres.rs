@@ -787,12 +787,13 @@ mod tests {
         let email = EmailAddress::parse("ada@example.com").unwrap();
         let budgets = crate::roomy_guess_budgets();
         for _ in 0..5 {
+            let now = Utc::now();
             store
-                .count_try(&email, OtpPurpose::VerifyEmail, Utc::now(), 5, &budgets)
+                .count_try(&email, OtpPurpose::VerifyEmail, now, 5, &budgets)
                 .await
                 .unwrap();
             store
-                .release(&["guess:ada@example.com".to_owned()])
+                .release(&["guess:ada@example.com".to_owned()], now)
                 .await
                 .unwrap();
         }

@@ -187,7 +187,9 @@ macro_rules! acquire_query {
 }
 pub(crate) use acquire_query;
 
-/// `Throttle::release`: gives one event of `$key` back.
+/// Gives one event of `$key` back: inside the transaction of the request that
+/// reserved it; or, with `$reserved_at` (ms), on its own (`Throttle::release`), where
+/// only a window that began by then counted it.
 macro_rules! release_query {
     ($key:expr) => {{
         use diesel::{ExpressionMethods as _, QueryDsl as _};
@@ -196,6 +198,18 @@ macro_rules! release_query {
             rate_limits::table
                 .find($key)
                 .filter(rate_limits::count.gt(0)),
+        )
+        .set(rate_limits::count.eq(rate_limits::count - 1))
+    }};
+    ($key:expr, $reserved_at:expr) => {{
+        use diesel::{ExpressionMethods as _, QueryDsl as _};
+        use $crate::schema::rate_limits;
+        let reserved_at: i64 = $reserved_at;
+        diesel::update(
+            rate_limits::table
+                .find($key)
+                .filter(rate_limits::count.gt(0))
+                .filter(rate_limits::window_start.le(reserved_at)),
         )
         .set(rate_limits::count.eq(rate_limits::count - 1))
     }};

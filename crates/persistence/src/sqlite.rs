@@ -558,7 +558,7 @@ mod tests {
                 .await
                 .unwrap();
             store
-                .release(&["guess:ada@example.com".to_owned()])
+                .release(&["guess:ada@example.com".to_owned()], now)
                 .await
                 .unwrap();
         }

@@ -52,17 +52,18 @@ impl AuthService {
         password: &Password,
     ) -> Result<(), ChangeEmailError> {
         let user = self.current_user(access_token).await?;
-        let Some(budget) = self
+        let Some(reserved) = self
             .check_account_password::<ChangeEmailError>(&user, password)
             .await?
         else {
             return Err(ChangeEmailError::WrongPassword);
         };
-        let give_back = [budget];
-        let sent = self.send_change_code(&user, new_email, &give_back).await;
-        if let Err(throttled) = self.give_back_on_failure(&give_back, sent).await? {
+        let sent = self
+            .send_change_code(&user, new_email, &reserved.keys)
+            .await;
+        if let Err(throttled) = self.give_back_on_failure(&reserved, sent).await? {
             // Refused before any write, or by it: the try is still to give back.
-            self.ports.throttle.release(&give_back).await?;
+            self.give_back(&reserved).await?;
             return Err(throttled.into());
         }
         // The request itself changes nothing: the audit trail records the move.

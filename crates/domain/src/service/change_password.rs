@@ -46,7 +46,7 @@ impl AuthService {
         if let Some(problem) = self.weak_password(new_password, &inputs).await? {
             return Err(ChangePasswordError::WeakPassword(problem));
         }
-        let Some(budget) = self
+        let Some(reserved) = self
             .check_account_password::<ChangePasswordError>(&user, old_password)
             .await?
         else {
@@ -56,7 +56,7 @@ impl AuthService {
             Ok(hash) => hash,
             Err(error) => {
                 // Shed or failed: the old password was right, so its try goes back.
-                self.ports.throttle.release(&[budget]).await?;
+                self.give_back(&reserved).await?;
                 return Err(error.into());
             }
         };
@@ -68,13 +68,20 @@ impl AuthService {
             context,
         );
         let notice = Self::password_changed_notice(&user);
-        let budgets = [budget];
         let set = self
             .ports
             .users
-            .set_password(user.id, &hash, false, now, &audit, Some(&notice), &budgets)
+            .set_password(
+                user.id,
+                &hash,
+                false,
+                now,
+                &audit,
+                Some(&notice),
+                &reserved.keys,
+            )
             .await;
-        self.give_back_on_failure(&budgets, set).await?;
+        self.give_back_on_failure(&reserved, set).await?;
         Ok(())
     }
 }

@@ -93,7 +93,7 @@ impl AuthService {
             }
         };
         // The budget is not given back: erasing the account erases its row.
-        let Some(budget) = self
+        let Some(reserved) = self
             .check_account_password::<DeleteAccountError>(&user, &password)
             .await?
         else {
@@ -102,7 +102,7 @@ impl AuthService {
         // Already gone (a concurrent delete) is the outcome the caller asked for. The
         // erasure deletes the budget's row; failed, it leaves the row with the try.
         let erased = self.erase(&user, context).await;
-        self.give_back_on_failure(&[budget], erased).await?;
+        self.give_back_on_failure(&reserved, erased).await?;
         Ok(())
     }
 

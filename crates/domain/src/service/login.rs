@@ -42,14 +42,14 @@ impl AuthService {
         let share = format!("login:{}:{}", input.email, input.client);
         let ceiling = format!("login:{}", input.email);
         let limits = &self.settings.limits;
-        self.admit_all(&[
-            (share.clone(), limits.login_failures_per_client),
-            (ceiling.clone(), limits.login_failures),
-        ])
-        .await??;
-        let budgets = [share, ceiling];
+        let reserved = self
+            .admit_all(&[
+                (share, limits.login_failures_per_client),
+                (ceiling, limits.login_failures),
+            ])
+            .await??;
         let found = self.ports.users.find_by_email(&input.email).await;
-        let user = self.give_back_on_failure(&budgets, found).await?;
+        let user = self.give_back_on_failure(&reserved, found).await?;
         // With no account, verify against a dummy hash: the same time is spent.
         let matches = self
             .ports
@@ -66,7 +66,7 @@ impl AuthService {
             Ok(matches) => matches,
             Err(error) => {
                 // Shed or failed: no password was checked, nothing is counted.
-                self.ports.throttle.release(&budgets).await?;
+                self.give_back(&reserved).await?;
                 return Err(error.into());
             }
         };
@@ -86,7 +86,7 @@ impl AuthService {
         // A right password was no failure: both budgets get their event back.
         if self.settings.policy == RegistrationPolicy::VerificationRequired && !user.email_verified
         {
-            self.ports.throttle.release(&budgets).await?;
+            self.give_back(&reserved).await?;
             return Err(LoginError::EmailNotVerified);
         }
         let audit = self.audit_event(
@@ -97,8 +97,8 @@ impl AuthService {
         );
         // Given back in the session's transaction: one write.
         let started = self
-            .start_session(&user, Some(audit), &input.context, &budgets)
+            .start_session(&user, Some(audit), &input.context, &reserved.keys)
             .await;
-        Ok(self.give_back_on_failure(&budgets, started).await?)
+        Ok(self.give_back_on_failure(&reserved, started).await?)
     }
 }

@@ -68,7 +68,7 @@ pub use verify::{VerifyInput, VerifyOtpError};
 
 use std::sync::Arc;
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use crate::otp::NewOtp;
@@ -188,6 +188,15 @@ pub struct Throttled {
 }
 
 /// The adapters the service runs on.
+/// Budgets counted at `at` and not spent yet: a request that turns out not to spend
+/// them gives them back, in its own write's transaction where it can, by `at` where
+/// it gives them back on their own (`Throttle::release`).
+#[derive(Debug, Clone)]
+pub(crate) struct Reserved {
+    pub(crate) keys: Vec<String>,
+    pub(crate) at: DateTime<Utc>,
+}
+
 #[derive(Clone)]
 pub struct Ports {
     pub users: Arc<dyn UserRepository>,
@@ -317,19 +326,20 @@ impl AuthService {
             .await
     }
 
-    /// Counts one event against `limit` for `bucket`, or says how long to wait.
+    /// Counts one event against `limit` for `bucket` and answers when it was counted
+    /// (to give it back by), or says how long to wait.
     pub(crate) async fn admit(
         &self,
         bucket: &str,
         limit: Limit,
-    ) -> Result<Result<(), Throttled>, InfraError> {
+    ) -> Result<Result<DateTime<Utc>, Throttled>, InfraError> {
         let now = self.ports.clock.now();
         if let Some(throttled) = self.denials.check(bucket, now) {
             return Ok(Err(throttled));
         }
         Ok(
             match self.ports.throttle.acquire(bucket, limit, now).await? {
-                Admission::Allowed => Ok(()),
+                Admission::Allowed => Ok(now),
                 Admission::Denied { retry_after } => {
                     self.denials.remember(bucket, now, retry_after);
                     Err(Throttled { retry_after })
@@ -338,12 +348,12 @@ impl AuthService {
         )
     }
 
-    /// Counts one event against each of `budgets` (all or none), or
-    /// says how long to wait for the first that refuses.
+    /// Counts one event against each of `budgets` (all or none), then answers them as
+    /// [`Reserved`]; or says how long to wait for the first that refuses.
     pub(crate) async fn admit_all(
         &self,
         budgets: &[(String, Limit)],
-    ) -> Result<Result<(), Throttled>, InfraError> {
+    ) -> Result<Result<Reserved, Throttled>, InfraError> {
         let now = self.ports.clock.now();
         if let Some(throttled) = budgets
             .iter()
@@ -352,7 +362,10 @@ impl AuthService {
             return Ok(Err(throttled));
         }
         Ok(match self.ports.throttle.acquire_all(budgets, now).await? {
-            Admissions::Allowed => Ok(()),
+            Admissions::Allowed => Ok(Reserved {
+                keys: budgets.iter().map(|(key, _)| key.clone()).collect(),
+                at: now,
+            }),
             Admissions::Denied {
                 budget,
                 retry_after,
@@ -384,23 +397,36 @@ impl AuthService {
         &self,
         user: &User,
         password: &crate::Password,
-    ) -> Result<Option<String>, E>
+    ) -> Result<Option<Reserved>, E>
     where
         E: From<Throttled> + From<crate::ports::HashError> + From<InfraError>,
     {
         let bucket = format!("password-check:{}", user.id);
-        self.admit(&bucket, self.settings.limits.login_failures_per_client)
+        let at = self
+            .admit(&bucket, self.settings.limits.login_failures_per_client)
             .await??;
+        let reserved = Reserved {
+            keys: vec![bucket],
+            at,
+        };
         let stored = Some(user.password_hash.clone()).filter(crate::PasswordHash::is_set);
         match self.ports.passwords.verify(password, stored).await {
-            Ok(true) => Ok(Some(bucket)),
+            Ok(true) => Ok(Some(reserved)),
             Ok(false) => Ok(None),
             Err(error) => {
                 // Shed or failed: no password was checked, nothing is counted.
-                self.ports.throttle.release(&[bucket]).await?;
+                self.give_back(&reserved).await?;
                 Err(error.into())
             }
         }
+    }
+
+    /// Gives `reserved` back, waiting for the store as any write does.
+    pub(crate) async fn give_back(&self, reserved: &Reserved) -> Result<(), InfraError> {
+        self.ports
+            .throttle
+            .release(&reserved.keys, reserved.at)
+            .await
     }
 
     /// `result` of work after `budgets` were reserved that would have given them back
@@ -412,11 +438,16 @@ impl AuthService {
     /// write have committed after all, a give-back counts no budget below zero.)
     pub(crate) async fn give_back_on_failure<T>(
         &self,
-        budgets: &[String],
+        reserved: &Reserved,
         result: Result<T, InfraError>,
     ) -> Result<T, InfraError> {
         if result.is_err() {
-            match self.ports.throttle.release_at_once(budgets).await {
+            match self
+                .ports
+                .throttle
+                .release_at_once(&reserved.keys, reserved.at)
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => tracing::debug!(
                     "a failed request's budgets were not given back: the store was busy"
@@ -438,8 +469,10 @@ impl AuthService {
         email: &EmailAddress,
         purpose: OtpPurpose,
     ) -> Result<Result<(), Throttled>, InfraError> {
-        self.admit(&send_key(email, purpose), self.settings.limits.sends)
-            .await
+        Ok(self
+            .admit(&send_key(email, purpose), self.settings.limits.sends)
+            .await?
+            .map(|_| ()))
     }
 
     /// The send limit of (address, purpose) if this instance already knows it refuses:

@@ -15,21 +15,35 @@ macro_rules! throttle {
             use $crate::schema::{otp_codes, outbox, rate_limits, sessions};
             use $crate::time::to_millis;
 
-            /// One event of each of `keys` given back on `conn`: one statement for
-            /// one key, one transaction for several.
-            async fn release_on(conn: &mut Conn, keys: &[String]) -> Result<(), InfraError> {
+            /// One event of each of `keys`, counted at `reserved_at`, given back on
+            /// `conn`: one statement for one key, one transaction for several, one
+            /// key at a time in the order given (`shared::give_back`).
+            async fn release_on(
+                conn: &mut Conn,
+                keys: &[String],
+                reserved_at: DateTime<Utc>,
+            ) -> Result<(), InfraError> {
                 use diesel_async::AsyncConnection as _;
+                let reserved_at = to_millis(reserved_at);
                 if let [key] = keys {
-                    $crate::rows::release_query!(key)
+                    $crate::rows::release_query!(key, reserved_at)
                         .cached()
                         .execute(conn)
                         .await
                         .map_err(query_error)?;
                     return Ok(());
                 }
-                conn.transaction(async |conn| self::shared::give_back(conn, keys).await)
-                    .await
-                    .map_err(query_error)
+                conn.transaction(async |conn| {
+                    for key in keys {
+                        $crate::rows::release_query!(key, reserved_at)
+                            .cached()
+                            .execute(conn)
+                            .await?;
+                    }
+                    Ok::<_, diesel::result::Error>(())
+                })
+                .await
+                .map_err(query_error)
             }
 
             #[async_trait]
@@ -60,16 +74,26 @@ macro_rules! throttle {
                     self.acquire_all_tx(budgets, now).await
                 }
 
-                async fn release(&self, keys: &[String]) -> Result<(), InfraError> {
+                async fn release(
+                    &self,
+                    keys: &[String],
+                    reserved_at: DateTime<Utc>,
+                ) -> Result<(), InfraError> {
                     let mut conn = self.writer().await?;
-                    release_on(&mut conn, keys).await
+                    release_on(&mut conn, keys, reserved_at).await
                 }
 
-                async fn release_at_once(&self, keys: &[String]) -> Result<bool, InfraError> {
+                async fn release_at_once(
+                    &self,
+                    keys: &[String],
+                    reserved_at: DateTime<Utc>,
+                ) -> Result<bool, InfraError> {
                     let Some(mut conn) = self.writer_at_once().await? else {
                         return Ok(false);
                     };
-                    release_on(&mut conn, keys).await.map(|()| true)
+                    release_on(&mut conn, keys, reserved_at)
+                        .await
+                        .map(|()| true)
                 }
 
                 async fn purge(
@@ -146,7 +170,7 @@ where
     );
     let held = hold(store).await;
     let answer = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        store.release_at_once(&keys).await
+        store.release_at_once(&keys, now).await
     })
     .await
     .expect("answered without waiting for what is held");
@@ -160,12 +184,12 @@ where
         "the event is still counted"
     );
     assert!(
-        store.release_at_once(&keys).await.unwrap(),
+        store.release_at_once(&keys, now).await.unwrap(),
         "free: given back"
     );
     assert_eq!(
         store.acquire(&keys[0], limit, now).await.unwrap(),
         Admission::Allowed
     );
-    store.release(&keys).await.unwrap();
+    store.release(&keys, now).await.unwrap();
 }

@@ -63,7 +63,7 @@ pub async fn throttle_release_gives_back_one_event_of_each_key(store: impl Store
             Admission::Denied { .. }
         ));
     }
-    store.release(&keys[..1]).await.unwrap();
+    store.release(&keys[..1], now()).await.unwrap();
     assert_eq!(
         store.acquire("k", per_hour(1), now()).await.unwrap(),
         Admission::Allowed
@@ -77,7 +77,10 @@ pub async fn throttle_release_gives_back_one_event_of_each_key(store: impl Store
     );
     // Both at once, one event each; an unknown key, or one at zero, is no error.
     store
-        .release(&[keys[0].clone(), keys[1].clone(), "unknown".to_owned()])
+        .release(
+            &[keys[0].clone(), keys[1].clone(), "unknown".to_owned()],
+            now(),
+        )
         .await
         .unwrap();
     for key in &keys {
@@ -87,8 +90,8 @@ pub async fn throttle_release_gives_back_one_event_of_each_key(store: impl Store
             "{key}"
         );
     }
-    store.release(&keys).await.unwrap();
-    store.release(&keys).await.unwrap();
+    store.release(&keys, now()).await.unwrap();
+    store.release(&keys, now()).await.unwrap();
     for key in &keys {
         assert_eq!(
             store.acquire(key, per_hour(1), now()).await.unwrap(),
@@ -99,6 +102,46 @@ pub async fn throttle_release_gives_back_one_event_of_each_key(store: impl Store
             store.acquire(key, per_hour(1), now()).await.unwrap(),
             Admission::Denied { .. }
         ));
+    }
+}
+
+/// A give-back that arrives after its window ended (queued behind a busy store) does
+/// not take an event from the window that followed, which never counted it: neither on
+/// its own nor with several keys, waiting or at once. Given by the later window's
+/// time, the same give-back counts.
+pub async fn a_late_give_back_leaves_a_later_window_its_events(store: impl Store) {
+    let keys = ["k".to_owned(), "l".to_owned()];
+    let next = now() + Duration::hours(1);
+    for at in [now(), next] {
+        for key in &keys {
+            assert_eq!(
+                store.acquire(key, per_hour(1), at).await.unwrap(),
+                Admission::Allowed,
+                "{key} at {at}"
+            );
+        }
+    }
+    store.release(&keys[..1], now()).await.unwrap();
+    store.release(&keys, now()).await.unwrap();
+    assert!(store.release_at_once(&keys, now()).await.unwrap());
+    for key in &keys {
+        assert!(
+            matches!(
+                store.acquire(key, per_hour(1), next).await.unwrap(),
+                Admission::Denied { .. }
+            ),
+            "the later window keeps its event: {key}"
+        );
+    }
+    // The window began at `next`: a reservation counted then is in it.
+    store.release(&keys[..1], next).await.unwrap();
+    assert!(store.release_at_once(&keys[1..], next).await.unwrap());
+    for key in &keys {
+        assert_eq!(
+            store.acquire(key, per_hour(1), next).await.unwrap(),
+            Admission::Allowed,
+            "given back within its window: {key}"
+        );
     }
 }
 
@@ -138,7 +181,7 @@ pub async fn acquire_all_counts_on_every_budget_or_on_none(store: impl Store) {
         Admission::Allowed,
         "the ceiling's second event is still free"
     );
-    store.release(&["share".to_owned()]).await.unwrap();
+    store.release(&["share".to_owned()], now()).await.unwrap();
     assert_eq!(
         store.acquire_all(&pair(2, 3), now()).await.unwrap(),
         Admissions::Allowed
@@ -197,7 +240,7 @@ pub async fn concurrent_reserves_and_releases_all_succeed(store: impl Store) {
                         store.acquire_all(&budgets, now()).await.unwrap(),
                         Admissions::Allowed
                     );
-                    store.release(&keys).await.unwrap();
+                    store.release(&keys, now()).await.unwrap();
                 }
             })
         })
