@@ -77,7 +77,7 @@ impl UserRepository for Waking<dyn UserRepository> {
         at: DateTime<Utc>,
         audit: &AuditEvent,
         notice: Option<&'a Mail>,
-        give_back: &'a [String],
+        give_back: passcode_domain::ports::GiveBack<'a>,
     ) -> Result<(), InfraError> {
         self.inner
             .set_password(id, hash, verify_email, at, audit, notice, give_back)

@@ -472,7 +472,7 @@ mod budgets {
                     continue;
                 };
                 for (key, _) in &budgets[..budget] {
-                    release_query!(key)
+                    release_query!(key, crate::time::to_millis(now))
                         .cached()
                         .execute(&mut *conn)
                         .await

@@ -417,7 +417,7 @@ mod pipelined {
         } else if answers.is_none_or(|(_, ceiling)| ceiling != 1) {
             let (retry_after, _) = tokio::try_join!(
                 refusal(conn, &ceiling.0, ceiling.1, now),
-                give_back(conn, &share.0)
+                give_back(conn, &share.0, now)
             )?;
             Ok(Some(Abort::Refused(1, retry_after)))
         } else {
@@ -425,9 +425,16 @@ mod pipelined {
         }
     }
 
-    /// `Throttle::release` on this connection.
-    async fn give_back(mut conn: &AsyncPgConnection, key: &str) -> QueryResult<usize> {
-        release_query!(key).cached().execute(&mut conn).await
+    /// `Throttle::release` on this connection, of an event counted at `now`.
+    async fn give_back(
+        mut conn: &AsyncPgConnection,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> QueryResult<usize> {
+        release_query!(key, crate::time::to_millis(now))
+            .cached()
+            .execute(&mut conn)
+            .await
     }
 
     /// A pooled connection in a transaction begun by hand, so that BEGIN travels with
@@ -634,14 +641,16 @@ mod pipelined {
             &self,
             token: &NewRefreshToken,
             event: Option<AuditEvent>,
-            keys: &[String],
+            give_back: passcode_domain::ports::GiveBack<'_>,
         ) -> Result<(), InfraError> {
             let open = HandBegun(Some(self.writer().await?));
             let conn = open.conn()?;
             let event = event.as_ref().map(AuditRow::new);
-            let mut statements: Vec<_> = keys
+            let reserved_at = crate::time::to_millis(give_back.reserved_at);
+            let mut statements: Vec<_> = give_back
+                .keys
                 .iter()
-                .map(|key| on(conn, release_query!(key).cached()))
+                .map(|key| on(conn, release_query!(key, reserved_at).cached()))
                 .collect();
             statements.push(on(conn, new_session_query!(token)));
             if let Some(event) = &event {
@@ -1027,7 +1036,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_transaction_in_one_trip_returns_its_connection_failed_or_not() {
         use passcode_domain::ports::{
-            Admission, Limit, NewRefreshToken, RefreshTokenStore, UserRepository,
+            Admission, GiveBack, Limit, NewRefreshToken, RefreshTokenStore, UserRepository,
         };
         use passcode_domain::{FullName, NewUser, PasswordHash, RequestContext, UserId};
         let (store, _database) = one_connection("onetrip").await;
@@ -1058,9 +1067,20 @@ mod tests {
         let counted = async || store.acquire(&key[0], limit, Utc::now()).await.unwrap();
         assert_eq!(counted().await, Admission::Allowed);
         let family = uuid::Uuid::new_v4();
-        store.insert(&token(1, family), None, &[]).await.unwrap();
-
-        assert!(store.insert(&token(2, family), None, &key).await.is_err());
+        store
+            .insert(&token(1, family), None, GiveBack::NONE)
+            .await
+            .unwrap();
+        let give_back = || GiveBack {
+            keys: &key,
+            reserved_at: Utc::now(),
+        };
+        assert!(
+            store
+                .insert(&token(2, family), None, give_back())
+                .await
+                .is_err()
+        );
         assert_eq!(backend_pid(&store).await, first, "failed: pooled again");
         assert!(
             matches!(counted().await, Admission::Denied { .. }),
@@ -1068,7 +1088,7 @@ mod tests {
         );
 
         store
-            .insert(&token(3, uuid::Uuid::new_v4()), None, &key)
+            .insert(&token(3, uuid::Uuid::new_v4()), None, give_back())
             .await
             .unwrap();
         assert_eq!(backend_pid(&store).await, first, "committed: pooled again");

@@ -187,20 +187,9 @@ macro_rules! acquire_query {
 }
 pub(crate) use acquire_query;
 
-/// Gives one event of `$key` back: inside the transaction of the request that
-/// reserved it; or, with `$reserved_at` (ms), on its own (`Throttle::release`), where
-/// only a window that began by then counted it.
+/// `Throttle::release`: gives one event of `$key`, counted at `$reserved_at` (ms),
+/// back, unless its window began later (that window never counted it).
 macro_rules! release_query {
-    ($key:expr) => {{
-        use diesel::{ExpressionMethods as _, QueryDsl as _};
-        use $crate::schema::rate_limits;
-        diesel::update(
-            rate_limits::table
-                .find($key)
-                .filter(rate_limits::count.gt(0)),
-        )
-        .set(rate_limits::count.eq(rate_limits::count - 1))
-    }};
     ($key:expr, $reserved_at:expr) => {{
         use diesel::{ExpressionMethods as _, QueryDsl as _};
         use $crate::schema::rate_limits;

@@ -390,14 +390,15 @@ mod one_trip {
             &self,
             token: &NewRefreshToken,
             event: Option<AuditEvent>,
-            keys: &[String],
+            give_back: passcode_domain::ports::GiveBack<'_>,
         ) -> Result<(), InfraError> {
             let token = token.clone();
-            let keys = keys.to_vec();
+            let keys = give_back.keys.to_vec();
+            let reserved_at = crate::time::to_millis(give_back.reserved_at);
             self.batched(move |conn| -> QueryResult<()> {
                 for key in &keys {
                     // RETURNING, so that it runs as a query: see `crate::cached`.
-                    release_query!(key)
+                    release_query!(key, reserved_at)
                         .returning(rate_limits::count)
                         .cached()
                         .load::<i32>(conn)?;

@@ -25,7 +25,7 @@ pub use password_hasher::{HashError, PasswordCheck, PasswordHasher};
 pub use refresh_tokens::{
     NewRefreshToken, RefreshTokenStore, Rotation, SessionInfo, SignedFor, TokenIds,
 };
-pub use throttle::{Admission, Admissions, Limit, Throttle, limit_name};
+pub use throttle::{Admission, Admissions, GiveBack, Limit, Throttle, limit_name};
 pub use token_issuer::TokenIssuer;
 pub use user_repository::{CreateUserError, EmailChange, FirstCode, UserRepository};
 

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::otp::{NewOtp, Registration, StoredOtp};
-use crate::ports::{Admission, EmailChange, Limit, Mail, NewRefreshToken};
+use crate::ports::{Admission, EmailChange, GiveBack, Limit, Mail, NewRefreshToken};
 
 /// What counting a try led to.
 #[derive(Debug, Clone)]
@@ -29,9 +29,8 @@ pub struct Spend<'a> {
     pub code_hash: &'a CodeHash,
     pub now: DateTime<Utc>,
     pub max_attempts: u32,
-    /// `Throttle` keys that each get one event back (a right code was no guess), in
-    /// the order they were reserved in.
-    pub give_back: &'a [String],
+    /// `Throttle` keys that each get one event back (a right code was no guess).
+    pub give_back: GiveBack<'a>,
     /// What the spend does to its account, before its session starts.
     pub account: Option<AccountChange<'a>>,
     /// A session started by the spend: its first refresh token, with its audit event.
@@ -93,8 +92,8 @@ pub struct Issue<'a> {
     /// a limit's first use inside a larger transaction may count it in a commit of its
     /// own, just before.
     pub send: Option<(&'a str, Limit)>,
-    /// `Throttle` keys that each get one event back, in the order they were reserved in.
-    pub give_back: &'a [String],
+    /// `Throttle` keys that each get one event back.
+    pub give_back: GiveBack<'a>,
     /// Another mail queued with the code, to another address (a change's notice); it
     /// never expires.
     pub notice: Option<&'a Mail>,
@@ -108,7 +107,7 @@ impl<'a> Spend<'a> {
             code_hash,
             now,
             max_attempts,
-            give_back: &[],
+            give_back: GiveBack::NONE,
             account: None,
             session: None,
         }

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
+use crate::ports::GiveBack;
 use crate::{AuditEvent, InfraError, TokenSubject, UserId};
 
 /// What makes a token pair: its ids and issue time. Signing is deterministic, so the
@@ -112,13 +113,13 @@ pub trait RefreshTokenStore: Send + Sync {
 
     /// Remembers a refresh token that starts a family (at login or verification), and
     /// records `audit` with it; in the same transaction, first gives each of
-    /// `give_back` (`Throttle` keys, in the order they were reserved in) one event back,
-    /// as `Throttle::release` does: a right password was no failure.
-    async fn insert(
+    /// `give_back`'s keys one event back, as `Throttle::release` does: a right password
+    /// was no failure.
+    async fn insert<'a>(
         &self,
         token: &NewRefreshToken,
         audit: Option<AuditEvent>,
-        give_back: &[String],
+        give_back: GiveBack<'a>,
     ) -> Result<(), InfraError>;
 
     /// Spends the token of hash `presented`, if it is the live token of session

@@ -17,6 +17,31 @@ pub struct Limit {
     pub cooldown: Duration,
 }
 
+/// Events counted on `keys` at `reserved_at` that turned out not to be spent, given
+/// back in another write's transaction (a right password's session, a right code's
+/// spend): each key gets one back as [`Throttle::release`] gives it, never to a window
+/// that began after `reserved_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GiveBack<'a> {
+    /// In the order they were reserved in.
+    pub keys: &'a [String],
+    pub reserved_at: DateTime<Utc>,
+}
+
+impl GiveBack<'_> {
+    /// Nothing to give back.
+    pub const NONE: GiveBack<'static> = GiveBack {
+        keys: &[],
+        reserved_at: DateTime::<Utc>::MIN_UTC,
+    };
+}
+
+impl Default for GiveBack<'_> {
+    fn default() -> Self {
+        GiveBack::NONE
+    }
+}
+
 /// The answer to an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {

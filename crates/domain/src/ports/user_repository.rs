@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::otp::NewOtp;
-use crate::ports::Mail;
+use crate::ports::{GiveBack, Mail};
 use crate::{AuditEvent, EmailAddress, InfraError, NewUser, PasswordHash, User, UserId};
 
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +86,7 @@ pub trait UserRepository: Send + Sync {
     /// Replaces the password hash, marks the email verified if `verify_email` (voiding
     /// registrations still waiting for their code), refuses every token issued before
     /// `at` and ends every session, records `audit`, queues `notice` and gives
-    /// `give_back` (`Throttle` keys) one event each back, in one transaction: a crash
+    /// `give_back`'s keys one event each back, in one transaction: a crash
     /// keeps all of it or none. Unknown ids are ignored.
     #[allow(clippy::too_many_arguments)] // the account, the change, its event, notice and give-back
     async fn set_password<'a>(
@@ -97,6 +97,6 @@ pub trait UserRepository: Send + Sync {
         at: DateTime<Utc>,
         audit: &AuditEvent,
         notice: Option<&'a crate::ports::Mail>,
-        give_back: &'a [String],
+        give_back: GiveBack<'a>,
     ) -> Result<(), InfraError>;
 }

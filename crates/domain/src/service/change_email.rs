@@ -59,7 +59,7 @@ impl AuthService {
             return Err(ChangeEmailError::WrongPassword);
         };
         let sent = self
-            .send_change_code(&user, new_email, &reserved.keys)
+            .send_change_code(&user, new_email, reserved.as_give_back())
             .await;
         if let Err(throttled) = self.give_back_on_failure(&reserved, sent).await? {
             // Refused before any write, or by it: the try is still to give back.
@@ -77,7 +77,7 @@ impl AuthService {
         &self,
         user: &User,
         new_email: &EmailAddress,
-        give_back: &[String],
+        give_back: crate::ports::GiveBack<'_>,
     ) -> Result<Result<(), Throttled>, InfraError> {
         let purpose = OtpPurpose::ChangeEmail;
         if let Some(throttled) = self.send_refused(new_email, purpose) {

@@ -78,7 +78,7 @@ impl AuthService {
                 now,
                 &audit,
                 Some(&notice),
-                &reserved.keys,
+                reserved.as_give_back(),
             )
             .await;
         self.give_back_on_failure(&reserved, set).await?;

@@ -97,7 +97,7 @@ impl AuthService {
         );
         // Given back in the session's transaction: one write.
         let started = self
-            .start_session(&user, Some(audit), &input.context, &reserved.keys)
+            .start_session(&user, Some(audit), &input.context, reserved.as_give_back())
             .await;
         Ok(self.give_back_on_failure(&reserved, started).await?)
     }

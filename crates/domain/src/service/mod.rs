@@ -73,8 +73,8 @@ use uuid::Uuid;
 
 use crate::otp::NewOtp;
 use crate::ports::{
-    Admission, Admissions, AuditLog, Clock, CodeGenerator, HashError, Issue, Limit, Mail, OtpStore,
-    Outbox, PasswordHasher, RefreshTokenStore, Throttle, TokenIssuer, UserRepository,
+    Admission, Admissions, AuditLog, Clock, CodeGenerator, GiveBack, HashError, Issue, Limit, Mail,
+    OtpStore, Outbox, PasswordHasher, RefreshTokenStore, Throttle, TokenIssuer, UserRepository,
 };
 use crate::{
     EmailAddress, FullName, InfraError, OtpHasher, OtpPurpose, OtpSettings, Password, Registration,
@@ -195,6 +195,16 @@ pub struct Throttled {
 pub(crate) struct Reserved {
     pub(crate) keys: Vec<String>,
     pub(crate) at: DateTime<Utc>,
+}
+
+impl Reserved {
+    /// For a write that gives them back in its transaction.
+    pub(crate) fn as_give_back(&self) -> GiveBack<'_> {
+        GiveBack {
+            keys: &self.keys,
+            reserved_at: self.at,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -496,7 +506,7 @@ impl AuthService {
         email: &EmailAddress,
         purpose: OtpPurpose,
         code: Option<(NewOtp, Mail)>,
-        give_back: &[String],
+        give_back: GiveBack<'_>,
         notice: Option<&Mail>,
     ) -> Result<Result<(), Throttled>, InfraError> {
         let key = send_key(email, purpose);
@@ -529,7 +539,7 @@ impl AuthService {
         purpose: OtpPurpose,
     ) -> Result<Result<(), Throttled>, InfraError> {
         let code = self.new_code(&user.email, &user.full_name, purpose, None);
-        self.issue(&user.email, purpose, Some(code), &[], None)
+        self.issue(&user.email, purpose, Some(code), GiveBack::NONE, None)
             .await
     }
 

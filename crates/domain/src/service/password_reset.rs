@@ -1,7 +1,7 @@
 //! Password reset by code: ask for a `reset_password` code by mail, then confirm it
 //! with a new password. The same code rules, budgets and answers as verification.
 
-use crate::ports::{AccountChange, Mail, PasswordSet, Spend};
+use crate::ports::{AccountChange, GiveBack, Mail, PasswordSet, Spend};
 use crate::service::{AuthService, Throttled};
 use crate::{EmailAddress, InfraError, OtpCode, OtpPurpose, Password, RequestContext};
 
@@ -48,7 +48,7 @@ impl AuthService {
         }
         match self.ports.users.find_by_email(email).await? {
             Some(user) if user.is_active => self.send_code(&user, purpose).await,
-            _ => self.issue(email, purpose, None, &[], None).await,
+            _ => self.issue(email, purpose, None, GiveBack::NONE, None).await,
         }
     }
 

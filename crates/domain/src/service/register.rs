@@ -1,6 +1,6 @@
 //! Register: create the account and mail a verification code, under either policy.
 
-use crate::ports::{CreateUserError, FirstCode, Issue, Mail};
+use crate::ports::{CreateUserError, FirstCode, GiveBack, Issue, Mail};
 use crate::service::{AuthService, RegistrationPolicy, Throttled};
 use crate::{
     AuditEvent, AuditKind, EmailAddress, FullName, InfraError, NewUser, OtpPurpose, Password,
@@ -96,7 +96,9 @@ impl AuthService {
                 Ok(pending(input))
             }
             (RegistrationPolicy::TokensBeforeVerification, Ok(user)) => {
-                let tokens = self.start_session(&user, None, &input.context, &[]).await?;
+                let tokens = self
+                    .start_session(&user, None, &input.context, GiveBack::NONE)
+                    .await?;
                 Ok(Registered::WithTokens { user, tokens })
             }
             (RegistrationPolicy::TokensBeforeVerification, Err(CreateUserError::EmailTaken)) => {

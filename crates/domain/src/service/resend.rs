@@ -1,5 +1,6 @@
 //! Resend: a new verification code for an address still waiting for one.
 
+use crate::ports::GiveBack;
 use crate::service::{AuthService, Throttled};
 use crate::{EmailAddress, InfraError, OtpPurpose, Registration};
 
@@ -41,10 +42,12 @@ impl AuthService {
                     Some(registration.clone()),
                 );
                 Ok(self
-                    .issue(&user.email, purpose, Some(code), &[], None)
+                    .issue(&user.email, purpose, Some(code), GiveBack::NONE, None)
                     .await??)
             }
-            _ => Ok(self.issue(email, purpose, None, &[], None).await??),
+            _ => Ok(self
+                .issue(email, purpose, None, GiveBack::NONE, None)
+                .await??),
         }
     }
 }

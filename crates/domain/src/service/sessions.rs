@@ -43,7 +43,7 @@ impl AuthService {
         user: &User,
         audit: Option<crate::AuditEvent>,
         origin: &RequestContext,
-        give_back: &[String],
+        give_back: crate::ports::GiveBack<'_>,
     ) -> Result<TokenPair, InfraError> {
         let (pair, token) = self.new_session(user, origin)?;
         self.ports

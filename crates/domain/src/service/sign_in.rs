@@ -4,7 +4,7 @@
 //! cleared (the pre-registration takeover: only the mailbox owner's later choice of
 //! password may count).
 
-use crate::ports::{AccountChange, PasswordSet, Spend};
+use crate::ports::{AccountChange, GiveBack, PasswordSet, Spend};
 use crate::service::{AuthService, Throttled};
 use crate::{
     AuditKind, EmailAddress, InfraError, OtpCode, OtpPurpose, PasswordHash, RequestContext,
@@ -55,7 +55,10 @@ impl AuthService {
         }
         Ok(match self.ports.users.find_by_email(email).await? {
             Some(user) if user.is_active => self.send_code(&user, purpose).await?,
-            _ => self.issue(email, purpose, None, &[], None).await?,
+            _ => {
+                self.issue(email, purpose, None, GiveBack::NONE, None)
+                    .await?
+            }
         })
     }
 

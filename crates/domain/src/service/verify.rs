@@ -41,11 +41,11 @@ pub enum VerifyOtpError {
 
 hash_error_into!(VerifyOtpError);
 
-/// A code that matched, with its try counted, not yet spent; and the budget buckets to
+/// A code that matched, with its try counted, not yet spent; and the budgets' tries to
 /// give back when it is spent.
 pub(crate) struct Matched {
     pub otp: StoredOtp,
-    buckets: [String; 2],
+    reserved: super::Reserved,
 }
 
 impl AuthService {
@@ -187,7 +187,10 @@ impl AuthService {
         match found {
             Some(otp) => Ok(Matched {
                 otp,
-                buckets: [share, ceiling],
+                reserved: super::Reserved {
+                    keys: vec![share, ceiling],
+                    at: now,
+                },
             }),
             None => Err(VerifyOtpError::Invalid),
         }
@@ -198,7 +201,7 @@ impl AuthService {
     /// spend is the caller's to add.
     pub(crate) fn spending<'a>(&self, matched: &'a Matched, now: DateTime<Utc>) -> Spend<'a> {
         Spend {
-            give_back: &matched.buckets,
+            give_back: matched.reserved.as_give_back(),
             ..Spend::new(
                 matched.otp.id,
                 &matched.otp.code_hash,

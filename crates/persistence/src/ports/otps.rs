@@ -134,7 +134,7 @@ macro_rules! otp_store {
                 async fn consume<'a>(&self, spend: &Spend<'a>) -> Result<bool, InfraError> {
                     let change = seal(spend, &self.mail_key)?;
                     let mut conn = self.writer().await?;
-                    if spend.give_back.is_empty()
+                    if spend.give_back.keys.is_empty()
                         && spend.account.is_none()
                         && spend.session.is_none()
                     {

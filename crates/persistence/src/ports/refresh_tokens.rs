@@ -29,16 +29,16 @@ macro_rules! refresh_token_store {
 
             #[async_trait]
             impl RefreshTokenStore for $store {
-                async fn insert(
+                async fn insert<'a>(
                     &self,
                     token: &NewRefreshToken,
                     event: Option<passcode_domain::AuditEvent>,
-                    keys: &[String],
+                    give_back: passcode_domain::ports::GiveBack<'a>,
                 ) -> Result<(), InfraError> {
                     // Each backend's own: pipelined in one round trip on PostgreSQL,
                     // statement by statement on MariaDB (`insert_session!`), in one
                     // trip and one batch on SQLite.
-                    self.start_session_tx(token, event, keys).await
+                    self.start_session_tx(token, event, give_back).await
                 }
 
                 async fn rotate(
@@ -282,10 +282,10 @@ macro_rules! insert_session {
                     &self,
                     token: &NewRefreshToken,
                     event: Option<passcode_domain::AuditEvent>,
-                    keys: &[String],
+                    returned: passcode_domain::ports::GiveBack<'_>,
                 ) -> Result<(), InfraError> {
                     let mut conn = self.writer().await?;
-                    if event.is_none() && keys.is_empty() {
+                    if event.is_none() && returned.keys.is_empty() {
                         return start_session(&mut *conn, token, None)
                             .await
                             .map_err(query_error);
@@ -294,7 +294,7 @@ macro_rules! insert_session {
                     // every reservation locks them.
                     (*conn)
                         .transaction(async |conn| {
-                            give_back(conn, keys).await?;
+                            give_back(conn, returned).await?;
                             start_session(conn, token, event.as_ref()).await
                         })
                         .await

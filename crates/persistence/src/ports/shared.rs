@@ -253,10 +253,11 @@ macro_rules! shared {
             /// reservations. Runs inside the caller's transaction.
             pub(super) async fn give_back(
                 conn: &mut Conn,
-                keys: &[String],
+                give_back: passcode_domain::ports::GiveBack<'_>,
             ) -> Result<(), diesel::result::Error> {
-                for key in keys {
-                    $crate::rows::release_query!(key)
+                let reserved_at = $crate::time::to_millis(give_back.reserved_at);
+                for key in give_back.keys {
+                    $crate::rows::release_query!(key, reserved_at)
                         .cached()
                         .execute(conn)
                         .await?;

@@ -9,41 +9,32 @@ macro_rules! throttle {
             use diesel::prelude::*;
             use diesel_async::RunQueryDsl;
             use passcode_domain::InfraError;
-            use passcode_domain::ports::{Admission, Admissions, Limit, Throttle};
+            use passcode_domain::ports::{Admission, Admissions, GiveBack, Limit, Throttle};
             use $crate::cached::CachedExt as _;
             use $crate::error::query_error;
             use $crate::schema::{otp_codes, outbox, rate_limits, sessions};
             use $crate::time::to_millis;
 
             /// One event of each of `keys`, counted at `reserved_at`, given back on
-            /// `conn`: one statement for one key, one transaction for several, one
-            /// key at a time in the order given (`shared::give_back`).
+            /// `conn`: one statement for one key, one transaction for several.
             async fn release_on(
                 conn: &mut Conn,
                 keys: &[String],
                 reserved_at: DateTime<Utc>,
             ) -> Result<(), InfraError> {
                 use diesel_async::AsyncConnection as _;
-                let reserved_at = to_millis(reserved_at);
+                let give_back = GiveBack { keys, reserved_at };
                 if let [key] = keys {
-                    $crate::rows::release_query!(key, reserved_at)
+                    $crate::rows::release_query!(key, to_millis(reserved_at))
                         .cached()
                         .execute(conn)
                         .await
                         .map_err(query_error)?;
                     return Ok(());
                 }
-                conn.transaction(async |conn| {
-                    for key in keys {
-                        $crate::rows::release_query!(key, reserved_at)
-                            .cached()
-                            .execute(conn)
-                            .await?;
-                    }
-                    Ok::<_, diesel::result::Error>(())
-                })
-                .await
-                .map_err(query_error)
+                conn.transaction(async |conn| self::shared::give_back(conn, give_back).await)
+                    .await
+                    .map_err(query_error)
             }
 
             #[async_trait]

@@ -148,7 +148,7 @@ macro_rules! user_repository {
                     at: DateTime<Utc>,
                     event: &passcode_domain::AuditEvent,
                     notice: Option<&'a Mail>,
-                    returned: &'a [String],
+                    returned: passcode_domain::ports::GiveBack<'a>,
                 ) -> Result<(), InfraError> {
                     let cutoff = to_millis(at);
                     let user = id.0.to_string();

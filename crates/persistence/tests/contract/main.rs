@@ -102,6 +102,7 @@ contract!(
     throttle_enforces_the_cooldown,
     throttle_release_gives_back_one_event_of_each_key,
     a_late_give_back_leaves_a_later_window_its_events,
+    a_late_give_back_in_a_write_leaves_a_later_window_its_events,
     concurrent_acquires_never_exceed_the_limit,
     acquire_all_counts_on_every_budget_or_on_none,
     concurrent_acquire_alls_never_exceed_a_budget,

@@ -77,7 +77,7 @@ fn confirming_an_email_change_spends_the_code_and_moves_the_account_in_one_write
                 return false;
             };
             spend.id == Uuid::from_u128(99)
-                && spend.give_back.len() == 2
+                && spend.give_back.keys.len() == 2
                 && spend.session.is_none()
                 && spend.now == now()
                 && change.user == user(true).id
@@ -135,7 +135,7 @@ fn deleting_by_code_spends_the_code_and_erases_the_account_in_one_write() {
             else {
                 return false;
             };
-            spend.give_back.len() == 2
+            spend.give_back.keys.len() == 2
                 && spend.session.is_none()
                 && id == user(true).id
                 && *address == email()
@@ -236,7 +236,8 @@ fn is_the_request_write(issue: &Issue<'_>) -> bool {
     issue
         .send
         .is_some_and(|(key, _)| key == format!("send:change_email:{NEW}"))
-        && issue.give_back == [password_budget()]
+        && issue.give_back.keys == [password_budget()]
+        && issue.give_back.reserved_at == now()
         && matches!(issue.notice, Some(Mail::EmailChangeRequested { to, .. }) if *to == email())
 }
 

@@ -32,7 +32,10 @@ fn verify_spends_a_try_of_both_budgets_and_gives_both_back_on_success() {
         .expect_complete_registration()
         .times(1)
         .returning(move |spend, _, _, _| {
-            gave_back.lock().unwrap().extend_from_slice(spend.give_back);
+            gave_back
+                .lock()
+                .unwrap()
+                .extend_from_slice(spend.give_back.keys);
             Ok(true)
         });
     m.users
@@ -136,11 +139,12 @@ fn login_spends_both_failure_budgets_and_gives_them_back_on_success() {
         .times(1)
         .withf(|_, audit, give_back| {
             audit.as_ref().map(|a| a.kind) == Some(AuditKind::LoginSucceeded)
-                && give_back
+                && give_back.keys
                     == [
                         "login:ada@example.com:203.0.113.1".to_owned(),
                         "login:ada@example.com".to_owned(),
                     ]
+                && give_back.reserved_at == now()
         })
         .returning(|_, _, _| Ok(()));
     m.users

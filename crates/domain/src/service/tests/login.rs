@@ -127,7 +127,7 @@ fn a_login_whose_session_cannot_be_stored_gives_its_budgets_back() {
     let mut m = login_reserved(true);
     m.refresh_tokens
         .expect_insert()
-        .withf(|_, _, give_back| give_back.len() == 2)
+        .withf(|_, _, give_back| give_back.keys.len() == 2)
         .times(1)
         .returning(|_, _, _| Err(InfraError::Unavailable(anyhow::anyhow!("pool timeout"))));
     fails_and_offers_its_budgets_back(m, true);

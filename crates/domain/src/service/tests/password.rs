@@ -61,7 +61,7 @@ fn reset_confirm_sets_the_password_verifies_revokes_and_notifies() {
                 return false;
             };
             spend.session.is_none()
-                && spend.give_back.len() == 2
+                && spend.give_back.keys.len() == 2
                 && spend.now == now()
                 && password.user == user(false).id
                 && password.hash.as_str() == "$argon2id$new"
@@ -143,7 +143,8 @@ fn expect_one_password_write(m: &mut Mocks, verify_email: bool, kind: AuditKind)
                 && *at == now()
                 && audit.kind == kind
                 && matches!(notice, Some(Mail::PasswordChanged { to, .. }) if *to == email())
-                && give_back == [password_budget()]
+                && give_back.keys == [password_budget()]
+                && give_back.reserved_at == now()
         })
         .times(1)
         .returning(|_, _, _, _, _, _, _| Ok(()));

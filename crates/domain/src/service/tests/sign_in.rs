@@ -50,11 +50,12 @@ fn sign_in_spends_the_code_and_starts_the_session_in_one_write() {
                 return false;
             };
             spend.id == Uuid::from_u128(99)
-                && spend.give_back
+                && spend.give_back.keys
                     == [
                         format!("guess:{}:{CLIENT}", email()),
                         format!("guess:{}", email()),
                     ]
+                && spend.give_back.reserved_at == now()
                 && session.user_id == UserId(Uuid::from_u128(7))
                 && session.token_hash == sessions_hash(&pair().refresh)
                 && audit.kind == AuditKind::CodeSignIn
@@ -91,7 +92,7 @@ fn sign_in_of_an_unverified_account_clears_its_password_with_the_spend() {
             let Some((session, None)) = spend.session else {
                 return false;
             };
-            spend.give_back.len() == 2
+            spend.give_back.keys.len() == 2
                 && password.user == UserId(Uuid::from_u128(7))
                 && !password.hash.is_set()
                 && password.verify_email

@@ -39,7 +39,7 @@ pub async fn each_change_records_its_event_in_its_transaction(store: impl Store)
         .insert(
             &refresh_token(1, family, user.id),
             Some(event(AuditKind::LoginSucceeded)),
-            &[],
+            GiveBack::NONE,
         )
         .await
         .unwrap();

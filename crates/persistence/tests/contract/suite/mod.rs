@@ -7,9 +7,9 @@ use chrono::{DateTime, Duration, Utc};
 use passcode_domain::otp::NewOtp;
 use passcode_domain::ports::AuditLog;
 use passcode_domain::ports::{
-    AccountChange, Admission, Admissions, CreateUserError, EmailChange, FirstCode, HealthCheck,
-    Issue, Limit, Mail, OtpStore, Outbox, OutboxStatus, PasswordSet, SignedFor, Spend, Throttle,
-    Tries, UserRepository,
+    AccountChange, Admission, Admissions, CreateUserError, EmailChange, FirstCode, GiveBack,
+    HealthCheck, Issue, Limit, Mail, OtpStore, Outbox, OutboxStatus, PasswordSet, SignedFor, Spend,
+    Throttle, Tries, UserRepository,
 };
 use passcode_domain::{
     AuditEvent, AuditKind, AuditQuery, CodeHash, EmailAddress, FullName, NewUser, OtpCode,
@@ -62,6 +62,14 @@ impl<T> Store for T where
 
 fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_millis(1_800_000_000_123).unwrap()
+}
+
+/// `keys` to give back, counted at `now()`.
+fn counted_now(keys: &[String]) -> GiveBack<'_> {
+    GiveBack {
+        keys,
+        reserved_at: now(),
+    }
 }
 
 fn email(s: &str) -> EmailAddress {

@@ -465,7 +465,7 @@ pub async fn a_spend_gives_its_guesses_back_and_starts_its_session(store: impl S
     let signed_in = event(AuditKind::CodeSignIn);
     let wrong = CodeHash::from_bytes(vec![9; 32]);
     let spend = Spend {
-        give_back: &keys,
+        give_back: counted_now(&keys),
         session: Some((&token, Some(&signed_in))),
         ..Spend::new(otp.id, &wrong, now(), 5)
     };
@@ -532,7 +532,7 @@ pub async fn concurrent_guesses_and_spends_of_one_address_all_succeed(store: imp
                 let token = refresh_token(n, Uuid::new_v4(), user);
                 store
                     .consume(&Spend {
-                        give_back: &keys,
+                        give_back: counted_now(&keys),
                         session: Some((&token, None)),
                         ..Spend::new(otp.id, &otp.code_hash, now(), 1000)
                     })
@@ -563,7 +563,11 @@ fn pair_of_budgets(limit: u32) -> Vec<(String, Limit)> {
 pub async fn a_spend_sets_its_password_before_its_session(store: impl Store) {
     let (user, _) = account(&store, "ada@example.com").await;
     store
-        .insert(&refresh_token(1, Uuid::new_v4(), user), None, &[])
+        .insert(
+            &refresh_token(1, Uuid::new_v4(), user),
+            None,
+            GiveBack::NONE,
+        )
         .await
         .unwrap();
     let otp = new_otp("ada@example.com", OtpPurpose::ResetPassword, 1);
@@ -619,9 +623,13 @@ pub async fn a_spend_sets_its_password_before_its_session(store: impl Store) {
 pub async fn a_spend_moves_its_account_to_its_new_address(store: impl Store) {
     let (user, _) = account(&store, "ada@example.com").await;
     let kept = refresh_token(1, Uuid::new_v4(), user);
-    store.insert(&kept, None, &[]).await.unwrap();
+    store.insert(&kept, None, GiveBack::NONE).await.unwrap();
     store
-        .insert(&refresh_token(2, Uuid::new_v4(), user), None, &[])
+        .insert(
+            &refresh_token(2, Uuid::new_v4(), user),
+            None,
+            GiveBack::NONE,
+        )
         .await
         .unwrap();
     let old_code = new_otp("ada@example.com", OtpPurpose::ResetPassword, 3);
@@ -712,7 +720,7 @@ pub async fn a_spend_whose_move_is_refused_leaves_its_code_unspent(store: impl S
 
     for (change, notice, audit) in [&moved_away, &taken] {
         let spend = Spend {
-            give_back: &give_back,
+            give_back: counted_now(&give_back),
             account: Some(AccountChange::Email {
                 change,
                 notice,
@@ -752,7 +760,11 @@ pub async fn a_spend_deletes_its_account(store: impl Store) {
     let address = "ada@example.com";
     let (user, _) = account(&store, address).await;
     store
-        .insert(&refresh_token(1, Uuid::new_v4(), user), None, &[])
+        .insert(
+            &refresh_token(1, Uuid::new_v4(), user),
+            None,
+            GiveBack::NONE,
+        )
         .await
         .unwrap();
     let otp = new_otp(address, OtpPurpose::SignIn, 1);
@@ -864,7 +876,7 @@ pub async fn an_issue_counts_its_send_gives_back_and_queues_its_notice_or_writes
     let notice = notice("grace@example.com");
     let issue = Issue {
         send: Some(("send:change_email:ada@example.com", send)),
-        give_back: &give_back,
+        give_back: counted_now(&give_back),
         notice: Some(&notice),
     };
     let spend_check = async |at| store.acquire(&check, per_hour(1), at).await.unwrap();

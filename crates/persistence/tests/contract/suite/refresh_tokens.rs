@@ -7,7 +7,7 @@ pub async fn rotation_spends_once_replays_within_grace_then_revokes_on_reuse(sto
     let (user, signed) = account(&store, "ada@example.com").await;
     let family = Uuid::new_v4();
     store
-        .insert(&refresh_token(1, family, user), None, &[])
+        .insert(&refresh_token(1, family, user), None, GiveBack::NONE)
         .await
         .unwrap();
     let grace = Duration::seconds(10);
@@ -139,7 +139,7 @@ pub async fn rotation_refuses_unknown_and_expired_tokens(store: impl Store) {
         .await;
     assert_eq!(unknown.unwrap(), Rotation::Refused);
     store
-        .insert(&refresh_token(1, family, user), None, &[])
+        .insert(&refresh_token(1, family, user), None, GiveBack::NONE)
         .await
         .unwrap();
     let expired_at = now() + Duration::days(1);
@@ -163,7 +163,7 @@ pub async fn rotation_of_a_changed_account_changes_nothing(store: impl Store) {
     let (user, signed) = account(&store, "ada@example.com").await;
     let family = Uuid::new_v4();
     store
-        .insert(&refresh_token(1, family, user), None, &[])
+        .insert(&refresh_token(1, family, user), None, GiveBack::NONE)
         .await
         .unwrap();
     let rotate = |signed: SignedFor, n: u8| {
@@ -223,7 +223,7 @@ pub async fn rotation_of_a_changed_account_changes_nothing(store: impl Store) {
             now() - Duration::milliseconds(500),
             &event(AuditKind::PasswordChanged),
             None,
-            &[],
+            GiveBack::NONE,
         )
         .await
         .unwrap();
@@ -239,7 +239,7 @@ pub async fn concurrent_rotations_of_one_token_rotate_once_and_replay_the_rest(s
     let (user, signed) = account(&store, "ada@example.com").await;
     let family = Uuid::new_v4();
     store
-        .insert(&refresh_token(1, family, user), None, &[])
+        .insert(&refresh_token(1, family, user), None, GiveBack::NONE)
         .await
         .unwrap();
     let tasks: Vec<_> = (0..10u8)
@@ -285,11 +285,11 @@ pub async fn logout_revokes_one_family_or_all_of_an_account(store: impl Store) {
     let user = UserId::new_random();
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     store
-        .insert(&refresh_token(1, a, user), None, &[])
+        .insert(&refresh_token(1, a, user), None, GiveBack::NONE)
         .await
         .unwrap();
     store
-        .insert(&refresh_token(2, b, user), None, &[])
+        .insert(&refresh_token(2, b, user), None, GiveBack::NONE)
         .await
         .unwrap();
     store
@@ -318,7 +318,7 @@ pub async fn a_session_ends_at_its_family_end_however_often_refreshed(store: imp
     let family = Uuid::new_v4();
     let mut first = refresh_token(1, family, user);
     first.family_expires_at = now() + Duration::hours(1);
-    store.insert(&first, None, &[]).await.unwrap();
+    store.insert(&first, None, GiveBack::NONE).await.unwrap();
     let grace = Duration::seconds(10);
     // A successor asking for a day still ends with the family.
     let mut successor = refresh_token(2, family, user);
@@ -370,17 +370,21 @@ pub async fn sessions_are_listed_with_their_origin_and_last_use_and_end_one_or_t
     let (user, signed) = account(&store, "ada@example.com").await;
     let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
     store
-        .insert(&refresh_token(1, first, user), None, &[])
+        .insert(&refresh_token(1, first, user), None, GiveBack::NONE)
         .await
         .unwrap();
     store
-        .insert(&refresh_token(2, second, user), None, &[])
+        .insert(&refresh_token(2, second, user), None, GiveBack::NONE)
         .await
         .unwrap();
     let someone_else = UserId::new_random();
     let theirs = Uuid::new_v4();
     store
-        .insert(&refresh_token(3, theirs, someone_else), None, &[])
+        .insert(
+            &refresh_token(3, theirs, someone_else),
+            None,
+            GiveBack::NONE,
+        )
         .await
         .unwrap();
     let listed = store.sessions(user, now()).await.unwrap();
@@ -437,11 +441,19 @@ pub async fn sessions_are_listed_with_their_origin_and_last_use_and_end_one_or_t
     );
     assert_eq!(store.sessions(user, later).await.unwrap().len(), 1);
     store
-        .insert(&refresh_token(5, Uuid::new_v4(), user), None, &[])
+        .insert(
+            &refresh_token(5, Uuid::new_v4(), user),
+            None,
+            GiveBack::NONE,
+        )
         .await
         .unwrap();
     store
-        .insert(&refresh_token(6, Uuid::new_v4(), user), None, &[])
+        .insert(
+            &refresh_token(6, Uuid::new_v4(), user),
+            None,
+            GiveBack::NONE,
+        )
         .await
         .unwrap();
     assert_eq!(

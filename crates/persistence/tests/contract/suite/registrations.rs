@@ -260,7 +260,7 @@ pub async fn a_reset_voids_registrations_still_waiting_for_their_code(store: imp
             now(),
             &event(AuditKind::PasswordReset),
             None,
-            &[],
+            GiveBack::NONE,
         )
         .await
         .unwrap();
@@ -294,7 +294,7 @@ pub async fn completing_a_registration_starts_its_session_with_the_spend(store: 
     let token = refresh_token(1, Uuid::new_v4(), user.id);
     let reg = otp.registration.clone().unwrap();
     let spend = Spend {
-        give_back: &keys,
+        give_back: counted_now(&keys),
         session: Some((&token, None)),
         ..Spend::new(otp.id, &otp.code_hash, now(), 5)
     };

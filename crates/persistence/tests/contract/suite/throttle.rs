@@ -277,7 +277,11 @@ pub async fn sessions_started_give_their_budgets_back_in_their_transaction(store
                 );
                 let token = refresh_token(n, Uuid::new_v4(), user);
                 store
-                    .insert(&token, Some(event(AuditKind::LoginSucceeded)), &keys)
+                    .insert(
+                        &token,
+                        Some(event(AuditKind::LoginSucceeded)),
+                        counted_now(&keys),
+                    )
                     .await
                     .unwrap();
             })
@@ -306,12 +310,16 @@ pub async fn sessions_started_give_their_budgets_back_in_their_transaction(store
     );
     let family = Uuid::new_v4();
     store
-        .insert(&refresh_token(100, family, user), None, &[])
+        .insert(&refresh_token(100, family, user), None, GiveBack::NONE)
         .await
         .unwrap();
     assert!(
         store
-            .insert(&refresh_token(101, family, user), None, &["one".to_owned()])
+            .insert(
+                &refresh_token(101, family, user),
+                None,
+                counted_now(&["one".to_owned()])
+            )
             .await
             .is_err()
     );
@@ -319,6 +327,52 @@ pub async fn sessions_started_give_their_budgets_back_in_their_transaction(store
         store.acquire("one", per_hour(1), now()).await.unwrap(),
         Admission::Denied { .. }
     ));
+}
+
+/// The same within a write's own transaction: a session started, or a password set,
+/// with budgets counted in a window that has since ended gives nothing to the window
+/// that followed; counted in the current window, it gives back.
+pub async fn a_late_give_back_in_a_write_leaves_a_later_window_its_events(store: impl Store) {
+    let (user, _) = account(&store, "ada@example.com").await;
+    let keys = ["k".to_owned()];
+    let next = now() + Duration::hours(1);
+    let at = |reserved_at| GiveBack {
+        keys: &keys,
+        reserved_at,
+    };
+    for when in [now(), next] {
+        assert_eq!(
+            store.acquire(&keys[0], per_hour(1), when).await.unwrap(),
+            Admission::Allowed
+        );
+    }
+    let still_counted = async || {
+        matches!(
+            store.acquire(&keys[0], per_hour(1), next).await.unwrap(),
+            Admission::Denied { .. }
+        )
+    };
+    store
+        .insert(&refresh_token(1, Uuid::new_v4(), user), None, at(now()))
+        .await
+        .unwrap();
+    assert!(still_counted().await, "a session's late give-back");
+    let hash = PasswordHash::new("$argon2id$v=19$late".into());
+    let changed = event(AuditKind::PasswordChanged);
+    store
+        .set_password(user, &hash, false, next, &changed, None, at(now()))
+        .await
+        .unwrap();
+    assert!(still_counted().await, "a password set's late give-back");
+    store
+        .insert(&refresh_token(2, Uuid::new_v4(), user), None, at(next))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.acquire(&keys[0], per_hour(1), next).await.unwrap(),
+        Admission::Allowed,
+        "given back within its window"
+    );
 }
 
 pub async fn concurrent_acquires_never_exceed_the_limit(store: impl Store) {
@@ -355,10 +409,16 @@ pub async fn purge_removes_only_what_no_longer_matters(store: impl Store) {
     let (ended, running) = (Uuid::new_v4(), Uuid::new_v4());
     let mut old_token = refresh_token(1, ended, user);
     old_token.expires_at = now() + Duration::hours(12);
-    store.insert(&old_token, None, &[]).await.unwrap();
+    store
+        .insert(&old_token, None, GiveBack::NONE)
+        .await
+        .unwrap();
     let mut live_token = refresh_token(2, running, user);
     live_token.expires_at = later + Duration::hours(1);
-    store.insert(&live_token, None, &[]).await.unwrap();
+    store
+        .insert(&live_token, None, GiveBack::NONE)
+        .await
+        .unwrap();
 
     assert_eq!(store.purge(later, Duration::days(1)).await.unwrap(), 3);
     assert_eq!(store.family_of(&[0; 32], Some(ended)).await.unwrap(), None);

@@ -105,7 +105,11 @@ pub async fn set_password_replaces_the_hash_verifies_ends_sessions_and_queues_th
     let at = now() + Duration::milliseconds(400);
     let hash = PasswordHash::new("$argon2id$v=19$new".into());
     store
-        .insert(&refresh_token(1, Uuid::new_v4(), user.id), None, &[])
+        .insert(
+            &refresh_token(1, Uuid::new_v4(), user.id),
+            None,
+            GiveBack::NONE,
+        )
         .await
         .unwrap();
     assert_eq!(store.sessions(user.id, now()).await.unwrap().len(), 1);
@@ -121,7 +125,7 @@ pub async fn set_password_replaces_the_hash_verifies_ends_sessions_and_queues_th
             at,
             &event(AuditKind::PasswordReset),
             Some(&notice),
-            &[],
+            GiveBack::NONE,
         )
         .await
         .unwrap();
@@ -147,7 +151,7 @@ pub async fn set_password_replaces_the_hash_verifies_ends_sessions_and_queues_th
             at,
             &event(AuditKind::PasswordReset),
             None,
-            &[],
+            GiveBack::NONE,
         )
         .await
         .unwrap();
@@ -177,7 +181,11 @@ pub async fn deleting_an_account_erases_everything_personal(store: impl Store) {
     mine.email = Some(email(address));
     store.add(&otp, &mail_for(&otp), &mine).await.unwrap();
     store
-        .insert(&refresh_token(1, Uuid::new_v4(), user.id), None, &[])
+        .insert(
+            &refresh_token(1, Uuid::new_v4(), user.id),
+            None,
+            GiveBack::NONE,
+        )
         .await
         .unwrap();
     let one = Limit {
@@ -361,7 +369,7 @@ async fn change_password(store: &impl Store, user: UserId, hash: &PasswordHash, 
             now(),
             &event(AuditKind::PasswordChanged),
             None,
-            &[key],
+            counted_now(&[key]),
         )
         .await
         .unwrap();
