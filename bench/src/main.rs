@@ -76,8 +76,8 @@ struct Args {
     #[arg(long, env = "BENCH_PYTHON", default_value = "python3")]
     python: PathBuf,
     /// PostgreSQL and MariaDB as if on another host: passcode reaches them through a
-    /// relay that holds every chunk this many milliseconds each way (at least; the
-    /// timer counts whole milliseconds). 0: directly.
+    /// relay that holds every chunk this many milliseconds each way (at least, and a
+    /// fraction of a millisecond more). 0: directly.
     #[arg(long, default_value_t = 0)]
     db_delay_ms: u64,
 }

@@ -8,10 +8,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 /// Starts a relay to the host and port of `url` (`scheme://[user@]host:port/...`) and
 /// returns `url` pointed at the relay instead. The relay runs until the runtime ends.
@@ -50,42 +47,101 @@ fn split_authority(url: &str) -> anyhow::Result<(&str, &str, &str)> {
     Ok((&url[..host_start], host_port, &url[authority_end..]))
 }
 
+/// Relays on threads of its own, each direction a reader and a writer: the writer
+/// sleeps with the operating system's timer (tens of microseconds late), where the
+/// runtime's timer counts whole milliseconds and would hold a chunk up to 1 ms longer.
 async fn relay(client: TcpStream, server: TcpStream, delay: Duration) {
-    let _ = (client.set_nodelay(true), server.set_nodelay(true));
-    let (client_read, client_write) = client.into_split();
-    let (server_read, server_write) = server.into_split();
-    tokio::join!(
-        one_way(client_read, server_write, delay),
-        one_way(server_read, client_write, delay)
-    );
+    let (Ok(client), Ok(server)) = (client.into_std(), server.into_std()) else {
+        return;
+    };
+    let _ = std::thread::Builder::new()
+        .name("relay".to_owned())
+        .spawn(move || {
+            let sockets = [&client, &server];
+            for socket in sockets {
+                let _ = (socket.set_nonblocking(false), socket.set_nodelay(true));
+            }
+            std::thread::scope(|scope| {
+                scope.spawn(|| one_way(&client, &server, delay));
+                one_way(&server, &client, delay);
+            });
+        });
 }
 
-/// Reads chunks as they come and writes each `delay` after it arrived, in order.
-async fn one_way(
-    mut from: impl AsyncReadExt + Unpin,
-    mut to: impl AsyncWriteExt + Unpin,
-    delay: Duration,
-) {
-    let (held, mut due) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
-    let reading = async move {
+/// Reads chunks from `from` as they come and writes each to `to` `delay` after it
+/// arrived, in order; ends `to`'s writing once `from` ends.
+fn one_way(from: &std::net::TcpStream, to: &std::net::TcpStream, delay: Duration) {
+    use std::io::{Read, Write};
+    let (held, due) = std::sync::mpsc::channel::<(std::time::Instant, Vec<u8>)>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut to = to;
+            while let Ok((at, chunk)) = due.recv() {
+                std::thread::sleep(at.saturating_duration_since(std::time::Instant::now()));
+                if to.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown(std::net::Shutdown::Write);
+        });
+        let mut from = from;
         let mut buffer = vec![0; 64 * 1024];
-        while let Ok(read @ 1..) = from.read(&mut buffer).await {
+        while let Ok(read @ 1..) = from.read(&mut buffer) {
+            let arrived = std::time::Instant::now();
             if held
-                .send((Instant::now() + delay, buffer[..read].to_vec()))
+                .send((arrived + delay, buffer[..read].to_vec()))
                 .is_err()
             {
                 break;
             }
         }
-    };
-    let writing = async move {
-        while let Some((at, chunk)) = due.recv().await {
-            tokio::time::sleep_until(at).await;
-            if to.write_all(&chunk).await.is_err() {
-                break;
+        drop(held);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+
+    /// Each chunk is held at least the delay each way, in order and whole; the
+    /// figures (how much longer) are printed, not asserted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_round_trip_through_the_relay_takes_the_delay_each_way() {
+        let echo = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("postgres://u@{}/db", echo.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (mut socket, _) = echo.accept().unwrap();
+            let mut buffer = [0; 64];
+            while let Ok(read @ 1..) = socket.read(&mut buffer) {
+                socket.write_all(&buffer[..read]).unwrap();
             }
-        }
-        let _ = to.shutdown().await;
-    };
-    tokio::join!(reading, writing);
+        });
+        let delay = Duration::from_millis(1);
+        let relayed = super::delayed(&url, delay).await.unwrap();
+        let address = relayed["postgres://u@".len()..relayed.len() - "/db".len()].to_owned();
+        let trips = tokio::task::spawn_blocking(move || {
+            let mut socket = std::net::TcpStream::connect(address).unwrap();
+            socket.set_nodelay(true).unwrap();
+            (0..200u8)
+                .map(|n| {
+                    let started = Instant::now();
+                    socket.write_all(&[n; 8]).unwrap();
+                    let mut answer = [0; 8];
+                    socket.read_exact(&mut answer).unwrap();
+                    assert_eq!(answer, [n; 8]);
+                    started.elapsed()
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap();
+        assert!(trips.iter().all(|trip| *trip >= 2 * delay), "{trips:?}");
+        let mut over: Vec<_> = trips.iter().map(|trip| *trip - 2 * delay).collect();
+        over.sort();
+        println!(
+            "a round trip beyond twice the delay: median {:?}, p99 {:?}, most {:?}",
+            over[100], over[198], over[199]
+        );
+    }
 }
