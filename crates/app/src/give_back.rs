@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use passcode_domain::InfraError;
-use passcode_domain::ports::{Admission, Admissions, Limit, Throttle};
+use passcode_domain::ports::{Admission, Admissions, GiveBack, Limit, Throttle};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
@@ -34,11 +34,20 @@ pub(crate) struct GiveBackLater {
     queue: mpsc::Sender<Queued>,
 }
 
-/// A give-back waiting in the queue: its keys, and when they were counted, so that
-/// one written after its window ended leaves the next window alone.
+/// A give-back waiting in the queue, owned: its keys, and when they were counted, so
+/// that one written after its window ended leaves the next window alone.
 struct Queued {
     keys: Vec<String>,
     reserved_at: DateTime<Utc>,
+}
+
+impl Queued {
+    fn give_back(&self) -> GiveBack<'_> {
+        GiveBack {
+            keys: &self.keys,
+            reserved_at: self.reserved_at,
+        }
+    }
 }
 
 /// The task that writes the queue, to finish at shutdown.
@@ -113,7 +122,7 @@ impl GiveBackTask {
 /// Gives `queued` back, waiting for the store as any write does; tries `TRIES` times.
 async fn write(store: &dyn Throttle, queued: &Queued, pause: Duration) {
     for attempt in 1..=TRIES {
-        match store.release(&queued.keys, queued.reserved_at).await {
+        match store.release(queued.give_back()).await {
             Ok(()) => {
                 metrics::counter!("passcode_give_backs_total", "when" => "later").increment(1);
                 return;
@@ -147,24 +156,20 @@ impl Throttle for GiveBackLater {
         self.inner.acquire_all(budgets, now).await
     }
 
-    async fn release(&self, keys: &[String], reserved_at: DateTime<Utc>) -> Result<(), InfraError> {
-        self.inner.release(keys, reserved_at).await
+    async fn release<'a>(&self, give_back: GiveBack<'a>) -> Result<(), InfraError> {
+        self.inner.release(give_back).await
     }
 
     /// `true` once the tries are given back or queued to be; `false` (or the store's
     /// error) only when the queue is full.
-    async fn release_at_once(
-        &self,
-        keys: &[String],
-        reserved_at: DateTime<Utc>,
-    ) -> Result<bool, InfraError> {
-        let now = self.inner.release_at_once(keys, reserved_at).await;
+    async fn release_at_once<'a>(&self, give_back: GiveBack<'a>) -> Result<bool, InfraError> {
+        let now = self.inner.release_at_once(give_back).await;
         if let Ok(true) = now {
             return now;
         }
         let queued = Queued {
-            keys: keys.to_vec(),
-            reserved_at,
+            keys: give_back.keys.to_vec(),
+            reserved_at: give_back.reserved_at,
         };
         match self.queue.try_send(queued) {
             Ok(()) => Ok(true),
@@ -240,11 +245,7 @@ mod tests {
         ) -> Result<Admissions, InfraError> {
             unreachable!("the queue only gives back")
         }
-        async fn release(
-            &self,
-            keys: &[String],
-            reserved_at: DateTime<Utc>,
-        ) -> Result<(), InfraError> {
+        async fn release<'a>(&self, give_back: GiveBack<'a>) -> Result<(), InfraError> {
             let _turn = self.freed.acquire().await.unwrap();
             if self
                 .failures
@@ -253,18 +254,14 @@ mod tests {
             {
                 return Err(InfraError::Unavailable(anyhow::anyhow!("the store failed")));
             }
-            self.released.lock().unwrap().push(keys.to_vec());
-            self.store.release(keys, reserved_at).await
+            self.released.lock().unwrap().push(give_back.keys.to_vec());
+            self.store.release(give_back).await
         }
-        async fn release_at_once(
-            &self,
-            keys: &[String],
-            reserved_at: DateTime<Utc>,
-        ) -> Result<bool, InfraError> {
+        async fn release_at_once<'a>(&self, give_back: GiveBack<'a>) -> Result<bool, InfraError> {
             if self.busy.load(Ordering::SeqCst) {
                 return Ok(false);
             }
-            self.store.release_at_once(keys, reserved_at).await
+            self.store.release_at_once(give_back).await
         }
         async fn purge(&self, _: DateTime<Utc>, _: chrono::Duration) -> Result<u64, InfraError> {
             unreachable!("the queue only gives back")
@@ -311,6 +308,14 @@ mod tests {
         store.acquire(&keys()[0], ONE, now()).await.unwrap() == Admission::Allowed
     }
 
+    /// `keys`, counted at `at`, to give back.
+    fn counted(keys: &[String], at: DateTime<Utc>) -> GiveBack<'_> {
+        GiveBack {
+            keys,
+            reserved_at: at,
+        }
+    }
+
     fn keys() -> Vec<String> {
         vec![
             "login:ada@example.com:10.0.0.1".into(),
@@ -322,7 +327,7 @@ mod tests {
         let budgets: Vec<_> = keys().into_iter().map(|key| (key, ONE)).collect();
         match store.acquire_all(&budgets, now).await.unwrap() {
             Admissions::Allowed => {
-                store.release(&keys(), now).await.unwrap();
+                store.release(counted(&keys(), now)).await.unwrap();
                 false
             }
             Admissions::Denied { .. } => true,
@@ -351,7 +356,10 @@ mod tests {
         assert!(spent(store.as_ref(), now()).await, "the try is counted");
 
         assert!(
-            later.release_at_once(&keys(), now()).await.unwrap(),
+            later
+                .release_at_once(counted(&keys(), now()))
+                .await
+                .unwrap(),
             "queued"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -403,7 +411,12 @@ mod tests {
             store, busy, later, ..
         } = &fixture(TRIES - 1, 8).await;
         assert!(counts(store.as_ref()).await);
-        assert!(later.release_at_once(&keys()[..1], now()).await.unwrap());
+        assert!(
+            later
+                .release_at_once(counted(&keys()[..1], now()))
+                .await
+                .unwrap()
+        );
         busy.free();
         eventually("given back on the last try", async || {
             counts(store.as_ref()).await
@@ -421,14 +434,27 @@ mod tests {
         let Fixture { busy, later, .. } = &fixture(0, 1).await;
         // The task takes the first off the queue and waits for the store with it; the
         // second fills the queue.
-        assert!(later.release_at_once(&keys(), now()).await.unwrap());
+        assert!(
+            later
+                .release_at_once(counted(&keys(), now()))
+                .await
+                .unwrap()
+        );
         eventually("the first taken off the queue", async || {
             later.queue.capacity() == 1
         })
         .await;
-        assert!(later.release_at_once(&keys(), now()).await.unwrap());
         assert!(
-            !later.release_at_once(&keys(), now()).await.unwrap(),
+            later
+                .release_at_once(counted(&keys(), now()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !later
+                .release_at_once(counted(&keys(), now()))
+                .await
+                .unwrap(),
             "full"
         );
         busy.free();
@@ -445,7 +471,12 @@ mod tests {
         } = &fixture(0, 8).await;
         busy.free();
         assert!(counts(store.as_ref()).await);
-        assert!(later.release_at_once(&keys()[..1], now()).await.unwrap());
+        assert!(
+            later
+                .release_at_once(counted(&keys()[..1], now()))
+                .await
+                .unwrap()
+        );
         assert!(counts(store.as_ref()).await, "given back at once");
         assert!(
             busy.released.lock().unwrap().is_empty(),
@@ -460,7 +491,7 @@ mod tests {
         assert!(
             fixture
                 .later
-                .release_at_once(&keys()[..1], now())
+                .release_at_once(counted(&keys()[..1], now()))
                 .await
                 .unwrap(),
             "queued"
@@ -487,12 +518,18 @@ mod tests {
         assert_eq!(*busy.released.lock().unwrap(), vec![keys()[..1].to_vec()]);
         assert!(counts(store.as_ref()).await, "given back before the end");
         assert!(
-            later.release_at_once(&keys()[..1], now()).await.unwrap(),
+            later
+                .release_at_once(counted(&keys()[..1], now()))
+                .await
+                .unwrap(),
             "the free store still gives back at once"
         );
         busy.busy.store(true, Ordering::SeqCst);
         assert!(
-            !later.release_at_once(&keys()[..1], now()).await.unwrap(),
+            !later
+                .release_at_once(counted(&keys()[..1], now()))
+                .await
+                .unwrap(),
             "after shutdown nothing is queued"
         );
     }
@@ -502,7 +539,10 @@ mod tests {
         let queued = one_try_queued().await;
         let (store, busy, later) = (&queued.store, &queued.busy, &queued.later);
         assert!(
-            later.release_at_once(&keys()[..1], now()).await.unwrap(),
+            later
+                .release_at_once(counted(&keys()[..1], now()))
+                .await
+                .unwrap(),
             "queued"
         );
         let started = tokio::time::Instant::now();

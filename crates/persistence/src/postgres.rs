@@ -802,7 +802,10 @@ mod tests {
                 .await
                 .unwrap();
             store
-                .release(&["guess:ada@example.com".to_owned()], now)
+                .release(passcode_domain::ports::GiveBack {
+                    keys: &["guess:ada@example.com".to_owned()],
+                    reserved_at: now,
+                })
                 .await
                 .unwrap();
         }

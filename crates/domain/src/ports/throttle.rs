@@ -17,10 +17,10 @@ pub struct Limit {
     pub cooldown: Duration,
 }
 
-/// Events counted on `keys` at `reserved_at` that turned out not to be spent, given
-/// back in another write's transaction (a right password's session, a right code's
-/// spend): each key gets one back as [`Throttle::release`] gives it, never to a window
-/// that began after `reserved_at`.
+/// Events counted on `keys` at `reserved_at` that turned out not to be spent, to give
+/// back on their own ([`Throttle::release`]) or in another write's transaction (a
+/// right password's session, a right code's spend): each key gets one back, never to
+/// a window that began after `reserved_at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GiveBack<'a> {
     /// In the order they were reserved in.
@@ -85,24 +85,19 @@ pub trait Throttle: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Admissions, InfraError>;
 
-    /// Gives back one event counted for each of `keys` at `reserved_at` (reservations
-    /// that turned out not to be spent), in one write, in the order given: the order
-    /// they were reserved in, so that concurrent requests lock them in the same order.
-    /// Never below zero, and never to a window that began after `reserved_at`: that
-    /// window did not count the event, so a late give-back must not free one of its
-    /// own.
-    async fn release(&self, keys: &[String], reserved_at: DateTime<Utc>) -> Result<(), InfraError>;
+    /// Gives back one event of each of `give_back`'s keys, in one write, in the order
+    /// given: the order they were reserved in, so that concurrent requests lock them
+    /// in the same order. Never below zero, and never to a window that began after
+    /// `give_back.reserved_at`: that window did not count the event, so a late
+    /// give-back must not free one of its own.
+    async fn release<'a>(&self, give_back: GiveBack<'a>) -> Result<(), InfraError>;
 
     /// [`Throttle::release`], if the store can write at once (a free connection, and
     /// on SQLite the writer's turn); `Ok(false)` without waiting when it cannot. For
     /// a request that already failed: a give-back that queued again behind the demand
     /// that made it fail would double that demand and the failed answer's wait.
-    async fn release_at_once(
-        &self,
-        keys: &[String],
-        reserved_at: DateTime<Utc>,
-    ) -> Result<bool, InfraError> {
-        self.release(keys, reserved_at).await.map(|()| true)
+    async fn release_at_once<'a>(&self, give_back: GiveBack<'a>) -> Result<bool, InfraError> {
+        self.release(give_back).await.map(|()| true)
     }
 
     /// Deletes limit state and codes that no longer matter at `now` (windows and

@@ -433,10 +433,7 @@ impl AuthService {
 
     /// Gives `reserved` back, waiting for the store as any write does.
     pub(crate) async fn give_back(&self, reserved: &Reserved) -> Result<(), InfraError> {
-        self.ports
-            .throttle
-            .release(&reserved.keys, reserved.at)
-            .await
+        self.ports.throttle.release(reserved.as_give_back()).await
     }
 
     /// `result` of work after `budgets` were reserved that would have given them back
@@ -455,7 +452,7 @@ impl AuthService {
             match self
                 .ports
                 .throttle
-                .release_at_once(&reserved.keys, reserved.at)
+                .release_at_once(reserved.as_give_back())
                 .await
             {
                 Ok(true) => {}

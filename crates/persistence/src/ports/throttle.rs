@@ -15,17 +15,15 @@ macro_rules! throttle {
             use $crate::schema::{otp_codes, outbox, rate_limits, sessions};
             use $crate::time::to_millis;
 
-            /// One event of each of `keys`, counted at `reserved_at`, given back on
-            /// `conn`: one statement for one key, one transaction for several.
+            /// `give_back` on `conn`: one statement for one key, one transaction for
+            /// several.
             async fn release_on(
                 conn: &mut Conn,
-                keys: &[String],
-                reserved_at: DateTime<Utc>,
+                give_back: GiveBack<'_>,
             ) -> Result<(), InfraError> {
                 use diesel_async::AsyncConnection as _;
-                let give_back = GiveBack { keys, reserved_at };
-                if let [key] = keys {
-                    $crate::rows::release_query!(key, to_millis(reserved_at))
+                if let [key] = give_back.keys {
+                    $crate::rows::release_query!(key, to_millis(give_back.reserved_at))
                         .cached()
                         .execute(conn)
                         .await
@@ -65,26 +63,19 @@ macro_rules! throttle {
                     self.acquire_all_tx(budgets, now).await
                 }
 
-                async fn release(
-                    &self,
-                    keys: &[String],
-                    reserved_at: DateTime<Utc>,
-                ) -> Result<(), InfraError> {
+                async fn release<'a>(&self, give_back: GiveBack<'a>) -> Result<(), InfraError> {
                     let mut conn = self.writer().await?;
-                    release_on(&mut conn, keys, reserved_at).await
+                    release_on(&mut conn, give_back).await
                 }
 
-                async fn release_at_once(
+                async fn release_at_once<'a>(
                     &self,
-                    keys: &[String],
-                    reserved_at: DateTime<Utc>,
+                    give_back: GiveBack<'a>,
                 ) -> Result<bool, InfraError> {
                     let Some(mut conn) = self.writer_at_once().await? else {
                         return Ok(false);
                     };
-                    release_on(&mut conn, keys, reserved_at)
-                        .await
-                        .map(|()| true)
+                    release_on(&mut conn, give_back).await.map(|()| true)
                 }
 
                 async fn purge(
@@ -147,7 +138,7 @@ pub(crate) async fn check_release_at_once<S, H>(store: &S, hold: impl AsyncFn(&S
 where
     S: passcode_domain::ports::Throttle,
 {
-    use passcode_domain::ports::{Admission, Limit};
+    use passcode_domain::ports::{Admission, GiveBack, Limit};
     let limit = Limit {
         limit: 1,
         window: chrono::Duration::hours(1),
@@ -155,13 +146,17 @@ where
     };
     let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
     let keys = ["at-once".to_owned()];
+    let give_back = GiveBack {
+        keys: &keys,
+        reserved_at: now,
+    };
     assert_eq!(
         store.acquire(&keys[0], limit, now).await.unwrap(),
         Admission::Allowed
     );
     let held = hold(store).await;
     let answer = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        store.release_at_once(&keys, now).await
+        store.release_at_once(give_back).await
     })
     .await
     .expect("answered without waiting for what is held");
@@ -175,12 +170,12 @@ where
         "the event is still counted"
     );
     assert!(
-        store.release_at_once(&keys, now).await.unwrap(),
+        store.release_at_once(give_back).await.unwrap(),
         "free: given back"
     );
     assert_eq!(
         store.acquire(&keys[0], limit, now).await.unwrap(),
         Admission::Allowed
     );
-    store.release(&keys, now).await.unwrap();
+    store.release(give_back).await.unwrap();
 }

@@ -34,9 +34,9 @@ fn login_of_unverified_account_is_refused_by_default() {
     // The right password was no failure: its budgets are given back, with no session.
     m.throttle
         .expect_release()
-        .withf(|keys, at| keys.len() == 2 && *at == now())
+        .withf(|give_back| give_back.keys.len() == 2 && give_back.reserved_at == now())
         .times(1)
-        .returning(|_, _| Ok(()));
+        .returning(|_| Ok(()));
     m.refresh_tokens.expect_insert().never();
     m.users
         .expect_find_by_email()
@@ -108,11 +108,13 @@ fn fails_and_offers_its_budgets_back(mut m: Mocks, taken: bool) {
     m.throttle
         .expect_release_at_once()
         // By the time they were counted at, so that a later window keeps its own.
-        .withf(|keys, at| {
-            keys.len() == 2 && keys[1] == format!("login:{}", email()) && *at == now()
+        .withf(|give_back| {
+            give_back.keys.len() == 2
+                && give_back.keys[1] == format!("login:{}", email())
+                && give_back.reserved_at == now()
         })
         .times(1)
-        .returning(move |_, _| Ok(taken));
+        .returning(move |_| Ok(taken));
     m.throttle.expect_release().never();
     assert!(matches!(
         login(m),

@@ -130,7 +130,7 @@ impl Mocks {
         self.throttle
             .expect_acquire_all()
             .returning(|_, _| Ok(Admissions::Allowed));
-        self.throttle.expect_release().returning(|_, _| Ok(()));
+        self.throttle.expect_release().returning(|_| Ok(()));
         self.refresh_tokens
             .expect_insert()
             .returning(|_, _, _| Ok(()));
@@ -308,9 +308,9 @@ fn password_proves_right(m: &mut Mocks) {
 fn password_try_given_back(m: &mut Mocks) {
     m.throttle
         .expect_release()
-        .withf(|keys, at| keys == [password_budget()] && *at == now())
+        .withf(|give_back| give_back.keys == [password_budget()] && give_back.reserved_at == now())
         .times(1)
-        .returning(|_, _| Ok(()));
+        .returning(|_| Ok(()));
 }
 
 /// Its password's try given back after a failed write, once, and only if the store
@@ -318,9 +318,9 @@ fn password_try_given_back(m: &mut Mocks) {
 fn password_try_given_back_after_failure(m: &mut Mocks) {
     m.throttle
         .expect_release_at_once()
-        .withf(|keys, at| keys == [password_budget()] && *at == now())
+        .withf(|give_back| give_back.keys == [password_budget()] && give_back.reserved_at == now())
         .times(1)
-        .returning(|_, _| Ok(true));
+        .returning(|_| Ok(true));
     m.throttle.expect_release().never();
 }
 

@@ -66,9 +66,14 @@ fn now() -> DateTime<Utc> {
 
 /// `keys` to give back, counted at `now()`.
 fn counted_now(keys: &[String]) -> GiveBack<'_> {
+    counted_at(keys, now())
+}
+
+/// `keys` to give back, counted at `at`.
+fn counted_at(keys: &[String], at: DateTime<Utc>) -> GiveBack<'_> {
     GiveBack {
         keys,
-        reserved_at: now(),
+        reserved_at: at,
     }
 }
 

@@ -63,7 +63,7 @@ pub async fn throttle_release_gives_back_one_event_of_each_key(store: impl Store
             Admission::Denied { .. }
         ));
     }
-    store.release(&keys[..1], now()).await.unwrap();
+    store.release(counted_now(&keys[..1])).await.unwrap();
     assert_eq!(
         store.acquire("k", per_hour(1), now()).await.unwrap(),
         Admission::Allowed
@@ -77,10 +77,11 @@ pub async fn throttle_release_gives_back_one_event_of_each_key(store: impl Store
     );
     // Both at once, one event each; an unknown key, or one at zero, is no error.
     store
-        .release(
-            &[keys[0].clone(), keys[1].clone(), "unknown".to_owned()],
-            now(),
-        )
+        .release(counted_now(&[
+            keys[0].clone(),
+            keys[1].clone(),
+            "unknown".to_owned(),
+        ]))
         .await
         .unwrap();
     for key in &keys {
@@ -90,8 +91,8 @@ pub async fn throttle_release_gives_back_one_event_of_each_key(store: impl Store
             "{key}"
         );
     }
-    store.release(&keys, now()).await.unwrap();
-    store.release(&keys, now()).await.unwrap();
+    store.release(counted_now(&keys)).await.unwrap();
+    store.release(counted_now(&keys)).await.unwrap();
     for key in &keys {
         assert_eq!(
             store.acquire(key, per_hour(1), now()).await.unwrap(),
@@ -121,9 +122,9 @@ pub async fn a_late_give_back_leaves_a_later_window_its_events(store: impl Store
             );
         }
     }
-    store.release(&keys[..1], now()).await.unwrap();
-    store.release(&keys, now()).await.unwrap();
-    assert!(store.release_at_once(&keys, now()).await.unwrap());
+    store.release(counted_now(&keys[..1])).await.unwrap();
+    store.release(counted_now(&keys)).await.unwrap();
+    assert!(store.release_at_once(counted_now(&keys)).await.unwrap());
     for key in &keys {
         assert!(
             matches!(
@@ -134,8 +135,13 @@ pub async fn a_late_give_back_leaves_a_later_window_its_events(store: impl Store
         );
     }
     // The window began at `next`: a reservation counted then is in it.
-    store.release(&keys[..1], next).await.unwrap();
-    assert!(store.release_at_once(&keys[1..], next).await.unwrap());
+    store.release(counted_at(&keys[..1], next)).await.unwrap();
+    assert!(
+        store
+            .release_at_once(counted_at(&keys[1..], next))
+            .await
+            .unwrap()
+    );
     for key in &keys {
         assert_eq!(
             store.acquire(key, per_hour(1), next).await.unwrap(),
@@ -181,7 +187,10 @@ pub async fn acquire_all_counts_on_every_budget_or_on_none(store: impl Store) {
         Admission::Allowed,
         "the ceiling's second event is still free"
     );
-    store.release(&["share".to_owned()], now()).await.unwrap();
+    store
+        .release(counted_now(&["share".to_owned()]))
+        .await
+        .unwrap();
     assert_eq!(
         store.acquire_all(&pair(2, 3), now()).await.unwrap(),
         Admissions::Allowed
@@ -240,7 +249,7 @@ pub async fn concurrent_reserves_and_releases_all_succeed(store: impl Store) {
                         store.acquire_all(&budgets, now()).await.unwrap(),
                         Admissions::Allowed
                     );
-                    store.release(&keys, now()).await.unwrap();
+                    store.release(counted_now(&keys)).await.unwrap();
                 }
             })
         })
@@ -336,10 +345,6 @@ pub async fn a_late_give_back_in_a_write_leaves_a_later_window_its_events(store:
     let (user, _) = account(&store, "ada@example.com").await;
     let keys = ["k".to_owned()];
     let next = now() + Duration::hours(1);
-    let at = |reserved_at| GiveBack {
-        keys: &keys,
-        reserved_at,
-    };
     for when in [now(), next] {
         assert_eq!(
             store.acquire(&keys[0], per_hour(1), when).await.unwrap(),
@@ -353,19 +358,27 @@ pub async fn a_late_give_back_in_a_write_leaves_a_later_window_its_events(store:
         )
     };
     store
-        .insert(&refresh_token(1, Uuid::new_v4(), user), None, at(now()))
+        .insert(
+            &refresh_token(1, Uuid::new_v4(), user),
+            None,
+            counted_now(&keys),
+        )
         .await
         .unwrap();
     assert!(still_counted().await, "a session's late give-back");
     let hash = PasswordHash::new("$argon2id$v=19$late".into());
     let changed = event(AuditKind::PasswordChanged);
     store
-        .set_password(user, &hash, false, next, &changed, None, at(now()))
+        .set_password(user, &hash, false, next, &changed, None, counted_now(&keys))
         .await
         .unwrap();
     assert!(still_counted().await, "a password set's late give-back");
     store
-        .insert(&refresh_token(2, Uuid::new_v4(), user), None, at(next))
+        .insert(
+            &refresh_token(2, Uuid::new_v4(), user),
+            None,
+            counted_at(&keys, next),
+        )
         .await
         .unwrap();
     assert_eq!(
