@@ -16,7 +16,13 @@ pub async fn delayed(url: &str, delay: Duration) -> anyhow::Result<String> {
     let (before, host_port, after) = split_authority(url)?;
     let target = host_port.to_owned();
     let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let relayed = format!("{before}{}{after}", listener.local_addr()?);
+    let mut relayed = format!("{before}{}{after}", listener.local_addr()?);
+    if relayed.starts_with("mysql://") {
+        // MariaDB's client, reaching a server on loopback over TCP, otherwise moves to
+        // the server's Unix socket, past the relay.
+        relayed.push(if relayed.contains('?') { '&' } else { '?' });
+        relayed.push_str("prefer_socket=false");
+    }
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
             let target = target.clone();
