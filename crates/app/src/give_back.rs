@@ -316,6 +316,15 @@ mod tests {
         }
     }
 
+    /// Offers the first key's try, counted at `now()`, back through `later`: whether
+    /// it was given back or queued.
+    async fn offer_first(later: &GiveBackLater) -> bool {
+        later
+            .release_at_once(counted(&keys()[..1], now()))
+            .await
+            .unwrap()
+    }
+
     fn keys() -> Vec<String> {
         vec![
             "login:ada@example.com:10.0.0.1".into(),
@@ -411,12 +420,7 @@ mod tests {
             store, busy, later, ..
         } = &fixture(TRIES - 1, 8).await;
         assert!(counts(store.as_ref()).await);
-        assert!(
-            later
-                .release_at_once(counted(&keys()[..1], now()))
-                .await
-                .unwrap()
-        );
+        assert!(offer_first(later).await);
         busy.free();
         eventually("given back on the last try", async || {
             counts(store.as_ref()).await
@@ -471,12 +475,7 @@ mod tests {
         } = &fixture(0, 8).await;
         busy.free();
         assert!(counts(store.as_ref()).await);
-        assert!(
-            later
-                .release_at_once(counted(&keys()[..1], now()))
-                .await
-                .unwrap()
-        );
+        assert!(offer_first(later).await);
         assert!(counts(store.as_ref()).await, "given back at once");
         assert!(
             busy.released.lock().unwrap().is_empty(),
@@ -488,14 +487,7 @@ mod tests {
     async fn one_try_queued() -> Fixture {
         let fixture = fixture(0, 8).await;
         assert!(counts(fixture.store.as_ref()).await);
-        assert!(
-            fixture
-                .later
-                .release_at_once(counted(&keys()[..1], now()))
-                .await
-                .unwrap(),
-            "queued"
-        );
+        assert!(offer_first(&fixture.later).await, "queued");
         fixture
     }
 
@@ -518,18 +510,12 @@ mod tests {
         assert_eq!(*busy.released.lock().unwrap(), vec![keys()[..1].to_vec()]);
         assert!(counts(store.as_ref()).await, "given back before the end");
         assert!(
-            later
-                .release_at_once(counted(&keys()[..1], now()))
-                .await
-                .unwrap(),
+            offer_first(later).await,
             "the free store still gives back at once"
         );
         busy.busy.store(true, Ordering::SeqCst);
         assert!(
-            !later
-                .release_at_once(counted(&keys()[..1], now()))
-                .await
-                .unwrap(),
+            !offer_first(later).await,
             "after shutdown nothing is queued"
         );
     }
@@ -538,13 +524,7 @@ mod tests {
     async fn shutdown_waits_for_a_busy_store_only_so_long() {
         let queued = one_try_queued().await;
         let (store, busy, later) = (&queued.store, &queued.busy, &queued.later);
-        assert!(
-            later
-                .release_at_once(counted(&keys()[..1], now()))
-                .await
-                .unwrap(),
-            "queued"
-        );
+        assert!(offer_first(later).await, "queued");
         let started = tokio::time::Instant::now();
         queued.task.finish(Duration::from_millis(300)).await;
         let took = started.elapsed();
