@@ -9,20 +9,26 @@
 //! machine's speed drifts by a third within minutes, so only adjacent measurements make
 //! a ratio). `bench/run.sh` builds, starts PostgreSQL and MariaDB and runs it.
 
+mod argon;
 mod load;
 mod relay;
+mod report;
 mod scripts;
 mod server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use serde_json::json;
 
+use crate::argon::{Memory, RawArgon2, argon2_rate};
 use crate::load::{Call, Outcome, Script};
+use crate::report::{
+    Report, Row, analyzed, cpu_budget, database_cpu_per_answer, ratios, writes_per_answer,
+};
 use crate::scripts::{Answered, Probe, RefreshChain, Register, ResendNew};
 use crate::server::{Limits, MailSink, Passcode};
 
@@ -35,9 +41,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The password every benchmark account has (strong enough for the default policy).
 pub const PASSWORD: &str = "bench Correct Horse 7 battery staple";
-/// The raw argon2id measurement's salt (16 bytes).
-const SALT: &[u8] = b"bench-salt-16byt";
-
 #[derive(Debug, Parser)]
 #[command(about = "Load benchmark of passcode (and, with --compare, of another service)")]
 struct Args {
@@ -88,31 +91,6 @@ enum MailArg {
     File,
 }
 
-/// One row of a report.
-struct Row {
-    scenario: &'static str,
-    outcome: Outcome,
-    note: String,
-    /// The compared service's rate on the same scenario, measured right before and
-    /// right after this row (see `Bench::paired`).
-    around: Option<(f64, f64)>,
-    /// For passcode's login and register: raw argon2id measured right before and
-    /// right after this row (see `Bench::bracketed`).
-    hashing_around: Option<(RawArgon2, RawArgon2)>,
-}
-
-impl Row {
-    fn new(scenario: &'static str, outcome: Outcome) -> Self {
-        Self {
-            scenario,
-            outcome,
-            note: String::new(),
-            around: None,
-            hashing_around: None,
-        }
-    }
-}
-
 /// Whether `Bench::common` measures the cheap scenarios, and paired with what.
 enum Cheap<'a> {
     /// Not here: the compared service's are measured around passcode's.
@@ -126,62 +104,6 @@ struct Reference {
     target: Target<'static>,
     accounts: Vec<(String, String)>,
     pending: Vec<String>,
-}
-
-struct Report {
-    title: String,
-    rows: Vec<Row>,
-    footer: Vec<String>,
-}
-
-impl Report {
-    fn print(&mut self) {
-        println!("\n== {}", self.title);
-        println!(
-            "{:<44} {:>9} {:>8} {:>8} {:>10}  statuses",
-            "scenario", "req/s", "p50 ms", "p99 ms", "CPU µs/req"
-        );
-        for row in &mut self.rows {
-            let rate = row.outcome.rate();
-            let p50 = row.outcome.percentile_ms(0.50);
-            let p99 = row.outcome.percentile_ms(0.99);
-            let cpu = row
-                .outcome
-                .server_cpu_us()
-                .map_or_else(|| "-".to_owned(), |us| format!("{us:.0}"));
-            println!(
-                "{:<44} {:>9.1} {:>8.2} {:>8.2} {:>10}  {}{}{}",
-                row.scenario,
-                rate,
-                p50,
-                p99,
-                cpu,
-                row.outcome.statuses_text(),
-                if row.note.is_empty() {
-                    String::new()
-                } else {
-                    format!("  ({})", row.note)
-                },
-                // Above a percent: the host slowed this machine, and this row with it.
-                match row.outcome.steal {
-                    Some(share) if share >= 0.01 => {
-                        format!("  [host took {:.0}% of the CPU time]", share * 100.0)
-                    }
-                    _ => String::new(),
-                }
-            );
-        }
-        for line in &self.footer {
-            println!("{line}");
-        }
-    }
-
-    fn rate_of(&self, scenario: &str) -> Option<f64> {
-        self.rows
-            .iter()
-            .find(|r| r.scenario == scenario)
-            .map(|r| r.outcome.rate())
-    }
 }
 
 const WRONG: &str = "validate-otp, wrong code, fully checked";
@@ -750,241 +672,6 @@ fn local_port(url: &str) -> Option<u16> {
         .flatten()
 }
 
-/// The database server's CPU time per answer in each row that measured it: what the
-/// database adds to each answer on the same cores (the login and register ratios
-/// count it; a production database has cores of its own).
-fn database_cpu_per_answer(backend: &str, rows: &[Row]) -> Option<String> {
-    let measured: Vec<String> = rows
-        .iter()
-        .filter_map(|row| {
-            Some(format!(
-                "{} {:.0}",
-                row.scenario,
-                row.outcome.database_cpu_us()?
-            ))
-        })
-        .collect();
-    (!measured.is_empty()).then(|| {
-        format!(
-            "the {backend} server's CPU per answer, µs (its processes on this machine): {}",
-            measured.join(", ")
-        )
-    })
-}
-
-/// PostgreSQL's writing transactions per answer in each row that counted them: the
-/// requests' commits, and whatever the server wrote besides (its mail worker's).
-#[allow(clippy::cast_precision_loss)]
-fn writes_per_answer(rows: &[Row]) -> String {
-    let counted: Vec<String> = rows
-        .iter()
-        .filter_map(|row| {
-            let writes = row.outcome.writes?;
-            let answers = row.outcome.requests().max(1);
-            Some(format!(
-                "{} {:.2}",
-                row.scenario,
-                writes as f64 / answers as f64
-            ))
-        })
-        .collect();
-    if counted.is_empty() {
-        return "writing transactions per answer: not counted (`psql` did not answer)".into();
-    }
-    format!(
-        "writing transactions per answer (txid_current() around each row; with the mail \
-         worker's): {}",
-        counted.join(", ")
-    )
-}
-
-/// Where the machine's CPU went per answer of a hashing row (register): what all its
-/// cores could give each answer at the row's rate, and how much of it passcode (a raw
-/// hash's share apart), the SMTP server and the database server took. The rest is the
-/// load generator, the kernel's own work and idle time. The SMTP server's CPU is its
-/// average per mail over its life, nearly all of it in this row.
-fn cpu_budget(outcome: &Outcome, hash_us: Option<f64>, smtp_us: Option<f64>) -> Option<String> {
-    #[allow(clippy::cast_precision_loss)]
-    let cores = std::thread::available_parallelism().ok()?.get() as f64;
-    let rate = outcome.rate();
-    if rate <= 0.0 {
-        return None;
-    }
-    let ms = |us: f64| us / 1000.0;
-    let available = cores * 1e6 / rate;
-    let server = outcome.server_cpu_us()?;
-    let mut parts = vec![format!(
-        "passcode {:.1}{}",
-        ms(server),
-        hash_us.map_or(String::new(), |hash| format!(
-            " (a raw hash {:.1})",
-            ms(hash)
-        ))
-    )];
-    let mut used = server;
-    if let Some(smtp) = smtp_us {
-        parts.push(format!("the SMTP server {:.1}", ms(smtp)));
-        used += smtp;
-    }
-    if let Some(database) = outcome.database_cpu_us() {
-        parts.push(format!("the database server {:.1}", ms(database)));
-        used += database;
-    }
-    Some(format!(
-        "register, CPU per answer in ms: {:.1} on {cores} cores at its rate; {}; the rest \
-         {:.1} (the load generator, the kernel, idle)",
-        ms(available),
-        parts.join(", "),
-        ms(available - used)
-    ))
-}
-
-/// Whether each row's warm-up brought PostgreSQL's statistics up to date.
-fn analyzed(rows: &[Row]) -> String {
-    let missed: Vec<&str> = rows
-        .iter()
-        .filter(|row| row.outcome.writes.is_some() && !row.outcome.analyzed)
-        .map(|row| row.scenario)
-        .collect();
-    if missed.is_empty() {
-        "statistics: ANALYZE halfway through the warm-up of each row whose writes are counted"
-            .into()
-    } else {
-        format!(
-            "statistics: ANALYZE did not answer in {} (plans may date from emptier tables)",
-            missed.join(", ")
-        )
-    }
-}
-
-/// Raw argon2id on every core, at the configured parameters.
-#[derive(Debug, Clone, Copy)]
-struct RawArgon2 {
-    /// Hashes per second: what login and register can at best reach.
-    per_second: f64,
-    /// CPU time per hash (this process's, which does nothing else meanwhile), where
-    /// `/proc` tells it: unlike the rate, not lowered by the host taking the CPU.
-    cpu_us: Option<f64>,
-    /// This process's memory on transparent huge pages as the measurement ended.
-    huge_kib: Option<u64>,
-}
-
-/// Where raw argon2id's 19 MiB (at the default cost) of working memory comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Memory {
-    /// Allocated once a thread, as passcode's hashing threads do: the rate that login
-    /// and register are measured against.
-    Reused,
-    /// Allocated (and zeroed) for each hash, as `Argon2::hash_password_into` does.
-    PerHash,
-}
-
-/// This process's memory on transparent huge pages (`AnonHugePages`), where Linux tells.
-fn huge_pages_kib() -> Option<u64> {
-    std::fs::read_to_string("/proc/self/smaps_rollup")
-        .ok()?
-        .lines()
-        .find_map(|line| line.strip_prefix("AnonHugePages:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// Measures raw argon2id for 3 s.
-fn argon2_rate(settings: &passcode_app::Settings, memory: Memory) -> anyhow::Result<RawArgon2> {
-    let hashing = &settings.hashing;
-    let params = argon2::Params::new(
-        hashing.memory_kib,
-        hashing.iterations,
-        hashing.parallelism,
-        Some(32),
-    )
-    .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let seconds = 3.0;
-    let cpu_before = load::cpu_time(std::process::id());
-    let start = Instant::now();
-    let all_done = std::sync::Arc::new(std::sync::Barrier::new(threads));
-    let handles: Vec<_> = (0..threads)
-        .map(|thread| {
-            let params = params.clone();
-            let all_done = all_done.clone();
-            std::thread::spawn(move || {
-                let blocks = params.block_count();
-                let argon = argon2::Argon2::new(
-                    argon2::Algorithm::Argon2id,
-                    argon2::Version::V0x13,
-                    params,
-                );
-                let mut reused = match memory {
-                    Memory::Reused => vec![argon2::Block::default(); blocks],
-                    Memory::PerHash => Vec::new(),
-                };
-                let mut out = [0u8; 32];
-                let mut n = 0u32;
-                while start.elapsed().as_secs_f64() < seconds {
-                    let hashed = match memory {
-                        Memory::Reused => argon.hash_password_into_with_memory(
-                            PASSWORD.as_bytes(),
-                            SALT,
-                            &mut out,
-                            &mut reused,
-                        ),
-                        Memory::PerHash => {
-                            argon.hash_password_into(PASSWORD.as_bytes(), SALT, &mut out)
-                        }
-                    };
-                    if hashed.is_ok() {
-                        n += 1;
-                    }
-                }
-                // While every thread still holds its memory.
-                all_done.wait();
-                let huge = (thread == 0).then(huge_pages_kib).flatten();
-                all_done.wait();
-                (n, huge)
-            })
-        })
-        .collect();
-    let mut total = 0u32;
-    let mut huge_kib = None;
-    for handle in handles {
-        let (n, huge) = handle.join().unwrap_or((0, None));
-        total += n;
-        huge_kib = huge_kib.or(huge);
-    }
-    let per_second = f64::from(total) / start.elapsed().as_secs_f64();
-    let cpu_us = cpu_before
-        .zip(load::cpu_time(std::process::id()))
-        .map(|(before, after)| (after - before).as_secs_f64() * 1e6 / f64::from(total.max(1)));
-    Ok(RawArgon2 {
-        per_second,
-        cpu_us,
-        huge_kib,
-    })
-}
-
-/// passcode's rate over the compared service's: for the cheap scenarios, over the mean
-/// of the compared service's rates right before and right after; for login and
-/// register, over its rate at the start.
-fn ratios(reference: &Report, ours: &Report) {
-    println!("\n== ratios: {} / {}", ours.title, reference.title);
-    for scenario in [WRONG, BUDGET, REFRESH, LOGIN, REGISTER] {
-        let Some(row) = ours.rows.iter().find(|r| r.scenario == scenario) else {
-            continue;
-        };
-        let theirs = match row.around {
-            Some((before, after)) => Some(f64::midpoint(before, after)),
-            None => reference.rate_of(scenario),
-        };
-        if let Some(theirs) = theirs {
-            println!("{scenario:<44} {:>7.2}", row.outcome.rate() / theirs);
-        }
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let settings = passcode_app::Settings::load(std::path::Path::new("config"))?;
@@ -1049,41 +736,7 @@ fn experiment_note() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{cpu_budget, local_port};
-    use crate::load::Outcome;
-    use std::time::Duration;
-
-    /// 1,000 answers in 10 s, each costing passcode 15 ms and the database 1.5 ms;
-    /// the SMTP server 1 ms a mail.
-    #[test]
-    fn a_registration_s_cpu_is_shared_out_and_the_rest_is_what_is_left() {
-        let outcome = Outcome {
-            latencies_us: vec![1; 1_000],
-            measured: Duration::from_secs(10),
-            server_cpu: Some(Duration::from_secs(15)),
-            database_cpu: Some(Duration::from_millis(1_500)),
-            ..Outcome::default()
-        };
-        let cores = std::thread::available_parallelism().unwrap().get();
-        #[allow(clippy::cast_precision_loss)]
-        let available = cores as f64 * 10.0;
-        let line = cpu_budget(&outcome, Some(13_000.0), Some(1_000.0)).unwrap();
-        assert_eq!(
-            line,
-            format!(
-                "register, CPU per answer in ms: {available:.1} on {cores} cores at its rate; \
-                 passcode 15.0 (a raw hash 13.0), the SMTP server 1.0, the database server \
-                 1.5; the rest {:.1} (the load generator, the kernel, idle)",
-                available - 17.5
-            )
-        );
-        let without = cpu_budget(&outcome, None, None).unwrap();
-        assert!(without.contains("; passcode 15.0, the database server 1.5; the rest"));
-        assert!(
-            cpu_budget(&Outcome::default(), None, None).is_none(),
-            "no answers"
-        );
-    }
+    use super::local_port;
 
     #[test]
     fn a_database_url_on_this_machine_gives_its_port() {
