@@ -358,19 +358,26 @@ impl AuthService {
         )
     }
 
-    /// Counts one event against each of `budgets` (all or none), then answers them as
-    /// [`Reserved`]; or says how long to wait for the first that refuses.
-    pub(crate) async fn admit_all(
+    /// The refusal this instance remembers for one of `budgets` at `now`, if any: the
+    /// answer without asking the store.
+    pub(crate) fn remembered_denial(
         &self,
         budgets: &[(String, Limit)],
-    ) -> Result<Result<Reserved, Throttled>, InfraError> {
-        let now = self.ports.clock.now();
-        if let Some(throttled) = budgets
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<Throttled> {
+        budgets
             .iter()
             .find_map(|(bucket, _)| self.denials.check(bucket, now))
-        {
-            return Ok(Err(throttled));
-        }
+    }
+
+    /// Counts one event against each of `budgets` (all or none) in the store, then
+    /// answers them as [`Reserved`]; or says how long to wait for the first that
+    /// refuses, and remembers it. Callers ask [`Self::remembered_denial`] first.
+    pub(crate) async fn reserve_all(
+        &self,
+        budgets: &[(String, Limit)],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Result<Reserved, Throttled>, InfraError> {
         Ok(match self.ports.throttle.acquire_all(budgets, now).await? {
             Admissions::Allowed => Ok(Reserved {
                 keys: budgets.iter().map(|(key, _)| key.clone()).collect(),

@@ -253,14 +253,18 @@ fn a_refused_limit_is_answered_from_memory_until_it_ends() {
 #[test]
 fn a_refused_login_budget_is_answered_from_memory_until_it_ends() {
     let mut m = Mocks::new();
-    // The address's ceiling (budget 1) refuses once; after that the store is not asked.
+    // The address's ceiling (budget 1) refuses once; after that the store is not asked,
+    // neither for the budgets nor for the account (read beside the first reservation).
     m.throttle.expect_acquire_all().times(1).returning(|_, _| {
         Ok(Admissions::Denied {
             budget: 1,
             retry_after: Duration::seconds(60),
         })
     });
-    m.users.expect_find_by_email().never();
+    m.users
+        .expect_find_by_email()
+        .times(1)
+        .returning(|_| Ok(Some(user(true))));
     let service = m.service();
     for _ in 0..2 {
         let error = block_on(service.login(LoginInput {

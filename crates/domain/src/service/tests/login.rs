@@ -149,3 +149,78 @@ fn a_login_whose_account_cannot_be_looked_up_gives_its_budgets_back() {
 fn a_failed_login_does_not_wait_to_give_its_budgets_back() {
     fails_and_offers_its_budgets_back(login_reserved(false), false);
 }
+
+/// A throttle whose reservation takes a turn to answer, as a store's round trip does,
+/// and writes down when it begins and when it answers.
+struct TakesATurn(Arc<Mutex<Vec<&'static str>>>);
+
+#[async_trait::async_trait]
+impl Throttle for TakesATurn {
+    async fn acquire(
+        &self,
+        _key: &str,
+        _limit: Limit,
+        _now: DateTime<Utc>,
+    ) -> Result<Admission, InfraError> {
+        Ok(Admission::Allowed)
+    }
+
+    async fn acquire_all(
+        &self,
+        _budgets: &[(String, Limit)],
+        _now: DateTime<Utc>,
+    ) -> Result<Admissions, InfraError> {
+        self.0.lock().unwrap().push("reservation asked");
+        let mut answered = false;
+        futures_util::future::poll_fn(|cx| {
+            if answered {
+                std::task::Poll::Ready(())
+            } else {
+                answered = true;
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        self.0.lock().unwrap().push("reservation answered");
+        Ok(Admissions::Allowed)
+    }
+
+    async fn release<'a>(&self, _give_back: GiveBack<'a>) -> Result<(), InfraError> {
+        Ok(())
+    }
+
+    async fn purge(&self, _now: DateTime<Utc>, _retention: Duration) -> Result<u64, InfraError> {
+        Ok(0)
+    }
+}
+
+/// The account is read while the budgets are being reserved, not after: across a
+/// network that is one round trip less for every login.
+#[test]
+fn a_login_reads_the_account_while_its_budgets_are_reserved() {
+    let steps = Arc::new(Mutex::new(Vec::new()));
+    let mut m = login_reserved(true);
+    let read = steps.clone();
+    m.users.checkpoint();
+    m.users.expect_find_by_email().times(1).returning(move |_| {
+        read.lock().unwrap().push("account read");
+        Ok(Some(user(true)))
+    });
+    m.refresh_tokens
+        .expect_insert()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let service = m.service_with(Arc::new(TakesATurn(steps.clone())));
+    block_on(service.login(LoginInput {
+        email: email(),
+        password: Password::for_login("correct horse battery".into()).unwrap(),
+        client: CLIENT.into(),
+        context: RequestContext::default(),
+    }))
+    .unwrap();
+    assert_eq!(
+        *steps.lock().unwrap(),
+        ["reservation asked", "account read", "reservation answered"]
+    );
+}

@@ -141,6 +141,12 @@ impl Mocks {
     }
 
     fn service(mut self) -> AuthService {
+        let throttle = std::mem::take(&mut self.throttle);
+        self.service_with(Arc::new(throttle))
+    }
+
+    /// The service with `throttle` in place of the mocked one.
+    fn service_with(mut self, throttle: Arc<dyn Throttle>) -> AuthService {
         // The strength estimate runs where the adapter runs hashes; here, in place.
         self.passwords.expect_check().returning(|check| Ok(check()));
         // Failed logins are recorded on their own; tests that check it set their own.
@@ -164,7 +170,7 @@ impl Mocks {
                 outbox: Arc::new(self.outbox),
                 tokens: Arc::new(self.tokens),
                 passwords: Arc::new(self.passwords),
-                throttle: Arc::new(self.throttle),
+                throttle,
                 refresh_tokens: Arc::new(self.refresh_tokens),
                 clock: Arc::new(clock),
                 codes: Arc::new(codes),
