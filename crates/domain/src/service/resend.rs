@@ -23,9 +23,14 @@ impl AuthService {
         if let Some(throttled) = self.send_refused(email, purpose) {
             return Err(throttled.into());
         }
-        let user = self.ports.users.find_by_email(email).await?;
-        // Read for every address alike: the time taken must not depend on the answer.
-        let newest = self.ports.otps.find(email, OtpPurpose::VerifyEmail).await?;
+        // Both read for every address alike, so that the time taken does not depend on
+        // the answer; at once, as neither needs the other's: one round trip's wait.
+        let (user, newest) = futures_util::future::join(
+            self.ports.users.find_by_email(email),
+            self.ports.otps.find(email, OtpPurpose::VerifyEmail),
+        )
+        .await;
+        let (user, newest) = (user?, newest?);
         match user {
             Some(user) if !user.email_verified && user.is_active => {
                 let registration =

@@ -171,17 +171,7 @@ impl Throttle for TakesATurn {
         _now: DateTime<Utc>,
     ) -> Result<Admissions, InfraError> {
         self.0.lock().unwrap().push("reservation asked");
-        let mut answered = false;
-        futures_util::future::poll_fn(|cx| {
-            if answered {
-                std::task::Poll::Ready(())
-            } else {
-                answered = true;
-                cx.waker().wake_by_ref();
-                std::task::Poll::Pending
-            }
-        })
-        .await;
+        a_turn().await;
         self.0.lock().unwrap().push("reservation answered");
         Ok(Admissions::Allowed)
     }
@@ -211,7 +201,8 @@ fn a_login_reads_the_account_while_its_budgets_are_reserved() {
         .expect_insert()
         .times(1)
         .returning(|_, _, _| Ok(()));
-    let service = m.service_with(Arc::new(TakesATurn(steps.clone())));
+    let throttle = Arc::new(TakesATurn(steps.clone()));
+    let service = m.service_with(|ports| ports.throttle = throttle);
     block_on(service.login(LoginInput {
         email: email(),
         password: Password::for_login("correct horse battery".into()).unwrap(),

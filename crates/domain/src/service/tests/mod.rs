@@ -140,13 +140,12 @@ impl Mocks {
         self
     }
 
-    fn service(mut self) -> AuthService {
-        let throttle = std::mem::take(&mut self.throttle);
-        self.service_with(Arc::new(throttle))
+    fn service(self) -> AuthService {
+        self.service_with(|_| {})
     }
 
-    /// The service with `throttle` in place of the mocked one.
-    fn service_with(mut self, throttle: Arc<dyn Throttle>) -> AuthService {
+    /// The service with some of the mocked ports swapped by `swap` for others.
+    fn service_with(mut self, swap: impl FnOnce(&mut Ports)) -> AuthService {
         // The strength estimate runs where the adapter runs hashes; here, in place.
         self.passwords.expect_check().returning(|check| Ok(check()));
         // Failed logins are recorded on their own; tests that check it set their own.
@@ -163,19 +162,21 @@ impl Mocks {
             .expect_generate()
             .with(eq(6))
             .returning(|_| OtpCode::new("123456".into()));
+        let mut ports = Ports {
+            users: Arc::new(self.users),
+            otps: Arc::new(self.otps),
+            outbox: Arc::new(self.outbox),
+            tokens: Arc::new(self.tokens),
+            passwords: Arc::new(self.passwords),
+            throttle: Arc::new(self.throttle),
+            refresh_tokens: Arc::new(self.refresh_tokens),
+            clock: Arc::new(clock),
+            codes: Arc::new(codes),
+            audit: Arc::new(self.audit),
+        };
+        swap(&mut ports);
         AuthService::new(
-            Ports {
-                users: Arc::new(self.users),
-                otps: Arc::new(self.otps),
-                outbox: Arc::new(self.outbox),
-                tokens: Arc::new(self.tokens),
-                passwords: Arc::new(self.passwords),
-                throttle,
-                refresh_tokens: Arc::new(self.refresh_tokens),
-                clock: Arc::new(clock),
-                codes: Arc::new(codes),
-                audit: Arc::new(self.audit),
-            },
+            ports,
             OtpHasher::new(SECRET.to_vec()),
             ServiceSettings {
                 policy: self.policy,
@@ -194,6 +195,22 @@ impl Mocks {
             .expect_hash()
             .returning(|_| Ok(PasswordHash::new("$argon2id$new".into())));
     }
+}
+
+/// One turn of the executor, as a port's answer from across a network takes: pending
+/// once, then ready. Tests of what runs while another port's call is outstanding.
+async fn a_turn() {
+    let mut taken = false;
+    futures_util::future::poll_fn(|cx| {
+        if taken {
+            std::task::Poll::Ready(())
+        } else {
+            taken = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await;
 }
 
 fn register_input() -> RegisterInput {

@@ -54,3 +54,96 @@ fn resend_to_a_verified_deactivated_or_unknown_address_does_the_same_work_and_ma
         block_on(m.service().resend_verification(&email())).unwrap();
     }
 }
+
+/// Accounts whose lookup takes a turn to answer, as a store's round trip does, and
+/// writes down when it is asked and when it answers; nothing else is asked of it.
+struct AccountsTakeATurn(Captured<&'static str>);
+
+#[async_trait::async_trait]
+impl UserRepository for AccountsTakeATurn {
+    async fn create<'a>(
+        &self,
+        _user: &NewUser,
+        _first_code: Option<&'a FirstCode>,
+    ) -> Result<User, CreateUserError> {
+        Err(CreateUserError::EmailTaken)
+    }
+
+    async fn find_by_email(&self, _email: &EmailAddress) -> Result<Option<User>, InfraError> {
+        self.0.lock().unwrap().push("account asked");
+        a_turn().await;
+        self.0.lock().unwrap().push("account answered");
+        Ok(Some(user(false)))
+    }
+
+    async fn find_by_id(&self, _id: UserId) -> Result<Option<User>, InfraError> {
+        Ok(None)
+    }
+
+    async fn mark_email_verified(&self, _id: UserId, _at: DateTime<Utc>) -> Result<(), InfraError> {
+        Ok(())
+    }
+
+    async fn set_active(
+        &self,
+        _id: UserId,
+        _active: bool,
+        _at: DateTime<Utc>,
+        _audit: &AuditEvent,
+    ) -> Result<(), InfraError> {
+        Ok(())
+    }
+
+    async fn delete(
+        &self,
+        _id: UserId,
+        _email: &EmailAddress,
+        _goodbye: &Mail,
+        _now: DateTime<Utc>,
+        _audit: &AuditEvent,
+    ) -> Result<bool, InfraError> {
+        Ok(false)
+    }
+
+    async fn set_password<'a>(
+        &self,
+        _id: UserId,
+        _hash: &PasswordHash,
+        _verify_email: bool,
+        _at: DateTime<Utc>,
+        _audit: &AuditEvent,
+        _notice: Option<&'a Mail>,
+        _give_back: GiveBack<'a>,
+    ) -> Result<(), InfraError> {
+        Ok(())
+    }
+}
+
+/// The address's codes are read while its account is being looked up, not after:
+/// across a network that is one round trip less for every resend.
+#[test]
+fn resend_reads_the_codes_while_the_account_is_looked_up() {
+    let steps = Arc::new(Mutex::new(Vec::new()));
+    let mut m = Mocks::new().unthrottled();
+    let read = steps.clone();
+    m.otps.expect_find().times(1).returning(move |_, _| {
+        read.lock().unwrap().push("codes read");
+        Ok(None)
+    });
+    let (sent, _) = capture(&mut m);
+    let accounts = Arc::new(AccountsTakeATurn(steps.clone()));
+    block_on(
+        m.service_with(|ports| ports.users = accounts)
+            .resend_verification(&email()),
+    )
+    .unwrap();
+    assert_eq!(
+        sent.lock().unwrap().len(),
+        1,
+        "the account waits for its code"
+    );
+    assert_eq!(
+        *steps.lock().unwrap(),
+        ["account asked", "codes read", "account answered"]
+    );
+}
