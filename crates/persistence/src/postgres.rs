@@ -117,6 +117,8 @@ impl PgStore {
 // The ports, one macro each (crate::ports), over the dialect of RETURNING and ON CONFLICT
 // with this backend's claim of the outbox.
 ports::returning_dialect!(crate::outbox_rows::CLAIM_POSTGRES);
+// `PgStore::issue_tx` counts a send limit inside the code's transaction, always.
+const _: () = assert!(dialect::LIMITS_IN_TRANSACTION);
 ports::shared!();
 ports::user_repository!(PgStore);
 ports::otp_store!(PgStore);
@@ -130,7 +132,8 @@ ports::health_check!(PgStore);
 /// The hot paths in fewer round trips: the statements of a guess are pipelined (sent
 /// together, executed in order by the server), between BEGIN and COMMIT or ROLLBACK;
 /// a login's session and a registration's account are sent with their BEGIN and
-/// COMMIT at once; a refresh rotation is one statement.
+/// COMMIT at once, a new code with its BEGIN before its COMMIT or ROLLBACK; a refresh
+/// rotation is one statement.
 mod pipelined {
     use chrono::{DateTime, Utc};
     use diesel::insert_into;
@@ -138,16 +141,19 @@ mod pipelined {
     use diesel_async::pooled_connection::deadpool::Object;
     use diesel_async::{AsyncPgConnection, RunQueryDsl};
     use futures_util::future::BoxFuture;
-    use passcode_domain::ports::{Admissions, CreateUserError, Limit, NewRefreshToken, Tries};
+    use passcode_domain::ports::{
+        Admission, Admissions, CreateUserError, Issue, Limit, NewRefreshToken, Tries,
+    };
     use passcode_domain::{AuditEvent, EmailAddress, InfraError, OtpPurpose};
 
     use super::PgStore;
     use crate::cached::CachedExt as _;
     use crate::error::{create_user_error, query_error};
+    use crate::outbox_rows::NewOutboxRow;
     use crate::rows::{
         Abort, AuditRow, FirstCodeRows, OtpRow, UserRow, acquire_bounds, acquire_query, admissions,
-        attempts_limit, limit_name, new_session_query, open_codes_query, release_query,
-        retry_after, tries,
+        attempts_limit, delete_replaced_codes_query, expire_replaced_mail_query, limit_name,
+        new_session_query, open_codes_query, release_query, retry_after, tries,
     };
     use crate::schema::{audit_events, otp_codes, outbox, rate_limits, users};
     use crate::time::to_millis;
@@ -702,6 +708,70 @@ mod pipelined {
             open.ended();
             created.map_err(create_user_error)?;
             Ok(row)
+        }
+    }
+
+    impl PgStore {
+        /// `OtpStore::replace` and `decoy`'s write (`issue_codes!` runs the same
+        /// statement by statement): BEGIN, the send limit's upsert, the keys given back
+        /// in the order they were reserved in, the earlier codes' waiting mail expired
+        /// and the codes deleted, the row, its mail and the notice, all sent at once;
+        /// then COMMIT, or ROLLBACK if the send limit refused. Two round trips where
+        /// statement by statement took seven (more with keys or a notice).
+        pub(crate) async fn issue_tx(
+            &self,
+            code: &OtpRow,
+            mail: &NewOutboxRow,
+            notice: Option<&NewOutboxRow>,
+            issue: &Issue<'_>,
+            now: DateTime<Utc>,
+        ) -> Result<Admission, InfraError> {
+            let send: Vec<(String, Limit)> = issue
+                .send
+                .iter()
+                .map(|(key, limit)| ((*key).to_owned(), *limit))
+                .collect();
+            let open = HandBegun(Some(self.writer().await?));
+            let conn = open.conn()?;
+            let reserves = upserts(conn, &send, now);
+            let reserved_at = to_millis(issue.give_back.reserved_at);
+            let mut statements: Vec<_> = issue
+                .give_back
+                .keys
+                .iter()
+                .map(|key| on(conn, release_query!(key, reserved_at).cached()))
+                .collect();
+            let (email, purpose) = (code.email.as_str(), code.purpose.as_str());
+            statements.push(on(
+                conn,
+                expire_replaced_mail_query!(email, purpose, "", to_millis(now)),
+            ));
+            statements.push(on(conn, delete_replaced_codes_query!(email, purpose, "")));
+            statements.push(on(
+                conn,
+                insert_into(otp_codes::table).values(code).cached(),
+            ));
+            statements.push(on(conn, insert_into(outbox::table).values(mail).cached()));
+            if let Some(notice) = notice {
+                statements.push(on(conn, insert_into(outbox::table).values(notice).cached()));
+            }
+            // Sent in this order (see `count_try_pipelined`); a refused limit rolls the
+            // rest back.
+            let (_, reserved, _) = tokio::try_join!(
+                control(conn, "BEGIN"),
+                reserves,
+                futures_util::future::try_join_all(statements)
+            )
+            .map_err(query_error)?;
+            let settled = settle(conn, &send, &reserved, now)
+                .await
+                .map_err(query_error)?;
+            open.ended();
+            match settled {
+                Ok(()) => Ok(Admission::Allowed),
+                Err(Abort::Refused(_, retry_after)) => Ok(Admission::Denied { retry_after }),
+                Err(Abort::Query(error)) => Err(query_error(error)),
+            }
         }
     }
 

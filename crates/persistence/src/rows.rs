@@ -205,6 +205,51 @@ macro_rules! release_query {
 }
 pub(crate) use release_query;
 
+/// Expires the waiting mail of the codes of (`$email`, `$purpose`) but `$keep`'s: the
+/// first half of replacing them (`delete_replaced_codes_query!` the second).
+macro_rules! expire_replaced_mail_query {
+    ($email:expr, $purpose:expr, $keep:expr, $now_ms:expr) => {{
+        use diesel::{ExpressionMethods as _, NullableExpressionMethods as _, QueryDsl as _};
+        use passcode_domain::ports::OutboxStatus;
+        use $crate::schema::{otp_codes, outbox};
+        let (email, purpose, keep, now_ms): (&str, &str, &str, i64) =
+            ($email, $purpose, $keep, $now_ms);
+        let doomed = otp_codes::table
+            .filter(otp_codes::email.eq(email))
+            .filter(otp_codes::purpose.eq(purpose))
+            .filter(otp_codes::id.ne(keep))
+            .select(otp_codes::id.nullable());
+        diesel::update(
+            outbox::table
+                .filter(outbox::status.eq(OutboxStatus::Queued.as_str()))
+                .filter(outbox::otp_id.eq_any(doomed)),
+        )
+        .set((
+            outbox::status.eq(OutboxStatus::Expired.as_str()),
+            outbox::payload.eq(None::<String>),
+            outbox::last_error.eq(Some("its code was replaced")),
+            outbox::updated_at.eq(now_ms),
+        ))
+    }};
+}
+pub(crate) use expire_replaced_mail_query;
+
+/// Deletes the codes of (`$email`, `$purpose`) but `$keep`'s.
+macro_rules! delete_replaced_codes_query {
+    ($email:expr, $purpose:expr, $keep:expr) => {{
+        use diesel::{ExpressionMethods as _, QueryDsl as _};
+        use $crate::schema::otp_codes;
+        let (email, purpose, keep): (&str, &str, &str) = ($email, $purpose, $keep);
+        diesel::delete(
+            otp_codes::table
+                .filter(otp_codes::email.eq(email))
+                .filter(otp_codes::purpose.eq(purpose))
+                .filter(otp_codes::id.ne(keep)),
+        )
+    }};
+}
+pub(crate) use delete_replaced_codes_query;
+
 /// The account's id if it still is as `$signed_for` says (`SignedFor`): active, with
 /// that address and verification, and not cutting off tokens issued when the
 /// presented one was (`User::accepts_token_issued_at`).

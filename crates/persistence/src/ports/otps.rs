@@ -5,8 +5,8 @@ macro_rules! otp_store {
     ($store:ty) => {
         const _: () = {
             use self::shared::{
-                audit, delete_codes, erase, give_back, insert_code, move_email, queue, refused,
-                reserve, set_password, start_session,
+                audit, delete_codes, erase, give_back, insert_code, move_email, refused,
+                set_password, start_session,
             };
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
@@ -22,7 +22,7 @@ macro_rules! otp_store {
             use $crate::cached::CachedExt as _;
             use $crate::error::query_error;
             use $crate::outbox_rows::NewOutboxRow;
-            use $crate::rows::{Abort, OtpRow, attempts_limit};
+            use $crate::rows::{OtpRow, attempts_limit};
             use $crate::schema::{otp_codes, users};
             use $crate::time::to_millis;
 
@@ -208,10 +208,8 @@ macro_rules! otp_store {
                 }
             }
 
-            /// Writes a code's (or a decoy's) row and its mail with `issue`, in one
-            /// transaction: the send limit counted first (a refusal rolls everything
-            /// back), `issue`'s keys given back, the earlier codes of the row's address
-            /// and purpose deleted with their waiting mail, the notice queued.
+            /// Writes a code's (or a decoy's) row and its mail with `issue`: the
+            /// backend's `issue_tx` (`issue_codes!`, or PostgreSQL's pipelined one).
             async fn issued(
                 store: &$store,
                 code: &OtpRow,
@@ -223,38 +221,9 @@ macro_rules! otp_store {
                     .notice
                     .map(|notice| NewOutboxRow::new(notice, now, None, &store.mail_key, None))
                     .transpose()?;
-                let mut conn = store.writer().await?;
-                let mut send = issue.send;
-                if !self::dialect::LIMITS_IN_TRANSACTION
-                    && let Some((key, limit)) = send.take()
-                    && let Some(retry_after) = reserve(&mut *conn, key, limit, now)
-                        .await
-                        .map_err(query_error)?
-                {
-                    return Ok(Admission::Denied { retry_after });
-                }
-                let now_ms = to_millis(now);
-                let written = (*conn)
-                    .transaction(async |conn| {
-                        if let Some((key, limit)) = send
-                            && let Some(retry_after) = reserve(conn, key, limit, now).await?
-                        {
-                            return Err(Abort::Refused(0, retry_after));
-                        }
-                        give_back(conn, issue.give_back).await?;
-                        delete_codes(conn, &code.email, &code.purpose, None, now_ms).await?;
-                        insert_code(conn, code, mail).await?;
-                        if let Some(notice) = &notice {
-                            queue(conn, notice).await?;
-                        }
-                        Ok::<(), Abort>(())
-                    })
-                    .await;
-                match written {
-                    Ok(()) => Ok(Admission::Allowed),
-                    Err(Abort::Refused(_, retry_after)) => Ok(Admission::Denied { retry_after }),
-                    Err(Abort::Query(error)) => Err(query_error(error)),
-                }
+                store
+                    .issue_tx(code, mail, notice.as_ref(), issue, now)
+                    .await
             }
 
             /// Gives the spend's budgets back, then spends its code; runs inside the
@@ -365,3 +334,71 @@ macro_rules! otp_store {
 }
 
 pub(crate) use otp_store;
+
+/// `OtpStore::replace` and `decoy`'s write statement by statement, as method `$method`
+/// (SQLite's and MariaDB's; PostgreSQL pipelines the same statements, `postgres.rs`):
+/// in one transaction, the send limit counted first (a refusal rolls everything back),
+/// `issue`'s keys given back, the earlier codes of the row's address and purpose
+/// deleted with their waiting mail, the row and its mail written, the notice queued.
+macro_rules! issue_codes {
+    ($store:ty, $method:ident) => {
+        const _: () = {
+            use self::shared::{delete_codes, give_back, insert_code, queue, reserve};
+            use chrono::{DateTime, Utc};
+            use diesel_async::AsyncConnection;
+            use passcode_domain::InfraError;
+            use passcode_domain::ports::{Admission, Issue};
+            use $crate::error::query_error;
+            use $crate::outbox_rows::NewOutboxRow;
+            use $crate::rows::{Abort, OtpRow};
+            use $crate::time::to_millis;
+
+            impl $store {
+                pub(crate) async fn $method(
+                    &self,
+                    code: &OtpRow,
+                    mail: &NewOutboxRow,
+                    notice: Option<&NewOutboxRow>,
+                    issue: &Issue<'_>,
+                    now: DateTime<Utc>,
+                ) -> Result<Admission, InfraError> {
+                    let mut conn = self.writer().await?;
+                    let mut send = issue.send;
+                    if !self::dialect::LIMITS_IN_TRANSACTION
+                        && let Some((key, limit)) = send.take()
+                        && let Some(retry_after) = reserve(&mut *conn, key, limit, now)
+                            .await
+                            .map_err(query_error)?
+                    {
+                        return Ok(Admission::Denied { retry_after });
+                    }
+                    let now_ms = to_millis(now);
+                    let written = (*conn)
+                        .transaction(async |conn| {
+                            if let Some((key, limit)) = send
+                                && let Some(retry_after) = reserve(conn, key, limit, now).await?
+                            {
+                                return Err(Abort::Refused(0, retry_after));
+                            }
+                            give_back(conn, issue.give_back).await?;
+                            delete_codes(conn, &code.email, &code.purpose, None, now_ms).await?;
+                            insert_code(conn, code, mail).await?;
+                            if let Some(notice) = notice {
+                                queue(conn, notice).await?;
+                            }
+                            Ok::<(), Abort>(())
+                        })
+                        .await;
+                    match written {
+                        Ok(()) => Ok(Admission::Allowed),
+                        Err(Abort::Refused(_, retry_after)) => {
+                            Ok(Admission::Denied { retry_after })
+                        }
+                        Err(Abort::Query(error)) => Err(query_error(error)),
+                    }
+                }
+            }
+        };
+    };
+}
+pub(crate) use issue_codes;

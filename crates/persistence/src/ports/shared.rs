@@ -6,7 +6,6 @@ macro_rules! shared {
             use super::Conn;
             use diesel::prelude::*;
             use diesel_async::RunQueryDsl;
-            use passcode_domain::ports::OutboxStatus;
             use $crate::cached::CachedExt as _;
             use $crate::outbox_rows::NewOutboxRow;
             use $crate::rows::OtpRow;
@@ -274,34 +273,13 @@ macro_rules! shared {
                 keep: Option<&str>,
                 now: i64,
             ) -> Result<(), diesel::result::Error> {
-                let doomed = otp_codes::table
-                    .filter(otp_codes::email.eq(email))
-                    .filter(otp_codes::purpose.eq(purpose))
-                    .filter(otp_codes::id.ne(keep.unwrap_or("")))
-                    .select(otp_codes::id);
-                diesel::update(
-                    outbox::table
-                        .filter(outbox::status.eq(OutboxStatus::Queued.as_str()))
-                        .filter(
-                            outbox::otp_id.eq_any(doomed.clone().select(otp_codes::id.nullable())),
-                        ),
-                )
-                .set((
-                    outbox::status.eq(OutboxStatus::Expired.as_str()),
-                    outbox::payload.eq(None::<String>),
-                    outbox::last_error.eq(Some("its code was replaced")),
-                    outbox::updated_at.eq(now),
-                ))
-                .execute(conn)
-                .await?;
-                diesel::delete(
-                    otp_codes::table
-                        .filter(otp_codes::email.eq(email))
-                        .filter(otp_codes::purpose.eq(purpose))
-                        .filter(otp_codes::id.ne(keep.unwrap_or(""))),
-                )
-                .execute(conn)
-                .await?;
+                let keep = keep.unwrap_or("");
+                $crate::rows::expire_replaced_mail_query!(email, purpose, keep, now)
+                    .execute(conn)
+                    .await?;
+                $crate::rows::delete_replaced_codes_query!(email, purpose, keep)
+                    .execute(conn)
+                    .await?;
                 Ok(())
             }
 
