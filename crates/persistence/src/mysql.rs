@@ -235,7 +235,7 @@ ports::shared!();
 ports::user_repository!(MysqlStore);
 ports::create_user!(MysqlStore, create_user_tx);
 ports::otp_store!(MysqlStore);
-ports::issue_codes!(MysqlStore, issue_tx);
+ports::code_writes!(MysqlStore);
 ports::throttle!(MysqlStore);
 ports::outbox!(MysqlStore);
 ports::refresh_token_store!(MysqlStore);

@@ -712,7 +712,7 @@ mod pipelined {
     }
 
     impl PgStore {
-        /// `OtpStore::replace` and `decoy`'s write (`issue_codes!` runs the same
+        /// `OtpStore::replace` and `decoy`'s write (`code_writes!` runs the same
         /// statement by statement): BEGIN, the send limit's upsert, the keys given back
         /// in the order they were reserved in, the earlier codes' waiting mail expired
         /// and the codes deleted, the row, its mail and the notice, all sent at once;
@@ -772,6 +772,34 @@ mod pipelined {
                 Err(Abort::Refused(_, retry_after)) => Ok(Admission::Denied { retry_after }),
                 Err(Abort::Query(error)) => Err(query_error(error)),
             }
+        }
+    }
+
+    impl PgStore {
+        /// `OtpStore::add`'s write (`code_writes!` runs the same statement by
+        /// statement): BEGIN, the code, its mail, its event and COMMIT in one round
+        /// trip (`in_one_trip`), as a registration's first code is written.
+        pub(crate) async fn add_tx(
+            &self,
+            code: &OtpRow,
+            mail: &NewOutboxRow,
+            event: &AuditEvent,
+        ) -> Result<(), InfraError> {
+            let open = HandBegun(Some(self.writer().await?));
+            let conn = open.conn()?;
+            let event = AuditRow::new(event);
+            let statements = vec![
+                on(conn, insert_into(otp_codes::table).values(code).cached()),
+                on(conn, insert_into(outbox::table).values(mail).cached()),
+                on(
+                    conn,
+                    insert_into(audit_events::table).values(&event).cached(),
+                ),
+            ];
+            let added = in_one_trip(conn, statements).await;
+            // Answered, failed or not: the connection may serve again.
+            open.ended();
+            added.map_err(query_error)
         }
     }
 

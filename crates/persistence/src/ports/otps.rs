@@ -5,8 +5,8 @@ macro_rules! otp_store {
     ($store:ty) => {
         const _: () = {
             use self::shared::{
-                audit, delete_codes, erase, give_back, insert_code, move_email, refused,
-                set_password, start_session,
+                audit, delete_codes, erase, give_back, move_email, refused, set_password,
+                start_session,
             };
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
@@ -59,15 +59,7 @@ macro_rules! otp_store {
                         &self.mail_key,
                         Some(otp.id),
                     )?;
-                    let mut conn = self.writer().await?;
-                    (*conn)
-                        .transaction(async |conn| {
-                            insert_code(conn, &code_row, &mail_row).await?;
-                            audit(conn, event).await?;
-                            Ok::<(), diesel::result::Error>(())
-                        })
-                        .await
-                        .map_err(query_error)
+                    self.add_tx(&code_row, &mail_row, event).await
                 }
 
                 async fn decoy<'a>(
@@ -209,7 +201,7 @@ macro_rules! otp_store {
             }
 
             /// Writes a code's (or a decoy's) row and its mail with `issue`: the
-            /// backend's `issue_tx` (`issue_codes!`, or PostgreSQL's pipelined one).
+            /// backend's `issue_tx` (`code_writes!`, or PostgreSQL's pipelined one).
             async fn issued(
                 store: &$store,
                 code: &OtpRow,
@@ -335,15 +327,17 @@ macro_rules! otp_store {
 
 pub(crate) use otp_store;
 
-/// `OtpStore::replace` and `decoy`'s write statement by statement, as method `$method`
-/// (SQLite's and MariaDB's; PostgreSQL pipelines the same statements, `postgres.rs`):
-/// in one transaction, the send limit counted first (a refusal rolls everything back),
-/// `issue`'s keys given back, the earlier codes of the row's address and purpose
-/// deleted with their waiting mail, the row and its mail written, the notice queued.
-macro_rules! issue_codes {
-    ($store:ty, $method:ident) => {
+/// A new code's writes statement by statement (SQLite's and MariaDB's; PostgreSQL
+/// pipelines the same statements, `postgres.rs`), each in one transaction:
+/// - `issue_tx`, `OtpStore::replace` and `decoy`'s: the send limit counted first (a
+///   refusal rolls everything back), `issue`'s keys given back, the earlier codes of
+///   the row's address and purpose deleted with their waiting mail, the row and its
+///   mail written, the notice queued;
+/// - `add_tx`, `OtpStore::add`'s: the row, its mail and its event.
+macro_rules! code_writes {
+    ($store:ty) => {
         const _: () = {
-            use self::shared::{delete_codes, give_back, insert_code, queue, reserve};
+            use self::shared::{audit, delete_codes, give_back, insert_code, queue, reserve};
             use chrono::{DateTime, Utc};
             use diesel_async::AsyncConnection;
             use passcode_domain::InfraError;
@@ -354,7 +348,7 @@ macro_rules! issue_codes {
             use $crate::time::to_millis;
 
             impl $store {
-                pub(crate) async fn $method(
+                pub(crate) async fn issue_tx(
                     &self,
                     code: &OtpRow,
                     mail: &NewOutboxRow,
@@ -397,8 +391,24 @@ macro_rules! issue_codes {
                         Err(Abort::Query(error)) => Err(query_error(error)),
                     }
                 }
+
+                pub(crate) async fn add_tx(
+                    &self,
+                    code: &OtpRow,
+                    mail: &NewOutboxRow,
+                    event: &passcode_domain::AuditEvent,
+                ) -> Result<(), InfraError> {
+                    let mut conn = self.writer().await?;
+                    (*conn)
+                        .transaction(async |conn| {
+                            insert_code(conn, code, mail).await?;
+                            audit(conn, event).await
+                        })
+                        .await
+                        .map_err(query_error)
+                }
             }
         };
     };
 }
-pub(crate) use issue_codes;
+pub(crate) use code_writes;
