@@ -773,9 +773,7 @@ mod pipelined {
                 Err(Abort::Query(error)) => Err(query_error(error)),
             }
         }
-    }
 
-    impl PgStore {
         /// `OtpStore::add`'s write (`code_writes!` runs the same statement by
         /// statement): BEGIN, the code, its mail, its event and COMMIT in one round
         /// trip (`in_one_trip`), as a registration's first code is written.

@@ -1,8 +1,9 @@
 //! The port implementations, one module per port, each written once in Diesel's query
 //! builder and instantiated for each backend's store by a macro (the SQL is the same;
 //! the connection types differ). Where a backend differs, it says so where it lives:
-//! the outbox's claim statement is a parameter, and each backend's guess transaction
-//! (`sqlite.rs`, `postgres.rs`) is its own.
+//! the outbox's claim statement is a parameter, each backend's guess transaction
+//! (`sqlite.rs`, `postgres.rs`) is its own, and PostgreSQL pipelines a new code's
+//! writes where the others run `code_writes!`.
 //!
 //! A backend module defines `type Conn` and a store with
 //! `async fn conn(&self) -> Result<impl DerefMut<Target = Conn>, InfraError>` for reads
