@@ -117,8 +117,6 @@ impl PgStore {
 // The ports, one macro each (crate::ports), over the dialect of RETURNING and ON CONFLICT
 // with this backend's claim of the outbox.
 ports::returning_dialect!(crate::outbox_rows::CLAIM_POSTGRES);
-// `PgStore::issue_tx` counts a send limit inside the code's transaction, always.
-const _: () = assert!(dialect::LIMITS_IN_TRANSACTION);
 ports::shared!();
 ports::user_repository!(PgStore);
 ports::otp_store!(PgStore);
@@ -151,9 +149,10 @@ mod pipelined {
     use crate::error::{create_user_error, query_error};
     use crate::outbox_rows::NewOutboxRow;
     use crate::rows::{
-        Abort, AuditRow, FirstCodeRows, OtpRow, UserRow, acquire_bounds, acquire_query, admissions,
-        attempts_limit, delete_replaced_codes_query, expire_replaced_mail_query, limit_name,
-        new_session_query, open_codes_query, release_query, retry_after, tries,
+        Abort, AuditRow, FirstCodeRows, OtpRow, UserRow, acquire_bounds, acquire_query, admission,
+        admissions, attempts_limit, delete_replaced_codes_query, expire_replaced_mail_query,
+        limit_name, new_session_query, open_codes_query, release_query, retry_after, send_budgets,
+        tries,
     };
     use crate::schema::{audit_events, otp_codes, outbox, rate_limits, users};
     use crate::time::to_millis;
@@ -720,17 +719,13 @@ mod pipelined {
         /// statement by statement took seven (more with keys or a notice).
         pub(crate) async fn issue_tx(
             &self,
-            code: &OtpRow,
-            mail: &NewOutboxRow,
-            notice: Option<&NewOutboxRow>,
+            code: OtpRow,
+            mail: NewOutboxRow,
+            notice: Option<NewOutboxRow>,
             issue: &Issue<'_>,
             now: DateTime<Utc>,
         ) -> Result<Admission, InfraError> {
-            let send: Vec<(String, Limit)> = issue
-                .send
-                .iter()
-                .map(|(key, limit)| ((*key).to_owned(), *limit))
-                .collect();
+            let send = send_budgets(issue);
             let open = HandBegun(Some(self.writer().await?));
             let conn = open.conn()?;
             let reserves = upserts(conn, &send, now);
@@ -749,10 +744,10 @@ mod pipelined {
             statements.push(on(conn, delete_replaced_codes_query!(email, purpose, "")));
             statements.push(on(
                 conn,
-                insert_into(otp_codes::table).values(code).cached(),
+                insert_into(otp_codes::table).values(&code).cached(),
             ));
-            statements.push(on(conn, insert_into(outbox::table).values(mail).cached()));
-            if let Some(notice) = notice {
+            statements.push(on(conn, insert_into(outbox::table).values(&mail).cached()));
+            if let Some(notice) = &notice {
                 statements.push(on(conn, insert_into(outbox::table).values(notice).cached()));
             }
             // Sent in this order (see `count_try_pipelined`); a refused limit rolls the
@@ -767,11 +762,7 @@ mod pipelined {
                 .await
                 .map_err(query_error)?;
             open.ended();
-            match settled {
-                Ok(()) => Ok(Admission::Allowed),
-                Err(Abort::Refused(_, retry_after)) => Ok(Admission::Denied { retry_after }),
-                Err(Abort::Query(error)) => Err(query_error(error)),
-            }
+            admission(settled)
         }
 
         /// `OtpStore::add`'s write (`code_writes!` runs the same statement by
@@ -779,16 +770,16 @@ mod pipelined {
         /// trip (`in_one_trip`), as a registration's first code is written.
         pub(crate) async fn add_tx(
             &self,
-            code: &OtpRow,
-            mail: &NewOutboxRow,
+            code: OtpRow,
+            mail: NewOutboxRow,
             event: &AuditEvent,
         ) -> Result<(), InfraError> {
             let open = HandBegun(Some(self.writer().await?));
             let conn = open.conn()?;
             let event = AuditRow::new(event);
             let statements = vec![
-                on(conn, insert_into(otp_codes::table).values(code).cached()),
-                on(conn, insert_into(outbox::table).values(mail).cached()),
+                on(conn, insert_into(otp_codes::table).values(&code).cached()),
+                on(conn, insert_into(outbox::table).values(&mail).cached()),
                 on(
                     conn,
                     insert_into(audit_events::table).values(&event).cached(),

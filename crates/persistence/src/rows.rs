@@ -563,6 +563,30 @@ pub(crate) fn admissions(
     }
 }
 
+/// An `Issue`'s send limit as the budgets of a reservation (none, or one).
+pub(crate) fn send_budgets(
+    issue: &passcode_domain::ports::Issue<'_>,
+) -> Vec<(String, passcode_domain::ports::Limit)> {
+    issue
+        .send
+        .iter()
+        .map(|(key, limit)| ((*key).to_owned(), *limit))
+        .collect()
+}
+
+/// A new code's write's outcome (its send limit counted first) as `OtpStore::replace`
+/// and `decoy` report it.
+pub(crate) fn admission(
+    written: Result<(), Abort>,
+) -> Result<passcode_domain::ports::Admission, passcode_domain::InfraError> {
+    use passcode_domain::ports::Admission;
+    match written {
+        Ok(()) => Ok(Admission::Allowed),
+        Err(Abort::Refused(_, retry_after)) => Ok(Admission::Denied { retry_after }),
+        Err(Abort::Query(error)) => Err(crate::error::query_error(error)),
+    }
+}
+
 /// A guess's transaction's outcome as the port reports it.
 pub(crate) fn tries(
     counted: Result<Vec<OtpRow>, Abort>,

@@ -256,7 +256,6 @@ ports::returning_dialect!(crate::outbox_rows::CLAIM_SQLITE);
 ports::shared!();
 ports::user_repository!(SqliteStore);
 ports::otp_store!(SqliteStore);
-ports::code_writes!(SqliteStore);
 ports::throttle!(SqliteStore);
 ports::outbox!(SqliteStore);
 ports::refresh_token_store!(SqliteStore);
@@ -273,17 +272,19 @@ mod one_trip {
     use chrono::{DateTime, Utc};
     use diesel::prelude::*;
     use passcode_domain::ports::{
-        Admissions, CreateUserError, Limit, NewRefreshToken, Rotation, Tries,
+        Admission, Admissions, CreateUserError, Issue, Limit, NewRefreshToken, Rotation, Tries,
     };
     use passcode_domain::{AuditEvent, EmailAddress, InfraError, OtpPurpose};
 
     use super::SqliteStore;
     use crate::cached::CachedExt as _;
     use crate::error::{create_user_error, query_error};
+    use crate::outbox_rows::NewOutboxRow;
     use crate::rows::{
         Abort, AuditRow, FirstCodeRows, OtpRow, Rotate, SessionTokens, UserRow,
-        account_as_signed_query, acquire_bounds, acquire_query, admissions, limit_name,
-        new_session_query, open_codes_query, release_query, retry_after, rotate_session_query,
+        account_as_signed_query, acquire_bounds, acquire_query, admission, admissions,
+        delete_replaced_codes_query, expire_replaced_mail_query, limit_name, new_session_query,
+        open_codes_query, release_query, retry_after, rotate_session_query, send_budgets,
         session_tokens_query, tries, unrotated,
     };
     use crate::schema::{audit_events, otp_codes, outbox, rate_limits, users};
@@ -445,6 +446,68 @@ mod one_trip {
             .map_err(create_user_error)
         }
 
+        /// `OtpStore::replace` and `decoy`'s write in one trip, in the next batch of
+        /// writes (MariaDB runs the same statement by statement, `code_writes!`): the
+        /// send limit counted first (a refusal undoes the rest, the work's savepoint),
+        /// the keys given back, the earlier codes' waiting mail expired and the codes
+        /// deleted, the row, its mail and the notice.
+        pub(crate) async fn issue_tx(
+            &self,
+            code: OtpRow,
+            mail: NewOutboxRow,
+            notice: Option<NewOutboxRow>,
+            issue: &Issue<'_>,
+            now: DateTime<Utc>,
+        ) -> Result<Admission, InfraError> {
+            let send = send_budgets(issue);
+            let keys = issue.give_back.keys.to_vec();
+            let reserved_at = to_millis(issue.give_back.reserved_at);
+            let written = self
+                .batched(move |conn| -> Result<(), Abort> {
+                    reserve_all(conn, &send, now)?;
+                    for key in &keys {
+                        // RETURNING, so that it runs as a query: see `crate::cached`.
+                        release_query!(key, reserved_at)
+                            .returning(rate_limits::count)
+                            .cached()
+                            .load::<i32>(conn)?;
+                    }
+                    let (email, purpose) = (code.email.as_str(), code.purpose.as_str());
+                    expire_replaced_mail_query!(email, purpose, "", to_millis(now))
+                        .execute(conn)?;
+                    delete_replaced_codes_query!(email, purpose, "").execute(conn)?;
+                    insert_code(conn, &code, &mail)?;
+                    if let Some(notice) = &notice {
+                        diesel::insert_into(outbox::table)
+                            .values(notice)
+                            .execute(conn)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+            admission(written)
+        }
+
+        /// `OtpStore::add`'s write in one trip, in the next batch of writes: the code,
+        /// its mail and its event.
+        pub(crate) async fn add_tx(
+            &self,
+            code: OtpRow,
+            mail: NewOutboxRow,
+            event: &AuditEvent,
+        ) -> Result<(), InfraError> {
+            let event = AuditRow::new(event);
+            self.batched(move |conn| -> QueryResult<()> {
+                insert_code(conn, &code, &mail)?;
+                diesel::insert_into(audit_events::table)
+                    .values(&event)
+                    .execute(conn)?;
+                Ok(())
+            })
+            .await?
+            .map_err(query_error)
+        }
+
         /// `OtpStore::count_try` in one trip.
         pub(crate) async fn count_try_tx(
             &self,
@@ -483,6 +546,21 @@ mod one_trip {
                     .await?,
             )
         }
+    }
+
+    /// A code and the mail that carries it, synchronously.
+    fn insert_code(
+        conn: &mut SqliteConnection,
+        code: &OtpRow,
+        mail: &NewOutboxRow,
+    ) -> QueryResult<()> {
+        diesel::insert_into(otp_codes::table)
+            .values(code)
+            .execute(conn)?;
+        diesel::insert_into(outbox::table)
+            .values(mail)
+            .execute(conn)?;
+        Ok(())
     }
 
     /// Counts one event for each of `budgets`, in order; at the first refusal,

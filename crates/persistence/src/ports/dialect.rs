@@ -15,10 +15,6 @@ macro_rules! returning_dialect {
             use $crate::cached::CachedExt as _;
             use $crate::outbox_rows::ClaimedRow;
 
-            /// Whether a limit is counted inside a larger write's transaction (see
-            /// `OtpStore::replace`), or in a commit of its own just before it.
-            pub(crate) const LIMITS_IN_TRANSACTION: bool = true;
-
             /// Counts one event for `key` unless its window is full or its cooldown
             /// runs (see `acquire_query!`): 1 if counted, 0 if refused.
             pub(crate) async fn acquire(

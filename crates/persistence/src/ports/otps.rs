@@ -42,7 +42,7 @@ macro_rules! otp_store {
                         &self.mail_key,
                         Some(otp.id),
                     )?;
-                    issued(self, &code_row, &mail_row, issue, otp.created_at).await
+                    issued(self, code_row, mail_row, issue, otp.created_at).await
                 }
 
                 async fn add(
@@ -59,7 +59,7 @@ macro_rules! otp_store {
                         &self.mail_key,
                         Some(otp.id),
                     )?;
-                    self.add_tx(&code_row, &mail_row, event).await
+                    self.add_tx(code_row, mail_row, event).await
                 }
 
                 async fn decoy<'a>(
@@ -86,7 +86,7 @@ macro_rules! otp_store {
                         user_id: None,
                     };
                     let mail_row = NewOutboxRow::decoy(email, now, id);
-                    issued(self, &row, &mail_row, issue, now).await
+                    issued(self, row, mail_row, issue, now).await
                 }
 
                 async fn find(
@@ -201,11 +201,11 @@ macro_rules! otp_store {
             }
 
             /// Writes a code's (or a decoy's) row and its mail with `issue`: the
-            /// backend's `issue_tx` (`code_writes!`, or PostgreSQL's pipelined one).
+            /// backend's `issue_tx` (`sqlite.rs`, `postgres.rs`, or `code_writes!`).
             async fn issued(
                 store: &$store,
-                code: &OtpRow,
-                mail: &NewOutboxRow,
+                code: OtpRow,
+                mail: NewOutboxRow,
                 issue: &Issue<'_>,
                 now: DateTime<Utc>,
             ) -> Result<Admission, InfraError> {
@@ -213,9 +213,7 @@ macro_rules! otp_store {
                     .notice
                     .map(|notice| NewOutboxRow::new(notice, now, None, &store.mail_key, None))
                     .transpose()?;
-                store
-                    .issue_tx(code, mail, notice.as_ref(), issue, now)
-                    .await
+                store.issue_tx(code, mail, notice, issue, now).await
             }
 
             /// Gives the spend's budgets back, then spends its code; runs inside the
@@ -327,8 +325,10 @@ macro_rules! otp_store {
 
 pub(crate) use otp_store;
 
-/// A new code's writes statement by statement (SQLite's and MariaDB's; PostgreSQL
-/// pipelines the same statements, `postgres.rs`), each in one transaction:
+/// A new code's writes statement by statement, each in one transaction (MariaDB's;
+/// SQLite runs the same statements in one trip to its writer, PostgreSQL pipelines
+/// them). The backend's dialect says whether its send limit is counted inside the
+/// transaction (`LIMITS_IN_TRANSACTION`) or in a commit of its own just before.
 /// - `issue_tx`, `OtpStore::replace` and `decoy`'s: the send limit counted first (a
 ///   refusal rolls everything back), `issue`'s keys given back, the earlier codes of
 ///   the row's address and purpose deleted with their waiting mail, the row and its
@@ -350,9 +350,9 @@ macro_rules! code_writes {
             impl $store {
                 pub(crate) async fn issue_tx(
                     &self,
-                    code: &OtpRow,
-                    mail: &NewOutboxRow,
-                    notice: Option<&NewOutboxRow>,
+                    code: OtpRow,
+                    mail: NewOutboxRow,
+                    notice: Option<NewOutboxRow>,
                     issue: &Issue<'_>,
                     now: DateTime<Utc>,
                 ) -> Result<Admission, InfraError> {
@@ -376,32 +376,26 @@ macro_rules! code_writes {
                             }
                             give_back(conn, issue.give_back).await?;
                             delete_codes(conn, &code.email, &code.purpose, None, now_ms).await?;
-                            insert_code(conn, code, mail).await?;
-                            if let Some(notice) = notice {
+                            insert_code(conn, &code, &mail).await?;
+                            if let Some(notice) = &notice {
                                 queue(conn, notice).await?;
                             }
                             Ok::<(), Abort>(())
                         })
                         .await;
-                    match written {
-                        Ok(()) => Ok(Admission::Allowed),
-                        Err(Abort::Refused(_, retry_after)) => {
-                            Ok(Admission::Denied { retry_after })
-                        }
-                        Err(Abort::Query(error)) => Err(query_error(error)),
-                    }
+                    $crate::rows::admission(written)
                 }
 
                 pub(crate) async fn add_tx(
                     &self,
-                    code: &OtpRow,
-                    mail: &NewOutboxRow,
+                    code: OtpRow,
+                    mail: NewOutboxRow,
                     event: &passcode_domain::AuditEvent,
                 ) -> Result<(), InfraError> {
                     let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
-                            insert_code(conn, code, mail).await?;
+                            insert_code(conn, &code, &mail).await?;
                             audit(conn, event).await
                         })
                         .await

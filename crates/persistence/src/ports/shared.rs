@@ -12,8 +12,8 @@ macro_rules! shared {
             use $crate::schema::{audit_events, otp_codes, outbox, rate_limits};
 
             /// Writes a code and the mail that carries it; runs inside the caller's
-            /// transaction (both or neither). For `code_writes!`: PostgreSQL sends the
-            /// same statements pipelined, without it.
+            /// transaction (both or neither). For `code_writes!`: SQLite and PostgreSQL
+            /// write codes their own way, without it.
             #[allow(dead_code)]
             pub(super) async fn insert_code(
                 conn: &mut Conn,
