@@ -683,23 +683,8 @@ mod pipelined {
             let created = match &first_code {
                 None => account.await.map(drop),
                 Some(first) => {
-                    let statements = vec![
-                        account,
-                        on(
-                            conn,
-                            insert_into(otp_codes::table).values(&first.code).cached(),
-                        ),
-                        on(
-                            conn,
-                            insert_into(outbox::table).values(&first.mail).cached(),
-                        ),
-                        on(
-                            conn,
-                            insert_into(audit_events::table)
-                                .values(&first.event)
-                                .cached(),
-                        ),
-                    ];
+                    let mut statements = vec![account];
+                    statements.extend(first_code_statements(conn, first));
                     in_one_trip(conn, statements).await
                 }
             };
@@ -767,29 +752,38 @@ mod pipelined {
 
         /// `OtpStore::add`'s write (`code_writes!` runs the same statement by
         /// statement): BEGIN, the code, its mail, its event and COMMIT in one round
-        /// trip (`in_one_trip`), as a registration's first code is written.
-        pub(crate) async fn add_tx(
-            &self,
-            code: OtpRow,
-            mail: NewOutboxRow,
-            event: &AuditEvent,
-        ) -> Result<(), InfraError> {
+        /// trip (`in_one_trip`), as a new account's first code is written.
+        pub(crate) async fn add_tx(&self, rows: FirstCodeRows) -> Result<(), InfraError> {
             let open = HandBegun(Some(self.writer().await?));
             let conn = open.conn()?;
-            let event = AuditRow::new(event);
-            let statements = vec![
-                on(conn, insert_into(otp_codes::table).values(&code).cached()),
-                on(conn, insert_into(outbox::table).values(&mail).cached()),
-                on(
-                    conn,
-                    insert_into(audit_events::table).values(&event).cached(),
-                ),
-            ];
-            let added = in_one_trip(conn, statements).await;
+            let added = in_one_trip(conn, first_code_statements(conn, &rows).into()).await;
             // Answered, failed or not: the connection may serve again.
             open.ended();
             added.map_err(query_error)
         }
+    }
+
+    /// A code's, its mail's and its event's INSERTs, to send in one trip.
+    fn first_code_statements<'a>(
+        conn: &'a AsyncPgConnection,
+        first: &'a FirstCodeRows,
+    ) -> [BoxFuture<'a, QueryResult<usize>>; 3] {
+        [
+            on(
+                conn,
+                insert_into(otp_codes::table).values(&first.code).cached(),
+            ),
+            on(
+                conn,
+                insert_into(outbox::table).values(&first.mail).cached(),
+            ),
+            on(
+                conn,
+                insert_into(audit_events::table)
+                    .values(&first.event)
+                    .cached(),
+            ),
+        ]
     }
 
     /// Every budget's upsert (1 for each counted), sent in order when first polled.

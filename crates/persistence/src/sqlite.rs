@@ -430,15 +430,7 @@ mod one_trip {
                     .values(&row)
                     .execute(conn)?;
                 if let Some(first) = &first_code {
-                    diesel::insert_into(otp_codes::table)
-                        .values(&first.code)
-                        .execute(conn)?;
-                    diesel::insert_into(outbox::table)
-                        .values(&first.mail)
-                        .execute(conn)?;
-                    diesel::insert_into(audit_events::table)
-                        .values(&first.event)
-                        .execute(conn)?;
+                    insert_first_code(conn, first)?;
                 }
                 Ok(row)
             })
@@ -489,23 +481,11 @@ mod one_trip {
         }
 
         /// `OtpStore::add`'s write in one trip, in the next batch of writes: the code,
-        /// its mail and its event.
-        pub(crate) async fn add_tx(
-            &self,
-            code: OtpRow,
-            mail: NewOutboxRow,
-            event: &AuditEvent,
-        ) -> Result<(), InfraError> {
-            let event = AuditRow::new(event);
-            self.batched(move |conn| -> QueryResult<()> {
-                insert_code(conn, &code, &mail)?;
-                diesel::insert_into(audit_events::table)
-                    .values(&event)
-                    .execute(conn)?;
-                Ok(())
-            })
-            .await?
-            .map_err(query_error)
+        /// its mail and its event, as a new account's first code.
+        pub(crate) async fn add_tx(&self, rows: FirstCodeRows) -> Result<(), InfraError> {
+            self.batched(move |conn| insert_first_code(conn, &rows))
+                .await?
+                .map_err(query_error)
         }
 
         /// `OtpStore::count_try` in one trip.
@@ -559,6 +539,15 @@ mod one_trip {
             .execute(conn)?;
         diesel::insert_into(outbox::table)
             .values(mail)
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// A code with its mail and its event, synchronously.
+    fn insert_first_code(conn: &mut SqliteConnection, first: &FirstCodeRows) -> QueryResult<()> {
+        insert_code(conn, &first.code, &first.mail)?;
+        diesel::insert_into(audit_events::table)
+            .values(&first.event)
             .execute(conn)?;
         Ok(())
     }

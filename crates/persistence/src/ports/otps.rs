@@ -59,7 +59,12 @@ macro_rules! otp_store {
                         &self.mail_key,
                         Some(otp.id),
                     )?;
-                    self.add_tx(code_row, mail_row, event).await
+                    self.add_tx($crate::rows::FirstCodeRows {
+                        code: code_row,
+                        mail: mail_row,
+                        event: $crate::rows::AuditRow::new(event),
+                    })
+                    .await
                 }
 
                 async fn decoy<'a>(
@@ -337,7 +342,7 @@ pub(crate) use otp_store;
 macro_rules! code_writes {
     ($store:ty) => {
         const _: () = {
-            use self::shared::{audit, delete_codes, give_back, insert_code, queue, reserve};
+            use self::shared::{audit_row, delete_codes, give_back, insert_code, queue, reserve};
             use chrono::{DateTime, Utc};
             use diesel_async::AsyncConnection;
             use passcode_domain::InfraError;
@@ -388,15 +393,13 @@ macro_rules! code_writes {
 
                 pub(crate) async fn add_tx(
                     &self,
-                    code: OtpRow,
-                    mail: NewOutboxRow,
-                    event: &passcode_domain::AuditEvent,
+                    rows: $crate::rows::FirstCodeRows,
                 ) -> Result<(), InfraError> {
                     let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
-                            insert_code(conn, &code, &mail).await?;
-                            audit(conn, event).await
+                            insert_code(conn, &rows.code, &rows.mail).await?;
+                            audit_row(conn, &rows.event).await
                         })
                         .await
                         .map_err(query_error)
