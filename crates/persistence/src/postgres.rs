@@ -149,10 +149,11 @@ mod pipelined {
     use crate::error::{create_user_error, query_error};
     use crate::outbox_rows::NewOutboxRow;
     use crate::rows::{
-        Abort, AuditRow, FirstCodeRows, OtpRow, UserRow, acquire_bounds, acquire_query, admission,
-        admissions, attempts_limit, delete_replaced_codes_query, expire_replaced_mail_query,
-        limit_name, new_session_query, open_codes_query, release_query, retry_after, send_budgets,
-        tries,
+        Abort, AuditRow, Completion, FirstCodeRows, OtpRow, UserRow, acquire_bounds, acquire_query,
+        admission, admissions, apply_registration_query, attempts_limit,
+        delete_replaced_codes_query, expire_replaced_mail_query, limit_name, new_session_query,
+        open_codes_query, registered_email, release_query, retry_after, send_budgets,
+        spend_code_query, tries,
     };
     use crate::schema::{audit_events, otp_codes, outbox, rate_limits, users};
     use crate::time::to_millis;
@@ -760,6 +761,71 @@ mod pipelined {
             // Answered, failed or not: the connection may serve again.
             open.ended();
             added.map_err(query_error)
+        }
+    }
+
+    impl PgStore {
+        /// `OtpStore::complete_registration`'s writes (`Completion`, in its order),
+        /// sent at once with BEGIN: the keys given back, the code spent, the
+        /// registration applied, the address's other codes and their mail dropped,
+        /// the events and the session. Then COMMIT if the spend and the account's
+        /// update each touched their row, ROLLBACK otherwise. Two round trips where
+        /// statement by statement took nine or more.
+        pub(crate) async fn complete_registration_tx(
+            &self,
+            completion: Completion,
+        ) -> Result<bool, InfraError> {
+            let c = &completion;
+            let open = HandBegun(Some(self.writer().await?));
+            let conn = open.conn()?;
+            let mut statements: Vec<_> = c
+                .give_back
+                .iter()
+                .map(|key| on(conn, release_query!(key, c.reserved_at).cached()))
+                .collect();
+            let conditions = statements.len();
+            statements.push(on(
+                conn,
+                spend_code_query!(&c.code, &c.code_hash, c.now, c.most_tries).cached(),
+            ));
+            statements.push(on(conn, apply_registration_query!(c).cached()));
+            let purpose = OtpPurpose::VerifyEmail.as_str();
+            statements.push(on(
+                conn,
+                expire_replaced_mail_query!(registered_email!(&c.user), purpose, &c.code, c.now)
+                    .cached(),
+            ));
+            statements.push(on(
+                conn,
+                delete_replaced_codes_query!(registered_email!(&c.user), purpose, &c.code).cached(),
+            ));
+            statements.push(on(
+                conn,
+                insert_into(audit_events::table)
+                    .values(&c.verified)
+                    .cached(),
+            ));
+            if let Some((token, event)) = &c.session {
+                statements.push(on(conn, new_session_query!(token)));
+                if let Some(event) = event {
+                    statements.push(on(
+                        conn,
+                        insert_into(audit_events::table).values(event).cached(),
+                    ));
+                }
+            }
+            // Sent in this order (see `count_try_pipelined`).
+            let (_, touched) = tokio::try_join!(
+                control(conn, "BEGIN"),
+                futures_util::future::try_join_all(statements)
+            )
+            .map_err(query_error)?;
+            let completed = touched[conditions..conditions + 2] == [1, 1];
+            control(conn, if completed { "COMMIT" } else { "ROLLBACK" })
+                .await
+                .map_err(query_error)?;
+            open.ended();
+            Ok(completed)
         }
     }
 

@@ -206,16 +206,16 @@ macro_rules! release_query {
 pub(crate) use release_query;
 
 /// Expires the waiting mail of the codes of (`$email`, `$purpose`) but `$keep`'s: the
-/// first half of replacing them (`delete_replaced_codes_query!` the second).
+/// first half of replacing them (`delete_replaced_codes_query!` the second). `$email`
+/// is an address, or an expression of one (`registered_email!`).
 macro_rules! expire_replaced_mail_query {
     ($email:expr, $purpose:expr, $keep:expr, $now_ms:expr) => {{
         use diesel::{ExpressionMethods as _, NullableExpressionMethods as _, QueryDsl as _};
         use passcode_domain::ports::OutboxStatus;
         use $crate::schema::{otp_codes, outbox};
-        let (email, purpose, keep, now_ms): (&str, &str, &str, i64) =
-            ($email, $purpose, $keep, $now_ms);
+        let (purpose, keep, now_ms): (&str, &str, i64) = ($purpose, $keep, $now_ms);
         let doomed = otp_codes::table
-            .filter(otp_codes::email.eq(email))
+            .filter(otp_codes::email.nullable().eq($email))
             .filter(otp_codes::purpose.eq(purpose))
             .filter(otp_codes::id.ne(keep))
             .select(otp_codes::id.nullable());
@@ -234,21 +234,86 @@ macro_rules! expire_replaced_mail_query {
 }
 pub(crate) use expire_replaced_mail_query;
 
-/// Deletes the codes of (`$email`, `$purpose`) but `$keep`'s.
+/// Deletes the codes of (`$email`, `$purpose`) but `$keep`'s (`$email` as in
+/// `expire_replaced_mail_query!`).
 macro_rules! delete_replaced_codes_query {
     ($email:expr, $purpose:expr, $keep:expr) => {{
-        use diesel::{ExpressionMethods as _, QueryDsl as _};
+        use diesel::{ExpressionMethods as _, NullableExpressionMethods as _, QueryDsl as _};
         use $crate::schema::otp_codes;
-        let (email, purpose, keep): (&str, &str, &str) = ($email, $purpose, $keep);
+        let (purpose, keep): (&str, &str) = ($purpose, $keep);
         diesel::delete(
             otp_codes::table
-                .filter(otp_codes::email.eq(email))
+                .filter(otp_codes::email.nullable().eq($email))
                 .filter(otp_codes::purpose.eq(purpose))
                 .filter(otp_codes::id.ne(keep)),
         )
     }};
 }
 pub(crate) use delete_replaced_codes_query;
+
+/// Account `$user`'s address, as an expression (a scalar subquery): what a
+/// registration's completion reads it by, so that its statements need no answer
+/// before they are sent (`Completion`).
+macro_rules! registered_email {
+    ($user:expr) => {{
+        use diesel::QueryDsl as _;
+        use $crate::schema::users;
+        let user: &str = $user;
+        users::table.find(user).select(users::email).single_value()
+    }};
+}
+pub(crate) use registered_email;
+
+/// Marks code `$id` spent if it still has `$code_hash`, is unspent, unexpired at
+/// `$now_ms` and has at most `$most` tries: 1 row if so. One conditional statement, so
+/// the database serialises concurrent spenders on the row and only one still finds it
+/// unspent.
+macro_rules! spend_code_query {
+    ($id:expr, $code_hash:expr, $now_ms:expr, $most:expr) => {{
+        use diesel::{ExpressionMethods as _, QueryDsl as _};
+        use $crate::schema::otp_codes;
+        let (id, code_hash, now_ms, most): (&str, &[u8], i64, i32) =
+            ($id, $code_hash, $now_ms, $most);
+        diesel::update(
+            otp_codes::table
+                .filter(otp_codes::id.eq(id))
+                .filter(otp_codes::code_hash.eq(code_hash))
+                .filter(otp_codes::consumed_at.is_null())
+                .filter(otp_codes::expires_at.gt(now_ms))
+                .filter(otp_codes::attempts.le(most)),
+        )
+        .set(otp_codes::consumed_at.eq(Some(now_ms)))
+    }};
+}
+pub(crate) use spend_code_query;
+
+/// Puts a registration into effect (`Completion`): its name and password hash on the
+/// account, the address verified, if the account is active and still has the
+/// address code `code` was sent to (read inside the statement). 1 row if applied.
+macro_rules! apply_registration_query {
+    ($completion:expr) => {{
+        use diesel::{ExpressionMethods as _, NullableExpressionMethods as _, QueryDsl as _};
+        use $crate::schema::{otp_codes, users};
+        let completion: &$crate::rows::Completion = $completion;
+        let sent_to = otp_codes::table
+            .find(&completion.code)
+            .select(otp_codes::email)
+            .single_value();
+        diesel::update(
+            users::table
+                .find(&completion.user)
+                .filter(users::email.nullable().eq(sent_to))
+                .filter(users::is_active.eq(true)),
+        )
+        .set((
+            users::full_name.eq(&completion.full_name),
+            users::password_hash.eq(&completion.password_hash),
+            users::email_verified.eq(true),
+            users::updated_at.eq(completion.now),
+        ))
+    }};
+}
+pub(crate) use apply_registration_query;
 
 /// The account's id if it still is as `$signed_for` says (`SignedFor`): active, with
 /// that address and verification, and not cutting off tokens issued when the
@@ -487,6 +552,64 @@ pub(crate) struct FirstCodeRows {
     pub code: OtpRow,
     pub mail: crate::outbox_rows::NewOutboxRow,
     pub event: AuditRow,
+}
+
+/// `OtpStore::complete_registration`'s writes as rows, owned (SQLite runs them on its
+/// writer thread), in the order every backend writes them:
+/// 1. `give_back`'s keys given back, in the order they were reserved in (before the
+///    code's row is locked, as a guess locks them);
+/// 2. `code` spent (`spend_code_query!`), which must touch 1 row;
+/// 3. the registration put into effect on `user` (`apply_registration_query!`),
+///    which must touch 1 row;
+/// 4. the address's other verification codes deleted with their waiting mail, the
+///    address read from the account (`registered_email!`);
+/// 5. `verified` recorded, then the session and its event.
+///
+/// Where 2 or 3 touches nothing, all of it is rolled back and the answer is `false`.
+pub(crate) struct Completion {
+    pub give_back: Vec<String>,
+    pub reserved_at: i64,
+    pub code: String,
+    pub code_hash: Vec<u8>,
+    pub most_tries: i32,
+    pub now: i64,
+    pub user: String,
+    pub full_name: String,
+    pub password_hash: String,
+    pub verified: AuditRow,
+    pub session: Option<(passcode_domain::ports::NewRefreshToken, Option<AuditRow>)>,
+}
+
+impl Completion {
+    /// The rows of `spend`, which must make no account change (a registration is its
+    /// own), for `registration` on account `user`.
+    pub(crate) fn new(
+        spend: &passcode_domain::ports::Spend<'_>,
+        user: UserId,
+        registration: &Registration,
+        verified: &passcode_domain::AuditEvent,
+    ) -> Result<Self, InfraError> {
+        if spend.account.is_some() {
+            return Err(InfraError::Unexpected(anyhow::anyhow!(
+                "a registration's completion makes no other account change"
+            )));
+        }
+        Ok(Self {
+            give_back: spend.give_back.keys.to_vec(),
+            reserved_at: to_millis(spend.give_back.reserved_at),
+            code: spend.id.to_string(),
+            code_hash: spend.code_hash.as_bytes().to_vec(),
+            most_tries: attempts_limit(spend.max_attempts),
+            now: to_millis(spend.now),
+            user: user.0.to_string(),
+            full_name: registration.full_name.as_str().to_owned(),
+            password_hash: registration.password_hash.as_str().to_owned(),
+            verified: AuditRow::new(verified),
+            session: spend
+                .session
+                .map(|(token, event)| (token.clone(), event.map(AuditRow::new))),
+        })
+    }
 }
 
 #[derive(Queryable, Selectable, Insertable)]

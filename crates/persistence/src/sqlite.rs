@@ -281,11 +281,12 @@ mod one_trip {
     use crate::error::{create_user_error, query_error};
     use crate::outbox_rows::NewOutboxRow;
     use crate::rows::{
-        Abort, AuditRow, FirstCodeRows, OtpRow, Rotate, SessionTokens, UserRow,
+        Abort, AuditRow, Completion, FirstCodeRows, OtpRow, Rotate, SessionTokens, UserRow,
         account_as_signed_query, acquire_bounds, acquire_query, admission, admissions,
-        delete_replaced_codes_query, expire_replaced_mail_query, limit_name, new_session_query,
-        open_codes_query, release_query, retry_after, rotate_session_query, send_budgets,
-        session_tokens_query, tries, unrotated,
+        apply_registration_query, delete_replaced_codes_query, expire_replaced_mail_query,
+        limit_name, new_session_query, open_codes_query, registered_email, release_query,
+        retry_after, rotate_session_query, send_budgets, session_tokens_query, spend_code_query,
+        tries, unrotated,
     };
     use crate::schema::{audit_events, otp_codes, outbox, rate_limits, users};
     use crate::time::to_millis;
@@ -486,6 +487,60 @@ mod one_trip {
             self.batched(move |conn| insert_first_code(conn, &rows))
                 .await?
                 .map_err(query_error)
+        }
+
+        /// `OtpStore::complete_registration`'s writes (`Completion`) in one trip, in
+        /// the next batch of writes; a code not spent, or an account no longer as
+        /// the code found it, undoes the rest (the work's savepoint).
+        pub(crate) async fn complete_registration_tx(
+            &self,
+            completion: Completion,
+        ) -> Result<bool, InfraError> {
+            let completed = self
+                .batched(move |conn| -> QueryResult<bool> {
+                    let c = &completion;
+                    for key in &c.give_back {
+                        // RETURNING, so that it runs as a query: see `crate::cached`.
+                        release_query!(key, c.reserved_at)
+                            .returning(rate_limits::count)
+                            .cached()
+                            .load::<i32>(conn)?;
+                    }
+                    if spend_code_query!(&c.code, &c.code_hash, c.now, c.most_tries)
+                        .execute(conn)?
+                        != 1
+                        || apply_registration_query!(c).execute(conn)? != 1
+                    {
+                        return Err(diesel::result::Error::RollbackTransaction);
+                    }
+                    let purpose = OtpPurpose::VerifyEmail.as_str();
+                    expire_replaced_mail_query!(
+                        registered_email!(&c.user),
+                        purpose,
+                        &c.code,
+                        c.now
+                    )
+                    .execute(conn)?;
+                    delete_replaced_codes_query!(registered_email!(&c.user), purpose, &c.code)
+                        .execute(conn)?;
+                    diesel::insert_into(audit_events::table)
+                        .values(&c.verified)
+                        .execute(conn)?;
+                    if let Some((token, event)) = &c.session {
+                        new_session_query!(token).execute(conn)?;
+                        if let Some(event) = event {
+                            diesel::insert_into(audit_events::table)
+                                .values(event)
+                                .execute(conn)?;
+                        }
+                    }
+                    Ok(true)
+                })
+                .await?;
+            match completed {
+                Err(diesel::result::Error::RollbackTransaction) => Ok(false),
+                completed => completed.map_err(query_error),
+            }
         }
 
         /// `OtpStore::count_try` in one trip.

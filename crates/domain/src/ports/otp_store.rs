@@ -187,7 +187,10 @@ pub trait OtpStore: Send + Sync {
     /// `registration` into effect on account `user` (if it is active): its name and
     /// password hash, the address marked verified; the address's other verification
     /// codes are deleted and their waiting mail dropped; `audit` is recorded. `false`
-    /// (and nothing changed) if the code was not spent here.
+    /// (and nothing changed) if the code was not spent here, or the account is not
+    /// active or no longer has the address the code was sent to. The registration is
+    /// the spend's account change: a `spend.account` is refused as a mistake
+    /// ([`InfraError::Unexpected`], nothing changed).
     async fn complete_registration<'a>(
         &self,
         spend: &Spend<'a>,

@@ -2,8 +2,9 @@
 //! builder and instantiated for each backend's store by a macro (the SQL is the same;
 //! the connection types differ). Where a backend differs, it says so where it lives:
 //! the outbox's claim statement is a parameter, each backend's guess transaction
-//! (`sqlite.rs`, `postgres.rs`) is its own, and so are a new code's writes on SQLite
-//! (one trip) and PostgreSQL (pipelined), where MariaDB runs `code_writes!`.
+//! (`sqlite.rs`, `postgres.rs`) is its own, and so are a new code's writes and a
+//! registration's completion on SQLite (one trip) and PostgreSQL (pipelined), where
+//! MariaDB runs `code_writes!`.
 //!
 //! A backend module defines `type Conn` and a store with
 //! `async fn conn(&self) -> Result<impl DerefMut<Target = Conn>, InfraError>` for reads

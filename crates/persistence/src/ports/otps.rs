@@ -5,8 +5,7 @@ macro_rules! otp_store {
     ($store:ty) => {
         const _: () = {
             use self::shared::{
-                audit, delete_codes, erase, give_back, move_email, refused, set_password,
-                start_session,
+                erase, give_back, move_email, refused, set_password, start_session,
             };
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
@@ -23,7 +22,7 @@ macro_rules! otp_store {
             use $crate::error::query_error;
             use $crate::outbox_rows::NewOutboxRow;
             use $crate::rows::{OtpRow, attempts_limit};
-            use $crate::schema::{otp_codes, users};
+            use $crate::schema::otp_codes;
             use $crate::time::to_millis;
 
             #[async_trait]
@@ -156,52 +155,11 @@ macro_rules! otp_store {
                     registration: &passcode_domain::Registration,
                     event: &passcode_domain::AuditEvent,
                 ) -> Result<bool, InfraError> {
-                    let now_ms = to_millis(spend.now);
-                    let keep = spend.id.to_string();
-                    let change = seal(spend, &self.mail_key)?;
-                    let mut conn = self.writer().await?;
-                    (*conn)
-                        .transaction(async |conn| {
-                            if !given_back_and_spent(conn, spend).await? {
-                                return Err(diesel::result::Error::RollbackTransaction);
-                            }
-                            let email: String = otp_codes::table
-                                .find(&keep)
-                                .select(otp_codes::email)
-                                .get_result(conn)
-                                .await?;
-                            let applied = diesel::update(
-                                users::table
-                                    .find(user.0.to_string())
-                                    .filter(users::email.eq(&email))
-                                    .filter(users::is_active.eq(true)),
-                            )
-                            .set((
-                                users::full_name.eq(registration.full_name.as_str()),
-                                users::password_hash.eq(registration.password_hash.as_str()),
-                                users::email_verified.eq(true),
-                                users::updated_at.eq(now_ms),
-                            ))
-                            .execute(conn)
-                            .await?;
-                            if applied == 0 {
-                                // Deactivated (or gone) meanwhile: the code stays unspent.
-                                return Err(diesel::result::Error::RollbackTransaction);
-                            }
-                            delete_codes(
-                                conn,
-                                &email,
-                                OtpPurpose::VerifyEmail.as_str(),
-                                Some(&keep),
-                                now_ms,
-                            )
-                            .await?;
-                            audit(conn, event).await?;
-                            after_spend(conn, spend, change.as_ref()).await?;
-                            Ok::<bool, diesel::result::Error>(true)
-                        })
-                        .await
-                        .or_else(refused)
+                    // Each backend's own way (`sqlite.rs`: one trip to the writer;
+                    // `postgres.rs`: pipelined; `code_writes!`: statement by statement).
+                    let completion =
+                        $crate::rows::Completion::new(spend, user, registration, event)?;
+                    self.complete_registration_tx(completion).await
                 }
             }
 
@@ -309,16 +267,13 @@ macro_rules! otp_store {
                 conn: &mut Conn,
                 spend: &Spend<'_>,
             ) -> Result<bool, diesel::result::Error> {
-                let now = to_millis(spend.now);
-                diesel::update(
-                    otp_codes::table
-                        .filter(otp_codes::id.eq(spend.id.to_string()))
-                        .filter(otp_codes::code_hash.eq(spend.code_hash.as_bytes()))
-                        .filter(otp_codes::consumed_at.is_null())
-                        .filter(otp_codes::expires_at.gt(now))
-                        .filter(otp_codes::attempts.le(attempts_limit(spend.max_attempts))),
+                let id = spend.id.to_string();
+                $crate::rows::spend_code_query!(
+                    &id,
+                    spend.code_hash.as_bytes(),
+                    to_millis(spend.now),
+                    attempts_limit(spend.max_attempts)
                 )
-                .set(otp_codes::consumed_at.eq(Some(now)))
                 .cached()
                 .execute(conn)
                 .await
@@ -338,11 +293,15 @@ pub(crate) use otp_store;
 ///   refusal rolls everything back), `issue`'s keys given back, the earlier codes of
 ///   the row's address and purpose deleted with their waiting mail, the row and its
 ///   mail written, the notice queued;
-/// - `add_tx`, `OtpStore::add`'s: the row, its mail and its event.
+/// - `add_tx`, `OtpStore::add`'s: the row, its mail and its event;
+/// - `complete_registration_tx`, `OtpStore::complete_registration`'s: `Completion`'s
+///   writes in its order.
 macro_rules! code_writes {
     ($store:ty) => {
         const _: () = {
-            use self::shared::{audit_row, delete_codes, give_back, insert_code, queue, reserve};
+            use self::shared::{
+                audit_row, delete_codes, give_back, insert_code, queue, refused, reserve,
+            };
             use chrono::{DateTime, Utc};
             use diesel_async::AsyncConnection;
             use passcode_domain::InfraError;
@@ -403,6 +362,65 @@ macro_rules! code_writes {
                         })
                         .await
                         .map_err(query_error)
+                }
+
+                pub(crate) async fn complete_registration_tx(
+                    &self,
+                    completion: $crate::rows::Completion,
+                ) -> Result<bool, InfraError> {
+                    use diesel::result::Error::RollbackTransaction;
+                    use diesel_async::RunQueryDsl;
+                    use $crate::cached::CachedExt as _;
+                    use $crate::rows::{
+                        apply_registration_query, new_session_query, registered_email,
+                        release_query, spend_code_query,
+                    };
+                    let c = &completion;
+                    let mut conn = self.writer().await?;
+                    (*conn)
+                        .transaction(async |conn| {
+                            for key in &c.give_back {
+                                release_query!(key, c.reserved_at)
+                                    .cached()
+                                    .execute(conn)
+                                    .await?;
+                            }
+                            let spent =
+                                spend_code_query!(&c.code, &c.code_hash, c.now, c.most_tries)
+                                    .cached()
+                                    .execute(conn)
+                                    .await?;
+                            if spent != 1 || apply_registration_query!(c).execute(conn).await? != 1
+                            {
+                                return Err(RollbackTransaction);
+                            }
+                            let purpose = passcode_domain::OtpPurpose::VerifyEmail.as_str();
+                            $crate::rows::expire_replaced_mail_query!(
+                                registered_email!(&c.user),
+                                purpose,
+                                &c.code,
+                                c.now
+                            )
+                            .execute(conn)
+                            .await?;
+                            $crate::rows::delete_replaced_codes_query!(
+                                registered_email!(&c.user),
+                                purpose,
+                                &c.code
+                            )
+                            .execute(conn)
+                            .await?;
+                            audit_row(conn, &c.verified).await?;
+                            if let Some((token, event)) = &c.session {
+                                new_session_query!(token).execute(conn).await?;
+                                if let Some(event) = event {
+                                    audit_row(conn, event).await?;
+                                }
+                            }
+                            Ok(true)
+                        })
+                        .await
+                        .or_else(refused)
                 }
             }
         };

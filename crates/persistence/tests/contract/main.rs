@@ -92,6 +92,8 @@ contract!(
     a_spend_whose_move_is_refused_leaves_its_code_unspent,
     concurrent_guesses_and_spends_of_one_address_all_succeed,
     completing_a_registration_starts_its_session_with_the_spend,
+    a_completion_that_does_not_spend_changes_nothing,
+    a_completion_with_another_account_change_is_refused,
     failed_attempts_are_counted_up_to_the_limit,
     concurrent_failed_attempts_never_exceed_the_limit,
     health_check_answers,

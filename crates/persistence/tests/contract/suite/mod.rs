@@ -12,8 +12,8 @@ use passcode_domain::ports::{
     Throttle, Tries, UserRepository,
 };
 use passcode_domain::{
-    AuditEvent, AuditKind, AuditQuery, CodeHash, EmailAddress, FullName, NewUser, OtpCode,
-    OtpPurpose, PasswordHash, TokenSubject, User, UserId,
+    AuditEvent, AuditKind, AuditQuery, CodeHash, EmailAddress, FullName, InfraError, NewUser,
+    OtpCode, OtpPurpose, PasswordHash, TokenSubject, User, UserId,
 };
 use uuid::Uuid;
 
