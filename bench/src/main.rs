@@ -18,7 +18,8 @@ mod server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -29,7 +30,7 @@ use crate::load::{Call, Outcome, Script};
 use crate::report::{
     Report, Row, analyzed, cpu_budget, database_cpu_per_answer, ratios, writes_per_answer,
 };
-use crate::scripts::{Answered, Probe, RefreshChain, Register, ResendNew};
+use crate::scripts::{Answered, Probe, RefreshChain, Register, ResendNew, RightCodes};
 use crate::server::{Limits, MailSink, Passcode};
 
 /// passcode's allocator (`crates/app/src/main.rs`), so that raw argon2id's memory comes
@@ -83,6 +84,10 @@ struct Args {
     /// fraction of a millisecond more). 0: directly.
     #[arg(long, default_value_t = 0)]
     db_delay_ms: u64,
+    /// Right codes prepared (one registration each) for the right-code scenario, which
+    /// runs only when `--only` names it: enough for its warm-up and its duration.
+    #[arg(long, default_value_t = 600)]
+    codes: usize,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -113,6 +118,9 @@ const REFRESH: &str = "token/refresh, chained";
 const RESEND: &str = "resend-otp, a new unknown address each";
 const LOGIN: &str = "login";
 const REGISTER: &str = "register";
+/// passcode only, and only when `--only` names it: each code verifies once, and is
+/// a registration (an argon2id hash) to prepare.
+const VERIFY: &str = "validate-otp, right code, a new registration each";
 const IDLE: &str = "health/live probe (200/s), idle";
 const FLOOD: &str = "health/live probe during the login flood";
 const FLOOD_LOGIN: &str = "login flood (4 × connections)";
@@ -140,7 +148,12 @@ struct Bench {
 
 impl Bench {
     fn wanted(&self, scenario: &str) -> bool {
-        self.args.only.is_empty() || self.args.only.iter().any(|o| scenario.contains(o.as_str()))
+        self.args.only.is_empty() || self.named(scenario)
+    }
+
+    /// Whether `--only` names `scenario`.
+    fn named(&self, scenario: &str) -> bool {
+        self.args.only.iter().any(|o| scenario.contains(o.as_str()))
     }
 
     /// The measurement of `scripts` against `target`, to be awaited where it should run.
@@ -616,6 +629,34 @@ impl Bench {
             }
             report.rows.push(Row::new(MIXED, logins));
             report.rows.push(Row::new(MIXED_WRONG, wrong));
+        }
+        if self.named(VERIFY) {
+            let emails = Self::emails(&format!("verify-{run}"), self.args.codes);
+            let prepared = Instant::now();
+            server.register_all(&emails).await?;
+            let codes = server.codes_for(&emails).await?;
+            let seconds = prepared.elapsed().as_secs_f64();
+            let codes = Arc::new(Mutex::new(codes));
+            let scripts = (0..n)
+                .map(|_| {
+                    Box::new(RightCodes {
+                        codes: codes.clone(),
+                        last: None,
+                    }) as Box<dyn Script>
+                })
+                .collect();
+            let outcome = self.measure(target, scripts).await;
+            report.footer.push(format!(
+                "{VERIFY}: {} codes prepared in {seconds:.0} s, {} left unused{}",
+                self.args.codes,
+                codes.lock().map_or(0, |left| left.len()),
+                if outcome.statuses.contains_key(&400) {
+                    "; the 400s are codes spent again: raise --codes"
+                } else {
+                    ""
+                }
+            ));
+            report.rows.push(Row::new(VERIFY, outcome));
         }
         report.footer.push(server.peak_memory());
         server.stop().await;

@@ -119,3 +119,24 @@ impl Script for Register {
         }
     }
 }
+
+/// validate-otp with a right code, each a new registration's, taken from a stack the
+/// connections share; once it is empty, the last one again (answered 400: spent).
+pub struct RightCodes {
+    pub codes: Arc<Mutex<Vec<(String, String)>>>,
+    pub last: Option<Call>,
+}
+
+impl Script for RightCodes {
+    fn next(&mut self) -> Call {
+        if let Some((email, code)) = self.codes.lock().ok().and_then(|mut codes| codes.pop()) {
+            self.last = Some(Call::post(
+                "/api/accounts/validate-otp/",
+                json!({"email": email, "otp": code}),
+            ));
+        }
+        self.last
+            .clone()
+            .unwrap_or_else(|| Call::get("/health/live"))
+    }
+}

@@ -165,16 +165,23 @@ impl Passcode {
     }
 
     pub async fn register(&self, email: &str) -> anyhow::Result<()> {
-        let (status, body) = load::once(
-            self.addr,
-            Call::post(
-                "/api/accounts/create/",
-                json!({"email": email, "full_name": "Bench User", "password": crate::PASSWORD}),
-            ),
-        )
-        .await?;
-        if !(200..300).contains(&status) {
-            bail!("registering {email} answered {status} {body}");
+        register(self.addr, email).await
+    }
+
+    /// Registers every address of `emails`, eight at a time.
+    pub async fn register_all(&self, emails: &[String]) -> anyhow::Result<()> {
+        let mut running = tokio::task::JoinSet::new();
+        for email in emails {
+            if running.len() >= 8
+                && let Some(done) = running.join_next().await
+            {
+                done??;
+            }
+            let (addr, email) = (self.addr, email.clone());
+            running.spawn(async move { register(addr, &email).await });
+        }
+        while let Some(done) = running.join_next().await {
+            done??;
         }
         Ok(())
     }
@@ -214,18 +221,33 @@ impl Passcode {
 
     /// The code mailed to `email`, waiting for the outbox to send it.
     pub async fn code_for(&self, email: &str) -> anyhow::Result<String> {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut codes = self.codes_for(&[email.to_owned()]).await?;
+        Ok(codes.remove(0).1)
+    }
+
+    /// The code mailed to each of `emails`, in their order, waiting up to 60 s for the
+    /// outbox to send them.
+    pub async fn codes_for(&self, emails: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(code) = self
+            let mailed: std::collections::HashMap<String, String> = self
                 .mails()
                 .into_iter()
-                .find(|(to, code, _)| to == email && code.is_some())
-                .and_then(|(_, code, _)| code)
-            {
-                return Ok(code);
+                .filter_map(|(to, code, _)| Some((to, code?)))
+                .collect();
+            let found: Vec<(String, String)> = emails
+                .iter()
+                .filter_map(|email| Some((email.clone(), mailed.get(email)?.clone())))
+                .collect();
+            if found.len() == emails.len() {
+                return Ok(found);
             }
             if Instant::now() > deadline {
-                bail!("no code was mailed to {email} within 30 s");
+                bail!(
+                    "{} of {} codes were mailed within 60 s",
+                    found.len(),
+                    emails.len()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -369,4 +391,20 @@ fn six_digits(text: &str) -> Option<String> {
     text.split(|c: char| !c.is_ascii_digit())
         .find(|run| run.len() == 6)
         .map(str::to_owned)
+}
+
+/// Registers `email` on the server at `addr` with the benchmark's password.
+async fn register(addr: std::net::SocketAddr, email: &str) -> anyhow::Result<()> {
+    let (status, body) = load::once(
+        addr,
+        Call::post(
+            "/api/accounts/create/",
+            json!({"email": email, "full_name": "Bench User", "password": crate::PASSWORD}),
+        ),
+    )
+    .await?;
+    if !(200..300).contains(&status) {
+        bail!("registering {email} answered {status} {body}");
+    }
+    Ok(())
 }
