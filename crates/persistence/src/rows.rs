@@ -253,7 +253,7 @@ pub(crate) use delete_replaced_codes_query;
 
 /// Account `$user`'s address, as an expression (a scalar subquery): what a
 /// registration's completion reads it by, so that its statements need no answer
-/// before they are sent (`Completion`).
+/// before they are sent (`SpendRows`).
 macro_rules! registered_email {
     ($user:expr) => {{
         use diesel::QueryDsl as _;
@@ -287,29 +287,31 @@ macro_rules! spend_code_query {
 }
 pub(crate) use spend_code_query;
 
-/// Puts a registration into effect (`Completion`): its name and password hash on the
-/// account, the address verified, if the account is active and still has the
-/// address code `code` was sent to (read inside the statement). 1 row if applied.
+/// Puts `$registration` (`RegistrationRows`) into effect with the spend of code
+/// `$code`: its name and password hash on the account, the address verified, if the
+/// account is active and still has the address the code was sent to (read inside the
+/// statement). 1 row if applied.
 macro_rules! apply_registration_query {
-    ($completion:expr) => {{
+    ($code:expr, $registration:expr, $now_ms:expr) => {{
         use diesel::{ExpressionMethods as _, NullableExpressionMethods as _, QueryDsl as _};
         use $crate::schema::{otp_codes, users};
-        let completion: &$crate::rows::Completion = $completion;
+        let (code, registration, now_ms): (&str, &$crate::rows::RegistrationRows, i64) =
+            ($code, $registration, $now_ms);
         let sent_to = otp_codes::table
-            .find(&completion.code)
+            .find(code)
             .select(otp_codes::email)
             .single_value();
         diesel::update(
             users::table
-                .find(&completion.user)
+                .find(&registration.user)
                 .filter(users::email.nullable().eq(sent_to))
                 .filter(users::is_active.eq(true)),
         )
         .set((
-            users::full_name.eq(&completion.full_name),
-            users::password_hash.eq(&completion.password_hash),
+            users::full_name.eq(&registration.full_name),
+            users::password_hash.eq(&registration.password_hash),
             users::email_verified.eq(true),
-            users::updated_at.eq(completion.now),
+            users::updated_at.eq(now_ms),
         ))
     }};
 }
@@ -554,44 +556,49 @@ pub(crate) struct FirstCodeRows {
     pub event: AuditRow,
 }
 
-/// `OtpStore::complete_registration`'s writes as rows, owned (SQLite runs them on its
-/// writer thread), in the order every backend writes them:
+/// A spend's writes as rows, owned (SQLite runs them on its writer thread), in the
+/// order every backend writes them: `OtpStore::consume`'s without an account change,
+/// and `complete_registration`'s.
 /// 1. `give_back`'s keys given back, in the order they were reserved in (before the
 ///    code's row is locked, as a guess locks them);
 /// 2. `code` spent (`spend_code_query!`), which must touch 1 row;
-/// 3. the registration put into effect on `user` (`apply_registration_query!`),
-///    which must touch 1 row;
-/// 4. the address's other verification codes deleted with their waiting mail, the
-///    address read from the account (`registered_email!`);
-/// 5. `verified` recorded, then the session and its event.
+/// 3. with a `registration`: put into effect (`apply_registration_query!`), which
+///    must touch 1 row; the address's other verification codes deleted with their
+///    waiting mail, the address read from the account (`registered_email!`); its
+///    event recorded;
+/// 4. the session started, with its event.
 ///
 /// Where 2 or 3 touches nothing, all of it is rolled back and the answer is `false`.
-pub(crate) struct Completion {
+/// No statement needs an earlier one's answer, so a backend may send them all at once.
+pub(crate) struct SpendRows {
     pub give_back: Vec<String>,
     pub reserved_at: i64,
     pub code: String,
     pub code_hash: Vec<u8>,
     pub most_tries: i32,
     pub now: i64,
+    pub registration: Option<RegistrationRows>,
+    pub session: Option<(passcode_domain::ports::NewRefreshToken, Option<AuditRow>)>,
+}
+
+/// A registration put into effect by its code's spend, on account `user`.
+pub(crate) struct RegistrationRows {
     pub user: String,
     pub full_name: String,
     pub password_hash: String,
     pub verified: AuditRow,
-    pub session: Option<(passcode_domain::ports::NewRefreshToken, Option<AuditRow>)>,
 }
 
-impl Completion {
-    /// The rows of `spend`, which must make no account change (a registration is its
-    /// own), for `registration` on account `user`.
+impl SpendRows {
+    /// The rows of `spend`, which must make no account change (the adapter makes
+    /// those its own way), with `registration`, if any.
     pub(crate) fn new(
         spend: &passcode_domain::ports::Spend<'_>,
-        user: UserId,
-        registration: &Registration,
-        verified: &passcode_domain::AuditEvent,
+        registration: Option<RegistrationRows>,
     ) -> Result<Self, InfraError> {
         if spend.account.is_some() {
             return Err(InfraError::Unexpected(anyhow::anyhow!(
-                "a registration's completion makes no other account change"
+                "a spend with an account change of its own is not written as SpendRows"
             )));
         }
         Ok(Self {
@@ -601,14 +608,26 @@ impl Completion {
             code_hash: spend.code_hash.as_bytes().to_vec(),
             most_tries: attempts_limit(spend.max_attempts),
             now: to_millis(spend.now),
-            user: user.0.to_string(),
-            full_name: registration.full_name.as_str().to_owned(),
-            password_hash: registration.password_hash.as_str().to_owned(),
-            verified: AuditRow::new(verified),
+            registration,
             session: spend
                 .session
                 .map(|(token, event)| (token.clone(), event.map(AuditRow::new))),
         })
+    }
+}
+
+impl RegistrationRows {
+    pub(crate) fn new(
+        user: UserId,
+        registration: &Registration,
+        verified: &passcode_domain::AuditEvent,
+    ) -> Self {
+        Self {
+            user: user.0.to_string(),
+            full_name: registration.full_name.as_str().to_owned(),
+            password_hash: registration.password_hash.as_str().to_owned(),
+            verified: AuditRow::new(verified),
+        }
     }
 }
 

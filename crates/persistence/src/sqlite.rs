@@ -281,7 +281,7 @@ mod one_trip {
     use crate::error::{create_user_error, query_error};
     use crate::outbox_rows::NewOutboxRow;
     use crate::rows::{
-        Abort, AuditRow, Completion, FirstCodeRows, OtpRow, Rotate, SessionTokens, UserRow,
+        Abort, AuditRow, FirstCodeRows, OtpRow, Rotate, SessionTokens, SpendRows, UserRow,
         account_as_signed_query, acquire_bounds, acquire_query, admission, admissions,
         apply_registration_query, delete_replaced_codes_query, expire_replaced_mail_query,
         limit_name, new_session_query, open_codes_query, registered_email, release_query,
@@ -489,44 +489,43 @@ mod one_trip {
                 .map_err(query_error)
         }
 
-        /// `OtpStore::complete_registration`'s writes (`Completion`) in one trip, in
-        /// the next batch of writes; a code not spent, or an account no longer as
-        /// the code found it, undoes the rest (the work's savepoint).
-        pub(crate) async fn complete_registration_tx(
-            &self,
-            completion: Completion,
-        ) -> Result<bool, InfraError> {
-            let completed = self
+        /// A spend's writes (`SpendRows`: `OtpStore::complete_registration`'s, and
+        /// `consume`'s without an account change) in one trip, in the next batch of
+        /// writes; a code not spent, or an account no longer as the code found it,
+        /// undoes the rest (the work's savepoint).
+        pub(crate) async fn spend_tx(&self, rows: SpendRows) -> Result<bool, InfraError> {
+            let spent = self
                 .batched(move |conn| -> QueryResult<bool> {
-                    let c = &completion;
-                    for key in &c.give_back {
+                    let r = &rows;
+                    for key in &r.give_back {
                         // RETURNING, so that it runs as a query: see `crate::cached`.
-                        release_query!(key, c.reserved_at)
+                        release_query!(key, r.reserved_at)
                             .returning(rate_limits::count)
                             .cached()
                             .load::<i32>(conn)?;
                     }
-                    if spend_code_query!(&c.code, &c.code_hash, c.now, c.most_tries)
+                    if spend_code_query!(&r.code, &r.code_hash, r.now, r.most_tries)
                         .execute(conn)?
                         != 1
-                        || apply_registration_query!(c).execute(conn)? != 1
                     {
                         return Err(diesel::result::Error::RollbackTransaction);
                     }
-                    let purpose = OtpPurpose::VerifyEmail.as_str();
-                    expire_replaced_mail_query!(
-                        registered_email!(&c.user),
-                        purpose,
-                        &c.code,
-                        c.now
-                    )
-                    .execute(conn)?;
-                    delete_replaced_codes_query!(registered_email!(&c.user), purpose, &c.code)
-                        .execute(conn)?;
-                    diesel::insert_into(audit_events::table)
-                        .values(&c.verified)
-                        .execute(conn)?;
-                    if let Some((token, event)) = &c.session {
+                    if let Some(registration) = &r.registration {
+                        if apply_registration_query!(&r.code, registration, r.now).execute(conn)?
+                            != 1
+                        {
+                            return Err(diesel::result::Error::RollbackTransaction);
+                        }
+                        let purpose = OtpPurpose::VerifyEmail.as_str();
+                        let email = || registered_email!(&registration.user);
+                        expire_replaced_mail_query!(email(), purpose, &r.code, r.now)
+                            .execute(conn)?;
+                        delete_replaced_codes_query!(email(), purpose, &r.code).execute(conn)?;
+                        diesel::insert_into(audit_events::table)
+                            .values(&registration.verified)
+                            .execute(conn)?;
+                    }
+                    if let Some((token, event)) = &r.session {
                         new_session_query!(token).execute(conn)?;
                         if let Some(event) = event {
                             diesel::insert_into(audit_events::table)
@@ -537,9 +536,9 @@ mod one_trip {
                     Ok(true)
                 })
                 .await?;
-            match completed {
+            match spent {
                 Err(diesel::result::Error::RollbackTransaction) => Ok(false),
-                completed => completed.map_err(query_error),
+                spent => spent.map_err(query_error),
             }
         }
 

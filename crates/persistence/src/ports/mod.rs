@@ -3,8 +3,8 @@
 //! the connection types differ). Where a backend differs, it says so where it lives:
 //! the outbox's claim statement is a parameter, each backend's guess transaction
 //! (`sqlite.rs`, `postgres.rs`) is its own, and so are a new code's writes and a
-//! registration's completion on SQLite (one trip) and PostgreSQL (pipelined), where
-//! MariaDB runs `code_writes!`.
+//! spend without an account change (a registration's completion, a sign-in) on SQLite
+//! (one trip) and PostgreSQL (pipelined), where MariaDB runs `code_writes!`.
 //!
 //! A backend module defines `type Conn` and a store with
 //! `async fn conn(&self) -> Result<impl DerefMut<Target = Conn>, InfraError>` for reads

@@ -128,14 +128,18 @@ macro_rules! otp_store {
                 }
 
                 async fn consume<'a>(&self, spend: &Spend<'a>) -> Result<bool, InfraError> {
+                    if spend.account.is_none() {
+                        if spend.give_back.keys.is_empty() && spend.session.is_none() {
+                            let mut conn = self.writer().await?;
+                            return spend_code(&mut *conn, spend).await.map_err(query_error);
+                        }
+                        // Each backend's own way, as a registration's completion.
+                        return self
+                            .spend_tx($crate::rows::SpendRows::new(spend, None)?)
+                            .await;
+                    }
                     let change = seal(spend, &self.mail_key)?;
                     let mut conn = self.writer().await?;
-                    if spend.give_back.keys.is_empty()
-                        && spend.account.is_none()
-                        && spend.session.is_none()
-                    {
-                        return spend_code(&mut *conn, spend).await.map_err(query_error);
-                    }
                     (*conn)
                         .transaction(async |conn| {
                             if !given_back_and_spent(conn, spend).await? {
@@ -157,9 +161,10 @@ macro_rules! otp_store {
                 ) -> Result<bool, InfraError> {
                     // Each backend's own way (`sqlite.rs`: one trip to the writer;
                     // `postgres.rs`: pipelined; `code_writes!`: statement by statement).
-                    let completion =
-                        $crate::rows::Completion::new(spend, user, registration, event)?;
-                    self.complete_registration_tx(completion).await
+                    let registration =
+                        $crate::rows::RegistrationRows::new(user, registration, event);
+                    self.spend_tx($crate::rows::SpendRows::new(spend, Some(registration))?)
+                        .await
                 }
             }
 
@@ -294,8 +299,8 @@ pub(crate) use otp_store;
 ///   the row's address and purpose deleted with their waiting mail, the row and its
 ///   mail written, the notice queued;
 /// - `add_tx`, `OtpStore::add`'s: the row, its mail and its event;
-/// - `complete_registration_tx`, `OtpStore::complete_registration`'s: `Completion`'s
-///   writes in its order.
+/// - `spend_tx`, `OtpStore::complete_registration`'s and `consume`'s without an
+///   account change: `SpendRows`' writes in its order.
 macro_rules! code_writes {
     ($store:ty) => {
         const _: () = {
@@ -364,9 +369,9 @@ macro_rules! code_writes {
                         .map_err(query_error)
                 }
 
-                pub(crate) async fn complete_registration_tx(
+                pub(crate) async fn spend_tx(
                     &self,
-                    completion: $crate::rows::Completion,
+                    rows: $crate::rows::SpendRows,
                 ) -> Result<bool, InfraError> {
                     use diesel::result::Error::RollbackTransaction;
                     use diesel_async::RunQueryDsl;
@@ -375,43 +380,52 @@ macro_rules! code_writes {
                         apply_registration_query, new_session_query, registered_email,
                         release_query, spend_code_query,
                     };
-                    let c = &completion;
+                    let r = &rows;
                     let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
-                            for key in &c.give_back {
-                                release_query!(key, c.reserved_at)
+                            for key in &r.give_back {
+                                release_query!(key, r.reserved_at)
                                     .cached()
                                     .execute(conn)
                                     .await?;
                             }
                             let spent =
-                                spend_code_query!(&c.code, &c.code_hash, c.now, c.most_tries)
+                                spend_code_query!(&r.code, &r.code_hash, r.now, r.most_tries)
                                     .cached()
                                     .execute(conn)
                                     .await?;
-                            if spent != 1 || apply_registration_query!(c).execute(conn).await? != 1
-                            {
+                            if spent != 1 {
                                 return Err(RollbackTransaction);
                             }
-                            let purpose = passcode_domain::OtpPurpose::VerifyEmail.as_str();
-                            $crate::rows::expire_replaced_mail_query!(
-                                registered_email!(&c.user),
-                                purpose,
-                                &c.code,
-                                c.now
-                            )
-                            .execute(conn)
-                            .await?;
-                            $crate::rows::delete_replaced_codes_query!(
-                                registered_email!(&c.user),
-                                purpose,
-                                &c.code
-                            )
-                            .execute(conn)
-                            .await?;
-                            audit_row(conn, &c.verified).await?;
-                            if let Some((token, event)) = &c.session {
+                            if let Some(registration) = &r.registration {
+                                if apply_registration_query!(&r.code, registration, r.now)
+                                    .execute(conn)
+                                    .await?
+                                    != 1
+                                {
+                                    return Err(RollbackTransaction);
+                                }
+                                let purpose = passcode_domain::OtpPurpose::VerifyEmail.as_str();
+                                let email = || registered_email!(&registration.user);
+                                $crate::rows::expire_replaced_mail_query!(
+                                    email(),
+                                    purpose,
+                                    &r.code,
+                                    r.now
+                                )
+                                .execute(conn)
+                                .await?;
+                                $crate::rows::delete_replaced_codes_query!(
+                                    email(),
+                                    purpose,
+                                    &r.code
+                                )
+                                .execute(conn)
+                                .await?;
+                                audit_row(conn, &registration.verified).await?;
+                            }
+                            if let Some((token, event)) = &r.session {
                                 new_session_query!(token).execute(conn).await?;
                                 if let Some(event) = event {
                                     audit_row(conn, event).await?;
