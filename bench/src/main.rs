@@ -118,9 +118,11 @@ const REFRESH: &str = "token/refresh, chained";
 const RESEND: &str = "resend-otp, a new unknown address each";
 const LOGIN: &str = "login";
 const REGISTER: &str = "register";
-/// passcode only, and only when `--only` names it: each code verifies once, and is
-/// a registration (an argon2id hash) to prepare.
+/// passcode only, and only when `--only` names it: each code serves once, and is a
+/// registration (an argon2id hash) to prepare.
 const VERIFY: &str = "validate-otp, right code, a new registration each";
+/// As `VERIFY`, a verified registration's sign-in code each.
+const SIGN_IN: &str = "sign-in, right code, a verified registration each";
 const IDLE: &str = "health/live probe (200/s), idle";
 const FLOOD: &str = "health/live probe during the login flood";
 const FLOOD_LOGIN: &str = "login flood (4 × connections)";
@@ -630,33 +632,13 @@ impl Bench {
             report.rows.push(Row::new(MIXED, logins));
             report.rows.push(Row::new(MIXED_WRONG, wrong));
         }
-        if self.named(VERIFY) {
-            let emails = Self::emails(&format!("verify-{run}"), self.args.codes);
-            let prepared = Instant::now();
-            server.register_all(&emails).await?;
-            let codes = server.codes_for(&emails).await?;
-            let seconds = prepared.elapsed().as_secs_f64();
-            let codes = Arc::new(Mutex::new(codes));
-            let scripts = (0..n)
-                .map(|_| {
-                    Box::new(RightCodes {
-                        codes: codes.clone(),
-                        last: None,
-                    }) as Box<dyn Script>
-                })
-                .collect();
-            let outcome = self.measure(target, scripts).await;
-            report.footer.push(format!(
-                "{VERIFY}: {} codes prepared in {seconds:.0} s, {} left unused{}",
-                self.args.codes,
-                codes.lock().map_or(0, |left| left.len()),
-                if outcome.statuses.contains_key(&400) {
-                    "; the 400s are codes spent again: raise --codes"
-                } else {
-                    ""
-                }
-            ));
-            report.rows.push(Row::new(VERIFY, outcome));
+        for scenario in [VERIFY, SIGN_IN] {
+            if self.named(scenario) {
+                let row = self
+                    .right_codes(&server, target, scenario, &mut report)
+                    .await?;
+                report.rows.push(row);
+            }
         }
         report.footer.push(server.peak_memory());
         server.stop().await;
@@ -699,6 +681,60 @@ impl Bench {
             report.footer.push(analyzed(&report.rows));
         }
         Ok(report)
+    }
+}
+
+impl Bench {
+    /// `scenario` (`VERIFY` or `SIGN_IN`) on `--codes` new registrations: each request
+    /// sends the right code of one, to validate-otp (its verification code) or to
+    /// sign-in (its sign-in code, asked for once the registration is verified).
+    async fn right_codes(
+        &self,
+        server: &Passcode,
+        target: Target<'_>,
+        scenario: &'static str,
+        report: &mut Report,
+    ) -> anyhow::Result<Row> {
+        let emails = Self::emails(
+            &format!("codes-{}-{}", std::process::id(), report.rows.len()),
+            self.args.codes,
+        );
+        let prepared = Instant::now();
+        server.register_all(&emails).await?;
+        let mut codes = server.codes_for(&emails, "verification").await?;
+        let path = if scenario == SIGN_IN {
+            server.verify_all(&codes).await?;
+            server
+                .ask_all("/api/accounts/sign-in/code/", &emails)
+                .await?;
+            codes = server.codes_for(&emails, "sign-in").await?;
+            "/api/accounts/sign-in/"
+        } else {
+            "/api/accounts/validate-otp/"
+        };
+        let seconds = prepared.elapsed().as_secs_f64();
+        let codes = Arc::new(Mutex::new(codes));
+        let scripts = (0..self.args.connections)
+            .map(|_| {
+                Box::new(RightCodes {
+                    path,
+                    codes: codes.clone(),
+                    last: None,
+                }) as Box<dyn Script>
+            })
+            .collect();
+        let outcome = self.measure(target, scripts).await;
+        report.footer.push(format!(
+            "{scenario}: {} codes prepared in {seconds:.0} s, {} left unused{}",
+            self.args.codes,
+            codes.lock().map_or(0, |left| left.len()),
+            if outcome.statuses.contains_key(&400) {
+                "; the 400s are codes spent again: raise --codes"
+            } else {
+                ""
+            }
+        ));
+        Ok(Row::new(scenario, outcome))
     }
 }
 

@@ -120,9 +120,11 @@ impl Script for Register {
     }
 }
 
-/// validate-otp with a right code, each a new registration's, taken from a stack the
-/// connections share; once it is empty, the last one again (answered 400: spent).
+/// A right code to `path` (validate-otp, sign-in), each a new registration's, taken
+/// from a stack the connections share; once it is empty, the last one again
+/// (answered 400: spent).
 pub struct RightCodes {
+    pub path: &'static str,
     pub codes: Arc<Mutex<Vec<(String, String)>>>,
     pub last: Option<Call>,
 }
@@ -130,10 +132,7 @@ pub struct RightCodes {
 impl Script for RightCodes {
     fn next(&mut self) -> Call {
         if let Some((email, code)) = self.codes.lock().ok().and_then(|mut codes| codes.pop()) {
-            self.last = Some(Call::post(
-                "/api/accounts/validate-otp/",
-                json!({"email": email, "otp": code}),
-            ));
+            self.last = Some(Call::post(self.path, json!({"email": email, "otp": code})));
         }
         self.last
             .clone()

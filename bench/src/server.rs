@@ -165,20 +165,47 @@ impl Passcode {
     }
 
     pub async fn register(&self, email: &str) -> anyhow::Result<()> {
-        register(self.addr, email).await
+        ok(self.addr, registration(email)).await
     }
 
     /// Registers every address of `emails`, eight at a time.
     pub async fn register_all(&self, emails: &[String]) -> anyhow::Result<()> {
+        self.send_all(emails.iter().map(|email| registration(email)))
+            .await
+    }
+
+    /// Verifies each address of `codes` with its code, eight at a time.
+    pub async fn verify_all(&self, codes: &[(String, String)]) -> anyhow::Result<()> {
+        let calls = codes.iter().map(|(email, code)| {
+            Call::post(
+                "/api/accounts/validate-otp/",
+                json!({"email": email, "otp": code}),
+            )
+        });
+        self.send_all(calls).await
+    }
+
+    /// POSTs `{"email": ...}` to `path` for each of `emails`, eight at a time.
+    pub async fn ask_all(&self, path: &'static str, emails: &[String]) -> anyhow::Result<()> {
+        self.send_all(
+            emails
+                .iter()
+                .map(|email| Call::post(path, json!({"email": email}))),
+        )
+        .await
+    }
+
+    /// Sends `calls`, eight at a time; each must be answered 2xx.
+    async fn send_all(&self, calls: impl Iterator<Item = Call>) -> anyhow::Result<()> {
         let mut running = tokio::task::JoinSet::new();
-        for email in emails {
+        for call in calls {
             if running.len() >= 8
                 && let Some(done) = running.join_next().await
             {
                 done??;
             }
-            let (addr, email) = (self.addr, email.clone());
-            running.spawn(async move { register(addr, &email).await });
+            let addr = self.addr;
+            running.spawn(async move { ok(addr, call).await });
         }
         while let Some(done) = running.join_next().await {
             done??;
@@ -188,6 +215,11 @@ impl Passcode {
 
     /// Every mail file: its recipient, its code (if any) and when it was written.
     fn mails(&self) -> Vec<(String, Option<String>, SystemTime)> {
+        self.mails_about("")
+    }
+
+    /// `mails()`, of the mails whose subject contains `about`.
+    fn mails_about(&self, about: &str) -> Vec<(String, Option<String>, SystemTime)> {
         let Ok(entries) = std::fs::read_dir(&self.mail_dir) else {
             return Vec::new();
         };
@@ -197,11 +229,17 @@ impl Passcode {
                 let written = entry.metadata().ok()?.modified().ok()?;
                 let raw = std::fs::read(entry.path()).ok()?;
                 let parsed = mailparse::parse_mail(&raw).ok()?;
-                let to = parsed
-                    .headers
-                    .iter()
-                    .find(|h| h.get_key_ref().eq_ignore_ascii_case("to"))?
-                    .get_value();
+                let header = |name: &str| {
+                    parsed
+                        .headers
+                        .iter()
+                        .find(|h| h.get_key_ref().eq_ignore_ascii_case(name))
+                        .map(mailparse::MailHeader::get_value)
+                };
+                if !header("subject")?.contains(about) {
+                    return None;
+                }
+                let to = header("to")?;
                 let to = to
                     .rsplit('<')
                     .next()
@@ -221,17 +259,21 @@ impl Passcode {
 
     /// The code mailed to `email`, waiting for the outbox to send it.
     pub async fn code_for(&self, email: &str) -> anyhow::Result<String> {
-        let mut codes = self.codes_for(&[email.to_owned()]).await?;
+        let mut codes = self.codes_for(&[email.to_owned()], "").await?;
         Ok(codes.remove(0).1)
     }
 
-    /// The code mailed to each of `emails`, in their order, waiting up to 60 s for the
-    /// outbox to send them.
-    pub async fn codes_for(&self, emails: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    /// The code mailed to each of `emails` in a mail whose subject contains `about`
+    /// (one each), in their order, waiting up to 60 s for the outbox to send them.
+    pub async fn codes_for(
+        &self,
+        emails: &[String],
+        about: &str,
+    ) -> anyhow::Result<Vec<(String, String)>> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let mailed: std::collections::HashMap<String, String> = self
-                .mails()
+                .mails_about(about)
                 .into_iter()
                 .filter_map(|(to, code, _)| Some((to, code?)))
                 .collect();
@@ -393,18 +435,19 @@ fn six_digits(text: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Registers `email` on the server at `addr` with the benchmark's password.
-async fn register(addr: std::net::SocketAddr, email: &str) -> anyhow::Result<()> {
-    let (status, body) = load::once(
-        addr,
-        Call::post(
-            "/api/accounts/create/",
-            json!({"email": email, "full_name": "Bench User", "password": crate::PASSWORD}),
-        ),
+/// A registration of `email` with the benchmark's password.
+fn registration(email: &str) -> Call {
+    Call::post(
+        "/api/accounts/create/",
+        json!({"email": email, "full_name": "Bench User", "password": crate::PASSWORD}),
     )
-    .await?;
+}
+
+/// Sends `call` to the server at `addr`; an answer other than 2xx is an error.
+async fn ok(addr: std::net::SocketAddr, call: Call) -> anyhow::Result<()> {
+    let (status, body) = load::once(addr, call.clone()).await?;
     if !(200..300).contains(&status) {
-        bail!("registering {email} answered {status} {body}");
+        bail!("{} {} answered {status} {body}", call.method, call.path);
     }
     Ok(())
 }
