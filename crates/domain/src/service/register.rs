@@ -87,24 +87,43 @@ impl AuthService {
                 &input.context,
             ),
         };
-        let created = self.ports.users.create(&new_user, Some(&first_code)).await;
-        match (self.settings.policy, created) {
-            (RegistrationPolicy::VerificationRequired, Ok(_)) => Ok(pending(input)),
-            (RegistrationPolicy::VerificationRequired, Err(CreateUserError::EmailTaken)) => {
-                self.register_existing(&input.email, registration, &input.context)
-                    .await?;
+        let create = self.ports.users.create(&new_user, Some(&first_code));
+        match self.settings.policy {
+            RegistrationPolicy::VerificationRequired => {
+                // The account is read while the insert runs, not after it fails: a
+                // taken address then takes one round trip more than a new one (what
+                // it does next), not two, so its answer's time tells less.
+                let (created, found) = futures_util::future::join(
+                    create,
+                    self.ports.users.find_by_email(&input.email),
+                )
+                .await;
+                match created {
+                    Ok(_) => {}
+                    Err(CreateUserError::EmailTaken) => {
+                        let found = match found? {
+                            Some(user) => Some(user),
+                            // Read before a concurrent registration of the address
+                            // committed: read again, now that the insert has met it.
+                            None => self.ports.users.find_by_email(&input.email).await?,
+                        };
+                        self.register_existing(&input.email, found, registration, &input.context)
+                            .await?;
+                    }
+                    Err(CreateUserError::Infra(e)) => return Err(e.into()),
+                }
                 Ok(pending(input))
             }
-            (RegistrationPolicy::TokensBeforeVerification, Ok(user)) => {
-                let tokens = self
-                    .start_session(&user, None, &input.context, GiveBack::NONE)
-                    .await?;
-                Ok(Registered::WithTokens { user, tokens })
-            }
-            (RegistrationPolicy::TokensBeforeVerification, Err(CreateUserError::EmailTaken)) => {
-                Err(RegisterError::EmailTaken)
-            }
-            (_, Err(CreateUserError::Infra(e))) => Err(e.into()),
+            RegistrationPolicy::TokensBeforeVerification => match create.await {
+                Ok(user) => {
+                    let tokens = self
+                        .start_session(&user, None, &input.context, GiveBack::NONE)
+                        .await?;
+                    Ok(Registered::WithTokens { user, tokens })
+                }
+                Err(CreateUserError::EmailTaken) => Err(RegisterError::EmailTaken),
+                Err(CreateUserError::Infra(e)) => Err(e.into()),
+            },
         }
     }
 
@@ -134,11 +153,12 @@ impl AuthService {
     async fn register_existing(
         &self,
         email: &EmailAddress,
+        found: Option<User>,
         registration: Registration,
         context: &RequestContext,
     ) -> Result<(), RegisterError> {
-        let Some(user) = self.ports.users.find_by_email(email).await? else {
-            // Deleted between the insert and this read: nothing to tell anyone.
+        let Some(user) = found else {
+            // Deleted between the insert and the read: nothing to tell anyone.
             return Ok(self.registration_decoy(email).await?);
         };
         if !user.is_active {

@@ -227,6 +227,74 @@ fn capture_mail(mocks: &mut Mocks) -> Arc<Mutex<Vec<Mail>>> {
     capture(mocks).0
 }
 
+/// Accounts whose insert (always of a taken address) and lookup (an unverified
+/// account) each take a turn to answer, as a store's round trip does, and write down
+/// when they are asked and when they answer; nothing else is asked of them.
+struct AccountsTakeATurn(Captured<&'static str>);
+
+#[async_trait::async_trait]
+impl UserRepository for AccountsTakeATurn {
+    async fn create<'a>(
+        &self,
+        _user: &NewUser,
+        _first_code: Option<&'a FirstCode>,
+    ) -> Result<User, CreateUserError> {
+        self.0.lock().unwrap().push("insert asked");
+        a_turn().await;
+        self.0.lock().unwrap().push("insert answered");
+        Err(CreateUserError::EmailTaken)
+    }
+
+    async fn find_by_email(&self, _email: &EmailAddress) -> Result<Option<User>, InfraError> {
+        self.0.lock().unwrap().push("account asked");
+        a_turn().await;
+        self.0.lock().unwrap().push("account answered");
+        Ok(Some(user(false)))
+    }
+
+    async fn find_by_id(&self, _id: UserId) -> Result<Option<User>, InfraError> {
+        Ok(None)
+    }
+
+    async fn mark_email_verified(&self, _id: UserId, _at: DateTime<Utc>) -> Result<(), InfraError> {
+        Ok(())
+    }
+
+    async fn set_active(
+        &self,
+        _id: UserId,
+        _active: bool,
+        _at: DateTime<Utc>,
+        _audit: &AuditEvent,
+    ) -> Result<(), InfraError> {
+        Ok(())
+    }
+
+    async fn delete(
+        &self,
+        _id: UserId,
+        _email: &EmailAddress,
+        _goodbye: &Mail,
+        _now: DateTime<Utc>,
+        _audit: &AuditEvent,
+    ) -> Result<bool, InfraError> {
+        Ok(false)
+    }
+
+    async fn set_password<'a>(
+        &self,
+        _id: UserId,
+        _hash: &PasswordHash,
+        _verify_email: bool,
+        _at: DateTime<Utc>,
+        _audit: &AuditEvent,
+        _notice: Option<&'a Mail>,
+        _give_back: GiveBack<'a>,
+    ) -> Result<(), InfraError> {
+        Ok(())
+    }
+}
+
 type Captured<T> = Arc<Mutex<Vec<T>>>;
 
 fn capture(mocks: &mut Mocks) -> (Captured<Mail>, Captured<NewOtp>) {

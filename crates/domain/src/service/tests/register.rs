@@ -22,6 +22,11 @@ fn register_new_address_stores_only_the_hash_and_mails_the_code() {
             mail.lock().unwrap().push(first.mail.clone());
             Ok(user(false))
         });
+    // Read beside the insert, whatever the address (see below).
+    m.users
+        .expect_find_by_email()
+        .times(1)
+        .returning(|_| Ok(None));
 
     let outcome = block_on(m.service().register(register_input())).unwrap();
 
@@ -74,6 +79,54 @@ fn register_existing_unverified_address_acts_as_resend() {
     assert!(
         matches!(outcome, Registered::PendingVerification { ref full_name, .. } if full_name.as_str() == "Ada Request")
     );
+    assert!(matches!(sent.lock().unwrap()[0], Mail::Code { .. }));
+}
+
+/// The account is read while the insert runs, not after it fails: across a network a
+/// taken address then takes one round trip more than a new one, not two.
+#[test]
+fn a_registration_reads_the_account_while_it_is_inserted() {
+    let mut m = Mocks::new().unthrottled();
+    m.hashing_succeeds();
+    let sent = capture_mail(&mut m);
+    let steps = Arc::new(Mutex::new(Vec::new()));
+    let accounts = Arc::new(AccountsTakeATurn(steps.clone()));
+    block_on(
+        m.service_with(|ports| ports.users = accounts)
+            .register(register_input()),
+    )
+    .unwrap();
+    assert!(matches!(sent.lock().unwrap()[0], Mail::Code { .. }));
+    assert_eq!(
+        *steps.lock().unwrap(),
+        [
+            "insert asked",
+            "account asked",
+            "insert answered",
+            "account answered"
+        ]
+    );
+}
+
+/// A registration of the same new address that commits while this one's read runs:
+/// the read missed it, so it is read again once the insert has met it, and the
+/// account gets this registration's code, as it would have with the read after.
+#[test]
+fn a_taken_address_missed_by_the_read_beside_the_insert_is_read_again() {
+    let mut m = Mocks::new().unthrottled();
+    m.hashing_succeeds();
+    m.users
+        .expect_create()
+        .returning(|_, _| Err(CreateUserError::EmailTaken));
+    let reads = Arc::new(Mutex::new(0));
+    let counted = reads.clone();
+    m.users.expect_find_by_email().times(2).returning(move |_| {
+        let mut reads = counted.lock().unwrap();
+        *reads += 1;
+        Ok((*reads == 2).then(|| user(false)))
+    });
+    let sent = capture_mail(&mut m);
+    block_on(m.service().register(register_input())).unwrap();
     assert!(matches!(sent.lock().unwrap()[0], Mail::Code { .. }));
 }
 
