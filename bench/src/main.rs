@@ -30,7 +30,7 @@ use crate::load::{Call, Outcome, Script};
 use crate::report::{
     Report, Row, analyzed, cpu_budget, database_cpu_per_answer, ratios, writes_per_answer,
 };
-use crate::scripts::{Answered, Probe, RefreshChain, Register, ResendNew, RightCodes};
+use crate::scripts::{Answered, Once, Probe, RefreshChain, Register, ResendNew};
 use crate::server::{Limits, MailSink, Passcode};
 
 /// passcode's allocator (`crates/app/src/main.rs`), so that raw argon2id's memory comes
@@ -123,6 +123,9 @@ const REGISTER: &str = "register";
 const VERIFY: &str = "validate-otp, right code, a new registration each";
 /// As `VERIFY`, a verified registration's sign-in code each.
 const SIGN_IN: &str = "sign-in, right code, a verified registration each";
+/// As `VERIFY`, a registration of an address already registered (not verified) each:
+/// against `REGISTER`'s new addresses, what tells a taken address from a new one.
+const TAKEN: &str = "register, a taken unverified address each";
 const IDLE: &str = "health/live probe (200/s), idle";
 const FLOOD: &str = "health/live probe during the login flood";
 const FLOOD_LOGIN: &str = "login flood (4 × connections)";
@@ -632,7 +635,7 @@ impl Bench {
             report.rows.push(Row::new(MIXED, logins));
             report.rows.push(Row::new(MIXED_WRONG, wrong));
         }
-        for scenario in [VERIFY, SIGN_IN] {
+        for scenario in [VERIFY, SIGN_IN, TAKEN] {
             if self.named(scenario) {
                 let row = self
                     .right_codes(&server, target, scenario, &mut report)
@@ -701,35 +704,49 @@ impl Bench {
         );
         let prepared = Instant::now();
         server.register_all(&emails).await?;
-        let mut codes = server.codes_for(&emails, "verification").await?;
-        let path = if scenario == SIGN_IN {
-            server.verify_all(&codes).await?;
-            server
-                .ask_all("/api/accounts/sign-in/code/", &emails)
-                .await?;
-            codes = server.codes_for(&emails, "sign-in").await?;
-            "/api/accounts/sign-in/"
+        let calls: Vec<Call> = if scenario == TAKEN {
+            emails
+                .iter()
+                .map(|email| server::registration(email))
+                .collect()
         } else {
-            "/api/accounts/validate-otp/"
+            let mut codes = server.codes_for(&emails, "verification").await?;
+            let path = if scenario == SIGN_IN {
+                server.verify_all(&codes).await?;
+                server
+                    .ask_all("/api/accounts/sign-in/code/", &emails)
+                    .await?;
+                codes = server.codes_for(&emails, "sign-in").await?;
+                "/api/accounts/sign-in/"
+            } else {
+                "/api/accounts/validate-otp/"
+            };
+            codes
+                .iter()
+                .map(|(email, code)| Call::post(path, json!({"email": email, "otp": code})))
+                .collect()
         };
         let seconds = prepared.elapsed().as_secs_f64();
-        let codes = Arc::new(Mutex::new(codes));
+        let calls = Arc::new(Mutex::new(calls));
         let scripts = (0..self.args.connections)
             .map(|_| {
-                Box::new(RightCodes {
-                    path,
-                    codes: codes.clone(),
+                Box::new(Once {
+                    calls: calls.clone(),
                     last: None,
                 }) as Box<dyn Script>
             })
             .collect();
         let outcome = self.measure(target, scripts).await;
+        let again = outcome
+            .statuses
+            .keys()
+            .any(|status| (400..500).contains(status));
         report.footer.push(format!(
-            "{scenario}: {} codes prepared in {seconds:.0} s, {} left unused{}",
+            "{scenario}: {} registrations prepared in {seconds:.0} s, {} left unused{}",
             self.args.codes,
-            codes.lock().map_or(0, |left| left.len()),
-            if outcome.statuses.contains_key(&400) {
-                "; the 400s are codes spent again: raise --codes"
+            calls.lock().map_or(0, |left| left.len()),
+            if again {
+                "; the 4xx are the last sent again: raise --codes"
             } else {
                 ""
             }

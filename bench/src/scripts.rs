@@ -120,19 +120,18 @@ impl Script for Register {
     }
 }
 
-/// A right code to `path` (validate-otp, sign-in), each a new registration's, taken
-/// from a stack the connections share; once it is empty, the last one again
-/// (answered 400: spent).
-pub struct RightCodes {
-    pub path: &'static str,
-    pub codes: Arc<Mutex<Vec<(String, String)>>>,
+/// Prepared requests, each sent once (a right code, a taken address's registration),
+/// taken from a stack the connections share; once it is empty, the last one again
+/// (a code spent, an address in its send cooldown: answered 4xx).
+pub struct Once {
+    pub calls: Arc<Mutex<Vec<Call>>>,
     pub last: Option<Call>,
 }
 
-impl Script for RightCodes {
+impl Script for Once {
     fn next(&mut self) -> Call {
-        if let Some((email, code)) = self.codes.lock().ok().and_then(|mut codes| codes.pop()) {
-            self.last = Some(Call::post(self.path, json!({"email": email, "otp": code})));
+        if let Some(call) = self.calls.lock().ok().and_then(|mut calls| calls.pop()) {
+            self.last = Some(call);
         }
         self.last
             .clone()

@@ -436,7 +436,7 @@ fn six_digits(text: &str) -> Option<String> {
 }
 
 /// A registration of `email` with the benchmark's password.
-fn registration(email: &str) -> Call {
+pub fn registration(email: &str) -> Call {
     Call::post(
         "/api/accounts/create/",
         json!({"email": email, "full_name": "Bench User", "password": crate::PASSWORD}),
