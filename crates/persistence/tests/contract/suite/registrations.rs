@@ -162,15 +162,7 @@ pub async fn a_registration_of_a_deactivated_account_is_not_completed(store: imp
     let after = store.find_by_id(user.id).await.unwrap().unwrap();
     assert!(!after.email_verified);
     assert_eq!(after.full_name.as_str(), "Ada Lovelace");
-    assert!(
-        !store
-            .find(&otp.email, OtpPurpose::VerifyEmail)
-            .await
-            .unwrap()
-            .unwrap()
-            .consumed,
-        "the code stays unspent"
-    );
+    assert!(newest_unspent(&store, &otp).await, "the code stays unspent");
 }
 
 pub async fn concurrent_completions_of_one_registration_have_one_winner(store: impl Store) {
@@ -265,8 +257,16 @@ pub async fn a_reset_voids_registrations_still_waiting_for_their_code(store: imp
     );
 }
 
-/// The completion gives the code's guesses back and starts the session in its own
-/// transaction; a completion that does not happen (the account deactivated) neither.
+/// Whether the newest verification code of `otp`'s address is unspent.
+async fn newest_unspent(store: &impl Store, otp: &NewOtp) -> bool {
+    !store
+        .find(&otp.email, OtpPurpose::VerifyEmail)
+        .await
+        .unwrap()
+        .unwrap()
+        .consumed
+}
+
 /// The address's open verification codes (each with a try counted).
 async fn open_codes(
     store: &impl Store,
@@ -301,6 +301,8 @@ async fn given_back(store: &impl Store, keys: &[String]) -> bool {
     store.acquire(&keys[0], per_hour(1), now()).await.unwrap() == Admission::Allowed
 }
 
+/// The completion gives the code's guesses back and starts the session in its own
+/// transaction; a completion that does not happen (the account deactivated) neither.
 pub async fn completing_a_registration_starts_its_session_with_the_spend(store: impl Store) {
     let (user, otp) = account_registering(&store, "ada@example.com", 1, "Ada", "$argon2id$a").await;
     let keys = the_last_guess_counted(&store, &otp).await;
@@ -445,12 +447,5 @@ pub async fn a_completion_with_another_account_change_is_refused(store: impl Sto
             .await,
         Err(InfraError::Unexpected(_))
     ));
-    assert!(
-        !store
-            .find(&otp.email, OtpPurpose::VerifyEmail)
-            .await
-            .unwrap()
-            .unwrap()
-            .consumed
-    );
+    assert!(newest_unspent(&store, &otp).await);
 }
