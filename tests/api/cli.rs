@@ -91,6 +91,37 @@ async fn the_request_log_names_the_computed_client_never_a_forwarded_header() {
     assert!(!log.contains("6.6.6.6"), "{log}");
 }
 
+/// The service's log is written by a thread of its own: it is plain text where stdout
+/// is not a terminal, and its lines still queued at SIGTERM are written before the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_log_is_plain_text_and_complete_when_it_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    // An empty NO_COLOR is no request (no-color.org): only the terminal decides.
+    let (mut child, base, lines) = serve(dir.path(), &[("NO_COLOR", "")]).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = client
+        .post(format!("{base}/api/accounts/resend-otp/"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let started = sigterm(&child);
+    assert!(exit_of(&mut child, started).success());
+    // The reader stops at the end of stdout: everything written is in.
+    let log = lines_within(&lines, Duration::from_secs(5));
+    assert!(
+        log.contains("route=/api/accounts/resend-otp status=400"),
+        "{log}"
+    );
+    assert!(log.contains("starting graceful shutdown"), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "no colour codes off a terminal: {log:?}"
+    );
+}
+
 #[test]
 fn migrate_applies_the_migrations_once() {
     let dir = tempfile::tempdir().unwrap();

@@ -113,17 +113,21 @@ enum MailCommand {
 }
 
 fn main() -> ExitCode {
-    match run() {
+    // The service's log writer, kept until the last line is logged.
+    let mut log = None;
+    let code = match run(&mut log) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = %format!("{error:#}"), "passcode stopped");
             eprintln!("passcode: {error:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    drop(log);
+    code
 }
 
-fn run() -> anyhow::Result<()> {
+fn run(log: &mut Option<telemetry::LogGuard>) -> anyhow::Result<()> {
     // A missing .env file is normal.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
@@ -132,15 +136,21 @@ fn run() -> anyhow::Result<()> {
     }
     let settings = Settings::load(&cli.config_dir)?;
     passcode_app::check::ensure_valid(&settings)?;
-    telemetry::init(&settings.log);
+    let command = cli.command.unwrap_or(Command::Serve);
+    // The service logs every request: off its request threads. A command's lines stay
+    // in order with what it prints.
+    if matches!(command, Command::Serve) {
+        *log = Some(telemetry::init_off_thread(&settings.log));
+    } else {
+        telemetry::init(&settings.log);
+    }
     // The main runtime (the mail worker, the SQLite statements it runs, a command's
     // work) gets the same cap on blocking threads as each HTTP worker's runtime.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(settings.server.blocking_threads)
         .build()?;
-    actix_web::rt::System::with_tokio_rt(|| runtime)
-        .block_on(command(cli.command.unwrap_or(Command::Serve), settings))
+    actix_web::rt::System::with_tokio_rt(|| runtime).block_on(self::command(command, settings))
 }
 
 async fn command(command: Command, settings: Settings) -> anyhow::Result<()> {
