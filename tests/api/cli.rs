@@ -69,21 +69,25 @@ pub(crate) fn lines_within(lines: &std::sync::mpsc::Receiver<String>, wait: Dura
     log
 }
 
+/// A resend-otp whose body is not JSON, with `headers`: answered 400, logged as such.
+async fn bad_json(base: &str, headers: &[(&str, &str)]) {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut request = client
+        .post(format!("{base}/api/accounts/resend-otp/"))
+        .header("content-type", "application/json")
+        .body("{not json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    assert_eq!(request.send().await.unwrap().status(), 400);
+}
+
 #[tokio::test]
 async fn the_request_log_names_the_computed_client_never_a_forwarded_header() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, base, lines) = serve(dir.path(), &[]).await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
     // Not from a trusted proxy: the header is someone's claim, not the client.
-    let response = client
-        .post(format!("{base}/api/accounts/resend-otp/"))
-        .header("x-forwarded-for", "6.6.6.6")
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
+    bad_json(&base, &[("x-forwarded-for", "6.6.6.6")]).await;
     let log = lines_within(&lines, Duration::from_secs(2));
     child.kill().unwrap();
     let _ = child.wait();
@@ -98,15 +102,7 @@ async fn the_service_log_is_plain_text_and_complete_when_it_stops() {
     let dir = tempfile::tempdir().unwrap();
     // An empty NO_COLOR is no request (no-color.org): only the terminal decides.
     let (mut child, base, lines) = serve(dir.path(), &[("NO_COLOR", "")]).await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let response = client
-        .post(format!("{base}/api/accounts/resend-otp/"))
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
+    bad_json(&base, &[]).await;
     let started = sigterm(&child);
     assert!(exit_of(&mut child, started).success());
     // The reader stops at the end of stdout: everything written is in.
