@@ -277,7 +277,7 @@ mod one_trip {
     use passcode_domain::{AuditEvent, EmailAddress, InfraError, OtpPurpose};
 
     use super::SqliteStore;
-    use crate::cached::CachedExt as _;
+    use crate::cached::cached_here;
     use crate::error::{create_user_error, query_error};
     use crate::outbox_rows::NewOutboxRow;
     use crate::rows::{
@@ -302,11 +302,12 @@ mod one_trip {
         let (window_ended, most, cooled_down) = acquire_bounds(limit, now_ms);
         // RETURNING, so that it runs as a query: see `crate::cached` on SQLite's
         // `execute`.
-        let counted = acquire_query!(key, now_ms, window_ended, most, cooled_down)
-            .returning(rate_limits::count)
-            .cached()
-            .get_result::<i32>(conn)
-            .optional()?;
+        let counted = cached_here!(
+            acquire_query!(key, now_ms, window_ended, most, cooled_down)
+                .returning(rate_limits::count)
+        )
+        .get_result::<i32>(conn)
+        .optional()?;
         if counted.is_some() {
             return Ok(None);
         }
@@ -334,15 +335,16 @@ mod one_trip {
     /// rotate.
     fn rotate(conn: &mut SqliteConnection, rotate: Rotate<'_>) -> QueryResult<Rotation> {
         // RETURNING, so that it runs as a query: see `crate::cached`.
-        let rotated = rotate_session_query!(
-            rotate.presented,
-            to_millis(rotate.now),
-            rotate.successor,
-            rotate.successor_ids,
-            rotate.signed_for
+        let rotated = cached_here!(
+            rotate_session_query!(
+                rotate.presented,
+                to_millis(rotate.now),
+                rotate.successor,
+                rotate.successor_ids,
+                rotate.signed_for
+            )
+            .returning(crate::schema::session_tokens::family_id)
         )
-        .returning(crate::schema::session_tokens::family_id)
-        .cached()
         .get_result::<String>(conn)
         .optional()?;
         if rotated.is_some() {
@@ -401,9 +403,7 @@ mod one_trip {
             self.batched(move |conn| -> QueryResult<()> {
                 for key in &keys {
                     // RETURNING, so that it runs as a query: see `crate::cached`.
-                    release_query!(key, reserved_at)
-                        .returning(rate_limits::count)
-                        .cached()
+                    cached_here!(release_query!(key, reserved_at).returning(rate_limits::count))
                         .load::<i32>(conn)?;
                 }
                 new_session_query!(&token).execute(conn)?;
@@ -460,10 +460,10 @@ mod one_trip {
                     reserve_all(conn, &send, now)?;
                     for key in &keys {
                         // RETURNING, so that it runs as a query: see `crate::cached`.
-                        release_query!(key, reserved_at)
-                            .returning(rate_limits::count)
-                            .cached()
-                            .load::<i32>(conn)?;
+                        cached_here!(
+                            release_query!(key, reserved_at).returning(rate_limits::count)
+                        )
+                        .load::<i32>(conn)?;
                     }
                     let (email, purpose) = (code.email.as_str(), code.purpose.as_str());
                     expire_replaced_mail_query!(email, purpose, "", to_millis(now))
@@ -499,10 +499,10 @@ mod one_trip {
                     let r = &rows;
                     for key in &r.give_back {
                         // RETURNING, so that it runs as a query: see `crate::cached`.
-                        release_query!(key, r.reserved_at)
-                            .returning(rate_limits::count)
-                            .cached()
-                            .load::<i32>(conn)?;
+                        cached_here!(
+                            release_query!(key, r.reserved_at).returning(rate_limits::count)
+                        )
+                        .load::<i32>(conn)?;
                     }
                     if spend_code_query!(&r.code, &r.code_hash, r.now, r.most_tries)
                         .execute(conn)?
@@ -556,13 +556,12 @@ mod one_trip {
             let outcome = self
                 .batched(move |conn| {
                     reserve_all(conn, &budgets, now)?;
-                    Ok(
+                    Ok(cached_here!(
                         diesel::update(open_codes_query!(&email, purpose, now, max_attempts))
                             .set(otp_codes::attempts.eq(otp_codes::attempts + 1))
                             .returning(OtpRow::as_returning())
-                            .cached()
-                            .get_results(conn)?,
                     )
+                    .get_results(conn)?)
                 })
                 .await?;
             tries(outcome)
