@@ -7,8 +7,13 @@
 //! and runs them in one `BEGIN IMMEDIATE` transaction, each in its own savepoint, so a
 //! job that fails or aborts undoes only its own statements. It keeps the turn for the
 //! jobs queued meanwhile, batch after batch, for up to [`MAX_TURN`]. Every job's answer
-//! is sent only after the batch committed: no caller hears "counted" before it is
-//! durable, and a failed commit fails every job in it.
+//! is sent only after the batch committed, and a failed commit fails every job in it.
+//!
+//! A batch's commit is synced to disk before any job hears of it (`PRAGMA synchronous
+//! = FULL`), unless every job in it only counts ([`Commit::CountsOnly`]: a guess, a
+//! budget's reservation), as PostgreSQL commits a guess without waiting for its WAL
+//! flush. Such a commit is in the WAL, so a crash of the process loses nothing; a crash
+//! of the machine can forget it, until the next synced commit syncs it too.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -95,8 +100,40 @@ impl Queue {
     }
 }
 
+/// How a write's commit reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Commit {
+    /// Synced before the write is answered: it may hold a code, a session or a mail.
+    Durable,
+    /// Only counts (a guess, a budget's reservation): written to the WAL before it is
+    /// answered, synced by the next durable commit or checkpoint. An operating system
+    /// crash or a power loss can forget it; a crash of the process cannot.
+    CountsOnly,
+}
+
+impl Commit {
+    /// The setting that gives this commit.
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Durable => "PRAGMA synchronous = FULL",
+            Self::CountsOnly => "PRAGMA synchronous = NORMAL",
+        }
+    }
+
+    /// A batch's commit: durable if any of its jobs is.
+    fn of_batch(jobs: &[Box<dyn Job>]) -> Self {
+        if jobs.iter().all(|job| job.commit() == Self::CountsOnly) {
+            Self::CountsOnly
+        } else {
+            Self::Durable
+        }
+    }
+}
+
 /// One queued write, with its type erased.
 trait Job: Send {
+    /// How its commit must reach the disk.
+    fn commit(&self) -> Commit;
     /// Runs the write in its own savepoint of the batch's transaction.
     fn run(&mut self, conn: &mut SqliteConnection);
     /// Answers the caller once the batch's transaction has ended.
@@ -104,6 +141,7 @@ trait Job: Send {
 }
 
 struct Typed<T, E, F> {
+    commit: Commit,
     work: Option<F>,
     outcome: Option<Result<T, E>>,
     reply: oneshot::Sender<Result<T, E>>,
@@ -115,6 +153,10 @@ where
     E: From<DieselError> + Send,
     F: FnOnce(&mut SqliteConnection) -> Result<T, E> + Send,
 {
+    fn commit(&self) -> Commit {
+        self.commit
+    }
+
     fn run(&mut self, conn: &mut SqliteConnection) {
         if let Some(work) = self.work.take() {
             // Nested in the batch's transaction, Diesel makes this a savepoint.
@@ -144,14 +186,32 @@ fn shared(error: &DieselError) -> DieselError {
     }
 }
 
+/// The writer's connection, and how its commits reach the disk now.
+struct WriterConnection {
+    conn: SqliteConnection,
+    commit: Commit,
+}
+
 /// Runs a batch in one transaction, then answers each of its jobs; `false` if the
 /// transaction failed.
-fn run_batch(conn: &mut SqliteConnection, mut jobs: Vec<Box<dyn Job>>) -> bool {
-    let batch = conn.immediate_transaction(|conn| {
-        for job in &mut jobs {
-            job.run(conn);
-        }
-        Ok::<(), DieselError>(())
+fn run_batch(writer: &mut WriterConnection, mut jobs: Vec<Box<dyn Job>>) -> bool {
+    use diesel::connection::SimpleConnection as _;
+    let commit = Commit::of_batch(&jobs);
+    let conn = &mut writer.conn;
+    let set = if writer.commit == commit {
+        Ok(())
+    } else {
+        // Outside any transaction: SQLite applies it from the next commit on.
+        conn.batch_execute(commit.pragma())
+    };
+    let batch = set.and_then(|()| {
+        writer.commit = commit;
+        conn.immediate_transaction(|conn| {
+            for job in &mut jobs {
+                job.run(conn);
+            }
+            Ok::<(), DieselError>(())
+        })
     });
     metrics::histogram!("passcode_sqlite_batch_jobs").record(jobs.len() as f64);
     if let Err(error) = &batch {
@@ -167,7 +227,7 @@ fn run_batch(conn: &mut SqliteConnection, mut jobs: Vec<Box<dyn Job>>) -> bool {
 /// [`MAX_TURN`], so that the other writes (`SqliteStore::writer`) get their turn too;
 /// under load the next batch is already queued when one commits. `false` if a batch
 /// failed (it stops there).
-fn run_while_queued(conn: &mut SqliteConnection, first: Vec<Box<dyn Job>>, queue: &Queue) -> bool {
+fn run_while_queued(conn: &mut WriterConnection, first: Vec<Box<dyn Job>>, queue: &Queue) -> bool {
     let started = std::time::Instant::now();
     let mut jobs = first;
     while !jobs.is_empty() {
@@ -187,8 +247,28 @@ impl SqliteStore {
     /// batch has committed. `work` runs in a savepoint: its error (a failed query, or
     /// any abort of the caller's own type) undoes its own statements only. The wait is
     /// bounded by the acquire timeout; a write that timed out before a batch took it is
-    /// withdrawn.
+    /// withdrawn. Its commit is synced to disk before it is answered.
     pub(crate) async fn batched<T, E, F>(&self, work: F) -> Result<Result<T, E>, InfraError>
+    where
+        T: Send + 'static,
+        E: From<DieselError> + Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<T, E> + Send + 'static,
+    {
+        self.batched_as(Commit::Durable, work).await
+    }
+
+    /// As [`Self::batched`], for `work` that only counts: its commit need not be synced
+    /// before it is answered ([`Commit::CountsOnly`]).
+    pub(crate) async fn batched_counts<T, E, F>(&self, work: F) -> Result<Result<T, E>, InfraError>
+    where
+        T: Send + 'static,
+        E: From<DieselError> + Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<T, E> + Send + 'static,
+    {
+        self.batched_as(Commit::CountsOnly, work).await
+    }
+
+    async fn batched_as<T, E, F>(&self, commit: Commit, work: F) -> Result<Result<T, E>, InfraError>
     where
         T: Send + 'static,
         E: From<DieselError> + Send + 'static,
@@ -196,6 +276,7 @@ impl SqliteStore {
     {
         let (reply, answer) = oneshot::channel();
         let id = self.queue().push(Box::new(Typed {
+            commit,
             work: Some(work),
             outcome: None,
             reply,
@@ -238,7 +319,7 @@ pub(crate) fn writer_thread(
     std::thread::Builder::new()
         .name("sqlite-writer".into())
         .spawn(move || {
-            let mut conn: Option<SqliteConnection> = None;
+            let mut conn: Option<WriterConnection> = None;
             while let Some(queue) = alive.upgrade() {
                 let jobs = queue.wait_take(IDLE_CHECK);
                 if jobs.is_empty() {
@@ -250,8 +331,12 @@ pub(crate) fn writer_thread(
                     None => SqliteConnection::establish(&url)
                         .map_err(|e| e.to_string())
                         .and_then(|mut opened| {
+                            // The pragmas make its commits durable.
                             opened.batch_execute(&pragmas).map_err(|e| e.to_string())?;
-                            Ok(conn.insert(opened))
+                            Ok(conn.insert(WriterConnection {
+                                conn: opened,
+                                commit: Commit::Durable,
+                            }))
                         }),
                 };
                 match connected {
@@ -434,6 +519,55 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(total, 60);
+    }
+
+    #[derive(diesel::QueryableByName)]
+    struct Synchronous {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        synchronous: i32,
+    }
+
+    /// The writer's `PRAGMA synchronous` as a job of the given commit sees it.
+    fn synchronous_seen(store: &SqliteStore, commit: Commit) -> tokio::task::JoinHandle<i32> {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .batched_as(commit, |conn| {
+                    diesel::sql_query("PRAGMA synchronous").get_result::<Synchronous>(conn)
+                })
+                .await
+                .unwrap()
+                .unwrap()
+                .synchronous
+        })
+    }
+
+    /// A batch of writes that only count commits without syncing (NORMAL, 1); a batch
+    /// with any other write syncs (FULL, 2), for every job in it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_a_batch_of_counts_alone_commits_without_syncing() {
+        const NORMAL: i32 = 1;
+        const FULL: i32 = 2;
+        let (store, _dir) = store_with_guesses().await;
+        let alone = |commit| synchronous_seen(&store, commit);
+        assert_eq!(alone(Commit::CountsOnly).await.unwrap(), NORMAL);
+        assert_eq!(alone(Commit::CountsOnly).await.unwrap(), NORMAL);
+        assert_eq!(alone(Commit::Durable).await.unwrap(), FULL);
+        assert_eq!(alone(Commit::CountsOnly).await.unwrap(), NORMAL);
+
+        // Both in one batch: while another write holds the turn, the writer thread
+        // takes a first job and waits; the two queued meanwhile make its next batch.
+        let pause = std::time::Duration::from_millis(100);
+        let turn = store.writer().await.unwrap();
+        let first = alone(Commit::CountsOnly);
+        tokio::time::sleep(pause).await;
+        let counts = alone(Commit::CountsOnly);
+        let durable = alone(Commit::Durable);
+        tokio::time::sleep(pause).await;
+        drop(turn);
+        assert_eq!(first.await.unwrap(), NORMAL, "the first, alone");
+        assert_eq!(counts.await.unwrap(), FULL, "counts beside a durable write");
+        assert_eq!(durable.await.unwrap(), FULL, "the durable write");
     }
 
     /// A failing statement fails its own write only; the batch still commits the others.
