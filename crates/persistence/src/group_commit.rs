@@ -50,10 +50,40 @@ impl std::fmt::Debug for Queue {
 
 impl Queue {
     fn push(&self, job: Box<dyn Job>) -> u64 {
+        let mut jobs = self.lock();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.lock().push((id, job));
+        jobs.push((id, job));
+        drop(jobs);
         self.queued.notify_one();
         id
+    }
+
+    /// How many jobs were ever queued.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> u64 {
+        let _jobs = self.lock();
+        self.next_id.load(Ordering::Relaxed)
+    }
+
+    /// Waits (up to 10 s) until `wanted` holds for the jobs queued so far and the jobs
+    /// waiting for a batch, read together.
+    #[cfg(test)]
+    pub(crate) async fn reaches(&self, wanted: impl Fn(u64, usize) -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (queued, waiting) = {
+                let jobs = self.lock();
+                (self.next_id.load(Ordering::Relaxed), jobs.len())
+            };
+            if wanted(queued, waiting) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the queue stayed at {queued} queued, {waiting} waiting"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 
     /// Waits up to `timeout` for a job, then takes the oldest jobs, up to
@@ -557,13 +587,16 @@ mod tests {
 
         // Both in one batch: while another write holds the turn, the writer thread
         // takes a first job and waits; the two queued meanwhile make its next batch.
-        let pause = std::time::Duration::from_millis(100);
         let turn = store.writer().await.unwrap();
+        let queue = store.queue();
+        let before = queue.queued();
         let first = alone(Commit::CountsOnly);
-        tokio::time::sleep(pause).await;
+        queue
+            .reaches(|queued, waiting| queued == before + 1 && waiting == 0)
+            .await;
         let counts = alone(Commit::CountsOnly);
         let durable = alone(Commit::Durable);
-        tokio::time::sleep(pause).await;
+        queue.reaches(|_, waiting| waiting == 2).await;
         drop(turn);
         assert_eq!(first.await.unwrap(), NORMAL, "the first, alone");
         assert_eq!(counts.await.unwrap(), FULL, "counts beside a durable write");

@@ -734,6 +734,86 @@ mod tests {
         assert_eq!(pooled.synchronous, 2, "a pooled connection");
     }
 
+    /// The writer's `PRAGMA synchronous` as seen by a job that only counts, in one batch
+    /// with `subject`'s write: 1 (NORMAL) if `subject` only counts too, 2 otherwise.
+    async fn synchronous_beside(
+        store: &SqliteStore,
+        subject: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> i32 {
+        let probe = |store: SqliteStore| async move {
+            store
+                .batched_counts(|conn| {
+                    diesel::sql_query("PRAGMA synchronous").get_result::<Synchronous>(conn)
+                })
+                .await
+                .unwrap()
+                .unwrap()
+                .synchronous
+        };
+        // While the turn is held, the writer thread takes the first job and waits; the
+        // two queued meanwhile make its next batch.
+        let turn = store.writer().await.unwrap();
+        let queue = store.queue();
+        let before = queue.queued();
+        let first = tokio::spawn(probe(store.clone()));
+        queue
+            .reaches(|queued, waiting| queued == before + 1 && waiting == 0)
+            .await;
+        let subject = tokio::spawn(subject);
+        let seen = tokio::spawn(probe(store.clone()));
+        queue.reaches(|_, waiting| waiting == 2).await;
+        drop(turn);
+        first.await.unwrap();
+        subject.await.unwrap();
+        seen.await.unwrap()
+    }
+
+    /// A guess and a reservation of budgets only count: their batch commits without
+    /// syncing (`group_commit::Commit::CountsOnly`), as on PostgreSQL.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[allow(clippy::disallowed_methods, reason = "a test may read the wall clock")]
+    async fn a_guess_and_a_reservation_commit_without_syncing() {
+        use passcode_domain::ports::{OtpStore as _, Throttle as _};
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            SqliteStore::connect(&DatabaseSettings::sqlite(dir.path().join("counts.db"))).unwrap();
+        store.migrate().await.unwrap();
+        let guess = {
+            let store = store.clone();
+            async move {
+                let email = passcode_domain::EmailAddress::parse("ada@example.com").unwrap();
+                let budgets = crate::roomy_guess_budgets();
+                let now = chrono::Utc::now();
+                store
+                    .count_try(
+                        &email,
+                        passcode_domain::OtpPurpose::VerifyEmail,
+                        now,
+                        5,
+                        &budgets,
+                    )
+                    .await
+                    .unwrap();
+            }
+        };
+        assert_eq!(synchronous_beside(&store, guess).await, 1, "beside a guess");
+        let reservation = {
+            let store = store.clone();
+            async move {
+                let budgets = crate::roomy_guess_budgets();
+                store
+                    .acquire_all(&budgets, chrono::Utc::now())
+                    .await
+                    .unwrap();
+            }
+        };
+        assert_eq!(
+            synchronous_beside(&store, reservation).await,
+            1,
+            "beside a reservation"
+        );
+    }
+
     #[derive(diesel::QueryableByName)]
     struct CompileOption {
         #[diesel(sql_type = diesel::sql_types::Text)]
