@@ -294,6 +294,43 @@ async fn mail_queued_when_the_service_is_killed_is_delivered_after_a_restart() {
     .await;
 }
 
+/// A guess's commit on SQLite is not synced to disk (it only counts), but it is
+/// written: a killed service has its guesses counted when it starts again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guesses_counted_before_the_service_is_killed_still_count_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let guess = |base: String| {
+        let client = client.clone();
+        async move {
+            client
+                .post(format!("{base}/api/accounts/validate-otp/"))
+                .json(&json!({"email": "killed@example.com", "otp": "000000"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // The default configuration: one client's share of an address's guesses is 5.
+    let (mut service, base, _lines) = serve(dir.path(), &[]).await;
+    for n in 1..=5 {
+        assert_eq!(guess(base.clone()).await, 400, "guess {n}");
+    }
+    service.kill().unwrap(); // SIGKILL: nothing written at the end
+    let _ = service.wait();
+
+    // A new process remembers no refusal of its own: only the database can refuse.
+    let (mut service, base, _lines) = serve(dir.path(), &[]).await;
+    let sixth = guess(base).await;
+    service.kill().unwrap();
+    let _ = service.wait();
+    assert_eq!(
+        sixth, 429,
+        "the five guesses before the kill were forgotten"
+    );
+}
+
 /// Sends SIGTERM to `service`; returns when.
 fn sigterm(service: &std::process::Child) -> Instant {
     let status = Command::new("kill")
