@@ -51,6 +51,8 @@ impl std::fmt::Debug for Queue {
 impl Queue {
     fn push(&self, job: Box<dyn Job>) -> u64 {
         let mut jobs = self.lock();
+        // Numbered under the lock: whoever reads the count and the queue together
+        // sees every numbered job queued (the tests' `reaches`).
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         jobs.push((id, job));
         drop(jobs);

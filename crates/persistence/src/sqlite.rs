@@ -635,6 +635,24 @@ mod tests {
     /// database file count, as other tests run alongside in the same process).
     static STATEMENTS: std::sync::Mutex<Vec<(bool, String)>> = std::sync::Mutex::new(Vec::new());
 
+    /// One wrong guess at ada@example.com's verification code at `now`, with roomy
+    /// budgets.
+    async fn count_a_guess(store: &SqliteStore, now: chrono::DateTime<chrono::Utc>) {
+        use passcode_domain::ports::OtpStore as _;
+        let email = passcode_domain::EmailAddress::parse("ada@example.com").unwrap();
+        let budgets = crate::roomy_guess_budgets();
+        store
+            .count_try(
+                &email,
+                passcode_domain::OtpPurpose::VerifyEmail,
+                now,
+                5,
+                &budgets,
+            )
+            .await
+            .unwrap();
+    }
+
     /// A guess's statements are prepared once per connection, not on every call
     /// (`crate::cached`): the budget upsert, which Diesel alone prepares every time,
     /// the try's UPDATE, and a budget's release.
@@ -642,7 +660,7 @@ mod tests {
     #[allow(clippy::disallowed_methods, reason = "a test may read the wall clock")]
     async fn a_guess_is_prepared_once_per_connection() {
         use diesel::connection::{InstrumentationEvent, set_default_instrumentation};
-        use passcode_domain::ports::{OtpStore as _, Throttle as _};
+        use passcode_domain::ports::Throttle as _;
         set_default_instrumentation(|| {
             let mut ours = false;
             Some(Box::new(move |event: InstrumentationEvent<'_>| {
@@ -666,20 +684,9 @@ mod tests {
         settings.max_connections = 1; // one connection, so one statement cache
         let store = SqliteStore::connect(&settings).unwrap();
         store.migrate().await.unwrap();
-        let email = passcode_domain::EmailAddress::parse("ada@example.com").unwrap();
-        let budgets = crate::roomy_guess_budgets();
         for _ in 0..5 {
             let now = chrono::Utc::now();
-            store
-                .count_try(
-                    &email,
-                    passcode_domain::OtpPurpose::VerifyEmail,
-                    now,
-                    5,
-                    &budgets,
-                )
-                .await
-                .unwrap();
+            count_a_guess(&store, now).await;
             store
                 .release(passcode_domain::ports::GiveBack {
                     keys: &["guess:ada@example.com".to_owned()],
@@ -773,28 +780,14 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[allow(clippy::disallowed_methods, reason = "a test may read the wall clock")]
     async fn a_guess_and_a_reservation_commit_without_syncing() {
-        use passcode_domain::ports::{OtpStore as _, Throttle as _};
+        use passcode_domain::ports::Throttle as _;
         let dir = tempfile::tempdir().unwrap();
         let store =
             SqliteStore::connect(&DatabaseSettings::sqlite(dir.path().join("counts.db"))).unwrap();
         store.migrate().await.unwrap();
         let guess = {
             let store = store.clone();
-            async move {
-                let email = passcode_domain::EmailAddress::parse("ada@example.com").unwrap();
-                let budgets = crate::roomy_guess_budgets();
-                let now = chrono::Utc::now();
-                store
-                    .count_try(
-                        &email,
-                        passcode_domain::OtpPurpose::VerifyEmail,
-                        now,
-                        5,
-                        &budgets,
-                    )
-                    .await
-                    .unwrap();
-            }
+            async move { count_a_guess(&store, chrono::Utc::now()).await }
         };
         assert_eq!(synchronous_beside(&store, guess).await, 1, "beside a guess");
         let reservation = {
