@@ -24,6 +24,7 @@ import asyncio
 import json
 import mailbox
 import os
+import shutil
 import socket
 import ssl
 import sys
@@ -115,6 +116,9 @@ def main():
     parser.add_argument("--password")
     parser.add_argument("--single", type=int)
     parser.add_argument("--behaviour", default="accept")
+    # Removes --dir once standard input closes: for a server that lives as long as
+    # its caller's process, which has no moment left to remove the folder itself.
+    parser.add_argument("--remove-dir-on-exit", action="store_true")
     args = parser.parse_args()
     if args.single:
         single(args)
@@ -164,6 +168,8 @@ def main():
     sys.stdin.read()
     starttls.stop()
     implicit.stop()
+    if args.remove_dir_on_exit:
+        shutil.rmtree(args.dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

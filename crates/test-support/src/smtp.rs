@@ -45,6 +45,8 @@ fn start_smtp() -> SmtpServers {
             SMTP_USER,
             "--password",
             SMTP_PASSWORD,
+            // A static is never dropped: the server removes the folder as it exits.
+            "--remove-dir-on-exit",
         ],
         "the test SMTP servers",
     );
