@@ -235,6 +235,7 @@ ports::shared!();
 ports::user_repository!(MysqlStore);
 ports::create_user!(MysqlStore, create_user_tx);
 ports::otp_store!(MysqlStore);
+ports::change_writes!(MysqlStore);
 ports::code_writes!(MysqlStore);
 ports::throttle!(MysqlStore);
 ports::outbox!(MysqlStore);

@@ -264,6 +264,105 @@ macro_rules! registered_email {
 }
 pub(crate) use registered_email;
 
+/// Sets account `$user`'s password hash and refuses every token issued before
+/// `$cutoff` (`UserRepository::set_password`); marks its address verified if
+/// `$verify_email`, and leaves the mark as it is otherwise. 1 row if the account
+/// exists.
+macro_rules! set_password_query {
+    ($user:expr, $hash:expr, $verify_email:expr, $cutoff:expr) => {{
+        use diesel::QueryDsl as _;
+        use diesel::sql_types::Bool;
+        use diesel::{BoolExpressionMethods as _, ExpressionMethods as _, IntoSql as _};
+        use $crate::schema::users;
+        let (user, hash, verify_email, cutoff): (&str, &str, bool, i64) =
+            ($user, $hash, $verify_email, $cutoff);
+        diesel::update(users::table.find(user)).set((
+            users::password_hash.eq(hash),
+            users::tokens_valid_after.eq(cutoff),
+            users::updated_at.eq(cutoff),
+            users::email_verified.eq(users::email_verified.or(verify_email.into_sql::<Bool>())),
+        ))
+    }};
+}
+pub(crate) use set_password_query;
+
+/// Ends every live session of account `$user` but `$keep`'s (a family id; `""` keeps
+/// none) at `$now_ms`.
+macro_rules! end_sessions_query {
+    ($user:expr, $keep:expr, $now_ms:expr) => {{
+        use diesel::{ExpressionMethods as _, QueryDsl as _};
+        use $crate::schema::sessions;
+        let (user, keep, now_ms): (&str, &str, i64) = ($user, $keep, $now_ms);
+        diesel::update(
+            sessions::table
+                .filter(sessions::user_id.eq(user))
+                .filter(sessions::family_id.ne(keep))
+                .filter(sessions::revoked_at.is_null()),
+        )
+        .set(sessions::revoked_at.eq(Some(now_ms)))
+    }};
+}
+pub(crate) use end_sessions_query;
+
+/// Moves account `$change.user` (an `EmailChange`) to `$change.new`, verified, if it
+/// still has `$change.old`: 1 row if so; a unique violation if another account has
+/// the new address.
+macro_rules! move_email_query {
+    ($change:expr, $now_ms:expr) => {{
+        use diesel::{ExpressionMethods as _, QueryDsl as _};
+        use $crate::schema::users;
+        let (change, now_ms): (&passcode_domain::ports::EmailChange, i64) = ($change, $now_ms);
+        diesel::update(
+            users::table
+                .find(change.user.0.to_string())
+                .filter(users::email.eq(change.old.as_str())),
+        )
+        .set((
+            users::email.eq(change.new.as_str()),
+            users::email_verified.eq(true),
+            users::updated_at.eq(now_ms),
+        ))
+    }};
+}
+pub(crate) use move_email_query;
+
+/// The statements that erase account `$user` of address `$address`, but the limit
+/// state keyed by the address (the dialect's `delete_address_limits`) and the event
+/// and mail that go with it, in the order they run: the account (1 row if it
+/// existed), its sessions, the address's codes, its queued mail, and the address
+/// taken off its audit events (they keep the account's id).
+macro_rules! erase_queries {
+    ($user:expr, $address:expr) => {{
+        use diesel::{ExpressionMethods as _, QueryDsl as _};
+        use $crate::schema::{audit_events, otp_codes, outbox, sessions, users};
+        let (user, address): (&str, &str) = ($user, $address);
+        (
+            diesel::delete(users::table.find(user)),
+            diesel::delete(sessions::table.filter(sessions::user_id.eq(user))),
+            diesel::delete(otp_codes::table.filter(otp_codes::email.eq(address))),
+            diesel::delete(outbox::table.filter(outbox::recipient.eq(address))),
+            diesel::update(audit_events::table.filter(audit_events::email.eq(address)))
+                .set(audit_events::email.eq(None::<String>)),
+        )
+    }};
+}
+pub(crate) use erase_queries;
+
+/// The limit state keyed by address `$address` of account `$user`, deleted
+/// (`DELETE_ADDRESS_LIMITS_SQL`): the statement of the dialects with `RETURNING`.
+macro_rules! delete_address_limits_query {
+    ($address:expr, $user:expr) => {{
+        use diesel::sql_types::Text;
+        let (address, user): (&str, &str) = ($address, $user);
+        diesel::sql_query($crate::rows::DELETE_ADDRESS_LIMITS_SQL)
+            .bind::<Text, _>(address)
+            .bind::<Text, _>(format!("guess:{address}:"))
+            .bind::<Text, _>(format!("login:{address}:"))
+            .bind::<Text, _>(format!("password-check:{user}"))
+    }};
+}
+pub(crate) use delete_address_limits_query;
+
 /// Marks code `$id` spent if it still has `$code_hash`, is unspent, unexpired at
 /// `$now_ms` and has at most `$most` tries: 1 row if so. One conditional statement, so
 /// the database serialises concurrent spenders on the row and only one still finds it
@@ -628,6 +727,53 @@ impl RegistrationRows {
             password_hash: registration.password_hash.as_str().to_owned(),
             verified: AuditRow::new(verified),
         }
+    }
+}
+
+/// A spend's account change (`AccountChange`), its mail sealed for the outbox before
+/// its transaction begins.
+pub(crate) enum SealedChange<'a> {
+    Password(
+        passcode_domain::ports::PasswordSet<'a>,
+        Option<crate::outbox_rows::NewOutboxRow>,
+    ),
+    Email(
+        &'a passcode_domain::ports::EmailChange,
+        &'a passcode_domain::AuditEvent,
+        crate::outbox_rows::NewOutboxRow,
+    ),
+    Delete(
+        UserId,
+        &'a EmailAddress,
+        &'a passcode_domain::AuditEvent,
+        crate::outbox_rows::NewOutboxRow,
+    ),
+}
+
+impl<'a> SealedChange<'a> {
+    pub(crate) fn new(
+        change: passcode_domain::ports::AccountChange<'a>,
+        now: chrono::DateTime<chrono::Utc>,
+        key: &crate::cipher::MailKey,
+    ) -> Result<Self, InfraError> {
+        use passcode_domain::ports::AccountChange;
+        let row = |mail| crate::outbox_rows::NewOutboxRow::new(mail, now, None, key, None);
+        Ok(match change {
+            AccountChange::Password(password) => {
+                Self::Password(password, password.notice.map(row).transpose()?)
+            }
+            AccountChange::Email {
+                change,
+                notice,
+                audit,
+            } => Self::Email(change, audit, row(notice)?),
+            AccountChange::Delete {
+                user,
+                email,
+                goodbye,
+                audit,
+            } => Self::Delete(user, email, audit, row(goodbye)?),
+        })
     }
 }
 

@@ -256,6 +256,7 @@ ports::returning_dialect!(crate::outbox_rows::CLAIM_SQLITE);
 ports::shared!();
 ports::user_repository!(SqliteStore);
 ports::otp_store!(SqliteStore);
+ports::change_writes!(SqliteStore);
 ports::throttle!(SqliteStore);
 ports::outbox!(SqliteStore);
 ports::refresh_token_store!(SqliteStore);

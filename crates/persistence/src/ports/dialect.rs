@@ -54,12 +54,7 @@ macro_rules! returning_dialect {
                 address: &str,
                 user: &str,
             ) -> QueryResult<usize> {
-                use diesel::sql_types::Text;
-                diesel::sql_query($crate::rows::DELETE_ADDRESS_LIMITS_SQL)
-                    .bind::<Text, _>(address)
-                    .bind::<Text, _>(format!("guess:{address}:"))
-                    .bind::<Text, _>(format!("login:{address}:"))
-                    .bind::<Text, _>(format!("password-check:{user}"))
+                $crate::rows::delete_address_limits_query!(address, user)
                     .execute(conn)
                     .await
             }

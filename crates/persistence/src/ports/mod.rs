@@ -27,7 +27,7 @@ mod users;
 pub(crate) use audit::audit_log;
 pub(crate) use dialect::returning_dialect;
 pub(crate) use health::health_check;
-pub(crate) use otps::{code_writes, otp_store};
+pub(crate) use otps::{change_writes, code_writes, otp_store};
 pub(crate) use outbox::outbox;
 pub(crate) use refresh_tokens::{insert_session, refresh_token_store, rotate_session};
 pub(crate) use shared::shared;

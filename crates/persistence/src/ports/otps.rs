@@ -4,24 +4,18 @@
 macro_rules! otp_store {
     ($store:ty) => {
         const _: () = {
-            use self::shared::{
-                erase, give_back, move_email, refused, set_password, start_session,
-            };
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
             use diesel::prelude::*;
-            use diesel_async::{AsyncConnection, RunQueryDsl};
+            use diesel_async::RunQueryDsl;
             use passcode_domain::otp::{NewOtp, StoredOtp};
-            use passcode_domain::ports::{
-                AccountChange, Admission, EmailChange, Issue, Limit, Mail, OtpStore, PasswordSet,
-                Spend, Tries,
-            };
-            use passcode_domain::{AuditEvent, EmailAddress, InfraError, OtpPurpose, UserId};
+            use passcode_domain::ports::{Admission, Issue, Limit, Mail, OtpStore, Spend, Tries};
+            use passcode_domain::{EmailAddress, InfraError, OtpPurpose, UserId};
             use uuid::Uuid;
             use $crate::cached::CachedExt as _;
             use $crate::error::query_error;
             use $crate::outbox_rows::NewOutboxRow;
-            use $crate::rows::{OtpRow, attempts_limit};
+            use $crate::rows::{OtpRow, SealedChange, attempts_limit};
             use $crate::schema::otp_codes;
             use $crate::time::to_millis;
 
@@ -128,7 +122,7 @@ macro_rules! otp_store {
                 }
 
                 async fn consume<'a>(&self, spend: &Spend<'a>) -> Result<bool, InfraError> {
-                    if spend.account.is_none() {
+                    let Some(account) = spend.account else {
                         if spend.give_back.keys.is_empty() && spend.session.is_none() {
                             let mut conn = self.writer().await?;
                             return spend_code(&mut *conn, spend).await.map_err(query_error);
@@ -137,19 +131,11 @@ macro_rules! otp_store {
                         return self
                             .spend_tx($crate::rows::SpendRows::new(spend, None)?)
                             .await;
-                    }
-                    let change = seal(spend, &self.mail_key)?;
-                    let mut conn = self.writer().await?;
-                    (*conn)
-                        .transaction(async |conn| {
-                            if !given_back_and_spent(conn, spend).await? {
-                                return Err(diesel::result::Error::RollbackTransaction);
-                            }
-                            after_spend(conn, spend, change.as_ref()).await?;
-                            Ok::<bool, diesel::result::Error>(true)
-                        })
-                        .await
-                        .or_else(refused)
+                    };
+                    // Each backend's own way (`postgres.rs`: pipelined; `change_writes!`:
+                    // statement by statement).
+                    let change = SealedChange::new(account, spend.now, &self.mail_key)?;
+                    self.change_tx(spend, &change).await
                 }
 
                 async fn complete_registration<'a>(
@@ -184,87 +170,6 @@ macro_rules! otp_store {
                 store.issue_tx(code, mail, notice, issue, now).await
             }
 
-            /// Gives the spend's budgets back, then spends its code; runs inside the
-            /// caller's transaction, which rolls back unless this returns true. The
-            /// budgets' rows are locked before the code's, in the order a guess locks
-            /// them (`count_try`), so the two cannot deadlock.
-            async fn given_back_and_spent(
-                conn: &mut Conn,
-                spend: &Spend<'_>,
-            ) -> Result<bool, diesel::result::Error> {
-                give_back(conn, spend.give_back).await?;
-                spend_code(conn, spend).await
-            }
-
-            /// A spend's account change, with its mail sealed for the outbox.
-            enum Sealed<'a> {
-                Password(PasswordSet<'a>, Option<NewOutboxRow>),
-                Email(&'a EmailChange, &'a AuditEvent, NewOutboxRow),
-                Delete(UserId, &'a EmailAddress, &'a AuditEvent, NewOutboxRow),
-            }
-
-            /// Seals the mail of the spend's account change, before its transaction.
-            fn seal<'a>(
-                spend: &Spend<'a>,
-                key: &$crate::cipher::MailKey,
-            ) -> Result<Option<Sealed<'a>>, InfraError> {
-                let row = |mail| NewOutboxRow::new(mail, spend.now, None, key, None);
-                Ok(match spend.account {
-                    None => None,
-                    Some(AccountChange::Password(password)) => Some(Sealed::Password(
-                        password,
-                        password.notice.map(row).transpose()?,
-                    )),
-                    Some(AccountChange::Email {
-                        change,
-                        notice,
-                        audit,
-                    }) => Some(Sealed::Email(change, audit, row(notice)?)),
-                    Some(AccountChange::Delete {
-                        user,
-                        email,
-                        goodbye,
-                        audit,
-                    }) => Some(Sealed::Delete(user, email, audit, row(goodbye)?)),
-                })
-            }
-
-            /// What goes with a spend once its code is spent: its account change
-            /// (`change`, sealed), then its session started. Runs inside the caller's
-            /// transaction; a refused change rolls it back.
-            async fn after_spend(
-                conn: &mut Conn,
-                spend: &Spend<'_>,
-                change: Option<&Sealed<'_>>,
-            ) -> Result<(), diesel::result::Error> {
-                let now = to_millis(spend.now);
-                match change {
-                    None => {}
-                    Some(Sealed::Password(password, notice)) => {
-                        set_password(
-                            conn,
-                            &password.user.0.to_string(),
-                            password.hash,
-                            password.verify_email,
-                            now,
-                            password.audit,
-                            notice.as_ref(),
-                        )
-                        .await?
-                    }
-                    Some(Sealed::Email(change, event, notice)) => {
-                        move_email(conn, change, now, event, notice).await?
-                    }
-                    Some(Sealed::Delete(user, email, event, goodbye)) => {
-                        erase(conn, &user.0.to_string(), email.as_str(), event, goodbye).await?
-                    }
-                }
-                if let Some((token, event)) = spend.session {
-                    start_session(conn, token, event).await?;
-                }
-                Ok(())
-            }
-
             /// Marks the spend's code spent if it still may be; true if so. One
             /// conditional statement: the database serialises concurrent spenders on
             /// the row, and only one still finds it unspent.
@@ -289,6 +194,87 @@ macro_rules! otp_store {
 }
 
 pub(crate) use otp_store;
+
+/// `OtpStore::consume` with an account change, statement by statement in one
+/// transaction (SQLite's and MariaDB's; PostgreSQL pipelines the same statements,
+/// `postgres.rs`): the spend's budgets given back, its code spent (all rolled back if
+/// it is not), the change (`set_password`, `move_email` or `erase`; a refused one
+/// rolls back too), then its session started.
+macro_rules! change_writes {
+    ($store:ty) => {
+        const _: () = {
+            use self::shared::{
+                erase, give_back, move_email, refused, set_password, start_session,
+            };
+            use diesel::result::Error::RollbackTransaction;
+            use diesel_async::{AsyncConnection, RunQueryDsl};
+            use passcode_domain::InfraError;
+            use passcode_domain::ports::Spend;
+            use $crate::cached::CachedExt as _;
+            use $crate::rows::{SealedChange, attempts_limit};
+            use $crate::time::to_millis;
+
+            impl $store {
+                pub(crate) async fn change_tx(
+                    &self,
+                    spend: &Spend<'_>,
+                    change: &SealedChange<'_>,
+                ) -> Result<bool, InfraError> {
+                    let now = to_millis(spend.now);
+                    let id = spend.id.to_string();
+                    let mut conn = self.writer().await?;
+                    (*conn)
+                        .transaction(async |conn| {
+                            // The budgets' rows are locked before the code's, in the
+                            // order a guess locks them (`count_try`): no deadlock.
+                            give_back(conn, spend.give_back).await?;
+                            let spent = $crate::rows::spend_code_query!(
+                                &id,
+                                spend.code_hash.as_bytes(),
+                                now,
+                                attempts_limit(spend.max_attempts)
+                            )
+                            .cached()
+                            .execute(conn)
+                            .await?;
+                            if spent != 1 {
+                                return Err(RollbackTransaction);
+                            }
+                            match change {
+                                SealedChange::Password(password, notice) => {
+                                    set_password(
+                                        conn,
+                                        &password.user.0.to_string(),
+                                        password.hash,
+                                        password.verify_email,
+                                        now,
+                                        password.audit,
+                                        notice.as_ref(),
+                                    )
+                                    .await?
+                                }
+                                SealedChange::Email(change, event, notice) => {
+                                    move_email(conn, change, now, event, notice).await?
+                                }
+                                SealedChange::Delete(user, email, event, goodbye) => {
+                                    erase(conn, &user.0.to_string(), email.as_str(), event, goodbye)
+                                        .await?
+                                }
+                            }
+                            if let Some((token, event)) = spend.session {
+                                start_session(conn, token, event).await?;
+                            }
+                            Ok::<bool, diesel::result::Error>(true)
+                        })
+                        .await
+                        .or_else(refused)
+                }
+            }
+        };
+    };
+}
+
+pub(crate) use change_writes;
 
 /// A new code's writes statement by statement, each in one transaction (MariaDB's;
 /// SQLite runs the same statements in one trip to its writer, PostgreSQL pipelines

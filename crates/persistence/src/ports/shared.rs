@@ -63,7 +63,9 @@ macro_rules! shared {
             }
 
             /// Starts the session of its first refresh token, recording `event` with
-            /// it; runs inside the caller's transaction.
+            /// it; runs inside the caller's transaction. For `change_writes!`:
+            /// PostgreSQL pipelines a spend's account change without it.
+            #[allow(dead_code)]
             pub(super) async fn start_session(
                 conn: &mut Conn,
                 token: &passcode_domain::ports::NewRefreshToken,
@@ -93,54 +95,33 @@ macro_rules! shared {
                 event: &passcode_domain::AuditEvent,
                 notice: Option<&NewOutboxRow>,
             ) -> Result<(), diesel::result::Error> {
-                use $crate::schema::{sessions, users};
                 use passcode_domain::OtpPurpose;
                 audit(conn, event).await?;
-                let target = users::table.find(&user);
-                let changes = (
-                    users::password_hash.eq(hash.as_str()),
-                    users::tokens_valid_after.eq(cutoff),
-                    users::updated_at.eq(cutoff),
-                );
-                let updated = if verify_email {
-                    diesel::update(target)
-                        .set((changes, users::email_verified.eq(true)))
+                let updated =
+                    $crate::rows::set_password_query!(user, hash.as_str(), verify_email, cutoff)
                         .execute(conn)
-                        .await?
-                } else {
-                    diesel::update(target).set(changes).execute(conn).await?
-                };
+                        .await?;
                 if updated == 0 {
                     return Ok(());
                 }
                 // The cutoff refuses their tokens already; ended, they are
                 // no longer listed as live either.
-                diesel::update(
-                    sessions::table
-                        .filter(sessions::user_id.eq(&user))
-                        .filter(sessions::revoked_at.is_null()),
-                )
-                .set(sessions::revoked_at.eq(Some(cutoff)))
-                .execute(conn)
-                .await?;
+                $crate::rows::end_sessions_query!(user, "", cutoff)
+                    .execute(conn)
+                    .await?;
                 if verify_email {
                     // A code proved the mailbox: any registration still
-                    // waiting for its code is void. Read after the update,
-                    // which holds the row: the address cannot change in
+                    // waiting for its code is void. The address is read after
+                    // the update, which holds the row: it cannot change in
                     // between.
-                    let email: String = users::table
-                        .find(&user)
-                        .select(users::email)
-                        .get_result(conn)
+                    let email = || $crate::rows::registered_email!(user);
+                    let purpose = OtpPurpose::VerifyEmail.as_str();
+                    $crate::rows::expire_replaced_mail_query!(email(), purpose, "", cutoff)
+                        .execute(conn)
                         .await?;
-                    delete_codes(
-                        conn,
-                        &email,
-                        OtpPurpose::VerifyEmail.as_str(),
-                        None,
-                        cutoff,
-                    )
-                    .await?;
+                    $crate::rows::delete_replaced_codes_query!(email(), purpose, "")
+                        .execute(conn)
+                        .await?;
                 }
                 if let Some(row) = notice {
                     queue(conn, row).await?;
@@ -153,7 +134,9 @@ macro_rules! shared {
             /// address's codes deleted, `event` recorded and `notice` queued. Runs
             /// inside the caller's transaction; refused with
             /// `RollbackTransaction` if the account no longer has `change.old` or
-            /// another account has `change.new`.
+            /// another account has `change.new`. For `change_writes!`, as
+            /// `start_session`.
+            #[allow(dead_code)]
             pub(super) async fn move_email(
                 conn: &mut Conn,
                 change: &passcode_domain::ports::EmailChange,
@@ -162,15 +145,8 @@ macro_rules! shared {
                 notice: &NewOutboxRow,
             ) -> Result<(), diesel::result::Error> {
                 use diesel::result::{DatabaseErrorKind, Error};
-                use $crate::schema::{sessions, users};
                 let user = change.user.0.to_string();
-                let old = change.old.as_str();
-                let moved = diesel::update(users::table.find(&user).filter(users::email.eq(old)))
-                    .set((
-                        users::email.eq(change.new.as_str()),
-                        users::email_verified.eq(true),
-                        users::updated_at.eq(now),
-                    ))
+                let moved = $crate::rows::move_email_query!(change, now)
                     .execute(conn)
                     .await
                     .map_err(|e| match e {
@@ -183,16 +159,11 @@ macro_rules! shared {
                 if moved == 0 {
                     return Err(Error::RollbackTransaction);
                 }
-                diesel::update(
-                    sessions::table
-                        .filter(sessions::user_id.eq(&user))
-                        .filter(sessions::family_id.ne(change.keep_session.to_string()))
-                        .filter(sessions::revoked_at.is_null()),
-                )
-                .set(sessions::revoked_at.eq(Some(now)))
-                .execute(conn)
-                .await?;
-                diesel::delete(otp_codes::table.filter(otp_codes::email.eq(old)))
+                let keep = change.keep_session.to_string();
+                $crate::rows::end_sessions_query!(&user, &keep, now)
+                    .execute(conn)
+                    .await?;
+                diesel::delete(otp_codes::table.filter(otp_codes::email.eq(change.old.as_str())))
                     .execute(conn)
                     .await?;
                 audit(conn, event).await?;
@@ -212,28 +183,19 @@ macro_rules! shared {
                 event: &passcode_domain::AuditEvent,
                 goodbye: &NewOutboxRow,
             ) -> Result<(), diesel::result::Error> {
-                use $crate::schema::{sessions, users};
-                let removed = diesel::delete(users::table.find(user)).execute(conn).await?;
-                if removed == 0 {
+                let (account, sessions, codes, mail, events) =
+                    $crate::rows::erase_queries!(user, address);
+                if account.execute(conn).await? == 0 {
                     return Err(diesel::result::Error::RollbackTransaction);
                 }
-                diesel::delete(sessions::table.filter(sessions::user_id.eq(user)))
-                    .execute(conn)
-                    .await?;
-                diesel::delete(otp_codes::table.filter(otp_codes::email.eq(address)))
-                    .execute(conn)
-                    .await?;
-                diesel::delete(outbox::table.filter(outbox::recipient.eq(address)))
-                    .execute(conn)
-                    .await?;
+                sessions.execute(conn).await?;
+                codes.execute(conn).await?;
+                mail.execute(conn).await?;
                 // Limit state keyed by the address: exact keys, and the keys per
                 // (address, client), matched by prefix without LIKE (an address may
                 // hold `_` or `%`).
                 super::dialect::delete_address_limits(conn, address, user).await?;
-                diesel::update(audit_events::table.filter(audit_events::email.eq(address)))
-                    .set(audit_events::email.eq(None::<String>))
-                    .execute(conn)
-                    .await?;
+                events.execute(conn).await?;
                 audit(conn, event).await?;
                 queue(conn, goodbye).await
             }
@@ -267,7 +229,9 @@ macro_rules! shared {
             }
 
             /// Drops the waiting mail of the address's codes of `purpose` (but `keep`;
-            /// it is never sent), then deletes those codes. Runs inside the caller's transaction.
+            /// it is never sent), then deletes those codes. Runs inside the caller's
+            /// transaction. For `code_writes!`, as `insert_code`.
+            #[allow(dead_code)]
             pub(super) async fn delete_codes(
                 conn: &mut Conn,
                 email: &str,

@@ -616,6 +616,41 @@ pub async fn a_spend_sets_its_password_before_its_session(store: impl Store) {
     assert_eq!(events(&store, AuditKind::PasswordReset).await, 1);
 }
 
+/// A password set on an account that is gone (deleted after its code was sent) spends
+/// the code and records its event, but changes no account and queues no notice.
+pub async fn a_spend_setting_a_password_of_an_account_gone_queues_no_notice(store: impl Store) {
+    let otp = new_otp("ada@example.com", OtpPurpose::ResetPassword, 1);
+    store
+        .replace(&otp, &mail_for(&otp), &Issue::default())
+        .await
+        .unwrap();
+    let before = store.pending(10).await.unwrap().len();
+    let hash = PasswordHash::new("$argon2id$v=19$new".into());
+    let reset = event(AuditKind::PasswordReset);
+    let notice = notice("ada@example.com");
+    let spend = Spend {
+        account: Some(AccountChange::Password(PasswordSet {
+            user: UserId::new_random(),
+            hash: &hash,
+            verify_email: true,
+            audit: &reset,
+            notice: Some(&notice),
+        })),
+        ..Spend::new(otp.id, &otp.code_hash, now(), 5)
+    };
+
+    assert!(store.consume(&spend).await.unwrap());
+    let code = store
+        .find(&otp.email, OtpPurpose::ResetPassword)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(code.consumed, "the code is spent");
+    assert_eq!(store.pending(10).await.unwrap().len(), before, "no notice");
+    assert_eq!(events(&store, AuditKind::PasswordReset).await, 1);
+    assert!(!store.consume(&spend).await.unwrap(), "once");
+}
+
 /// A spend that moves its account to the code's address: in its transaction the
 /// address moved and verified, every other session ended, the old address's codes
 /// deleted, the event recorded and the notice queued; a spend that does not happen
