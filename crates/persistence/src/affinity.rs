@@ -34,7 +34,7 @@ pub fn number_this_thread(next: &AtomicUsize) {
 
 /// The calling thread's group of `groups`: by its number, or the first for a thread
 /// never numbered (background tasks, tests).
-fn group(groups: usize) -> usize {
+pub(crate) fn group(groups: usize) -> usize {
     INDEX.with(Cell::get).unwrap_or(0) % groups.max(1)
 }
 
@@ -109,6 +109,11 @@ impl<M: Manager> Groups<M> {
             }
         }
         Ok(None)
+    }
+
+    /// How many groups there are.
+    pub(crate) fn count(&self) -> usize {
+        self.pools.len()
     }
 
     /// All groups' pools together.

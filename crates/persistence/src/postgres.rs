@@ -29,8 +29,36 @@ const MIGRATION_LOCK: i64 = 0x7061_7373_636f_6465; // "passcode"
 #[derive(Clone)]
 pub struct PgStore {
     groups: Groups<AsyncDieselConnectionManager<AsyncPgConnection>>,
+    shared: Arc<Shared>,
     url: Arc<str>,
     mail_key: MailKey,
+}
+
+/// One connection per group (HTTP worker), besides the pool, that many requests use
+/// at once: their statements are pipelined on it, each committed on its own. Only for
+/// statements that commit without waiting for the WAL flush (a guess, a login's two
+/// budgets): the server runs a connection's statements one after another, so a
+/// synchronous commit would hold up every statement queued behind it. One backend
+/// woken for many statements costs PostgreSQL less CPU than one per statement (see
+/// docs/performance.md). Opened on first use, by the group's own thread (`affinity`);
+/// after any failed statement it is dropped and the next use opens a new one.
+struct Shared {
+    url: Arc<str>,
+    statement_timeout: u128,
+    acquire_timeout: std::time::Duration,
+    slots: Box<[tokio::sync::Mutex<Option<Arc<AsyncPgConnection>>>]>,
+}
+
+/// A connection to `url`, set up as every connection of the store is.
+async fn establish(
+    url: &str,
+    statement_timeout: u128,
+) -> diesel::ConnectionResult<AsyncPgConnection> {
+    let mut conn = AsyncPgConnection::establish(url).await?;
+    conn.batch_execute(&format!("SET statement_timeout = {statement_timeout}"))
+        .await
+        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
 }
 
 pub(crate) type Conn = AsyncPgConnection;
@@ -50,13 +78,7 @@ impl PgStore {
             let mut config = ManagerConfig::<AsyncPgConnection>::default();
             config.custom_setup = Box::new(move |url| {
                 let url = url.to_owned();
-                Box::pin(async move {
-                    let mut conn = AsyncPgConnection::establish(&url).await?;
-                    conn.batch_execute(&format!("SET statement_timeout = {statement_timeout}"))
-                        .await
-                        .map_err(ConnectionError::CouldntSetupConfiguration)?;
-                    Ok(conn)
-                })
+                Box::pin(async move { establish(&url, statement_timeout).await })
             });
             // A connection that died with the server is noticed and replaced at checkout:
             // its socket is closed (`is_broken`), known without a round trip. (`Verified`
@@ -67,9 +89,20 @@ impl PgStore {
                 config,
             )
         };
+        let groups = Groups::build(settings, manager)?;
+        let url: Arc<str> = settings.url.as_str().into();
+        let shared = Shared {
+            url: url.clone(),
+            statement_timeout,
+            acquire_timeout: settings.acquire_timeout,
+            slots: (0..groups.count())
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+        };
         Ok(Self {
-            groups: Groups::build(settings, manager)?,
-            url: settings.url.as_str().into(),
+            groups,
+            shared: Arc::new(shared),
+            url,
             mail_key: settings.mail_key.clone(),
         })
     }
@@ -106,6 +139,36 @@ impl PgStore {
         self.conn().await
     }
 
+    /// This thread's group's shared connection (`Shared`), opened if it has none.
+    pub(crate) async fn shared(&self) -> Result<Arc<AsyncPgConnection>, InfraError> {
+        let slots = &self.shared.slots;
+        let mut slot = slots[crate::affinity::group(slots.len())].lock().await;
+        if let Some(conn) = &*slot {
+            return Ok(Arc::clone(conn));
+        }
+        let shared = &self.shared;
+        let conn = tokio::time::timeout(
+            shared.acquire_timeout,
+            establish(&shared.url, shared.statement_timeout),
+        )
+        .await
+        .map_err(pool_error)?
+        .map_err(pool_error)?;
+        Ok(Arc::clone(slot.insert(Arc::new(conn))))
+    }
+
+    /// Drops `conn` from its slot after a failed statement (if it is still there), so
+    /// that the next use opens a new one. Statements already sent on it finish or fail
+    /// on their own.
+    pub(crate) async fn forget_shared(&self, conn: &Arc<AsyncPgConnection>) {
+        for slot in &self.shared.slots {
+            let mut slot = slot.lock().await;
+            if slot.as_ref().is_some_and(|kept| Arc::ptr_eq(kept, conn)) {
+                *slot = None;
+            }
+        }
+    }
+
     /// [`PgStore::writer`] if a connection is free now; `None` rather than waiting.
     pub(crate) async fn writer_at_once(
         &self,
@@ -133,6 +196,8 @@ ports::health_check!(PgStore);
 /// COMMIT at once, a new code with its BEGIN before its COMMIT or ROLLBACK; a refresh
 /// rotation is one statement.
 mod pipelined {
+    use std::sync::Arc;
+
     use chrono::{DateTime, Utc};
     use diesel::insert_into;
     use diesel::prelude::*;
@@ -516,20 +581,59 @@ mod pipelined {
             max_attempts: u32,
             [share, ceiling]: [&(String, Limit); 2],
         ) -> Result<Tries, InfraError> {
-            let conn = self.writer().await?;
-            let rows = guessed(&conn, email, purpose, now, max_attempts, [share, ceiling])
-                .await
-                .map_err(query_error)?;
+            let conn = self.shared().await?;
+            let rows = self
+                .on_shared(
+                    &conn,
+                    guessed(&conn, email, purpose, now, max_attempts, [share, ceiling]),
+                )
+                .await?;
             // Always one row at least (the LEFT JOIN), with the same answers on each.
             let answers = <[Guessed]>::first(&rows).map(|row| (row.share, row.ceiling));
-            let outcome = match pair_refusal(&conn, answers, [share, ceiling], now)
-                .await
-                .map_err(query_error)?
+            let outcome = match self
+                .refusal_of(&conn, answers, [share, ceiling], now)
+                .await?
             {
                 Some(refused) => Err(refused),
                 None => Ok(rows.into_iter().filter_map(Guessed::into_row).collect()),
             };
             tries(outcome)
+        }
+
+        /// `statement`'s answer on shared connection `conn`; a failure drops `conn`
+        /// (`PgStore::forget_shared`).
+        async fn on_shared<T>(
+            &self,
+            conn: &Arc<AsyncPgConnection>,
+            statement: impl Future<Output = QueryResult<T>>,
+        ) -> Result<T, InfraError> {
+            match statement.await {
+                Ok(answer) => Ok(answer),
+                Err(e) => {
+                    self.forget_shared(conn).await;
+                    Err(query_error(e))
+                }
+            }
+        }
+
+        /// `pair_refusal` after a statement on shared connection `conn`. Where a share
+        /// is given back (its ceiling refused), on a pooled connection instead: that
+        /// UPDATE's commit waits for the WAL flush, which would hold up `conn`.
+        async fn refusal_of(
+            &self,
+            conn: &Arc<AsyncPgConnection>,
+            answers: Option<(i64, i64)>,
+            budgets: [&(String, Limit); 2],
+            now: DateTime<Utc>,
+        ) -> Result<Option<Abort>, InfraError> {
+            if answers.is_some_and(|(share, ceiling)| share == 1 && ceiling != 1) {
+                let pooled = self.writer().await?;
+                return pair_refusal(&pooled, answers, budgets, now)
+                    .await
+                    .map_err(query_error);
+            }
+            self.on_shared(conn, pair_refusal(conn, answers, budgets, now))
+                .await
         }
 
         /// `OtpStore::count_try`, pipelined in a transaction.
@@ -574,13 +678,13 @@ mod pipelined {
         ) -> Result<Admissions, InfraError> {
             match budgets {
                 [share, ceiling] if share.1.cooldown.is_zero() => {
-                    let conn = self.writer().await?;
-                    let answers = budgeted(&conn, now, [share, ceiling])
-                        .await
-                        .map_err(query_error)?;
-                    let refused = pair_refusal(&conn, answers, [share, ceiling], now)
-                        .await
-                        .map_err(query_error)?;
+                    let conn = self.shared().await?;
+                    let answers = self
+                        .on_shared(&conn, budgeted(&conn, now, [share, ceiling]))
+                        .await?;
+                    let refused = self
+                        .refusal_of(&conn, answers, [share, ceiling], now)
+                        .await?;
                     admissions(refused.map_or(Ok(()), Err))
                 }
                 _ => self.acquire_all_pipelined(budgets, now).await,
@@ -1105,22 +1209,32 @@ mod tests {
         (store, database)
     }
 
-    /// How many statements this connection has prepared that start with `prefix`.
-    async fn prepared(store: &PgStore, prefix: &str) -> i64 {
-        let mut conn = store.conn().await.unwrap();
+    /// How many statements the pool's (one) connection has prepared that start with
+    /// `prefix`; with `shared`, the shared connection of this thread's group instead.
+    async fn prepared(store: &PgStore, prefix: &str, shared: bool) -> i64 {
+        let pooled;
+        let kept;
+        let mut conn: &diesel_async::AsyncPgConnection = if shared {
+            kept = store.shared().await.unwrap();
+            &kept
+        } else {
+            pooled = store.conn().await.unwrap();
+            &pooled
+        };
         diesel::sql_query(
             "SELECT count(*) AS n FROM pg_prepared_statements WHERE starts_with(statement, $1)",
         )
         .bind::<Text, _>(prefix)
-        .get_result::<Prepared>(&mut *conn)
+        .get_result::<Prepared>(&mut conn)
         .await
         .unwrap()
         .n
     }
 
-    /// A guess's statement (`GUESS_SQL`), the pipelined transaction's (a budget
-    /// upsert, the try's UPDATE) and a budget's release are prepared once on a connection and then reused (`crate::cached`):
-    /// Diesel on its own prepares every UPDATE and upsert again each time.
+    /// A guess's statement (`GUESS_SQL`, on the shared connection), the pipelined
+    /// transaction's (a budget upsert, the try's UPDATE) and a budget's release are
+    /// prepared once on a connection and then reused (`crate::cached`): Diesel on its
+    /// own prepares every UPDATE and upsert again each time.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hot_statements_are_prepared_once_per_connection() {
         let (store, _database) = one_connection("cached").await;
@@ -1140,8 +1254,8 @@ mod tests {
                 .await
                 .unwrap();
         }
-        assert_eq!(prepared(&store, "WITH share AS").await, 1);
-        assert_eq!(prepared(&store, "UPDATE \"rate_limits\"").await, 1);
+        assert_eq!(prepared(&store, "WITH share AS", true).await, 1);
+        assert_eq!(prepared(&store, "UPDATE \"rate_limits\"", false).await, 1);
         // The pipelined transaction (any other set of budgets): its upsert and its try.
         for _ in 0..5 {
             store
@@ -1155,16 +1269,24 @@ mod tests {
                 .await
                 .unwrap();
         }
-        assert_eq!(prepared(&store, "INSERT INTO \"rate_limits\"").await, 1);
-        assert_eq!(prepared(&store, "UPDATE \"otp_codes\"").await, 1);
+        assert_eq!(
+            prepared(&store, "INSERT INTO \"rate_limits\"", false).await,
+            1
+        );
+        assert_eq!(prepared(&store, "UPDATE \"otp_codes\"", false).await, 1);
         // A login's two budgets: a statement of their own (`BUDGETS_SQL`).
         for _ in 0..5 {
             store.acquire_all(&budgets, Utc::now()).await.unwrap();
         }
         assert_eq!(
-            prepared(&store, "WITH share AS").await,
+            prepared(&store, "WITH share AS", true).await,
             2,
             "a guess's statement and a login's"
+        );
+        assert_eq!(
+            prepared(&store, "WITH share AS", false).await,
+            0,
+            "neither on the pool's connection"
         );
     }
 
@@ -1214,7 +1336,12 @@ mod tests {
             control(&conn, "ROLLBACK").await.unwrap();
             assert_eq!(synchronous_commit(&conn).await, "on", "after it");
         }
-        // Through the port: one statement, then the pipelined transaction.
+        let shared = store.shared().await.unwrap();
+        control(&shared, "SET synchronous_commit = on")
+            .await
+            .unwrap();
+        // Through the port: one statement (on the shared connection), then the
+        // pipelined transaction (on the pool's).
         for budgets in [&budgets[..], &budgets[..1]] {
             store
                 .count_try(&email, OtpPurpose::VerifyEmail, Utc::now(), 5, budgets)
@@ -1222,15 +1349,65 @@ mod tests {
                 .unwrap();
             let conn = store.conn().await.unwrap();
             assert_eq!(synchronous_commit(&conn).await, "on", "after a guess");
+            assert_eq!(synchronous_commit(&shared).await, "on", "after a guess");
         }
         // A login's budgets are counts too (`BUDGETS_SQL`), and as their own.
         store.acquire_all(&budgets, Utc::now()).await.unwrap();
-        let conn = store.conn().await.unwrap();
         assert_eq!(
-            synchronous_commit(&conn).await,
+            synchronous_commit(&shared).await,
             "on",
             "after a login's budgets"
         );
+    }
+
+    /// The server process of this thread's group's shared connection.
+    async fn shared_pid(store: &PgStore) -> i32 {
+        let mut conn: &diesel_async::AsyncPgConnection = &store.shared().await.unwrap();
+        diesel::sql_query("SELECT pg_backend_pid() AS pid")
+            .get_result::<Pid>(&mut conn)
+            .await
+            .unwrap()
+            .pid
+    }
+
+    /// Guesses share one connection, beside the pool's. When it dies (here its server
+    /// process is ended), the guess that finds it dead fails (503), and the next opens
+    /// a new one: no guess fails after that.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dead_shared_connection_is_replaced() {
+        let (store, _database) = one_connection("shared").await;
+        let email = EmailAddress::parse("ada@example.com").unwrap();
+        let budgets = crate::roomy_guess_budgets();
+        let guess = || store.count_try(&email, OtpPurpose::VerifyEmail, Utc::now(), 5, &budgets);
+        guess().await.unwrap();
+        let first = shared_pid(&store).await;
+        assert_ne!(
+            first,
+            backend_pid(&store).await,
+            "not the pool's connection"
+        );
+        {
+            let mut conn = store.conn().await.unwrap();
+            diesel::sql_query(format!("SELECT pg_terminate_backend({first})"))
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+        }
+        let mut failures = 0;
+        for _ in 0..2 {
+            if let Err(e) = guess().await {
+                assert!(
+                    matches!(e, passcode_domain::InfraError::Unavailable(_)),
+                    "{e:?}"
+                );
+                failures += 1;
+            }
+        }
+        assert!(failures <= 1, "{failures} guesses failed");
+        for _ in 0..5 {
+            guess().await.unwrap();
+        }
+        assert_ne!(shared_pid(&store).await, first, "a new connection");
     }
 
     #[derive(diesel::QueryableByName)]
