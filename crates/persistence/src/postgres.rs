@@ -41,12 +41,47 @@ pub struct PgStore {
 /// synchronous commit would hold up every statement queued behind it. One backend
 /// woken for many statements costs PostgreSQL less CPU than one per statement (see
 /// docs/performance.md). Opened on first use, by the group's own thread (`affinity`);
-/// after any failed statement it is dropped and the next use opens a new one.
+/// after any failed statement it is dropped and the next use opens a new one. While
+/// it is being opened, and for a second after it could not be (the server down, or
+/// at its `max_connections`), requests take a pooled connection instead: none waits
+/// on another's opening.
 struct Shared {
     url: Arc<str>,
     statement_timeout: u128,
     acquire_timeout: std::time::Duration,
-    slots: Box<[tokio::sync::Mutex<Option<Arc<AsyncPgConnection>>>]>,
+    slots: Box<[tokio::sync::Mutex<Slot>]>,
+}
+
+/// A group's shared connection, if open; else when it last could not be opened.
+#[derive(Default)]
+enum Slot {
+    #[default]
+    Closed,
+    Open(Arc<AsyncPgConnection>),
+    Failed(std::time::Instant),
+}
+
+/// How long after a failed opening requests take pooled connections before the next
+/// attempt.
+const REOPEN_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A connection lent for one statement that commits on its own: the group's shared
+/// one, or a pooled one (`Shared`).
+pub(crate) enum Lent {
+    Shared(Arc<AsyncPgConnection>),
+    // Boxed: the fallback is rare, and the shared case stays small.
+    Pooled(Box<Object<AsyncPgConnection>>),
+}
+
+impl std::ops::Deref for Lent {
+    type Target = AsyncPgConnection;
+
+    fn deref(&self) -> &AsyncPgConnection {
+        match self {
+            Lent::Shared(conn) => conn,
+            Lent::Pooled(conn) => conn,
+        }
+    }
 }
 
 /// A connection to `url`, set up as every connection of the store is.
@@ -96,7 +131,7 @@ impl PgStore {
             statement_timeout,
             acquire_timeout: settings.acquire_timeout,
             slots: (0..groups.count())
-                .map(|_| tokio::sync::Mutex::new(None))
+                .map(|_| tokio::sync::Mutex::default())
                 .collect(),
         };
         Ok(Self {
@@ -139,32 +174,50 @@ impl PgStore {
         self.conn().await
     }
 
-    /// This thread's group's shared connection (`Shared`), opened if it has none.
-    pub(crate) async fn shared(&self) -> Result<Arc<AsyncPgConnection>, InfraError> {
-        let slots = &self.shared.slots;
-        let mut slot = slots[crate::affinity::group(slots.len())].lock().await;
-        if let Some(conn) = &*slot {
-            return Ok(Arc::clone(conn));
-        }
+    /// This thread's group's shared connection (`Shared`), opened if it has none; a
+    /// pooled one while it is being opened or cannot be.
+    pub(crate) async fn shared(&self) -> Result<Lent, InfraError> {
         let shared = &self.shared;
-        let conn = tokio::time::timeout(
+        let Ok(mut slot) = shared.slots[crate::affinity::group(shared.slots.len())].try_lock()
+        else {
+            return Ok(Lent::Pooled(Box::new(self.writer().await?)));
+        };
+        match &*slot {
+            Slot::Open(conn) => return Ok(Lent::Shared(Arc::clone(conn))),
+            Slot::Failed(at) if at.elapsed() < REOPEN_AFTER => {
+                drop(slot);
+                return Ok(Lent::Pooled(Box::new(self.writer().await?)));
+            }
+            Slot::Closed | Slot::Failed(_) => {}
+        }
+        let opened = tokio::time::timeout(
             shared.acquire_timeout,
             establish(&shared.url, shared.statement_timeout),
         )
-        .await
-        .map_err(pool_error)?
-        .map_err(pool_error)?;
-        Ok(Arc::clone(slot.insert(Arc::new(conn))))
+        .await;
+        match opened {
+            Ok(Ok(conn)) => {
+                let conn = Arc::new(conn);
+                *slot = Slot::Open(Arc::clone(&conn));
+                Ok(Lent::Shared(conn))
+            }
+            Ok(Err(_)) | Err(_) => {
+                *slot = Slot::Failed(std::time::Instant::now());
+                drop(slot);
+                Ok(Lent::Pooled(Box::new(self.writer().await?)))
+            }
+        }
     }
 
     /// Drops `conn` from its slot after a failed statement (if it is still there), so
     /// that the next use opens a new one. Statements already sent on it finish or fail
     /// on their own.
-    pub(crate) async fn forget_shared(&self, conn: &Arc<AsyncPgConnection>) {
+    pub(crate) async fn forget_shared(&self, conn: &Lent) {
+        let Lent::Shared(conn) = conn else { return };
         for slot in &self.shared.slots {
             let mut slot = slot.lock().await;
-            if slot.as_ref().is_some_and(|kept| Arc::ptr_eq(kept, conn)) {
-                *slot = None;
+            if matches!(&*slot, Slot::Open(kept) if Arc::ptr_eq(kept, conn)) {
+                *slot = Slot::Closed;
             }
         }
     }
@@ -196,8 +249,6 @@ ports::health_check!(PgStore);
 /// COMMIT at once, a new code with its BEGIN before its COMMIT or ROLLBACK; a refresh
 /// rotation is one statement.
 mod pipelined {
-    use std::sync::Arc;
-
     use chrono::{DateTime, Utc};
     use diesel::insert_into;
     use diesel::prelude::*;
@@ -209,7 +260,7 @@ mod pipelined {
     };
     use passcode_domain::{AuditEvent, EmailAddress, InfraError, OtpPurpose};
 
-    use super::PgStore;
+    use super::{Lent, PgStore};
     use crate::cached::CachedExt as _;
     use crate::error::{create_user_error, query_error};
     use crate::outbox_rows::NewOutboxRow;
@@ -604,7 +655,7 @@ mod pipelined {
         /// (`PgStore::forget_shared`).
         async fn on_shared<T>(
             &self,
-            conn: &Arc<AsyncPgConnection>,
+            conn: &Lent,
             statement: impl Future<Output = QueryResult<T>>,
         ) -> Result<T, InfraError> {
             match statement.await {
@@ -616,17 +667,21 @@ mod pipelined {
             }
         }
 
-        /// `pair_refusal` after a statement on shared connection `conn`. Where a share
-        /// is given back (its ceiling refused), on a pooled connection instead: that
-        /// UPDATE's commit waits for the WAL flush, which would hold up `conn`.
+        /// `pair_refusal` after a statement on `conn`. Where a share is given back (its
+        /// ceiling refused) and `conn` is the shared connection, on a pooled one
+        /// instead: that UPDATE's commit waits for the WAL flush, which would hold up
+        /// `conn`. (On `conn` if it is pooled: a second checkout while holding one
+        /// could wait for the pool forever.)
         async fn refusal_of(
             &self,
-            conn: &Arc<AsyncPgConnection>,
+            conn: &Lent,
             answers: Option<(i64, i64)>,
             budgets: [&(String, Limit); 2],
             now: DateTime<Utc>,
         ) -> Result<Option<Abort>, InfraError> {
-            if answers.is_some_and(|(share, ceiling)| share == 1 && ceiling != 1) {
+            if let Lent::Shared(_) = conn
+                && answers.is_some_and(|(share, ceiling)| share == 1 && ceiling != 1)
+            {
                 let pooled = self.writer().await?;
                 return pair_refusal(&pooled, answers, budgets, now)
                     .await
@@ -1408,6 +1463,30 @@ mod tests {
             guess().await.unwrap();
         }
         assert_ne!(shared_pid(&store).await, first, "a new connection");
+    }
+
+    /// A shared connection that cannot be opened (here its address refuses) costs no
+    /// guess: each takes a pooled connection, and for a second none tries again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn guesses_take_the_pool_when_the_shared_connection_cannot_open() {
+        let (mut store, _database) = one_connection("unshared").await;
+        std::sync::Arc::get_mut(&mut store.shared)
+            .expect("the store's only handle")
+            .url = "postgres://postgres@127.0.0.1:1/none".into();
+        let email = EmailAddress::parse("ada@example.com").unwrap();
+        let budgets = crate::roomy_guess_budgets();
+        for _ in 0..3 {
+            store
+                .count_try(&email, OtpPurpose::VerifyEmail, Utc::now(), 5, &budgets)
+                .await
+                .unwrap();
+            store.acquire_all(&budgets, Utc::now()).await.unwrap();
+        }
+        let slot = store.shared.slots[0].lock().await;
+        assert!(
+            matches!(&*slot, super::Slot::Failed(_)),
+            "it could not open"
+        );
     }
 
     #[derive(diesel::QueryableByName)]
