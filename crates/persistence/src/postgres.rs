@@ -1054,17 +1054,16 @@ mod pipelined {
                 conn,
                 spend_code_query!(&code, spend.code_hash.as_bytes(), now, most).cached(),
             ));
-            // The change's statement that touches its account, 1 row if it did (a
-            // password set's comes after its event).
-            let account =
-                statements.len() + usize::from(matches!(change, SealedChange::Password(..)));
+            // Where the change's statement that touches its account is: 1 row if it did.
+            let account;
             let mut notice = None;
             match change {
                 SealedChange::Password(password, queued) => {
                     let purpose = OtpPurpose::VerifyEmail.as_str();
                     let hash = password.hash.as_str();
+                    statements.push(audit());
+                    account = statements.len();
                     statements.extend([
-                        audit(),
                         on(
                             conn,
                             set_password_query!(&user, hash, password.verify_email, now).cached(),
@@ -1090,6 +1089,7 @@ mod pipelined {
                 }
                 SealedChange::Email(change, _, moved) => {
                     let old = change.old.as_str();
+                    account = statements.len();
                     statements.extend([
                         on(conn, move_email_query!(change, now).cached()),
                         on(conn, end_sessions_query!(&user, &keep, now).cached()),
@@ -1104,9 +1104,10 @@ mod pipelined {
                 }
                 SealedChange::Delete(_, address, _, goodbye) => {
                     let address = address.as_str();
-                    let (account, sessions, codes, mail, events) = erase_queries!(&user, address);
+                    let (erased, sessions, codes, mail, events) = erase_queries!(&user, address);
+                    account = statements.len();
                     statements.extend([
-                        on(conn, account.cached()),
+                        on(conn, erased.cached()),
                         on(conn, sessions.cached()),
                         on(conn, codes.cached()),
                         on(conn, mail.cached()),
@@ -1417,12 +1418,7 @@ mod tests {
 
     /// The server process of this thread's group's shared connection.
     async fn shared_pid(store: &PgStore) -> i32 {
-        let mut conn: &diesel_async::AsyncPgConnection = &store.shared().await.unwrap();
-        diesel::sql_query("SELECT pg_backend_pid() AS pid")
-            .get_result::<Pid>(&mut conn)
-            .await
-            .unwrap()
-            .pid
+        pid_of(&store.shared().await.unwrap()).await
     }
 
     /// Guesses share one connection, beside the pool's. When it dies (here its server
@@ -1497,9 +1493,13 @@ mod tests {
 
     /// The server process of the pool's (one) connection.
     async fn backend_pid(store: &PgStore) -> i32 {
-        let mut conn = store.conn().await.unwrap();
+        pid_of(&store.conn().await.unwrap()).await
+    }
+
+    /// The server process of `conn`.
+    async fn pid_of(mut conn: &diesel_async::AsyncPgConnection) -> i32 {
         diesel::sql_query("SELECT pg_backend_pid() AS pid")
-            .get_result::<Pid>(&mut *conn)
+            .get_result::<Pid>(&mut conn)
             .await
             .unwrap()
             .pid

@@ -12,10 +12,9 @@ macro_rules! otp_store {
             use passcode_domain::ports::{Admission, Issue, Limit, Mail, OtpStore, Spend, Tries};
             use passcode_domain::{EmailAddress, InfraError, OtpPurpose, UserId};
             use uuid::Uuid;
-            use $crate::cached::CachedExt as _;
             use $crate::error::query_error;
             use $crate::outbox_rows::NewOutboxRow;
-            use $crate::rows::{OtpRow, SealedChange, attempts_limit};
+            use $crate::rows::{OtpRow, SealedChange};
             use $crate::schema::otp_codes;
             use $crate::time::to_millis;
 
@@ -125,7 +124,9 @@ macro_rules! otp_store {
                     let Some(account) = spend.account else {
                         if spend.give_back.keys.is_empty() && spend.session.is_none() {
                             let mut conn = self.writer().await?;
-                            return spend_code(&mut *conn, spend).await.map_err(query_error);
+                            return self::shared::spend_code(&mut *conn, spend)
+                                .await
+                                .map_err(query_error);
                         }
                         // Each backend's own way, as a registration's completion.
                         return self
@@ -169,26 +170,6 @@ macro_rules! otp_store {
                     .transpose()?;
                 store.issue_tx(code, mail, notice, issue, now).await
             }
-
-            /// Marks the spend's code spent if it still may be; true if so. One
-            /// conditional statement: the database serialises concurrent spenders on
-            /// the row, and only one still finds it unspent.
-            async fn spend_code(
-                conn: &mut Conn,
-                spend: &Spend<'_>,
-            ) -> Result<bool, diesel::result::Error> {
-                let id = spend.id.to_string();
-                $crate::rows::spend_code_query!(
-                    &id,
-                    spend.code_hash.as_bytes(),
-                    to_millis(spend.now),
-                    attempts_limit(spend.max_attempts)
-                )
-                .cached()
-                .execute(conn)
-                .await
-                .map(|spent| spent == 1)
-            }
         };
     };
 }
@@ -204,14 +185,13 @@ macro_rules! change_writes {
     ($store:ty) => {
         const _: () = {
             use self::shared::{
-                erase, give_back, move_email, refused, set_password, start_session,
+                erase, give_back, move_email, refused, set_password, spend_code, start_session,
             };
             use diesel::result::Error::RollbackTransaction;
-            use diesel_async::{AsyncConnection, RunQueryDsl};
+            use diesel_async::AsyncConnection;
             use passcode_domain::InfraError;
             use passcode_domain::ports::Spend;
-            use $crate::cached::CachedExt as _;
-            use $crate::rows::{SealedChange, attempts_limit};
+            use $crate::rows::SealedChange;
             use $crate::time::to_millis;
 
             impl $store {
@@ -221,23 +201,13 @@ macro_rules! change_writes {
                     change: &SealedChange<'_>,
                 ) -> Result<bool, InfraError> {
                     let now = to_millis(spend.now);
-                    let id = spend.id.to_string();
                     let mut conn = self.writer().await?;
                     (*conn)
                         .transaction(async |conn| {
                             // The budgets' rows are locked before the code's, in the
                             // order a guess locks them (`count_try`): no deadlock.
                             give_back(conn, spend.give_back).await?;
-                            let spent = $crate::rows::spend_code_query!(
-                                &id,
-                                spend.code_hash.as_bytes(),
-                                now,
-                                attempts_limit(spend.max_attempts)
-                            )
-                            .cached()
-                            .execute(conn)
-                            .await?;
-                            if spent != 1 {
+                            if !spend_code(conn, spend).await? {
                                 return Err(RollbackTransaction);
                             }
                             match change {

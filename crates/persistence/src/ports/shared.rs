@@ -200,6 +200,26 @@ macro_rules! shared {
                 queue(conn, goodbye).await
             }
 
+            /// Marks the spend's code spent if it still may be; true if so. One
+            /// conditional statement: the database serialises concurrent spenders on
+            /// the row, and only one still finds it unspent.
+            pub(super) async fn spend_code(
+                conn: &mut Conn,
+                spend: &passcode_domain::ports::Spend<'_>,
+            ) -> Result<bool, diesel::result::Error> {
+                let id = spend.id.to_string();
+                $crate::rows::spend_code_query!(
+                    &id,
+                    spend.code_hash.as_bytes(),
+                    $crate::time::to_millis(spend.now),
+                    $crate::rows::attempts_limit(spend.max_attempts)
+                )
+                .cached()
+                .execute(conn)
+                .await
+                .map(|spent| spent == 1)
+            }
+
             /// A transaction that rolled back because what it was to do was refused
             /// (`RollbackTransaction`): `false`, nothing changed.
             pub(super) fn refused(e: diesel::result::Error) -> Result<bool, passcode_domain::InfraError> {
