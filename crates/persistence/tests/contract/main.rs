@@ -90,6 +90,7 @@ contract!(
     a_spend_moves_its_account_to_its_new_address,
     a_spend_sets_its_password_before_its_session,
     a_spend_setting_a_password_of_an_account_gone_queues_no_notice,
+    concurrent_password_sets_by_one_code_have_one_winner,
     a_spend_whose_move_is_refused_leaves_its_code_unspent,
     concurrent_guesses_and_spends_of_one_address_all_succeed,
     completing_a_registration_starts_its_session_with_the_spend,

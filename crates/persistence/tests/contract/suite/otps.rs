@@ -651,6 +651,46 @@ pub async fn a_spend_setting_a_password_of_an_account_gone_queues_no_notice(stor
     assert!(!store.consume(&spend).await.unwrap(), "once");
 }
 
+/// Concurrent spends of one reset code, each setting a password with its notice and
+/// starting a session: exactly one wins, and only its password, session, notice and
+/// event are written.
+pub async fn concurrent_password_sets_by_one_code_have_one_winner(store: impl Store) {
+    let (user, _) = account(&store, "ada@example.com").await;
+    let otp = Arc::new(new_otp("ada@example.com", OtpPurpose::ResetPassword, 1));
+    store
+        .replace(&otp, &mail_for(&otp), &Issue::default())
+        .await
+        .unwrap();
+    let before = store.pending(10).await.unwrap().len();
+    let tasks: Vec<_> = (0..10u8)
+        .map(|n| {
+            let (store, otp) = (store.clone(), otp.clone());
+            tokio::spawn(async move {
+                let hash = PasswordHash::new(format!("$argon2id$v=19$new{n}"));
+                let reset = event(AuditKind::PasswordReset);
+                let notice = notice("ada@example.com");
+                let token = refresh_token(n, Uuid::new_v4(), user);
+                let spend = Spend {
+                    account: Some(AccountChange::Password(PasswordSet {
+                        user,
+                        hash: &hash,
+                        verify_email: true,
+                        audit: &reset,
+                        notice: Some(&notice),
+                    })),
+                    session: Some((&token, None)),
+                    ..Spend::new(otp.id, &otp.code_hash, now(), 5)
+                };
+                store.consume(&spend).await.unwrap()
+            })
+        })
+        .collect();
+    assert_eq!(winners(tasks).await, 1);
+    assert_eq!(store.sessions(user, now()).await.unwrap().len(), 1);
+    assert_eq!(store.pending(10).await.unwrap().len(), before + 1);
+    assert_eq!(events(&store, AuditKind::PasswordReset).await, 1);
+}
+
 /// A spend that moves its account to the code's address: in its transaction the
 /// address moved and verified, every other session ended, the old address's codes
 /// deleted, the event recorded and the notice queued; a spend that does not happen
