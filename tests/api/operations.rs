@@ -140,6 +140,7 @@ async fn metrics_are_served_apart_and_move_with_requests_limits_reuse_and_mail()
         "passcode_outbox_unsent",
         "passcode_outbox_oldest_unsent_age_seconds",
         "passcode_db_pool_max_connections",
+        "passcode_db_shared_connections",
         "passcode_hashing_queue_depth",
     ] {
         assert!(
@@ -148,6 +149,14 @@ async fn metrics_are_served_apart_and_move_with_requests_limits_reuse_and_mail()
         );
     }
     assert!(sample(&after, "passcode_db_pool_max_connections", &[]) >= 1.0);
+    // PostgreSQL's guesses went on a shared connection, beside the pool; the other
+    // backends open none.
+    let shared = sample(&after, "passcode_db_shared_connections", &[]);
+    if matches!(crate::helpers::backend(), crate::helpers::Backend::Postgres) {
+        assert!(shared >= 1.0, "{shared} shared connections");
+    } else {
+        assert!(shared == 0.0, "{shared} shared connections");
+    }
     if matches!(crate::helpers::backend(), crate::helpers::Backend::Sqlite) {
         // A counted guess and two rotations went through SQLite's group commit.
         let batched = |t: &str| sample(t, "passcode_sqlite_batch_jobs_count", &[]);

@@ -69,6 +69,7 @@ async fn scrape(sources: web::Data<Sources>) -> HttpResponse {
         metrics::gauge!("passcode_db_pool_connections", "state" => "in_use").set(in_use as f64);
         metrics::gauge!("passcode_db_pool_connections", "state" => "idle").set(pool.idle as f64);
         metrics::gauge!("passcode_db_pool_max_connections").set(pool.max as f64);
+        metrics::gauge!("passcode_db_shared_connections").set(pool.shared as f64);
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

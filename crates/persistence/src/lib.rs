@@ -42,6 +42,9 @@ pub struct PoolStatus {
     pub open: usize,
     pub idle: usize,
     pub max: usize,
+    /// Connections open besides the pool: PostgreSQL's shared connections (one at
+    /// most per HTTP worker group), none on the other backends.
+    pub shared: usize,
 }
 
 /// The store the URL names.
@@ -113,7 +116,8 @@ impl Store {
         }
     }
 
-    /// The connection pool now: (connections open, of which idle, the maximum).
+    /// The connection pool now: (connections open, of which idle, the maximum), and the
+    /// connections open besides it.
     pub fn pool_status(&self) -> PoolStatus {
         let status = match self {
             Self::Sqlite(store) => store.pool_status(),
@@ -124,6 +128,10 @@ impl Store {
             open: status.size,
             idle: status.available,
             max: status.max_size,
+            shared: match self {
+                Self::Postgres(store) => store.shared_open(),
+                Self::Sqlite(_) | Self::Mysql(_) => 0,
+            },
         }
     }
 

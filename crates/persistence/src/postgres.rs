@@ -3,6 +3,7 @@
 //! so any number of instances can share it.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use diesel::ConnectionError;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
@@ -50,6 +51,8 @@ struct Shared {
     statement_timeout: u128,
     acquire_timeout: std::time::Duration,
     slots: Box<[tokio::sync::Mutex<Slot>]>,
+    /// How many slots are `Slot::Open`, for metrics (read without taking the slots).
+    open: std::sync::atomic::AtomicUsize,
 }
 
 /// A group's shared connection, if open; else when it last could not be opened.
@@ -133,6 +136,7 @@ impl PgStore {
             slots: (0..groups.count())
                 .map(|_| tokio::sync::Mutex::default())
                 .collect(),
+            open: std::sync::atomic::AtomicUsize::new(0),
         };
         Ok(Self {
             groups,
@@ -162,6 +166,11 @@ impl PgStore {
 
     pub(crate) fn pool_status(&self) -> deadpool::Status {
         self.groups.status()
+    }
+
+    /// How many shared connections (one at most per group) are open, besides the pool.
+    pub(crate) fn shared_open(&self) -> usize {
+        self.shared.open.load(Ordering::Relaxed)
     }
 
     /// A connection of this thread's group (`affinity`).
@@ -199,6 +208,7 @@ impl PgStore {
             Ok(Ok(conn)) => {
                 let conn = Arc::new(conn);
                 *slot = Slot::Open(Arc::clone(&conn));
+                shared.open.fetch_add(1, Ordering::Relaxed);
                 Ok(Lent::Shared(conn))
             }
             Ok(Err(_)) | Err(_) => {
@@ -218,6 +228,7 @@ impl PgStore {
             let mut slot = slot.lock().await;
             if matches!(&*slot, Slot::Open(kept) if Arc::ptr_eq(kept, conn)) {
                 *slot = Slot::Closed;
+                self.shared.open.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }
@@ -1430,7 +1441,9 @@ mod tests {
         let email = EmailAddress::parse("ada@example.com").unwrap();
         let budgets = crate::roomy_guess_budgets();
         let guess = || store.count_try(&email, OtpPurpose::VerifyEmail, Utc::now(), 5, &budgets);
+        assert_eq!(store.shared_open(), 0);
         guess().await.unwrap();
+        assert_eq!(store.shared_open(), 1);
         let first = shared_pid(&store).await;
         assert_ne!(
             first,
@@ -1459,6 +1472,7 @@ mod tests {
             guess().await.unwrap();
         }
         assert_ne!(shared_pid(&store).await, first, "a new connection");
+        assert_eq!(store.shared_open(), 1, "the dead one no longer counted");
     }
 
     /// A shared connection that cannot be opened (here its address refuses) costs no
@@ -1483,6 +1497,7 @@ mod tests {
             matches!(&*slot, super::Slot::Failed(_)),
             "it could not open"
         );
+        assert_eq!(store.shared_open(), 0);
     }
 
     #[derive(diesel::QueryableByName)]
