@@ -42,6 +42,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The password every benchmark account has (strong enough for the default policy).
 pub const PASSWORD: &str = "bench Correct Horse 7 battery staple";
+/// The password a reset sets (`RESET`): as strong, and not the one it replaces.
+const NEW_PASSWORD: &str = "bench Reset Horse 8 battery stapler";
 #[derive(Debug, Parser)]
 #[command(about = "Load benchmark of passcode (and, with --compare, of another service)")]
 struct Args {
@@ -123,6 +125,10 @@ const REGISTER: &str = "register";
 const VERIFY: &str = "validate-otp, right code, a new registration each";
 /// As `VERIFY`, a verified registration's sign-in code each.
 const SIGN_IN: &str = "sign-in, right code, a verified registration each";
+/// As `SIGN_IN`, a verified registration's password reset code each, confirmed with a
+/// new password: a code spent with an account change (a new hash, every session ended,
+/// a notice queued) and committed as one.
+const RESET: &str = "password-reset/confirm, right code, a verified registration each";
 /// As `VERIFY`, a registration of an address already registered (not verified) each:
 /// against `REGISTER`'s new addresses, what tells a taken address from a new one.
 const TAKEN: &str = "register, a taken unverified address each";
@@ -635,7 +641,7 @@ impl Bench {
             report.rows.push(Row::new(MIXED, logins));
             report.rows.push(Row::new(MIXED_WRONG, wrong));
         }
-        for scenario in [VERIFY, SIGN_IN, TAKEN] {
+        for scenario in [VERIFY, SIGN_IN, RESET, TAKEN] {
             if self.named(scenario) {
                 let row = self
                     .right_codes(&server, target, scenario, &mut report)
@@ -688,9 +694,10 @@ impl Bench {
 }
 
 impl Bench {
-    /// `scenario` (`VERIFY` or `SIGN_IN`) on `--codes` new registrations: each request
-    /// sends the right code of one, to validate-otp (its verification code) or to
-    /// sign-in (its sign-in code, asked for once the registration is verified).
+    /// `scenario` (`VERIFY`, `SIGN_IN` or `RESET`) on `--codes` new registrations: each
+    /// request sends the right code of one, to validate-otp (its verification code), to
+    /// sign-in (its sign-in code, asked for once the registration is verified) or to
+    /// password-reset/confirm (its reset code, asked for likewise, with a new password).
     async fn right_codes(
         &self,
         server: &Passcode,
@@ -711,19 +718,33 @@ impl Bench {
                 .collect()
         } else {
             let mut codes = server.codes_for(&emails, "verification").await?;
-            let path = if scenario == SIGN_IN {
-                server.verify_all(&codes).await?;
-                server
-                    .ask_all("/api/accounts/sign-in/code/", &emails)
-                    .await?;
-                codes = server.codes_for(&emails, "sign-in").await?;
-                "/api/accounts/sign-in/"
-            } else {
-                "/api/accounts/validate-otp/"
+            let (asked, about, path) = match scenario {
+                SIGN_IN => (
+                    "/api/accounts/sign-in/code/",
+                    "sign-in",
+                    "/api/accounts/sign-in/",
+                ),
+                RESET => (
+                    "/api/accounts/password-reset/",
+                    "password reset",
+                    "/api/accounts/password-reset/confirm/",
+                ),
+                _ => ("", "", "/api/accounts/validate-otp/"),
             };
+            if !asked.is_empty() {
+                server.verify_all(&codes).await?;
+                server.ask_all(asked, &emails).await?;
+                codes = server.codes_for(&emails, about).await?;
+            }
             codes
                 .iter()
-                .map(|(email, code)| Call::post(path, json!({"email": email, "otp": code})))
+                .map(|(email, code)| {
+                    let mut body = json!({"email": email, "otp": code});
+                    if scenario == RESET {
+                        body["new_password"] = json!(NEW_PASSWORD);
+                    }
+                    Call::post(path, body)
+                })
                 .collect()
         };
         let seconds = prepared.elapsed().as_secs_f64();
