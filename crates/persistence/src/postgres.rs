@@ -562,13 +562,26 @@ mod pipelined {
         }
     }
 
-    /// `Throttle::release` on this connection, of an event counted at `now`.
+    /// `release_query!` as one statement whose commit does not wait for the WAL flush,
+    /// as the count it takes back (`GUESS_SQL`, `BUDGETS_SQL`): so it can run on the
+    /// shared connection, and holds the share's row for no flush. Lost in a crash of
+    /// PostgreSQL, it leaves that one try counted: the share refuses sooner, never
+    /// later (the WAL is written in order: a kept give-back's count is kept too).
+    const GIVE_BACK_SQL: &str = "UPDATE rate_limits SET count = count - 1 \
+        FROM (SELECT set_config('synchronous_commit', 'off', true)) AS answer \
+        WHERE bucket = $1 AND count > 0 AND window_start <= $2";
+
+    /// A share's try given back on this connection (`GIVE_BACK_SQL`), of an event
+    /// counted at `now`; never in a transaction (it would make it all asynchronous).
     async fn give_back(
         mut conn: &AsyncPgConnection,
         key: &str,
         now: DateTime<Utc>,
     ) -> QueryResult<usize> {
-        release_query!(key, crate::time::to_millis(now))
+        use diesel::sql_types::{BigInt, Text};
+        diesel::sql_query(GIVE_BACK_SQL)
+            .bind::<Text, _>(key)
+            .bind::<BigInt, _>(to_millis(now))
             .cached()
             .execute(&mut conn)
             .await
@@ -678,11 +691,8 @@ mod pipelined {
             }
         }
 
-        /// `pair_refusal` after a statement on `conn`. Where a share is given back (its
-        /// ceiling refused) and `conn` is the shared connection, on a pooled one
-        /// instead: that UPDATE's commit waits for the WAL flush, which would hold up
-        /// `conn`. (On `conn` if it is pooled: a second checkout while holding one
-        /// could wait for the pool forever.)
+        /// `pair_refusal` after a statement on `conn`, on `conn`: its reads and its
+        /// give-back (`GIVE_BACK_SQL`) wait for no flush either.
         async fn refusal_of(
             &self,
             conn: &Lent,
@@ -690,14 +700,6 @@ mod pipelined {
             budgets: [&(String, Limit); 2],
             now: DateTime<Utc>,
         ) -> Result<Option<Abort>, InfraError> {
-            if let Lent::Shared(_) = conn
-                && answers.is_some_and(|(share, ceiling)| share == 1 && ceiling != 1)
-            {
-                let pooled = self.writer().await?;
-                return pair_refusal(&pooled, answers, budgets, now)
-                    .await
-                    .map_err(query_error);
-            }
             self.on_shared(conn, pair_refusal(conn, answers, budgets, now))
                 .await
         }
@@ -1252,7 +1254,7 @@ mod tests {
     use chrono::Utc;
     use diesel::sql_types::{BigInt, Text};
     use diesel_async::RunQueryDsl;
-    use passcode_domain::ports::{OtpStore, Throttle};
+    use passcode_domain::ports::{Limit, OtpStore, Throttle};
     use passcode_domain::{EmailAddress, OtpPurpose};
     use passcode_test_support::TestDatabase;
 
@@ -1473,6 +1475,63 @@ mod tests {
         }
         assert_ne!(shared_pid(&store).await, first, "a new connection");
         assert_eq!(store.shared_open(), 1, "the dead one no longer counted");
+    }
+
+    /// A guess whose share counts but whose ceiling refuses gives the share's try back
+    /// on the shared connection, without waiting for the pool: here its one connection
+    /// is held throughout. The share is then as before the guess.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_ceiling_gives_back_without_a_pooled_connection() {
+        use passcode_domain::ports::Tries;
+        let (store, _database) = one_connection("ceiling").await;
+        let email = EmailAddress::parse("ada@example.com").unwrap();
+        let budgets = |client: &str, ceiling: u32| {
+            let limit = |limit| Limit {
+                limit,
+                window: chrono::Duration::hours(1),
+                cooldown: chrono::Duration::zero(),
+            };
+            [
+                (format!("guess:ada@example.com:{client}"), limit(5)),
+                ("guess:ada@example.com".to_owned(), limit(ceiling)),
+            ]
+        };
+        let guess = |budgets: [(String, Limit); 2]| {
+            let (store, email) = (&store, &email);
+            async move {
+                store
+                    .count_try(email, OtpPurpose::VerifyEmail, Utc::now(), 5, &budgets)
+                    .await
+            }
+        };
+        for client in ["a", "b"] {
+            assert!(matches!(
+                guess(budgets(client, 2)).await.unwrap(),
+                Tries::Counted(_)
+            ));
+        }
+        let held = store.conn().await.unwrap();
+        let refused =
+            tokio::time::timeout(std::time::Duration::from_secs(2), guess(budgets("c", 2)))
+                .await
+                .expect("answered without the pool's connection")
+                .unwrap();
+        assert!(
+            matches!(refused, Tries::Refused { budget: 1, .. }),
+            "{refused:?}"
+        );
+        drop(held);
+        // Given back: with room on the ceiling, client c's share admits its full five.
+        for _ in 0..5 {
+            assert!(matches!(
+                guess(budgets("c", 100)).await.unwrap(),
+                Tries::Counted(_)
+            ));
+        }
+        assert!(matches!(
+            guess(budgets("c", 100)).await.unwrap(),
+            Tries::Refused { budget: 0, .. }
+        ));
     }
 
     /// A shared connection that cannot be opened (here its address refuses) costs no
