@@ -19,6 +19,8 @@ pub struct Call {
     pub method: &'static str,
     pub path: String,
     pub body: Option<String>,
+    /// An `X-Forwarded-For` header: the client, as a trusted proxy would name it.
+    pub forwarded_for: Option<String>,
 }
 
 impl Call {
@@ -27,6 +29,7 @@ impl Call {
             method: "POST",
             path: path.to_owned(),
             body: Some(body.to_string()),
+            forwarded_for: None,
         }
     }
 
@@ -35,6 +38,7 @@ impl Call {
             method: "GET",
             path: path.to_owned(),
             body: None,
+            forwarded_for: None,
         }
     }
 }
@@ -396,6 +400,9 @@ async fn connection(
             .header("host", &*host);
         if call.body.is_some() {
             request = request.header("content-type", "application/json");
+        }
+        if let Some(client) = &call.forwarded_for {
+            request = request.header("x-forwarded-for", client);
         }
         let Ok(request) = request.body(Full::new(Bytes::from(call.body.unwrap_or_default())))
         else {

@@ -30,7 +30,7 @@ use crate::load::{Call, Outcome, Script};
 use crate::report::{
     Report, Row, analyzed, cpu_budget, database_cpu_per_answer, ratios, writes_per_answer,
 };
-use crate::scripts::{Answered, Once, Probe, RefreshChain, Register, ResendNew};
+use crate::scripts::{Answered, NewClients, Once, Probe, RefreshChain, Register, ResendNew};
 use crate::server::{Limits, MailSink, Passcode};
 
 /// passcode's allocator (`crates/app/src/main.rs`), so that raw argon2id's memory comes
@@ -116,6 +116,9 @@ struct Reference {
 const WRONG: &str = "validate-otp, wrong code, fully checked";
 const BUDGET: &str = "validate-otp, answered by the guess budget";
 const REFRESH: &str = "token/refresh, chained";
+/// passcode only (the compared service has no budget per address): wrong codes at
+/// addresses whose ceiling is full, each from a new client whose share has room.
+const CEILING: &str = "validate-otp, a new client each, answered by the address's ceiling";
 /// passcode only: the compared service answers an unknown address without writing.
 const RESEND: &str = "resend-otp, a new unknown address each";
 const LOGIN: &str = "login";
@@ -652,7 +655,7 @@ impl Bench {
         report.footer.push(server.peak_memory());
         server.stop().await;
 
-        if self.wanted(BUDGET) {
+        if self.wanted(BUDGET) || self.wanted(CEILING) {
             // The default budgets: the same wrong guesses soon meet them.
             let server = Passcode::start(
                 &self.args.binary,
@@ -662,7 +665,6 @@ impl Bench {
                 &self.mail_sink(),
             )
             .await?;
-            let scripts = self.cheap_scripts(BUDGET, &accounts, &pending);
             let target = Target {
                 addr: server.addr,
                 pid: server.pid(),
@@ -671,15 +673,32 @@ impl Bench {
                     .then_some(direct.as_deref())
                     .flatten(),
             };
-            let mut row = self
-                .paired(reference, BUDGET, self.measure(target, scripts))
-                .await;
-            row.note = if row.note.is_empty() {
-                "default budgets".into()
-            } else {
-                format!("default budgets; {}", row.note)
-            };
-            report.rows.push(row);
+            if self.wanted(BUDGET) {
+                let scripts = self.cheap_scripts(BUDGET, &accounts, &pending);
+                let mut row = self
+                    .paired(reference, BUDGET, self.measure(target, scripts))
+                    .await;
+                row.note = if row.note.is_empty() {
+                    "default budgets".into()
+                } else {
+                    format!("default budgets; {}", row.note)
+                };
+                report.rows.push(row);
+            }
+            if self.wanted(CEILING) {
+                let scripts = (0..self.args.connections)
+                    .map(|i| {
+                        Box::new(NewClients {
+                            email: pending[i % pending.len()].clone(),
+                            connection: u8::try_from(i).unwrap_or(u8::MAX),
+                            next: 0,
+                        }) as Box<dyn Script>
+                    })
+                    .collect();
+                let mut row = Row::new(CEILING, self.measure(target, scripts).await);
+                row.note = "default budgets".into();
+                report.rows.push(row);
+            }
             server.stop().await;
         }
         if let Some(line) = database_cpu_per_answer(backend, &report.rows) {

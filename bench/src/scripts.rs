@@ -39,6 +39,29 @@ pub fn wrong_code(email: &str) -> Box<dyn Script> {
     )))
 }
 
+/// A wrong code for one address, each from a new client (IPv4 `10.{connection}.x.y`,
+/// named by `X-Forwarded-For` as a trusted proxy would): guessing spread over many
+/// clients, which the address's ceiling answers once it is full, each client's share
+/// still having room.
+pub struct NewClients {
+    pub email: String,
+    pub connection: u8,
+    pub next: u16,
+}
+
+impl Script for NewClients {
+    fn next(&mut self) -> Call {
+        self.next = self.next.wrapping_add(1);
+        let [high, low] = self.next.to_be_bytes();
+        let mut call = Call::post(
+            "/api/accounts/validate-otp/",
+            json!({"email": self.email, "otp": "000000"}),
+        );
+        call.forwarded_for = Some(format!("10.{}.{high}.{low}", self.connection));
+        call
+    }
+}
+
 pub fn login(email: &str, password: &str) -> Box<dyn Script> {
     Box::new(Repeat(Call::post(
         "/api/accounts/token/",

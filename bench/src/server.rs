@@ -21,7 +21,8 @@ pub enum Limits {
     /// Every budget out of reach: each request does its whole work.
     Raised,
     /// The shipped guessing budgets (the per-client request limit raised, so that the
-    /// budget, kept in the database, is what answers).
+    /// budget, kept in the database, is what answers), and the benchmark trusted as a
+    /// proxy (`X-Forwarded-For`), so that a scenario can be many clients.
     Budgets,
 }
 
@@ -106,6 +107,8 @@ impl Passcode {
             .kill_on_drop(true);
         if let Limits::Budgets = limits {
             command.env("APP__LIMITS__CLIENT_REQUESTS", HIGH);
+            // The benchmark as a trusted proxy: a scenario names its clients.
+            command.env("APP__LIMITS__TRUSTED_PROXIES", "127.0.0.1");
         }
         if let Limits::Raised = limits {
             for key in [
