@@ -125,6 +125,48 @@ impl NewOutboxRow {
         })
     }
 
+    /// This row's INSERT, made only if account `user` still exists (`INSERT ...
+    /// SELECT ... FROM users WHERE id = ...`): a notice of a change that its
+    /// transaction may find the account gone for, without a savepoint to undo it by
+    /// (PostgreSQL's pipelined change, `change_tx`).
+    pub(crate) fn insert_for_account<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> impl diesel_async::methods::ExecuteDsl<&'a diesel_async::AsyncPgConnection> + Send + 'a
+    {
+        use crate::cached::CachedExt as _;
+        use crate::schema::users;
+        let values = users::table.filter(users::id.eq(user)).select((
+            self.id.as_str().into_sql::<Text>(),
+            self.recipient.as_str().into_sql::<Text>(),
+            self.kind.as_str().into_sql::<Text>(),
+            self.payload.as_deref().into_sql::<Nullable<Text>>(),
+            self.status.as_str().into_sql::<Text>(),
+            self.attempts.into_sql::<Integer>(),
+            self.next_attempt_at.into_sql::<BigInt>(),
+            self.expires_at.into_sql::<Nullable<BigInt>>(),
+            self.created_at.into_sql::<BigInt>(),
+            self.updated_at.into_sql::<BigInt>(),
+            self.otp_id.as_deref().into_sql::<Nullable<Text>>(),
+        ));
+        diesel::insert_into(outbox::table)
+            .values(values)
+            .into_columns((
+                outbox::id,
+                outbox::recipient,
+                outbox::kind,
+                outbox::payload,
+                outbox::status,
+                outbox::attempts,
+                outbox::next_attempt_at,
+                outbox::expires_at,
+                outbox::created_at,
+                outbox::updated_at,
+                outbox::otp_id,
+            ))
+            .cached()
+    }
+
     /// A message that is never sent: recorded as expired, with no body. The same
     /// insert as a real one (see `OtpStore::decoy`).
     pub(crate) fn decoy(

@@ -1020,8 +1020,9 @@ mod pipelined {
         /// they did not change (a set password's address is read in the statement,
         /// `registered_email!`). Then COMMIT if the spend (and a move or an erasure)
         /// touched its row, ROLLBACK otherwise or when the move met an address taken
-        /// meanwhile. A password set's notice is last, after a savepoint: an account
-        /// gone meanwhile gets none. Two round trips where statement by statement
+        /// meanwhile. A password set's notice is inserted only if its account is
+        /// still there (`insert_for_account`): one gone meanwhile gets none, and no
+        /// savepoint (a subtransaction) is needed for it. Two round trips where statement by statement
         /// each statement took one (and each not kept prepared one more): a password
         /// reset's went from about fifteen to two.
         pub(crate) async fn change_tx(
@@ -1141,8 +1142,9 @@ mod pipelined {
                 }
             }
             if let Some(notice) = notice {
-                statements.push(Box::pin(control(conn, "SAVEPOINT notice")));
-                statements.push(on(conn, insert_into(outbox::table).values(notice).cached()));
+                // Written only if the account is still there (the rest touched nothing
+                // of one that is gone).
+                statements.push(on(conn, notice.insert_for_account(&user)));
             }
             // Sent in this order (see `count_try_pipelined`); every answer is read.
             let (begun, answers) = tokio::join!(
@@ -1169,18 +1171,8 @@ mod pipelined {
             }
             let done = touched[spent] == 1
                 && (matches!(change, SealedChange::Password(..)) || touched[account] == 1);
-            if !done {
-                control(conn, "ROLLBACK").await.map_err(query_error)?;
-            } else if notice.is_some() && touched[account] == 0 {
-                // The account is gone: no notice (the rest touched nothing of it).
-                tokio::try_join!(
-                    control(conn, "ROLLBACK TO SAVEPOINT notice"),
-                    control(conn, "COMMIT")
-                )
-                .map_err(query_error)?;
-            } else {
-                control(conn, "COMMIT").await.map_err(query_error)?;
-            }
+            let end = if done { "COMMIT" } else { "ROLLBACK" };
+            control(conn, end).await.map_err(query_error)?;
             open.ended();
             Ok(done)
         }
