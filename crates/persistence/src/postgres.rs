@@ -878,7 +878,8 @@ mod pipelined {
         /// in the order they were reserved in, the earlier codes' waiting mail expired
         /// and the codes deleted, the row, its mail and the notice, all sent at once;
         /// then COMMIT, or ROLLBACK if the send limit refused. Two round trips where
-        /// statement by statement took seven (more with keys or a notice).
+        /// statement by statement took seven (more with keys or a notice); one, with
+        /// COMMIT sent at once, where there is no send limit.
         pub(crate) async fn issue_tx(
             &self,
             code: OtpRow,
@@ -890,7 +891,6 @@ mod pipelined {
             let send = send_budgets(issue);
             let open = HandBegun(Some(self.writer().await?));
             let conn = open.conn()?;
-            let reserves = upserts(conn, &send, now);
             let reserved_at = to_millis(issue.give_back.reserved_at);
             let mut statements: Vec<_> = issue
                 .give_back
@@ -899,11 +899,16 @@ mod pipelined {
                 .map(|key| on(conn, release_query!(key, reserved_at).cached()))
                 .collect();
             let (email, purpose) = (code.email.as_str(), code.purpose.as_str());
+            // Kept prepared: one not kept is prepared first, a round trip of its own,
+            // and would be executed after a COMMIT already sent (`in_one_trip`).
             statements.push(on(
                 conn,
-                expire_replaced_mail_query!(email, purpose, "", to_millis(now)),
+                expire_replaced_mail_query!(email, purpose, "", to_millis(now)).cached(),
             ));
-            statements.push(on(conn, delete_replaced_codes_query!(email, purpose, "")));
+            statements.push(on(
+                conn,
+                delete_replaced_codes_query!(email, purpose, "").cached(),
+            ));
             statements.push(on(
                 conn,
                 insert_into(otp_codes::table).values(&code).cached(),
@@ -912,6 +917,15 @@ mod pipelined {
             if let Some(notice) = &notice {
                 statements.push(on(conn, insert_into(outbox::table).values(notice).cached()));
             }
+            if send.is_empty() {
+                // No limit to decide by (a registration's decoy): COMMIT goes with the
+                // rest, one round trip, as a code added for a taken address does.
+                let written = in_one_trip(conn, statements).await;
+                open.ended();
+                written.map_err(query_error)?;
+                return admission(Ok(()));
+            }
+            let reserves = upserts(conn, &send, now);
             // Sent in this order (see `count_try_pipelined`); a refused limit rolls the
             // rest back.
             let (_, reserved, _) = tokio::try_join!(
@@ -1349,6 +1363,72 @@ mod tests {
             0,
             "neither on the pool's connection"
         );
+    }
+
+    /// Every statement of a write sent at once is kept prepared: one that is not is
+    /// prepared first, a round trip of its own, and in a transaction sent with its
+    /// COMMIT (`in_one_trip`) it would run after that COMMIT. Here a new code's writes
+    /// (`issue_tx`, with a send limit and without, as a registration's decoy) and a
+    /// session's (`start_session_tx`), each three times on the one connection.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_statements_of_a_pipelined_write_are_kept_prepared() {
+        use passcode_domain::ports::{
+            GiveBack, Issue, Limit, NewRefreshToken, RefreshTokenStore, UserRepository,
+        };
+        use passcode_domain::{FullName, NewUser, PasswordHash, RequestContext, UserId};
+        let (store, _database) = one_connection("kept").await;
+        let email = EmailAddress::parse("ada@example.com").unwrap();
+        let user = NewUser {
+            id: UserId::new_random(),
+            email: email.clone(),
+            full_name: FullName::parse("Ada Lovelace").unwrap(),
+            password_hash: PasswordHash::new("$argon2id$v=19$test".into()),
+            created_at: Utc::now(),
+        };
+        store.create(&user, None).await.unwrap();
+        let limit = Limit {
+            limit: 100,
+            window: chrono::Duration::hours(1),
+            cooldown: chrono::Duration::zero(),
+        };
+        let keys = ["login:ada@example.com".to_owned()];
+        for round in 0..3u8 {
+            let now = Utc::now();
+            for send in [None, Some(("send:verify_email:ada@example.com", limit))] {
+                let issue = Issue {
+                    send,
+                    ..Issue::default()
+                };
+                store
+                    .decoy(&email, OtpPurpose::VerifyEmail, now, &issue)
+                    .await
+                    .unwrap();
+            }
+            let token = NewRefreshToken {
+                token_hash: vec![round; 32],
+                family_id: uuid::Uuid::new_v4(),
+                user_id: user.id,
+                expires_at: now + chrono::Duration::days(1),
+                created_at: now,
+                family_expires_at: now + chrono::Duration::days(30),
+                origin: RequestContext::default(),
+            };
+            store.acquire(&keys[0], limit, now).await.unwrap();
+            let give_back = GiveBack {
+                keys: &keys,
+                reserved_at: now,
+            };
+            store.insert(&token, None, give_back).await.unwrap();
+        }
+        for statement in [
+            "UPDATE \"outbox\"",
+            "DELETE FROM \"otp_codes\"",
+            "INSERT INTO \"otp_codes\"",
+            "INSERT INTO \"outbox\"",
+            "INSERT INTO \"sessions\"",
+        ] {
+            assert_eq!(prepared(&store, statement, false).await, 1, "{statement}");
+        }
     }
 
     #[derive(diesel::QueryableByName)]
