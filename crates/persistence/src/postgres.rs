@@ -1036,9 +1036,9 @@ mod pipelined {
         /// touched its row, ROLLBACK otherwise or when the move met an address taken
         /// meanwhile. A password set's notice is inserted only if its account is
         /// still there (`insert_for_account`): one gone meanwhile gets none, and no
-        /// savepoint (a subtransaction) is needed for it. Two round trips where statement by statement
-        /// each statement took one (and each not kept prepared one more): a password
-        /// reset's went from about fifteen to two.
+        /// savepoint (a subtransaction) is needed for it. Two round trips where
+        /// statement by statement each statement took one (and each not kept prepared
+        /// one more): a password reset's went from about fifteen to two.
         pub(crate) async fn change_tx(
             &self,
             spend: &Spend<'_>,
