@@ -1373,7 +1373,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_statements_of_a_pipelined_write_are_kept_prepared() {
         use passcode_domain::ports::{
-            GiveBack, Issue, Limit, NewRefreshToken, RefreshTokenStore, UserRepository,
+            GiveBack, Issue, Limit, Mail, NewRefreshToken, Outbox, RefreshTokenStore,
+            UserRepository,
         };
         use passcode_domain::{FullName, NewUser, PasswordHash, RequestContext, UserId};
         let (store, _database) = one_connection("kept").await;
@@ -1413,6 +1414,12 @@ mod tests {
                 family_expires_at: now + chrono::Duration::days(30),
                 origin: RequestContext::default(),
             };
+            // A registration of a verified address: its notice alone.
+            let notice = Mail::RegistrationAttempt {
+                to: email.clone(),
+                full_name: "Ada Lovelace".into(),
+            };
+            store.enqueue(&notice, now, None).await.unwrap();
             store.acquire(&keys[0], limit, now).await.unwrap();
             let give_back = GiveBack {
                 keys: &keys,
@@ -1424,11 +1431,13 @@ mod tests {
             "UPDATE \"outbox\"",
             "DELETE FROM \"otp_codes\"",
             "INSERT INTO \"otp_codes\"",
-            "INSERT INTO \"outbox\"",
             "INSERT INTO \"sessions\"",
         ] {
             assert_eq!(prepared(&store, statement, false).await, 1, "{statement}");
         }
+        // Two shapes, each prepared once: a decoy's (no body) and a notice's (no code).
+        let outbox = "INSERT INTO \"outbox\"";
+        assert_eq!(prepared(&store, outbox, false).await, 2, "{outbox}");
     }
 
     #[derive(diesel::QueryableByName)]

@@ -83,10 +83,16 @@ macro_rules! outbox {
                     now: DateTime<Utc>,
                     expires_at: Option<DateTime<Utc>>,
                 ) -> Result<(), InfraError> {
+                    use $crate::cached::CachedExt as _;
                     let row = NewOutboxRow::new(mail, now, expires_at, &self.mail_key, None)?;
                     let mut conn = self.writer().await?;
+                    // Kept prepared: Diesel would prepare it again on every call (its
+                    // `None`s make it a `DEFAULT` insert), a round trip of its own where
+                    // a registration of a verified address must take no more than a
+                    // new address's.
                     diesel::insert_into(outbox::table)
                         .values(&row)
+                        .cached()
                         .execute(&mut *conn)
                         .await
                         .map_err(query_error)?;
