@@ -57,17 +57,35 @@ impl AuthService {
         self.admit_send(&input.email, OtpPurpose::VerifyEmail)
             .await??;
         // Hash first, whatever the address: the time spent must not tell new from existing.
-        let password_hash = self.ports.passwords.hash(&input.password).await?;
+        // Under the default policy the account is read while the password hashes, so
+        // what the address needs is known once the hash is done: a new address's
+        // insert, or a taken address's code, notice or decoy, each written in one go.
+        // Read after the hash, a taken address would take a round trip more.
+        let hash = self.ports.passwords.hash(&input.password);
+        let (password_hash, found) = match self.settings.policy {
+            RegistrationPolicy::VerificationRequired => {
+                let (hash, found) =
+                    futures_util::future::join(hash, self.ports.users.find_by_email(&input.email))
+                        .await;
+                (hash?, found?)
+            }
+            RegistrationPolicy::TokensBeforeVerification => (hash.await?, None),
+        };
+        let registration = Registration {
+            full_name: input.full_name.clone(),
+            password_hash: password_hash.clone(),
+        };
+        if let Some(user) = found {
+            self.register_existing(&input.email, Some(user), registration, &input.context)
+                .await?;
+            return Ok(pending(input));
+        }
         let new_user = NewUser {
             id: UserId::new_random(),
             email: input.email.clone(),
             full_name: input.full_name.clone(),
             password_hash,
             created_at: self.ports.clock.now(),
-        };
-        let registration = Registration {
-            full_name: input.full_name.clone(),
-            password_hash: new_user.password_hash.clone(),
         };
         // The account and this registration's own code, in one transaction.
         let (otp, mail) = self.new_code(
@@ -87,43 +105,26 @@ impl AuthService {
                 &input.context,
             ),
         };
-        let create = self.ports.users.create(&new_user, Some(&first_code));
-        match self.settings.policy {
-            RegistrationPolicy::VerificationRequired => {
-                // The account is read while the insert runs, not after it fails: a
-                // taken address then takes one round trip more than a new one (what
-                // it does next), not two, so its answer's time tells less.
-                let (created, found) = futures_util::future::join(
-                    create,
-                    self.ports.users.find_by_email(&input.email),
-                )
-                .await;
-                match created {
-                    Ok(_) => {}
-                    Err(CreateUserError::EmailTaken) => {
-                        let found = match found? {
-                            Some(user) => Some(user),
-                            // Read before a concurrent registration of the address
-                            // committed: read again, now that the insert has met it.
-                            None => self.ports.users.find_by_email(&input.email).await?,
-                        };
-                        self.register_existing(&input.email, found, registration, &input.context)
-                            .await?;
-                    }
-                    Err(CreateUserError::Infra(e)) => return Err(e.into()),
-                }
+        let created = self.ports.users.create(&new_user, Some(&first_code)).await;
+        match (self.settings.policy, created) {
+            (RegistrationPolicy::VerificationRequired, Ok(_)) => Ok(pending(input)),
+            (RegistrationPolicy::VerificationRequired, Err(CreateUserError::EmailTaken)) => {
+                // Registered by another request since the read: read it again.
+                let found = self.ports.users.find_by_email(&input.email).await?;
+                self.register_existing(&input.email, found, registration, &input.context)
+                    .await?;
                 Ok(pending(input))
             }
-            RegistrationPolicy::TokensBeforeVerification => match create.await {
-                Ok(user) => {
-                    let tokens = self
-                        .start_session(&user, None, &input.context, GiveBack::NONE)
-                        .await?;
-                    Ok(Registered::WithTokens { user, tokens })
-                }
-                Err(CreateUserError::EmailTaken) => Err(RegisterError::EmailTaken),
-                Err(CreateUserError::Infra(e)) => Err(e.into()),
-            },
+            (RegistrationPolicy::TokensBeforeVerification, Ok(user)) => {
+                let tokens = self
+                    .start_session(&user, None, &input.context, GiveBack::NONE)
+                    .await?;
+                Ok(Registered::WithTokens { user, tokens })
+            }
+            (RegistrationPolicy::TokensBeforeVerification, Err(CreateUserError::EmailTaken)) => {
+                Err(RegisterError::EmailTaken)
+            }
+            (_, Err(CreateUserError::Infra(e))) => Err(e.into()),
         }
     }
 

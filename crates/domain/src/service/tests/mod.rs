@@ -295,6 +295,28 @@ impl UserRepository for AccountsTakeATurn {
     }
 }
 
+/// A hasher whose hash takes a turn to answer, as a hash on a thread of its own does,
+/// and writes down when it is asked and when it answers.
+struct HashTakesATurn(Captured<&'static str>);
+
+#[async_trait::async_trait]
+impl PasswordHasher for HashTakesATurn {
+    async fn hash(&self, _password: &Password) -> Result<PasswordHash, HashError> {
+        self.0.lock().unwrap().push("hash asked");
+        a_turn().await;
+        self.0.lock().unwrap().push("hash answered");
+        Ok(PasswordHash::new("$argon2id$new".into()))
+    }
+
+    async fn verify(
+        &self,
+        _password: &Password,
+        _hash: Option<PasswordHash>,
+    ) -> Result<bool, HashError> {
+        Ok(false)
+    }
+}
+
 type Captured<T> = Arc<Mutex<Vec<T>>>;
 
 fn capture(mocks: &mut Mocks) -> (Captured<Mail>, Captured<NewOtp>) {

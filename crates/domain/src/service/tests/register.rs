@@ -22,7 +22,7 @@ fn register_new_address_stores_only_the_hash_and_mails_the_code() {
             mail.lock().unwrap().push(first.mail.clone());
             Ok(user(false))
         });
-    // Read beside the insert, whatever the address (see below).
+    // Read while the password hashes, whatever the address (see below).
     m.users
         .expect_find_by_email()
         .times(1)
@@ -66,9 +66,8 @@ fn register_new_address_stores_only_the_hash_and_mails_the_code() {
 fn register_existing_unverified_address_acts_as_resend() {
     let mut m = Mocks::new().unthrottled();
     m.hashing_succeeds();
-    m.users
-        .expect_create()
-        .returning(|_, _| Err(CreateUserError::EmailTaken));
+    // The read found the account: no insert is tried.
+    m.users.expect_create().never();
     m.users
         .expect_find_by_email()
         .returning(|_| Ok(Some(user(false))));
@@ -82,35 +81,39 @@ fn register_existing_unverified_address_acts_as_resend() {
     assert!(matches!(sent.lock().unwrap()[0], Mail::Code { .. }));
 }
 
-/// The account is read while the insert runs, not after it fails: across a network a
-/// taken address then takes one round trip more than a new one, not two.
+/// The account is read while the password hashes, not after: across a network a
+/// taken address then takes the one round trip a new address's insert takes.
 #[test]
-fn a_registration_reads_the_account_while_it_is_inserted() {
+fn a_registration_reads_the_account_while_the_password_hashes() {
     let mut m = Mocks::new().unthrottled();
-    m.hashing_succeeds();
     let sent = capture_mail(&mut m);
     let steps = Arc::new(Mutex::new(Vec::new()));
     let accounts = Arc::new(AccountsTakeATurn(steps.clone()));
+    let hasher = Arc::new(HashTakesATurn(steps.clone()));
     block_on(
-        m.service_with(|ports| ports.users = accounts)
-            .register(register_input()),
+        m.service_with(|ports| {
+            ports.users = accounts;
+            ports.passwords = hasher;
+        })
+        .register(register_input()),
     )
     .unwrap();
     assert!(matches!(sent.lock().unwrap()[0], Mail::Code { .. }));
+    // No "insert asked": the account was found, so its code was all there was to write.
     assert_eq!(
         *steps.lock().unwrap(),
         [
-            "insert asked",
+            "hash asked",
             "account asked",
-            "insert answered",
+            "hash answered",
             "account answered"
         ]
     );
 }
 
-/// A registration of the same new address that commits while this one's read runs:
-/// the read missed it, so it is read again once the insert has met it, and the
-/// account gets this registration's code, as it would have with the read after.
+/// A registration of the same new address that commits after this one's read: the
+/// read missed it, so it is read again once the insert has met it, and the account
+/// gets this registration's code, as it would have had the read found it.
 #[test]
 fn a_taken_address_missed_by_the_read_beside_the_insert_is_read_again() {
     let mut m = Mocks::new().unthrottled();
@@ -134,9 +137,7 @@ fn a_taken_address_missed_by_the_read_beside_the_insert_is_read_again() {
 fn register_existing_verified_address_mails_a_notice_never_a_code() {
     let mut m = Mocks::new().unthrottled();
     m.hashing_succeeds();
-    m.users
-        .expect_create()
-        .returning(|_, _| Err(CreateUserError::EmailTaken));
+    m.users.expect_create().never();
     m.users
         .expect_find_by_email()
         .returning(|_| Ok(Some(user(true))));
@@ -161,9 +162,7 @@ fn register_hashes_the_password_even_for_a_taken_address() {
         .expect_hash()
         .times(1)
         .returning(|_| Ok(PasswordHash::new("h".into())));
-    m.users
-        .expect_create()
-        .returning(|_, _| Err(CreateUserError::EmailTaken));
+    m.users.expect_create().never();
     m.users
         .expect_find_by_email()
         .returning(|_| Ok(Some(user(true))));
@@ -177,6 +176,8 @@ fn register_sheds_load_when_hashing_is_busy() {
     m.passwords
         .expect_hash()
         .returning(|_| Err(HashError::Busy));
+    // The read beside the hash is answered; nothing is written.
+    m.users.expect_find_by_email().returning(|_| Ok(None));
     m.users.expect_create().never();
     let error = block_on(m.service().register(register_input())).unwrap_err();
     assert!(matches!(error, RegisterError::Busy));
@@ -244,4 +245,39 @@ fn register_refuses_a_weak_password_with_the_reason() {
         matches!(error, RegisterError::WeakPassword(ref why) if why.contains("too easy")),
         "{error:?}"
     );
+}
+
+#[test]
+fn register_a_deactivated_address_writes_a_decoy_and_mails_nothing() {
+    let mut m = Mocks::new().unthrottled();
+    m.hashing_succeeds();
+    m.users.expect_create().never();
+    m.users.expect_find_by_email().returning(|_| {
+        let mut user = user(true);
+        user.is_active = false;
+        Ok(Some(user))
+    });
+    m.otps.expect_decoy().times(1).returning(|_, _, _, issue| {
+        assert!(issue.notice.is_none(), "a decoy mails nothing");
+        Ok(Admission::Allowed)
+    });
+    m.otps.expect_add().never();
+    m.outbox.expect_enqueue().never();
+    let outcome = block_on(m.service().register(register_input())).unwrap();
+    assert!(matches!(outcome, Registered::PendingVerification { .. }));
+}
+
+#[test]
+fn register_fails_unavailable_and_writes_nothing_when_the_read_fails() {
+    let mut m = Mocks::new().unthrottled();
+    m.hashing_succeeds();
+    m.users
+        .expect_find_by_email()
+        .returning(|_| Err(InfraError::Unavailable(anyhow::anyhow!("down"))));
+    m.users.expect_create().never();
+    let error = block_on(m.service().register(register_input())).unwrap_err();
+    assert!(matches!(
+        error,
+        RegisterError::Infra(InfraError::Unavailable(_))
+    ));
 }
