@@ -135,6 +135,8 @@ const RESET: &str = "password-reset/confirm, right code, a verified registration
 /// As `VERIFY`, a registration of an address already registered (not verified) each:
 /// against `REGISTER`'s new addresses, what tells a taken address from a new one.
 const TAKEN: &str = "register, a taken unverified address each";
+/// As `TAKEN`, the address's registration verified: each request queues a notice.
+const TAKEN_VERIFIED: &str = "register, a taken verified address each";
 const IDLE: &str = "health/live probe (200/s), idle";
 const FLOOD: &str = "health/live probe during the login flood";
 const FLOOD_LOGIN: &str = "login flood (4 × connections)";
@@ -659,7 +661,7 @@ impl Bench {
             report.rows.push(Row::new(scenario, logins));
             report.rows.push(Row::new(wrong_scenario, wrong));
         }
-        for scenario in [VERIFY, SIGN_IN, RESET, TAKEN] {
+        for scenario in [VERIFY, SIGN_IN, RESET, TAKEN, TAKEN_VERIFIED] {
             if self.named(scenario) {
                 let row = self
                     .right_codes(&server, target, scenario, &mut report)
@@ -732,6 +734,7 @@ impl Bench {
     /// request sends the right code of one, to validate-otp (its verification code), to
     /// sign-in (its sign-in code, asked for once the registration is verified) or to
     /// password-reset/confirm (its reset code, asked for likewise, with a new password).
+    /// `TAKEN` and `TAKEN_VERIFIED` register each of them again instead.
     async fn right_codes(
         &self,
         server: &Passcode,
@@ -745,7 +748,11 @@ impl Bench {
         );
         let prepared = Instant::now();
         server.register_all(&emails).await?;
-        let calls: Vec<Call> = if scenario == TAKEN {
+        if scenario == TAKEN_VERIFIED {
+            let codes = server.codes_for(&emails, "verification").await?;
+            server.verify_all(&codes).await?;
+        }
+        let calls: Vec<Call> = if scenario == TAKEN || scenario == TAKEN_VERIFIED {
             emails
                 .iter()
                 .map(|email| server::registration(email))
