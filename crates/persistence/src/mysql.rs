@@ -238,7 +238,7 @@ ports::otp_store!(MysqlStore);
 ports::change_writes!(MysqlStore);
 ports::code_writes!(MysqlStore);
 ports::throttle!(MysqlStore);
-ports::outbox!(MysqlStore);
+ports::outbox!(MysqlStore, false);
 ports::refresh_token_store!(MysqlStore);
 ports::insert_session!(MysqlStore, start_session_tx);
 ports::rotate_session!(MysqlStore, rotate_tx);

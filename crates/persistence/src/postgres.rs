@@ -248,7 +248,7 @@ ports::shared!();
 ports::user_repository!(PgStore);
 ports::otp_store!(PgStore);
 ports::throttle!(PgStore);
-ports::outbox!(PgStore);
+ports::outbox!(PgStore, true);
 ports::refresh_token_store!(PgStore);
 ports::rotate_session!(PgStore, rotate_tx);
 ports::audit_log!(PgStore);
@@ -1438,6 +1438,34 @@ mod tests {
         // Two shapes, each prepared once: a decoy's (no body) and a notice's (no code).
         let outbox = "INSERT INTO \"outbox\"";
         assert_eq!(prepared(&store, outbox, false).await, 2, "{outbox}");
+    }
+
+    /// A batch of sent mail is ended by one statement whatever its length (its ids
+    /// are one array), kept prepared: the worker's round trip per batch, not two.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ending_batches_of_any_length_prepares_one_statement() {
+        use passcode_domain::ports::{Mail, Outbox};
+        let (store, _database) = one_connection("ended").await;
+        let email = EmailAddress::parse("ada@example.com").unwrap();
+        let notice = Mail::RegistrationAttempt {
+            to: email,
+            full_name: "Ada Lovelace".into(),
+        };
+        for length in [1, 3, 2] {
+            let now = Utc::now();
+            for _ in 0..length {
+                store.enqueue(&notice, now, None).await.unwrap();
+            }
+            let claimed = store
+                .claim(now, chrono::Duration::minutes(1), 10)
+                .await
+                .unwrap();
+            assert_eq!(claimed.len(), length);
+            let ids: Vec<_> = claimed.iter().map(|mail| mail.id).collect();
+            store.mark_sent(&ids, now).await.unwrap();
+        }
+        let ended = "UPDATE \"outbox\" SET \"status\"";
+        assert_eq!(prepared(&store, ended, false).await, 1, "{ended}");
     }
 
     #[derive(diesel::QueryableByName)]

@@ -258,7 +258,7 @@ ports::user_repository!(SqliteStore);
 ports::otp_store!(SqliteStore);
 ports::change_writes!(SqliteStore);
 ports::throttle!(SqliteStore);
-ports::outbox!(SqliteStore);
+ports::outbox!(SqliteStore, false);
 ports::refresh_token_store!(SqliteStore);
 ports::audit_log!(SqliteStore);
 ports::health_check!(SqliteStore);

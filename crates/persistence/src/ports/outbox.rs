@@ -2,7 +2,9 @@
 //! each backend's way to lock rows for one worker).
 
 macro_rules! outbox {
-    ($store:ty) => {
+    // `$ids_in_one_bind`: the backend binds an `eq_any` list as one array (PostgreSQL's
+    // `= ANY($1)`), so a batch's statement has one shape whatever its length.
+    ($store:ty, $ids_in_one_bind:literal) => {
         const _: () = {
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
@@ -11,6 +13,7 @@ macro_rules! outbox {
             use passcode_domain::InfraError;
             use passcode_domain::ports::{Mail, Outbox, OutboxEntry, OutboxStatus, QueuedMail};
             use uuid::Uuid;
+            use $crate::cached::CachedExt as _;
             use $crate::error::query_error;
             use $crate::outbox_rows::{ClaimedRow, EntryRow, NewOutboxRow};
             use $crate::rows::attempts_limit;
@@ -20,7 +23,8 @@ macro_rules! outbox {
 
             /// Ends messages: erases their bodies, except that of a failed message
             /// without a code (kept so that `passcode mail queue --retry` can send it
-            /// again). Not `.cached()`: the `IN` list's length varies with the batch.
+            /// again). `.cached()` only where the ids are one bind: elsewhere the `IN`
+            /// list's length varies with the batch (up to `mail.outbox.batch` shapes).
             async fn finish_rows(
                 conn: &mut Conn,
                 ids: &[String],
@@ -41,15 +45,20 @@ macro_rules! outbox {
                             None::<String>
                                 .into_sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(),
                         );
-                    diesel::update(rows)
-                        .set((ended, outbox::payload.eq(kept)))
-                        .execute(conn)
-                        .await
+                    let update = diesel::update(rows).set((ended, outbox::payload.eq(kept)));
+                    if $ids_in_one_bind {
+                        update.cached().execute(conn).await
+                    } else {
+                        update.execute(conn).await
+                    }
                 } else {
-                    diesel::update(rows)
-                        .set((ended, outbox::payload.eq(None::<String>)))
-                        .execute(conn)
-                        .await
+                    let update =
+                        diesel::update(rows).set((ended, outbox::payload.eq(None::<String>)));
+                    if $ids_in_one_bind {
+                        update.cached().execute(conn).await
+                    } else {
+                        update.execute(conn).await
+                    }
                 }
             }
 
@@ -83,7 +92,6 @@ macro_rules! outbox {
                     now: DateTime<Utc>,
                     expires_at: Option<DateTime<Utc>>,
                 ) -> Result<(), InfraError> {
-                    use $crate::cached::CachedExt as _;
                     let row = NewOutboxRow::new(mail, now, expires_at, &self.mail_key, None)?;
                     let mut conn = self.writer().await?;
                     // Kept prepared: Diesel would prepare it again on every call (its
