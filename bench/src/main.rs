@@ -137,6 +137,9 @@ const RESET: &str = "password-reset/confirm, right code, a verified registration
 const TAKEN: &str = "register, a taken unverified address each";
 /// As `TAKEN`, the address's registration verified: each request queues a notice.
 const TAKEN_VERIFIED: &str = "register, a taken verified address each";
+/// As `TAKEN`, the address's account deactivated (`passcode users deactivate`): each
+/// request writes a decoy and mails nothing.
+const TAKEN_INACTIVE: &str = "register, a taken deactivated address each";
 const IDLE: &str = "health/live probe (200/s), idle";
 const FLOOD: &str = "health/live probe during the login flood";
 const FLOOD_LOGIN: &str = "login flood (4 × connections)";
@@ -661,7 +664,14 @@ impl Bench {
             report.rows.push(Row::new(scenario, logins));
             report.rows.push(Row::new(wrong_scenario, wrong));
         }
-        for scenario in [VERIFY, SIGN_IN, RESET, TAKEN, TAKEN_VERIFIED] {
+        for scenario in [
+            VERIFY,
+            SIGN_IN,
+            RESET,
+            TAKEN,
+            TAKEN_VERIFIED,
+            TAKEN_INACTIVE,
+        ] {
             if self.named(scenario) {
                 let row = self
                     .right_codes(&server, target, scenario, &mut report)
@@ -734,7 +744,7 @@ impl Bench {
     /// request sends the right code of one, to validate-otp (its verification code), to
     /// sign-in (its sign-in code, asked for once the registration is verified) or to
     /// password-reset/confirm (its reset code, asked for likewise, with a new password).
-    /// `TAKEN` and `TAKEN_VERIFIED` register each of them again instead.
+    /// `TAKEN`, `TAKEN_VERIFIED` and `TAKEN_INACTIVE` register each of them again instead.
     async fn right_codes(
         &self,
         server: &Passcode,
@@ -752,7 +762,11 @@ impl Bench {
             let codes = server.codes_for(&emails, "verification").await?;
             server.verify_all(&codes).await?;
         }
-        let calls: Vec<Call> = if scenario == TAKEN || scenario == TAKEN_VERIFIED {
+        if scenario == TAKEN_INACTIVE {
+            server.deactivate_all(&emails).await?;
+        }
+        let taken = [TAKEN, TAKEN_VERIFIED, TAKEN_INACTIVE];
+        let calls: Vec<Call> = if taken.contains(&scenario) {
             emails
                 .iter()
                 .map(|email| server::registration(email))

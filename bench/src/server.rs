@@ -43,6 +43,9 @@ const SMTP_PASSWORD: &str = "bench-smtp-password";
 pub struct Passcode {
     pub addr: SocketAddr,
     child: Child,
+    /// The binary and the settings it was started with, for its commands (`users ...`).
+    binary: PathBuf,
+    env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
     mail_dir: PathBuf,
     /// The SMTP server, if mail goes over SMTP: it stops when dropped.
     smtp: Option<Child>,
@@ -145,10 +148,17 @@ impl Passcode {
                 (smtp_dir.join("implicit").join("new"), Some(child))
             }
         };
+        let env = command
+            .as_std()
+            .get_envs()
+            .filter_map(|(key, value)| Some((key.to_owned(), value?.to_owned())))
+            .collect();
         let child = command.spawn().context("starting passcode")?;
         let server = Self {
             addr,
             child,
+            binary: binary.to_owned(),
+            env,
             mail_dir,
             smtp,
         };
@@ -175,6 +185,35 @@ impl Passcode {
     pub async fn register_all(&self, emails: &[String]) -> anyhow::Result<()> {
         self.send_all(emails.iter().map(|email| registration(email)))
             .await
+    }
+
+    /// Deactivates the account of each of `emails` with the binary's own command
+    /// (`passcode users deactivate`, on the server's database), eight at a time.
+    pub async fn deactivate_all(&self, emails: &[String]) -> anyhow::Result<()> {
+        for chunk in emails.chunks(8) {
+            let mut running = tokio::task::JoinSet::new();
+            for email in chunk {
+                let mut command = Command::new(&self.binary);
+                command
+                    .envs(self.env.iter().cloned())
+                    .args(["users", "deactivate", email])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped());
+                let email = email.clone();
+                running.spawn(async move { (command.output().await, email) });
+            }
+            while let Some(done) = running.join_next().await {
+                let (output, email) = done?;
+                let output = output.context("running passcode users deactivate")?;
+                if !output.status.success() {
+                    bail!(
+                        "passcode users deactivate {email}: {}",
+                        String::from_utf8_lossy(&output.stderr).trim()
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Verifies each address of `codes` with its code, eight at a time.
