@@ -1426,7 +1426,29 @@ mod tests {
                 reserved_at: now,
             };
             store.insert(&token, None, give_back).await.unwrap();
+            // The ways a session ends (logout, logout of the others, reuse, every one).
+            let audit = passcode_domain::AuditEvent::new(
+                passcode_domain::AuditKind::Logout,
+                now,
+                Some(user.id),
+                Some(&email),
+                &RequestContext::default(),
+            );
+            let family = token.family_id;
+            store
+                .end_session(user.id, family, now, &audit)
+                .await
+                .unwrap();
+            store
+                .end_other_sessions(user.id, family, now, &audit)
+                .await
+                .unwrap();
+            store.revoke_family(family, now, &audit).await.unwrap();
+            store.revoke_all(user.id, now, None).await.unwrap();
         }
+        // Four shapes, each prepared once.
+        let revoked = "UPDATE \"sessions\" SET \"revoked_at\"";
+        assert_eq!(prepared(&store, revoked, false).await, 4, "{revoked}");
         for statement in [
             "UPDATE \"outbox\"",
             "DELETE FROM \"otp_codes\"",
@@ -1441,9 +1463,10 @@ mod tests {
     }
 
     /// A batch of sent mail is ended by one statement whatever its length (its ids
-    /// are one array), kept prepared: the worker's round trip per batch, not two.
+    /// are one array), kept prepared: the worker's round trip per batch, not two. A
+    /// mail put back for a later attempt likewise.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn ending_batches_of_any_length_prepares_one_statement() {
+    async fn the_mail_workers_statements_are_kept_prepared() {
         use passcode_domain::ports::{Mail, Outbox};
         let (store, _database) = one_connection("ended").await;
         let email = EmailAddress::parse("ada@example.com").unwrap();
@@ -1461,11 +1484,22 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(claimed.len(), length);
-            let ids: Vec<_> = claimed.iter().map(|mail| mail.id).collect();
+            let (later, sent) = claimed.split_first().unwrap();
+            store.retry_later(later.id, now, "refused").await.unwrap();
+            let ids: Vec<_> = sent.iter().map(|mail| mail.id).collect();
             store.mark_sent(&ids, now).await.unwrap();
+            // The mail put back, claimed again, and sent.
+            let again = store
+                .claim(now, chrono::Duration::minutes(1), 10)
+                .await
+                .unwrap();
+            assert_eq!(again.len(), 1);
+            store.mark_sent(&[again[0].id], now).await.unwrap();
         }
-        let ended = "UPDATE \"outbox\" SET \"status\"";
+        let ended = "UPDATE \"outbox\" SET \"status\" = $1, \"last_error\"";
         assert_eq!(prepared(&store, ended, false).await, 1, "{ended}");
+        let later = "UPDATE \"outbox\" SET \"status\" = $1, \"next_attempt_at\"";
+        assert_eq!(prepared(&store, later, false).await, 1, "{later}");
     }
 
     #[derive(diesel::QueryableByName)]

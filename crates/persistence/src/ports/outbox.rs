@@ -176,6 +176,7 @@ macro_rules! outbox {
                             outbox::last_error.eq(Some(error)),
                             outbox::lease_until.eq(None::<i64>),
                         ))
+                        .cached()
                         .execute(&mut *conn)
                         .await
                         .map_err(query_error)?;

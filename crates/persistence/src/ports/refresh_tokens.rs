@@ -18,13 +18,16 @@ macro_rules! refresh_token_store {
             use $crate::time::to_millis;
 
             /// Revokes the sessions `$filtered` selects (not revoked yet) at `$now_ms`:
-            /// how many.
+            /// how many. Kept prepared (one shape per call site): Diesel would prepare
+            /// it again at every logout, a round trip of its own on PostgreSQL.
             macro_rules! revoke {
-                ($conn:expr, $filtered:expr, $now_ms:expr) => {
+                ($conn:expr, $filtered:expr, $now_ms:expr) => {{
+                    use $crate::cached::CachedExt as _;
                     diesel::update($filtered.filter(sessions::revoked_at.is_null()))
                         .set(sessions::revoked_at.eq(Some::<i64>($now_ms)))
+                        .cached()
                         .execute($conn)
-                };
+                }};
             }
 
             #[async_trait]
