@@ -126,6 +126,35 @@ fn notice(address: &str) -> Mail {
     }
 }
 
+/// A reset code's account change, owned so that a test can lend it to a `Spend`: a
+/// new password that verifies the address, its event and its notice.
+struct Reset {
+    hash: PasswordHash,
+    audit: AuditEvent,
+    notice: Mail,
+}
+
+impl Reset {
+    fn new(hash: &str) -> Self {
+        Self {
+            hash: PasswordHash::new(hash.into()),
+            audit: event(AuditKind::PasswordReset),
+            notice: notice("ada@example.com"),
+        }
+    }
+
+    /// The change, for account `user`.
+    fn of(&self, user: UserId) -> AccountChange<'_> {
+        AccountChange::Password(PasswordSet {
+            user,
+            hash: &self.hash,
+            verify_email: true,
+            audit: &self.audit,
+            notice: Some(&self.notice),
+        })
+    }
+}
+
 fn new_otp(address: &str, purpose: OtpPurpose, hash: u8) -> NewOtp {
     NewOtp {
         id: Uuid::new_v4(),

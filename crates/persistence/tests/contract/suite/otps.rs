@@ -576,26 +576,19 @@ pub async fn a_spend_sets_its_password_before_its_session(store: impl Store) {
         .await
         .unwrap();
     let before = store.pending(10).await.unwrap().len();
-    let hash = PasswordHash::new("$argon2id$v=19$new".into());
-    let reset = event(AuditKind::PasswordReset);
-    let notice = notice("ada@example.com");
+    let reset = Reset::new("$argon2id$v=19$new");
+    let hash = &reset.hash;
     let token = refresh_token(2, Uuid::new_v4(), user);
     let wrong = CodeHash::from_bytes(vec![9; 32]);
     let spend = Spend {
-        account: Some(AccountChange::Password(PasswordSet {
-            user,
-            hash: &hash,
-            verify_email: true,
-            audit: &reset,
-            notice: Some(&notice),
-        })),
+        account: Some(reset.of(user)),
         session: Some((&token, None)),
         ..Spend::new(otp.id, &wrong, now(), 5)
     };
 
     assert!(!store.consume(&spend).await.unwrap());
     assert_ne!(
-        store.find_by_id(user).await.unwrap().unwrap().password_hash,
+        &store.find_by_id(user).await.unwrap().unwrap().password_hash,
         hash
     );
     assert_eq!(store.sessions(user, now()).await.unwrap().len(), 1);
@@ -607,7 +600,7 @@ pub async fn a_spend_sets_its_password_before_its_session(store: impl Store) {
     };
     assert!(store.consume(&spend).await.unwrap());
     let after = store.find_by_id(user).await.unwrap().unwrap();
-    assert_eq!(after.password_hash, hash);
+    assert_eq!(&after.password_hash, hash);
     assert!(after.email_verified);
     let sessions = store.sessions(user, now()).await.unwrap();
     assert_eq!(sessions.len(), 1, "the earlier session ended");
@@ -625,17 +618,9 @@ pub async fn a_spend_setting_a_password_of_an_account_gone_queues_no_notice(stor
         .await
         .unwrap();
     let before = store.pending(10).await.unwrap().len();
-    let hash = PasswordHash::new("$argon2id$v=19$new".into());
-    let reset = event(AuditKind::PasswordReset);
-    let notice = notice("ada@example.com");
+    let reset = Reset::new("$argon2id$v=19$new");
     let spend = Spend {
-        account: Some(AccountChange::Password(PasswordSet {
-            user: UserId::new_random(),
-            hash: &hash,
-            verify_email: true,
-            audit: &reset,
-            notice: Some(&notice),
-        })),
+        account: Some(reset.of(UserId::new_random())),
         ..Spend::new(otp.id, &otp.code_hash, now(), 5)
     };
 
@@ -666,18 +651,10 @@ pub async fn concurrent_password_sets_by_one_code_have_one_winner(store: impl St
         .map(|n| {
             let (store, otp) = (store.clone(), otp.clone());
             tokio::spawn(async move {
-                let hash = PasswordHash::new(format!("$argon2id$v=19$new{n}"));
-                let reset = event(AuditKind::PasswordReset);
-                let notice = notice("ada@example.com");
+                let reset = Reset::new(&format!("$argon2id$v=19$new{n}"));
                 let token = refresh_token(n, Uuid::new_v4(), user);
                 let spend = Spend {
-                    account: Some(AccountChange::Password(PasswordSet {
-                        user,
-                        hash: &hash,
-                        verify_email: true,
-                        audit: &reset,
-                        notice: Some(&notice),
-                    })),
+                    account: Some(reset.of(user)),
                     session: Some((&token, None)),
                     ..Spend::new(otp.id, &otp.code_hash, now(), 5)
                 };
