@@ -140,6 +140,11 @@ const TAKEN_VERIFIED: &str = "register, a taken verified address each";
 /// As `TAKEN`, the address's account deactivated (`passcode users deactivate`): each
 /// request writes a decoy and mails nothing.
 const TAKEN_INACTIVE: &str = "register, a taken deactivated address each";
+/// As `VERIFY`, the session each verification began is ended: a refresh token's family
+/// revoked.
+const LOGOUT: &str = "logout, a verified registration's session each";
+/// As `LOGOUT`, with `"all": true`: every session of the account ended.
+const LOGOUT_ALL: &str = "logout of every session, a verified registration each";
 const IDLE: &str = "health/live probe (200/s), idle";
 const FLOOD: &str = "health/live probe during the login flood";
 const FLOOD_LOGIN: &str = "login flood (4 × connections)";
@@ -671,6 +676,8 @@ impl Bench {
             TAKEN,
             TAKEN_VERIFIED,
             TAKEN_INACTIVE,
+            LOGOUT,
+            LOGOUT_ALL,
         ] {
             if self.named(scenario) {
                 let row = self
@@ -744,7 +751,8 @@ impl Bench {
     /// request sends the right code of one, to validate-otp (its verification code), to
     /// sign-in (its sign-in code, asked for once the registration is verified) or to
     /// password-reset/confirm (its reset code, asked for likewise, with a new password).
-    /// `TAKEN`, `TAKEN_VERIFIED` and `TAKEN_INACTIVE` register each of them again instead.
+    /// `TAKEN`, `TAKEN_VERIFIED` and `TAKEN_INACTIVE` register each of them again instead;
+    /// `LOGOUT` and `LOGOUT_ALL` end the session each verification began.
     async fn right_codes(
         &self,
         server: &Passcode,
@@ -770,6 +778,21 @@ impl Bench {
             emails
                 .iter()
                 .map(|email| server::registration(email))
+                .collect()
+        } else if [LOGOUT, LOGOUT_ALL].contains(&scenario) {
+            let codes = server.codes_for(&emails, "verification").await?;
+            let all = scenario == LOGOUT_ALL;
+            server
+                .verify_all_for_tokens(&codes)
+                .await?
+                .into_iter()
+                .map(|refresh| {
+                    let mut body = json!({"refresh": refresh});
+                    if all {
+                        body["all"] = json!(true);
+                    }
+                    Call::post("/api/accounts/logout/", body)
+                })
                 .collect()
         } else {
             let mut codes = server.codes_for(&emails, "verification").await?;

@@ -178,13 +178,14 @@ impl Passcode {
     }
 
     pub async fn register(&self, email: &str) -> anyhow::Result<()> {
-        ok(self.addr, registration(email)).await
+        ok(self.addr, registration(email)).await.map(drop)
     }
 
     /// Registers every address of `emails`, eight at a time.
     pub async fn register_all(&self, emails: &[String]) -> anyhow::Result<()> {
         self.send_all(emails.iter().map(|email| registration(email)))
             .await
+            .map(drop)
     }
 
     /// Deactivates the account of each of `emails` with the binary's own command
@@ -218,13 +219,31 @@ impl Passcode {
 
     /// Verifies each address of `codes` with its code, eight at a time.
     pub async fn verify_all(&self, codes: &[(String, String)]) -> anyhow::Result<()> {
+        self.verify_all_for_tokens(codes).await.map(drop)
+    }
+
+    /// As `verify_all`, answering the refresh token each verification returned, in no
+    /// particular order.
+    pub async fn verify_all_for_tokens(
+        &self,
+        codes: &[(String, String)],
+    ) -> anyhow::Result<Vec<String>> {
         let calls = codes.iter().map(|(email, code)| {
             Call::post(
                 "/api/accounts/validate-otp/",
                 json!({"email": email, "otp": code}),
             )
         });
-        self.send_all(calls).await
+        self.send_all(calls)
+            .await?
+            .iter()
+            .map(|body| {
+                body["token"]["refresh"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .with_context(|| format!("validate-otp answered no refresh token: {body}"))
+            })
+            .collect()
     }
 
     /// POSTs `{"email": ...}` to `path` for each of `emails`, eight at a time.
@@ -235,24 +254,30 @@ impl Passcode {
                 .map(|email| Call::post(path, json!({"email": email}))),
         )
         .await
+        .map(drop)
     }
 
-    /// Sends `calls`, eight at a time; each must be answered 2xx.
-    async fn send_all(&self, calls: impl Iterator<Item = Call>) -> anyhow::Result<()> {
+    /// Sends `calls`, eight at a time; each must be answered 2xx. Answers the bodies,
+    /// in the order they came.
+    async fn send_all(
+        &self,
+        calls: impl Iterator<Item = Call>,
+    ) -> anyhow::Result<Vec<serde_json::Value>> {
         let mut running = tokio::task::JoinSet::new();
+        let mut bodies = Vec::new();
         for call in calls {
             if running.len() >= 8
                 && let Some(done) = running.join_next().await
             {
-                done??;
+                bodies.push(done??);
             }
             let addr = self.addr;
             running.spawn(async move { ok(addr, call).await });
         }
         while let Some(done) = running.join_next().await {
-            done??;
+            bodies.push(done??);
         }
-        Ok(())
+        Ok(bodies)
     }
 
     /// Every mail file: its recipient, its code (if any) and when it was written.
@@ -485,11 +510,12 @@ pub fn registration(email: &str) -> Call {
     )
 }
 
-/// Sends `call` to the server at `addr`; an answer other than 2xx is an error.
-async fn ok(addr: std::net::SocketAddr, call: Call) -> anyhow::Result<()> {
+/// Sends `call` to the server at `addr`, answering the body; an answer other than 2xx
+/// is an error.
+async fn ok(addr: std::net::SocketAddr, call: Call) -> anyhow::Result<serde_json::Value> {
     let (status, body) = load::once(addr, call.clone()).await?;
     if !(200..300).contains(&status) {
         bail!("{} {} answered {status} {body}", call.method, call.path);
     }
-    Ok(())
+    Ok(body)
 }
