@@ -241,6 +241,7 @@ ports::throttle!(MysqlStore);
 ports::outbox!(MysqlStore, false);
 ports::refresh_token_store!(MysqlStore);
 ports::insert_session!(MysqlStore, start_session_tx);
+ports::logout!(MysqlStore, logout_tx);
 ports::rotate_session!(MysqlStore, rotate_tx);
 ports::audit_log!(MysqlStore);
 ports::health_check!(MysqlStore);

@@ -283,8 +283,8 @@ mod pipelined {
         spend_code_query, tries,
     };
     use crate::rows::{
-        SealedChange, delete_address_limits_query, end_sessions_query, erase_queries,
-        move_email_query, set_password_query,
+        Ended, SealedChange, delete_address_limits_query, end_family_query, end_sessions_query,
+        erase_queries, move_email_query, set_password_query,
     };
     use crate::schema::{audit_events, otp_codes, outbox, rate_limits, users};
     use crate::time::to_millis;
@@ -846,6 +846,34 @@ mod pipelined {
             started.map_err(query_error)
         }
 
+        /// A logout (`RefreshTokenStore::revoke_family` and `revoke_all`) in one round
+        /// trip (`in_one_trip`): the sessions ended and the event, with BEGIN and
+        /// COMMIT. Statement by statement it took four.
+        pub(crate) async fn logout_tx(
+            &self,
+            ended: Ended,
+            now: DateTime<Utc>,
+            event: Option<AuditEvent>,
+        ) -> Result<(), InfraError> {
+            let (id, now) = (ended.id(), to_millis(now));
+            let event = event.as_ref().map(AuditRow::new);
+            let open = HandBegun(Some(self.writer().await?));
+            let conn = open.conn()?;
+            let mut statements = vec![match ended {
+                Ended::Family(_) => on(conn, end_family_query!(&id, now).cached()),
+                Ended::Account(_) => on(conn, end_sessions_query!(&id, "", now).cached()),
+            }];
+            if let Some(event) = &event {
+                statements.push(on(
+                    conn,
+                    insert_into(audit_events::table).values(event).cached(),
+                ));
+            }
+            let ended = in_one_trip(conn, statements).await;
+            open.ended();
+            ended.map_err(query_error)
+        }
+
         /// `UserRepository::create`: the account alone in one statement, or with its
         /// first code, the code's mail and its event in one round trip (`in_one_trip`;
         /// six statement by statement). An address taken fails as the account's INSERT.
@@ -1368,8 +1396,9 @@ mod tests {
     /// Every statement of a write sent at once is kept prepared: one that is not is
     /// prepared first, a round trip of its own, and in a transaction sent with its
     /// COMMIT (`in_one_trip`) it would run after that COMMIT. Here a new code's writes
-    /// (`issue_tx`, with a send limit and without, as a registration's decoy) and a
-    /// session's (`start_session_tx`), each three times on the one connection.
+    /// (`issue_tx`, with a send limit and without, as a registration's decoy), a
+    /// session's (`start_session_tx`) and a logout's (`logout_tx`), each three times on
+    /// the one connection.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_statements_of_a_pipelined_write_are_kept_prepared() {
         use passcode_domain::ports::{
@@ -1446,9 +1475,10 @@ mod tests {
             store.revoke_family(family, now, &audit).await.unwrap();
             store.revoke_all(user.id, now, None).await.unwrap();
         }
-        // Four shapes, each prepared once.
+        // Three shapes, each prepared once: one session, the others (every one's,
+        // with no family kept, is the same) and a logout's family.
         let revoked = "UPDATE \"sessions\" SET \"revoked_at\"";
-        assert_eq!(prepared(&store, revoked, false).await, 4, "{revoked}");
+        assert_eq!(prepared(&store, revoked, false).await, 3, "{revoked}");
         for statement in [
             "UPDATE \"outbox\"",
             "DELETE FROM \"otp_codes\"",

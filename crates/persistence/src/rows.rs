@@ -304,6 +304,40 @@ macro_rules! end_sessions_query {
 }
 pub(crate) use end_sessions_query;
 
+/// Ends session `$family` (its family id) at `$now_ms`, if it is live: a logout.
+macro_rules! end_family_query {
+    ($family:expr, $now_ms:expr) => {{
+        use diesel::{ExpressionMethods as _, QueryDsl as _};
+        use $crate::schema::sessions;
+        let (family, now_ms): (&str, i64) = ($family, $now_ms);
+        diesel::update(
+            sessions::table
+                .find(family)
+                .filter(sessions::revoked_at.is_null()),
+        )
+        .set(sessions::revoked_at.eq(Some(now_ms)))
+    }};
+}
+pub(crate) use end_family_query;
+
+/// What a logout ends: one session (`RefreshTokenStore::revoke_family`) or every
+/// session of an account (`revoke_all`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ended {
+    Family(Uuid),
+    Account(passcode_domain::UserId),
+}
+
+impl Ended {
+    /// The id its statement filters by: the family's, or the account's.
+    pub(crate) fn id(self) -> String {
+        match self {
+            Self::Family(family) => family.to_string(),
+            Self::Account(user) => user.0.to_string(),
+        }
+    }
+}
+
 /// Moves account `$change.user` (an `EmailChange`) to `$change.new`, verified, if it
 /// still has `$change.old`: 1 row if so; a unique violation if another account has
 /// the new address.

@@ -282,12 +282,12 @@ mod one_trip {
     use crate::error::{create_user_error, query_error};
     use crate::outbox_rows::NewOutboxRow;
     use crate::rows::{
-        Abort, AuditRow, FirstCodeRows, OtpRow, Rotate, SessionTokens, SpendRows, UserRow,
+        Abort, AuditRow, Ended, FirstCodeRows, OtpRow, Rotate, SessionTokens, SpendRows, UserRow,
         account_as_signed_query, acquire_bounds, acquire_query, admission, admissions,
-        apply_registration_query, delete_replaced_codes_query, expire_replaced_mail_query,
-        limit_name, new_session_query, open_codes_query, registered_email, release_query,
-        retry_after, rotate_session_query, send_budgets, session_tokens_query, spend_code_query,
-        tries, unrotated,
+        apply_registration_query, delete_replaced_codes_query, end_family_query,
+        end_sessions_query, expire_replaced_mail_query, limit_name, new_session_query,
+        open_codes_query, registered_email, release_query, retry_after, rotate_session_query,
+        send_budgets, session_tokens_query, spend_code_query, tries, unrotated,
     };
     use crate::schema::{audit_events, otp_codes, outbox, rate_limits, users};
     use crate::time::to_millis;
@@ -408,12 +408,28 @@ mod one_trip {
                         .load::<i32>(conn)?;
                 }
                 new_session_query!(&token).execute(conn)?;
-                if let Some(event) = &event {
-                    diesel::insert_into(audit_events::table)
-                        .values(&AuditRow::new(event))
-                        .execute(conn)?;
-                }
-                Ok(())
+                audit(conn, event.as_ref())
+            })
+            .await?
+            .map_err(query_error)
+        }
+
+        /// A logout (`RefreshTokenStore::revoke_family` and `revoke_all`) in one trip,
+        /// in the next batch of writes: the sessions ended and the event. Statement by
+        /// statement it took four trips and a commit of its own.
+        pub(crate) async fn logout_tx(
+            &self,
+            ended: Ended,
+            now: DateTime<Utc>,
+            event: Option<AuditEvent>,
+        ) -> Result<(), InfraError> {
+            let (id, now) = (ended.id(), to_millis(now));
+            self.batched(move |conn| -> QueryResult<()> {
+                match ended {
+                    Ended::Family(_) => end_family_query!(&id, now).execute(conn),
+                    Ended::Account(_) => end_sessions_query!(&id, "", now).execute(conn),
+                }?;
+                audit(conn, event.as_ref())
             })
             .await?
             .map_err(query_error)
@@ -595,6 +611,16 @@ mod one_trip {
         diesel::insert_into(outbox::table)
             .values(mail)
             .execute(conn)?;
+        Ok(())
+    }
+
+    /// `event`'s row, if there is one, synchronously.
+    fn audit(conn: &mut SqliteConnection, event: Option<&AuditEvent>) -> QueryResult<()> {
+        if let Some(event) = event {
+            diesel::insert_into(audit_events::table)
+                .values(&AuditRow::new(event))
+                .execute(conn)?;
+        }
         Ok(())
     }
 

@@ -29,7 +29,7 @@ pub(crate) use dialect::returning_dialect;
 pub(crate) use health::health_check;
 pub(crate) use otps::{change_writes, code_writes, otp_store};
 pub(crate) use outbox::outbox;
-pub(crate) use refresh_tokens::{insert_session, refresh_token_store, rotate_session};
+pub(crate) use refresh_tokens::{insert_session, logout, refresh_token_store, rotate_session};
 pub(crate) use shared::shared;
 pub(crate) use throttle::throttle;
 pub(crate) use users::{create_user, user_repository};

@@ -13,13 +13,14 @@ macro_rules! refresh_token_store {
             use passcode_domain::{InfraError, UserId};
             use uuid::Uuid;
             use $crate::error::query_error;
+            use $crate::rows::Ended;
             use $crate::schema::sessions;
             use $crate::time::from_millis;
             use $crate::time::to_millis;
 
             /// Revokes the sessions `$filtered` selects (not revoked yet) at `$now_ms`:
             /// how many. Kept prepared (one shape per call site): Diesel would prepare
-            /// it again at every logout, a round trip of its own on PostgreSQL.
+            /// it again at every call, a round trip of its own on PostgreSQL.
             macro_rules! revoke {
                 ($conn:expr, $filtered:expr, $now_ms:expr) => {{
                     use $crate::cached::CachedExt as _;
@@ -223,19 +224,11 @@ macro_rules! refresh_token_store {
                     now: DateTime<Utc>,
                     event: &passcode_domain::AuditEvent,
                 ) -> Result<(), InfraError> {
-                    let mut conn = self.writer().await?;
-                    (*conn)
-                        .transaction(async |conn| {
-                            revoke!(
-                                conn,
-                                sessions::table.find(family_id.to_string()),
-                                to_millis(now)
-                            )
-                            .await?;
-                            audit(conn, event).await
-                        })
+                    // Each backend's own: in one round trip on PostgreSQL, statement by
+                    // statement on MariaDB (`logout!`), in one trip and one batch on
+                    // SQLite.
+                    self.logout_tx(Ended::Family(family_id), now, Some(event.clone()))
                         .await
-                        .map_err(query_error)
                 }
 
                 async fn revoke_all(
@@ -244,22 +237,7 @@ macro_rules! refresh_token_store {
                     now: DateTime<Utc>,
                     event: Option<passcode_domain::AuditEvent>,
                 ) -> Result<(), InfraError> {
-                    let mut conn = self.writer().await?;
-                    (*conn)
-                        .transaction(async |conn| {
-                            revoke!(
-                                conn,
-                                sessions::table.filter(sessions::user_id.eq(user_id.0.to_string())),
-                                to_millis(now)
-                            )
-                            .await?;
-                            if let Some(event) = &event {
-                                audit(conn, event).await?;
-                            }
-                            Ok::<(), diesel::result::Error>(())
-                        })
-                        .await
-                        .map_err(query_error)
+                    self.logout_tx(Ended::Account(user_id), now, event).await
                 }
             }
         };
@@ -308,6 +286,58 @@ macro_rules! insert_session {
     };
 }
 pub(crate) use insert_session;
+
+/// A logout (`RefreshTokenStore::revoke_family` and `revoke_all`) statement by
+/// statement, as method `$method` of `$store` (MariaDB's; PostgreSQL's runs in one
+/// round trip, SQLite's in one trip and one batch): the sessions ended and the event,
+/// in one transaction.
+macro_rules! logout {
+    ($store:ty, $method:ident) => {
+        const _: () = {
+            use self::shared::audit;
+            use diesel_async::{AsyncConnection, RunQueryDsl};
+            use passcode_domain::InfraError;
+            use $crate::cached::CachedExt as _;
+            use $crate::error::query_error;
+            use $crate::rows::{Ended, end_family_query, end_sessions_query};
+
+            impl $store {
+                pub(crate) async fn $method(
+                    &self,
+                    ended: Ended,
+                    now: chrono::DateTime<chrono::Utc>,
+                    event: Option<passcode_domain::AuditEvent>,
+                ) -> Result<(), InfraError> {
+                    let (id, now) = (ended.id(), $crate::time::to_millis(now));
+                    let mut conn = self.writer().await?;
+                    (*conn)
+                        .transaction(async |conn| {
+                            // Kept prepared (one shape each): Diesel would prepare
+                            // an UPDATE again at every call.
+                            match ended {
+                                Ended::Family(_) => {
+                                    end_family_query!(&id, now).cached().execute(conn).await
+                                }
+                                Ended::Account(_) => {
+                                    end_sessions_query!(&id, "", now)
+                                        .cached()
+                                        .execute(conn)
+                                        .await
+                                }
+                            }?;
+                            if let Some(event) = &event {
+                                audit(conn, event).await?;
+                            }
+                            Ok::<(), diesel::result::Error>(())
+                        })
+                        .await
+                        .map_err(query_error)
+                }
+            }
+        };
+    };
+}
+pub(crate) use logout;
 
 /// `RefreshTokenStore::rotate` statement by statement, as method `$method`
 /// (PostgreSQL's and MariaDB's; SQLite's runs the same in one trip, `sqlite.rs`). The
