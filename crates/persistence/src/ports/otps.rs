@@ -356,6 +356,7 @@ macro_rules! code_writes {
                             }
                             if let Some(registration) = &r.registration {
                                 if apply_registration_query!(&r.code, registration, r.now)
+                                    .cached()
                                     .execute(conn)
                                     .await?
                                     != 1
@@ -370,6 +371,7 @@ macro_rules! code_writes {
                                     &r.code,
                                     r.now
                                 )
+                                .cached()
                                 .execute(conn)
                                 .await?;
                                 $crate::rows::delete_replaced_codes_query!(

@@ -23,7 +23,8 @@ macro_rules! outbox {
 
             /// Ends messages: erases their bodies, except that of a failed message
             /// without a code (kept so that `passcode mail queue --retry` can send it
-            /// again). `.cached()` only where the ids are one bind: elsewhere the `IN`
+            /// again). `.cached()` where the ids are one bind, or the batch is of one
+            /// mail (the usual batch when mail does not wait): elsewhere the `IN`
             /// list's length varies with the batch (up to `mail.outbox.batch` shapes).
             async fn finish_rows(
                 conn: &mut Conn,
@@ -46,7 +47,7 @@ macro_rules! outbox {
                                 .into_sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(),
                         );
                     let update = diesel::update(rows).set((ended, outbox::payload.eq(kept)));
-                    if $ids_in_one_bind {
+                    if $ids_in_one_bind || ids.len() == 1 {
                         update.cached().execute(conn).await
                     } else {
                         update.execute(conn).await
@@ -54,7 +55,7 @@ macro_rules! outbox {
                 } else {
                     let update =
                         diesel::update(rows).set((ended, outbox::payload.eq(None::<String>)));
-                    if $ids_in_one_bind {
+                    if $ids_in_one_bind || ids.len() == 1 {
                         update.cached().execute(conn).await
                     } else {
                         update.execute(conn).await

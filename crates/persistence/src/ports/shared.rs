@@ -99,6 +99,7 @@ macro_rules! shared {
                 audit(conn, event).await?;
                 let updated =
                     $crate::rows::set_password_query!(user, hash.as_str(), verify_email, cutoff)
+                        .cached()
                         .execute(conn)
                         .await?;
                 if updated == 0 {
@@ -107,6 +108,7 @@ macro_rules! shared {
                 // The cutoff refuses their tokens already; ended, they are
                 // no longer listed as live either.
                 $crate::rows::end_sessions_query!(user, "", cutoff)
+                    .cached()
                     .execute(conn)
                     .await?;
                 if verify_email {
@@ -117,6 +119,7 @@ macro_rules! shared {
                     let email = || $crate::rows::registered_email!(user);
                     let purpose = OtpPurpose::VerifyEmail.as_str();
                     $crate::rows::expire_replaced_mail_query!(email(), purpose, "", cutoff)
+                        .cached()
                         .execute(conn)
                         .await?;
                     $crate::rows::delete_replaced_codes_query!(email(), purpose, "")
@@ -147,6 +150,7 @@ macro_rules! shared {
                 use diesel::result::{DatabaseErrorKind, Error};
                 let user = change.user.0.to_string();
                 let moved = $crate::rows::move_email_query!(change, now)
+                    .cached()
                     .execute(conn)
                     .await
                     .map_err(|e| match e {
@@ -161,6 +165,7 @@ macro_rules! shared {
                 }
                 let keep = change.keep_session.to_string();
                 $crate::rows::end_sessions_query!(&user, &keep, now)
+                    .cached()
                     .execute(conn)
                     .await?;
                 diesel::delete(otp_codes::table.filter(otp_codes::email.eq(change.old.as_str())))
@@ -261,6 +266,7 @@ macro_rules! shared {
             ) -> Result<(), diesel::result::Error> {
                 let keep = keep.unwrap_or("");
                 $crate::rows::expire_replaced_mail_query!(email, purpose, keep, now)
+                    .cached()
                     .execute(conn)
                     .await?;
                 $crate::rows::delete_replaced_codes_query!(email, purpose, keep)
