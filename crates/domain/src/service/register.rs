@@ -1,5 +1,8 @@
 //! Register: create the account and mail a verification code, under either policy.
 
+use std::future::Future as _;
+use std::task::Poll;
+
 use crate::ports::{CreateUserError, FirstCode, GiveBack, Issue, Mail};
 use crate::service::{AuthService, RegistrationPolicy, Throttled};
 use crate::{
@@ -64,10 +67,19 @@ impl AuthService {
         let hash = self.ports.passwords.hash(&input.password);
         let (password_hash, found) = match self.settings.policy {
             RegistrationPolicy::VerificationRequired => {
-                let (hash, found) =
-                    futures_util::future::join(hash, self.ports.users.find_by_email(&input.email))
-                        .await;
-                (hash?, found?)
+                // Polled once first: a full hashing queue answers `Busy` at once, and
+                // then no read is sent for a registration refused anyway.
+                let mut hash = std::pin::pin!(hash);
+                let first = std::future::poll_fn(|cx| Poll::Ready(hash.as_mut().poll(cx))).await;
+                let read = self.ports.users.find_by_email(&input.email);
+                match first {
+                    Poll::Ready(hashed) => (hashed?, read.await?),
+                    Poll::Pending => {
+                        // The read sent first: the hash is under way already.
+                        let (found, hashed) = futures_util::future::join(read, hash).await;
+                        (hashed?, found?)
+                    }
+                }
             }
             RegistrationPolicy::TokensBeforeVerification => (hash.await?, None),
         };

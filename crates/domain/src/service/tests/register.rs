@@ -176,8 +176,8 @@ fn register_sheds_load_when_hashing_is_busy() {
     m.passwords
         .expect_hash()
         .returning(|_| Err(HashError::Busy));
-    // The read beside the hash is answered; nothing is written.
-    m.users.expect_find_by_email().returning(|_| Ok(None));
+    // A full queue refuses at once: no read is sent, nothing is written.
+    m.users.expect_find_by_email().never();
     m.users.expect_create().never();
     let error = block_on(m.service().register(register_input())).unwrap_err();
     assert!(matches!(error, RegisterError::Busy));
