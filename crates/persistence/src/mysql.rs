@@ -627,8 +627,9 @@ mod tests {
         .await
     }
 
-    /// This session's statements so far, counting this one.
-    async fn questions(conn: &mut diesel_async::AsyncMysqlConnection) -> u64 {
+    /// The session status counter `name` (`SHOW SESSION STATUS`), counting this
+    /// statement itself: a raw query, which Diesel prepares and runs anew each time.
+    async fn session_status(conn: &mut diesel_async::AsyncMysqlConnection, name: &str) -> u64 {
         #[derive(diesel::QueryableByName)]
         struct Status {
             #[diesel(sql_type = diesel::sql_types::Text)]
@@ -636,12 +637,17 @@ mod tests {
             value: String,
         }
         let status: Status = diesel_async::RunQueryDsl::get_result(
-            diesel::sql_query("SHOW SESSION STATUS LIKE 'Questions'"),
+            diesel::sql_query(format!("SHOW SESSION STATUS LIKE '{name}'")),
             conn,
         )
         .await
         .unwrap();
         status.value.parse().unwrap()
+    }
+
+    /// This session's statements so far, counting this one.
+    async fn questions(conn: &mut diesel_async::AsyncMysqlConnection) -> u64 {
+        session_status(conn, "Questions").await
     }
 
     /// A store of one connection on a database of its own (not migrated).
@@ -652,24 +658,6 @@ mod tests {
         let mut settings = crate::DatabaseSettings::new(database.url());
         settings.max_connections = 1;
         (super::MysqlStore::connect(&settings).unwrap(), database)
-    }
-
-    /// This session's statements prepared so far, counting this one's (a raw query,
-    /// which Diesel prepares anew each time).
-    async fn prepares(conn: &mut diesel_async::AsyncMysqlConnection) -> u64 {
-        #[derive(diesel::QueryableByName)]
-        struct Status {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            #[diesel(column_name = Value)]
-            value: String,
-        }
-        let status: Status = diesel_async::RunQueryDsl::get_result(
-            diesel::sql_query("SHOW SESSION STATUS LIKE 'Com_stmt_prepare'"),
-            conn,
-        )
-        .await
-        .unwrap();
-        status.value.parse().unwrap()
     }
 
     /// The statements of a code replaced, guessed and spent with a password set, of a
@@ -783,7 +771,8 @@ mod tests {
             for sent in claimed {
                 store.mark_sent(&[sent.id], now).await.unwrap();
             }
-            counted.push(prepares(&mut store.conn().await.unwrap()).await);
+            counted
+                .push(session_status(&mut store.conn().await.unwrap(), "Com_stmt_prepare").await);
         }
         assert_eq!(
             [counted[1] - counted[0], counted[2] - counted[1]],
