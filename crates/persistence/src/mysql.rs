@@ -242,6 +242,20 @@ ports::outbox!(MysqlStore, false);
 ports::refresh_token_store!(MysqlStore);
 ports::insert_session!(MysqlStore, start_session_tx);
 ports::logout!(MysqlStore, logout_tx);
+
+impl MysqlStore {
+    /// `RefreshTokenStore::logout`: the session read, then ended (`logout_tx`).
+    async fn logout_named(
+        &self,
+        token_hash: &[u8],
+        session: Option<uuid::Uuid>,
+        all: bool,
+        now: chrono::DateTime<chrono::Utc>,
+        event: passcode_domain::AuditEvent,
+    ) -> Result<Option<passcode_domain::UserId>, InfraError> {
+        passcode_domain::ports::logout_by_reading(self, token_hash, session, all, now, event).await
+    }
+}
 ports::rotate_session!(MysqlStore, rotate_tx);
 ports::audit_log!(MysqlStore);
 ports::health_check!(MysqlStore);

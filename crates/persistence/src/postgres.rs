@@ -284,7 +284,7 @@ mod pipelined {
     };
     use crate::rows::{
         Ended, SealedChange, delete_address_limits_query, end_family_query, end_sessions_query,
-        erase_queries, move_email_query, set_password_query,
+        erase_queries, move_email_query, parse_id, set_password_query,
     };
     use crate::schema::{audit_events, otp_codes, outbox, rate_limits, users};
     use crate::time::to_millis;
@@ -874,6 +874,78 @@ mod pipelined {
             ended.map_err(query_error)
         }
 
+        /// `RefreshTokenStore::logout` in one statement, so one round trip where the
+        /// read and then the write took two: the live session found (as `family_of`
+        /// finds it), it or every session of its account ended, and the event written
+        /// with the account from that row. Nothing is written if no live session is
+        /// found. One statement commits on its own.
+        pub(crate) async fn logout_named(
+            &self,
+            token_hash: &[u8],
+            session: Option<uuid::Uuid>,
+            all: bool,
+            now: DateTime<Utc>,
+            event: AuditEvent,
+        ) -> Result<Option<passcode_domain::UserId>, InfraError> {
+            use diesel::sql_types::{BigInt, Binary, Nullable, Text};
+            /// The account of the ended session, as the event's row has it.
+            #[derive(QueryableByName)]
+            struct LoggedOut {
+                #[diesel(sql_type = Text)]
+                user_id: String,
+            }
+            // The session as `family_of` finds it: by its id, or (a token older than
+            // `sid`) by its live token.
+            macro_rules! logout_sql {
+                ($found_by:literal, $ended:literal) => {
+                    concat!(
+                        "WITH s AS (SELECT family_id, user_id FROM sessions WHERE ",
+                        $found_by,
+                        " = $1 AND revoked_at IS NULL LIMIT 1), ",
+                        "ended AS (UPDATE sessions SET revoked_at = $2 ",
+                        "WHERE revoked_at IS NULL AND ",
+                        $ended,
+                        " IN (SELECT ",
+                        $ended,
+                        " FROM s)) ",
+                        "INSERT INTO audit_events ",
+                        "(id, at, kind, user_id, email, client, request_id) ",
+                        "SELECT $3, $4, $5, user_id, $6, $7, $8 FROM s RETURNING user_id"
+                    )
+                };
+            }
+            let sql = match (session.is_some(), all) {
+                (true, false) => logout_sql!("family_id", "family_id"),
+                (true, true) => logout_sql!("family_id", "user_id"),
+                (false, false) => logout_sql!("token_hash", "family_id"),
+                (false, true) => logout_sql!("token_hash", "user_id"),
+            };
+            let row = AuditRow::new(&event);
+            let query = diesel::sql_query(sql).into_boxed::<diesel::pg::Pg>();
+            let query = match session {
+                Some(session) => query.bind::<Text, _>(session.to_string()),
+                None => query.bind::<Binary, _>(token_hash),
+            };
+            let query = query
+                .bind::<BigInt, _>(to_millis(now))
+                .bind::<Text, _>(row.id)
+                .bind::<BigInt, _>(row.at)
+                .bind::<Text, _>(row.kind)
+                .bind::<Nullable<Text>, _>(row.email)
+                .bind::<Nullable<Text>, _>(row.client)
+                .bind::<Nullable<Text>, _>(row.request_id);
+            let mut conn = self.writer().await?;
+            let ended: Option<LoggedOut> = query
+                .cached()
+                .get_result(&mut *conn)
+                .await
+                .optional()
+                .map_err(query_error)?;
+            ended
+                .map(|ended| parse_id(&ended.user_id).map(passcode_domain::UserId))
+                .transpose()
+        }
+
         /// `UserRepository::create`: the account alone in one statement, or with its
         /// first code, the code's mail and its event in one round trip (`in_one_trip`;
         /// six statement by statement). An address taken fails as the account's INSERT.
@@ -1397,8 +1469,8 @@ mod tests {
     /// prepared first, a round trip of its own, and in a transaction sent with its
     /// COMMIT (`in_one_trip`) it would run after that COMMIT. Here a new code's writes
     /// (`issue_tx`, with a send limit and without, as a registration's decoy), a
-    /// session's (`start_session_tx`) and a logout's (`logout_tx`), each three times on
-    /// the one connection.
+    /// session's (`start_session_tx`) and a logout's (`logout_tx`, and `logout_named`'s
+    /// one statement), each three times on the one connection.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_statements_of_a_pipelined_write_are_kept_prepared() {
         use passcode_domain::ports::{
@@ -1474,7 +1546,24 @@ mod tests {
                 .unwrap();
             store.revoke_family(family, now, &audit).await.unwrap();
             store.revoke_all(user.id, now, None).await.unwrap();
+            // A logout in one statement (`logout_named`): by the session a token
+            // names, and of every session by a live token.
+            for (n, all) in [(100, false), (200, true)] {
+                let token = NewRefreshToken {
+                    token_hash: vec![n + round; 32],
+                    family_id: uuid::Uuid::new_v4(),
+                    ..token.clone()
+                };
+                store.insert(&token, None, GiveBack::NONE).await.unwrap();
+                let session = (!all).then_some(token.family_id);
+                let ended = store
+                    .logout(&token.token_hash, session, all, now, audit.clone())
+                    .await
+                    .unwrap();
+                assert_eq!(ended, Some(user.id));
+            }
         }
+        assert_eq!(prepared(&store, "WITH s AS", false).await, 2, "a logout's");
         // Three shapes, each prepared once: one session, the others (every one's,
         // with no family kept, is the same) and a logout's family.
         let revoked = "UPDATE \"sessions\" SET \"revoked_at\"";

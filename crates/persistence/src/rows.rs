@@ -320,6 +320,11 @@ macro_rules! end_family_query {
 }
 pub(crate) use end_family_query;
 
+/// An id as a text column stores it.
+pub(crate) fn parse_id(id: &str) -> Result<Uuid, InfraError> {
+    Uuid::parse_str(id).map_err(|e| InfraError::Unexpected(e.into()))
+}
+
 /// What a logout ends: one session (`RefreshTokenStore::revoke_family`) or every
 /// session of an account (`revoke_all`).
 #[derive(Debug, Clone, Copy)]

@@ -286,8 +286,9 @@ mod one_trip {
         account_as_signed_query, acquire_bounds, acquire_query, admission, admissions,
         apply_registration_query, delete_replaced_codes_query, end_family_query,
         end_sessions_query, expire_replaced_mail_query, limit_name, new_session_query,
-        open_codes_query, registered_email, release_query, retry_after, rotate_session_query,
-        send_budgets, session_tokens_query, spend_code_query, tries, unrotated,
+        open_codes_query, parse_id, registered_email, release_query, retry_after,
+        rotate_session_query, send_budgets, session_tokens_query, spend_code_query, tries,
+        unrotated,
     };
     use crate::schema::{audit_events, otp_codes, outbox, rate_limits, users};
     use crate::time::to_millis;
@@ -433,6 +434,54 @@ mod one_trip {
             })
             .await?
             .map_err(query_error)
+        }
+
+        /// `RefreshTokenStore::logout` in one trip, in the next batch of writes: the
+        /// live session found (as `family_of` finds it), it or every session of its
+        /// account ended, and the event written with its account. A read on a pooled
+        /// connection, then a trip to the writer, took two.
+        pub(crate) async fn logout_named(
+            &self,
+            token_hash: &[u8],
+            session: Option<uuid::Uuid>,
+            all: bool,
+            now: DateTime<Utc>,
+            event: AuditEvent,
+        ) -> Result<Option<passcode_domain::UserId>, InfraError> {
+            use crate::schema::sessions;
+            let (token_hash, now) = (token_hash.to_vec(), to_millis(now));
+            let mut row = AuditRow::new(&event);
+            let found = self
+                .batched(move |conn| -> QueryResult<Option<String>> {
+                    let live = sessions::table
+                        .filter(sessions::revoked_at.is_null())
+                        .select((sessions::family_id, sessions::user_id));
+                    let found: Option<(String, String)> = match session {
+                        Some(session) => live.find(session.to_string()).get_result(conn),
+                        None => live
+                            .filter(sessions::token_hash.eq(&token_hash))
+                            .get_result(conn),
+                    }
+                    .optional()?;
+                    let Some((family, user)) = found else {
+                        return Ok(None);
+                    };
+                    if all {
+                        end_sessions_query!(&user, "", now).execute(conn)?;
+                    } else {
+                        end_family_query!(&family, now).execute(conn)?;
+                    }
+                    row.user_id = Some(user.clone());
+                    diesel::insert_into(audit_events::table)
+                        .values(&row)
+                        .execute(conn)?;
+                    Ok(Some(user))
+                })
+                .await?
+                .map_err(query_error)?;
+            found
+                .map(|user| parse_id(&user).map(passcode_domain::UserId))
+                .transpose()
         }
 
         /// `UserRepository::create` in one trip, in the next batch of writes: the

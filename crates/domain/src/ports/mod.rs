@@ -24,6 +24,7 @@ pub use outbox::{Outbox, OutboxEntry, OutboxStats, OutboxStatus, QueuedMail};
 pub use password_hasher::{HashError, PasswordCheck, PasswordHasher};
 pub use refresh_tokens::{
     NewRefreshToken, RefreshTokenStore, Rotation, SessionInfo, SignedFor, TokenIds,
+    logout_by_reading,
 };
 pub use throttle::{Admission, Admissions, GiveBack, Limit, Throttle, limit_name};
 pub use token_issuer::TokenIssuer;

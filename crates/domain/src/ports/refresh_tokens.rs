@@ -163,4 +163,45 @@ pub trait RefreshTokenStore: Send + Sync {
         now: DateTime<Utc>,
         audit: Option<AuditEvent>,
     ) -> Result<(), InfraError>;
+
+    /// A logout: ends the session of a refresh token, found as `family_of` finds it
+    /// (by `token_hash` and `session`), or with `all` every session of its account, and
+    /// records `audit` with that account as its `user_id`. The account, or `None` if
+    /// that session is not live (then nothing is written). The default reads, then
+    /// writes ([`logout_by_reading`]); a backend may do both in one round trip.
+    async fn logout(
+        &self,
+        token_hash: &[u8],
+        session: Option<Uuid>,
+        all: bool,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> Result<Option<UserId>, InfraError> {
+        logout_by_reading(self, token_hash, session, all, now, audit).await
+    }
+}
+
+/// [`RefreshTokenStore::logout`] as two steps, for any store: `family_of`, then
+/// `revoke_family` or `revoke_all`.
+pub async fn logout_by_reading<S: RefreshTokenStore + ?Sized>(
+    store: &S,
+    token_hash: &[u8],
+    session: Option<Uuid>,
+    all: bool,
+    now: DateTime<Utc>,
+    audit: AuditEvent,
+) -> Result<Option<UserId>, InfraError> {
+    let Some((family, user)) = store.family_of(token_hash, session).await? else {
+        return Ok(None);
+    };
+    let audit = AuditEvent {
+        user_id: Some(user),
+        ..audit
+    };
+    if all {
+        store.revoke_all(user, now, Some(audit)).await?;
+    } else {
+        store.revoke_family(family, now, &audit).await?;
+    }
+    Ok(Some(user))
 }

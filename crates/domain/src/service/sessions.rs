@@ -258,28 +258,24 @@ impl AuthService {
             .ports
             .tokens
             .verify(refresh_token, TokenKind::Refresh, now)?;
-        let Some((family, user)) = self
-            .ports
-            .refresh_tokens
-            .family_of(&token_hash(refresh_token), claims.session_id)
-            .await?
-        else {
-            return Err(RefreshError::InvalidToken);
-        };
-        let event = |kind| crate::AuditEvent::new(kind, now, Some(user), None, context);
-        if all {
-            let audit = event(AuditKind::LogoutAll);
-            self.ports
-                .refresh_tokens
-                .revoke_all(user, now, Some(audit))
-                .await?;
+        let kind = if all {
+            AuditKind::LogoutAll
         } else {
-            let audit = event(AuditKind::Logout);
-            self.ports
-                .refresh_tokens
-                .revoke_family(family, now, &audit)
-                .await?;
-        }
+            AuditKind::Logout
+        };
+        // The store fills in the account from the session it ends.
+        let audit = crate::AuditEvent::new(kind, now, None, None, context);
+        self.ports
+            .refresh_tokens
+            .logout(
+                &token_hash(refresh_token),
+                claims.session_id,
+                all,
+                now,
+                audit,
+            )
+            .await?
+            .ok_or(RefreshError::InvalidToken)?;
         Ok(())
     }
 }

@@ -13,7 +13,7 @@ macro_rules! refresh_token_store {
             use passcode_domain::{InfraError, UserId};
             use uuid::Uuid;
             use $crate::error::query_error;
-            use $crate::rows::Ended;
+            use $crate::rows::{Ended, parse_id};
             use $crate::schema::sessions;
             use $crate::time::from_millis;
             use $crate::time::to_millis;
@@ -209,13 +209,8 @@ macro_rules! refresh_token_store {
                     }
                     .optional()
                     .map_err(query_error)?;
-                    row.map(|(family, user)| {
-                        let parse = |s: &str| {
-                            Uuid::parse_str(s).map_err(|e| InfraError::Unexpected(e.into()))
-                        };
-                        Ok((parse(&family)?, UserId(parse(&user)?)))
-                    })
-                    .transpose()
+                    row.map(|(family, user)| Ok((parse_id(&family)?, UserId(parse_id(&user)?))))
+                        .transpose()
                 }
 
                 async fn revoke_family(
@@ -238,6 +233,20 @@ macro_rules! refresh_token_store {
                     event: Option<passcode_domain::AuditEvent>,
                 ) -> Result<(), InfraError> {
                     self.logout_tx(Ended::Account(user_id), now, event).await
+                }
+
+                async fn logout(
+                    &self,
+                    token_hash: &[u8],
+                    session: Option<Uuid>,
+                    all: bool,
+                    now: DateTime<Utc>,
+                    event: passcode_domain::AuditEvent,
+                ) -> Result<Option<UserId>, InfraError> {
+                    // Each backend's own: one statement on PostgreSQL, one trip and one
+                    // batch on SQLite, the read and then the write on MariaDB.
+                    self.logout_named(token_hash, session, all, now, event)
+                        .await
                 }
             }
         };

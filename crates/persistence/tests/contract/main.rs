@@ -126,6 +126,7 @@ contract!(
     rotation_of_a_changed_account_changes_nothing,
     concurrent_rotations_of_one_token_rotate_once_and_replay_the_rest,
     logout_revokes_one_family_or_all_of_an_account,
+    logout_ends_the_named_session_or_all_and_records_its_account,
     added_codes_live_side_by_side_and_each_counts_its_tries,
     replacing_a_code_drops_its_waiting_mail,
     completing_a_registration_applies_it_and_voids_the_others,

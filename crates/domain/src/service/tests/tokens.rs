@@ -228,42 +228,95 @@ fn a_forged_token_naming_a_session_does_not_revoke_it() {
 }
 
 #[test]
-fn logout_revokes_the_family_or_all_of_the_accounts() {
+fn logout_ends_the_session_the_token_names_or_all_of_the_accounts() {
     for all in [false, true] {
         let mut m = Mocks::new();
         m.tokens
             .expect_verify()
             .returning(|_, kind, _| Ok(claims(kind)));
-        // By the session the token names.
+        // By the session the token names; the store fills in the account.
         m.refresh_tokens
+            .expect_logout()
+            .withf(move |hash, session, every, at, audit| {
+                hash == sessions_hash("r").as_slice()
+                    && *session == Some(Uuid::from_u128(3))
+                    && *every == all
+                    && *at == now()
+                    && audit.user_id.is_none()
+                    && audit.kind
+                        == if all {
+                            AuditKind::LogoutAll
+                        } else {
+                            AuditKind::Logout
+                        }
+            })
+            .times(1)
+            .returning(|_, _, _, _, _| Ok(Some(UserId(Uuid::from_u128(7)))));
+        m.refresh_tokens.expect_family_of().never();
+        block_on(m.service().logout("r", all, &RequestContext::default())).unwrap();
+    }
+}
+
+#[test]
+fn logout_of_a_session_no_longer_live_is_an_invalid_token() {
+    let mut m = Mocks::new();
+    m.tokens
+        .expect_verify()
+        .returning(|_, kind, _| Ok(claims(kind)));
+    m.refresh_tokens
+        .expect_logout()
+        .times(1)
+        .returning(|_, _, _, _, _| Ok(None));
+    assert!(matches!(
+        block_on(m.service().logout("r", false, &RequestContext::default())),
+        Err(RefreshError::InvalidToken)
+    ));
+}
+
+#[test]
+fn logout_by_reading_revokes_the_family_or_all_of_the_accounts() {
+    use crate::ports::logout_by_reading;
+    let logout = |store: &MockRefreshTokenStore, session, all| {
+        let audit = AuditEvent::new(AuditKind::Logout, now(), None, None, &Default::default());
+        block_on(logout_by_reading(store, b"h", session, all, now(), audit)).unwrap()
+    };
+    for all in [false, true] {
+        let mut store = MockRefreshTokenStore::new();
+        store
             .expect_family_of()
             .withf(|_, session| *session == Some(Uuid::from_u128(3)))
             .returning(|_, _| Ok(Some((Uuid::from_u128(3), UserId(Uuid::from_u128(7))))));
+        let filled = |audit: &AuditEvent| audit.user_id == Some(UserId(Uuid::from_u128(7)));
         if all {
-            m.refresh_tokens
+            store
                 .expect_revoke_all()
-                .withf(|user, at, audit| {
+                .withf(move |user, at, audit| {
                     *user == UserId(Uuid::from_u128(7))
                         && *at == now()
-                        && audit
-                            .as_ref()
-                            .is_some_and(|a| a.kind == AuditKind::LogoutAll)
+                        && audit.as_ref().is_some_and(filled)
                 })
                 .times(1)
                 .returning(|_, _, _| Ok(()));
-            m.refresh_tokens.expect_revoke_family().never();
+            store.expect_revoke_family().never();
         } else {
-            m.refresh_tokens
+            store
                 .expect_revoke_family()
-                .withf(|family, at, audit| {
-                    *family == Uuid::from_u128(3) && *at == now() && audit.kind == AuditKind::Logout
+                .withf(move |family, at, audit| {
+                    *family == Uuid::from_u128(3) && *at == now() && filled(audit)
                 })
                 .times(1)
                 .returning(|_, _, _| Ok(()));
-            m.refresh_tokens.expect_revoke_all().never();
+            store.expect_revoke_all().never();
         }
-        block_on(m.service().logout("r", all, &RequestContext::default())).unwrap();
+        let user = logout(&store, Some(Uuid::from_u128(3)), all);
+        assert_eq!(user, Some(UserId(Uuid::from_u128(7))));
     }
+    // A session not live: nothing is revoked.
+    let mut store = MockRefreshTokenStore::new();
+    store.expect_family_of().returning(|_, _| Ok(None));
+    store.expect_revoke_family().never();
+    store.expect_revoke_all().never();
+    assert_eq!(logout(&store, None, false), None);
 }
 
 /// The store does not vouch for the presented token (the account changed): its

@@ -180,6 +180,11 @@ fn event(kind: AuditKind) -> AuditEvent {
 }
 
 async fn events(store: &impl Store, kind: AuditKind) -> usize {
+    logged(store, kind).await.len()
+}
+
+/// The recorded events of `kind`.
+async fn logged(store: &impl Store, kind: AuditKind) -> Vec<AuditEvent> {
     store
         .list(&AuditQuery {
             limit: 100,
@@ -189,7 +194,7 @@ async fn events(store: &impl Store, kind: AuditKind) -> usize {
         .unwrap()
         .into_iter()
         .filter(|e| e.kind == kind)
-        .count()
+        .collect()
 }
 
 fn registration(name: &str, hash: &str) -> passcode_domain::Registration {

@@ -312,6 +312,71 @@ pub async fn logout_revokes_one_family_or_all_of_an_account(store: impl Store) {
     assert_eq!(store.family_of(&[0; 32], Some(b)).await.unwrap(), None);
 }
 
+pub async fn logout_ends_the_named_session_or_all_and_records_its_account(store: impl Store) {
+    let (user, other) = (UserId::new_random(), UserId::new_random());
+    let (a, b, c, d) = (
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+    );
+    for (n, family, owner) in [(1, a, user), (2, b, user), (3, c, user), (4, d, other)] {
+        store
+            .insert(&refresh_token(n, family, owner), None, GiveBack::NONE)
+            .await
+            .unwrap();
+    }
+    // The event as the domain hands it over: the store names the account.
+    let logout = async |hash: u8, session, all| {
+        let kind = if all {
+            AuditKind::LogoutAll
+        } else {
+            AuditKind::Logout
+        };
+        let audit = AuditEvent {
+            email: None,
+            ..event(kind)
+        };
+        store
+            .logout(&[hash; 32], session, all, now(), audit)
+            .await
+            .unwrap()
+    };
+    // By the session a token names, whichever token it is.
+    assert_eq!(logout(0, Some(a), false).await, Some(user));
+    assert_eq!(store.family_of(&[0; 32], Some(a)).await.unwrap(), None);
+    assert_eq!(
+        store.family_of(&[0; 32], Some(b)).await.unwrap(),
+        Some((b, user)),
+        "only the named session ends"
+    );
+    let recorded = logged(&store, AuditKind::Logout).await;
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(
+        recorded[0].user_id,
+        Some(user),
+        "the event names the account"
+    );
+    assert_eq!(recorded[0].request_id.as_deref(), Some("req-1"));
+    // Ended already, or unknown: nothing happens, and nothing is recorded.
+    assert_eq!(logout(1, Some(a), false).await, None);
+    assert_eq!(logout(9, None, true).await, None, "an unknown token");
+    assert_eq!(logged(&store, AuditKind::Logout).await.len(), 1);
+    assert_eq!(logged(&store, AuditKind::LogoutAll).await.len(), 0);
+    // By its live token (a token older than `sid`), every session of the account.
+    assert_eq!(logout(2, None, true).await, Some(user));
+    assert_eq!(store.family_of(&[0; 32], Some(b)).await.unwrap(), None);
+    assert_eq!(store.family_of(&[3; 32], None).await.unwrap(), None);
+    assert_eq!(
+        store.family_of(&[4; 32], None).await.unwrap(),
+        Some((d, other)),
+        "another account's session lives on"
+    );
+    let recorded = logged(&store, AuditKind::LogoutAll).await;
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].user_id, Some(user));
+}
+
 pub async fn a_session_ends_at_its_family_end_however_often_refreshed(store: impl Store) {
     use passcode_domain::ports::Rotation;
     let (user, signed) = account(&store, "ada@example.com").await;
