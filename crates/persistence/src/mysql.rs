@@ -397,11 +397,8 @@ mod dialect {
             if ids.is_empty() {
                 return Ok(Vec::new());
             }
-            // Padded to a power of two with repeats of the last id, so that the two
-            // statements below take a few shapes, each prepared once per connection.
-            if let Some(last) = ids.last().cloned() {
-                ids.resize(ids.len().next_power_of_two(), last);
-            }
+            // So that the two statements below take a few shapes, each kept prepared.
+            crate::rows::pad_to_power_of_two(&mut ids);
             diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
                 .set((
                     outbox::status.eq("sending"),
@@ -578,19 +575,15 @@ mod guess {
                         .load(conn)
                         .await?;
                 if !rows.is_empty() {
-                    let ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
-                    let one = ids.len() == 1;
+                    let mut ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
+                    // Usually one open code; more (codes added side by side, or a
+                    // replacement racing) take a few shapes, each kept prepared.
+                    crate::rows::pad_to_power_of_two(&mut ids);
                     let tried = diesel::update(otp_codes::table.filter(otp_codes::id.eq_any(ids)))
                         .set(otp_codes::attempts.eq(otp_codes::attempts + 1));
-                    // Kept prepared for the usual one open code; more (a replacement
-                    // racing) make a shape per count.
-                    if one {
-                        crate::cached::CachedExt::cached(tried)
-                            .execute(conn)
-                            .await?;
-                    } else {
-                        tried.execute(conn).await?;
-                    }
+                    crate::cached::CachedExt::cached(tried)
+                        .execute(conn)
+                        .await?;
                     for row in &mut rows {
                         row.attempts += 1;
                     }
@@ -675,10 +668,11 @@ mod tests {
     }
 
     /// The statements of a code replaced, guessed and spent with a password set, of a
-    /// registration's code spent, of a decoy and of mail sent one at a time are kept
-    /// prepared (`crate::cached`): on MariaDB one prepared anew is a round trip of its
-    /// own, and another to close it. After the first round, a round prepares nothing
-    /// but the count's own statement.
+    /// registration's code guessed beside another and spent, of a decoy and of mail
+    /// sent one at a time and in batches are kept prepared (`crate::cached`; `IN`
+    /// lists padded, `rows::pad_to_power_of_two`): on MariaDB one prepared anew is a
+    /// round trip of its own, and another to close it. After the first round, a round
+    /// prepares nothing but the count's own statement.
     #[allow(clippy::disallowed_methods)] // Codes unexpired by the wall clock.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_statements_of_a_code_and_its_mail_are_kept_prepared() {
@@ -773,6 +767,18 @@ mod tests {
                 .add(&registering, &mail(&registering), &audit)
                 .await
                 .unwrap();
+            // A second code side by side: a guess counts a try on both (an `IN` list
+            // of two).
+            let beside = code(OtpPurpose::VerifyEmail, Some(registration.clone()));
+            store.add(&beside, &mail(&beside), &audit).await.unwrap();
+            let tried = store
+                .count_try(&email, OtpPurpose::VerifyEmail, now, 5, &[])
+                .await
+                .unwrap();
+            assert!(
+                matches!(&tried, passcode_domain::ports::Tries::Counted(codes) if codes.len() == 2),
+                "{tried:?}"
+            );
             let spend = Spend::new(registering.id, &registering.code_hash, now, 5);
             assert!(
                 store
@@ -784,6 +790,16 @@ mod tests {
             assert!(!claimed.is_empty());
             for sent in claimed {
                 store.mark_sent(&[sent.id], now).await.unwrap();
+            }
+            // Batches of three and two: `IN` lists of four and two, padded.
+            for batch in [3, 2] {
+                for _ in 0..batch {
+                    store.enqueue(&notice, now, None).await.unwrap();
+                }
+                let claimed = store.claim(now, Duration::minutes(1), 10).await.unwrap();
+                assert_eq!(claimed.len(), batch);
+                let ids: Vec<_> = claimed.iter().map(|mail| mail.id).collect();
+                store.mark_sent(&ids, now).await.unwrap();
             }
             counted
                 .push(session_status(&mut store.conn().await.unwrap(), "Com_stmt_prepare").await);

@@ -320,6 +320,16 @@ macro_rules! end_family_query {
 }
 pub(crate) use end_family_query;
 
+/// Pads `ids` to a power of two in length with repeats of its last: an `IN` list then
+/// takes a few shapes (1, 2, 4, 8, ...), each kept prepared (`.cached()`) once per
+/// connection, where its every length would be a shape of its own, prepared at each
+/// call. A repeated id changes nothing that `IN` matches.
+pub(crate) fn pad_to_power_of_two<T: Clone>(ids: &mut Vec<T>) {
+    if let Some(last) = ids.last().cloned() {
+        ids.resize(ids.len().next_power_of_two(), last);
+    }
+}
+
 /// An id as a text column stores it.
 pub(crate) fn parse_id(id: &str) -> Result<Uuid, InfraError> {
     Uuid::parse_str(id).map_err(|e| InfraError::Unexpected(e.into()))

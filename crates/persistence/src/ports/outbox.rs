@@ -23,9 +23,8 @@ macro_rules! outbox {
 
             /// Ends messages: erases their bodies, except that of a failed message
             /// without a code (kept so that `passcode mail queue --retry` can send it
-            /// again). `.cached()` where the ids are one bind, or the batch is of one
-            /// mail (the usual batch when mail does not wait): elsewhere the `IN`
-            /// list's length varies with the batch (up to `mail.outbox.batch` shapes).
+            /// again). Kept prepared (`.cached()`): the ids are one bind, or an `IN`
+            /// list padded to a few shapes.
             async fn finish_rows(
                 conn: &mut Conn,
                 ids: &[String],
@@ -33,7 +32,11 @@ macro_rules! outbox {
                 error: Option<String>,
                 now: DateTime<Utc>,
             ) -> Result<usize, diesel::result::Error> {
-                let rows = outbox::table.filter(outbox::id.eq_any(ids));
+                let mut ids = ids.to_vec();
+                if !$ids_in_one_bind {
+                    $crate::rows::pad_to_power_of_two(&mut ids);
+                }
+                let rows = outbox::table.filter(outbox::id.eq_any(&ids));
                 let ended = (
                     outbox::status.eq(status.as_str()),
                     outbox::last_error.eq(error),
@@ -46,20 +49,17 @@ macro_rules! outbox {
                             None::<String>
                                 .into_sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(),
                         );
-                    let update = diesel::update(rows).set((ended, outbox::payload.eq(kept)));
-                    if $ids_in_one_bind || ids.len() == 1 {
-                        update.cached().execute(conn).await
-                    } else {
-                        update.execute(conn).await
-                    }
+                    diesel::update(rows)
+                        .set((ended, outbox::payload.eq(kept)))
+                        .cached()
+                        .execute(conn)
+                        .await
                 } else {
-                    let update =
-                        diesel::update(rows).set((ended, outbox::payload.eq(None::<String>)));
-                    if $ids_in_one_bind || ids.len() == 1 {
-                        update.cached().execute(conn).await
-                    } else {
-                        update.execute(conn).await
-                    }
+                    diesel::update(rows)
+                        .set((ended, outbox::payload.eq(None::<String>)))
+                        .cached()
+                        .execute(conn)
+                        .await
                 }
             }
 
