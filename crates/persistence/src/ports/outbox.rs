@@ -32,11 +32,17 @@ macro_rules! outbox {
                 error: Option<String>,
                 now: DateTime<Utc>,
             ) -> Result<usize, diesel::result::Error> {
-                let mut ids = ids.to_vec();
-                if !$ids_in_one_bind {
-                    $crate::rows::pad_to_power_of_two(&mut ids);
-                }
-                let rows = outbox::table.filter(outbox::id.eq_any(&ids));
+                // Copied only to be padded: not where the ids are one bind, nor for a
+                // batch of one (the usual one when mail does not wait).
+                let ids: std::borrow::Cow<'_, [String]> =
+                    if $ids_in_one_bind || ids.len().is_power_of_two() {
+                        std::borrow::Cow::Borrowed(ids)
+                    } else {
+                        let mut padded = ids.to_vec();
+                        $crate::rows::pad_to_power_of_two(&mut padded);
+                        std::borrow::Cow::Owned(padded)
+                    };
+                let rows = outbox::table.filter(outbox::id.eq_any(ids.as_ref()));
                 let ended = (
                     outbox::status.eq(status.as_str()),
                     outbox::last_error.eq(error),
