@@ -668,8 +668,8 @@ mod tests {
     }
 
     /// The statements of a code replaced, guessed and spent with a password set, of a
-    /// registration's code guessed beside another and spent, of a decoy and of mail
-    /// sent one at a time and in batches are kept prepared (`crate::cached`; `IN`
+    /// registration's code guessed beside another and spent, of a decoy, of mail sent
+    /// one at a time and in batches and of the outbox's statistics are kept prepared (`crate::cached`; `IN`
     /// lists padded, `rows::pad_to_power_of_two`): on MariaDB one prepared anew is a
     /// round trip of its own, and another to close it. After the first round, a round
     /// prepares nothing but the count's own statement.
@@ -801,6 +801,8 @@ mod tests {
                 let ids: Vec<_> = claimed.iter().map(|mail| mail.id).collect();
                 store.mark_sent(&ids, now).await.unwrap();
             }
+            // The outbox's statistics, as each `/metrics` scrape reads them.
+            assert_eq!(store.stats().await.unwrap().unsent, 0);
             counted
                 .push(session_status(&mut store.conn().await.unwrap(), "Com_stmt_prepare").await);
         }

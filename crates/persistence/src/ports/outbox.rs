@@ -74,9 +74,12 @@ macro_rules! outbox {
                 async fn stats(&self) -> Result<passcode_domain::ports::OutboxStats, InfraError> {
                     use diesel::dsl::{count_star, min};
                     let mut conn = self.conn().await?;
+                    // Kept prepared: Diesel prepares an `IN` list anew at every call
+                    // (every `/metrics` scrape), on MariaDB a round trip of its own.
                     let (unsent, oldest): (i64, Option<i64>) = outbox::table
                         .filter(outbox::status.eq_any(["queued", "sending"]))
                         .select((count_star(), min(outbox::created_at)))
+                        .cached()
                         .get_result(&mut *conn)
                         .await
                         .map_err(query_error)?;
