@@ -46,7 +46,8 @@ impl Call {
 /// What a connection sends next, given the answer to what it sent last: the state a
 /// scenario keeps per connection (a refresh chain keeps its latest token).
 pub trait Script: Send + 'static {
-    fn next(&mut self) -> Call;
+    /// `None`: nothing is left to send, and the connection ends.
+    fn next(&mut self) -> Option<Call>;
     /// How long to wait before each request (a probe, not a load).
     fn pause(&self) -> Option<Duration> {
         None
@@ -64,6 +65,9 @@ pub struct Outcome {
     /// Connection or protocol errors (the connection is opened again).
     pub errors: u64,
     pub measured: Duration,
+    /// Whether every connection ran out of requests before the interval's end: then
+    /// `measured` ends at the last answer, not at the interval's end.
+    pub ran_out: bool,
     /// CPU time the server process spent (user and system, all threads) over the
     /// measured interval, where its process is known.
     pub server_cpu: Option<Duration>,
@@ -259,21 +263,32 @@ pub async fn run(
     let start = Instant::now();
     let measure_from = start + warmup;
     let until = measure_from + duration;
+    // Set once every connection ran out of requests before `until`: the figures over
+    // the interval are read then.
+    let (ran_out, end) = tokio::sync::watch::channel(false);
+    let end_of = move |mut end: tokio::sync::watch::Receiver<bool>| async move {
+        tokio::select! {
+            () = tokio::time::sleep_until(until.into()) => {}
+            _ = end.wait_for(|ended| *ended) => {}
+        }
+    };
     // A process's CPU time over the measured interval, as `read` gives it.
     let cpu_over_interval = |pid: u32, read: fn(u32) -> Option<Duration>| {
+        let ended = end_of(end.clone());
         tokio::spawn(async move {
             tokio::time::sleep_until(measure_from.into()).await;
             let before = read(pid)?;
-            tokio::time::sleep_until(until.into()).await;
+            ended.await;
             read(pid)?.checked_sub(before)
         })
     };
     let cpu = server.map(|pid| cpu_over_interval(pid, cpu_time));
     let database_cpu = database.map(|pid| cpu_over_interval(pid, tree_cpu_time));
+    let ended = end_of(end.clone());
     let steal = tokio::spawn(async move {
         tokio::time::sleep_until(measure_from.into()).await;
         let (stolen, all) = machine_ticks()?;
-        tokio::time::sleep_until(until.into()).await;
+        ended.await;
         let (stolen_after, all_after) = machine_ticks()?;
         #[allow(clippy::cast_precision_loss)]
         let share =
@@ -293,10 +308,11 @@ pub async fn run(
         })
     });
     let writes = postgres.map(|url| {
+        let ended = end_of(end.clone());
         tokio::spawn(async move {
             tokio::time::sleep_until(measure_from.into()).await;
             let before = transaction_ids(&url).await?;
-            tokio::time::sleep_until(until.into()).await;
+            ended.await;
             // The second question takes an id of its own.
             transaction_ids(&url).await?.checked_sub(before + 1)
         })
@@ -313,10 +329,19 @@ pub async fn run(
         measured: duration,
         ..Outcome::default()
     };
+    let mut ended = Some(measure_from);
     for task in tasks {
-        if let Ok(outcome) = task.await {
+        if let Ok((outcome, ran_out)) = task.await {
             total.merge(outcome);
+            ended = ended.zip(ran_out).map(|(a, b)| a.max(b));
         }
+    }
+    // Once every connection ran out, the rest of the interval is idle: the rate is
+    // over the time they ran (a prepared row's right codes), not diluted by the rest.
+    if let Some(ended) = ended.filter(|ended| *ended < until) {
+        total.measured = ended.saturating_duration_since(measure_from);
+        total.ran_out = true;
+        let _ = ran_out.send(true);
     }
     if let Some(cpu) = cpu {
         total.server_cpu = cpu.await.ok().flatten();
@@ -369,14 +394,17 @@ async fn open(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     Ok(sender)
 }
 
+/// One connection's answers, and when it ran out of requests (its last answer), if it
+/// did.
 async fn connection(
     addr: SocketAddr,
     host: Arc<str>,
     mut script: Box<dyn Script>,
     measure_from: Instant,
     until: Instant,
-) -> Outcome {
+) -> (Outcome, Option<Instant>) {
     let mut outcome = Outcome::default();
+    let mut last_answer = Instant::now();
     let mut sender: Option<SendRequest<Full<Bytes>>> = None;
     while Instant::now() < until {
         let mut current = match sender.take() {
@@ -393,7 +421,9 @@ async fn connection(
         if let Some(pause) = script.pause() {
             tokio::time::sleep(pause).await;
         }
-        let call = script.next();
+        let Some(call) = script.next() else {
+            return (outcome, Some(last_answer));
+        };
         let mut request = Request::builder()
             .method(call.method)
             .uri(&call.path)
@@ -419,6 +449,7 @@ async fn connection(
         }
         .await;
         let done = Instant::now();
+        last_answer = done;
         match answer {
             Ok((status, body)) => {
                 // Wall time, to compare with the mail files' times (mail delay).
@@ -437,7 +468,7 @@ async fn connection(
             Err(_) => outcome.errors += 1,
         }
     }
-    outcome
+    (outcome, None)
 }
 
 /// One request on a fresh connection, for set-up: status and body.

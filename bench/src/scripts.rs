@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
 
@@ -12,8 +12,8 @@ use crate::load::{Call, Script};
 pub struct Repeat(pub Call);
 
 impl Script for Repeat {
-    fn next(&mut self) -> Call {
-        self.0.clone()
+    fn next(&mut self) -> Option<Call> {
+        Some(self.0.clone())
     }
 }
 
@@ -22,8 +22,8 @@ impl Script for Repeat {
 pub struct Probe(pub Call);
 
 impl Script for Probe {
-    fn next(&mut self) -> Call {
-        self.0.clone()
+    fn next(&mut self) -> Option<Call> {
+        Some(self.0.clone())
     }
 
     fn pause(&self) -> Option<std::time::Duration> {
@@ -50,7 +50,7 @@ pub struct NewClients {
 }
 
 impl Script for NewClients {
-    fn next(&mut self) -> Call {
+    fn next(&mut self) -> Option<Call> {
         self.next = self.next.wrapping_add(1);
         let [high, low] = self.next.to_be_bytes();
         let mut call = Call::post(
@@ -58,7 +58,7 @@ impl Script for NewClients {
             json!({"email": self.email, "otp": "000000"}),
         );
         call.forwarded_for = Some(format!("10.{}.{high}.{low}", self.connection));
-        call
+        Some(call)
     }
 }
 
@@ -76,11 +76,11 @@ pub struct RefreshChain {
 }
 
 impl Script for RefreshChain {
-    fn next(&mut self) -> Call {
-        Call::post(
+    fn next(&mut self) -> Option<Call> {
+        Some(Call::post(
             "/api/accounts/token/refresh/",
             json!({"refresh": self.token}),
-        )
+        ))
     }
 
     fn answered(&mut self, status: u16, body: &[u8], _at: SystemTime) {
@@ -104,12 +104,12 @@ pub struct ResendNew {
 }
 
 impl Script for ResendNew {
-    fn next(&mut self) -> Call {
+    fn next(&mut self) -> Option<Call> {
         self.next += 1;
-        Call::post(
+        Some(Call::post(
             "/api/accounts/resend-otp/",
             json!({"email": format!("{}-{}@bench.example.com", self.prefix, self.next)}),
-        )
+        ))
     }
 }
 
@@ -125,13 +125,13 @@ pub struct Register {
 }
 
 impl Script for Register {
-    fn next(&mut self) -> Call {
+    fn next(&mut self) -> Option<Call> {
         self.next += 1;
         self.last = format!("{}-{}@bench.example.com", self.prefix, self.next);
-        Call::post(
+        Some(Call::post(
             "/api/accounts/create/",
             json!({"email": self.last, "full_name": "Bench User", "password": crate::PASSWORD}),
-        )
+        ))
     }
 
     fn answered(&mut self, status: u16, _body: &[u8], at: SystemTime) {
@@ -144,20 +144,63 @@ impl Script for Register {
 }
 
 /// Prepared requests, each sent once (a right code, a taken address's registration),
-/// taken from a stack the connections share; once it is empty, the last one again
-/// (a code spent, an address in its send cooldown: answered 4xx).
+/// taken from a stack the connections share; once it is empty, the connection ends,
+/// and the row is measured up to its last answer (`load::run`). The warm-up takes a
+/// quarter of them at most, then sends `/health/live` until it ends.
 pub struct Once {
-    pub calls: Arc<Mutex<Vec<Call>>>,
-    pub last: Option<Call>,
+    calls: Arc<Mutex<Vec<Call>>>,
+    /// Left for the measured interval.
+    reserve: usize,
+    warmed_up: Instant,
+}
+
+impl Once {
+    pub fn new(calls: Arc<Mutex<Vec<Call>>>, warmup: Duration) -> Self {
+        let reserve = calls
+            .lock()
+            .map_or(0, |calls| calls.len() - calls.len() / 4);
+        Self {
+            calls,
+            reserve,
+            warmed_up: Instant::now() + warmup,
+        }
+    }
 }
 
 impl Script for Once {
-    fn next(&mut self) -> Call {
-        if let Some(call) = self.calls.lock().ok().and_then(|mut calls| calls.pop()) {
-            self.last = Some(call);
+    fn next(&mut self) -> Option<Call> {
+        let mut calls = self.calls.lock().ok()?;
+        if calls.len() <= self.reserve && Instant::now() < self.warmed_up {
+            return Some(Call::get("/health/live"));
         }
-        self.last
-            .clone()
-            .unwrap_or_else(|| Call::get("/health/live"))
+        calls.pop()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Arc, Duration, Mutex, Once, Script as _};
+    use crate::load::Call;
+
+    fn paths(once: &mut Once, n: usize) -> Vec<Option<String>> {
+        (0..n).map(|_| once.next().map(|call| call.path)).collect()
+    }
+
+    #[test]
+    fn the_warm_up_takes_a_quarter_of_the_calls_and_the_rest_end_the_connection() {
+        let calls = || {
+            let calls = (0..8).map(|i| Call::get(&format!("/{i}"))).collect();
+            Arc::new(Mutex::new(calls))
+        };
+        let mut warming = Once::new(calls(), Duration::from_secs(3600));
+        let health = Some("/health/live".to_owned());
+        assert_eq!(
+            paths(&mut warming, 4),
+            [Some("/7".into()), Some("/6".into()), health.clone(), health]
+        );
+        let mut measured = Once::new(calls(), Duration::ZERO);
+        let sent = paths(&mut measured, 9);
+        assert!(sent[..8].iter().all(Option::is_some), "{sent:?}");
+        assert_eq!(sent[8], None, "nothing left: the connection ends");
     }
 }
