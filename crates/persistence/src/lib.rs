@@ -18,6 +18,8 @@ pub mod mysql;
 mod outbox_rows;
 mod ports;
 pub mod postgres;
+#[cfg(test)]
+mod prepared_rounds;
 mod rows;
 mod schema;
 mod settings;

@@ -667,142 +667,19 @@ mod tests {
         (super::MysqlStore::connect(&settings).unwrap(), database)
     }
 
-    /// The statements of a code replaced, guessed and spent with a password set, of a
-    /// registration's code guessed beside another and spent, of a decoy, of mail sent
-    /// one at a time and in batches and of the outbox's statistics are kept prepared (`crate::cached`; `IN`
-    /// lists padded, `rows::pad_to_power_of_two`): on MariaDB one prepared anew is a
-    /// round trip of its own, and another to close it. After the first round, a round
-    /// prepares nothing but the count's own statement.
-    #[allow(clippy::disallowed_methods)] // Codes unexpired by the wall clock.
+    /// The statements of every request and of the mail worker are kept prepared
+    /// (`crate::cached`; `IN` lists padded, `rows::pad_to_power_of_two`): on MariaDB
+    /// one prepared anew is a round trip of its own, and another to close it. After
+    /// the first round (`crate::prepared_rounds`), a round prepares nothing but the
+    /// count's own statement.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_statements_of_a_code_and_its_mail_are_kept_prepared() {
-        use chrono::{Duration, Utc};
-        use passcode_domain::otp::NewOtp;
-        use passcode_domain::ports::{
-            AccountChange, Issue, Mail, OtpStore, Outbox, PasswordSet, Spend, UserRepository,
-        };
-        use passcode_domain::{
-            AuditEvent, AuditKind, CodeHash, EmailAddress, FullName, NewUser, OtpCode, OtpPurpose,
-            PasswordHash, Registration, RequestContext, UserId,
-        };
+    async fn the_statements_of_the_requests_and_the_mail_worker_are_kept_prepared() {
         let (store, _database) = one_connection("kept").await;
         store.migrate().await.unwrap();
-        let email = EmailAddress::parse("ada@example.com").unwrap();
-        let hash = PasswordHash::new("$argon2id$v=19$new".into());
-        let user = store
-            .create(
-                &NewUser {
-                    id: UserId::new_random(),
-                    email: email.clone(),
-                    full_name: FullName::parse("Ada Lovelace").unwrap(),
-                    password_hash: hash.clone(),
-                    created_at: Utc::now(),
-                },
-                None,
-            )
-            .await
-            .unwrap();
-        let notice = Mail::RegistrationAttempt {
-            to: email.clone(),
-            full_name: "Ada".into(),
-        };
+        let fixture = crate::prepared_rounds::fixture(&store).await;
         let mut counted = Vec::new();
-        for round in 0..3u8 {
-            let now = Utc::now();
-            let code = |purpose, registration| NewOtp {
-                id: uuid::Uuid::new_v4(),
-                email: email.clone(),
-                purpose,
-                code_hash: CodeHash::from_bytes(vec![round; 32]),
-                created_at: now,
-                expires_at: now + Duration::minutes(10),
-                registration,
-                account: None,
-            };
-            let mail = |otp: &NewOtp| Mail::Code {
-                to: otp.email.clone(),
-                full_name: "Ada".into(),
-                code: OtpCode::new("123456".into()),
-                purpose: otp.purpose,
-                valid_for: Duration::minutes(10),
-            };
-            let audit = AuditEvent::new(
-                AuditKind::PasswordReset,
-                now,
-                Some(user.id),
-                Some(&email),
-                &RequestContext::default(),
-            );
-            let nobody = EmailAddress::parse("nobody@example.com").unwrap();
-            store
-                .decoy(&nobody, OtpPurpose::VerifyEmail, now, &Issue::default())
-                .await
-                .unwrap();
-            let reset = code(OtpPurpose::ResetPassword, None);
-            store
-                .replace(&reset, &mail(&reset), &Issue::default())
-                .await
-                .unwrap();
-            store
-                .count_try(&email, OtpPurpose::ResetPassword, now, 5, &[])
-                .await
-                .unwrap();
-            let spend = Spend {
-                account: Some(AccountChange::Password(PasswordSet {
-                    user: user.id,
-                    hash: &hash,
-                    verify_email: true,
-                    audit: &audit,
-                    notice: Some(&notice),
-                })),
-                ..Spend::new(reset.id, &reset.code_hash, now, 5)
-            };
-            assert!(store.consume(&spend).await.unwrap());
-            let registration = Registration {
-                full_name: FullName::parse("Ada").unwrap(),
-                password_hash: hash.clone(),
-            };
-            let registering = code(OtpPurpose::VerifyEmail, Some(registration.clone()));
-            store
-                .add(&registering, &mail(&registering), &audit)
-                .await
-                .unwrap();
-            // A second code side by side: a guess counts a try on both (an `IN` list
-            // of two).
-            let beside = code(OtpPurpose::VerifyEmail, Some(registration.clone()));
-            store.add(&beside, &mail(&beside), &audit).await.unwrap();
-            let tried = store
-                .count_try(&email, OtpPurpose::VerifyEmail, now, 5, &[])
-                .await
-                .unwrap();
-            assert!(
-                matches!(&tried, passcode_domain::ports::Tries::Counted(codes) if codes.len() == 2),
-                "{tried:?}"
-            );
-            let spend = Spend::new(registering.id, &registering.code_hash, now, 5);
-            assert!(
-                store
-                    .complete_registration(&spend, user.id, &registration, &audit)
-                    .await
-                    .unwrap()
-            );
-            let claimed = store.claim(now, Duration::minutes(1), 10).await.unwrap();
-            assert!(!claimed.is_empty());
-            for sent in claimed {
-                store.mark_sent(&[sent.id], now).await.unwrap();
-            }
-            // Batches of three and two: `IN` lists of four and two, padded.
-            for batch in [3, 2] {
-                for _ in 0..batch {
-                    store.enqueue(&notice, now, None).await.unwrap();
-                }
-                let claimed = store.claim(now, Duration::minutes(1), 10).await.unwrap();
-                assert_eq!(claimed.len(), batch);
-                let ids: Vec<_> = claimed.iter().map(|mail| mail.id).collect();
-                store.mark_sent(&ids, now).await.unwrap();
-            }
-            // The outbox's statistics, as each `/metrics` scrape reads them.
-            assert_eq!(store.stats().await.unwrap().unsent, 0);
+        for round in 0..3 {
+            crate::prepared_rounds::round(&store, &fixture, round).await;
             counted
                 .push(session_status(&mut store.conn().await.unwrap(), "Com_stmt_prepare").await);
         }

@@ -290,8 +290,20 @@ mod one_trip {
         rotate_session_query, send_budgets, session_tokens_query, spend_code_query, tries,
         unrotated,
     };
-    use crate::schema::{audit_events, otp_codes, outbox, rate_limits, users};
+    use crate::schema::{audit_events, otp_codes, outbox, rate_limits, sessions, users};
     use crate::time::to_millis;
+
+    /// Runs write `$query` kept prepared by its place in the code (`cached_here!`): how
+    /// many rows it changed. On the synchronous API `execute` drops the mark (see
+    /// `crate::cached`) and SQLite would prepare the write at every call; a query keeps
+    /// it, so the write returns `$id`, the text id of each row it changed.
+    macro_rules! write_kept {
+        ($query:expr, $id:expr, $conn:expr) => {
+            cached_here!($query.returning($id))
+                .load::<String>($conn)
+                .map(|rows| rows.len())
+        };
+    }
 
     /// `Throttle::acquire`'s statement, synchronously: `Some(retry_after)` if refused.
     fn reserve(
@@ -427,8 +439,12 @@ mod one_trip {
             let (id, now) = (ended.id(), to_millis(now));
             self.batched(move |conn| -> QueryResult<()> {
                 match ended {
-                    Ended::Family(_) => end_family_query!(&id, now).execute(conn),
-                    Ended::Account(_) => end_sessions_query!(&id, "", now).execute(conn),
+                    Ended::Family(_) => {
+                        write_kept!(end_family_query!(&id, now), sessions::family_id, conn)
+                    }
+                    Ended::Account(_) => {
+                        write_kept!(end_sessions_query!(&id, "", now), sessions::family_id, conn)
+                    }
                 }?;
                 audit(conn, event.as_ref())
             })
@@ -467,9 +483,13 @@ mod one_trip {
                         return Ok(None);
                     };
                     if all {
-                        end_sessions_query!(&user, "", now).execute(conn)?;
+                        write_kept!(
+                            end_sessions_query!(&user, "", now),
+                            sessions::family_id,
+                            conn
+                        )?;
                     } else {
-                        end_family_query!(&family, now).execute(conn)?;
+                        write_kept!(end_family_query!(&family, now), sessions::family_id, conn)?;
                     }
                     row.user_id = Some(user.clone());
                     diesel::insert_into(audit_events::table)
@@ -532,8 +552,11 @@ mod one_trip {
                         .load::<i32>(conn)?;
                     }
                     let (email, purpose) = (code.email.as_str(), code.purpose.as_str());
-                    expire_replaced_mail_query!(email, purpose, "", to_millis(now))
-                        .execute(conn)?;
+                    write_kept!(
+                        expire_replaced_mail_query!(email, purpose, "", to_millis(now)),
+                        outbox::id,
+                        conn
+                    )?;
                     delete_replaced_codes_query!(email, purpose, "").execute(conn)?;
                     insert_code(conn, &code, &mail)?;
                     if let Some(notice) = &notice {
@@ -570,22 +593,30 @@ mod one_trip {
                         )
                         .load::<i32>(conn)?;
                     }
-                    if spend_code_query!(&r.code, &r.code_hash, r.now, r.most_tries)
-                        .execute(conn)?
-                        != 1
+                    if write_kept!(
+                        spend_code_query!(&r.code, &r.code_hash, r.now, r.most_tries),
+                        otp_codes::id,
+                        conn
+                    )? != 1
                     {
                         return Err(diesel::result::Error::RollbackTransaction);
                     }
                     if let Some(registration) = &r.registration {
-                        if apply_registration_query!(&r.code, registration, r.now).execute(conn)?
-                            != 1
+                        if write_kept!(
+                            apply_registration_query!(&r.code, registration, r.now),
+                            users::id,
+                            conn
+                        )? != 1
                         {
                             return Err(diesel::result::Error::RollbackTransaction);
                         }
                         let purpose = OtpPurpose::VerifyEmail.as_str();
                         let email = || registered_email!(&registration.user);
-                        expire_replaced_mail_query!(email(), purpose, &r.code, r.now)
-                            .execute(conn)?;
+                        write_kept!(
+                            expire_replaced_mail_query!(email(), purpose, &r.code, r.now),
+                            outbox::id,
+                            conn
+                        )?;
                         delete_replaced_codes_query!(email(), purpose, &r.code).execute(conn)?;
                         diesel::insert_into(audit_events::table)
                             .values(&registration.verified)
@@ -705,11 +736,57 @@ mod tests {
 
     use super::*;
 
-    /// SQLite's prepared statements, by SQL text: how often each was started and how
-    /// often prepared into a connection's cache (Diesel's instrumentation, installed
-    /// for every connection opened after it; only the connections to this test's
-    /// database file count, as other tests run alongside in the same process).
-    static STATEMENTS: std::sync::Mutex<Vec<(bool, String)>> = std::sync::Mutex::new(Vec::new());
+    /// SQLite's statements, as Diesel's instrumentation sees them on every connection
+    /// opened after [`record_statements`]: the database file's name, whether the
+    /// statement was started (`false`) or prepared into a connection's cache (`true`),
+    /// and its SQL. Tests run alongside in one process, so each reads only its own
+    /// file's.
+    static STATEMENTS: std::sync::Mutex<Vec<(String, bool, String)>> =
+        std::sync::Mutex::new(Vec::new());
+
+    /// Installs the recorder of [`STATEMENTS`], once per process.
+    fn record_statements() {
+        use diesel::connection::{InstrumentationEvent, set_default_instrumentation};
+        static INSTALLED: std::sync::Once = std::sync::Once::new();
+        INSTALLED.call_once(|| {
+            set_default_instrumentation(|| {
+                let mut file = None;
+                Some(Box::new(move |event: InstrumentationEvent<'_>| {
+                    let (cached, sql) = match event {
+                        InstrumentationEvent::StartEstablishConnection { url, .. } => {
+                            file = std::path::Path::new(url)
+                                .file_name()
+                                .map(|name| name.to_string_lossy().into_owned());
+                            return;
+                        }
+                        // Diesel shows a statement as its SQL, then ` -- binds: [...]`.
+                        InstrumentationEvent::StartQuery { query, .. } => {
+                            let shown = query.to_string();
+                            let sql = shown.split(" -- binds: ").next().unwrap_or_default();
+                            (false, sql.to_owned())
+                        }
+                        InstrumentationEvent::CacheQuery { sql, .. } => (true, sql.to_owned()),
+                        _ => return,
+                    };
+                    if let Some(file) = &file {
+                        STATEMENTS.lock().unwrap().push((file.clone(), cached, sql));
+                    }
+                }))
+            })
+            .unwrap();
+        });
+    }
+
+    /// The statements recorded so far on database file `file`: (cached, SQL).
+    fn statements_of(file: &str) -> Vec<(bool, String)> {
+        STATEMENTS
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(of, _, _)| of == file)
+            .map(|(_, cached, sql)| (*cached, sql.clone()))
+            .collect()
+    }
 
     /// One wrong guess at ada@example.com's verification code at `now`, with roomy
     /// budgets.
@@ -735,26 +812,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[allow(clippy::disallowed_methods, reason = "a test may read the wall clock")]
     async fn a_guess_is_prepared_once_per_connection() {
-        use diesel::connection::{InstrumentationEvent, set_default_instrumentation};
         use passcode_domain::ports::Throttle as _;
-        set_default_instrumentation(|| {
-            let mut ours = false;
-            Some(Box::new(move |event: InstrumentationEvent<'_>| {
-                let (cached, sql) = match event {
-                    InstrumentationEvent::StartEstablishConnection { url, .. } => {
-                        ours = url.ends_with("prepared-once.db");
-                        return;
-                    }
-                    InstrumentationEvent::StartQuery { query, .. } => (false, query.to_string()),
-                    InstrumentationEvent::CacheQuery { sql, .. } => (true, sql.to_owned()),
-                    _ => return,
-                };
-                if ours && (sql.contains("`rate_limits`") || sql.contains("`otp_codes`")) {
-                    STATEMENTS.lock().unwrap().push((cached, sql));
-                }
-            }))
-        })
-        .unwrap();
+        record_statements();
         let dir = tempfile::tempdir().unwrap();
         let mut settings = DatabaseSettings::sqlite(dir.path().join("prepared-once.db"));
         settings.max_connections = 1; // one connection, so one statement cache
@@ -771,7 +830,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let statements = STATEMENTS.lock().unwrap();
+        let statements = statements_of("prepared-once.db");
         let count = |cached: bool, prefix: &str| {
             statements
                 .iter()
@@ -785,6 +844,89 @@ mod tests {
         // Through diesel-async's wrapper, `execute` keeps the mark.
         assert_eq!(count(false, "UPDATE `rate_limits`"), 5);
         assert_eq!(count(true, "UPDATE `rate_limits`"), 1);
+    }
+
+    #[derive(diesel::QueryableByName)]
+    struct Kept {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        sql: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        run: i64,
+    }
+
+    /// How often each statement a connection keeps prepared has run, by SQL text, on
+    /// the writer's connection and the pool's (SQLite's `sqlite_stmt` table).
+    async fn runs_kept(store: &SqliteStore) -> std::collections::BTreeMap<String, i64> {
+        const KEPT: &str = "SELECT sql, run FROM sqlite_stmt";
+        let mut kept = store
+            .batched(|conn| diesel::sql_query(KEPT).load::<Kept>(conn))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut pooled = store.pool.get().await.unwrap();
+        kept.extend(
+            diesel_async::RunQueryDsl::load::<Kept>(diesel::sql_query(KEPT), &mut *pooled)
+                .await
+                .unwrap(),
+        );
+        let mut runs = std::collections::BTreeMap::new();
+        for Kept { sql, run } in kept {
+            *runs.entry(sql).or_default() += run;
+        }
+        runs
+    }
+
+    /// The statements of every request and of the mail worker are kept prepared
+    /// (`crate::cached`), as the MariaDB and PostgreSQL tests check on theirs: after
+    /// two rounds (`crate::prepared_rounds`), which warm the writer's connection and
+    /// the pool's, each statement the third starts (Diesel's instrumentation) is one
+    /// that a connection keeps and whose count of runs went up by one (`sqlite_stmt`).
+    /// One prepared anew costs SQLite's parser and planner at every call.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_statements_of_the_requests_and_the_mail_worker_are_kept_prepared() {
+        record_statements();
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = DatabaseSettings::sqlite(dir.path().join("kept-prepared.db"));
+        settings.max_connections = 1; // with the writer's, two statement caches
+        let store = SqliteStore::connect(&settings).unwrap();
+        store.migrate().await.unwrap();
+        let fixture = crate::prepared_rounds::fixture(&store).await;
+        for round in 0..2 {
+            crate::prepared_rounds::round(&store, &fixture, round).await;
+        }
+        let runs_before = runs_kept(&store).await;
+        let from = statements_of("kept-prepared.db").len();
+        crate::prepared_rounds::round(&store, &fixture, 2).await;
+        let started = statements_of("kept-prepared.db")[from..].to_vec();
+        let runs_after = runs_kept(&store).await;
+
+        // Transaction control and pragmas run as plain SQL (`batch_execute`), which
+        // SQLite prepares each time by design.
+        let plain = [
+            "BEGIN",
+            "COMMIT",
+            "ROLLBACK",
+            "PRAGMA",
+            "SAVEPOINT",
+            "RELEASE",
+        ];
+        let mut times: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+        for (cached, sql) in &started {
+            assert!(!cached, "cached anew in the third round: {sql}");
+            if !plain.iter().any(|word| sql.starts_with(word)) {
+                *times.entry(sql.as_str()).or_default() += 1;
+            }
+        }
+        assert!(times.len() > 20, "the round ran its statements: {times:?}");
+        let anew: Vec<(i64, &str)> = times
+            .iter()
+            .filter_map(|(sql, times)| {
+                let ran_kept =
+                    runs_after.get(*sql).unwrap_or(&0) - runs_before.get(*sql).unwrap_or(&0);
+                (ran_kept < *times).then_some((times - ran_kept, *sql))
+            })
+            .collect();
+        assert_eq!(anew, [], "prepared anew in the third round (times, SQL)");
     }
 
     #[derive(diesel::QueryableByName)]

@@ -1,0 +1,324 @@
+//! One round of the statements the service's requests and its mail worker run, for
+//! the tests that check each backend keeps them prepared (`crate::cached`): MariaDB's
+//! by its session counter of prepares, SQLite's by Diesel's instrumentation. Each round
+//! runs the same shapes again, so after the first nothing new should be prepared.
+
+#![allow(
+    clippy::disallowed_methods,
+    reason = "codes unexpired by the wall clock"
+)]
+
+use chrono::{Duration, Utc};
+use passcode_domain::otp::NewOtp;
+use passcode_domain::ports::{
+    AccountChange, AuditLog, FirstCode, GiveBack, Issue, Limit, Mail, NewRefreshToken, OtpStore,
+    Outbox, PasswordSet, RefreshTokenStore, Rotation, SignedFor, Spend, Throttle, TokenIds, Tries,
+    UserRepository,
+};
+use passcode_domain::{
+    AuditEvent, AuditKind, CodeHash, EmailAddress, FullName, NewUser, OtpCode, OtpPurpose,
+    PasswordHash, Registration, RequestContext, TokenSubject, User, UserId,
+};
+use uuid::Uuid;
+
+/// What every store the rounds run on offers.
+pub(crate) trait Store:
+    UserRepository + OtpStore + Outbox + Throttle + RefreshTokenStore + AuditLog
+{
+}
+
+impl<S: UserRepository + OtpStore + Outbox + Throttle + RefreshTokenStore + AuditLog> Store for S {}
+
+/// The account the rounds act on, created once.
+pub(crate) struct Fixture {
+    user: User,
+    hash: PasswordHash,
+}
+
+pub(crate) async fn fixture(store: &impl Store) -> Fixture {
+    let hash = PasswordHash::new("$argon2id$v=19$new".into());
+    let user = store
+        .create(
+            &NewUser {
+                id: UserId::new_random(),
+                email: EmailAddress::parse("ada@example.com").unwrap(),
+                full_name: FullName::parse("Ada Lovelace").unwrap(),
+                password_hash: hash.clone(),
+                created_at: Utc::now(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    Fixture { user, hash }
+}
+
+/// Round `round` (from 0): a code replaced, guessed and spent with a password set; a
+/// registration's code guessed beside another and spent; a decoy; mail sent one at a
+/// time and in batches of three and two (`IN` lists of four and two, padded); the
+/// outbox's statistics; a login's budgets reserved and its session started, refreshed,
+/// listed and ended by logout, by its owner, and by a logout of all (a token without
+/// its session's id), and revoked as reuse detection and a deactivation do; a new
+/// account registered; the account read by address and by id.
+pub(crate) async fn round(store: &impl Store, fixture: &Fixture, round: u8) {
+    let Fixture { user, hash } = fixture;
+    let email = user.email.clone();
+    let now = Utc::now();
+    let notice = Mail::RegistrationAttempt {
+        to: email.clone(),
+        full_name: "Ada".into(),
+    };
+    let code = |purpose, registration| NewOtp {
+        id: Uuid::new_v4(),
+        email: email.clone(),
+        purpose,
+        code_hash: CodeHash::from_bytes(vec![round; 32]),
+        created_at: now,
+        expires_at: now + Duration::minutes(10),
+        registration,
+        account: None,
+    };
+    let mail = |otp: &NewOtp| Mail::Code {
+        to: otp.email.clone(),
+        full_name: "Ada".into(),
+        code: OtpCode::new("123456".into()),
+        purpose: otp.purpose,
+        valid_for: Duration::minutes(10),
+    };
+    let audit = |kind| {
+        AuditEvent::new(
+            kind,
+            now,
+            Some(user.id),
+            Some(&email),
+            &RequestContext::default(),
+        )
+    };
+    let reset_audit = audit(AuditKind::PasswordReset);
+
+    // A new account, with its first code.
+    let newcomer = EmailAddress::parse(&format!("new{round}@example.com")).unwrap();
+    let first = NewOtp {
+        email: newcomer.clone(),
+        ..code(
+            OtpPurpose::VerifyEmail,
+            Some(Registration {
+                full_name: FullName::parse("Ada").unwrap(),
+                password_hash: hash.clone(),
+            }),
+        )
+    };
+    let first = FirstCode {
+        mail: mail(&first),
+        otp: first,
+        audit: audit(AuditKind::Registered),
+    };
+    store
+        .create(
+            &NewUser {
+                id: UserId::new_random(),
+                email: newcomer,
+                full_name: FullName::parse("Ada").unwrap(),
+                password_hash: hash.clone(),
+                created_at: now,
+            },
+            Some(&first),
+        )
+        .await
+        .unwrap();
+
+    let nobody = EmailAddress::parse("nobody@example.com").unwrap();
+    store
+        .decoy(&nobody, OtpPurpose::VerifyEmail, now, &Issue::default())
+        .await
+        .unwrap();
+    let reset = code(OtpPurpose::ResetPassword, None);
+    store
+        .replace(&reset, &mail(&reset), &Issue::default())
+        .await
+        .unwrap();
+    store
+        .count_try(&email, OtpPurpose::ResetPassword, now, 5, &[])
+        .await
+        .unwrap();
+    let spend = Spend {
+        account: Some(AccountChange::Password(PasswordSet {
+            user: user.id,
+            hash,
+            verify_email: true,
+            audit: &reset_audit,
+            notice: Some(&notice),
+        })),
+        ..Spend::new(reset.id, &reset.code_hash, now, 5)
+    };
+    assert!(store.consume(&spend).await.unwrap());
+
+    let registration = Registration {
+        full_name: FullName::parse("Ada").unwrap(),
+        password_hash: hash.clone(),
+    };
+    let verified = audit(AuditKind::Verified);
+    let registering = code(OtpPurpose::VerifyEmail, Some(registration.clone()));
+    store
+        .add(&registering, &mail(&registering), &verified)
+        .await
+        .unwrap();
+    // A second code side by side: a guess counts a try on both (an `IN` list of two).
+    let beside = code(OtpPurpose::VerifyEmail, Some(registration.clone()));
+    store.add(&beside, &mail(&beside), &verified).await.unwrap();
+    let tried = store
+        .count_try(&email, OtpPurpose::VerifyEmail, now, 5, &[])
+        .await
+        .unwrap();
+    assert!(
+        matches!(&tried, Tries::Counted(codes) if codes.len() == 2),
+        "{tried:?}"
+    );
+    let spend = Spend::new(registering.id, &registering.code_hash, now, 5);
+    assert!(
+        store
+            .complete_registration(&spend, user.id, &registration, &verified)
+            .await
+            .unwrap()
+    );
+
+    let claimed = store.claim(now, Duration::minutes(1), 10).await.unwrap();
+    assert!(!claimed.is_empty());
+    for sent in claimed {
+        store.mark_sent(&[sent.id], now).await.unwrap();
+    }
+    for batch in [3, 2] {
+        for _ in 0..batch {
+            store.enqueue(&notice, now, None).await.unwrap();
+        }
+        let claimed = store.claim(now, Duration::minutes(1), 10).await.unwrap();
+        assert_eq!(claimed.len(), batch);
+        let ids: Vec<_> = claimed.iter().map(|mail| mail.id).collect();
+        store.mark_sent(&ids, now).await.unwrap();
+    }
+    assert_eq!(store.stats().await.unwrap().unsent, 0);
+
+    sessions(store, user, now, round).await;
+    assert!(store.find_by_email(&email).await.unwrap().is_some());
+    assert!(store.find_by_id(user.id).await.unwrap().is_some());
+}
+
+/// A login's sessions, each refreshed and ended another way.
+async fn sessions(store: &impl Store, user: &User, now: chrono::DateTime<Utc>, round: u8) {
+    let limit = Limit {
+        limit: 1_000,
+        window: Duration::hours(1),
+        cooldown: Duration::zero(),
+    };
+    let budgets = [
+        ("login:ada@example.com:client".to_owned(), limit),
+        ("login:ada@example.com".to_owned(), limit),
+    ];
+    let keys: Vec<String> = budgets.iter().map(|(key, _)| key.clone()).collect();
+    let signed = SignedFor {
+        subject: TokenSubject {
+            user_id: user.id,
+            email: user.email.clone(),
+            email_verified: true,
+        },
+        presented_issued_at: now,
+    };
+    let token = |n: u8, family| NewRefreshToken {
+        token_hash: vec![round.wrapping_mul(8).wrapping_add(n); 32],
+        family_id: family,
+        user_id: user.id,
+        expires_at: now + Duration::days(1),
+        created_at: now,
+        family_expires_at: now + Duration::days(30),
+        origin: RequestContext::default(),
+    };
+    let event = |kind| {
+        AuditEvent::new(
+            kind,
+            now,
+            Some(user.id),
+            Some(&user.email),
+            &RequestContext::default(),
+        )
+    };
+    let mut families = Vec::new();
+    for n in [1, 3, 5] {
+        store.acquire_all(&budgets, now).await.unwrap();
+        let family = Uuid::new_v4();
+        let give_back = GiveBack {
+            keys: &keys,
+            reserved_at: now,
+        };
+        store
+            .insert(
+                &token(n, family),
+                Some(event(AuditKind::LoginSucceeded)),
+                give_back,
+            )
+            .await
+            .unwrap();
+        let ids = TokenIds {
+            session_id: family,
+            access_jti: format!("a{n}"),
+            refresh_jti: format!("r{n}"),
+            issued_at: now,
+        };
+        let rotated = store
+            .rotate(
+                &token(n, family).token_hash,
+                now,
+                Duration::seconds(10),
+                &token(n + 1, family),
+                &ids,
+                &signed,
+            )
+            .await
+            .unwrap();
+        assert_eq!(rotated, Rotation::Rotated);
+        families.push(family);
+    }
+    assert_eq!(store.sessions(user.id, now).await.unwrap().len(), 3);
+    let ended = store
+        .logout(
+            &token(2, families[0]).token_hash,
+            Some(families[0]),
+            false,
+            now,
+            event(AuditKind::Logout),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ended, Some(user.id));
+    assert!(
+        store
+            .end_session(user.id, families[1], now, &event(AuditKind::Logout))
+            .await
+            .unwrap()
+    );
+    let ended = store
+        .logout(
+            &token(6, families[2]).token_hash,
+            None,
+            true,
+            now,
+            event(AuditKind::LogoutAll),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ended, Some(user.id));
+
+    // Reuse detection's revocation, and a deactivation's.
+    let family = Uuid::new_v4();
+    store
+        .insert(&token(7, family), None, GiveBack::NONE)
+        .await
+        .unwrap();
+    store
+        .revoke_family(family, now, &event(AuditKind::RefreshReuseDetected))
+        .await
+        .unwrap();
+    store
+        .revoke_all(user.id, now, Some(event(AuditKind::Deactivated)))
+        .await
+        .unwrap();
+}
