@@ -1465,6 +1465,42 @@ mod tests {
         );
     }
 
+    /// How often each statement a connection keeps prepared has run, by SQL text, on
+    /// the pool's one connection and the shared one (`pg_prepared_statements`: a
+    /// statement Diesel does not keep is closed after its one use).
+    async fn runs_kept(store: &PgStore) -> crate::prepared_rounds::Runs {
+        use crate::prepared_rounds::Kept;
+        const KEPT: &str = "SELECT statement AS sql, generic_plans + custom_plans AS run \
+                            FROM pg_prepared_statements";
+        let pooled = store.conn().await.unwrap();
+        let mut kept: Vec<Kept> = diesel::sql_query(KEPT).load(&mut &*pooled).await.unwrap();
+        drop(pooled);
+        let shared = store.shared().await.unwrap();
+        assert!(
+            matches!(shared, super::Lent::Shared(_)),
+            "the shared connection is open"
+        );
+        kept.extend(
+            diesel::sql_query(KEPT)
+                .load::<Kept>(&mut &*shared)
+                .await
+                .unwrap(),
+        );
+        crate::prepared_rounds::runs(kept)
+    }
+
+    /// The statements of every request and of the mail worker are kept prepared
+    /// (`crate::cached`; `crate::prepared_rounds::assert_kept`, with PostgreSQL's
+    /// `pg_prepared_statements`): one that is not costs a round trip of its own to be
+    /// prepared, and in a write sent at once with its COMMIT it would run after it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_statements_of_the_requests_and_the_mail_worker_are_kept_prepared() {
+        crate::prepared_rounds::record_statements();
+        let (store, database) = one_connection("every").await;
+        let name = crate::prepared_rounds::database_name(database.url());
+        crate::prepared_rounds::assert_kept(&store, &name, runs_kept).await;
+    }
+
     /// Every statement of a write sent at once is kept prepared: one that is not is
     /// prepared first, a round trip of its own, and in a transaction sent with its
     /// COMMIT (`in_one_trip`) it would run after that COMMIT. Here a new code's writes

@@ -1,7 +1,9 @@
 //! One round of the statements the service's requests and its mail worker run, for
 //! the tests that check each backend keeps them prepared (`crate::cached`): MariaDB's
-//! by its session counter of prepares, SQLite's by Diesel's instrumentation. Each round
-//! runs the same shapes again, so after the first nothing new should be prepared.
+//! by its session counter of prepares; SQLite's and PostgreSQL's by comparing the
+//! statements Diesel started ([`record_statements`]) with how often each statement a
+//! connection keeps ran ([`assert_kept`]). Each round runs the same shapes again, so
+//! after the first two (which warm every connection) nothing should be prepared anew.
 
 #![allow(
     clippy::disallowed_methods,
@@ -20,6 +22,129 @@ use passcode_domain::{
     PasswordHash, Registration, RequestContext, TokenSubject, User, UserId,
 };
 use uuid::Uuid;
+
+/// The statements Diesel's instrumentation saw on every connection opened after
+/// [`record_statements`]: the name of the connection's database (its URL's last
+/// part: a SQLite file's name, a PostgreSQL database's), whether the statement was
+/// started (`false`) or prepared into the connection's cache (`true`), and its SQL.
+/// Tests run alongside in one process, so each reads only its own database's.
+static STATEMENTS: std::sync::Mutex<Vec<(String, bool, String)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Installs the recorder of [`STATEMENTS`], once per process.
+pub(crate) fn record_statements() {
+    use diesel::connection::{InstrumentationEvent, set_default_instrumentation};
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        set_default_instrumentation(|| {
+            let mut database = None;
+            Some(Box::new(move |event: InstrumentationEvent<'_>| {
+                let (cached, sql) = match event {
+                    InstrumentationEvent::StartEstablishConnection { url, .. } => {
+                        database = Some(database_name(url));
+                        return;
+                    }
+                    // Diesel shows a statement as its SQL, then ` -- binds: [...]`.
+                    InstrumentationEvent::StartQuery { query, .. } => {
+                        let shown = query.to_string();
+                        let sql = shown.split(" -- binds: ").next().unwrap_or_default();
+                        (false, sql.to_owned())
+                    }
+                    InstrumentationEvent::CacheQuery { sql, .. } => (true, sql.to_owned()),
+                    _ => return,
+                };
+                if let Some(database) = &database {
+                    let mut statements = STATEMENTS.lock().unwrap();
+                    statements.push((database.clone(), cached, sql));
+                }
+            }))
+        })
+        .unwrap();
+    });
+}
+
+/// The name [`STATEMENTS`] knows a database by: its URL's (or path's) last part.
+pub(crate) fn database_name(url: &str) -> String {
+    url.rsplit('/').next().unwrap_or(url).to_owned()
+}
+
+/// The statements recorded so far on database `name`: (cached, SQL).
+pub(crate) fn statements_of(name: &str) -> Vec<(bool, String)> {
+    STATEMENTS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(of, _, _)| of == name)
+        .map(|(_, cached, sql)| (*cached, sql.clone()))
+        .collect()
+}
+
+/// A statement a connection keeps prepared, and how often it ran.
+#[derive(diesel::QueryableByName)]
+pub(crate) struct Kept {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    sql: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    run: i64,
+}
+
+/// How often the statements kept ran, by SQL text, over all connections.
+pub(crate) type Runs = std::collections::BTreeMap<String, i64>;
+
+pub(crate) fn runs(kept: Vec<Kept>) -> Runs {
+    let mut runs = Runs::new();
+    for Kept { sql, run } in kept {
+        *runs.entry(sql).or_default() += run;
+    }
+    runs
+}
+
+/// Runs three rounds on `store` (database `name`, recorded since before its first
+/// connection), and fails on any statement the third started more often than its
+/// kept form ran (`runs_kept`, read before and after it): a statement prepared anew.
+pub(crate) async fn assert_kept<S: Store>(
+    store: &S,
+    name: &str,
+    runs_kept: impl AsyncFn(&S) -> Runs,
+) {
+    let fixture = fixture(store).await;
+    for n in 0..2 {
+        round(store, &fixture, n).await;
+    }
+    let runs_before = runs_kept(store).await;
+    let from = statements_of(name).len();
+    round(store, &fixture, 2).await;
+    let started = statements_of(name)[from..].to_vec();
+    let runs_after = runs_kept(store).await;
+
+    // Transaction control and settings are plain SQL (`batch_execute`), prepared each
+    // time by design.
+    let plain = [
+        "BEGIN",
+        "COMMIT",
+        "ROLLBACK",
+        "PRAGMA",
+        "SAVEPOINT",
+        "RELEASE",
+        "SET",
+    ];
+    let mut times = Runs::new();
+    for (cached, sql) in started {
+        assert!(!cached, "cached anew in the third round: {sql}");
+        if !plain.iter().any(|word| sql.starts_with(word)) {
+            *times.entry(sql).or_default() += 1;
+        }
+    }
+    assert!(times.len() > 20, "the round ran its statements: {times:?}");
+    let anew: Vec<(i64, &str)> = times
+        .iter()
+        .filter_map(|(sql, times)| {
+            let ran_kept = runs_after.get(sql).unwrap_or(&0) - runs_before.get(sql).unwrap_or(&0);
+            (ran_kept < *times).then_some((times - ran_kept, sql.as_str()))
+        })
+        .collect();
+    assert_eq!(anew, [], "prepared anew in the third round (times, SQL)");
+}
 
 /// What every store the rounds run on offers.
 pub(crate) trait Store:

@@ -736,58 +736,6 @@ mod tests {
 
     use super::*;
 
-    /// SQLite's statements, as Diesel's instrumentation sees them on every connection
-    /// opened after [`record_statements`]: the database file's name, whether the
-    /// statement was started (`false`) or prepared into a connection's cache (`true`),
-    /// and its SQL. Tests run alongside in one process, so each reads only its own
-    /// file's.
-    static STATEMENTS: std::sync::Mutex<Vec<(String, bool, String)>> =
-        std::sync::Mutex::new(Vec::new());
-
-    /// Installs the recorder of [`STATEMENTS`], once per process.
-    fn record_statements() {
-        use diesel::connection::{InstrumentationEvent, set_default_instrumentation};
-        static INSTALLED: std::sync::Once = std::sync::Once::new();
-        INSTALLED.call_once(|| {
-            set_default_instrumentation(|| {
-                let mut file = None;
-                Some(Box::new(move |event: InstrumentationEvent<'_>| {
-                    let (cached, sql) = match event {
-                        InstrumentationEvent::StartEstablishConnection { url, .. } => {
-                            file = std::path::Path::new(url)
-                                .file_name()
-                                .map(|name| name.to_string_lossy().into_owned());
-                            return;
-                        }
-                        // Diesel shows a statement as its SQL, then ` -- binds: [...]`.
-                        InstrumentationEvent::StartQuery { query, .. } => {
-                            let shown = query.to_string();
-                            let sql = shown.split(" -- binds: ").next().unwrap_or_default();
-                            (false, sql.to_owned())
-                        }
-                        InstrumentationEvent::CacheQuery { sql, .. } => (true, sql.to_owned()),
-                        _ => return,
-                    };
-                    if let Some(file) = &file {
-                        STATEMENTS.lock().unwrap().push((file.clone(), cached, sql));
-                    }
-                }))
-            })
-            .unwrap();
-        });
-    }
-
-    /// The statements recorded so far on database file `file`: (cached, SQL).
-    fn statements_of(file: &str) -> Vec<(bool, String)> {
-        STATEMENTS
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(of, _, _)| of == file)
-            .map(|(_, cached, sql)| (*cached, sql.clone()))
-            .collect()
-    }
-
     /// One wrong guess at ada@example.com's verification code at `now`, with roomy
     /// budgets.
     async fn count_a_guess(store: &SqliteStore, now: chrono::DateTime<chrono::Utc>) {
@@ -812,6 +760,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[allow(clippy::disallowed_methods, reason = "a test may read the wall clock")]
     async fn a_guess_is_prepared_once_per_connection() {
+        use crate::prepared_rounds::{record_statements, statements_of};
         use passcode_domain::ports::Throttle as _;
         record_statements();
         let dir = tempfile::tempdir().unwrap();
@@ -846,17 +795,10 @@ mod tests {
         assert_eq!(count(true, "UPDATE `rate_limits`"), 1);
     }
 
-    #[derive(diesel::QueryableByName)]
-    struct Kept {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        sql: String,
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        run: i64,
-    }
-
     /// How often each statement a connection keeps prepared has run, by SQL text, on
     /// the writer's connection and the pool's (SQLite's `sqlite_stmt` table).
-    async fn runs_kept(store: &SqliteStore) -> std::collections::BTreeMap<String, i64> {
+    async fn runs_kept(store: &SqliteStore) -> crate::prepared_rounds::Runs {
+        use crate::prepared_rounds::Kept;
         const KEPT: &str = "SELECT sql, run FROM sqlite_stmt";
         let mut kept = store
             .batched(|conn| diesel::sql_query(KEPT).load::<Kept>(conn))
@@ -869,64 +811,22 @@ mod tests {
                 .await
                 .unwrap(),
         );
-        let mut runs = std::collections::BTreeMap::new();
-        for Kept { sql, run } in kept {
-            *runs.entry(sql).or_default() += run;
-        }
-        runs
+        crate::prepared_rounds::runs(kept)
     }
 
     /// The statements of every request and of the mail worker are kept prepared
-    /// (`crate::cached`), as the MariaDB and PostgreSQL tests check on theirs: after
-    /// two rounds (`crate::prepared_rounds`), which warm the writer's connection and
-    /// the pool's, each statement the third starts (Diesel's instrumentation) is one
-    /// that a connection keeps and whose count of runs went up by one (`sqlite_stmt`).
-    /// One prepared anew costs SQLite's parser and planner at every call.
+    /// (`crate::cached`; `crate::prepared_rounds::assert_kept`, with SQLite's
+    /// `sqlite_stmt` table). One prepared anew costs SQLite's parser and planner at
+    /// every call.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_statements_of_the_requests_and_the_mail_worker_are_kept_prepared() {
-        record_statements();
+        crate::prepared_rounds::record_statements();
         let dir = tempfile::tempdir().unwrap();
         let mut settings = DatabaseSettings::sqlite(dir.path().join("kept-prepared.db"));
         settings.max_connections = 1; // with the writer's, two statement caches
         let store = SqliteStore::connect(&settings).unwrap();
         store.migrate().await.unwrap();
-        let fixture = crate::prepared_rounds::fixture(&store).await;
-        for round in 0..2 {
-            crate::prepared_rounds::round(&store, &fixture, round).await;
-        }
-        let runs_before = runs_kept(&store).await;
-        let from = statements_of("kept-prepared.db").len();
-        crate::prepared_rounds::round(&store, &fixture, 2).await;
-        let started = statements_of("kept-prepared.db")[from..].to_vec();
-        let runs_after = runs_kept(&store).await;
-
-        // Transaction control and pragmas run as plain SQL (`batch_execute`), which
-        // SQLite prepares each time by design.
-        let plain = [
-            "BEGIN",
-            "COMMIT",
-            "ROLLBACK",
-            "PRAGMA",
-            "SAVEPOINT",
-            "RELEASE",
-        ];
-        let mut times: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
-        for (cached, sql) in &started {
-            assert!(!cached, "cached anew in the third round: {sql}");
-            if !plain.iter().any(|word| sql.starts_with(word)) {
-                *times.entry(sql.as_str()).or_default() += 1;
-            }
-        }
-        assert!(times.len() > 20, "the round ran its statements: {times:?}");
-        let anew: Vec<(i64, &str)> = times
-            .iter()
-            .filter_map(|(sql, times)| {
-                let ran_kept =
-                    runs_after.get(*sql).unwrap_or(&0) - runs_before.get(*sql).unwrap_or(&0);
-                (ran_kept < *times).then_some((times - ran_kept, *sql))
-            })
-            .collect();
-        assert_eq!(anew, [], "prepared anew in the third round (times, SQL)");
+        crate::prepared_rounds::assert_kept(&store, "kept-prepared.db", runs_kept).await;
     }
 
     #[derive(diesel::QueryableByName)]
