@@ -71,8 +71,9 @@ struct Args {
     /// Connections per scenario (the login flood uses four times as many).
     #[arg(long, default_value_t = 16)]
     connections: usize,
-    /// Only scenarios whose name contains one of these.
-    #[arg(long, value_delimiter = ',')]
+    /// Only scenarios whose name contains one of these (each trimmed; an empty one,
+    /// which would name every scenario, is refused).
+    #[arg(long, value_delimiter = ',', value_parser = scenario_part)]
     only: Vec<String>,
     /// How passcode's mail leaves: `smtp`, to a real SMTP server over implicit TLS with
     /// AUTH that the benchmark starts for each server, or `file`.
@@ -856,6 +857,16 @@ impl Bench {
     }
 }
 
+/// One part of `--only`, trimmed; refused if empty (`--only "logout,"` would
+/// otherwise run every scenario).
+fn scenario_part(part: &str) -> Result<String, String> {
+    let part = part.trim();
+    if part.is_empty() {
+        return Err("an empty scenario name would match every scenario".to_owned());
+    }
+    Ok(part.to_owned())
+}
+
 /// The port of a database URL whose host is this machine (`scheme://[user@]host:port/...`).
 fn local_port(url: &str) -> Option<u16> {
     let rest = url.split_once("://")?.1;
@@ -931,7 +942,20 @@ fn experiment_note() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::local_port;
+    use clap::Parser as _;
+
+    use super::{Args, local_port};
+
+    #[test]
+    fn only_names_trimmed_parts_and_refuses_an_empty_one() {
+        let args = Args::try_parse_from(["bench", "--only", "wrong code, budget"]).unwrap();
+        assert_eq!(args.only, ["wrong code", "budget"]);
+        let empty = Args::try_parse_from(["bench", "--only", "logout,"]).unwrap_err();
+        assert!(
+            empty.to_string().contains("would match every scenario"),
+            "{empty}"
+        );
+    }
 
     #[test]
     fn a_database_url_on_this_machine_gives_its_port() {
