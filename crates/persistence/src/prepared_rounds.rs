@@ -14,8 +14,8 @@ use chrono::{Duration, Utc};
 use passcode_domain::otp::NewOtp;
 use passcode_domain::ports::{
     AccountChange, AuditLog, FirstCode, GiveBack, Issue, Limit, Mail, NewRefreshToken, OtpStore,
-    Outbox, PasswordSet, RefreshTokenStore, Rotation, SignedFor, Spend, Throttle, TokenIds, Tries,
-    UserRepository,
+    Outbox, OutboxStatus, PasswordSet, RefreshTokenStore, Rotation, SignedFor, Spend, Throttle,
+    TokenIds, Tries, UserRepository,
 };
 use passcode_domain::{
     AuditEvent, AuditKind, CodeHash, EmailAddress, FullName, NewUser, OtpCode, OtpPurpose,
@@ -321,6 +321,28 @@ pub(crate) async fn round(store: &impl Store, fixture: &Fixture, round: u8) {
         let ids: Vec<_> = claimed.iter().map(|mail| mail.id).collect();
         store.mark_sent(&ids, now).await.unwrap();
     }
+    // A mail put back for later, then sent; another given up.
+    for _ in 0..2 {
+        store.enqueue(&notice, now, None).await.unwrap();
+    }
+    let claimed = store.claim(now, Duration::minutes(1), 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    store
+        .retry_later(claimed[0].id, now, "421 try again later")
+        .await
+        .unwrap();
+    store
+        .finish(
+            claimed[1].id,
+            OutboxStatus::Failed,
+            Some("550 no such user".into()),
+            now,
+        )
+        .await
+        .unwrap();
+    let again = store.claim(now, Duration::minutes(1), 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    store.mark_sent(&[again[0].id], now).await.unwrap();
     assert_eq!(store.stats().await.unwrap().unsent, 0);
 
     sessions(store, user, now, round).await;
@@ -349,7 +371,7 @@ async fn sessions(store: &impl Store, user: &User, now: chrono::DateTime<Utc>, r
         presented_issued_at: now,
     };
     let token = |n: u8, family| NewRefreshToken {
-        token_hash: vec![round.wrapping_mul(8).wrapping_add(n); 32],
+        token_hash: vec![round.wrapping_mul(16).wrapping_add(n); 32],
         family_id: family,
         user_id: user.id,
         expires_at: now + Duration::days(1),
@@ -432,10 +454,24 @@ async fn sessions(store: &impl Store, user: &User, now: chrono::DateTime<Utc>, r
         .unwrap();
     assert_eq!(ended, Some(user.id));
 
+    // The owner ends every other session.
+    let keep = Uuid::new_v4();
+    for (n, family) in [(7, keep), (8, Uuid::new_v4())] {
+        store
+            .insert(&token(n, family), None, GiveBack::NONE)
+            .await
+            .unwrap();
+    }
+    let others = store
+        .end_other_sessions(user.id, keep, now, &event(AuditKind::Logout))
+        .await
+        .unwrap();
+    assert_eq!(others, 1);
+
     // Reuse detection's revocation, and a deactivation's.
     let family = Uuid::new_v4();
     store
-        .insert(&token(7, family), None, GiveBack::NONE)
+        .insert(&token(9, family), None, GiveBack::NONE)
         .await
         .unwrap();
     store
@@ -444,6 +480,14 @@ async fn sessions(store: &impl Store, user: &User, now: chrono::DateTime<Utc>, r
         .unwrap();
     store
         .revoke_all(user.id, now, Some(event(AuditKind::Deactivated)))
+        .await
+        .unwrap();
+    store
+        .set_active(user.id, false, now, &event(AuditKind::Deactivated))
+        .await
+        .unwrap();
+    store
+        .set_active(user.id, true, now, &event(AuditKind::Activated))
         .await
         .unwrap();
 }

@@ -11,6 +11,7 @@ macro_rules! user_repository {
             use diesel_async::{AsyncConnection, RunQueryDsl};
             use passcode_domain::ports::{CreateUserError, FirstCode, Mail, UserRepository};
             use passcode_domain::{EmailAddress, InfraError, NewUser, User, UserId};
+            use $crate::cached::CachedExt as _;
             use $crate::error::query_error;
             use $crate::outbox_rows::NewOutboxRow;
             use $crate::rows::{AuditRow, FirstCodeRows, OtpRow, UserRow};
@@ -90,6 +91,7 @@ macro_rules! user_repository {
                             users::email_verified.eq(true),
                             users::updated_at.eq(to_millis(at)),
                         ))
+                        .cached()
                         .execute(&mut *conn)
                         .await
                         .map_err(query_error)?;
@@ -111,6 +113,7 @@ macro_rules! user_repository {
                                     users::is_active.eq(active),
                                     users::updated_at.eq(to_millis(at)),
                                 ))
+                                .cached()
                                 .execute(conn)
                                 .await?;
                             audit(conn, event).await
