@@ -449,6 +449,7 @@ mod dialect {
         .bind::<Text, _>(&logins)
         .bind::<Text, _>(&logins)
         .bind::<Text, _>(format!("password-check:{user}"))
+        .cached()
         .execute(conn)
         .await
     }

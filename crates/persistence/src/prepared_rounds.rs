@@ -13,9 +13,9 @@
 use chrono::{Duration, Utc};
 use passcode_domain::otp::NewOtp;
 use passcode_domain::ports::{
-    AccountChange, AuditLog, FirstCode, GiveBack, Issue, Limit, Mail, NewRefreshToken, OtpStore,
-    Outbox, OutboxStatus, PasswordSet, RefreshTokenStore, Rotation, SignedFor, Spend, Throttle,
-    TokenIds, Tries, UserRepository,
+    AccountChange, AuditLog, EmailChange, FirstCode, GiveBack, Issue, Limit, Mail, NewRefreshToken,
+    OtpStore, Outbox, OutboxStatus, PasswordSet, RefreshTokenStore, Rotation, SignedFor, Spend,
+    Throttle, TokenIds, Tries, UserRepository,
 };
 use passcode_domain::{
     AuditEvent, AuditKind, CodeHash, EmailAddress, FullName, NewUser, OtpCode, OtpPurpose,
@@ -183,8 +183,9 @@ pub(crate) async fn fixture(store: &impl Store) -> Fixture {
 /// time and in batches of three and two (`IN` lists of four and two, padded); the
 /// outbox's statistics; a login's budgets reserved and its session started, refreshed,
 /// listed and ended by logout, by its owner, and by a logout of all (a token without
-/// its session's id), and revoked as reuse detection and a deactivation do; a new
-/// account registered; the account read by address and by id.
+/// its session's id), and revoked as reuse detection and a deactivation do; the
+/// password changed by its owner; a new account registered, moved to another address
+/// and erased; the account read by address and by id.
 pub(crate) async fn round(store: &impl Store, fixture: &Fixture, round: u8) {
     let Fixture { user, hash } = fixture;
     let email = user.email.clone();
@@ -238,7 +239,7 @@ pub(crate) async fn round(store: &impl Store, fixture: &Fixture, round: u8) {
         otp: first,
         audit: audit(AuditKind::Registered),
     };
-    store
+    let newcomer = store
         .create(
             &NewUser {
                 id: UserId::new_random(),
@@ -251,6 +252,7 @@ pub(crate) async fn round(store: &impl Store, fixture: &Fixture, round: u8) {
         )
         .await
         .unwrap();
+    moved_and_erased(store, &newcomer, now, round).await;
 
     let nobody = EmailAddress::parse("nobody@example.com").unwrap();
     store
@@ -346,6 +348,19 @@ pub(crate) async fn round(store: &impl Store, fixture: &Fixture, round: u8) {
     assert_eq!(store.stats().await.unwrap().unsent, 0);
 
     sessions(store, user, now, round).await;
+    // The password changed by its owner.
+    store
+        .set_password(
+            user.id,
+            hash,
+            false,
+            now,
+            &audit(AuditKind::PasswordChanged),
+            Some(&notice),
+            GiveBack::NONE,
+        )
+        .await
+        .unwrap();
     assert!(store.find_by_email(&email).await.unwrap().is_some());
     assert!(store.find_by_id(user.id).await.unwrap().is_some());
 }
@@ -490,4 +505,76 @@ async fn sessions(store: &impl Store, user: &User, now: chrono::DateTime<Utc>, r
         .set_active(user.id, true, now, &event(AuditKind::Activated))
         .await
         .unwrap();
+}
+
+/// A new account moved to another address by a code sent there, then erased.
+async fn moved_and_erased(
+    store: &impl Store,
+    account: &User,
+    now: chrono::DateTime<Utc>,
+    round: u8,
+) {
+    let moved = EmailAddress::parse(&format!("moved{round}@example.com")).unwrap();
+    let otp = NewOtp {
+        id: Uuid::new_v4(),
+        email: moved.clone(),
+        purpose: OtpPurpose::ChangeEmail,
+        code_hash: CodeHash::from_bytes(vec![round; 32]),
+        created_at: now,
+        expires_at: now + Duration::minutes(10),
+        registration: None,
+        account: Some(account.id),
+    };
+    let mail = Mail::Code {
+        to: moved.clone(),
+        full_name: "Ada".into(),
+        code: OtpCode::new("123456".into()),
+        purpose: OtpPurpose::ChangeEmail,
+        valid_for: Duration::minutes(10),
+    };
+    store.replace(&otp, &mail, &Issue::default()).await.unwrap();
+    let event = |kind, email: &EmailAddress| {
+        AuditEvent::new(
+            kind,
+            now,
+            Some(account.id),
+            Some(email),
+            &RequestContext::default(),
+        )
+    };
+    let change = EmailChange {
+        user: account.id,
+        old: account.email.clone(),
+        new: moved.clone(),
+        keep_session: Uuid::new_v4(),
+    };
+    let notice = Mail::EmailChanged {
+        to: account.email.clone(),
+        full_name: "Ada".into(),
+    };
+    let changed = event(AuditKind::EmailChanged, &moved);
+    let spend = Spend {
+        account: Some(AccountChange::Email {
+            change: &change,
+            notice: &notice,
+            audit: &changed,
+        }),
+        ..Spend::new(otp.id, &otp.code_hash, now, 5)
+    };
+    assert!(store.consume(&spend).await.unwrap());
+    let goodbye = Mail::AccountDeleted {
+        to: moved.clone(),
+        full_name: "Ada".into(),
+    };
+    let erased = store
+        .delete(
+            account.id,
+            &moved,
+            &goodbye,
+            now,
+            &event(AuditKind::AccountDeleted, &moved),
+        )
+        .await
+        .unwrap();
+    assert!(erased);
 }

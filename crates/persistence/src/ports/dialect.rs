@@ -54,7 +54,9 @@ macro_rules! returning_dialect {
                 address: &str,
                 user: &str,
             ) -> QueryResult<usize> {
+                use $crate::cached::CachedExt as _;
                 $crate::rows::delete_address_limits_query!(address, user)
+                    .cached()
                     .execute(conn)
                     .await
             }

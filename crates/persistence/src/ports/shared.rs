@@ -200,7 +200,7 @@ macro_rules! shared {
                 // (address, client), matched by prefix without LIKE (an address may
                 // hold `_` or `%`).
                 super::dialect::delete_address_limits(conn, address, user).await?;
-                events.execute(conn).await?;
+                events.cached().execute(conn).await?;
                 audit(conn, event).await?;
                 queue(conn, goodbye).await
             }
