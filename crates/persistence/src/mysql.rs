@@ -244,7 +244,15 @@ ports::insert_session!(MysqlStore, start_session_tx);
 ports::logout!(MysqlStore, logout_tx);
 
 impl MysqlStore {
-    /// `RefreshTokenStore::logout`: the session read, then ended (`logout_tx`).
+    /// `RefreshTokenStore::logout` in one transaction that takes the presented
+    /// session's lock before it reads whether the session is live, so that of logouts
+    /// racing for one session exactly one ends it and records its event.
+    ///
+    /// One session: the UPDATE that ends it, then its event, naming the account, by
+    /// `INSERT ... SELECT ... RETURNING` (four round trips with BEGIN and COMMIT,
+    /// where a read before the transaction made five). Every session: the account's
+    /// sessions read and locked in one statement, in the order every logout of all
+    /// locks them (by the account's index), then ended, then the event (five).
     async fn logout_named(
         &self,
         token_hash: &[u8],
@@ -253,8 +261,173 @@ impl MysqlStore {
         now: chrono::DateTime<chrono::Utc>,
         event: passcode_domain::AuditEvent,
     ) -> Result<Option<passcode_domain::UserId>, InfraError> {
-        passcode_domain::ports::logout_by_reading(self, token_hash, session, all, now, event).await
+        use diesel_async::AsyncConnection as _;
+        let session = session.map(|id| id.to_string());
+        let (session, now_ms) = (session.as_deref(), crate::time::to_millis(now));
+        let mut conn = self.writer().await?;
+        let user = (*conn)
+            .transaction(async |conn| {
+                if all {
+                    logout_all(conn, token_hash, session, now_ms, &event).await
+                } else {
+                    logout_one(conn, token_hash, session, now_ms, &event).await
+                }
+            })
+            .await
+            .map_err(crate::error::query_error)?;
+        user.map(|user| crate::rows::parse_id(&user).map(passcode_domain::UserId))
+            .transpose()
     }
+}
+
+/// A logout of one session (`MysqlStore::logout_named`): the account it ended, if it
+/// was live.
+async fn logout_one(
+    conn: &mut AsyncMysqlConnection,
+    token_hash: &[u8],
+    session: Option<&str>,
+    now_ms: i64,
+    event: &passcode_domain::AuditEvent,
+) -> diesel::QueryResult<Option<String>> {
+    use crate::cached::CachedExt as _;
+    use crate::schema::sessions;
+    use diesel::prelude::*;
+    use diesel::sql_types::{Binary, Text};
+    use diesel_async::RunQueryDsl;
+    /// The account of the ended session, as the event's row has it.
+    #[derive(QueryableByName)]
+    struct LoggedOut {
+        #[diesel(sql_type = Text)]
+        user_id: String,
+    }
+    let live = sessions::table.filter(sessions::revoked_at.is_null());
+    let revoked = sessions::revoked_at.eq(Some(now_ms));
+    let ended = match session {
+        Some(session) => {
+            let session = live.filter(sessions::family_id.eq(session));
+            diesel::update(session)
+                .set(revoked)
+                .cached()
+                .execute(conn)
+                .await?
+        }
+        // No index on the token: a scan, for tokens older than `sid`.
+        None => {
+            let token = live.filter(sessions::token_hash.eq(token_hash));
+            diesel::update(token)
+                .set(revoked)
+                .cached()
+                .execute(conn)
+                .await?
+        }
+    };
+    if ended == 0 {
+        return Ok(None);
+    }
+    macro_rules! event_sql {
+        ($found_by:literal) => {
+            concat!(
+                "INSERT INTO audit_events (id, at, kind, user_id, email, client, request_id) ",
+                "SELECT ?, ?, ?, user_id, ?, ?, ? FROM sessions WHERE ",
+                $found_by,
+                " = ? LIMIT 1 RETURNING user_id"
+            )
+        };
+    }
+    let row = crate::rows::AuditRow::new(event);
+    let sql = match session {
+        Some(_) => event_sql!("family_id"),
+        None => event_sql!("token_hash"),
+    };
+    let query = row.bind_but_account(diesel::sql_query(sql).into_boxed::<diesel::mysql::Mysql>());
+    let query = match session {
+        Some(session) => query.bind::<Text, _>(session),
+        None => query.bind::<Binary, _>(token_hash),
+    };
+    let logged: LoggedOut = query.cached().get_result(conn).await?;
+    Ok(Some(logged.user_id))
+}
+
+/// A logout of every session of the presented session's account
+/// (`MysqlStore::logout_named`): the account, if the presented session was live.
+async fn logout_all(
+    conn: &mut AsyncMysqlConnection,
+    token_hash: &[u8],
+    session: Option<&str>,
+    now_ms: i64,
+    event: &passcode_domain::AuditEvent,
+) -> diesel::QueryResult<Option<String>> {
+    use crate::cached::CachedExt as _;
+    use crate::rows::end_sessions_query;
+    use diesel::sql_types::{BigInt, Binary, Nullable, Text};
+    use diesel_async::RunQueryDsl;
+    /// A session of the presented session's account, as its lock found it.
+    #[derive(diesel::QueryableByName)]
+    struct Locked {
+        #[diesel(sql_type = Text)]
+        user_id: String,
+        #[diesel(sql_type = Text)]
+        family_id: String,
+        #[diesel(sql_type = Nullable<Binary>)]
+        token_hash: Option<Vec<u8>>,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        revoked_at: Option<i64>,
+    }
+    // The account read without a lock, its sessions then locked by its index, in the
+    // order every logout of all locks them (the presented session locked first, by
+    // its key, would deadlock with a logout of all from another session), and read
+    // again under the lock.
+    macro_rules! locked_sql {
+        ($found_by:literal) => {
+            concat!(
+                "SELECT user_id, family_id, token_hash, revoked_at FROM sessions ",
+                "WHERE user_id = (SELECT user_id FROM sessions WHERE ",
+                $found_by,
+                " = ? AND revoked_at IS NULL LIMIT 1) FOR UPDATE"
+            )
+        };
+    }
+    let locked: Vec<Locked> = match session {
+        Some(session) => {
+            diesel::sql_query(locked_sql!("family_id"))
+                .bind::<Text, _>(session)
+                .cached()
+                .load(conn)
+                .await?
+        }
+        None => {
+            diesel::sql_query(locked_sql!("token_hash"))
+                .bind::<Binary, _>(token_hash)
+                .cached()
+                .load(conn)
+                .await?
+        }
+    };
+    let presented = locked.iter().find(|row| match session {
+        Some(session) => row.family_id == session,
+        None => row.token_hash.as_deref() == Some(token_hash),
+    });
+    let Some(Locked {
+        user_id: user,
+        revoked_at: None,
+        ..
+    }) = presented
+    else {
+        return Ok(None);
+    };
+    end_sessions_query!(user, "", now_ms)
+        .cached()
+        .execute(conn)
+        .await?;
+    let event = passcode_domain::AuditEvent {
+        user_id: Some(passcode_domain::UserId(
+            crate::rows::parse_id(user)
+                .map_err(|e| diesel::result::Error::DeserializationError(e.into()))?,
+        )),
+        ..event.clone()
+    };
+    self::shared::audit(conn, &event).await?;
+    Ok(Some(user.clone()))
 }
 ports::rotate_session!(MysqlStore, rotate_tx);
 ports::audit_log!(MysqlStore);
@@ -688,6 +861,62 @@ mod tests {
             [counted[1] - counted[0], counted[2] - counted[1]],
             [1, 1],
             "prepared per round after the first: {counted:?}"
+        );
+    }
+
+    /// A logout of one session is four statements (BEGIN, its UPDATE, its event's
+    /// INSERT, COMMIT), of every session five (the sessions locked first), once its
+    /// statements are prepared; and a logout of an ended session writes nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "sessions unexpired by the wall clock"
+    )]
+    async fn a_logout_is_four_statements_and_a_logout_of_all_five() {
+        use chrono::Utc;
+        use passcode_domain::ports::{GiveBack, NewRefreshToken, RefreshTokenStore};
+        use passcode_domain::{AuditEvent, AuditKind, RequestContext, UserId};
+        let (store, _database) = one_connection("logout").await;
+        store.migrate().await.unwrap();
+        let user = UserId::new_random();
+        let mut statements = Vec::new();
+        for n in 0..12u8 {
+            let (all, session) = (n % 2 == 1, n % 4 < 2);
+            let now = Utc::now();
+            let family = uuid::Uuid::new_v4();
+            let token = NewRefreshToken {
+                token_hash: vec![n; 32],
+                family_id: family,
+                user_id: user,
+                expires_at: now + chrono::Duration::days(1),
+                created_at: now,
+                family_expires_at: now + chrono::Duration::days(30),
+                origin: RequestContext::default(),
+            };
+            store.insert(&token, None, GiveBack::NONE).await.unwrap();
+            let kind = [AuditKind::Logout, AuditKind::LogoutAll][usize::from(all)];
+            let event = AuditEvent::new(kind, now, None, None, &RequestContext::default());
+            let session = session.then_some(family);
+            let before = questions(&mut store.conn().await.unwrap()).await;
+            let presented = [n; 32];
+            let ended = store.logout(&presented, session, all, now, event.clone());
+            assert_eq!(ended.await.unwrap(), Some(user));
+            let after = questions(&mut store.conn().await.unwrap()).await;
+            let again = store.logout(&presented, session, all, now, event);
+            assert_eq!(again.await.unwrap(), None);
+            // Less the count's own statement.
+            statements.push((all, session.is_some(), after - before - 1));
+        }
+        let last_four = &statements[8..];
+        assert_eq!(
+            last_four,
+            [
+                (false, true, 4),
+                (true, true, 5),
+                (false, false, 4),
+                (true, false, 5)
+            ],
+            "(all, by id, statements) of each logout: {statements:?}"
         );
     }
 

@@ -887,7 +887,7 @@ mod pipelined {
             now: DateTime<Utc>,
             event: AuditEvent,
         ) -> Result<Option<passcode_domain::UserId>, InfraError> {
-            use diesel::sql_types::{BigInt, Binary, Nullable, Text};
+            use diesel::sql_types::{BigInt, Binary, Text};
             /// The account of the ended session, as the event's row has it.
             #[derive(QueryableByName)]
             struct LoggedOut {
@@ -895,7 +895,10 @@ mod pipelined {
                 user_id: String,
             }
             // The session as `family_of` finds it: by its id, or (a token older than
-            // `sid`) by its live token.
+            // `sid`) by its live token. The event is written only if this statement
+            // ended that session: a logout racing it for the session reads it live
+            // too, but its UPDATE waits for the first's and then finds it ended, so
+            // it ends nothing and records nothing.
             macro_rules! logout_sql {
                 ($found_by:literal, $ended:literal) => {
                     concat!(
@@ -907,10 +910,11 @@ mod pipelined {
                         $ended,
                         " IN (SELECT ",
                         $ended,
-                        " FROM s)) ",
+                        " FROM s) RETURNING family_id) ",
                         "INSERT INTO audit_events ",
                         "(id, at, kind, user_id, email, client, request_id) ",
-                        "SELECT $3, $4, $5, user_id, $6, $7, $8 FROM s RETURNING user_id"
+                        "SELECT $3, $4, $5, user_id, $6, $7, $8 FROM s ",
+                        "WHERE family_id IN (SELECT family_id FROM ended) RETURNING user_id"
                     )
                 };
             }
@@ -926,14 +930,7 @@ mod pipelined {
                 Some(session) => query.bind::<Text, _>(session.to_string()),
                 None => query.bind::<Binary, _>(token_hash),
             };
-            let query = query
-                .bind::<BigInt, _>(to_millis(now))
-                .bind::<Text, _>(row.id)
-                .bind::<BigInt, _>(row.at)
-                .bind::<Text, _>(row.kind)
-                .bind::<Nullable<Text>, _>(row.email)
-                .bind::<Nullable<Text>, _>(row.client)
-                .bind::<Nullable<Text>, _>(row.request_id);
+            let query = row.bind_but_account(query.bind::<BigInt, _>(to_millis(now)));
             let mut conn = self.writer().await?;
             let ended: Option<LoggedOut> = query
                 .cached()

@@ -851,6 +851,32 @@ impl AuditRow {
         }
     }
 
+    /// Binds the row's fields but its account, in that order (`id, at, kind, email,
+    /// client, request_id`), to a statement that takes the account from a row it reads
+    /// (a logout's event names the account of the session it ended).
+    pub(crate) fn bind_but_account<'f, DB>(
+        self,
+        query: diesel::query_builder::BoxedSqlQuery<'f, DB, diesel::query_builder::SqlQuery>,
+    ) -> diesel::query_builder::BoxedSqlQuery<'f, DB, diesel::query_builder::SqlQuery>
+    where
+        DB: diesel::backend::Backend
+            + diesel::sql_types::HasSqlType<diesel::sql_types::Text>
+            + diesel::sql_types::HasSqlType<diesel::sql_types::BigInt>,
+        String: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+        i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
+        Option<String>:
+            diesel::serialize::ToSql<diesel::sql_types::Nullable<diesel::sql_types::Text>, DB>,
+    {
+        use diesel::sql_types::{BigInt, Nullable, Text};
+        query
+            .bind::<Text, _>(self.id)
+            .bind::<BigInt, _>(self.at)
+            .bind::<Text, _>(self.kind)
+            .bind::<Nullable<Text>, _>(self.email)
+            .bind::<Nullable<Text>, _>(self.client)
+            .bind::<Nullable<Text>, _>(self.request_id)
+    }
+
     pub(crate) fn into_domain(self) -> Result<passcode_domain::AuditEvent, InfraError> {
         let corrupt =
             |what: &str| InfraError::Unexpected(anyhow::anyhow!("audit event has a bad {what}"));

@@ -167,8 +167,10 @@ pub trait RefreshTokenStore: Send + Sync {
     /// A logout: ends the session of a refresh token, found as `family_of` finds it
     /// (by `token_hash` and `session`), or with `all` every session of its account, and
     /// records `audit` with that account as its `user_id`. The account, or `None` if
-    /// that session is not live (then nothing is written). The default reads, then
-    /// writes ([`logout_by_reading`]); a backend may do both in one round trip.
+    /// that session is not live (then nothing is written). Of logouts racing for one
+    /// session, exactly one ends it, records its event and gets the account. The
+    /// default reads, then writes ([`logout_by_reading`]), which does not keep that
+    /// promise against a racing logout: each backend overrides it, in one step.
     async fn logout(
         &self,
         token_hash: &[u8],

@@ -244,7 +244,7 @@ macro_rules! refresh_token_store {
                     event: passcode_domain::AuditEvent,
                 ) -> Result<Option<UserId>, InfraError> {
                     // Each backend's own: one statement on PostgreSQL, one trip and one
-                    // batch on SQLite, the read and then the write on MariaDB.
+                    // batch on SQLite, one transaction that locks the session first on MariaDB.
                     self.logout_named(token_hash, session, all, now, event)
                         .await
                 }

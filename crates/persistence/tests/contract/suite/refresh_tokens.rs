@@ -377,6 +377,110 @@ pub async fn logout_ends_the_named_session_or_all_and_records_its_account(store:
     assert_eq!(recorded[0].user_id, Some(user));
 }
 
+/// Twelve logouts of one session at once (by its id or by its token, of it alone or of
+/// every session of its account): one ends it and records its event; the others find
+/// it ended, as a later logout would.
+pub async fn concurrent_logouts_of_one_session_end_it_once(store: impl Store) {
+    let user = UserId::new_random();
+    for (n, (session, all)) in [
+        (None, false),
+        (None, true),
+        (Some(()), false),
+        (Some(()), true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let hash = u8::try_from(n).unwrap() * 2 + 1;
+        let family = Uuid::new_v4();
+        store
+            .insert(&refresh_token(hash, family, user), None, GiveBack::NONE)
+            .await
+            .unwrap();
+        // Another session of the account: ended by a logout of all, kept by the others.
+        let other = Uuid::new_v4();
+        store
+            .insert(&refresh_token(hash + 1, other, user), None, GiveBack::NONE)
+            .await
+            .unwrap();
+        let kind = if all {
+            AuditKind::LogoutAll
+        } else {
+            AuditKind::Logout
+        };
+        let before = events(&store, kind).await;
+        let tasks: Vec<_> = (0..12)
+            .map(|_| {
+                let store = store.clone();
+                let session = session.map(|()| family);
+                tokio::spawn(async move {
+                    let audit = AuditEvent {
+                        email: None,
+                        ..event(kind)
+                    };
+                    let ended = store
+                        .logout(&[hash; 32], session, all, now(), audit)
+                        .await
+                        .unwrap();
+                    assert!(ended.is_none_or(|id| id == user));
+                    ended.is_some()
+                })
+            })
+            .collect();
+        let case = format!("by id: {}, all: {all}", session.is_some());
+        assert_eq!(winners(tasks).await, 1, "{case}");
+        assert_eq!(events(&store, kind).await, before + 1, "{case}");
+        assert_eq!(store.family_of(&[hash; 32], None).await.unwrap(), None);
+        assert_eq!(
+            store.family_of(&[hash + 1; 32], None).await.unwrap(),
+            (!all).then_some((other, user)),
+            "{case}"
+        );
+        if !all {
+            store.revoke_all(user, now(), None).await.unwrap();
+        }
+    }
+}
+
+/// Logouts of all from each of an account's eight sessions at once (by id and by
+/// token), for six accounts in turn: the first ends them all and records its event;
+/// the others find their session ended. None fails, as two that lock the sessions in
+/// different orders would.
+pub async fn concurrent_logouts_of_all_from_each_session_end_them_once(store: impl Store) {
+    for round in 0..6u8 {
+        let user = UserId::new_random();
+        let hashes: Vec<u8> = (1..=8).map(|n| round * 8 + n).collect();
+        let mut tasks = Vec::new();
+        for &hash in &hashes {
+            let family = Uuid::new_v4();
+            store
+                .insert(&refresh_token(hash, family, user), None, GiveBack::NONE)
+                .await
+                .unwrap();
+            let session = (hash % 2 == 0).then_some(family);
+            let store = store.clone();
+            tasks.push(async move {
+                let audit = AuditEvent {
+                    email: None,
+                    ..event(AuditKind::LogoutAll)
+                };
+                store
+                    .logout(&[hash; 32], session, true, now(), audit)
+                    .await
+                    .unwrap()
+                    .is_some()
+            });
+        }
+        let tasks = tasks.into_iter().map(tokio::spawn).collect();
+        assert_eq!(winners(tasks).await, 1, "round {round}");
+        let logged = events(&store, AuditKind::LogoutAll).await;
+        assert_eq!(logged, usize::from(round) + 1);
+        for &hash in &hashes {
+            assert_eq!(store.family_of(&[hash; 32], None).await.unwrap(), None);
+        }
+    }
+}
+
 pub async fn a_session_ends_at_its_family_end_however_often_refreshed(store: impl Store) {
     use passcode_domain::ports::Rotation;
     let (user, signed) = account(&store, "ada@example.com").await;
