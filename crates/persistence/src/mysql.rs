@@ -263,14 +263,18 @@ impl MysqlStore {
     ) -> Result<Option<passcode_domain::UserId>, InfraError> {
         use diesel_async::AsyncConnection as _;
         let session = session.map(|id| id.to_string());
-        let (session, now_ms) = (session.as_deref(), crate::time::to_millis(now));
+        let presented = match &session {
+            Some(session) => Presented::Session(session),
+            None => Presented::Token(token_hash),
+        };
+        let now_ms = crate::time::to_millis(now);
         let mut conn = self.writer().await?;
         let user = (*conn)
             .transaction(async |conn| {
                 if all {
-                    logout_all(conn, token_hash, session, now_ms, &event).await
+                    logout_all(conn, presented, now_ms, &event).await
                 } else {
-                    logout_one(conn, token_hash, session, now_ms, &event).await
+                    logout_one(conn, presented, now_ms, &event).await
                 }
             })
             .await
@@ -280,47 +284,80 @@ impl MysqlStore {
     }
 }
 
+/// The session a logout presents, found as `family_of` finds it: by its id, or (a
+/// token older than `sid`) by its live token, which has no index (a scan).
+#[derive(Clone, Copy)]
+enum Presented<'a> {
+    Session(&'a str),
+    Token(&'a [u8]),
+}
+
+type SqlQuery<'a> =
+    diesel::query_builder::BoxedSqlQuery<'a, diesel::mysql::Mysql, diesel::query_builder::SqlQuery>;
+
+impl<'a> Presented<'a> {
+    /// The statement that finds the session by its id or by its token (`sql!("column")`
+    /// each way), with what `bind` binds before the session's key.
+    fn query(
+        self,
+        by_session: &'static str,
+        by_token: &'static str,
+        bind: impl FnOnce(SqlQuery<'a>) -> SqlQuery<'a>,
+    ) -> SqlQuery<'a> {
+        use diesel::sql_types::{Binary, Text};
+        let sql = match self {
+            Self::Session(_) => by_session,
+            Self::Token(_) => by_token,
+        };
+        let query = bind(diesel::sql_query(sql).into_boxed());
+        match self {
+            Self::Session(id) => query.bind::<Text, _>(id),
+            Self::Token(hash) => query.bind::<Binary, _>(hash),
+        }
+    }
+
+    /// Whether a session's row (its id and live token) is this one.
+    fn is(self, family: &str, token: Option<&[u8]>) -> bool {
+        match self {
+            Self::Session(id) => family == id,
+            Self::Token(hash) => token == Some(hash),
+        }
+    }
+}
+
 /// A logout of one session (`MysqlStore::logout_named`): the account it ended, if it
 /// was live.
 async fn logout_one(
     conn: &mut AsyncMysqlConnection,
-    token_hash: &[u8],
-    session: Option<&str>,
+    presented: Presented<'_>,
     now_ms: i64,
     event: &passcode_domain::AuditEvent,
 ) -> diesel::QueryResult<Option<String>> {
     use crate::cached::CachedExt as _;
-    use crate::schema::sessions;
-    use diesel::prelude::*;
-    use diesel::sql_types::{Binary, Text};
+    use diesel::sql_types::{BigInt, Text};
     use diesel_async::RunQueryDsl;
     /// The account of the ended session, as the event's row has it.
-    #[derive(QueryableByName)]
+    #[derive(diesel::QueryableByName)]
     struct LoggedOut {
         #[diesel(sql_type = Text)]
         user_id: String,
     }
-    let live = sessions::table.filter(sessions::revoked_at.is_null());
-    let revoked = sessions::revoked_at.eq(Some(now_ms));
-    let ended = match session {
-        Some(session) => {
-            let session = live.filter(sessions::family_id.eq(session));
-            diesel::update(session)
-                .set(revoked)
-                .cached()
-                .execute(conn)
-                .await?
-        }
-        // No index on the token: a scan, for tokens older than `sid`.
-        None => {
-            let token = live.filter(sessions::token_hash.eq(token_hash));
-            diesel::update(token)
-                .set(revoked)
-                .cached()
-                .execute(conn)
-                .await?
-        }
-    };
+    macro_rules! end_sql {
+        ($found_by:literal) => {
+            concat!(
+                "UPDATE sessions SET revoked_at = ? WHERE ",
+                $found_by,
+                " = ? AND revoked_at IS NULL"
+            )
+        };
+    }
+    let ended = presented
+        .query(end_sql!("family_id"), end_sql!("token_hash"), |query| {
+            query.bind::<BigInt, _>(now_ms)
+        })
+        .cached()
+        .execute(conn)
+        .await?;
     if ended == 0 {
         return Ok(None);
     }
@@ -335,16 +372,13 @@ async fn logout_one(
         };
     }
     let row = crate::rows::AuditRow::new(event);
-    let sql = match session {
-        Some(_) => event_sql!("family_id"),
-        None => event_sql!("token_hash"),
-    };
-    let query = row.bind_but_account(diesel::sql_query(sql).into_boxed::<diesel::mysql::Mysql>());
-    let query = match session {
-        Some(session) => query.bind::<Text, _>(session),
-        None => query.bind::<Binary, _>(token_hash),
-    };
-    let logged: LoggedOut = query.cached().get_result(conn).await?;
+    let logged: LoggedOut = presented
+        .query(event_sql!("family_id"), event_sql!("token_hash"), |query| {
+            row.bind_but_account(query)
+        })
+        .cached()
+        .get_result(conn)
+        .await?;
     Ok(Some(logged.user_id))
 }
 
@@ -352,8 +386,7 @@ async fn logout_one(
 /// (`MysqlStore::logout_named`): the account, if the presented session was live.
 async fn logout_all(
     conn: &mut AsyncMysqlConnection,
-    token_hash: &[u8],
-    session: Option<&str>,
+    presented: Presented<'_>,
     now_ms: i64,
     event: &passcode_domain::AuditEvent,
 ) -> diesel::QueryResult<Option<String>> {
@@ -387,31 +420,23 @@ async fn logout_all(
             )
         };
     }
-    let locked: Vec<Locked> = match session {
-        Some(session) => {
-            diesel::sql_query(locked_sql!("family_id"))
-                .bind::<Text, _>(session)
-                .cached()
-                .load(conn)
-                .await?
-        }
-        None => {
-            diesel::sql_query(locked_sql!("token_hash"))
-                .bind::<Binary, _>(token_hash)
-                .cached()
-                .load(conn)
-                .await?
-        }
-    };
-    let presented = locked.iter().find(|row| match session {
-        Some(session) => row.family_id == session,
-        None => row.token_hash.as_deref() == Some(token_hash),
-    });
+    let locked: Vec<Locked> = presented
+        .query(
+            locked_sql!("family_id"),
+            locked_sql!("token_hash"),
+            |query| query,
+        )
+        .cached()
+        .load(conn)
+        .await?;
+    let found = locked
+        .iter()
+        .find(|row| presented.is(&row.family_id, row.token_hash.as_deref()));
     let Some(Locked {
         user_id: user,
         revoked_at: None,
         ..
-    }) = presented
+    }) = found
     else {
         return Ok(None);
     };
