@@ -334,14 +334,8 @@ async fn logout_one(
     event: &passcode_domain::AuditEvent,
 ) -> diesel::QueryResult<Option<String>> {
     use crate::cached::CachedExt as _;
-    use diesel::sql_types::{BigInt, Text};
+    use diesel::sql_types::BigInt;
     use diesel_async::RunQueryDsl;
-    /// The account of the ended session, as the event's row has it.
-    #[derive(diesel::QueryableByName)]
-    struct LoggedOut {
-        #[diesel(sql_type = Text)]
-        user_id: String,
-    }
     macro_rules! end_sql {
         ($found_by:literal) => {
             concat!(
@@ -372,7 +366,7 @@ async fn logout_one(
         };
     }
     let row = crate::rows::AuditRow::new(event);
-    let logged: LoggedOut = presented
+    let logged: crate::rows::LoggedOut = presented
         .query(event_sql!("family_id"), event_sql!("token_hash"), |query| {
             row.bind_but_account(query)
         })

@@ -887,13 +887,8 @@ mod pipelined {
             now: DateTime<Utc>,
             event: AuditEvent,
         ) -> Result<Option<passcode_domain::UserId>, InfraError> {
+            use crate::rows::LoggedOut;
             use diesel::sql_types::{BigInt, Binary, Text};
-            /// The account of the ended session, as the event's row has it.
-            #[derive(QueryableByName)]
-            struct LoggedOut {
-                #[diesel(sql_type = Text)]
-                user_id: String,
-            }
             // The session as `family_of` finds it: by its id, or (a token older than
             // `sid`) by its live token. The event is written only if this statement
             // ended that session: a logout racing it for the session reads it live

@@ -826,6 +826,14 @@ impl<'a> SealedChange<'a> {
     }
 }
 
+/// The account a logout's event names, as the statement that wrote the event
+/// returns it (`RETURNING user_id`; PostgreSQL's and MariaDB's `logout_named`).
+#[derive(diesel::QueryableByName)]
+pub(crate) struct LoggedOut {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub user_id: String,
+}
+
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = crate::schema::audit_events)]
 pub(crate) struct AuditRow {
