@@ -1002,6 +1002,58 @@ mod tests {
         .await;
     }
 
+    /// A logout of all that loses the race for its session ends nothing
+    /// (`crate::ports::check_a_losing_logout_of_all_ends_nothing`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_losing_logout_of_all_ends_nothing() {
+        use diesel_async::{AsyncConnection, AsyncMysqlConnection, SimpleAsyncConnection};
+        #[derive(diesel::QueryableByName)]
+        struct Status {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            #[diesel(column_name = Status)]
+            status: String,
+        }
+        let database = passcode_test_support::TestDatabase::mariadb("loser").await;
+        let store =
+            super::MysqlStore::connect(&crate::DatabaseSettings::new(database.url())).unwrap();
+        store.migrate().await.unwrap();
+        let url = database.url();
+        let name = crate::prepared_rounds::database_name(url);
+        crate::ports::check_a_losing_logout_of_all_ends_nothing(
+            &store,
+            async |user| {
+                let mut winner = AsyncMysqlConnection::establish(url).await.unwrap();
+                // As the store's own connections are: no gap locks in the way of
+                // the session that starts while the winner holds the account's.
+                let isolation = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";
+                winner.batch_execute(isolation).await.unwrap();
+                winner.batch_execute("BEGIN").await.unwrap();
+                let end = format!(
+                    "UPDATE sessions SET revoked_at = 1 WHERE user_id = '{}'",
+                    user.0
+                );
+                winner.batch_execute(&end).await.unwrap();
+                winner
+            },
+            // A lock wait on this database's sessions, as InnoDB reports it
+            // (`INNODB_TRX` left out a transaction waiting for its lock).
+            async || {
+                let table = format!("`{name}`.`sessions`");
+                diesel_async::RunQueryDsl::get_result::<Status>(
+                    diesel::sql_query("SHOW ENGINE INNODB STATUS"),
+                    &mut *store.conn().await.unwrap(),
+                )
+                .await
+                .unwrap()
+                .status
+                .lines()
+                .any(|line| line.contains(&table) && line.ends_with(" waiting"))
+            },
+            async |mut winner| winner.batch_execute("COMMIT").await.unwrap(),
+        )
+        .await;
+    }
+
     crate::migration_test::session_tokens_migration_test!(
         diesel_async::async_connection_wrapper::AsyncConnectionWrapper<
             diesel_async::AsyncMysqlConnection,

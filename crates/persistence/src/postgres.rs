@@ -889,23 +889,11 @@ mod pipelined {
         ) -> Result<Option<passcode_domain::UserId>, InfraError> {
             use crate::rows::LoggedOut;
             use diesel::sql_types::{BigInt, Binary, Text};
-            // The session as `family_of` finds it: by its id, or (a token older than
-            // `sid`) by its live token. The event is written only if this statement
-            // ended that session: a logout racing it for the session reads it live
-            // too, but its UPDATE waits for the first's and then finds it ended, so
-            // it ends nothing and records nothing.
-            macro_rules! logout_sql {
-                ($found_by:literal, $ended:literal) => {
+            // The event, naming the account, if the presented session is among those
+            // this statement ended.
+            macro_rules! logout_event_sql {
+                () => {
                     concat!(
-                        "WITH s AS (SELECT family_id, user_id FROM sessions WHERE ",
-                        $found_by,
-                        " = $1 AND revoked_at IS NULL LIMIT 1), ",
-                        "ended AS (UPDATE sessions SET revoked_at = $2 ",
-                        "WHERE revoked_at IS NULL AND ",
-                        $ended,
-                        " IN (SELECT ",
-                        $ended,
-                        " FROM s) RETURNING family_id) ",
                         "INSERT INTO audit_events ",
                         "(id, at, kind, user_id, email, client, request_id) ",
                         "SELECT $3, $4, $5, user_id, $6, $7, $8 FROM s ",
@@ -913,11 +901,53 @@ mod pipelined {
                     )
                 };
             }
+            // The session as `family_of` finds it: by its id, or (a token older than
+            // `sid`) by its live token. The event is written only if this statement
+            // ended that session: a logout racing it for the session reads it live
+            // too, but its UPDATE waits for the first's and then finds it ended, so
+            // it ends nothing and records nothing.
+            macro_rules! logout_sql {
+                ($found_by:literal) => {
+                    concat!(
+                        "WITH s AS (SELECT family_id, user_id FROM sessions WHERE ",
+                        $found_by,
+                        " = $1 AND revoked_at IS NULL LIMIT 1), ",
+                        "ended AS (UPDATE sessions SET revoked_at = $2 ",
+                        "WHERE revoked_at IS NULL AND family_id IN (SELECT family_id FROM s) ",
+                        "RETURNING family_id) ",
+                        logout_event_sql!()
+                    )
+                };
+            }
+            // Of every session: the account's live sessions locked first, in the order
+            // the account's index gives (as every statement ending an account's
+            // sessions meets them), and ended only if the presented session is still live under its
+            // lock. Ending the sessions the statement read instead, a logout that lost
+            // the race would still end a session the account started after the
+            // winner read them (`check_a_losing_logout_of_all_ends_nothing`).
+            macro_rules! logout_all_sql {
+                ($found_by:literal) => {
+                    concat!(
+                        "WITH locked AS (SELECT family_id, user_id, token_hash FROM sessions ",
+                        "WHERE user_id = (SELECT user_id FROM sessions WHERE ",
+                        $found_by,
+                        " = $1 AND revoked_at IS NULL LIMIT 1) ",
+                        "AND revoked_at IS NULL FOR UPDATE), ",
+                        "s AS (SELECT family_id, user_id FROM locked WHERE ",
+                        $found_by,
+                        " = $1), ",
+                        "ended AS (UPDATE sessions SET revoked_at = $2 ",
+                        "WHERE family_id IN (SELECT family_id FROM locked) ",
+                        "AND EXISTS (SELECT 1 FROM s) RETURNING family_id) ",
+                        logout_event_sql!()
+                    )
+                };
+            }
             let sql = match (session.is_some(), all) {
-                (true, false) => logout_sql!("family_id", "family_id"),
-                (true, true) => logout_sql!("family_id", "user_id"),
-                (false, false) => logout_sql!("token_hash", "family_id"),
-                (false, true) => logout_sql!("token_hash", "user_id"),
+                (true, false) => logout_sql!("family_id"),
+                (true, true) => logout_all_sql!("family_id"),
+                (false, false) => logout_sql!("token_hash"),
+                (false, true) => logout_all_sql!("token_hash"),
             };
             let row = AuditRow::new(&event);
             let query = diesel::sql_query(sql).into_boxed::<diesel::pg::Pg>();
@@ -1591,7 +1621,9 @@ mod tests {
                 assert_eq!(ended, Some(user.id));
             }
         }
-        assert_eq!(prepared(&store, "WITH s AS", false).await, 2, "a logout's");
+        assert_eq!(prepared(&store, "WITH s AS", false).await, 1, "a logout's");
+        let all = "WITH locked AS";
+        assert_eq!(prepared(&store, all, false).await, 1, "a logout of all's");
         // Three shapes, each prepared once: one session, the others (every one's,
         // with no family kept, is the same) and a logout's family.
         let revoked = "UPDATE \"sessions\" SET \"revoked_at\"";
@@ -2057,6 +2089,41 @@ mod tests {
         crate::ports::throttle::check_release_at_once(&store, async |store: &PgStore| {
             store.conn().await.unwrap()
         })
+        .await;
+    }
+
+    /// A logout of all that loses the race for its session ends nothing
+    /// (`crate::ports::check_a_losing_logout_of_all_ends_nothing`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_losing_logout_of_all_ends_nothing() {
+        use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+        let database = TestDatabase::create("loser").await;
+        let store = PgStore::connect(&DatabaseSettings::new(database.url())).unwrap();
+        store.migrate().await.unwrap();
+        let url = database.url();
+        crate::ports::check_a_losing_logout_of_all_ends_nothing(
+            &store,
+            async |user| {
+                let mut winner = AsyncPgConnection::establish(url).await.unwrap();
+                let end = format!(
+                    "BEGIN; UPDATE sessions SET revoked_at = 1 WHERE user_id = '{}'",
+                    user.0
+                );
+                winner.batch_execute(&end).await.unwrap();
+                winner
+            },
+            async || {
+                diesel::sql_query(
+                    "SELECT count(*) AS n FROM pg_stat_activity \
+                     WHERE wait_event_type = 'Lock' AND datname = current_database()",
+                )
+                .get_result::<Prepared>(&mut *store.conn().await.unwrap())
+                .await
+                .unwrap()
+                .n > 0
+            },
+            async |mut winner| winner.batch_execute("COMMIT").await.unwrap(),
+        )
         .await;
     }
 

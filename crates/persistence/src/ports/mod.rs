@@ -29,6 +29,8 @@ pub(crate) use dialect::returning_dialect;
 pub(crate) use health::health_check;
 pub(crate) use otps::{change_writes, code_writes, otp_store};
 pub(crate) use outbox::outbox;
+#[cfg(test)]
+pub(crate) use refresh_tokens::check_a_losing_logout_of_all_ends_nothing;
 pub(crate) use refresh_tokens::{insert_session, logout, refresh_token_store, rotate_session};
 pub(crate) use shared::shared;
 pub(crate) use throttle::throttle;

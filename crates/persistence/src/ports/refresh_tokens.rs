@@ -410,3 +410,79 @@ macro_rules! rotate_session {
 }
 
 pub(crate) use rotate_session;
+
+/// What every backend whose writers wait on row locks must do when a logout of all
+/// loses the race for its session: end nothing, not even a session the account
+/// started after the winner read the account's sessions. Given a migrated `store`,
+/// `hold` plays the winner: it ends the account's sessions in a transaction and keeps
+/// it open until `commit`. Meanwhile a new session starts and the loser reads the
+/// presented session as live, then (`waiting` tells when) waits for its lock.
+#[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "sessions unexpired by the wall clock"
+)]
+pub(crate) async fn check_a_losing_logout_of_all_ends_nothing<S, W>(
+    store: &S,
+    hold: impl AsyncFn(passcode_domain::UserId) -> W,
+    waiting: impl AsyncFn() -> bool,
+    commit: impl AsyncFn(W),
+) where
+    S: passcode_domain::ports::RefreshTokenStore + Clone + 'static,
+{
+    use passcode_domain::ports::{GiveBack, NewRefreshToken};
+    use passcode_domain::{AuditEvent, AuditKind, RequestContext, UserId};
+    let now = chrono::Utc::now();
+    for (round, by_id) in [(1u8, true), (2, false)] {
+        let user = UserId::new_random();
+        let session = |hash: u8| NewRefreshToken {
+            token_hash: vec![hash; 32],
+            family_id: uuid::Uuid::new_v4(),
+            user_id: user,
+            expires_at: now + chrono::Duration::days(1),
+            created_at: now,
+            family_expires_at: now + chrono::Duration::days(30),
+            origin: RequestContext::default(),
+        };
+        let (presented, newer) = (session(round * 10), session(round * 10 + 1));
+        store
+            .insert(&presented, None, GiveBack::NONE)
+            .await
+            .unwrap();
+        let winner = hold(user).await;
+        store.insert(&newer, None, GiveBack::NONE).await.unwrap();
+        let loser = tokio::spawn({
+            let store = store.clone();
+            let (hash, session) = (presented.token_hash.clone(), presented.family_id);
+            let event = AuditEvent::new(
+                AuditKind::LogoutAll,
+                now,
+                None,
+                None,
+                &RequestContext::default(),
+            );
+            async move {
+                let session = by_id.then_some(session);
+                store.logout(&hash, session, true, now, event).await
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !waiting().await {
+            assert!(
+                std::time::Instant::now() < deadline && !loser.is_finished(),
+                "the loser (by id: {by_id}) never waited for the winner's lock"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        commit(winner).await;
+        assert_eq!(loser.await.unwrap().unwrap(), None, "by id: {by_id}");
+        assert_eq!(
+            store
+                .family_of(&newer.token_hash, Some(newer.family_id))
+                .await
+                .unwrap(),
+            Some((newer.family_id, user)),
+            "by id: {by_id}: the session started after the winner read lives on"
+        );
+    }
+}
