@@ -481,6 +481,38 @@ pub async fn concurrent_logouts_of_all_from_each_session_end_them_once(store: im
     }
 }
 
+/// Twelve ends of one session by its owner at once (a session list's "end this
+/// session", sent again): one ends it and records its event; the others find nothing
+/// to end, and the account's other session lives on.
+pub async fn concurrent_ends_of_one_session_end_it_once(store: impl Store) {
+    let user = UserId::new_random();
+    let (ended, kept) = (Uuid::new_v4(), Uuid::new_v4());
+    for (hash, family) in [(1, ended), (2, kept)] {
+        store
+            .insert(&refresh_token(hash, family, user), None, GiveBack::NONE)
+            .await
+            .unwrap();
+    }
+    let tasks = (0..12)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .end_session(user, ended, now(), &event(AuditKind::Logout))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    assert_eq!(winners(tasks).await, 1);
+    assert_eq!(events(&store, AuditKind::Logout).await, 1);
+    assert_eq!(store.family_of(&[1; 32], Some(ended)).await.unwrap(), None);
+    assert_eq!(
+        store.family_of(&[2; 32], Some(kept)).await.unwrap(),
+        Some((kept, user))
+    );
+}
+
 pub async fn a_session_ends_at_its_family_end_however_often_refreshed(store: impl Store) {
     use passcode_domain::ports::Rotation;
     let (user, signed) = account(&store, "ada@example.com").await;
