@@ -30,7 +30,9 @@ use crate::load::{Call, Outcome, Script};
 use crate::report::{
     Report, Row, analyzed, cpu_budget, database_cpu_per_answer, ratios, writes_per_answer,
 };
-use crate::scripts::{Answered, NewClients, Once, Probe, RefreshChain, Register, ResendNew};
+use crate::scripts::{
+    Answered, NewClients, Once, Paced, Probe, RefreshChain, Register, ResendNew, ResendTo,
+};
 use crate::server::{Limits, MailSink, Passcode};
 
 /// passcode's allocator (`crates/app/src/main.rs`), so that raw argon2id's memory comes
@@ -159,6 +161,18 @@ const MIXED_WRONG: &str = "mixed: wrong code beside those logins";
 /// commits, which a guess queued behind on a shared connection (PostgreSQL) waits for.
 const MIXED_ONE: &str = "mixed, one account: login during a wrong-code flood";
 const MIXED_ONE_WRONG: &str = "mixed, one account: wrong code beside those logins";
+
+/// Resends during the wrong-code flood, and only when `--only` names them (a quarter as
+/// many connections as the flood, each pausing 10 ms before each resend): of new addresses (each a decoy, rows no guess
+/// reads), then of the very addresses guessed at (each replaces the open code a guess
+/// counts its try on). Against each other, what a guess waits for when a resend holds
+/// its address's rows: on PostgreSQL, with every guess queued behind it on its shared
+/// connection. Needs the resend cooldown off
+/// (`BENCH_ENV="APP__LIMITS__RESEND_COOLDOWN_SECONDS=0"`).
+const RESENDS_NEW: &str = "mixed: resends of new addresses during a guessing flood";
+const RESENDS_NEW_WRONG: &str = "mixed: wrong code beside resends of new addresses";
+const RESENDS_SAME: &str = "mixed: resends of the guessed addresses during a guessing flood";
+const RESENDS_SAME_WRONG: &str = "mixed: wrong code beside resends of the guessed addresses";
 
 /// Where a scenario sends its requests, the server's process where it is known (to
 /// measure its CPU time), the process of the database server it writes to where that
@@ -669,6 +683,54 @@ impl Bench {
                 ));
             }
             report.rows.push(Row::new(scenario, logins));
+            report.rows.push(Row::new(wrong_scenario, wrong));
+        }
+        for (scenario, wrong_scenario) in [
+            (RESENDS_NEW, RESENDS_NEW_WRONG),
+            (RESENDS_SAME, RESENDS_SAME_WRONG),
+        ] {
+            if !self.named(scenario) {
+                continue;
+            }
+            let run = std::process::id();
+            let resends = (0..n.div_ceil(4))
+                .map(|i| -> Box<dyn Script> {
+                    // Paced (a resend of a guessed address costs more: it mails its
+                    // code), so that both rows resend at about the same rate.
+                    let resend: Box<dyn Script> = if scenario == RESENDS_SAME {
+                        // Each connection its own share of the addresses, in turn.
+                        let emails = pending.iter().skip(i).step_by(n.div_ceil(4)).cloned();
+                        Box::new(ResendTo {
+                            emails: emails.collect(),
+                            next: 0,
+                        })
+                    } else {
+                        Box::new(ResendNew {
+                            prefix: format!("mixed-resend-{run}-{i}"),
+                            next: 0,
+                        })
+                    };
+                    Box::new(Paced(resend, Duration::from_millis(10)))
+                })
+                .collect();
+            let wrong = self.cheap_scripts(WRONG, &accounts, &pending);
+            let target = Target {
+                database: None,
+                postgres: None,
+                ..target
+            };
+            let (resends, mut wrong) =
+                tokio::join!(self.measure(target, resends), self.measure(target, wrong));
+            if let Some(alone) = report.rows.iter_mut().find(|row| row.scenario == WRONG) {
+                report.footer.push(format!(
+                    "{wrong_scenario}: {:.2} of its rate alone, p99 {:.2} ms against {:.2} \
+                     alone",
+                    wrong.rate() / alone.outcome.rate(),
+                    wrong.percentile_ms(0.99),
+                    alone.outcome.percentile_ms(0.99)
+                ));
+            }
+            report.rows.push(Row::new(scenario, resends));
             report.rows.push(Row::new(wrong_scenario, wrong));
         }
         for scenario in [

@@ -113,6 +113,43 @@ impl Script for ResendNew {
     }
 }
 
+/// resend-otp for each of some addresses in turn: each request replaces that address's
+/// open code (with the resend cooldown off), so it writes the rows a wrong code for
+/// the same address reads and counts its try on.
+pub struct ResendTo {
+    pub emails: Vec<String>,
+    pub next: usize,
+}
+
+impl Script for ResendTo {
+    fn next(&mut self) -> Option<Call> {
+        let email = self.emails.get(self.next % self.emails.len().max(1))?;
+        self.next += 1;
+        Some(Call::post(
+            "/api/accounts/resend-otp/",
+            json!({"email": email}),
+        ))
+    }
+}
+
+/// Another script, paced: a pause before each of its requests, so that two rows whose
+/// requests cost differently send them at the same rate.
+pub struct Paced(pub Box<dyn Script>, pub Duration);
+
+impl Script for Paced {
+    fn next(&mut self) -> Option<Call> {
+        self.0.next()
+    }
+
+    fn pause(&self) -> Option<Duration> {
+        Some(self.1)
+    }
+
+    fn answered(&mut self, status: u16, body: &[u8], at: SystemTime) {
+        self.0.answered(status, body, at);
+    }
+}
+
 /// When each registration was answered, by address (to time its mail).
 pub type Answered = Arc<Mutex<HashMap<String, SystemTime>>>;
 
