@@ -163,12 +163,12 @@ const MIXED_ONE: &str = "mixed, one account: login during a wrong-code flood";
 const MIXED_ONE_WRONG: &str = "mixed, one account: wrong code beside those logins";
 
 /// Resends during the wrong-code flood, and only when `--only` names them (a quarter as
-/// many connections as the flood, each pausing 10 ms before each resend): of new addresses (each a decoy, rows no guess
-/// reads), then of the very addresses guessed at (each replaces the open code a guess
-/// counts its try on). Against each other, what a guess waits for when a resend holds
-/// its address's rows: on PostgreSQL, with every guess queued behind it on its shared
-/// connection. Needs the resend cooldown off
-/// (`BENCH_ENV="APP__LIMITS__RESEND_COOLDOWN_SECONDS=0"`).
+/// many connections as the flood, each pausing 10 ms before each resend): of new
+/// addresses (each a decoy, rows no guess reads), then of the very addresses guessed
+/// at (each replaces the open code a guess counts its try on). Against each other,
+/// what a guess waits for when a resend holds its address's rows: on PostgreSQL, with
+/// every guess queued behind it on its shared connection. Needs the resend cooldown
+/// off (`BENCH_ENV="APP__LIMITS__RESEND_COOLDOWN_SECONDS=0"`).
 const RESENDS_NEW: &str = "mixed: resends of new addresses during a guessing flood";
 const RESENDS_NEW_WRONG: &str = "mixed: wrong code beside resends of new addresses";
 const RESENDS_SAME: &str = "mixed: resends of the guessed addresses during a guessing flood";

@@ -921,10 +921,10 @@ mod pipelined {
             }
             // Of every session: the account's live sessions locked first, in the order
             // the account's index gives (as every statement ending an account's
-            // sessions meets them), and ended only if the presented session is still live under its
-            // lock. Ending the sessions the statement read instead, a logout that lost
-            // the race would still end a session the account started after the
-            // winner read them (`check_a_losing_logout_of_all_ends_nothing`).
+            // sessions meets them), and ended only if the presented session is still
+            // live under its lock. Ending the sessions the statement read instead, a
+            // logout that lost the race would still end a session the account started
+            // after the winner read them (`check_a_losing_logout_of_all_ends_nothing`).
             macro_rules! logout_all_sql {
                 ($found_by:literal) => {
                     concat!(
