@@ -129,6 +129,7 @@ contract!(
     logout_ends_the_named_session_or_all_and_records_its_account,
     concurrent_logouts_of_one_session_end_it_once,
     concurrent_ends_of_one_session_end_it_once,
+    concurrent_endings_of_an_accounts_sessions_all_succeed,
     concurrent_logouts_of_all_from_each_session_end_them_once,
     added_codes_live_side_by_side_and_each_counts_its_tries,
     replacing_a_code_drops_its_waiting_mail,

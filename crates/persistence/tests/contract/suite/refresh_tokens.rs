@@ -481,6 +481,82 @@ pub async fn concurrent_logouts_of_all_from_each_session_end_them_once(store: im
     }
 }
 
+/// Every way of ending an account's sessions at once, forty accounts in turn: logouts
+/// of all from four of its eight sessions (by id and by token), ends of the others but
+/// one from two more, and two revocations of all. Each takes the account's sessions in
+/// the same order, so none fails (as two that lock them in different orders would, by
+/// a deadlock), at most one logout of all records its event, and once the
+/// revocations are done no session is live.
+pub async fn concurrent_endings_of_an_accounts_sessions_all_succeed(store: impl Store) {
+    for round in 0..40u8 {
+        let user = UserId::new_random();
+        let mut sessions = Vec::new();
+        for n in 0..8 {
+            let family = Uuid::new_v4();
+            let mut token = refresh_token(0, family, user);
+            token.token_hash[..2].copy_from_slice(&[round, n]);
+            store.insert(&token, None, GiveBack::NONE).await.unwrap();
+            sessions.push((token.token_hash, family));
+        }
+        // The round's logouts of all recorded under an address of its own.
+        let address = email(&format!("round-{round}@example.com"));
+        let mut tasks = Vec::new();
+        for (i, (hash, family)) in sessions.iter().cloned().enumerate() {
+            let store = store.clone();
+            let address = address.clone();
+            tasks.push(tokio::spawn(async move {
+                let audit = AuditEvent {
+                    email: Some(address),
+                    ..event(AuditKind::LogoutAll)
+                };
+                match i {
+                    0..4 => {
+                        let session = (i % 2 == 0).then_some(family);
+                        let ended = store.logout(&hash, session, true, now(), audit).await;
+                        ended.map(|ended| ended.is_some())
+                    }
+                    4..6 => {
+                        let audit = AuditEvent {
+                            kind: AuditKind::Logout,
+                            email: None,
+                            ..audit
+                        };
+                        let ended = store.end_other_sessions(user, family, now(), &audit);
+                        ended.await.map(|_| false)
+                    }
+                    _ => store.revoke_all(user, now(), None).await.map(|()| false),
+                }
+            }));
+        }
+        let mut winners = 0;
+        for task in tasks {
+            let ended = task.await.unwrap();
+            winners += usize::from(ended.unwrap_or_else(|e| panic!("round {round}: {e:?}")));
+        }
+        assert!(winners <= 1, "round {round}: {winners} logouts of all won");
+        let recorded = store
+            .list(&AuditQuery {
+                email: Some(address),
+                limit: 100,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            recorded.len(),
+            winners,
+            "round {round}: an event for the logout of all that won, if one did"
+        );
+        for (hash, family) in sessions {
+            assert_eq!(
+                store.family_of(&hash, Some(family)).await.unwrap(),
+                None,
+                "round {round}"
+            );
+        }
+    }
+}
+
 /// Twelve ends of one session by its owner at once (a session list's "end this
 /// session", sent again): one ends it and records its event; the others find nothing
 /// to end, and the account's other session lives on.
