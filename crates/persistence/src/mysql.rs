@@ -1021,18 +1021,14 @@ mod tests {
         let name = crate::prepared_rounds::database_name(url);
         crate::ports::check_a_losing_logout_of_all_ends_nothing(
             &store,
-            async |user| {
+            async |end| {
                 let mut winner = AsyncMysqlConnection::establish(url).await.unwrap();
                 // As the store's own connections are: no gap locks in the way of
                 // the session that starts while the winner holds the account's.
                 let isolation = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";
                 winner.batch_execute(isolation).await.unwrap();
                 winner.batch_execute("BEGIN").await.unwrap();
-                let end = format!(
-                    "UPDATE sessions SET revoked_at = 1 WHERE user_id = '{}'",
-                    user.0
-                );
-                winner.batch_execute(&end).await.unwrap();
+                winner.batch_execute(end).await.unwrap();
                 winner
             },
             // A lock wait on this database's sessions, as InnoDB reports it

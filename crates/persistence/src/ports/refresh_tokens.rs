@@ -414,8 +414,8 @@ pub(crate) use rotate_session;
 /// What every backend whose writers wait on row locks must do when a logout of all
 /// loses the race for its session: end nothing, not even a session the account
 /// started after the winner read the account's sessions. Given a migrated `store`,
-/// `hold` plays the winner: it ends the account's sessions in a transaction and keeps
-/// it open until `commit`. Meanwhile a new session starts and the loser reads the
+/// `hold` plays the winner: it runs the statement it is given (which ends the
+/// account's sessions) in a transaction and keeps it open until `commit`. Meanwhile a new session starts and the loser reads the
 /// presented session as live, then (`waiting` tells when) waits for its lock.
 #[cfg(test)]
 #[allow(
@@ -424,7 +424,7 @@ pub(crate) use rotate_session;
 )]
 pub(crate) async fn check_a_losing_logout_of_all_ends_nothing<S, W>(
     store: &S,
-    hold: impl AsyncFn(passcode_domain::UserId) -> W,
+    hold: impl AsyncFn(&str) -> W,
     waiting: impl AsyncFn() -> bool,
     commit: impl AsyncFn(W),
 ) where
@@ -449,7 +449,11 @@ pub(crate) async fn check_a_losing_logout_of_all_ends_nothing<S, W>(
             .insert(&presented, None, GiveBack::NONE)
             .await
             .unwrap();
-        let winner = hold(user).await;
+        let end = format!(
+            "UPDATE sessions SET revoked_at = 1 WHERE user_id = '{}'",
+            user.0
+        );
+        let winner = hold(&end).await;
         store.insert(&newer, None, GiveBack::NONE).await.unwrap();
         let loser = tokio::spawn({
             let store = store.clone();
